@@ -1,0 +1,41 @@
+# Two commands a user needs on a fresh machine: `make run` and `make test`.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
+PORT   ?= 8501
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+
+.PHONY: install run test check bench precompute demo-model format clean-cache
+
+$(STAMP): requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	rm -f $(VENV)/.installed-*; touch $@
+
+install: $(STAMP)
+
+precompute: install
+	$(PY) -m core precompute --model default
+
+run: precompute
+	$(VENV)/bin/streamlit run dashboard/app.py --server.port $(PORT) --server.headless true
+
+test: install
+	$(PY) -m pytest -q tests
+
+check: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy core dashboard
+
+bench: install
+	$(PY) -m core bench --json
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean-cache:
+	find cache -mindepth 1 ! -name README.md -exec rm -rf {} +

@@ -1,0 +1,292 @@
+"""The engine the CLI and the dashboard share: load, decompose, project, cache, query.
+
+``open_analysis(settings)`` gives an :class:`Analysis` whose cache entry exists (built
+on first use). ``directions(...)`` answers one component's question, from the cache
+when it can, else by projecting that component's directions on demand (milliseconds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from core import store
+from core.decompose import Decomposition, decompose_control, decompose_kind
+from core.errors import CacheError, SpecError
+from core.loading import LoadedModel, load_model
+from core.project import TokenTable, TopTokens, orient, project_topk, token_table
+from core.settings import HEAD_KINDS, MATRIX_KINDS, Settings
+from core.store import KindResult, ModelSVD
+from core.weights import ModelWeights, process, weights_from_params
+
+Progress = Callable[[float, str], None]
+
+
+def _quiet(_: float, __: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """A model ready to query. Shared read-only (the dashboard caches one per model).
+
+    Attributes:
+        settings: the options it was built with.
+        raw: weights as stored.
+        weights: the view for ``settings.processing`` (what was decomposed).
+        svd: the decompositions and cached projections.
+        tokens: readable token strings and filter masks.
+        model: the loaded model (``None`` when built from bare weights in tests).
+        from_cache: whether ``svd`` was read from disk rather than built now.
+    """
+
+    settings: Settings
+    raw: ModelWeights
+    weights: ModelWeights
+    svd: ModelSVD
+    tokens: TokenTable
+    model: LoadedModel | None = None
+    from_cache: bool = False
+
+    @property
+    def meta(self) -> Any:
+        """The model's :class:`~core.weights.ModelMeta`."""
+        return self.raw.meta
+
+
+@dataclass(frozen=True)
+class Direction:
+    """One singular direction with its token ends.
+
+    ``top`` and ``bottom`` are lists of ``(raw token, display token, value)``; bottom
+    is ordered most negative first.
+    """
+
+    index: int
+    singular_value: float
+    degenerate: bool
+    top: list[tuple[str, str, float]]
+    bottom: list[tuple[str, str, float]]
+
+    def to_json(self) -> dict[str, Any]:
+        """The CLI's JSON form: ``{"index", "singular_value", "top", "bottom"}``."""
+        return {
+            "index": self.index,
+            "singular_value": self.singular_value,
+            "degenerate": self.degenerate,
+            "top": [[t, v] for t, _, v in self.top],
+            "bottom": [[t, v] for t, _, v in self.bottom],
+        }
+
+
+def settings_key(settings: Settings) -> dict[str, Any]:
+    """The settings that shape a cache entry's content."""
+    return {
+        "k": settings.k,
+        "n_project": settings.n_project,
+        "seed": settings.seed,
+        "degeneracy_tol": settings.degeneracy_tol,
+        "kinds": list(settings.kinds),
+    }
+
+
+def build_svd(weights: ModelWeights, settings: Settings, progress: Progress = _quiet) -> ModelSVD:
+    """Decompose and project every kind (and its control) of ``weights``.
+
+    Runs on ``settings.torch_device()``; results come back on the CPU.
+    """
+    device = settings.torch_device()
+    kinds = [k for k in settings.kinds if k in weights.kinds()]
+    W_U = weights.W_U.to(device)
+    on_device = _to_device(weights, device)
+    out: dict[str, dict[str, KindResult]] = {"kinds": {}, "controls": {}}
+    steps = 2 * len(kinds)
+    for i, kind in enumerate(kinds):
+        for j, control in enumerate((False, True)):
+            progress(
+                (2 * i + j) / steps, f"{'control ' if control else ''}{kind}: SVD + projection"
+            )
+            if control:
+                d = decompose_control(weights, kind, settings.degeneracy_tol, settings.seed)
+                d = _decomp_to(d, device)
+            else:
+                d = decompose_kind(on_device, kind, settings.degeneracy_tol)
+            d, tops = orient(d, W_U, settings.k, settings.n_project, settings.vocab_chunk)
+            n = d.rank if settings.n_project is None else min(settings.n_project, d.rank)
+            res = KindResult(_decomp_to(d, "cpu"), _tops_to_cpu(tops), n)
+            out["controls" if control else "kinds"][kind] = res
+    progress(1.0, "done")
+    return ModelSVD(weights.meta, weights.processing, settings.k, out["kinds"], out["controls"])
+
+
+def _to_device(w: ModelWeights, device: str) -> ModelWeights:
+    if device == "cpu":
+        return w
+    return w.replace(
+        **{
+            name: getattr(w, name).to(device)
+            for name in ("W_Q", "W_K", "W_V", "W_O", "W_in", "W_out", "W_E", "W_U")
+        },
+        W_gate=None if w.W_gate is None else w.W_gate.to(device),
+    )
+
+
+def _decomp_to(d: Decomposition, device: str) -> Decomposition:
+    from dataclasses import replace
+
+    return replace(
+        d,
+        S=d.S.to(device),
+        U=None if d.U is None else d.U.to(device),
+        V=None if d.V is None else d.V.to(device),
+        degenerate=d.degenerate.to(device),
+    )
+
+
+def _tops_to_cpu(t: TopTokens) -> TopTokens:
+    return TopTokens(t.top_idx.cpu(), t.top_val.cpu(), t.bottom_idx.cpu(), t.bottom_val.cpu())
+
+
+def analysis_from_weights(
+    raw: ModelWeights,
+    tokenizer: Any,
+    settings: Settings,
+    model: LoadedModel | None = None,
+    progress: Progress = _quiet,
+    use_cache: bool = True,
+) -> Analysis:
+    """Process, then read the cache entry or build (and write) it."""
+    weights = process(raw, settings.processing)
+    key = settings_key(settings)
+    svd: ModelSVD | None = None
+    if use_cache:
+        try:
+            svd = store.load(settings.cache_dir, weights.meta, settings.processing, key)
+        except CacheError:
+            svd = None
+    from_cache = svd is not None
+    if svd is None:
+        svd = build_svd(weights, settings, progress)
+        if use_cache:
+            store.save(svd, settings.cache_dir, key)
+    return Analysis(
+        settings=settings,
+        raw=raw,
+        weights=weights,
+        svd=svd,
+        tokens=token_table(tokenizer, raw.meta.d_vocab),
+        model=model,
+        from_cache=from_cache,
+    )
+
+
+def raw_weights(model: LoadedModel) -> ModelWeights:
+    """The raw weight view of a loaded model."""
+    arch = getattr(model.hf_model.config, "architectures", None) or [type(model.hf_model).__name__]
+    with torch.no_grad():
+        return weights_from_params(
+            model.bridge.tl_parameters(), model.bridge.cfg, model.name, arch[0]
+        )
+
+
+def open_analysis(settings: Settings, progress: Progress = _quiet) -> Analysis:
+    """Load ``settings.model`` and return its analysis, building the cache if missing.
+
+    Raises:
+        ModelLoadError: the model cannot be loaded (the message says what to do).
+    """
+    progress(0.0, f"loading model {settings.model}")
+    model = load_model(settings)
+    raw = raw_weights(model)
+    return analysis_from_weights(raw, model.tokenizer, settings, model, progress)
+
+
+# --------------------------------------------------------------------------- queries
+
+
+def check_component(meta: Any, kind: str, layer: int, head: int | None, has_gate: bool) -> None:
+    """Raise :class:`SpecError` with one sentence when ``(kind, layer, head)`` is invalid."""
+    if kind not in MATRIX_KINDS:
+        raise SpecError(f"Unknown matrix {kind!r}; use one of {', '.join(MATRIX_KINDS)}.")
+    if kind == "mlp_gate" and not has_gate:
+        raise SpecError("This model's MLP has no gate; use mlp_in or mlp_out.")
+    n_layers = 1 if kind == "embed" else meta.n_layers
+    if not 0 <= layer < n_layers:
+        raise SpecError(
+            f"Layer {layer} is out of range; this model has layers 0 to {n_layers - 1}"
+            + (" (the embedding has only layer 0)." if kind == "embed" else ".")
+        )
+    if kind in HEAD_KINDS:
+        if head is None:
+            raise SpecError(f"{kind} is per head; give --head between 0 and {meta.n_heads - 1}.")
+        if not 0 <= head < meta.n_heads:
+            raise SpecError(
+                f"Head {head} is out of range; this model has heads 0 to {meta.n_heads - 1}."
+            )
+    elif head is not None:
+        raise SpecError(f"{kind} has no heads; leave out --head.")
+
+
+def kind_result(analysis: Analysis, kind: str, control: bool = False) -> KindResult:
+    """The cached result of ``kind`` (or its control); :class:`SpecError` if not built."""
+    table = analysis.svd.controls if control else analysis.svd.kinds
+    if kind not in table:
+        raise SpecError(
+            f"{kind} is not in this cache entry; rebuild with that kind included (precompute)."
+        )
+    return table[kind]
+
+
+def directions(
+    analysis: Analysis,
+    kind: str,
+    layer: int,
+    head: int | None = None,
+    n: int = 10,
+    k: int = 20,
+    filters: Sequence[str] = (),
+    control: bool = False,
+) -> list[Direction]:
+    """The first ``n`` directions of one component with ``k`` tokens at each end.
+
+    For a control, ``head`` is ignored (one control per layer). Served from the cache
+    when it holds them unfiltered, else projected on demand.
+    """
+    if k < 1:
+        raise SpecError(f"k must be at least 1, not {k}.")
+    if n < 1:
+        raise SpecError(f"n must be at least 1, not {n}.")
+    check_component(analysis.meta, kind, layer, head, analysis.weights.W_gate is not None)
+    res = kind_result(analysis, kind, control)
+    d = res.decomposition
+    c = d.index(layer, (0 if kind in HEAD_KINDS else None) if control else head)
+    n = min(n, d.rank)
+    if not filters and k <= analysis.svd.k and n <= res.n_projected:
+        rows = slice(c * res.n_projected, c * res.n_projected + n)
+        t = res.tops
+        tops = TopTokens(
+            t.top_idx[rows, :k], t.top_val[rows, :k], t.bottom_idx[rows, :k], t.bottom_val[rows, :k]
+        )
+    else:
+        mask = analysis.tokens.mask(filters)
+        dirs = d.directions[c, :, :n].T
+        tops = project_topk(dirs, analysis.weights.W_U, k, analysis.settings.vocab_chunk, mask)
+    return [
+        Direction(
+            index=i,
+            singular_value=float(d.S[c, i]),
+            degenerate=bool(d.degenerate[c, i]),
+            top=_named(analysis.tokens, tops.top_idx[i], tops.top_val[i]),
+            bottom=_named(analysis.tokens, tops.bottom_idx[i], tops.bottom_val[i]),
+        )
+        for i in range(n)
+    ]
+
+
+def _named(
+    tokens: TokenTable, idx: torch.Tensor, val: torch.Tensor
+) -> list[tuple[str, str, float]]:
+    return [(tokens.raw[int(i)], tokens.display[int(i)], float(v)) for i, v in zip(idx, val)]

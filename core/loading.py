@@ -1,0 +1,167 @@
+"""Model loading through TransformerLens 4.x's ``TransformerBridge``.
+
+Every failure becomes a :class:`~core.errors.ModelLoadError` with one sentence that
+says what to do; callers never see a Hugging Face stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.errors import ModelLoadError
+from core.settings import DEFAULT_MODEL_DIR, Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A loaded model: the bridge, its Hugging Face module and tokenizer.
+
+    Attributes:
+        name: the model spec as the user gave it (``"default"``, a hub id or a path).
+        source: the resolved hub id or local directory.
+        bridge: the TransformerLens bridge (read-only: never mutate a shared one).
+        hf_model: the wrapped Hugging Face causal LM, in eval mode.
+        tokenizer: the model's tokenizer.
+    """
+
+    name: str
+    source: str
+    bridge: Any
+    hf_model: Any
+    tokenizer: Any
+
+
+def resolve_model(spec: str) -> str:
+    """Map a user's model spec to what Hugging Face loads: a directory or a hub id.
+
+    ``"default"`` is the embedded demo model; an existing directory is used as is;
+    anything else is taken as a hub id.
+    """
+    if spec in ("", "default"):
+        if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+            raise ModelLoadError(
+                f"The embedded demo model is missing from {DEFAULT_MODEL_DIR}; "
+                "restore it with `git checkout models/` or pass --model with another model."
+            )
+        return str(DEFAULT_MODEL_DIR)
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(
+                f"{path} is not a Hugging Face checkpoint directory (it has no config.json); "
+                "point --model at the folder that holds config.json and the weights."
+            )
+        return str(path.resolve())
+    if spec.startswith((".", "/", "~")):
+        raise ModelLoadError(f"No directory {spec}; check the path or give a Hugging Face id.")
+    return spec
+
+
+def load_model(settings: Settings) -> LoadedModel:
+    """Load ``settings.model`` on ``settings.torch_device()`` in float32.
+
+    Raises:
+        ModelLoadError: the model is missing, the hub is unreachable, or the
+            architecture is not supported; the message says what to do.
+    """
+    from transformer_lens.model_bridge import TransformerBridge
+
+    source = resolve_model(settings.model)
+    if not Path(source).is_dir():
+        source = _local_snapshot(source)
+    device = settings.torch_device()
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            bridge = TransformerBridge.boot_transformers(
+                source, device=device, dtype=torch.float32, trust_remote_code=False
+            )
+    except ModelLoadError:
+        raise
+    except OSError as exc:
+        logger.debug("load failed", exc_info=exc)
+        if Path(source).is_dir():
+            raise ModelLoadError(
+                f"Could not read the checkpoint in {source} ({_first_line(exc)}); "
+                "check that it holds config.json, the weights and a tokenizer."
+            ) from exc
+        raise ModelLoadError(
+            f"Could not load {source!r}: it is not a local directory and its weights are not "
+            "in the local Hugging Face cache, and the hub is unreachable; download it where "
+            "there is network (`hf download "
+            f"{source}`) and pass that directory to --model."
+        ) from exc
+    except (ValueError, KeyError, NotImplementedError) as exc:
+        logger.debug("load failed", exc_info=exc)
+        raise ModelLoadError(
+            f"Could not load {source!r} ({_first_line(exc)}); use a causal language model "
+            "that TransformerLens supports (GPT-2, GPT-NeoX/Pythia, Llama-style) with a tokenizer."
+        ) from exc
+    hf_model = bridge.original_model
+    hf_model.eval()
+    if bridge.tokenizer is None:
+        raise ModelLoadError(
+            f"{source} has no tokenizer; save one beside the weights (tokenizer.json)."
+        )
+    return LoadedModel(
+        name=settings.model,
+        source=source,
+        bridge=bridge,
+        hf_model=hf_model,
+        tokenizer=bridge.tokenizer,
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def _local_snapshot(repo_id: str) -> str:
+    """The local cache directory of ``repo_id`` if it is complete there, else the id.
+
+    When the model is not cached and the hub cannot be reached, fail at once instead of
+    letting the hub client retry for half a minute.
+    """
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        return snapshot_download(repo_id, local_files_only=True)
+    except HFValidationError as exc:
+        raise ModelLoadError(
+            f"{repo_id!r} is neither a local directory nor a valid Hugging Face id; "
+            "check the spelling or the path."
+        ) from exc
+    except Exception:  # not cached: fall through to the hub
+        pass
+    if constants.HF_HUB_OFFLINE or not _reachable(constants.ENDPOINT):
+        raise ModelLoadError(
+            f"Could not load {repo_id!r}: it is not a local directory, it is not in the local "
+            "Hugging Face cache, and the hub is unreachable; download it where there is "
+            f"network (`hf download {repo_id}`) and pass that directory to --model."
+        )
+    return repo_id
+
+
+def _reachable(endpoint: str, timeout: float = 3.0) -> bool:
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(endpoint)
+    try:
+        with socket.create_connection((url.hostname or "", url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False

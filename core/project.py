@@ -1,0 +1,228 @@
+"""Projection of singular vectors into token space through the unembedding ``W_U``.
+
+The projection of a residual-stream direction ``v`` is ``v @ W_U`` (one value per token).
+Both ends matter: the post shows the negative end often carries a separate concept.
+The vocabulary is processed in chunks with a running top-k, so memory stays bounded
+for large vocabularies.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from core.decompose import Decomposition
+
+
+@dataclass(frozen=True)
+class TopTokens:
+    """The ``k`` highest and lowest projections of each of ``n`` directions.
+
+    ``bottom_*`` are sorted ascending (most negative first).
+    """
+
+    top_idx: Int[Tensor, "n k"]
+    top_val: Float[Tensor, "n k"]
+    bottom_idx: Int[Tensor, "n k"]
+    bottom_val: Float[Tensor, "n k"]
+
+    def __post_init__(self) -> None:
+        shape = self.top_idx.shape
+        for t in (self.top_val, self.bottom_idx, self.bottom_val):
+            if t.shape != shape:
+                raise ValueError("top/bottom index and value tensors must share a shape")
+
+    def flipped(self, flip: Bool[Tensor, " n"]) -> TopTokens:
+        """Results for ``-v`` where ``flip`` is set: the two ends swap and change sign."""
+        f = flip[:, None]
+        return TopTokens(
+            top_idx=torch.where(f, self.bottom_idx, self.top_idx),
+            top_val=torch.where(f, -self.bottom_val, self.top_val),
+            bottom_idx=torch.where(f, self.top_idx, self.bottom_idx),
+            bottom_val=torch.where(f, -self.top_val, self.bottom_val),
+        )
+
+
+def project_topk(
+    dirs: Float[Tensor, "n d_model"],
+    W_U: Float[Tensor, "d_model d_vocab"],
+    k: int,
+    chunk: int = 16384,
+    mask: Bool[Tensor, " d_vocab"] | None = None,
+) -> TopTokens:
+    """Top-``k`` and bottom-``k`` tokens of ``dirs @ W_U``, vocabulary chunked.
+
+    ``mask`` keeps only the tokens where it is true (filters). ``k`` is capped at the
+    number of kept tokens. Accumulates in float32 whatever the inputs' dtype.
+    """
+    n, V = dirs.shape[0], W_U.shape[1]
+    dirs = dirs.float()
+    kept = V if mask is None else int(mask.sum())
+    k = max(1, min(k, kept))
+    top_v = torch.full((n, 0), 0.0, device=dirs.device)
+    top_i = torch.zeros((n, 0), dtype=torch.long, device=dirs.device)
+    bot_v, bot_i = top_v, top_i
+    for start in range(0, V, chunk):
+        block = dirs @ W_U[:, start : start + chunk].float()
+        idx = torch.arange(start, start + block.shape[1], device=dirs.device)
+        hi, lo = block, block
+        if mask is not None:
+            m = mask[start : start + chunk].to(dirs.device)
+            hi = block.masked_fill(~m, float("-inf"))
+            lo = block.masked_fill(~m, float("inf"))
+        kk = min(k, block.shape[1])
+        v, i = hi.topk(kk, dim=1)
+        top_v, top_i = _merge(top_v, top_i, v, idx[i], k, largest=True)
+        v, i = lo.topk(kk, dim=1, largest=False)
+        bot_v, bot_i = _merge(bot_v, bot_i, v, idx[i], k, largest=False)
+    return TopTokens(top_i, top_v, bot_i, bot_v)
+
+
+def _merge(
+    v0: Tensor, i0: Tensor, v1: Tensor, i1: Tensor, k: int, largest: bool
+) -> tuple[Tensor, Tensor]:
+    v = torch.cat([v0, v1], dim=1)
+    i = torch.cat([i0, i1], dim=1)
+    v, order = v.topk(min(k, v.shape[1]), dim=1, largest=largest)
+    return v, i.gather(1, order)
+
+
+def orient(
+    decomposition: Decomposition,
+    W_U: Float[Tensor, "d_model d_vocab"],
+    k: int,
+    n_project: int | None,
+    chunk: int = 16384,
+) -> tuple[Decomposition, TopTokens]:
+    """Fix each direction's sign and project the first ``n_project`` of each component.
+
+    Sign rule: the token with the largest absolute projection is positive (so ``top``
+    is the stronger end). Directions beyond ``n_project`` are not projected; their sign
+    makes the largest-magnitude entry of the residual-side vector positive.
+
+    Returns the re-signed decomposition and the top tokens with shape
+    ``[comp * n_project, k]`` (component-major).
+    """
+    dirs = decomposition.directions  # [C, d, r]
+    C, d, r = dirs.shape
+    n = r if n_project is None else min(n_project, r)
+    signs = torch.ones(C, r, dtype=dirs.dtype, device=dirs.device)
+    # Fallback rule for every direction, then the token rule overrides the projected ones.
+    amax = dirs.abs().argmax(dim=1, keepdim=True)  # [C, 1, r]
+    signs = torch.where(dirs.gather(1, amax)[:, 0, :] < 0, -signs, signs)
+    flat = dirs[:, :, :n].permute(0, 2, 1).reshape(C * n, d)
+    tops = project_topk(flat, W_U, k, chunk)
+    flip = tops.top_val[:, 0] < -tops.bottom_val[:, 0]
+    tops = tops.flipped(flip)
+    signs[:, :n] = torch.where(flip.reshape(C, n), -1.0, 1.0).to(signs.dtype)
+    return decomposition.with_signs(signs), tops
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+@dataclass(frozen=True)
+class TokenTable:
+    """Readable strings for every token id, and masks for the dashboard's filters.
+
+    Attributes:
+        raw: what ``tokenizer.decode([i])`` gives (leading space kept), for JSON output.
+        display: readable form: a leading space shown as ``␣``, undecodable bytes as
+            ``<0xNN>``, control characters escaped.
+        ascii: tokens whose text is printable ASCII.
+        alpha: tokens whose text (ignoring one leading space) is alphabetic.
+    """
+
+    raw: tuple[str, ...]
+    display: tuple[str, ...]
+    ascii: Bool[Tensor, " d_vocab"]
+    alpha: Bool[Tensor, " d_vocab"]
+
+    def mask(self, filters: Sequence[str]) -> Bool[Tensor, " d_vocab"] | None:
+        """The intersection of the named filters (``ascii``, ``alpha``), or ``None``."""
+        out: Tensor | None = None
+        for f in filters:
+            if f not in ("ascii", "alpha"):
+                raise ValueError(f"unknown token filter {f!r}: use ascii or alpha")
+            m = self.ascii if f == "ascii" else self.alpha
+            out = m if out is None else out & m
+        return out
+
+
+_BYTE_DECODER: dict[str, int] | None = None
+
+
+def _byte_decoder() -> dict[str, int]:
+    # GPT-2's reversible byte <-> printable-unicode map.
+    global _BYTE_DECODER
+    if _BYTE_DECODER is None:
+        bs = (
+            list(range(ord("!"), ord("~") + 1))
+            + list(range(ord("¡"), ord("¬") + 1))
+            + list(range(ord("®"), ord("ÿ") + 1))
+        )
+        cs = bs[:]
+        n = 0
+        for b in range(256):
+            if b not in bs:
+                bs.append(b)
+                cs.append(256 + n)
+                n += 1
+        _BYTE_DECODER = {chr(c): b for b, c in zip(bs, cs)}
+    return _BYTE_DECODER
+
+
+def render_token(piece: str, decoded: str) -> str:
+    """Readable form of one token from its vocabulary ``piece`` and ``decode`` output."""
+    text = decoded
+    if "\ufffd" in decoded:
+        # A partial UTF-8 sequence: show its bytes instead of a replacement character.
+        dec = _byte_decoder()
+        if piece and all(ch in dec for ch in piece):
+            raw = bytes(dec[ch] for ch in piece)
+            text = "".join(chr(b) if 32 <= b < 127 else f"<0x{b:02X}>" for b in raw)
+        else:
+            text = piece
+    out = []
+    for i, ch in enumerate(text):
+        if ch == " " and i == 0:
+            out.append("␣")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif unicodedata.category(ch).startswith("C") and ch != "\ufffd":
+            out.append(f"<0x{ord(ch):02X}>")
+        else:
+            out.append(ch)
+    return "".join(out) or "∅"
+
+
+def token_table(tokenizer: Any, d_vocab: int) -> TokenTable:
+    """Readable strings and filter masks for ids ``0 .. d_vocab-1``.
+
+    Ids past the tokenizer's vocabulary (padded embedding rows) render as ``<pad:N>``.
+    """
+    n_tok = len(tokenizer)
+    ids = list(range(min(n_tok, d_vocab)))
+    pieces = tokenizer.convert_ids_to_tokens(ids)
+    decoded = [tokenizer.decode([i]) for i in ids]
+    decoded += [f"<pad:{i}>" for i in range(len(ids), d_vocab)]
+    pieces = list(pieces) + decoded[len(ids) :]
+    display = [render_token(p or "", t) for p, t in zip(pieces, decoded)]
+    # Partial UTF-8 sequences decode to U+FFFD; their byte form says more, so JSON gets it.
+    raw = [t if "\ufffd" not in t else d.replace("␣", " ", 1) for t, d in zip(decoded, display)]
+    ascii_ok = [t.isascii() and t.isprintable() and bool(t.strip()) for t in raw]
+    alpha_ok = [(t[1:] if t.startswith(" ") else t).isalpha() for t in raw]
+    return TokenTable(
+        raw=tuple(raw),
+        display=tuple(display),
+        ascii=torch.tensor(ascii_ok, dtype=torch.bool),
+        alpha=torch.tensor(alpha_ok, dtype=torch.bool),
+    )

@@ -1,0 +1,84 @@
+"""One settings dataclass that every stage of the pipeline reads its options from.
+
+Nothing inside ``core`` reads environment variables or ``sys.argv``: the CLI and the
+dashboard build a :class:`Settings` and pass it down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Processing = Literal["raw", "post"]
+Device = Literal["auto", "cpu", "cuda"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "demo-gpt2"
+DEFAULT_CACHE_DIR = REPO_ROOT / "cache"
+
+#: Matrix kinds, in the order the dashboard lists them.
+MATRIX_KINDS: tuple[str, ...] = ("ov", "qk", "mlp_in", "mlp_gate", "mlp_out", "embed")
+HEAD_KINDS: frozenset[str] = frozenset({"ov", "qk"})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Options shared by loading, decomposition, projection and the cache.
+
+    Attributes:
+        model: ``"default"`` (the embedded demo model), a Hugging Face id, or a local
+            checkpoint directory.
+        processing: ``"post"`` folds the normalisation before each reading matrix into
+            it (scale, and centring for LayerNorm), as the original post's code did;
+            ``"raw"`` uses the weights exactly as stored. Writing matrices are the same.
+        device: where decompositions are computed; ``"auto"`` takes CUDA when present.
+        cache_dir: root of the on-disk cache.
+        k: tokens kept per end (top and bottom) of each projected direction in the cache.
+        n_project: directions per matrix whose token projection is cached (and whose
+            sign follows the token rule); ``None`` projects every direction.
+        degeneracy_tol: relative gap ``(s_i - s_{i+1}) / s_i`` under which two
+            neighbouring singular values are flagged as near-degenerate.
+        vocab_chunk: vocabulary columns projected at once; bounds memory for big vocabularies.
+        seed: seed of the random Gaussian controls.
+        kinds: matrix kinds the precompute builds (kinds a model lacks are skipped).
+    """
+
+    model: str = "default"
+    processing: Processing = "post"
+    device: Device = "auto"
+    cache_dir: Path = DEFAULT_CACHE_DIR
+    k: int = 50
+    n_project: int | None = None
+    degeneracy_tol: float = 1e-3
+    vocab_chunk: int = 16384
+    seed: int = 0
+    kinds: tuple[str, ...] = MATRIX_KINDS
+
+    def __post_init__(self) -> None:
+        if self.processing not in ("raw", "post"):
+            raise ValueError(f"processing must be 'raw' or 'post', not {self.processing!r}.")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}.")
+        if self.k < 1:
+            raise ValueError(f"k must be at least 1, not {self.k}.")
+        if self.n_project is not None and self.n_project < 1:
+            raise ValueError(f"n_project must be at least 1 or None, not {self.n_project}.")
+        unknown = set(self.kinds) - set(MATRIX_KINDS)
+        if unknown:
+            raise ValueError(
+                f"unknown matrix kind {sorted(unknown)[0]!r}: use one of {', '.join(MATRIX_KINDS)}."
+            )
+
+    def replace(self, **changes: object) -> Settings:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def torch_device(self) -> str:
+        """The concrete torch device name for ``device``."""
+        if self.device == "auto":
+            import torch
+
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
