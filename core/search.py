@@ -1,0 +1,349 @@
+"""Semantic search over every singular direction of a model (the post's "SVD tracing").
+
+A query (comma-separated words) is embedded into the residual stream
+(:mod:`core.search_embed`) and compared by cosine with every cached token-side singular
+vector of the chosen matrix kinds. Both signs count: a strongly negative cosine is an
+*antipodal* match, where the query matches the direction's bottom end.
+
+All directions of a model are stacked once into one normalised ``[n_dirs, d_model]``
+matrix (:class:`SearchIndex`, built per :class:`~core.analysis.Analysis`), grouped by
+kind, so a query is one matrix-vector product over the selected kinds' row ranges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from core.errors import SpecError
+from core.project import TokenTable, project_topk
+from core.search_embed import (
+    DEFAULT_METHOD,
+    DEFAULT_RIDGE,
+    QueryEmbedder,
+    QueryTokens,
+    build_embedder,
+    check_method,
+    parse_query,
+)
+from core.settings import HEAD_KINDS, MATRIX_KINDS
+from core.store import KindResult
+
+#: Kinds searched when none are named: the ones that write to or read from tokens'
+#: meaning (QK and the embedding are opt-in).
+DEFAULT_KINDS: tuple[str, ...] = ("ov", "mlp_in", "mlp_gate", "mlp_out")
+DEFAULT_THRESHOLD = 0.15
+DEFAULT_TOP = 20
+
+
+@dataclass(frozen=True)
+class SearchIndex:
+    """Every direction of a model, unit-normalised and stacked, with an index table.
+
+    Rows of one kind are contiguous: ``spans[kind] = (start, stop)``. Within a kind rows
+    are component-major, ``row = start + c * rank + i`` for component ``c``, direction
+    ``i``.
+
+    Attributes:
+        vectors: unit token-side singular vectors ``[n, d_model]``.
+        kind_of: position of each row's kind in ``kinds`` ``[n]``.
+        layer: ``[n]``.
+        head: ``[n]``, ``-1`` for MLP and embedding rows.
+        index: the direction's index within its component ``[n]``.
+        component: the component's row in its kind's decomposition ``[n]``.
+        singular_value: ``[n]``.
+        degenerate: ``[n]``.
+        kinds: the kinds held, in row order.
+        spans: ``kind -> (start, stop)``.
+        results: each kind's cached result (for top tokens).
+        tokens: the model's token table.
+        embedder: the query embedder (``W_U``-side operators).
+        tokenizer: the model's tokenizer, or ``None`` (exact vocabulary lookup).
+    """
+
+    vectors: Float[Tensor, "n d_model"]
+    kind_of: Int[Tensor, " n"]
+    layer: Int[Tensor, " n"]
+    head: Int[Tensor, " n"]
+    index: Int[Tensor, " n"]
+    component: Int[Tensor, " n"]
+    singular_value: Float[Tensor, " n"]
+    degenerate: Bool[Tensor, " n"]
+    kinds: tuple[str, ...]
+    spans: dict[str, tuple[int, int]]
+    results: dict[str, KindResult]
+    tokens: TokenTable
+    embedder: QueryEmbedder
+    tokenizer: Any = None
+
+    def __post_init__(self) -> None:
+        n, d = self.vectors.shape
+        for name in ("kind_of", "layer", "head", "index", "component", "singular_value"):
+            if getattr(self, name).shape != (n,):
+                raise ValueError(f"{name} must have shape ({n},)")
+        if self.degenerate.shape != (n,):
+            raise ValueError(f"degenerate must have shape ({n},)")
+        if self.embedder.W_U.shape[0] != d:
+            raise ValueError("embedder and vectors disagree on d_model")
+
+    def __len__(self) -> int:
+        return int(self.vectors.shape[0])
+
+    @property
+    def d_model(self) -> int:
+        """Residual width."""
+        return int(self.vectors.shape[1])
+
+    def row(self, kind: str, layer: int, head: int | None, index: int) -> int:
+        """The row of one direction; ``KeyError`` when the index does not hold it."""
+        if kind not in self.spans:
+            raise KeyError(kind)
+        res = self.results[kind]
+        c = res.decomposition.index(layer, head)
+        r = res.decomposition.rank
+        if not 0 <= index < r:
+            raise KeyError((kind, layer, head, index))
+        return self.spans[kind][0] + c * r + index
+
+    def rows_for(self, kinds: Sequence[str]) -> Int[Tensor, " m"]:
+        """Row numbers of the given kinds (those held), in index order."""
+        parts = [torch.arange(*self.spans[k]) for k in self.kinds if k in kinds]
+        return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
+
+
+def build_index(
+    analysis: Any,
+    kinds: Sequence[str] | None = None,
+    tokenizer: Any = None,
+    ridge: float = DEFAULT_RIDGE,
+) -> SearchIndex:
+    """Stack and normalise every direction of ``kinds`` (default: all the cache holds).
+
+    ``tokenizer`` defaults to the analysis's model's. Memory: ``4 n d_model`` bytes for
+    ``n`` directions (GPT-2 medium, OV + MLP in/out: about 300 MB).
+    """
+    held = analysis.svd.kinds
+    kinds = tuple(k for k in MATRIX_KINDS if k in held and (kinds is None or k in kinds))
+    if not kinds:
+        raise SpecError("None of the requested matrix kinds is in this cache entry.")
+    parts: dict[str, list[Tensor]] = {
+        n: [] for n in ("vectors", "kind_of", "layer", "head", "index", "comp", "S", "deg")
+    }
+    spans: dict[str, tuple[int, int]] = {}
+    start = 0
+    for ki, kind in enumerate(kinds):
+        d = held[kind].decomposition
+        C, dm, r = d.directions.shape
+        vec = d.directions.permute(0, 2, 1).reshape(C * r, dm).float()
+        parts["vectors"].append(vec / vec.norm(dim=1, keepdim=True).clamp_min(1e-12))
+        layers = torch.tensor([lay for lay, _ in d.components], dtype=torch.long)
+        heads = torch.tensor([-1 if h is None else h for _, h in d.components], dtype=torch.long)
+        parts["kind_of"].append(torch.full((C * r,), ki, dtype=torch.long))
+        parts["layer"].append(layers.repeat_interleave(r))
+        parts["head"].append(heads.repeat_interleave(r))
+        parts["index"].append(torch.arange(r).repeat(C))
+        parts["comp"].append(torch.arange(C).repeat_interleave(r))
+        parts["S"].append(d.S.reshape(-1).float())
+        parts["deg"].append(d.degenerate.reshape(-1))
+        spans[kind] = (start, start + C * r)
+        start += C * r
+    cat = {k: torch.cat(v) for k, v in parts.items()}
+    w = analysis.weights
+    return SearchIndex(
+        vectors=cat["vectors"].contiguous(),
+        kind_of=cat["kind_of"],
+        layer=cat["layer"],
+        head=cat["head"],
+        index=cat["index"],
+        component=cat["comp"],
+        singular_value=cat["S"],
+        degenerate=cat["deg"],
+        kinds=kinds,
+        spans=spans,
+        results={k: held[k] for k in kinds},
+        tokens=analysis.tokens,
+        embedder=build_embedder(w.W_U, w.W_E, ridge, analysis.settings.vocab_chunk),
+        tokenizer=tokenizer
+        if tokenizer is not None
+        else getattr(analysis.model, "tokenizer", None),
+    )
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One matching direction.
+
+    ``sign`` is ``"positive"`` (the query matches the direction's top end) or
+    ``"antipodal"`` (negative cosine: it matches the bottom end, ``end == "bottom"``).
+    ``tokens`` are that end's ``(raw, display, value)``, strongest first.
+    """
+
+    matrix: str
+    layer: int
+    head: int | None
+    index: int
+    singular_value: float
+    cosine: float
+    sign: str
+    end: str
+    degenerate: bool
+    tokens: list[tuple[str, str, float]]
+
+    def to_json(self) -> dict[str, Any]:
+        """The CLI's JSON object; ``top`` holds the matching end's ``[token, value]``."""
+        return {
+            "matrix": self.matrix,
+            "layer": self.layer,
+            "head": self.head,
+            "index": self.index,
+            "singular_value": self.singular_value,
+            "cosine": self.cosine,
+            "sign": self.sign,
+            "end": self.end,
+            "degenerate": self.degenerate,
+            "top": [[t, v] for t, _, v in self.tokens],
+        }
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The hits of one query, best first, and how the query was read."""
+
+    query: QueryTokens
+    method: str
+    threshold: float
+    hits: list[SearchHit]
+    n_searched: int
+
+
+def check_kinds(index: SearchIndex, kinds: Sequence[str]) -> tuple[str, ...]:
+    """Validate a kind filter against the index; returns it in index order."""
+    if not kinds:
+        raise SpecError(f"Name at least one matrix kind, e.g. {','.join(DEFAULT_KINDS[:3])}.")
+    for k in kinds:
+        if k not in MATRIX_KINDS:
+            raise SpecError(f"Unknown matrix {k!r}; use some of {', '.join(MATRIX_KINDS)}.")
+        if k not in index.spans:
+            raise SpecError(
+                f"{k} is not searchable for this model (it lacks it or the cache does not "
+                f"hold it); use some of {', '.join(index.kinds)}."
+            )
+    return tuple(k for k in index.kinds if k in kinds)
+
+
+def default_kinds(index: SearchIndex) -> tuple[str, ...]:
+    """``DEFAULT_KINDS`` that the index holds."""
+    return tuple(k for k in DEFAULT_KINDS if k in index.spans)
+
+
+def embed_query(index: SearchIndex, query: QueryTokens, method: str = DEFAULT_METHOD) -> Tensor:
+    """The unit residual vector of a parsed query ``[d_model]``."""
+    x = index.embedder.embed(query.ids, query.weights, method)[0]
+    n = x.norm()
+    if not torch.isfinite(n) or n <= 0:
+        raise SpecError("The query maps to the zero vector; try other words.")
+    return x / n
+
+
+def similarities(
+    index: SearchIndex, q: Float[Tensor, " d_model"], kinds: Sequence[str]
+) -> tuple[Float[Tensor, " m"], Int[Tensor, " m"]]:
+    """Cosines of unit ``q`` with every direction of ``kinds``, and their row numbers."""
+    sims, rows = [], []
+    for k in index.kinds:
+        if k in kinds:
+            a, b = index.spans[k]
+            sims.append(index.vectors[a:b] @ q)
+            rows.append(torch.arange(a, b))
+    return torch.cat(sims), torch.cat(rows)
+
+
+def search(
+    index: SearchIndex,
+    query: str,
+    method: str = DEFAULT_METHOD,
+    threshold: float = DEFAULT_THRESHOLD,
+    top: int | None = DEFAULT_TOP,
+    kinds: Sequence[str] | None = None,
+    k: int = 10,
+) -> SearchResult:
+    """Directions whose ``|cosine|`` with the query is at least ``threshold``, best first,
+    at most ``top`` of them (``None``: all), each with ``k`` tokens of its matching end.
+
+    Raises:
+        SpecError: empty or unknown query, unknown method or kind, bad threshold or top.
+    """
+    check_method(method)
+    if not 0.0 <= threshold <= 1.0:
+        raise SpecError(f"The threshold must be between 0 and 1, not {threshold}.")
+    if top is not None and top < 1:
+        raise SpecError(f"top must be at least 1, not {top}.")
+    if k < 1:
+        raise SpecError(f"k must be at least 1, not {k}.")
+    kinds = default_kinds(index) if kinds is None else check_kinds(index, kinds)
+    qt = parse_query(query, index.tokenizer, index.tokens.raw, index.embedder.d_vocab)
+    q = embed_query(index, qt, method)
+    sims, rows = similarities(index, q, kinds)
+    keep = sims.abs() >= threshold
+    sims, rows = sims[keep], rows[keep]
+    n = sims.numel() if top is None else min(top, sims.numel())
+    order = sims.abs().topk(n).indices
+    hits = describe_rows(index, rows[order].tolist(), sims[order].tolist(), k)
+    return SearchResult(qt, method, threshold, hits, int(keep.numel()))
+
+
+def describe_rows(
+    index: SearchIndex, rows: Sequence[int], cosines: Sequence[float], k: int = 10
+) -> list[SearchHit]:
+    """Hits for index rows with the given cosines, with ``k`` tokens of the matching end."""
+    hits = []
+    for row, cos in zip(rows, cosines):
+        kind = index.kinds[int(index.kind_of[row])]
+        res = index.results[kind]
+        c, i = int(index.component[row]), int(index.index[row])
+        bottom = cos < 0
+        idx, val = _ends(index, res, c, i, k, bottom)
+        head = int(index.head[row])
+        hits.append(
+            SearchHit(
+                matrix=kind,
+                layer=int(index.layer[row]),
+                head=head if kind in HEAD_KINDS else None,
+                index=i,
+                singular_value=float(index.singular_value[row]),
+                cosine=float(cos),
+                sign="antipodal" if bottom else "positive",
+                end="bottom" if bottom else "top",
+                degenerate=bool(index.degenerate[row]),
+                tokens=[
+                    (index.tokens.raw[int(t)], index.tokens.display[int(t)], float(v))
+                    for t, v in zip(idx, val)
+                ],
+            )
+        )
+    return hits
+
+
+def _ends(
+    index: SearchIndex, res: KindResult, c: int, i: int, k: int, bottom: bool
+) -> tuple[Tensor, Tensor]:
+    """Top (or bottom) ``k`` token ids and values of direction ``i`` of component ``c``."""
+    t = res.tops
+    if i < res.n_projected and k <= t.top_idx.shape[1]:
+        r = c * res.n_projected + i
+        return (
+            (t.bottom_idx[r, :k], t.bottom_val[r, :k])
+            if bottom
+            else (
+                t.top_idx[r, :k],
+                t.top_val[r, :k],
+            )
+        )
+    v = res.decomposition.directions[c, :, i][None]
+    p = project_topk(v, index.embedder.W_U, k)
+    return (p.bottom_idx[0], p.bottom_val[0]) if bottom else (p.top_idx[0], p.top_val[0])
