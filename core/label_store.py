@@ -1,0 +1,251 @@
+"""Direction labels on disk: one SQLite file, ``<cache_dir>/labels.sqlite``.
+
+A label is keyed by ``(model, weights_hash, matrix, layer, head, index, control,
+labeller)``: manual labels (``labeller="manual"``) sit beside the offline and LLM
+labellers' verdicts for the same direction, and random-control directions beside the
+real ones. Writes are upserts, so re-labelling replaces; the file can be exported as CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, TextIO
+
+from core.errors import CacheError
+
+LABELS_FILE = "labels.sqlite"
+MANUAL = "manual"
+_NO_HEAD = -1  # SQLite treats NULLs as distinct in keys, so "no head" is stored as -1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS labels (
+    model TEXT NOT NULL,
+    weights_hash TEXT NOT NULL,
+    matrix TEXT NOT NULL,
+    layer INTEGER NOT NULL,
+    head INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    control INTEGER NOT NULL,
+    labeller TEXT NOT NULL,
+    interpretable INTEGER,
+    label TEXT NOT NULL,
+    score REAL,
+    tokens TEXT NOT NULL,
+    timestamp REAL NOT NULL,
+    PRIMARY KEY (model, weights_hash, matrix, layer, head, idx, control, labeller)
+)
+"""
+_COLS = (
+    "model, weights_hash, matrix, layer, head, idx, control, labeller, "
+    "interpretable, label, score, tokens, timestamp"
+)
+
+
+@dataclass(frozen=True)
+class LabelRecord:
+    """One labeller's verdict on one direction.
+
+    Attributes:
+        model: the model name (``ModelMeta.name``).
+        weights_hash: the weights hash (``ModelMeta.weights_hash``).
+        matrix: matrix kind (``ov``, ``mlp_in``, ...).
+        layer: block index.
+        head: head for per-head kinds, else ``None``.
+        index: singular-vector index.
+        labeller: ``manual``, ``offline`` or ``llm``.
+        interpretable: the yes/no verdict (``None``: not decided).
+        label: the label text ("" if none).
+        score: the labeller's score (offline: z-score), if any.
+        tokens: the top tokens shown to the labeller, comma-separated.
+        control: whether this is a random-control direction.
+        timestamp: seconds since the epoch of the last write.
+    """
+
+    model: str
+    weights_hash: str
+    matrix: str
+    layer: int
+    head: int | None
+    index: int
+    labeller: str
+    interpretable: bool | None = None
+    label: str = ""
+    score: float | None = None
+    tokens: str = ""
+    control: bool = False
+    timestamp: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        if self.layer < 0 or self.index < 0:
+            raise ValueError("layer and index must be non-negative")
+        if not self.labeller:
+            raise ValueError("labeller must be non-empty")
+
+    def key(self) -> tuple[Any, ...]:
+        h = _NO_HEAD if self.head is None else self.head
+        return (self.model, self.weights_hash, self.matrix, self.layer, h, self.index,
+                int(self.control), self.labeller)  # fmt: skip
+
+
+def labels_path(cache_dir: Path) -> Path:
+    """Where the label store of a cache directory lives."""
+    return Path(cache_dir) / LABELS_FILE
+
+
+def _from_row(row: Sequence[Any]) -> LabelRecord:
+    model, wh, matrix, layer, head, idx, control, labeller, interp, label, score, toks, ts = row
+    return LabelRecord(
+        model=model,
+        weights_hash=wh,
+        matrix=matrix,
+        layer=int(layer),
+        head=None if head == _NO_HEAD else int(head),
+        index=int(idx),
+        labeller=labeller,
+        interpretable=None if interp is None else bool(interp),
+        label=label,
+        score=score,
+        tokens=toks,
+        control=bool(control),
+        timestamp=float(ts),
+    )
+
+
+class LabelStore:
+    """The SQLite label store; open one per thread (connections are not shared)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=30.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(_SCHEMA)
+            self._db.commit()
+        except sqlite3.DatabaseError as exc:
+            raise CacheError(
+                f"The label store {self.path} cannot be opened ({exc}); move it aside and retry."
+            ) from exc
+
+    @classmethod
+    def in_cache(cls, cache_dir: Path) -> LabelStore:
+        """The store at ``<cache_dir>/labels.sqlite``."""
+        return cls(labels_path(cache_dir))
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> LabelStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def put(self, records: LabelRecord | Iterable[LabelRecord]) -> int:
+        """Insert or replace records; returns how many were written."""
+        recs = [records] if isinstance(records, LabelRecord) else list(records)
+        rows = [
+            (
+                *r.key(),
+                None if r.interpretable is None else int(r.interpretable),
+                r.label,
+                r.score,
+                r.tokens,
+                r.timestamp,
+            )  # fmt: skip
+            for r in recs
+        ]
+        with self._db:
+            self._db.executemany(
+                f"INSERT OR REPLACE INTO labels ({_COLS}) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        return len(rows)
+
+    def get(
+        self,
+        model: str,
+        weights_hash: str,
+        matrix: str,
+        layer: int,
+        head: int | None,
+        index: int,
+        labeller: str = MANUAL,
+        control: bool = False,
+    ) -> LabelRecord | None:
+        """The record under one key, or ``None``."""
+        h = _NO_HEAD if head is None else head
+        cur = self._db.execute(
+            f"SELECT {_COLS} FROM labels WHERE model=? AND weights_hash=? AND matrix=? AND "
+            "layer=? AND head=? AND idx=? AND control=? AND labeller=?",
+            (model, weights_hash, matrix, layer, h, index, int(control), labeller),
+        )
+        row = cur.fetchone()
+        return None if row is None else _from_row(row)
+
+    def delete(self, record: LabelRecord) -> bool:
+        """Remove the record with ``record``'s key; whether one was there."""
+        with self._db:
+            cur = self._db.execute(
+                "DELETE FROM labels WHERE model=? AND weights_hash=? AND matrix=? AND layer=? "
+                "AND head=? AND idx=? AND control=? AND labeller=?",
+                record.key(),
+            )
+        return cur.rowcount > 0
+
+    def query(
+        self,
+        model: str | None = None,
+        weights_hash: str | None = None,
+        matrix: str | None = None,
+        labeller: str | None = None,
+        control: bool | None = None,
+        search: str | None = None,
+    ) -> list[LabelRecord]:
+        """Records matching every given filter; ``search`` matches label or tokens (substring,
+        case-insensitive)."""
+        where, args = [], []
+        for col, val in (("model", model), ("weights_hash", weights_hash), ("matrix", matrix),
+                         ("labeller", labeller)):  # fmt: skip
+            if val is not None:
+                where.append(f"{col}=?")
+                args.append(val)
+        if control is not None:
+            where.append("control=?")
+            args.append(int(control))
+        if search:
+            where.append("(label LIKE ? ESCAPE '\\' OR tokens LIKE ? ESCAPE '\\')")
+            pat = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            args += [pat, pat]
+        sql = f"SELECT {_COLS} FROM labels"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY model, matrix, control, layer, head, idx, labeller"
+        return [_from_row(r) for r in self._db.execute(sql, args)]
+
+    def export_csv(self, out: Path | TextIO | None = None, **filters: Any) -> str:
+        """Write the (filtered) records as CSV to ``out``; returns the CSV text."""
+        buf = io.StringIO()
+        names = [f.name for f in fields(LabelRecord)]
+        w = csv.DictWriter(buf, fieldnames=names, lineterminator="\n")
+        w.writeheader()
+        for r in self.query(**filters):
+            row = asdict(r)
+            row["head"] = "" if r.head is None else r.head
+            row["interpretable"] = "" if r.interpretable is None else int(r.interpretable)
+            row["score"] = "" if r.score is None else r.score
+            row["control"] = int(r.control)
+            w.writerow(row)
+        text = buf.getvalue()
+        if isinstance(out, (str, Path)):
+            Path(out).write_text(text, encoding="utf-8")
+        elif out is not None:
+            out.write(text)
+        return text
