@@ -1,0 +1,212 @@
+"""Shared UI pieces: the sidebar every page draws, and small helpers pages reuse.
+
+Every page starts with::
+
+    from dashboard import components
+    sel, a = components.setup()   # shared sidebar + validated selection + cached Analysis
+
+``setup`` draws the sidebar (model, processing, matrix kind, layer, head), validates the
+selection against the model, writes it to the URL, and stops the page (after an
+``st.error``) when the model cannot be opened; the sidebar stays usable. Pages draw it
+themselves rather than ``app.py`` because Streamlit runs a file of a ``pages/`` folder
+directly (without the router) on a server's first run and in ``AppTest``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from core.analysis import Analysis, check_component
+from core.errors import CoreError
+from core.settings import HEAD_KINDS
+from dashboard import loaders, state
+
+
+def available_kinds(a: Analysis) -> list[str]:
+    """Matrix kinds this model has and its cache entry holds, in display order."""
+    return [k for k in a.weights.kinds() if k in a.svd.kinds]
+
+
+def _model_label(spec: str) -> str:
+    if spec == "default":
+        return "default (embedded demo)"
+    p = Path(spec)
+    if p.is_absolute() and p.parent == state.models_dir():
+        return f"{p.name} (local)"
+    return spec
+
+
+def _bound(
+    widget: Callable[..., Any],
+    label: str,
+    name: str,
+    options: Sequence[Any],
+    clear_direction: bool = True,
+    **kw: Any,
+) -> Any:
+    """A widget mirroring ``sel.<name>``: survives pages that don't draw it."""
+    wkey = f"w.{name}"
+    st.session_state[wkey] = st.session_state[f"sel.{name}"]
+
+    def changed() -> None:
+        st.session_state[f"sel.{name}"] = st.session_state[wkey]
+        if clear_direction:
+            st.session_state["sel.direction"] = None
+
+    return widget(label, options, key=wkey, on_change=changed, **kw)
+
+
+def validate(sel: state.Selection, a: Analysis) -> tuple[state.Selection, list[str]]:
+    """``sel`` made valid for ``a`` (nearest valid values), with a message per fix."""
+    errors: list[str] = []
+    kinds = available_kinds(a)
+    kind, layer, head = sel.kind, sel.layer, sel.head
+    try:
+        check_component(a.meta, kind, 0, 0 if kind in HEAD_KINDS else None, "mlp_gate" in kinds)
+        if kind not in kinds:
+            raise CoreError(f"{kind} is not in this model's cache entry; pick another matrix.")
+    except CoreError as exc:
+        errors.append(str(exc))
+        kind = kinds[0]
+    if kind in HEAD_KINDS:
+        head = 0 if head is None else head
+    else:
+        head = None
+    n_layers = 1 if kind == "embed" else a.meta.n_layers
+    try:
+        check_component(a.meta, kind, layer, head, "mlp_gate" in kinds)
+    except CoreError as exc:
+        errors.append(str(exc).replace("--head", "a head"))
+        layer = min(max(layer, 0), n_layers - 1)
+        if head is not None:
+            head = min(max(head, 0), a.meta.n_heads - 1)
+    direction = sel.direction
+    rank = a.svd.kinds[kind].decomposition.rank
+    if direction is not None and not 0 <= direction < rank:
+        errors.append(f"Direction {direction} is out of range; this matrix has 0 to {rank - 1}.")
+        direction = None
+    fixed = state.Selection(sel.model, sel.processing, kind, layer, head, direction)
+    return fixed, errors
+
+
+def sidebar() -> tuple[state.Selection, Analysis | None]:
+    """Draw the shared sidebar and return the (validated) selection and its analysis.
+
+    The analysis is ``None`` when the model failed to load (the error is on the page).
+    """
+    state.init()
+    for msg in state.take_url_errors():
+        st.error(msg)
+    sel = state.current()
+    with st.sidebar:
+        st.subheader("Model")
+        options = [state.default_model(), *state.local_models()]
+        if sel.model not in options:
+            options.append(sel.model)
+        _bound(
+            st.selectbox,
+            "Model",
+            "model",
+            options,
+            format_func=_model_label,
+            accept_new_options=True,
+            help=(
+                "The embedded demo model, a checkpoint folder under "
+                f"{state.models_dir()} (set SVDLENS_MODELS_DIR), or type a Hugging Face id "
+                "or a checkpoint path and press Enter."
+            ),
+        )
+        _bound(
+            st.radio,
+            "Processing",
+            "processing",
+            ["post", "raw"],
+            horizontal=True,
+            help="post: normalisation scales folded into the reading matrices (as in the "
+            "post); raw: weights as stored.",
+        )
+    sel = state.current()
+    a = loaders.analysis_or_error(sel)
+    if a is None:
+        state.sync_url(sel)
+        return sel, None
+    sel, errors = validate(sel, a)
+    for msg in errors:
+        st.error(msg)
+    state.set_now(kind=sel.kind, layer=sel.layer, head=sel.head, direction=sel.direction)
+    with st.sidebar:
+        st.subheader("Matrix")
+        _bound(
+            st.selectbox,
+            "Matrix kind",
+            "kind",
+            available_kinds(a),
+            format_func=lambda k: state.KIND_LABELS.get(k, k),
+        )
+        if sel.kind != "embed":
+            _bound(st.selectbox, "Layer", "layer", list(range(a.meta.n_layers)))
+        if sel.kind in HEAD_KINDS:
+            _bound(st.selectbox, "Head", "head", list(range(a.meta.n_heads)))
+        st.caption(f"Showing **{sel.label()}** of `{_model_label(sel.model)}` ({sel.processing}).")
+    state.sync_url(sel)
+    return sel, a
+
+
+def setup(require_analysis: bool = True) -> tuple[state.Selection, Analysis]:
+    """Draw the shared sidebar; return the validated selection and the shared analysis.
+
+    With ``require_analysis`` (the default) the page stops here when the model cannot
+    be opened; otherwise the analysis may be ``None``.
+    """
+    sel, a = sidebar()
+    if a is None and require_analysis:
+        st.info("Pick a model that loads in the sidebar to see this page.")
+        st.stop()
+    return sel, a  # type: ignore[return-value]
+
+
+def step_buttons(sel: state.Selection, a: Analysis, key: str = "step") -> None:
+    """Previous/next head and layer buttons (one click each, via callbacks)."""
+
+    def go(layer: int, head: int | None) -> None:
+        state.set_now(layer=layer, head=head, direction=None)
+
+    n_layers = 1 if sel.kind == "embed" else a.meta.n_layers
+    cols = st.columns(4)
+    if sel.kind in HEAD_KINDS and sel.head is not None:
+        cols[0].button(
+            "◀ head",
+            key=f"{key}.prev_head",
+            disabled=sel.head <= 0,
+            on_click=go,
+            args=(sel.layer, sel.head - 1),
+            width="stretch",
+        )
+        cols[1].button(
+            "head ▶",
+            key=f"{key}.next_head",
+            disabled=sel.head >= a.meta.n_heads - 1,
+            on_click=go,
+            args=(sel.layer, sel.head + 1),
+            width="stretch",
+        )
+    cols[2].button(
+        "◀ layer",
+        key=f"{key}.prev_layer",
+        disabled=sel.layer <= 0,
+        on_click=go,
+        args=(sel.layer - 1, sel.head),
+        width="stretch",
+    )
+    cols[3].button(
+        "layer ▶",
+        key=f"{key}.next_layer",
+        disabled=sel.layer >= n_layers - 1,
+        on_click=go,
+        args=(sel.layer + 1, sel.head),
+        width="stretch",
+    )

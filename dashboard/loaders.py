@@ -1,0 +1,187 @@
+"""Cached loaders: one read-only ``Analysis`` per (model, processing, cache dir), shared by
+every session (``st.cache_resource``), and small tables (``st.cache_data``).
+
+How a page uses it::
+
+    sel = state.current()
+    a = loaders.analysis_or_stop(sel)     # spinner/progress while loading; st.error + stop on failure
+    dirs = loaders.component_directions(sel, n=10, k=20, filters=("alpha",))
+
+Never mutate what these return: the ``Analysis`` is shared across sessions. Loading a
+model or building a missing cache entry shows a progress bar with core's messages.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+import streamlit as st
+
+from core.analysis import Analysis, Direction, directions, open_analysis
+from core.errors import CoreError
+from core.settings import Processing, Settings
+from dashboard import state
+
+
+class _Slot:
+    """Where one (model, processing, cache dir) analysis lives once loaded."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.value: Analysis | None = None
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _slot(model: str, processing: str, cache_dir: str) -> _Slot:
+    # The slot, not the analysis, is the cached resource: loading happens outside the
+    # cached function so that its progress bar is drawn live (cached functions record
+    # and replay their elements) and a failed load is retried on the next run.
+    return _Slot()
+
+
+def _load(
+    model: str, processing: str, cache_dir: str, progress: Callable[[float, str], None]
+) -> Analysis:
+    slot = _slot(model, processing, cache_dir)
+    if slot.value is not None:
+        return slot.value
+    with slot.lock:  # one load per key even with many sessions waiting
+        if slot.value is None:
+            settings = Settings(
+                model=model, processing=cast(Processing, processing), cache_dir=Path(cache_dir)
+            )
+            slot.value = open_analysis(settings, progress)
+    return slot.value
+
+
+def get_analysis(model: str, processing: str) -> Analysis:
+    """The shared analysis of ``model``; builds the cache entry if missing.
+
+    Raises:
+        CoreError: the model fails to load or the cache cannot be built.
+    """
+    cdir = str(state.cache_dir())
+    slot = _slot(model, processing, cdir)
+    if slot.value is not None:
+        return slot.value
+    holder = st.empty()
+    bar: dict[str, Any] = {}
+
+    def progress(fraction: float, message: str) -> None:
+        text = f"{model} ({processing}): {message}"
+        f = min(max(float(fraction), 0.0), 1.0)
+        if "bar" not in bar:
+            bar["bar"] = holder.progress(f, text=text)
+        else:
+            bar["bar"].progress(f, text=text)
+
+    try:
+        with st.spinner(f"Opening {model} ({processing})…"):
+            return _load(model, processing, cdir, progress)
+    finally:
+        holder.empty()
+
+
+def analysis_or_error(sel: state.Selection) -> Analysis | None:
+    """The analysis for ``sel``, or ``None`` after showing the error with ``st.error``."""
+    try:
+        return get_analysis(sel.model, sel.processing)
+    except CoreError as exc:
+        st.error(f"Could not open model {sel.model!r}: {exc}")
+    except (OSError, ValueError, RuntimeError) as exc:
+        st.error(
+            f"Could not open model {sel.model!r} ({type(exc).__name__}: {exc}); "
+            "pick another model in the sidebar."
+        )
+    return None
+
+
+def analysis_or_stop(sel: state.Selection) -> Analysis:
+    """Like :func:`analysis_or_error` but stops the page when the model is unavailable
+    (the sidebar already showed why)."""
+    try:
+        return get_analysis(sel.model, sel.processing)
+    except (CoreError, OSError, ValueError, RuntimeError):
+        # The sidebar has already shown why.
+        st.info("Pick a model that loads in the sidebar to see this page.")
+        st.stop()
+        raise  # unreachable; keeps type checkers happy
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _directions(
+    model: str,
+    processing: str,
+    cache_dir: str,
+    kind: str,
+    layer: int,
+    head: int | None,
+    n: int,
+    k: int,
+    filters: tuple[str, ...],
+    control: bool,
+) -> list[Direction]:
+    a = _load(model, processing, cache_dir, lambda f, m: None)
+    return directions(a, kind, layer, head, n=n, k=k, filters=filters, control=control)
+
+
+def component_directions(
+    sel: state.Selection,
+    n: int = 10,
+    k: int = 20,
+    filters: tuple[str, ...] = (),
+    control: bool = False,
+) -> list[Direction]:
+    """The first ``n`` directions of the selected component (cached per arguments).
+
+    Raises:
+        CoreError: bad layer/head/kind for this model.
+    """
+    return _directions(
+        sel.model,
+        sel.processing,
+        str(state.cache_dir()),
+        sel.kind,
+        sel.layer,
+        sel.component_head,
+        n,
+        k,
+        tuple(filters),
+        control,
+    )
+
+
+def cached_table(
+    name: str, sel: state.Selection, build: Callable[[Analysis], Any], *args: Any
+) -> Any:
+    """A ``pd.DataFrame`` built once per (model, processing, name, args) by ``build``.
+
+    ``build(analysis, *args)`` must be a module-level function (its qualified name keys
+    the cache together with ``name`` and ``args``).
+    """
+    return _table(
+        name,
+        f"{build.__module__}.{build.__qualname__}",
+        sel.model,
+        sel.processing,
+        str(state.cache_dir()),
+        args,
+        _build=build,
+    )
+
+
+@st.cache_data(show_spinner="Building the table…", max_entries=256)
+def _table(
+    name: str,
+    builder: str,
+    model: str,
+    processing: str,
+    cache_dir: str,
+    args: tuple[Any, ...],
+    _build: Callable[..., Any],
+) -> Any:
+    a = _load(model, processing, cache_dir, lambda f, m: None)
+    return _build(a, *args)

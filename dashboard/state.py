@@ -1,0 +1,257 @@
+"""The shared selection (model, processing, matrix kind, layer, head, direction) and its URL.
+
+How a page uses it::
+
+    from dashboard import loaders, state
+
+    sel = state.current()                  # a Selection, already validated by the sidebar
+    a = loaders.analysis_or_stop(sel)      # cached Analysis (st.error + st.stop on failure)
+    ...                                    # call a builder, render
+    state.open_component("ov", 3, 5, direction=2)   # jump to the grid page, direction 2 marked
+
+The canonical values live in ``st.session_state`` under ``sel.<name>`` keys (plain keys,
+not widget keys, so they survive pages that don't draw the sidebar widgets). The sidebar
+(:mod:`dashboard.components`, drawn by ``app.py`` on every page) mirrors them into its
+widgets and writes them to ``st.query_params`` on every run, so a view is a shareable URL
+and survives a reload. Code that runs after the sidebar's widgets exist must not set
+their keys; it calls :func:`request` (applied at the start of the next run) or
+:func:`open_component` instead.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from core.settings import DEFAULT_CACHE_DIR, HEAD_KINDS, MATRIX_KINDS, REPO_ROOT
+
+#: Page files by short name; ``open_component`` switches to these.
+PAGE_FILES: dict[str, str] = {
+    "overview": "pages/overview.py",
+    "spectra": "pages/spectra.py",
+    "grid": "pages/grid.py",
+    "atlas": "pages/atlas.py",
+    "search": "pages/search.py",
+    "edit": "pages/edit.py",
+    "statistics": "pages/statistics.py",
+}
+
+KIND_LABELS: dict[str, str] = {
+    "ov": "OV (per head)",
+    "qk": "QK (per head)",
+    "mlp_in": "MLP in",
+    "mlp_gate": "MLP gate",
+    "mlp_out": "MLP out",
+    "embed": "Embedding",
+}
+
+_FIELDS = ("model", "processing", "kind", "layer", "head", "direction")
+_PENDING = "sel._pending"
+_INIT = "sel._initialised"
+_ERRORS = "sel._errors"
+
+
+# --------------------------------------------------------------------- configuration
+
+
+def default_model() -> str:
+    """The model spec the app opens with: ``$SVDLENS_DEFAULT_MODEL`` or core's ``default``."""
+    return os.environ.get("SVDLENS_DEFAULT_MODEL", "").strip() or "default"
+
+
+def models_dir() -> Path:
+    """Folder of local checkpoints offered in the model picker (``$SVDLENS_MODELS_DIR``)."""
+    p = Path(os.environ.get("SVDLENS_MODELS_DIR", "").strip() or "models")
+    return p if p.is_absolute() else REPO_ROOT / p
+
+
+def cache_dir() -> Path:
+    """Root of the SVD cache (``$SVDLENS_CACHE_DIR``, else core's default ``cache/``)."""
+    p = os.environ.get("SVDLENS_CACHE_DIR", "").strip()
+    return Path(p) if p else DEFAULT_CACHE_DIR
+
+
+def local_models() -> list[str]:
+    """Checkpoint directories (with a ``config.json``) directly under :func:`models_dir`."""
+    root = models_dir()
+    if not root.is_dir():
+        return []
+    return sorted(str(d) for d in root.iterdir() if (d / "config.json").is_file())
+
+
+# ------------------------------------------------------------------------- selection
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the user is looking at.
+
+    Attributes:
+        model: model spec as core takes it (``default``, a hub id, a directory).
+        processing: ``post`` or ``raw``.
+        kind: matrix kind (``ov``, ``qk``, ``mlp_in``, ``mlp_gate``, ``mlp_out``, ``embed``).
+        layer: layer index (0 for the embedding).
+        head: head index for OV/QK, else ``None``.
+        direction: a singular direction index to highlight (from search/edit), or ``None``.
+    """
+
+    model: str
+    processing: str = "post"
+    kind: str = "ov"
+    layer: int = 0
+    head: int | None = 0
+    direction: int | None = None
+
+    @property
+    def has_head(self) -> bool:
+        return self.kind in HEAD_KINDS
+
+    @property
+    def component_head(self) -> int | None:
+        """``head`` for head kinds, ``None`` otherwise (what core's queries take)."""
+        return self.head if self.kind in HEAD_KINDS else None
+
+    def label(self) -> str:
+        """Short human name, e.g. ``L3 H5 OV`` or ``L2 MLP out``."""
+        name = KIND_LABELS.get(self.kind, self.kind).replace(" (per head)", "")
+        if self.kind == "embed":
+            return name
+        head = f" H{self.head}" if self.kind in HEAD_KINDS else ""
+        return f"L{self.layer}{head} {name}"
+
+    def to_params(self) -> dict[str, str]:
+        """The URL query parameters for this selection."""
+        out = {"model": self.model, "proc": self.processing, "kind": self.kind}
+        out["layer"] = str(self.layer)
+        if self.kind in HEAD_KINDS and self.head is not None:
+            out["head"] = str(self.head)
+        if self.direction is not None:
+            out["dir"] = str(self.direction)
+        return out
+
+
+def _int_param(params: Any, name: str, label: str, errors: list[str]) -> int | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        errors.append(f"The URL's {label} {raw!r} is not a whole number; showing 0 instead.")
+        return 0
+
+
+def from_params(params: Any) -> tuple[Selection, list[str]]:
+    """A selection from URL query parameters (unchecked against a model), with messages
+    for values that could not even be parsed."""
+    errors: list[str] = []
+    model = params.get("model") or default_model()
+    proc = params.get("proc") or "post"
+    if proc not in ("post", "raw"):
+        errors.append(f"The URL's processing {proc!r} is unknown; use post or raw.")
+        proc = "post"
+    kind = params.get("kind") or "ov"
+    layer = _int_param(params, "layer", "layer", errors)
+    head = _int_param(params, "head", "head", errors)
+    direction = _int_param(params, "dir", "direction", errors)
+    sel = Selection(
+        model=model,
+        processing=proc,
+        kind=kind,
+        layer=0 if layer is None else layer,
+        head=(0 if head is None else head) if kind in HEAD_KINDS else None,
+        direction=direction,
+    )
+    return sel, errors
+
+
+def init() -> None:
+    """Seed the session's selection from the URL on its first run (idempotent)."""
+    ss = st.session_state
+    if not ss.get(_INIT):
+        sel, errors = from_params(st.query_params)
+        for f in _FIELDS:
+            ss[f"sel.{f}"] = getattr(sel, f)
+        ss[_ERRORS] = errors
+        ss[_INIT] = True
+    pending = ss.pop(_PENDING, None)
+    if pending:
+        for f, v in pending.items():
+            ss[f"sel.{f}"] = v
+
+
+def take_url_errors() -> list[str]:
+    """Messages about unparseable URL parameters (shown once)."""
+    return st.session_state.pop(_ERRORS, []) or []
+
+
+def current() -> Selection:
+    """The current selection (call after :func:`init`; ``app.py`` does)."""
+    ss = st.session_state
+    if not ss.get(_INIT):
+        init()
+    return Selection(**{f: ss.get(f"sel.{f}") for f in _FIELDS})  # type: ignore[arg-type]
+
+
+def set_now(**changes: Any) -> None:
+    """Change the selection in place: only from widget callbacks or before the sidebar."""
+    for f, v in changes.items():
+        if f not in _FIELDS:
+            raise ValueError(f"unknown selection field {f!r}")
+        st.session_state[f"sel.{f}"] = v
+
+
+def request(**changes: Any) -> None:
+    """Change the selection at the start of the next run (safe anywhere), then rerun
+    yourself (``st.rerun()``) or switch page."""
+    for f in changes:
+        if f not in _FIELDS:
+            raise ValueError(f"unknown selection field {f!r}")
+    pending = dict(st.session_state.get(_PENDING) or {})
+    pending.update(changes)
+    st.session_state[_PENDING] = pending
+
+
+def sync_url(sel: Selection) -> None:
+    """Write ``sel`` to ``st.query_params`` when it differs (keeps the URL shareable)."""
+    want = sel.to_params()
+    have = {k: st.query_params.get(k) for k in st.query_params}
+    if have != want:
+        st.query_params.from_dict(want)
+
+
+def open_component(
+    kind: str,
+    layer: int,
+    head: int | None = None,
+    direction: int | None = None,
+    page: str = "grid",
+    model: str | None = None,
+    processing: str | None = None,
+) -> None:
+    """Open a component on another page (default: the cluster grid) and stop this run.
+
+    ``direction`` is a singular direction index the target page highlights.
+    """
+    sel = replace(
+        current(),
+        kind=kind,
+        layer=layer,
+        head=head if kind in HEAD_KINDS else None,
+        direction=direction,
+    )
+    if model is not None:
+        sel = replace(sel, model=model)
+    if processing is not None:
+        sel = replace(sel, processing=processing)
+    request(**asdict(sel))
+    st.switch_page(PAGE_FILES.get(page, page), query_params=sel.to_params())
+
+
+def valid_kinds() -> tuple[str, ...]:
+    """Every matrix kind name, in display order."""
+    return MATRIX_KINDS
