@@ -21,19 +21,16 @@ LayerNorm applies cannot see the difference) and whose own fold is exactly ``W_f
 Several edits of one matrix add up to the product of their projections, since they use
 orthonormal vectors of the same decomposition.
 
-Edits are applied to a *new* Hugging Face module that shares every untouched tensor
-with the loaded model and owns fresh copies of the edited ones: the shared model that
-other sessions read is never written.
+Edits are applied (``core.edit_model.apply_edits``) to a *new* Hugging Face module that
+shares every untouched tensor with the loaded model and owns fresh copies of the edited
+ones: the shared model that other sessions read is never written.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -42,8 +39,8 @@ from torch import Tensor
 
 from core.analysis import Analysis, check_component, kind_result
 from core.decompose import dense_svd, factored_svd
-from core.errors import CoreError, SpecError
-from core.project import orient, project_topk
+from core.errors import SpecError
+from core.project import project_topk
 from core.weights import ModelWeights
 
 #: Kinds an edit can change, with the stored matrix each one updates.
@@ -124,9 +121,7 @@ class EditSet:
         return ",".join(e.spec() for e in self.edits)
 
     @classmethod
-    def from_components(
-        cls, items: Iterable[Sequence[Any]], scale: float = 0.0
-    ) -> EditSet:
+    def from_components(cls, items: Iterable[Sequence[Any]], scale: float = 0.0) -> EditSet:
         """Edits from ``(kind, layer, head, index)`` tuples, e.g. search results."""
         return cls().add(*(Edit(str(k), int(l_), _opt(h), int(i), scale) for k, l_, h, i in items))
 
@@ -264,14 +259,20 @@ def edited_weights(analysis: Analysis, edits: Iterable[Edit]) -> ModelWeights:
     """
     raw = analysis.raw
     m = raw.meta
-    new = {"W_O": raw.W_O.clone(), "W_in": raw.W_in.clone(), "W_out": raw.W_out.clone()}
+    new: dict[str, Tensor | None] = {
+        "W_O": raw.W_O.clone(),
+        "W_in": raw.W_in.clone(),
+        "W_out": raw.W_out.clone(),
+    }
     new["W_gate"] = None if raw.W_gate is None else raw.W_gate.clone()
     for u in rank_one_updates(analysis, edits):
         name, layer = u.target
         delta = torch.outer(u.left, u.right)
         if name == "attn_out":
-            W = new["W_O"][layer].reshape(m.n_heads * m.d_head, m.d_model)
-            new["W_O"][layer] = (W.double() + delta).reshape(m.n_heads, m.d_head, m.d_model).float()
+            W_O = new["W_O"]
+            assert W_O is not None
+            W = W_O[layer].reshape(m.n_heads * m.d_head, m.d_model)
+            W_O[layer] = (W.double() + delta).reshape(m.n_heads, m.d_head, m.d_model).float()
         else:
             key = {"mlp_in": "W_in", "mlp_gate": "W_gate", "mlp_out": "W_out"}[name]
             t = new[key]
@@ -280,144 +281,125 @@ def edited_weights(analysis: Analysis, edits: Iterable[Edit]) -> ModelWeights:
     return raw.replace(**new)
 
 
-# --------------------------------------------------------------------------- HF models
-
-# Per architecture: block prefix, and per stored matrix the module and whether its
-# ``weight`` is the transpose of the ``x @ W`` matrix (nn.Linear) or not (GPT-2 Conv1D).
-_LAYOUTS: dict[str, tuple[str, dict[str, tuple[str, bool]]]] = {
-    "gpt2": (
-        "transformer.h.{}",
-        {"attn_out": ("attn.c_proj", False), "mlp_in": ("mlp.c_fc", False),
-         "mlp_out": ("mlp.c_proj", False)},
-    ),
-    "gpt_neox": (
-        "gpt_neox.layers.{}",
-        {"attn_out": ("attention.dense", True), "mlp_in": ("mlp.dense_h_to_4h", True),
-         "mlp_out": ("mlp.dense_4h_to_h", True)},
-    ),
-    "llama": (
-        "model.layers.{}",
-        {"attn_out": ("self_attn.o_proj", True), "mlp_in": ("mlp.up_proj", True),
-         "mlp_gate": ("mlp.gate_proj", True), "mlp_out": ("mlp.down_proj", True)},
-    ),
-}
-
-
-def target_module(model: Any, target: tuple[str, int]) -> tuple[Any, bool]:
-    """The module holding ``target`` in a plain HF model and whether its weight is transposed."""
-    mtype = getattr(model.config, "model_type", "")
-    layout = _LAYOUTS.get(mtype, _LAYOUTS["llama"])
-    prefix, table = layout
-    name, layer = target
-    try:
-        path, transposed = table[name]
-        return model.get_submodule(prefix.format(layer) + "." + path), transposed
-    except (KeyError, AttributeError):
-        raise SpecError(
-            f"Editing does not know where {name} lives in a {mtype or 'this'} model; "
-            "edit a GPT-2, GPT-NeoX/Pythia or Llama-style model."
-        ) from None
-
-
-def plain_model(analysis: Analysis) -> Any:
-    """A plain Hugging Face module (no TransformerLens wrappers) sharing the loaded tensors.
-
-    Built on the meta device and filled with the loaded model's own parameters and
-    buffers, so it costs no memory; only use it read-only (or replace tensors in it).
-    """
-    if analysis.model is None:
-        raise CoreError("This analysis has no loaded model; open it with open_analysis.")
-    hf = analysis.model.hf_model
-    src: dict[str, Tensor] = {}
-    for n, t in [*hf.named_parameters(remove_duplicate=False), *hf.named_buffers(remove_duplicate=False)]:
-        src.setdefault(n.replace("._original_component", ""), t)
-    with torch.device("meta"):
-        plain = type(hf)(hf.config)
-    made: dict[int, torch.nn.Parameter] = {}
-    for n, p in list(plain.named_parameters(remove_duplicate=False)):
-        s = src[n]
-        if id(s) not in made:  # tied weights stay one parameter
-            made[id(s)] = torch.nn.Parameter(s.detach(), requires_grad=False)
-        _set(plain, n, made[id(s)], parameter=True)
-    for n, _ in list(plain.named_buffers(remove_duplicate=False)):
-        _set(plain, n, src[n], parameter=False)
-    return plain.eval()
-
-
-def _set(model: Any, name: str, value: Tensor, parameter: bool) -> None:
-    mod_name, _, attr = name.rpartition(".")
-    mod = model.get_submodule(mod_name) if mod_name else model
-    (mod._parameters if parameter else mod._buffers)[attr] = value
-
-
-def _stored(analysis: Analysis, target: tuple[str, int]) -> Tensor:
-    raw, m = analysis.raw, analysis.meta
-    name, layer = target
-    if name == "attn_out":
-        return raw.W_O[layer].reshape(m.n_heads * m.d_head, m.d_model)
-    return raw.matrix(name, layer)
+# --------------------------------------------------------------------------- before / after
 
 
 @dataclass(frozen=True)
-class EditedModel:
-    """A Hugging Face model with ``edits`` applied; shares untouched tensors with the
-    loaded model (read-only) and owns its edited ones."""
+class Match:
+    """Where direction ``index`` of the original matrix went after the edits.
 
-    model: Any
-    edits: EditSet
-    updates: tuple[RankOne, ...]
-
-
-def apply_edits(analysis: Analysis, edits: EditSet | Iterable[Edit]) -> EditedModel:
-    """A new model with ``edits`` applied; the loaded (shared) model is never written.
-
-    Each edited stored matrix is first checked against the analysis's raw view, so a
-    layout this module misreads fails loudly instead of editing the wrong weights.
+    ``after_index`` is the best match by absolute cosine among the edited matrix's
+    non-zero directions (``None`` when it was removed); ``cosine`` is signed, so -1 means
+    the recomputed SVD flipped its sign.
     """
-    edits = edits if isinstance(edits, EditSet) else EditSet().add(*edits)
-    updates = rank_one_updates(analysis, edits)
-    model = plain_model(analysis)
-    deltas: dict[tuple[str, int], Tensor] = {}
-    for u in updates:
+
+    index: int
+    s_before: float
+    after_index: int | None
+    s_after: float
+    cosine: float
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One matrix's directions before and after edits, and how they match up."""
+
+    before: list[Any]
+    after: list[Any]
+    matches: list[Match]
+
+
+def edited_component(
+    analysis: Analysis, edits: Iterable[Edit], kind: str, layer: int, head: int | None
+) -> tuple[Tensor, Tensor | None]:
+    """The edited component under the analysis's processing, float64.
+
+    Returns ``(W_V, W_O')`` factors for ``ov`` and ``(W', None)`` for MLP kinds.
+    """
+    w, raw, m = analysis.weights, analysis.raw, analysis.meta
+    mine = [e for e in edits if e.component == (kind, layer, head)]
+    ups = rank_one_updates(analysis, mine)
+    if kind == "ov":
+        assert head is not None
+        W_O = raw.W_O[layer].reshape(m.n_heads * m.d_head, m.d_model).double()
+        for u in ups:
+            W_O = W_O + torch.outer(u.left, u.right)
+        rows = slice(head * m.d_head, (head + 1) * m.d_head)
+        return w.W_V[layer, head].double(), W_O[rows]
+    W = w.matrix(kind, layer).double()
+    for u in ups:
         d = torch.outer(u.left, u.right)
-        deltas[u.target] = deltas[u.target] + d if u.target in deltas else d
-    for target, delta in deltas.items():
-        mod, transposed = target_module(model, target)
-        old = mod.weight.detach()
-        W = old.T if transposed else old
-        if W.shape != delta.shape or not torch.allclose(
-            W.float().cpu(), _stored(analysis, target), atol=1e-5, rtol=1e-4
-        ):
-            raise CoreError(
-                f"The stored {target[0]} of layer {target[1]} does not match the analysed "
-                "weights; reload the model (the cache may be from another checkpoint)."
-            )
-        new = (W.double() + delta.to(W.device)).to(W.dtype)
-        mod._parameters["weight"] = torch.nn.Parameter(
-            (new.T if transposed else new).contiguous(), requires_grad=False
-        )
-    return EditedModel(model, edits, tuple(updates))
+        if kind != "mlp_out" and w.processing == "post" and raw.ln2_w is not None:
+            d = raw.ln2_w[layer].double()[:, None] * d
+            if m.normalization == "LN":
+                d = d - d.mean(dim=0, keepdim=True)
+        W = W + d
+    return W, None
 
 
-def export(analysis: Analysis, edits: EditSet, directory: Path) -> Path:
-    """Write the edited model and tokenizer as a Hugging Face checkpoint directory.
+def compare(
+    analysis: Analysis,
+    edits: Iterable[Edit],
+    kind: str,
+    layer: int,
+    head: int | None = None,
+    n: int = 10,
+    k: int = 10,
+) -> Comparison:
+    """The first ``n`` directions of one matrix before and after ``edits``, matched.
 
-    Weights are saved in float32 (the precision the edits were made in); the edits are
-    recorded in ``svd_lens_edits.json`` beside them.
+    The edited matrix is decomposed afresh (same sign rule as the cache), so indices and
+    signs can change; matching is by absolute cosine of the token-side vectors.
     """
-    directory = Path(directory)
-    if directory.exists() and any(directory.iterdir()):
-        raise SpecError(f"{directory} is not empty; export into a new or empty directory.")
-    edited = apply_edits(analysis, edits)
-    directory.mkdir(parents=True, exist_ok=True)
-    edited.model.save_pretrained(directory)
-    assert analysis.model is not None
-    analysis.model.tokenizer.save_pretrained(directory)
-    record = {
-        "source": analysis.model.source,
-        "processing": analysis.weights.processing,
-        "edits": [dataclasses.asdict(e) for e in edits],
-        "spec": edits.spec(),
-    }
-    (directory / "svd_lens_edits.json").write_text(json.dumps(record, indent=1))
-    return directory
+    from core.analysis import Direction, directions
+
+    if kind not in EDIT_KINDS:
+        raise SpecError(f"Cannot compare {kind!r}; use one of {', '.join(EDIT_KINDS)}.")
+    edits = list(edits)
+    before = directions(analysis, kind, layer, head, n=n, k=k)
+    A, B = edited_component(analysis, edits, kind, layer, head)
+    if B is not None:
+        _, S, T = factored_svd(A, B)
+    else:
+        U, S, V = dense_svd(A)
+        T = U if kind in ("mlp_in", "mlp_gate") else V
+    # Same sign rule as the cache: the largest-magnitude token end is positive.
+    W_U = analysis.weights.W_U
+    tops = project_topk(T.T.float(), W_U, k, analysis.settings.vocab_chunk)
+    flip = tops.top_val[:, 0] < -tops.bottom_val[:, 0]
+    T = T * torch.where(flip, -1.0, 1.0).double()[None, :]
+    tops = tops.flipped(flip)
+    names = analysis.tokens
+
+    def named(idx: Tensor, val: Tensor) -> list[tuple[str, str, float]]:
+        return [(names.raw[int(i)], names.display[int(i)], float(v)) for i, v in zip(idx, val)]
+
+    s0 = float(S[0]) if S.numel() else 0.0
+    live = 1e-6 * max(s0, before[0].singular_value if before else 0.0) < S
+    after = [
+        Direction(
+            j,
+            float(S[j]),
+            False,
+            named(tops.top_idx[j], tops.top_val[j]),
+            named(tops.bottom_idx[j], tops.bottom_val[j]),
+        )
+        for j in range(min(n, int(live.sum())))
+    ]
+    old = token_vectors(analysis, kind, layer, head, [d.index for d in before])
+    cos = old.T @ T  # [n_before, r]
+    cos = torch.where(live[None, :], cos, 0.0)
+    matches = []
+    for i, d in enumerate(before):
+        j = int(cos[i].abs().argmax())
+        ok = bool(live[j]) and abs(float(cos[i, j])) > 0.5
+        matches.append(
+            Match(
+                d.index,
+                d.singular_value,
+                j if ok else None,
+                float(S[j]) if ok else 0.0,
+                float(cos[i, j]) if ok else 0.0,
+            )
+        )
+    return Comparison(before, after, matches)
