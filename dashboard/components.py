@@ -8,8 +8,9 @@ Every page starts with::
 ``setup`` draws the sidebar (model, processing, matrix kind, layer, head), validates the
 selection against the model, writes it to the URL, and stops the page (after an
 ``st.error``) when the model cannot be opened; the sidebar stays usable. Pages draw it
-themselves rather than ``app.py`` because Streamlit runs a file of a ``pages/`` folder
-directly (without the router) on a server's first run and in ``AppTest``.
+themselves rather than ``app.py`` because Streamlit may run a file of a ``pages/`` folder
+directly (without the router) on a server's first run and in ``AppTest``; ``setup``
+then switches that legacy mode off and reruns through the router.
 """
 
 from __future__ import annotations
@@ -156,12 +157,26 @@ def sidebar() -> tuple[state.Selection, Analysis | None]:
     return sel, a
 
 
+def _leave_pages_folder_mode() -> None:
+    # With a `pages/` folder beside app.py, Streamlit starts in its legacy mode (it runs
+    # the page file directly and lists every file in the nav) until some run calls
+    # st.navigation. Switch it off and rerun so the router (app.py) takes over.
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # internal API moved: the legacy mode only costs the nav labels
+        return
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def setup(require_analysis: bool = True) -> tuple[state.Selection, Analysis]:
     """Draw the shared sidebar; return the validated selection and the shared analysis.
 
     With ``require_analysis`` (the default) the page stops here when the model cannot
     be opened; otherwise the analysis may be ``None``.
     """
+    _leave_pages_folder_mode()
     sel, a = sidebar()
     if a is None and require_analysis:
         st.info("Pick a model that loads in the sidebar to see this page.")
