@@ -161,24 +161,38 @@ def evaluate(
     )
 
 
+def offline_scores(
+    sets: Sequence[LabelledSet], labeller_factory: Callable[[Sequence[str]], Any]
+) -> tuple[Any, list[Any]]:
+    """Score ``sets`` with an offline labeller whose null vocabulary is the file's own tokens.
+
+    ``labeller_factory(vocabulary)`` returns an :class:`~core.label_offline.OfflineLabeller`
+    (the label files carry no tokenizer, so random sets are drawn from the pooled tokens).
+    Returns the labeller and one :class:`~core.label_offline.CoherenceScore` per set.
+    """
+    lab = labeller_factory([t for s in sets for t in s.tokens])
+    return lab, lab.score_many([s.tokens for s in sets])
+
+
+def evaluate_scores(
+    sets: Sequence[LabelledSet], scores: Sequence[Any], threshold: float
+) -> EvalResult:
+    """:func:`evaluate` for offline scores, with the alphabetic and dictionary-word baselines."""
+    return evaluate(
+        sets,
+        [r.z for r in scores],
+        [r.interpretable for r in scores],
+        threshold,
+        {
+            "alpha_fraction": [r.alpha_fraction for r in scores],
+            "word_fraction": [r.word_fraction for r in scores],
+        },
+    )
+
+
 def evaluate_offline(
     sets: Sequence[LabelledSet], labeller_factory: Callable[[Sequence[str]], Any]
 ) -> EvalResult:
-    """Score ``sets`` with an offline labeller whose null vocabulary is the file's own tokens.
-
-    ``labeller_factory(vocabulary)`` returns an :class:`~core.label_offline.OfflineLabeller`;
-    the label files carry no tokenizer, so random sets are drawn from the pooled tokens.
-    """
-    vocab = [t for s in sets for t in s.tokens]
-    lab = labeller_factory(vocab)
-    res = lab.score_many([s.tokens for s in sets])
-    return evaluate(
-        sets,
-        [r.z for r in res],
-        [r.interpretable for r in res],
-        lab.params.threshold_z,
-        {
-            "alpha_fraction": [r.alpha_fraction for r in res],
-            "word_fraction": [r.word_fraction for r in res],
-        },
-    )
+    """Score ``sets`` offline (:func:`offline_scores`) and compare with the reference."""
+    lab, scores = offline_scores(sets, labeller_factory)
+    return evaluate_scores(sets, scores, lab.params.threshold_z)
