@@ -154,9 +154,7 @@ def component_directions(
     )
 
 
-def cached_table(
-    name: str, sel: state.Selection, build: Callable[[Analysis], Any], *args: Any
-) -> Any:
+def cached_table(name: str, sel: state.Selection, build: Callable[..., Any], *args: Any) -> Any:
     """A ``pd.DataFrame`` built once per (model, processing, name, args) by ``build``.
 
     ``build(analysis, *args)`` must be a module-level function (its qualified name keys
@@ -185,3 +183,33 @@ def _table(
 ) -> Any:
     a = _load(model, processing, cache_dir, lambda f, m: None)
     return _build(a, *args)
+
+
+def cached_spec(name: str, sel: state.Selection, build: Callable[..., Any], *args: Any) -> Any:
+    """The Vega-Lite dict of the ``alt.Chart`` that ``build(analysis, *args)`` returns,
+    built once per (model, processing, name, args): Altair's construction and schema
+    validation take a few hundred milliseconds, too slow for every rerun. Render it with
+    ``st.vega_lite_chart(spec)``."""
+    return _spec(
+        name,
+        f"{build.__module__}.{build.__qualname__}",
+        sel.model,
+        sel.processing,
+        str(state.cache_dir()),
+        args,
+        _build=build,
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _spec(
+    name: str,
+    builder: str,
+    model: str,
+    processing: str,
+    cache_dir: str,
+    args: tuple[Any, ...],
+    _build: Callable[..., Any],
+) -> Any:
+    a = _load(model, processing, cache_dir, lambda f, m: None)
+    return _build(a, *args).to_dict()

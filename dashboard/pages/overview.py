@@ -1,10 +1,63 @@
-"""overview page (work in progress)."""
+"""Home page: what the model is, what is cached, and how to read the other pages."""
 
-import _root  # noqa: F401
+import _root  # noqa: F401  (repository root on sys.path; see dashboard/_root.py)
 import streamlit as st
 
-from dashboard import components
+from dashboard import components, loaders, state
+from dashboard.builders import overview
 
-sel, a = components.setup()
-st.title("overview")
-st.write(sel.label())
+st.title("svd-lens")
+st.caption(
+    "Singular value decompositions of every weight matrix, read in token space through "
+    "the unembedding (Millidge & Black, 2022)."
+)
+sel, a = components.setup(require_analysis=False)
+
+if a is not None:
+    left, right = st.columns([3, 4])
+    with left:
+        st.subheader("Model")
+        st.dataframe(
+            loaders.cached_table("facts", sel, overview.model_facts),
+            hide_index=True,
+            width="stretch",
+            key="overview.facts",
+        )
+    with right:
+        st.subheader("Matrices in the cache entry")
+        st.dataframe(
+            loaders.cached_table("kinds", sel, overview.kinds_frame),
+            hide_index=True,
+            width="stretch",
+            key="overview.kinds",
+        )
+        st.subheader("Cache")
+        st.caption(f"Cache folder: `{state.cache_dir()}`")
+        cached = overview.cache_frame(state.cache_dir())
+        if cached.empty:
+            st.info("The cache is empty; opening a model builds its entry.")
+        else:
+            st.dataframe(cached, hide_index=True, width="stretch", key="overview.cache")
+
+st.subheader("How to read the pages")
+st.markdown(
+    """
+* **Spectra**: the singular values of the selected matrix (log or linear scale), next to a
+  random Gaussian matrix of the same shape. A trained matrix whose spectrum falls off much
+  faster than the control's has a few dominant directions worth reading. Red rings mark
+  near-degenerate values: their singular vectors are only defined up to a rotation within
+  the degenerate group, so read them together.
+* **Cluster grid**: the post's table. Each column is one singular direction (ordered by
+  singular value, shown in the header as `σ`), each row a token; the tokens are those whose
+  unembedding has the largest (positive end, blue) or most negative (negative end, red)
+  dot product with that direction. A good direction reads as one theme down a column.
+  Compare with the random control: its columns should look like noise.
+* **Atlas**: one row per OV head and MLP matrix with the top tokens of its first directions,
+  its largest singular value and effective rank; filter by a token and click a row to open
+  it in the grid.
+* **Processing**: *post* folds the normalisation's scale (and LayerNorm's centring) into the
+  matrices that read the residual stream, as in the post; *raw* uses the stored weights.
+* Use the sidebar to pick the model, matrix kind, layer and head; the URL keeps the view,
+  so you can share or reload it.
+"""
+)

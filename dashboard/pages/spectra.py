@@ -1,10 +1,69 @@
-"""spectra page (work in progress)."""
+"""Spectra page: singular values of the selected matrix beside a random control."""
 
-import _root  # noqa: F401
+import _root  # noqa: F401  (repository root on sys.path; see dashboard/_root.py)
 import streamlit as st
 
-from dashboard import components
+from core.settings import HEAD_KINDS
+from dashboard import components, loaders
+from dashboard.builders import spectra
 
+st.title("Spectra")
 sel, a = components.setup()
-st.title("spectra")
-st.write(sel.label())
+
+rank = a.svd.kinds[sel.kind].decomposition.rank
+overlays = ["component", "layers"] if sel.kind not in HEAD_KINDS else list(spectra.OVERLAYS)
+if sel.kind == "embed":
+    overlays = ["component"]
+c1, c2, c3, c4 = st.columns([3, 1, 1, 3])
+overlay = c1.radio(
+    "Overlay",
+    overlays,
+    format_func=lambda o: spectra.OVERLAYS[o],
+    horizontal=True,
+    key="spectra.overlay",
+)
+log = c2.toggle("Log scale", value=True, key="spectra.log")
+show_control = c3.toggle("Control", value=True, key="spectra.control")
+cut = (
+    c4.slider(
+        "Show the first singular values",
+        1,
+        rank,
+        rank,
+        key="spectra.cut",
+        help="The rank of the matrix: d_head for OV/QK heads.",
+    )
+    if rank > 1
+    else rank
+)
+
+spec = loaders.cached_spec(
+    "spectrum",
+    sel,
+    spectra.spectrum_view,
+    sel.kind,
+    sel.layer,
+    sel.component_head,
+    overlay,
+    show_control,
+    log,
+    cut,
+)
+st.vega_lite_chart(spec, key="spectra.chart")
+st.caption(
+    f"{sel.label()}: rank {rank}. Dashed grey: a random Gaussian matrix of the same shape "
+    "(one per layer). Red rings: near-degenerate singular values (within the tolerance of a "
+    "neighbour); their vectors are only defined up to a rotation. Hover for values."
+)
+with st.expander("Values"):
+    df = loaders.cached_table(
+        "spectrum",
+        sel,
+        spectra.spectrum_frame,
+        sel.kind,
+        sel.layer,
+        sel.component_head,
+        overlay,
+        show_control,
+    )
+    st.dataframe(df[df["index"] < cut], hide_index=True, width="stretch", key="spectra.values")

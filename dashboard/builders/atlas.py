@@ -1,0 +1,108 @@
+"""The atlas: one row per component with its first directions' top tokens.
+
+Served entirely from the cached projections (``KindResult.tops``), so building it is a
+gather, not a projection.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import torch
+from torch import Tensor
+
+from core.analysis import Analysis, kind_result
+
+#: Kinds the atlas lists by default (the gate only where the model has one).
+ATLAS_KINDS: tuple[str, ...] = ("ov", "mlp_in", "mlp_gate", "mlp_out")
+KIND_NAMES: dict[str, str] = {
+    "ov": "OV",
+    "qk": "QK",
+    "mlp_in": "MLP in",
+    "mlp_gate": "MLP gate",
+    "mlp_out": "MLP out",
+    "embed": "Embedding",
+}
+EFFECTIVE_RANK_HELP = (
+    "Effective rank = exp(H(p)), the exponential of the Shannon entropy of the "
+    "normalised singular values p_i = s_i / Σ s_j (Roy & Vetterli, 2007). It equals the "
+    "rank when all singular values are equal and approaches 1 when one dominates."
+)
+
+
+def effective_rank(S: Tensor) -> Tensor:
+    """``exp(-Σ p log p)`` with ``p = s / Σ s`` per row.
+
+    Args:
+        S: singular values ``[comp, rank]`` (non-negative).
+
+    Returns:
+        ``[comp]`` effective ranks in ``[1, rank]``.
+    """
+    S = S.double().clamp_min(0)
+    p = S / S.sum(dim=1, keepdim=True).clamp_min(1e-300)
+    h = -(torch.where(p > 0, p * p.log(), torch.zeros_like(p))).sum(dim=1)
+    return h.exp().float()
+
+
+def atlas_frame(
+    a: Analysis, kinds: tuple[str, ...] = ATLAS_KINDS, n_dirs: int = 3, n_tokens: int = 6
+) -> pd.DataFrame:
+    """One row per component of ``kinds`` (those the cache holds).
+
+    Returns:
+        columns ``component`` (e.g. ``L3 H5 OV``), ``kind``, ``layer``, ``head``
+        (nullable int), ``sigma_max``, ``effective_rank``, ``rank``, then ``dir 0`` ...
+        ``dir {n_dirs-1}``: the direction's top ``n_tokens`` display tokens joined by
+        ``" · "`` (empty where the cache projected fewer directions).
+    """
+    rows = []
+    for kind in kinds:
+        if kind not in a.svd.kinds:
+            continue
+        res = kind_result(a, kind)
+        d = res.decomposition
+        eff = effective_rank(d.S).tolist()
+        smax = d.S[:, 0].tolist()
+        top = res.tops.top_idx
+        n = min(n_dirs, res.n_projected)
+        for c, (layer, head) in enumerate(d.components):
+            label = KIND_NAMES[kind] if kind == "embed" else f"L{layer}"
+            if head is not None:
+                label += f" H{head}"
+            row: dict[str, object] = {
+                "component": label if kind == "embed" else f"{label} {KIND_NAMES[kind]}",
+                "kind": kind,
+                "layer": layer,
+                "head": head,
+                "sigma_max": smax[c],
+                "effective_rank": eff[c],
+                "rank": d.rank,
+            }
+            for i in range(n_dirs):
+                if i < n:
+                    ids = top[c * res.n_projected + i, :n_tokens].tolist()
+                    row[f"dir {i}"] = " · ".join(a.tokens.display[j] for j in ids)
+                else:
+                    row[f"dir {i}"] = ""
+            rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    df["head"] = df["head"].astype("Int64")
+    # Layer-major, then the kinds in the order given, then head.
+    order = df["kind"].map({k: i for i, k in enumerate(kinds)})
+    df = df.assign(_o=order).sort_values(["layer", "_o", "head"], kind="stable")
+    return df.drop(columns="_o").reset_index(drop=True)
+
+
+def filter_atlas(df: pd.DataFrame, text: str) -> pd.DataFrame:
+    """Rows whose direction tokens contain ``text`` (case-insensitive; ``" "`` matches ``␣``)."""
+    text = text.strip()
+    if not text or df.empty:
+        return df
+    needle = text.lower()
+    cols = [c for c in df.columns if c.startswith("dir ")]
+    hay = df[cols].apply(lambda r: " ".join(r).lower().replace("␣", " "), axis=1)
+    alt_hay = df[cols].apply(lambda r: " ".join(r).lower(), axis=1)
+    keep = hay.str.contains(needle, regex=False) | alt_hay.str.contains(needle, regex=False)
+    return df[keep]

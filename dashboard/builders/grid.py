@@ -1,0 +1,113 @@
+"""The post's cluster grid: one column per singular direction, top-k tokens as rows.
+
+Columns are ordered by singular value and named ``#i σ=…`` (``≈`` marks a
+near-degenerate value, whose direction is only defined up to a rotation). Each cell
+is coloured by its projection strength: blue for the positive end, red for the negative.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+import pandas as pd
+from pandas.io.formats.style import Styler
+
+from core.analysis import Direction
+
+End = Literal["top", "bottom", "both"]
+ENDS: dict[str, str] = {"top": "positive end", "bottom": "negative end", "both": "both ends"}
+
+
+def column_name(d: Direction, end: str | None = None) -> str:
+    """Header of a direction's column, e.g. ``#3 σ=1.25`` or ``#3 σ=1.25 ≈ −``."""
+    mark = " ≈" if d.degenerate else ""
+    side = {"top": " +", "bottom": " −"}.get(end or "", "")
+    return f"#{d.index} σ={d.singular_value:.4g}{mark}{side}"
+
+
+def grid_frames(dirs: list[Direction], end: str = "top") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The grid's tokens and their projection values, both ``k x n_columns``.
+
+    ``end="both"`` gives two columns per direction (``+`` then ``−``). The index is the
+    rank within the end (1 = strongest). Tokens are display strings (``␣`` = space).
+    """
+    tokens: dict[str, list[str]] = {}
+    values: dict[str, list[float]] = {}
+    ends = ("top", "bottom") if end == "both" else (end,)
+    for d in dirs:
+        for e in ends:
+            cells = d.top if e == "top" else d.bottom
+            name = column_name(d, e if end == "both" else None)
+            tokens[name] = [c[1] for c in cells]
+            values[name] = [c[2] for c in cells]
+    k = max((len(v) for v in tokens.values()), default=0)
+    index = pd.RangeIndex(1, k + 1, name="rank")
+    return pd.DataFrame(tokens, index=index), pd.DataFrame(values, index=index)
+
+
+def _cell_css(v: float, scale: float) -> str:
+    if pd.isna(v) or scale <= 0:
+        return ""
+    a = min(abs(float(v)) / scale, 1.0)
+    rgb = "31, 119, 180" if v >= 0 else "214, 39, 40"
+    color = "white" if a > 0.6 else "black"
+    return f"background-color: rgba({rgb}, {0.08 + 0.82 * a:.3f}); color: {color}"
+
+
+def style_grid(
+    tokens: pd.DataFrame,
+    values: pd.DataFrame,
+    highlight: int | None = None,
+    dirs: list[Direction] | None = None,
+) -> Styler:
+    """``tokens`` coloured by ``values`` (shared scale: the largest |value| shown).
+
+    ``highlight`` (a direction index, with ``dirs`` to find its columns) gets a bold
+    outline, for links from the search and edit pages.
+    """
+    scale = float(values.abs().max().max()) if values.size else 0.0
+    css = values.map(lambda v: _cell_css(v, scale))
+    if highlight is not None and dirs is not None:
+        marked = {
+            c
+            for d in dirs
+            if d.index == highlight
+            for c in tokens.columns
+            if c.startswith(f"#{d.index} ")
+        }
+        for c in marked:
+            css[c] = css[c] + "; font-weight: bold; border: 2px solid #ff8c00"
+    return tokens.style.apply(lambda _: css, axis=None)
+
+
+def grid_records(dirs: list[Direction], meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The shown directions as JSON-able data: meta plus, per direction, index, singular
+    value, degeneracy, and top/bottom ``[raw token, display token, value]`` lists."""
+    return {
+        **(meta or {}),
+        "directions": [
+            {
+                "index": d.index,
+                "singular_value": d.singular_value,
+                "degenerate": d.degenerate,
+                "top": [list(c) for c in d.top],
+                "bottom": [list(c) for c in d.bottom],
+            }
+            for d in dirs
+        ],
+    }
+
+
+def grid_csv(tokens: pd.DataFrame, values: pd.DataFrame) -> str:
+    """The shown grid as CSV: each direction's token column followed by its values."""
+    cols: dict[str, Any] = {}
+    for c in tokens.columns:
+        cols[c] = tokens[c]
+        cols[f"{c} value"] = values[c]
+    return pd.DataFrame(cols, index=tokens.index).to_csv()
+
+
+def grid_json(dirs: list[Direction], meta: dict[str, Any] | None = None) -> str:
+    """:func:`grid_records` as a JSON string."""
+    return json.dumps(grid_records(dirs, meta), ensure_ascii=False, indent=1)

@@ -1,0 +1,175 @@
+"""Singular value spectra: a long-form table and its Altair chart.
+
+One row per (series, index): the singular values of a component, optionally overlaid
+with the other heads of its layer or the same component in every layer, next to the
+random Gaussian control of matched shape (one per layer, stored as head 0).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import altair as alt
+import pandas as pd
+
+from core.analysis import Analysis, kind_result
+from core.settings import HEAD_KINDS
+
+Overlay = Literal["component", "heads", "layers"]
+OVERLAYS: dict[str, str] = {
+    "component": "this component",
+    "heads": "all heads of this layer",
+    "layers": "every layer",
+}
+
+
+def _name(kind: str, layer: int, head: int | None) -> str:
+    if kind == "embed":
+        return "embedding"
+    return f"L{layer} H{head}" if head is not None else f"L{layer}"
+
+
+def spectrum_frame(
+    a: Analysis,
+    kind: str,
+    layer: int,
+    head: int | None,
+    overlay: Overlay = "component",
+    control: bool = True,
+) -> pd.DataFrame:
+    """Singular values of the selected component(s) and their controls, long form.
+
+    Returns:
+        columns ``series`` (str), ``layer``, ``head`` (nullable int), ``index`` (0-based
+        position), ``value`` (singular value), ``degenerate`` (bool: within the
+        degeneracy tolerance of a neighbour), ``control`` (bool), ``selected`` (bool:
+        the selected component itself). Rows per component: the rank (``d_head`` for
+        OV/QK). Sorted by control, series, index.
+    """
+    head = head if kind in HEAD_KINDS else None
+    d = kind_result(a, kind).decomposition
+    if overlay == "heads" and kind in HEAD_KINDS:
+        comps = [c for c in d.components if c[0] == layer]
+    elif overlay == "layers":
+        comps = [c for c in d.components if c[1] == head]
+    else:
+        comps = [(layer, head)]
+    parts: list[dict[str, Any]] = []
+    for c in comps:
+        row = d.index(c[0], c[1])
+        s = d.S[row].tolist()
+        deg = d.degenerate[row].tolist()
+        for i, (v, g) in enumerate(zip(s, deg)):
+            parts.append(
+                {
+                    "series": _name(kind, c[0], c[1]),
+                    "layer": c[0],
+                    "head": c[1],
+                    "index": i,
+                    "value": float(v),
+                    "degenerate": bool(g),
+                    "control": False,
+                    "selected": c == (layer, head),
+                }
+            )
+    if control and kind in a.svd.controls:
+        cd = kind_result(a, kind, control=True).decomposition
+        for lay in sorted({c[0] for c in comps}):
+            row = cd.index(lay, 0 if kind in HEAD_KINDS else None)
+            for i, (v, g) in enumerate(zip(cd.S[row].tolist(), cd.degenerate[row].tolist())):
+                parts.append(
+                    {
+                        "series": f"control {_name(kind, lay, None)}",
+                        "layer": lay,
+                        "head": None,
+                        "index": i,
+                        "value": float(v),
+                        "degenerate": bool(g),
+                        "control": True,
+                        "selected": lay == layer,
+                    }
+                )
+    df = pd.DataFrame(parts)
+    df["head"] = df["head"].astype("Int64")
+    return df.sort_values(["control", "series", "index"], kind="stable").reset_index(drop=True)
+
+
+def spectrum_chart(
+    df: pd.DataFrame, log: bool = True, cut: int | None = None, width: int = 460, height: int = 320
+) -> alt.HConcatChart:
+    """Real spectra (left) beside the random controls (right) on a shared y scale.
+
+    ``cut`` keeps indices below it. Near-degenerate values are drawn as red rings; the
+    tooltip gives series, index and value.
+    """
+    if cut is not None:
+        df = df[df["index"] < cut]
+    y = alt.Y(
+        "value:Q",
+        title="singular value",
+        scale=alt.Scale(type="log" if log else "linear", zero=not log),
+    )
+    x = alt.X("index:Q", title="index (by singular value)", axis=alt.Axis(tickMinStep=1))
+    tooltip = [
+        alt.Tooltip("series:N"),
+        alt.Tooltip("index:Q"),
+        alt.Tooltip("value:Q", format=".4g"),
+        alt.Tooltip("degenerate:N", title="near-degenerate"),
+    ]
+
+    def panel(control: bool, title: str) -> Any:
+        hover = alt.selection_point(
+            name="hover_control" if control else "hover_weights",
+            fields=["series"],
+            on="pointerover",
+            empty=False,
+        )
+        base = alt.Chart().transform_filter(alt.datum.control == control)
+        many = df[df["control"] == control]["series"].nunique() > 1
+        color = (
+            alt.Color("series:N", legend=alt.Legend(title=None, columns=2, symbolLimit=40))
+            if many
+            else alt.value("#777777" if control else "#1f77b4")
+        )
+        line = base.mark_line(strokeDash=[4, 3] if control else [1, 0]).encode(
+            x=x,
+            y=y,
+            detail="series:N",
+            color=color,
+            opacity=alt.condition(
+                alt.datum.selected | hover, alt.value(1.0), alt.value(0.35 if many else 1.0)
+            ),
+            strokeWidth=alt.condition(alt.datum.selected, alt.value(2.5), alt.value(1.2)),
+        )
+        points = (
+            base.mark_circle(size=36)
+            .encode(x=x, y=y, color=color, tooltip=tooltip)
+            .add_params(hover)
+        )
+        degenerate = (
+            base.transform_filter(alt.datum.degenerate)
+            .mark_point(size=120, color="#d62728", strokeWidth=2)
+            .encode(x=x, y=y, tooltip=tooltip)
+        )
+        return alt.layer(line, points, degenerate, title=title).properties(
+            width=width, height=height
+        )
+
+    panels = [panel(False, "weights")]
+    if df["control"].any():
+        panels.append(panel(True, "random Gaussian control (same shape)"))
+    return alt.hconcat(*panels, data=df).resolve_scale(y="shared", color="independent")
+
+
+def spectrum_view(
+    a: Analysis,
+    kind: str,
+    layer: int,
+    head: int | None,
+    overlay: Overlay = "component",
+    control: bool = True,
+    log: bool = True,
+    cut: int | None = None,
+) -> alt.HConcatChart:
+    """:func:`spectrum_frame` drawn by :func:`spectrum_chart`."""
+    return spectrum_chart(spectrum_frame(a, kind, layer, head, overlay, control), log, cut)
