@@ -168,10 +168,11 @@ def offline_scores(
 
     ``labeller_factory(vocabulary)`` returns an :class:`~core.label_offline.OfflineLabeller`
     (the label files carry no tokenizer, so random sets are drawn from the pooled tokens).
-    Returns the labeller and one :class:`~core.label_offline.CoherenceScore` per set.
+    Returns the labeller and one :class:`~core.label_offline.CoherenceScore` per set
+    (unnamed: the reference has no concept to compare with).
     """
     lab = labeller_factory([t for s in sets for t in s.tokens])
-    return lab, lab.score_many([s.tokens for s in sets])
+    return lab, lab.score_many([s.tokens for s in sets], name=False)
 
 
 def evaluate_scores(

@@ -339,8 +339,8 @@ class OfflineLabeller:
 
     # -- verdict
 
-    def score(self, tokens: Sequence[str]) -> CoherenceScore:
-        """Score and name one token set."""
+    def score(self, tokens: Sequence[str], name: bool = True) -> CoherenceScore:
+        """Score and (unless ``name`` is false: label "") name one token set."""
         tokens = tuple(tokens)
         n = len(tokens)
         kept, weights = self._entries(tokens)
@@ -350,7 +350,7 @@ class OfflineLabeller:
         cleaned = [clean_token(t) for t in tokens]
         words = sum(1 for c in cleaned if c.lower() in self.embedder.words)
         alpha = sum(1 for c in cleaned if c.isalpha())
-        label, sim, alts = self.name(kept, weights)
+        label, sim, alts = self.name(kept, weights) if name else ("", 0.0, ())
         return CoherenceScore(
             tokens=tokens,
             kept=tuple(kept),
@@ -366,7 +366,7 @@ class OfflineLabeller:
             alternatives=alts,
         )
 
-    def score_many(self, sets: Sequence[Sequence[str]]) -> list[CoherenceScore]:
+    def score_many(self, sets: Sequence[Sequence[str]], name: bool = True) -> list[CoherenceScore]:
         """Score several sets, embedding all their tokens in one batch first."""
         self.embedder.encode([k for s in sets for k in self._entries(s)[0]])
-        return [self.score(s) for s in sets]
+        return [self.score(s, name) for s in sets]
