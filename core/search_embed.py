@@ -44,8 +44,11 @@ METHODS: tuple[str, ...] = ("ridge", "pinv", "embed")
 DEFAULT_METHOD = "ridge"
 #: Ridge strength as a fraction of the mean eigenvalue of the centred ``W_U W_U^T``.
 DEFAULT_RIDGE = 0.5
-#: Eigenvalues below this fraction of the largest count as zero for ``pinv``.
-PINV_RCOND = 1e-6
+#: Eigenvalues of ``W_U W_U^T`` below this fraction of the largest count as zero for
+#: ``pinv`` (singular values below 1e-5 of the largest). ``post`` processing centres
+#: ``W_U`` over ``d_model``, leaving a null direction that float32 rounding makes tiny
+#: but not zero; inverting it would swamp the result.
+PINV_RCOND = 1e-10
 
 
 @dataclass(frozen=True)
