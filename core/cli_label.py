@@ -51,7 +51,17 @@ def _label(args: argparse.Namespace) -> Any:
     items = {c: list(token_sets(a, args.matrix, layers, args.n, args.k, heads, c)) for c in groups}
     results = []
     if args.labeller == "offline":
-        lab = offline_labeller(a)
+        concepts = None
+        if args.concepts is not None:
+            from core.label_concepts import load_concepts
+
+            try:
+                concepts = load_concepts(args.concepts)
+            except OSError as exc:
+                raise ArgError(f"Cannot read the concept file {args.concepts}: {exc}.") from exc
+            if not concepts:
+                raise ArgError(f"The concept file {args.concepts} is empty; give one per line.")
+        lab = offline_labeller(a, concepts=concepts)
         for c in groups:
             results += label_offline(lab, items[c], args.matrix, c)
     else:
@@ -130,6 +140,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=int, default=15, help="top tokens shown to the labeller")
     p.add_argument("--labeller", choices=("offline", "llm"), default="offline")
     p.add_argument("--control", action="store_true", help="also label the random control")
+    p.add_argument("--concepts", type=Path, default=None, help="concept list, one per line")
     p.add_argument("--no-store", action="store_true", help="do not write labels.sqlite")
     p.add_argument("--llm-base-url", default=None, help="default: $OPENAI_BASE_URL")
     p.add_argument("--llm-model", default=None, help="default: $SVDLENS_LLM_MODEL")

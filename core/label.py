@@ -143,10 +143,16 @@ def token_sets(
 
 
 def offline_labeller(
-    analysis: Analysis, params: OfflineParams = OfflineParams(), device: str = "cpu"
+    analysis: Analysis,
+    params: OfflineParams = OfflineParams(),
+    device: str = "cpu",
+    concepts: Sequence[str] | None = None,
 ) -> OfflineLabeller:
-    """An offline labeller whose null sets are drawn from ``analysis``'s vocabulary."""
-    return OfflineLabeller(load_embedder(device), analysis.tokens.raw, params)
+    """An offline labeller whose null sets are drawn from ``analysis``'s vocabulary
+    (concept embeddings cached under the analysis's cache directory)."""
+    return OfflineLabeller(
+        load_embedder(device), analysis.tokens.raw, params, concepts, analysis.settings.cache_dir
+    )
 
 
 def label_offline(

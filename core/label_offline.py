@@ -24,7 +24,9 @@ and the percentile in that null. A direction is *interpretable* when ``z >= thre
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -252,6 +254,8 @@ class OfflineLabeller:
             or for a label file the pooled tokens of the file).
         params: scorer knobs.
         concepts: names to label with (default: ``core/data/concepts.txt``).
+        cache_dir: if given, concept embeddings are kept in
+            ``<cache_dir>/labeller/concepts-<hash>.safetensors`` across runs.
     """
 
     def __init__(
@@ -260,8 +264,10 @@ class OfflineLabeller:
         vocabulary: Sequence[str],
         params: OfflineParams = OfflineParams(),
         concepts: Sequence[str] | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         self.embedder = embedder
+        self.cache_dir = cache_dir
         self.params = params
         self.concepts = tuple(concepts) if concepts is not None else load_concepts()
         self._concept_vecs: Tensor | None = None
@@ -322,8 +328,28 @@ class OfflineLabeller:
 
     def _concept_matrix(self) -> Tensor:
         if self._concept_vecs is None:
-            self._concept_vecs = self.embedder.encode(self.concepts)
+            self._concept_vecs = self._cached_concepts()
         return self._concept_vecs
+
+    def _cached_concepts(self) -> Tensor:
+        if self.cache_dir is None:
+            return self.embedder.encode(self.concepts)
+        from safetensors.torch import load_file, save_file
+
+        digest = hashlib.sha256("\n".join(self.concepts).encode()).hexdigest()[:16]
+        path = Path(self.cache_dir) / "labeller" / f"concepts-{digest}.safetensors"
+        try:
+            vecs = load_file(path)["concepts"]
+            if vecs.shape == (len(self.concepts), self.embedder.dim):
+                return vecs
+        except (OSError, KeyError, RuntimeError, ValueError):
+            pass  # missing or damaged: rebuild below
+        vecs = self.embedder.encode(self.concepts).contiguous()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        save_file({"concepts": vecs}, tmp)
+        os.replace(tmp, path)
+        return vecs
 
     def name(self, kept: Sequence[str], weights: Sequence[float]) -> tuple[str, float, tuple]:
         """Nearest concept to the weighted centroid: ``(label, cosine, next three)``."""
