@@ -133,9 +133,13 @@ def build_index(
     float16 for ``n`` directions (GPT-2 medium, OV + MLP in/out: about 150 MB).
     """
     held = analysis.svd.kinds
-    kinds = tuple(k for k in MATRIX_KINDS if k in held and (kinds is None or k in kinds))
+    wanted = tuple(kinds) if kinds is not None else MATRIX_KINDS
+    kinds = tuple(k for k in MATRIX_KINDS if k in held and k in wanted)
     if not kinds:
-        raise SpecError("None of the requested matrix kinds is in this cache entry.")
+        raise SpecError(
+            f"{wanted[0] if wanted else 'That'} is not searchable for this model (it lacks it "
+            f"or the cache does not hold it); use some of {', '.join(k for k in held)}."
+        )
     parts: dict[str, list[Tensor]] = {
         n: [] for n in ("vectors", "kind_of", "layer", "head", "index", "comp", "S", "deg")
     }
