@@ -1,0 +1,257 @@
+"""The whole app, headless (Streamlit's AppTest), on a tiny checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.analysis import kind_result
+from tests.dashboard.conftest import APP, REPO
+
+PAGES = ("pages/overview.py", "pages/spectra.py", "pages/grid.py", "pages/atlas.py")
+TIMEOUT = 180
+
+
+def app(params: dict[str, str] | None = None, page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    for k, v in (params or {}).items():
+        at.query_params[k] = v
+    if page is not None:
+        # Page url paths are the file names, so the first run can open it (like a URL).
+        at.switch_page(page)
+    return at.run()
+
+
+def errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def table(at: AppTest, i: int = 0):
+    """The ``i``-th dataframe on the page (the grid, the atlas; overview: facts, kinds,
+    cache). AppTest does not expose the keys of non-widget dataframes."""
+    return at.main.dataframe[i].value
+
+
+def sidebar_keys(at: AppTest) -> set[str]:
+    return {w.key for w in at.sidebar.selectbox} | {w.key for w in at.sidebar.radio}
+
+
+@pytest.fixture(autouse=True)
+def _env(dash_env, analysis):
+    # `analysis` writes the cache entry first, so each app run reads it.
+    return dash_env
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_runs(page):
+    at = app(page=page)
+    assert not at.exception, at.exception
+    assert errors(at) == []
+    assert {"w.model", "w.processing", "w.kind", "w.layer", "w.head"} <= sidebar_keys(at)
+    assert at.title[0].value
+
+
+def test_page_widgets_and_outputs():
+    at = app(page="pages/grid.py")
+    assert at.radio(key="grid.end").value == "top"
+    assert at.slider(key="grid.n").value == 10
+    assert at.slider(key="grid.k").value == 15
+    assert at.multiselect(key="grid.filters").value == []
+    assert at.toggle(key="grid.control").value is False
+    assert {b.key for b in at.button} >= {"grid.next_head", "grid.prev_layer"}
+    assert {b.label for b in at.get("download_button")} == {"Download CSV", "Download JSON"}
+    assert table(at).shape == (15, 10)
+
+    at.switch_page("pages/spectra.py").run()
+    assert at.radio(key="spectra.overlay").value == "component"
+    assert at.toggle(key="spectra.log").value is True
+    assert len(at.get("vega_lite_chart")) == 1
+
+    at.switch_page("pages/atlas.py").run()
+    assert at.text_input(key="atlas.filter").value == ""
+    assert len(table(at)) > 0
+
+    at.switch_page("pages/overview.py").run()
+    facts = table(at, 0).set_index("fact")["value"]
+    assert facts["layers"] == "2" and facts["heads per layer"] == "4"
+    assert len(table(at, 2)) >= 1
+
+
+def test_changing_layer_and_head_changes_the_table(analysis):
+    at = app(page="pages/grid.py")
+    first = table(at)
+    at.sidebar.selectbox(key="w.head").set_value(3).run()
+    by_head = table(at)
+    assert not by_head.equals(first)
+    d = kind_result(analysis, "ov").decomposition
+    assert f"σ={float(d.S[d.index(0, 3), 0]):.4g}" in by_head.columns[0]
+    at.sidebar.selectbox(key="w.layer").set_value(1).run()
+    by_layer = table(at)
+    assert f"σ={float(d.S[d.index(1, 3), 0]):.4g}" in by_layer.columns[0]
+    assert dict(at.query_params) == {
+        "model": at.session_state["sel.model"],
+        "proc": "post",
+        "kind": "ov",
+        "layer": "1",
+        "head": "3",
+    }
+
+
+def test_step_buttons_one_click(analysis):
+    at = app(page="pages/grid.py")
+    at.button(key="grid.next_head").click().run()
+    assert at.query_params["head"] == "1" and at.sidebar.selectbox(key="w.head").value == 1
+    at.button(key="grid.next_layer").click().run()
+    assert at.query_params["layer"] == "1" and at.sidebar.selectbox(key="w.layer").value == 1
+    at.button(key="grid.prev_head").click().run()
+    assert at.query_params["head"] == "0"
+    at.button(key="grid.prev_layer").click().run()
+    assert at.query_params["layer"] == "0"
+    assert at.button(key="grid.prev_layer").disabled
+
+
+def test_grid_options_change_the_table():
+    at = app(page="pages/grid.py")
+    at.slider(key="grid.n").set_value(4).run()
+    at.slider(key="grid.k").set_value(6).run()
+    assert table(at).shape == (6, 4)
+    at.radio(key="grid.end").set_value("both").run()
+    both = table(at)
+    assert both.shape == (6, 8) and both.columns[1].endswith("−")
+    at.multiselect(key="grid.filters").set_value(["alpha"]).run()
+    alpha = table(at)
+    assert all(str(t).lstrip("␣").isalpha() for t in alpha.to_numpy().ravel())
+    at.toggle(key="grid.control").set_value(True).run()
+    assert not at.exception
+    assert at.subheader[0].value.startswith("random control")
+    assert not table(at).equals(alpha)
+
+
+def test_url_restores_a_view(analysis):
+    params = {"kind": "qk", "layer": "1", "head": "2", "proc": "post"}
+    at = app(params, page="pages/grid.py")
+    assert errors(at) == []
+    assert at.sidebar.selectbox(key="w.kind").value == "qk"
+    assert at.sidebar.selectbox(key="w.layer").value == 1
+    assert at.sidebar.selectbox(key="w.head").value == 2
+    d = kind_result(analysis, "qk").decomposition
+    header = table(at).columns[0]
+    assert f"σ={float(d.S[d.index(1, 2), 0]):.4g}" in header
+    assert at.query_params["kind"] == "qk" and at.query_params["head"] == "2"
+
+
+def test_url_direction_is_highlighted():
+    at = app({"kind": "ov", "layer": "0", "head": "1", "dir": "12"}, page="pages/grid.py")
+    assert errors(at) == []
+    assert any("#12" in i.value for i in at.info)
+    assert table(at).shape[1] == 13  # widened to show #12
+
+
+def test_mlp_kind_hides_head():
+    at = app({"kind": "mlp_out", "layer": "1"}, page="pages/grid.py")
+    assert errors(at) == []
+    assert "w.head" not in sidebar_keys(at)
+    assert "head" not in at.query_params
+    assert table(at).shape[1] == 10
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"layer": "99"}, "Layer 99 is out of range"),
+        ({"kind": "ov", "head": "17"}, "Head 17 is out of range"),
+        ({"layer": "abc"}, "is not a whole number"),
+        ({"kind": "nonsense"}, "Unknown matrix"),
+        ({"kind": "mlp_gate"}, "no gate"),
+        ({"proc": "cooked"}, "processing"),
+        ({"dir": "500"}, "Direction 500 is out of range"),
+    ],
+)
+def test_bad_params_give_an_error_not_a_traceback(params, message):
+    at = app(params, page="pages/grid.py")
+    assert not at.exception
+    assert any(message in e for e in errors(at)), errors(at)
+    # The rest keeps working: a valid view is shown and the sidebar is usable.
+    assert len(table(at)) == 15
+    at.sidebar.selectbox(key="w.layer").set_value(1).run()
+    assert not at.exception and errors(at) == []
+
+
+def test_model_that_fails_to_load(tmp_path):
+    at = app({"model": str(tmp_path / "nowhere")}, page="pages/grid.py")
+    assert not at.exception
+    assert any("Could not open model" in e for e in errors(at)), errors(at)
+    assert "w.model" in sidebar_keys(at)
+    # Picking the working model from the sidebar recovers.
+    good = [o for o in at.sidebar.selectbox(key="w.model").options if "tiny-gpt2" in o]
+    at.sidebar.selectbox(key="w.model").set_value(good[0]).run()
+    assert not at.exception and errors(at) == []
+    assert len(table(at)) == 15
+
+
+def test_empty_cache_dir_is_built_with_progress(tmp_path, monkeypatch, dash_env):
+    monkeypatch.setenv("SVDLENS_CACHE_DIR", str(tmp_path / "fresh-cache"))
+    at = app(page="pages/overview.py")
+    assert not at.exception and errors(at) == []
+    cache = table(at, 2)
+    assert len(cache) == 1 and str(tmp_path) in cache["path"].iloc[0]
+
+
+def test_spectra_controls():
+    at = app({"kind": "ov", "layer": "1", "head": "0"}, page="pages/spectra.py")
+    at.radio(key="spectra.overlay").set_value("heads").run()
+    at.toggle(key="spectra.log").set_value(False).run()
+    at.slider(key="spectra.cut").set_value(8).run()
+    assert not at.exception
+    chart = at.get("vega_lite_chart")[0]
+    assert '"linear"' in chart.proto.spec
+    at.toggle(key="spectra.control").set_value(False).run()
+    assert not at.exception and len(at.get("vega_lite_chart")) == 1
+
+
+def test_atlas_filter_sort_and_open_in_grid(analysis):
+    at = app(page="pages/atlas.py")
+    full = table(at)
+    token = full.iloc[5]["dir 0"].split(" · ")[0]
+    at.text_input(key="atlas.filter").set_value(token).run()
+    assert 1 <= len(table(at)) <= len(full)
+    at.text_input(key="atlas.filter").set_value("").run()
+    at.selectbox(key="atlas.sort").set_value("effective_rank").run()
+    ranked = table(at)
+    assert ranked["effective_rank"].is_monotonic_decreasing
+    target = ranked.iloc[2]
+    at.session_state["atlas.table"] = {"selection": {"rows": [2], "columns": [], "cells": []}}
+    at.run()
+    assert not at.exception
+    assert at.title[0].value == "Cluster grid"
+    assert at.query_params["kind"] == target["kind"]
+    assert at.query_params["layer"] == str(target["layer"])
+    assert table(at).shape[1] == 10
+
+
+def test_demo_model_if_present():
+    demo = REPO / "models" / "demo-gpt2"
+    if not (demo / "config.json").is_file():
+        pytest.skip("models/demo-gpt2 is not built yet")
+    at = AppTest.from_file(APP, default_timeout=600)
+    at.query_params["model"] = "default"
+    at.run()
+    assert not at.exception and errors(at) == []
+    for page in PAGES:
+        at.switch_page(page).run()
+        assert not at.exception and errors(at) == [], page
+    assert len(table(at)) > 0
+
+
+def test_pages_listed_only_if_present():
+    import ast
+
+    tree = ast.parse(Path(APP).read_text())
+    pages = next(
+        n.value for n in tree.body if isinstance(n, ast.AnnAssign) and n.target.id == "PAGES"
+    )
+    files = [e.elts[0].value for e in pages.elts]
+    assert {"pages/search.py", "pages/edit.py", "pages/statistics.py"} <= set(files)
+    assert "is_file()" in Path(APP).read_text()
