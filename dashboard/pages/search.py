@@ -1,0 +1,97 @@
+"""Semantic search page: find the singular directions closest to a query."""
+
+import _root  # noqa: F401  (repository root on sys.path; see dashboard/_root.py)
+import streamlit as st
+
+from core.errors import CoreError
+from core.search import DEFAULT_THRESHOLD, DEFAULT_TOP, SearchIndex, build_index, default_kinds
+from core.search_embed import DEFAULT_METHOD, METHODS
+from dashboard import components, state
+from dashboard.builders import search as sb
+
+
+@st.cache_resource(show_spinner="Indexing every singular direction…", max_entries=2)
+def _index(model: str, processing: str, cache_dir: str, _a: object) -> SearchIndex:
+    # One stacked, normalised matrix per model, shared read-only by every session.
+    return build_index(_a)
+
+
+st.title("Semantic search")
+sel, a = components.setup()
+index = _index(sel.model, sel.processing, str(state.cache_dir()), a)
+
+query = st.text_input(
+    "Query",
+    key="search.query",
+    placeholder="comma-separated concepts, e.g. fire, flames",
+    help="Each concept is looked up with and without a leading space; a word that is "
+    "several tokens is represented by its pieces.",
+)
+c1, c2, c3, c4 = st.columns([2, 1, 3, 3])
+threshold = c1.slider(
+    "Threshold |cosine|", 0.0, 1.0, DEFAULT_THRESHOLD, 0.01, key="search.threshold"
+)
+top = int(c2.number_input("Top N", 1, 1000, DEFAULT_TOP, key="search.top"))
+kinds = c3.multiselect(
+    "Matrices",
+    list(index.kinds),
+    default=list(default_kinds(index)),
+    format_func=lambda k: sb.KIND_NAMES.get(k, k),
+    key="search.kinds",
+)
+method = c4.selectbox(
+    "Query embedding",
+    list(METHODS),
+    index=list(METHODS).index(DEFAULT_METHOD),
+    format_func=lambda m: sb.METHOD_NAMES.get(m, m),
+    key="search.method",
+)
+
+if not query.strip():
+    st.info(
+        "Type a query: the page lists the singular directions whose cosine with it is "
+        f"at least the threshold, over {len(index):,} directions of this model."
+    )
+    st.stop()
+
+try:
+    view = sb.search_view(index, query, method, threshold, top, kinds)
+except CoreError as exc:
+    st.error(str(exc))
+    st.stop()
+
+res = view.result
+st.caption(f"Query tokens: {res.query.describe()}")
+st.subheader(f"{len(res.hits)} matches of {res.n_searched:,} directions")
+if res.hits:
+    event = st.dataframe(
+        view.table,
+        hide_index=True,
+        width="stretch",
+        on_select="rerun",
+        selection_mode="single-row",
+        key="search.table",
+        column_config={
+            "kind": None,
+            "sigma": st.column_config.NumberColumn("σ", format="%.4g"),
+            "cosine": st.column_config.NumberColumn("cosine", format="%+.3f"),
+            "index": st.column_config.NumberColumn("direction"),
+        },
+    )
+    st.caption(
+        "Click a row to open that head or MLP on the cluster grid with the direction "
+        "highlighted. An antipodal match (negative cosine) matches the direction's "
+        "bottom end, whose tokens are shown."
+    )
+    rows = event.selection.rows if event is not None else []
+    if rows and rows[0] < len(view.table):
+        row = view.table.iloc[rows[0]]
+        head = None if row["head"] is None or str(row["head"]) == "<NA>" else int(row["head"])
+        state.open_component(str(row["kind"]), int(row["layer"]), head, int(row["index"]))
+else:
+    st.info("No direction reaches the threshold; lower it or try other words.")
+
+if len(view.heads):
+    st.altair_chart(sb.head_heatmap(view.heads, threshold), key="search.heads")
+if len(view.mlps):
+    st.altair_chart(sb.mlp_heatmap(view.mlps, threshold), key="search.mlps")
