@@ -31,7 +31,7 @@ METHOD_NAMES: dict[str, str] = {
     "embed": "W_E (embedding rows)",
 }
 #: Diverging scale for signed cosines: red antipodal, blue positive.
-SCHEME = "redblue"
+SCHEME = "redblue"  # (spelled out in _color for the type checker)
 TOKENS_SHOWN = 10
 
 
@@ -150,7 +150,7 @@ def _color(domain: float) -> alt.Color:
     return alt.Color(
         "cosine:Q",
         title="cosine",
-        scale=alt.Scale(scheme=SCHEME, domain=[-domain, domain], domainMid=0),
+        scale=alt.Scale(scheme="redblue", domain=[-domain, domain], domainMid=0),
     )
 
 
