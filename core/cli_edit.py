@@ -3,6 +3,7 @@
     python -m core edit --remove ov:3:1:0,mlp_in:2:5 --prompt "The house was on" \\
         --target " fire" --json
     python -m core edit --sweep ov:3:1 --prompt "The house was on" --target " fire" --json
+    python -m core edit --remove-search "fire, flames" --threshold 0.3 --prompt ... --target ...
 
 Indices are the ones ``python -m core directions`` lists under the same --processing.
 """
@@ -38,6 +39,13 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         metavar="MATRIX",
         help="remove each of the first --n directions of ov:L:H or mlp_*:L alone",
     )
+    what.add_argument(
+        "--remove-search",
+        metavar="QUERY",
+        help="remove every OV/MLP direction a semantic search for QUERY returns (--threshold)",
+    )
+    p.add_argument("--threshold", type=float, default=0.15, help="search: minimum |cosine|")
+    p.add_argument("--top", type=int, default=None, help="search: at most this many directions")
     p.add_argument("--prompt", required=True, help="text the target follows")
     p.add_argument(
         "--target",
@@ -78,6 +86,10 @@ def _edit(args: argparse.Namespace) -> Any:
     for f in args.reference or ():
         if not f.is_file():
             raise ArgError(f"No reference file {f}; give a text file to --reference.")
+    if not 0.0 <= args.threshold <= 1.0:
+        raise ArgError(f"--threshold must be between 0 and 1, not {args.threshold}.")
+    if args.top is not None and args.top < 1:
+        raise ArgError(f"--top must be at least 1, not {args.top}.")
     if args.sweep is not None and args.export is not None:
         raise ArgError("--export needs --remove (a sweep makes no single edited model).")
     if args.export is not None and args.export.exists() and any(args.export.iterdir()):
@@ -92,6 +104,15 @@ def _edit(args: argparse.Namespace) -> Any:
         kind, layer, head = comp
         rows = sweep(a, kind, layer, head, args.prompt, args.target, args.n, args.scale)
         return [{"index": r.index, "delta_logprob": r.delta_logprob} for r in rows]
+    if args.remove_search is not None:
+        from core.measure import search_edits
+
+        edits = search_edits(a, args.remove_search, args.threshold, args.top, args.scale)
+        if not len(edits):
+            raise ArgError(
+                f"No OV or MLP direction matches {args.remove_search!r} at |cosine| >= "
+                f"{args.threshold:g}; lower --threshold."
+            )
     assert edits is not None
     validate(a, edits)
     ref = None

@@ -21,7 +21,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from core.analysis import Analysis
-from core.edit import Edit, EditSet, RankOne, rank_one_updates, validate
+from core.edit import EDIT_KINDS, Edit, EditSet, RankOne, rank_one_updates, validate
 from core.edit_model import apply_edits, plain_model, target_module
 from core.errors import SpecError
 from core.settings import REPO_ROOT
@@ -280,6 +280,42 @@ def continuation(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int = 
             break
         new.append(nxt)
     return str(tokenizer.decode(new))
+
+
+# --------------------------------------------------------------------------- search
+
+
+def edits_from_hits(hits: Iterable[Any], scale: float = 0.0) -> EditSet:
+    """Edits of every editable hit of a semantic search (``core.search.SearchHit`` or its
+    JSON dict); QK and embedding hits are skipped (they cannot be edited)."""
+    rows = []
+    for h in hits:
+        get = h.get if isinstance(h, dict) else lambda k, h=h: getattr(h, k)
+        if get("matrix") in EDIT_KINDS:
+            rows.append((get("matrix"), get("layer"), get("head"), get("index")))
+    return EditSet.from_components(rows, scale)
+
+
+def search_edits(
+    analysis: Analysis,
+    query: str,
+    threshold: float = 0.15,
+    top: int | None = None,
+    scale: float = 0.0,
+    signs: Sequence[str] = ("positive", "antipodal"),
+) -> EditSet:
+    """Edits of every OV/MLP direction whose |cosine| with ``query`` is at least
+    ``threshold`` (across heads and layers; ``top`` caps the count, best first).
+
+    ``signs`` keeps positive matches, antipodal ones (the query matches the bottom end),
+    or both; removing a direction removes both of its ends either way.
+    """
+    from core.search import build_index, default_kinds, search
+
+    index = build_index(analysis, EDIT_KINDS)
+    kinds = tuple(k for k in default_kinds(index) if k in EDIT_KINDS)
+    res = search(index, query, threshold=threshold, top=top, kinds=kinds, k=1)
+    return edits_from_hits([h for h in res.hits if h.sign in signs], scale)
 
 
 # --------------------------------------------------------------------------- report
