@@ -78,14 +78,19 @@ d2.download_button(
     key="grid.json",
 )
 
-# ---- LABELS HOOK: manual labelling controls (owned by the labels engineer). -------------
-# dashboard/labels_widget.py, when it exists, provides
-#     render_label_controls(analysis, selection, directions, control) -> None
-# and is drawn here, under the grid. Nothing else on this page needs to change.
+# ---- LABELS HOOK: manual labelling controls (dashboard/labels_widget.py, another owner).
+# Drawn under the grid for the real matrix (not the random control) when that module exists:
+#     render_label_controls(analysis, kind, layer, head, n, k, key) -> list[LabelRecord]
 try:
     from dashboard.labels_widget import render_label_controls
 except ModuleNotFoundError as exc:
     if exc.name != "dashboard.labels_widget":
         raise
 else:
-    render_label_controls(a, sel, dirs, control)
+    if not control:
+        try:
+            render_label_controls(
+                a, sel.kind, sel.layer, sel.component_head, n=n, k=k, key="grid.labels"
+            )
+        except CoreError as exc:
+            st.error(str(exc))
