@@ -1,0 +1,188 @@
+"""The dashboard in a real browser: `streamlit run` + Debian's Chromium via Playwright.
+
+Skips only when /usr/bin/chromium is absent and CI is unset; in CI a missing browser
+fails. Screenshots go to pytest's tmp dir (or $SVDLENS_SCREENSHOT_DIR when set).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.dashboard.conftest import REPO
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+LOAD_MS = 180_000
+
+
+def _need_browser() -> None:
+    if CHROMIUM.exists():
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{CHROMIUM} is missing in CI; install the chromium package (.ci/run does).")
+    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
+    """``streamlit run dashboard/app.py`` on 127.0.0.1:``port``; returns once healthy."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(REPO / "dashboard" / "app.py"),
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    out = open(log, "wb")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited early:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
+                return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.terminate()
+    raise RuntimeError(f"streamlit did not become healthy:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def server(dash_env, analysis, tmp_path_factory) -> Iterator[str]:
+    _need_browser()
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    proc = start_server(dash_env, port, log)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser(server) -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def wait_ready(page) -> None:
+    """Sidebar drawn and the app idle (no running indicator)."""
+    page.wait_for_selector('[data-testid="stSidebar"] [data-testid="stSelectbox"]', timeout=LOAD_MS)
+    page.wait_for_selector('[data-testid="stMain"] h1', timeout=LOAD_MS)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=LOAD_MS
+    )
+
+
+def no_errors(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0
+    errs = page.locator('[data-testid="stAlertContentError"]')
+    assert errs.count() == 0, errs.all_inner_texts()
+
+
+def shots_dir(tmp_path: Path) -> Path:
+    d = Path(os.environ.get("SVDLENS_SCREENSHOT_DIR") or tmp_path)
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+PAGES = [
+    ("overview", "", '[data-testid="stDataFrame"]'),
+    ("spectra", "?kind=ov&layer=1&head=2", ".vega-embed canvas, .vega-embed svg"),
+    ("grid", "?kind=ov&layer=1&head=2", '[data-testid="stDataFrame"]'),
+    ("atlas", "", '[data-testid="stDataFrame"]'),
+]
+
+
+@pytest.mark.parametrize(("name", "query", "selector"), PAGES, ids=[p[0] for p in PAGES])
+def test_page_renders(browser, server, tmp_path, name, query, selector):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        path = "" if name == "overview" else name
+        page.goto(f"{server}/{path}{query}")
+        wait_ready(page)
+        page.wait_for_selector(selector, timeout=LOAD_MS)
+        no_errors(page)
+        if query:
+            assert "layer=1" in page.url and "head=2" in page.url
+        page.screenshot(path=str(shots_dir(tmp_path) / f"{name}.png"), full_page=True)
+    finally:
+        page.close()
+
+
+def test_grid_buttons_and_navigation(browser, server, tmp_path):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(f"{server}/grid?kind=ov&layer=0&head=0")
+        wait_ready(page)
+        page.wait_for_selector('[data-testid="stDataFrame"]', timeout=LOAD_MS)
+        page.get_by_role("button", name="head ▶").click()
+        page.wait_for_url("**head=1**", timeout=LOAD_MS)
+        page.get_by_role("button", name="layer ▶").click()
+        page.wait_for_url("**layer=1**", timeout=LOAD_MS)
+        wait_ready(page)
+        no_errors(page)
+        # The sidebar's navigation keeps the selection on another page.
+        page.locator('[data-testid="stSidebarNav"] a', has_text="Spectra").click()
+        page.wait_for_url("**/spectra**", timeout=LOAD_MS)
+        wait_ready(page)
+        page.wait_for_selector(".vega-embed canvas, .vega-embed svg", timeout=LOAD_MS)
+        assert "layer=1" in page.url and "head=1" in page.url
+        no_errors(page)
+    finally:
+        page.close()
+
+
+def test_bad_url_shows_error_in_browser(browser, server):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(f"{server}/grid?layer=99")
+        wait_ready(page)
+        page.wait_for_selector('[data-testid="stAlertContentError"]', timeout=LOAD_MS)
+        assert "Layer 99 is out of range" in page.inner_text('[data-testid="stMain"]')
+        assert page.locator('[data-testid="stException"]').count() == 0
+        page.wait_for_selector('[data-testid="stDataFrame"]', timeout=LOAD_MS)
+    finally:
+        page.close()
