@@ -38,8 +38,14 @@ def _llm_settings(args: argparse.Namespace) -> Any:
 
 
 def _label(args: argparse.Namespace) -> Any:
-    from core.label import label_llm, label_offline, offline_labeller, parse_layers, token_sets
-    from core.label_store import LabelStore
+    from core.label import (
+        label_llm,
+        label_offline,
+        offline_labeller,
+        parse_layers,
+        store_labels,
+        token_sets,
+    )
 
     if args.n < 1 or args.k < 2:
         raise ArgError("--n must be at least 1 and --k at least 2.")
@@ -75,8 +81,7 @@ def _label(args: argparse.Namespace) -> Any:
         for c in groups:
             results += label_llm(lab, items[c], args.matrix, c, tqdm_progress())
     if not args.no_store:
-        with LabelStore.in_cache(a.settings.cache_dir) as store:
-            store.put(r.to_record(a.meta.name, a.meta.weights_hash) for r in results)
+        store_labels(a, results)
     if args.json:
         return [r.to_json() for r in results]
     return [

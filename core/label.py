@@ -210,3 +210,44 @@ def label_llm(
         )
     progress(1.0, "done")
     return out
+
+
+#: Blocks the statistics compare: OV heads, MLP in and MLP out (as in the post).
+SWEEP_KINDS: tuple[str, ...] = ("ov", "mlp_in", "mlp_out")
+
+
+def sweep_offline(
+    analysis: Analysis,
+    kinds: Sequence[str] = SWEEP_KINDS,
+    layers: Sequence[int] | None = None,
+    n: int = 30,
+    k: int = 15,
+    control: bool = True,
+    labeller: OfflineLabeller | None = None,
+    progress: Progress = _quiet,
+) -> list[DirectionLabel]:
+    """Offline verdicts on the first ``n`` directions of every component of ``kinds``
+    (those the cache entry holds), and of their random controls when ``control``."""
+    lab = labeller or offline_labeller(analysis)
+    have = [kd for kd in kinds if kd in analysis.svd.kinds]
+    groups = [False, True] if control else [False]
+    out: list[DirectionLabel] = []
+    steps = max(1, len(have) * len(groups))
+    for i, kind in enumerate(have):
+        n_layers = 1 if kind == "embed" else analysis.meta.n_layers
+        ls = list(layers) if layers is not None else list(range(n_layers))
+        for j, c in enumerate(groups):
+            progress((i * len(groups) + j) / steps, f"labelling {'control ' if c else ''}{kind}")
+            items = list(token_sets(analysis, kind, ls, n, k, None, c))
+            out += label_offline(lab, items, kind, c)
+    progress(1.0, "done")
+    return out
+
+
+def store_labels(analysis: Analysis, labels: Sequence[DirectionLabel]) -> int:
+    """Write verdicts to ``<cache_dir>/labels.sqlite``; returns how many."""
+    from core.label_store import LabelStore
+
+    meta = analysis.meta
+    with LabelStore.in_cache(analysis.settings.cache_dir) as store:
+        return store.put(r.to_record(meta.name, meta.weights_hash) for r in labels)

@@ -1,0 +1,226 @@
+"""Label statistics: stored verdicts as a table, interpretable fractions, and their charts.
+
+Every function takes plain data (label records or the frame built from them) and returns
+a ``pd.DataFrame`` or an ``alt.Chart``; nothing here imports Streamlit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+
+from core.label_store import LabelRecord, LabelStore, labels_path
+
+#: Display names of the blocks (matrix kinds) the statistics compare.
+BLOCKS: dict[str, str] = {
+    "ov": "OV heads",
+    "mlp_in": "MLP in",
+    "mlp_out": "MLP out",
+    "qk": "QK heads",
+    "mlp_gate": "MLP gate",
+    "embed": "Embedding",
+}
+BLOCK_ORDER = list(BLOCKS.values())
+SOURCES = ("weights", "random control")
+COLUMNS = ["model", "weights_hash", "matrix", "block", "layer", "head", "index", "control",
+           "source", "labeller", "interpretable", "label", "score", "tokens", "timestamp"]  # fmt: skip
+
+
+def labels_frame(records: Sequence[LabelRecord]) -> pd.DataFrame:
+    """One row per stored verdict.
+
+    Returns:
+        columns :data:`COLUMNS`: the record's fields plus ``block`` (display name of the
+        matrix) and ``source`` (``weights`` or ``random control``); ``head`` is a
+        nullable integer, ``interpretable`` a nullable boolean, ``timestamp`` a datetime.
+    """
+    rows = [
+        {
+            "model": r.model,
+            "weights_hash": r.weights_hash,
+            "matrix": r.matrix,
+            "block": BLOCKS.get(r.matrix, r.matrix),
+            "layer": r.layer,
+            "head": r.head,
+            "index": r.index,
+            "control": r.control,
+            "source": SOURCES[int(r.control)],
+            "labeller": r.labeller,
+            "interpretable": r.interpretable,
+            "label": r.label,
+            "score": r.score,
+            "tokens": r.tokens,
+            "timestamp": r.timestamp,
+        }
+        for r in records
+    ]
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    df["head"] = df["head"].astype("Int64")
+    df["interpretable"] = df["interpretable"].astype("boolean")
+    df["score"] = df["score"].astype("Float64")
+    df["timestamp"] = pd.to_datetime(df["timestamp"], unit="s")
+    return df
+
+
+def read_labels(cache_dir: Path) -> pd.DataFrame:
+    """:func:`labels_frame` of every record in ``<cache_dir>/labels.sqlite`` (empty if none)."""
+    if not labels_path(cache_dir).exists():
+        return labels_frame([])
+    with LabelStore.in_cache(cache_dir) as store:
+        return labels_frame(store.query())
+
+
+def fractions(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Share of interpretable directions per group, undecided rows left out.
+
+    Returns:
+        columns ``*by``, ``labeller``, ``source``, ``fraction`` (0..1), ``n`` (decided
+        directions), ``interpretable`` (count); one row per non-empty group.
+    """
+    keys = [*by, "labeller", "source"]
+    decided = df[df["interpretable"].notna()]
+    if decided.empty:
+        return pd.DataFrame(columns=[*keys, "fraction", "n", "interpretable"])
+    g = decided.assign(yes=decided["interpretable"].astype(int)).groupby(keys, observed=True)
+    out = g["yes"].agg(["mean", "size", "sum"]).reset_index()
+    out = out.rename(columns={"mean": "fraction", "size": "n", "sum": "interpretable"})
+    return out.sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+def _bars(data: pd.DataFrame, x: str, x_title: str, sort: list[str] | None) -> alt.Chart:
+    return (
+        alt.Chart(data)
+        .mark_bar()
+        .encode(
+            x=alt.X(f"{x}:N", title=x_title, sort=sort),
+            xOffset=alt.XOffset("source:N", sort=list(SOURCES)),
+            y=alt.Y(
+                "fraction:Q",
+                title="interpretable",
+                scale=alt.Scale(domain=[0, 1]),
+                axis=alt.Axis(format="%"),
+            ),  # fmt: skip
+            color=alt.Color(
+                "source:N",
+                title=None,
+                sort=list(SOURCES),
+                scale=alt.Scale(range=["#4c78a8", "#bab0ac"]),
+            ),  # fmt: skip
+            tooltip=[
+                x,
+                "labeller",
+                "source",
+                alt.Tooltip("fraction:Q", format=".1%"),
+                "n",
+                "interpretable",
+            ],  # fmt: skip
+        )
+        .properties(width=alt.Step(28), height=220)
+    )
+
+
+def block_chart(df: pd.DataFrame) -> alt.Chart:
+    """Fraction interpretable per block (OV heads, MLP in, MLP out, ...), weights beside
+    their random control, one panel per labeller."""
+    data = fractions(df, ["block"])
+    return _bars(data, "block", "block", BLOCK_ORDER).facet(
+        column=alt.Column("labeller:N", title="labeller")
+    )
+
+
+def model_chart(df: pd.DataFrame) -> alt.Chart:
+    """Fraction interpretable per model, weights beside control, one panel per labeller."""
+    data = fractions(df, ["model"])
+    return _bars(data, "model", "model", None).facet(
+        column=alt.Column("labeller:N", title="labeller")
+    )
+
+
+def index_chart(df: pd.DataFrame) -> alt.Chart:
+    """Fraction interpretable per singular-vector index (0 = largest singular value), per
+    block; solid lines for the weights, dashed for the control, one colour per labeller."""
+    data = fractions(df, ["block", "index"])
+    return (
+        alt.Chart(data)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("index:Q", title="singular vector index", axis=alt.Axis(tickMinStep=1)),
+            y=alt.Y(
+                "fraction:Q",
+                title="interpretable",
+                scale=alt.Scale(domain=[0, 1]),
+                axis=alt.Axis(format="%"),
+            ),  # fmt: skip
+            color=alt.Color("labeller:N"),
+            strokeDash=alt.StrokeDash("source:N", sort=list(SOURCES), title=None),
+            tooltip=[
+                "block",
+                "index",
+                "labeller",
+                "source",
+                alt.Tooltip("fraction:Q", format=".1%"),
+                "n",
+            ],  # fmt: skip
+        )
+        .properties(width=260, height=180)
+        .facet(column=alt.Column("block:N", sort=BLOCK_ORDER, title=None))
+    )
+
+
+def summary_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Fractions per model, block and labeller, weights and control side by side.
+
+    Returns:
+        columns ``model``, ``block``, ``labeller``, ``weights`` and ``random control``
+        (fractions, NaN when missing), ``n weights``, ``n control``.
+    """
+    f = fractions(df, ["model", "block"])
+    if f.empty:
+        return pd.DataFrame(columns=["model", "block", "labeller", *SOURCES, "n weights",
+                                     "n control"])  # fmt: skip
+    wide = f.pivot_table(index=["model", "block", "labeller"], columns="source",
+                         values=["fraction", "n"], observed=True)  # fmt: skip
+    out = pd.DataFrame(index=wide.index)
+    for s in SOURCES:
+        out[s] = wide["fraction"][s] if s in wide["fraction"] else float("nan")
+    out["n weights"] = wide["n"].get("weights", pd.Series(0, index=wide.index)).fillna(0)
+    out["n control"] = wide["n"].get("random control", pd.Series(0, index=wide.index)).fillna(0)
+    out[["n weights", "n control"]] = out[["n weights", "n control"]].astype(int)
+    return out.reset_index()
+
+
+def search_labels(
+    df: pd.DataFrame,
+    text: str = "",
+    labeller: str | None = None,
+    interpretable: bool | None = None,
+    include_control: bool = False,
+) -> pd.DataFrame:
+    """Rows whose label or tokens contain ``text`` (case-insensitive), optionally of one
+    labeller and verdict; newest first."""
+    out = df
+    if not include_control:
+        out = out[~out["control"].astype(bool)]
+    if labeller:
+        out = out[out["labeller"] == labeller]
+    if interpretable is not None:
+        out = out[out["interpretable"].fillna(not interpretable) == interpretable]
+    if text.strip():
+        t = text.strip().lower()
+        hit = out["label"].str.lower().str.contains(t, regex=False) | out[
+            "tokens"
+        ].str.lower().str.contains(t, regex=False)
+        out = out[hit]
+    return out.sort_values("timestamp", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def csv_text(cache_dir: Path) -> str:
+    """Every stored label as CSV (just the header when there are none)."""
+    if not labels_path(cache_dir).exists():
+        return ",".join(f.name for f in fields(LabelRecord)) + "\n"
+    with LabelStore.in_cache(cache_dir) as store:
+        return store.export_csv()

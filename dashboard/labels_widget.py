@@ -1,0 +1,117 @@
+"""Manual labelling controls for one component's directions, embeddable in any page.
+
+    from dashboard.labels_widget import render_label_controls
+    render_label_controls(a, "ov", layer=3, head=5, n=10)
+
+Draws one row per direction (index, top tokens, the offline labeller's stored verdict if
+any, an interpretable yes/no/unset choice and a label box) inside a form; "Save labels"
+writes manual records (``labeller="manual"``) to ``<cache_dir>/labels.sqlite`` of the
+analysis's cache directory. Standalone: it needs only Streamlit, core and the analysis.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.analysis import Analysis, directions
+from core.label_store import MANUAL, LabelRecord, LabelStore
+from core.settings import HEAD_KINDS
+
+CHOICES = ("unset", "yes", "no")
+
+
+def _choice(r: LabelRecord | None) -> str:
+    if r is None or r.interpretable is None:
+        return "unset"
+    return "yes" if r.interpretable else "no"
+
+
+def render_label_controls(
+    analysis: Analysis,
+    kind: str,
+    layer: int,
+    head: int | None = None,
+    n: int = 10,
+    k: int = 15,
+    key: str = "labels",
+) -> list[LabelRecord]:
+    """Mark the first ``n`` directions of ``(kind, layer, head)`` interpretable or not and
+    give them labels; returns the component's manual records after any save.
+
+    ``k`` top tokens are shown (and stored with the label); ``key`` prefixes the widget
+    keys, so a page can draw the controls more than once.
+    """
+    head = head if kind in HEAD_KINDS else None
+    meta = analysis.meta
+    dirs = directions(analysis, kind, layer, head, n=n, k=k)
+    wkey = f"{key}.{meta.weights_hash[:12]}.{kind}.{layer}.{head}"
+    with LabelStore.in_cache(analysis.settings.cache_dir) as store:
+
+        def stored(i: int, labeller: str) -> LabelRecord | None:
+            return store.get(meta.name, meta.weights_hash, kind, layer, head, i, labeller)
+
+        manual = {d.index: stored(d.index, MANUAL) for d in dirs}
+        offline = {d.index: stored(d.index, "offline") for d in dirs}
+        with st.form(key=f"{wkey}.form", border=True):
+            st.markdown("**Label directions** (saved for this model's weights)")
+            rows = []
+            for d in dirs:
+                toks = [t for _, t, _ in d.top]
+                c = st.columns([1, 6, 3, 4])
+                c[0].markdown(f"**#{d.index}**")
+                c[1].caption(" ".join(toks))
+                auto = offline[d.index]
+                hint = (
+                    f"offline: {'yes' if auto.interpretable else 'no'} · {auto.label}"
+                    if auto is not None
+                    else ""
+                )
+                choice = c[2].radio(
+                    f"Interpretable #{d.index}",
+                    CHOICES,
+                    index=CHOICES.index(_choice(manual[d.index])),
+                    horizontal=True,
+                    key=f"{wkey}.{d.index}.interp",
+                    label_visibility="collapsed",
+                )
+                label = c[3].text_input(
+                    f"Label #{d.index}",
+                    value=manual[d.index].label if manual[d.index] is not None else "",
+                    key=f"{wkey}.{d.index}.label",
+                    placeholder=hint or "label",
+                    label_visibility="collapsed",
+                )
+                rows.append((d, [raw for raw, _, _ in d.top], choice, label))
+            saved = st.form_submit_button("Save labels")
+        if saved:
+            put, dropped = [], 0
+            for d, raw, choice, label in rows:
+                rec = LabelRecord(
+                    model=meta.name,
+                    weights_hash=meta.weights_hash,
+                    matrix=kind,
+                    layer=layer,
+                    head=head,
+                    index=d.index,
+                    labeller=MANUAL,
+                    interpretable=None if choice == "unset" else choice == "yes",
+                    label=label.strip(),
+                    tokens=", ".join(raw),
+                )
+                if rec.interpretable is None and not rec.label:
+                    dropped += int(store.delete(rec))
+                else:
+                    put.append(rec)
+            store.put(put)
+            st.toast(f"Saved {len(put)} label(s)" + (f", cleared {dropped}" if dropped else ""))
+        return [
+            r
+            for r in store.query(
+                model=meta.name,
+                weights_hash=meta.weights_hash,
+                matrix=kind,
+                labeller=MANUAL,
+                control=False,
+            )  # fmt: skip
+            if r.layer == layer and r.head == head
+        ]

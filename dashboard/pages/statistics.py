@@ -1,0 +1,101 @@
+"""Labels & statistics page: how many directions are interpretable, by block, index and
+model, for each labeller, beside the random control; searchable labels; offline sweep."""
+
+import _root  # noqa: F401  (repository root on sys.path; see dashboard/_root.py)
+import streamlit as st
+
+from core.errors import CoreError
+from dashboard import components, state
+from dashboard.builders import statistics as stats
+from dashboard.labels_widget import render_label_controls
+
+st.title("Labels & statistics")
+sel, a = components.setup()
+cache = state.cache_dir()
+
+with st.expander("Label this model with the offline labeller", expanded=False):
+    have = [k for k in stats.BLOCKS if k in a.svd.kinds]
+    c1, c2, c3 = st.columns([4, 3, 2])
+    kinds = c1.multiselect(
+        "Blocks",
+        have,
+        default=[k for k in ("ov", "mlp_in", "mlp_out") if k in have],
+        format_func=lambda k: stats.BLOCKS[k],
+        key="stats.kinds",
+    )
+    n = c2.slider("Directions per component", 1, 50, 30, key="stats.n")
+    control = c3.checkbox("Random control too", value=True, key="stats.control")
+    st.caption(
+        "Scores each direction's top 15 tokens with all-MiniLM-L6-v2 against random token "
+        "sets of this vocabulary (no network); interpretable = z ≥ 1.5. Results are stored "
+        "in labels.sqlite beside the cache and replace earlier offline verdicts."
+    )
+    if st.button("Run offline labeller", key="stats.run", disabled=not kinds):
+        from core.label import store_labels, sweep_offline
+
+        bar = st.progress(0.0, text="loading the embedding model")
+        try:
+            out = sweep_offline(
+                a, kinds, n=n, control=control, progress=lambda f, m: bar.progress(f, text=m)
+            )
+            st.success(f"Labelled {store_labels(a, out)} directions.")
+        except CoreError as exc:
+            st.error(str(exc))
+        bar.empty()
+
+df = stats.read_labels(cache)
+if df.empty:
+    st.info("No labels yet: run the offline labeller above, `python -m core label`, or "
+            "mark directions below.")  # fmt: skip
+else:
+    scope = st.radio(
+        "Scope",
+        ["this model", "all models"],
+        horizontal=True,
+        key="stats.scope",
+        help="This model: its current weights only.",
+    )
+    mine = df[(df["model"] == a.meta.name) & (df["weights_hash"] == a.meta.weights_hash)]
+    view = mine if scope == "this model" else df
+    if view.empty:
+        st.info("No labels for this model yet.")
+    else:
+        st.subheader("Interpretable fraction per block")
+        st.altair_chart(stats.block_chart(view))
+        st.subheader("Per singular-vector index")
+        st.altair_chart(stats.index_chart(view))
+        st.dataframe(stats.summary_table(view), hide_index=True, width="stretch")
+    st.subheader("Per model")
+    st.altair_chart(stats.model_chart(df))
+
+    st.subheader("Search labels")
+    c1, c2, c3, c4 = st.columns([4, 2, 2, 2])
+    text = c1.text_input("Label or token contains", key="stats.search", placeholder="e.g. fire")
+    labellers = sorted(df["labeller"].unique())
+    who = c2.selectbox("Labeller", ["any", *labellers], key="stats.who")
+    verdict = c3.selectbox("Verdict", ["any", "interpretable", "not"], key="stats.verdict")
+    ctrl = c4.checkbox("Include control", key="stats.ctrl")
+    hits = stats.search_labels(
+        view if not view.empty else df,
+        text,
+        None if who == "any" else who,
+        None if verdict == "any" else verdict == "interpretable",
+        ctrl,
+    )
+    st.caption(f"{len(hits)} label(s).")
+    st.dataframe(
+        hits.drop(columns=["weights_hash", "matrix", "control"]),
+        hide_index=True,
+        width="stretch",
+        height=min(36 * (len(hits) + 1) + 3, 500),
+    )
+    st.download_button(
+        "Download all labels (CSV)",
+        stats.csv_text(cache),
+        file_name="labels.csv",
+        mime="text/csv",
+        key="stats.csv",
+    )
+
+st.subheader(f"Label {sel.label()} by hand")
+render_label_controls(a, sel.kind, sel.layer, sel.head, n=10, key="stats.manual")

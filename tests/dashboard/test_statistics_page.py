@@ -1,0 +1,210 @@
+"""Labels & statistics: builders without Streamlit, the offline sweep, the page and the
+manual-label widget headless (AppTest) on the tiny checkpoint."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import altair as alt
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.label_store import LabelRecord, LabelStore
+from dashboard.builders import statistics as stats
+from tests.dashboard.conftest import APP
+
+TIMEOUT = 180
+CONCEPTS = ("fire", "water", "animal", "number", "colour", "royalty", "war")
+
+
+def rec(**kw: Any) -> LabelRecord:
+    base: dict[str, Any] = dict(model="m1", weights_hash="h1", matrix="mlp_in", layer=0,
+                                head=None, index=0, labeller="offline", interpretable=True,
+                                label="x", score=2.0, tokens="a, b", timestamp=1.0)  # fmt: skip
+    base.update(kw)
+    return LabelRecord(**base)
+
+
+@pytest.fixture()
+def records() -> list[LabelRecord]:
+    out = []
+    # mlp_in: 3 of 4 weights directions interpretable, 1 of 4 control; ov: 1 of 2
+    for i, yes in enumerate([True, True, True, False]):
+        out.append(rec(index=i, interpretable=yes, label=f"theme{i}"))
+        out.append(rec(index=i, interpretable=i == 0, control=True))
+    out += [rec(matrix="ov", head=1, index=0, interpretable=True, label="fire words"),
+            rec(matrix="ov", head=2, index=0, interpretable=False),
+            rec(matrix="ov", head=2, index=1, interpretable=None, labeller="manual",
+                label="unsure"),
+            rec(index=0, labeller="manual", interpretable=False, label="nothing", timestamp=5.0),
+            rec(model="m2", weights_hash="h2", index=0, interpretable=False)]  # fmt: skip
+    return out
+
+
+def test_labels_frame(records) -> None:
+    df = stats.labels_frame(records)
+    assert list(df.columns) == stats.COLUMNS and len(df) == len(records)
+    assert set(df["block"]) == {"MLP in", "OV heads"}
+    assert set(df["source"]) == set(stats.SOURCES)
+    assert str(df["head"].dtype) == "Int64" and df["interpretable"].isna().sum() == 1
+    assert stats.labels_frame([]).empty
+
+
+def test_fractions_by_block_and_index(records) -> None:
+    df = stats.labels_frame(records)
+    f = stats.fractions(df[df["model"] == "m1"], ["block"])
+    got = {(r.block, r.labeller, r.source): (r.fraction, r.n) for r in f.itertuples()}
+    assert got[("MLP in", "offline", "weights")] == (0.75, 4)
+    assert got[("MLP in", "offline", "random control")] == (0.25, 4)
+    assert got[("OV heads", "offline", "weights")] == (0.5, 2)
+    assert got[("MLP in", "manual", "weights")] == (0.0, 1)
+    assert ("OV heads", "manual", "weights") not in got  # undecided rows are left out
+    by_index = stats.fractions(df, ["block", "index"])
+    row = by_index[(by_index["block"] == "MLP in") & (by_index["index"] == 0)
+                   & (by_index["labeller"] == "offline") & (by_index["source"] == "weights")]  # fmt: skip
+    assert float(row["fraction"].iloc[0]) == 0.5 and int(row["n"].iloc[0]) == 2  # m1 yes, m2 no
+    assert stats.fractions(stats.labels_frame([]), ["block"]).empty
+
+
+def test_charts_and_summary(records) -> None:
+    df = stats.labels_frame(records)
+    for chart in (stats.block_chart(df), stats.index_chart(df), stats.model_chart(df)):
+        assert isinstance(chart, alt.FacetChart)
+        spec = chart.to_dict()
+        assert any(len(v) > 0 for v in spec["datasets"].values())
+    s = stats.summary_table(df)
+    row = s[(s["model"] == "m1") & (s["block"] == "MLP in") & (s["labeller"] == "offline")]
+    assert float(row["weights"].iloc[0]) == 0.75 and float(row["random control"].iloc[0]) == 0.25
+    assert int(row["n weights"].iloc[0]) == 4 and int(row["n control"].iloc[0]) == 4
+    ov = s[(s["block"] == "OV heads") & (s["labeller"] == "offline")]
+    assert math.isnan(float(ov["random control"].iloc[0]))
+
+
+def test_search(records) -> None:
+    df = stats.labels_frame(records)
+    assert list(stats.search_labels(df, "FIRE")["label"]) == ["fire words"]
+    assert len(stats.search_labels(df, "a, b")) == len(df[~df["control"]])
+    manual = stats.search_labels(df, labeller="manual")
+    assert list(manual["label"]) == ["nothing", "unsure"]  # newest first
+    assert set(stats.search_labels(df, interpretable=True)["interpretable"]) == {True}
+    assert len(stats.search_labels(df, include_control=True)) == len(df)
+
+
+def test_read_labels_and_csv(records, tmp_path: Path) -> None:
+    assert stats.read_labels(tmp_path).empty
+    assert stats.csv_text(tmp_path).startswith("model,weights_hash,")
+    with LabelStore.in_cache(tmp_path) as store:
+        store.put(records)
+    df = stats.read_labels(tmp_path)
+    assert len(df) == len(records)
+    assert stats.csv_text(tmp_path).count("\n") == len(records) + 1
+
+
+# ------------------------------------------------------------------- on the tiny model
+
+
+@pytest.fixture(scope="module")
+def tiny(dash_env, tmp_path_factory) -> Any:
+    """The tiny model's analysis with its own cache directory (labels kept apart)."""
+    from core.analysis import open_analysis
+    from core.settings import Settings
+
+    cache = tmp_path_factory.mktemp("label-cache")
+    return open_analysis(
+        Settings(model=dash_env["SVDLENS_DEFAULT_MODEL"], cache_dir=cache, device="cpu")
+    )
+
+
+def test_sweep_offline_with_control(tiny) -> None:
+    from core.label import offline_labeller, store_labels, sweep_offline
+    from core.label_offline import OfflineParams
+
+    lab = offline_labeller(tiny, OfflineParams(null_sets=50), concepts=CONCEPTS)
+    out = sweep_offline(tiny, ("ov", "mlp_in", "mlp_out"), n=3, control=True, labeller=lab)
+    L, H = tiny.meta.n_layers, tiny.meta.n_heads
+    # n=3 per component: OV heads + one control per layer; MLP in and out, each + control
+    assert len(out) == 3 * (L * H + L) + 2 * 3 * (L + L)
+    assert store_labels(tiny, out) == len(out)
+    df = stats.read_labels(tiny.settings.cache_dir)
+    f = stats.fractions(df, ["block"])
+    assert set(f["block"]) == {"OV heads", "MLP in", "MLP out"}
+    assert set(f["source"]) == set(stats.SOURCES)
+    assert ((f["fraction"] >= 0) & (f["fraction"] <= 1)).all()
+    assert set(df["label"]) <= set(CONCEPTS) | {""}
+
+
+def test_statistics_page_runs(tiny, monkeypatch) -> None:
+    monkeypatch.setenv("SVDLENS_CACHE_DIR", str(tiny.settings.cache_dir))
+    with LabelStore.in_cache(tiny.settings.cache_dir) as store:
+        store.put([rec(model=tiny.meta.name, weights_hash=tiny.meta.weights_hash, index=i,
+                       interpretable=i % 2 == 0, control=c, label="page-test")
+                   for i in range(4) for c in (False, True)])  # fmt: skip
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.switch_page("pages/statistics.py")
+    at.run()
+    assert not at.exception, at.exception
+    assert [e.value for e in at.error] == []
+    assert at.title[0].value == "Labels & statistics"
+    assert at.text_input(key="stats.search") is not None
+    assert len(at.get("vega_lite_chart")) == 3  # block, index, model
+    # a search narrows the table
+    at.text_input(key="stats.search").set_value("zzzz-no-such-label").run()
+    assert not at.exception
+    assert any("0 label(s)" in c.value for c in at.caption)
+
+
+def _widget_script() -> None:
+    import os
+    from pathlib import Path
+
+    from core.analysis import open_analysis
+    from core.settings import Settings
+    from dashboard.labels_widget import render_label_controls
+
+    a = open_analysis(
+        Settings(
+            model=os.environ["SVDLENS_DEFAULT_MODEL"],
+            cache_dir=Path(os.environ["LABEL_TEST_CACHE"]),
+            device="cpu",
+        )
+    )
+    recs = render_label_controls(a, "ov", 1, 2, n=3)
+    import streamlit as st
+
+    st.write(f"manual={len(recs)}")
+
+
+def test_label_widget_standalone(tiny, monkeypatch) -> None:
+    monkeypatch.setenv("LABEL_TEST_CACHE", str(tiny.settings.cache_dir))
+    at = AppTest.from_function(_widget_script, default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    wkey = f"labels.{tiny.meta.weights_hash[:12]}.ov.1.2"
+    assert at.radio(key=f"{wkey}.0.interp").value == "unset"
+    at.radio(key=f"{wkey}.0.interp").set_value("yes")
+    at.text_input(key=f"{wkey}.0.label").set_value("fire and flames")
+    at.radio(key=f"{wkey}.2.interp").set_value("no")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    with LabelStore.in_cache(tiny.settings.cache_dir) as store:
+        r0 = store.get(tiny.meta.name, tiny.meta.weights_hash, "ov", 1, 2, 0)
+        r2 = store.get(tiny.meta.name, tiny.meta.weights_hash, "ov", 1, 2, 2)
+        assert store.get(tiny.meta.name, tiny.meta.weights_hash, "ov", 1, 2, 1) is None
+    assert r0 is not None and r0.interpretable and r0.label == "fire and flames"
+    assert r0.labeller == "manual" and len(r0.tokens.split(", ")) == 15
+    assert r2 is not None and r2.interpretable is False
+    # a rerun shows the stored values; resetting one clears it
+    at = AppTest.from_function(_widget_script, default_timeout=TIMEOUT).run()
+    assert at.radio(key=f"{wkey}.0.interp").value == "yes"
+    assert at.text_input(key=f"{wkey}.0.label").value == "fire and flames"
+    assert any("manual=2" in m.value for m in at.markdown)
+    at.radio(key=f"{wkey}.2.interp").set_value("unset")
+    at.button[0].click().run()
+    assert any("manual=1" in m.value for m in at.markdown)
+
+
+def test_frame_types_survive_pandas(records) -> None:
+    df = stats.labels_frame(records)
+    assert isinstance(df["timestamp"].iloc[0], pd.Timestamp)
