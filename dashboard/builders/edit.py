@@ -1,0 +1,279 @@
+"""Weight-editing views: the edit list and its undo history, target log-probabilities,
+the ablation sweep, specificity, continuations, and one matrix's directions before and
+after the edits. Pure functions (no Streamlit); the ``compute_*`` ones take an
+``Analysis`` first so the page can cache them with ``loaders.cached_table``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import altair as alt
+import pandas as pd
+
+from core.analysis import Analysis
+from core.edit import EDIT_KINDS, Comparison, Edit, EditSet, compare
+from core.measure import EditReport, SweepRow, measure, search_edits, sweep
+
+KIND_NAMES = {"ov": "OV", "mlp_in": "MLP in", "mlp_gate": "MLP gate", "mlp_out": "MLP out"}
+TOKENS_SHOWN = 6
+CHOSEN = "#e45756"
+OTHER = "#9ca3af"
+
+
+# --------------------------------------------------------------------------- history
+
+
+@dataclass(frozen=True)
+class EditHistory:
+    """The edit sets a session has had, oldest first; the last is current.
+
+    ``model`` and ``processing`` say what the indices refer to: edits made under one
+    processing mean other directions under the other, so a change of either resets.
+    """
+
+    model: str
+    processing: str
+    states: tuple[EditSet, ...] = (EditSet(),)
+
+    @property
+    def current(self) -> EditSet:
+        return self.states[-1]
+
+    def push(self, edits: EditSet) -> EditHistory:
+        """A history with ``edits`` as the new current set (no-op if unchanged)."""
+        if edits == self.current:
+            return self
+        return EditHistory(self.model, self.processing, (*self.states, edits))
+
+    def undo(self) -> EditHistory:
+        """The history one step back (the first, empty state stays)."""
+        return EditHistory(self.model, self.processing, self.states[:-1] or (EditSet(),))
+
+    def reset(self) -> EditHistory:
+        """Back to no edits (one step, so it can be undone too)."""
+        return self.push(EditSet())
+
+    def matches(self, model: str, processing: str) -> bool:
+        return (self.model, self.processing) == (model, processing)
+
+
+def edit_for_selection(
+    kind: str, layer: int, head: int | None, index: int, scale: float
+) -> Edit | None:
+    """The edit a grid selection names, or ``None`` for kinds that cannot be edited."""
+    if kind not in EDIT_KINDS:
+        return None
+    return Edit(kind, layer, head if kind == "ov" else None, index, scale)
+
+
+def component_label(kind: str, layer: int, head: int | None) -> str:
+    """``L3 H1 OV`` or ``L2 MLP in``."""
+    return f"L{layer}{'' if head is None else f' H{head}'} {KIND_NAMES.get(kind, kind)}"
+
+
+def edits_frame(edits: EditSet) -> pd.DataFrame:
+    """One row per edit: ``spec``, ``matrix``, ``layer``, ``head`` (nullable), ``index``,
+    ``scale``, ``action`` (``remove`` or ``scale ×c``)."""
+    rows = [
+        {
+            "spec": e.spec(),
+            "matrix": KIND_NAMES[e.kind],
+            "layer": e.layer,
+            "head": pd.NA if e.head is None else e.head,
+            "index": e.index,
+            "scale": e.scale,
+            "action": "remove" if e.scale == 0 else f"scale ×{e.scale:g}",
+        }
+        for e in edits
+    ]
+    cols = ["spec", "matrix", "layer", "head", "index", "scale", "action"]
+    df = pd.DataFrame(rows, columns=cols)
+    df["head"] = df["head"].astype("Int64")
+    return df
+
+
+def components_of(edits: EditSet) -> list[tuple[str, int, int | None]]:
+    """The edited matrices, in first-edit order."""
+    out: list[tuple[str, int, int | None]] = []
+    for e in edits:
+        if e.component not in out:
+            out.append(e.component)
+    return out
+
+
+# --------------------------------------------------------------------------- compute
+
+
+def compute_report(
+    a: Analysis, spec: str, prompt: str, target: str, max_new_tokens: int
+) -> EditReport:
+    """``core.measure.measure`` of the edits ``spec`` (a string, so it caches)."""
+    return measure(a, EditSet.parse(spec), prompt, target, max_new_tokens=max_new_tokens)
+
+
+def compute_sweep(
+    a: Analysis, kind: str, layer: int, head: int | None, prompt: str, target: str, n: int
+) -> list[SweepRow]:
+    """Each of the first ``n`` directions of one matrix removed alone (unedited model)."""
+    return sweep(a, kind, layer, head, prompt, target, n=n)
+
+
+def compute_comparison(
+    a: Analysis, spec: str, kind: str, layer: int, head: int | None, n: int
+) -> Comparison:
+    """One matrix's directions before and after the edits ``spec`` (may be empty)."""
+    edits = EditSet.parse(spec) if spec else EditSet()
+    return compare(a, edits, kind, layer, head, n=n, k=TOKENS_SHOWN)
+
+
+def compute_search_spec(a: Analysis, query: str, threshold: float, top: int | None) -> str:
+    """The edits removing every OV/MLP direction a search returns, as a spec ('' if none)."""
+    return search_edits(a, query, threshold, top).spec()
+
+
+# --------------------------------------------------------------------------- views
+
+
+def logprob_frame(report: EditReport) -> pd.DataFrame:
+    """One row: ``target``, ``tokens``, ``before``, ``after``, ``delta``, and the
+    probabilities ``p_before`` and ``p_after``."""
+    import math
+
+    return pd.DataFrame(
+        [
+            {
+                "target": repr(report.target),
+                "tokens": len(report.target_tokens),
+                "before": report.logprob_before,
+                "after": report.logprob_after,
+                "delta": report.logprob_after - report.logprob_before,
+                "p_before": math.exp(report.logprob_before),
+                "p_after": math.exp(report.logprob_after),
+            }
+        ]
+    )
+
+
+def specificity_frame(report: EditReport) -> pd.DataFrame:
+    """The effect on the target against the effect on reference text, in nats.
+
+    Rows (``measure``, ``value``): target Δlog p, reference KL, reference Δloss.
+    """
+    s = report.specificity
+    return pd.DataFrame(
+        {
+            "measure": ["target Δlog p", "reference KL", "reference Δloss"],
+            "value": [report.logprob_after - report.logprob_before, s.kl, s.loss_change],
+            "group": ["target", "reference", "reference"],
+        }
+    )
+
+
+def specificity_chart(df: pd.DataFrame) -> alt.Chart:
+    """Horizontal bars of :func:`specificity_frame`: a specific edit has a long target
+    bar and short reference bars."""
+    return (
+        alt.Chart(df, title="Effect on the target vs on reference text (nats)")
+        .mark_bar()
+        .encode(
+            y=alt.Y("measure:N", sort=None, title=None),
+            x=alt.X("value:Q", title="nats"),
+            color=alt.Color(
+                "group:N",
+                scale=alt.Scale(domain=["target", "reference"], range=[CHOSEN, OTHER]),
+                legend=None,
+            ),
+            tooltip=["measure", alt.Tooltip("value:Q", format=".4g")],
+        )
+        .properties(height=110)
+    )
+
+
+def continuations_frame(report: EditReport) -> pd.DataFrame:
+    """Two rows (``model``: before/after) with the prompt and its greedy continuation."""
+    return pd.DataFrame(
+        {
+            "model": ["before", "after"],
+            "prompt": [report.prompt] * 2,
+            "continuation": [report.continuation_before, report.continuation_after],
+        }
+    )
+
+
+def sweep_frame(rows: list[SweepRow], chosen: set[int]) -> pd.DataFrame:
+    """Columns ``index``, ``sigma``, ``logprob``, ``delta``, ``chosen`` (in the edit set)."""
+    return pd.DataFrame(
+        {
+            "index": [r.index for r in rows],
+            "sigma": [r.singular_value for r in rows],
+            "logprob": [r.logprob for r in rows],
+            "delta": [r.delta_logprob for r in rows],
+            "chosen": [r.index in chosen for r in rows],
+        }
+    )
+
+
+def sweep_chart(df: pd.DataFrame, title: str) -> alt.Chart:
+    """Bars of Δlog p(target) per removed direction; directions in the edit set in red."""
+    return (
+        alt.Chart(df, title=title)
+        .mark_bar()
+        .encode(
+            x=alt.X("index:O", title="direction removed alone"),
+            y=alt.Y("delta:Q", title="Δ log p(target)"),
+            color=alt.Color(
+                "chosen:N",
+                scale=alt.Scale(domain=[True, False], range=[CHOSEN, OTHER]),
+                legend=alt.Legend(title="in edit set"),
+            ),
+            tooltip=[
+                "index",
+                alt.Tooltip("sigma:Q", format=".4g", title="σ"),
+                alt.Tooltip("delta:Q", format="+.4f", title="Δ log p"),
+                alt.Tooltip("logprob:Q", format=".4f", title="log p after"),
+            ],
+        )
+        .properties(height=220)
+    )
+
+
+def _ends(d: object) -> tuple[str, str]:
+    top = " ".join(t for _, t, _ in d.top[:TOKENS_SHOWN])  # type: ignore[attr-defined]
+    bottom = " ".join(t for _, t, _ in d.bottom[:TOKENS_SHOWN])  # type: ignore[attr-defined]
+    return top, bottom
+
+
+def comparison_frame(c: Comparison) -> pd.DataFrame:
+    """One row per original direction: its σ and both token ends, and its match after
+    the edits (``after`` index or missing when removed, ``cosine`` signed: -1 means the
+    recomputed SVD flipped the sign, in which case the ends swap), with the matched
+    direction's σ and ends."""
+    after = {d.index: d for d in c.after}
+    rows = []
+    for d, m in zip(c.before, c.matches):
+        top, bottom = _ends(d)
+        row = {
+            "index": d.index,
+            "sigma": d.singular_value,
+            "top": top,
+            "bottom": bottom,
+            "after": pd.NA if m.after_index is None else m.after_index,
+            "sigma_after": m.s_after,
+            "cosine": m.cosine,
+            "top_after": "",
+            "bottom_after": "",
+            "status": "removed" if m.after_index is None else _status(m.s_before, m.s_after),
+        }
+        if m.after_index is not None and m.after_index in after:
+            row["top_after"], row["bottom_after"] = _ends(after[m.after_index])
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if len(df):
+        df["after"] = df["after"].astype("Int64")
+    return df
+
+
+def _status(s0: float, s1: float) -> str:
+    r = s1 / s0 if s0 else 1.0
+    return "kept" if abs(r - 1) < 1e-3 else f"×{r:.3g}"

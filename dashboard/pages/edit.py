@@ -1,0 +1,170 @@
+"""Weight-editing page: remove or scale singular directions and see what changes.
+
+Edits live in this session's ``st.session_state`` only; they are applied to a copy of
+the model, never to the shared one.
+"""
+
+import _root  # noqa: F401  (repository root on sys.path; see dashboard/_root.py)
+import streamlit as st
+
+from core.edit import EditSet
+from core.errors import CoreError
+from dashboard import components, loaders
+from dashboard.builders import edit as eb
+
+KEY = "edit.history"
+
+st.title("Weight editing")
+sel, a = components.setup()
+
+hist = st.session_state.get(KEY)
+if not isinstance(hist, eb.EditHistory) or not hist.matches(sel.model, sel.processing):
+    if isinstance(hist, eb.EditHistory) and len(hist.current):
+        st.info(
+            "The model or processing changed, so the edits (whose indices refer to it) were cleared."
+        )
+    hist = eb.EditHistory(sel.model, sel.processing)
+    st.session_state[KEY] = hist
+
+
+def _push(edits: EditSet) -> None:
+    st.session_state[KEY] = st.session_state[KEY].push(edits)
+
+
+def _add_selected(scale: float) -> None:
+    e = eb.edit_for_selection(
+        sel.kind, sel.layer, sel.component_head, int(st.session_state["edit.index"]), scale
+    )
+    if e is not None:
+        _push(st.session_state[KEY].current.add(e))
+
+
+def _add_spec(spec: str) -> None:
+    _push(st.session_state[KEY].current.add(*EditSet.parse(spec)))
+
+
+def _undo() -> None:
+    st.session_state[KEY] = st.session_state[KEY].undo()
+
+
+def _reset() -> None:
+    st.session_state[KEY] = st.session_state[KEY].reset()
+
+
+# ----------------------------------------------------------------- pick directions
+left, right = st.columns(2)
+with left:
+    st.subheader("From the grid selection")
+    scale = st.slider(
+        "Scale", 0.0, 2.0, 0.0, 0.05, key="edit.scale", help="0 removes, 1 keeps, 2 doubles."
+    )
+    if eb.edit_for_selection(sel.kind, sel.layer, sel.component_head, 0, 0.0) is None:
+        st.info(f"{sel.label()} cannot be edited; pick OV or an MLP matrix in the sidebar.")
+    else:
+        rank = a.svd.kinds[sel.kind].decomposition.rank
+        # Follow the grid's highlighted direction when it changes; else keep the user's.
+        seen = (sel.kind, sel.layer, sel.component_head, sel.direction)
+        if "edit.index" not in st.session_state or st.session_state.get("edit._seen") != seen:
+            st.session_state["edit.index"] = min(sel.direction or 0, rank - 1)
+            st.session_state["edit._seen"] = seen
+        st.number_input(f"Direction of {sel.label()}", 0, rank - 1, key="edit.index")
+        st.button("Add", key="edit.add", on_click=_add_selected, args=(scale,), type="primary")
+with right:
+    st.subheader("From semantic search")
+    query = str(st.session_state.get("search.query") or "").strip()
+    if not query:
+        st.caption("Run a query on the Semantic search page to remove all its matches here.")
+    else:
+        threshold = float(st.session_state.get("search.threshold", 0.15))
+        top = st.session_state.get("search.top")
+        try:
+            found = loaders.cached_table(
+                "edit.search", sel, eb.compute_search_spec, query, threshold, top
+            )
+        except CoreError as exc:
+            st.error(str(exc))
+            found = ""
+        n_found = len(EditSet.parse(found)) if found else 0
+        st.caption(f"{n_found} OV/MLP directions match {query!r} at |cosine| ≥ {threshold:.2f}.")
+        st.button(
+            f"Remove all {n_found}",
+            key="edit.add_search",
+            on_click=_add_spec,
+            args=(found,),
+            disabled=not n_found,
+        )
+
+edits = st.session_state[KEY].current
+c1, c2, _ = st.columns([1, 1, 4])
+c1.button("Undo", key="edit.undo", on_click=_undo, disabled=len(st.session_state[KEY].states) < 2)
+c2.button("Reset", key="edit.reset", on_click=_reset, disabled=not len(edits))
+st.dataframe(eb.edits_frame(edits), hide_index=True, key="edit.table")
+
+# ----------------------------------------------------------------- measure
+p1, p2, p3 = st.columns([4, 2, 1])
+prompt = p1.text_input("Prompt", key="edit.prompt", placeholder="e.g. The house was on")
+target = p2.text_input("Target", key="edit.target", placeholder="e.g. ' fire' (mind the space)")
+max_new = int(p3.number_input("New tokens", 0, 64, 20, key="edit.max_new"))
+if not prompt.strip() or not target:
+    st.info("Give a prompt and a target token to measure the edits.")
+    st.stop()
+
+view_options = eb.components_of(edits)
+here = (sel.kind, sel.layer, sel.component_head)
+if here[0] in eb.KIND_NAMES and here not in view_options:
+    view_options.append(here)
+if not view_options:
+    st.info("Add a direction to see its effect.")
+    st.stop()
+kind, layer, head = st.selectbox(
+    "Matrix to inspect", view_options, format_func=lambda c: eb.component_label(*c), key="edit.view"
+)
+
+try:
+    if len(edits):
+        report = loaders.cached_table(
+            "edit.report", sel, eb.compute_report, edits.spec(), prompt, target, max_new
+        )
+        st.subheader("Target")
+        st.dataframe(eb.logprob_frame(report), hide_index=True, key="edit.logprob")
+        st.altair_chart(eb.specificity_chart(eb.specificity_frame(report)), key="edit.spec")
+        st.caption(
+            f"Reference: KL(before‖after) of next-token distributions over "
+            f"{report.specificity.n_tokens} held-out tokens, and the change in their loss."
+        )
+        st.subheader("Greedy continuations")
+        b, af = st.columns(2)
+        b.markdown("**Before**")
+        b.code(prompt + report.continuation_before, language=None, wrap_lines=True)
+        af.markdown("**After**")
+        af.code(prompt + report.continuation_after, language=None, wrap_lines=True)
+    st.subheader(f"Sweep: {eb.component_label(kind, layer, head)}")
+    n_sweep = st.slider("Directions swept", 1, 64, 16, key="edit.n_sweep")
+    rows = loaders.cached_table(
+        "edit.sweep", sel, eb.compute_sweep, kind, layer, head, prompt, target, n_sweep
+    )
+    chosen = {e.index for e in edits if e.component == (kind, layer, head)}
+    st.altair_chart(
+        eb.sweep_chart(eb.sweep_frame(rows, chosen), "Each direction removed alone"),
+        key="edit.sweep_chart",
+    )
+    st.subheader("Directions before → after")
+    cmp_ = loaders.cached_table(
+        "edit.compare", sel, eb.compute_comparison, edits.spec(), kind, layer, head, 12
+    )
+    st.dataframe(
+        eb.comparison_frame(cmp_),
+        hide_index=True,
+        key="edit.compare_table",
+        column_config={
+            "sigma": st.column_config.NumberColumn("σ", format="%.4g"),
+            "sigma_after": st.column_config.NumberColumn("σ after", format="%.4g"),
+            "cosine": st.column_config.NumberColumn("cos", format="%+.3f"),
+        },
+    )
+    st.caption(
+        "The edited matrix is decomposed afresh; directions are matched by |cosine|, so a "
+        "new index or a sign flip (cos −1, ends swapped) is the same direction."
+    )
+except CoreError as exc:
+    st.error(str(exc))

@@ -1,0 +1,156 @@
+"""Weight editing: the builders on a tiny model (no Streamlit) and the page (AppTest)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.edit import Edit, EditSet
+from dashboard.builders import edit as eb
+from tests.dashboard.conftest import APP
+
+TIMEOUT = 240
+PROMPT = "the fire burned with hot"
+
+
+# ------------------------------------------------------------------------- builders
+
+
+def test_history_push_undo_reset():
+    h = eb.EditHistory("m", "post")
+    assert len(h.current) == 0 and h.undo().current == EditSet()
+    e1, e2 = Edit("ov", 0, 1, 2), Edit("mlp_in", 1, None, 0, 0.5)
+    h2 = h.push(h.current.add(e1)).push(EditSet((e1, e2)))
+    assert h2.current.edits == (e1, e2)
+    assert h2.undo().current.edits == (e1,)
+    r = h2.reset()
+    assert len(r.current) == 0 and r.undo().current == h2.current  # reset is undoable
+    assert h2.push(h2.current) is h2
+    assert h.matches("m", "post") and not h.matches("m", "raw")
+
+
+def test_edits_frame_and_selection():
+    assert eb.edit_for_selection("qk", 0, 1, 0, 0.0) is None
+    assert eb.edit_for_selection("mlp_out", 1, 3, 2, 0.0) == Edit("mlp_out", 1, None, 2)
+    edits = EditSet.parse("ov:0:1:2,mlp_in:1:0*0.5")
+    df = eb.edits_frame(edits)
+    assert list(df["spec"]) == ["ov:0:1:2", "mlp_in:1:0*0.5"]
+    assert df["head"].iloc[0] == 1 and df["head"].iloc[1] is pd.NA
+    assert list(df["action"]) == ["remove", "scale ×0.5"]
+    assert eb.edits_frame(EditSet()).empty
+    assert eb.components_of(edits.add(Edit("ov", 0, 1, 5))) == [("ov", 0, 1), ("mlp_in", 1, None)]
+
+
+def test_report_views(analysis):
+    rep = eb.compute_report(analysis, "ov:1:2:0,mlp_out:0:1", PROMPT, " f", 4)
+    lp = eb.logprob_frame(rep)
+    assert lp["delta"].iloc[0] == pytest.approx(rep.logprob_after - rep.logprob_before)
+    spec = eb.specificity_frame(rep)
+    assert list(spec["measure"]) == ["target Δlog p", "reference KL", "reference Δloss"]
+    assert spec["value"].iloc[1] == pytest.approx(rep.specificity.kl)
+    assert eb.specificity_chart(spec).to_dict()["mark"]["type"] == "bar"
+    cont = eb.continuations_frame(rep)
+    assert list(cont["continuation"]) == [rep.continuation_before, rep.continuation_after]
+
+
+def test_sweep_view_highlights_the_chosen_directions(analysis):
+    rows = eb.compute_sweep(analysis, "ov", 1, 2, PROMPT, " f", 5)
+    df = eb.sweep_frame(rows, {1, 3})
+    assert list(df["index"]) == list(range(5)) and list(df["chosen"]) == [
+        False,
+        True,
+        False,
+        True,
+        False,
+    ]
+    spec = eb.sweep_chart(df, "t").to_dict()
+    assert spec["encoding"]["x"]["field"] == "index"
+    assert spec["encoding"]["color"]["scale"]["range"] == [eb.CHOSEN, eb.OTHER]
+
+
+def test_comparison_frame_marks_removed_scaled_and_kept(analysis):
+    c = eb.compute_comparison(analysis, "ov:1:2:0,ov:1:2:2*2", "ov", 1, 2, 6)
+    df = eb.comparison_frame(c)
+    assert list(df["index"]) == list(range(6))
+    assert df["status"].iloc[0] == "removed" and df["after"].iloc[0] is pd.NA
+    assert df["status"].iloc[2] == "×2"
+    assert all(s == "kept" for s in df["status"].iloc[[1, 3, 4, 5]])
+    assert (df["cosine"].iloc[1:].abs() > 0.999).all()
+    # Doubling direction 2 makes it the largest: matched by cosine, not by index.
+    assert df["after"].iloc[2] == 0
+    kept = df.iloc[1]
+    if kept["cosine"] > 0:
+        assert kept["top_after"] == kept["top"]
+    else:
+        assert kept["top_after"] == kept["bottom"]
+    none = eb.comparison_frame(eb.compute_comparison(analysis, "", "mlp_in", 0, None, 3))
+    assert list(none["after"]) == [0, 1, 2] and set(none["status"]) == {"kept"}
+
+
+def test_search_spec_matches_core_search(analysis):
+    from core.search import build_index, search
+
+    spec = eb.compute_search_spec(analysis, "the, cat", 0.2, None)
+    hits = search(build_index(analysis), "the, cat", threshold=0.2, top=None)
+    want = {(h.matrix, h.layer, h.head, h.index) for h in hits.hits if h.matrix != "qk"}
+    assert {e.key for e in EditSet.parse(spec)} == want if spec else not want
+
+
+# ----------------------------------------------------------------------------- page
+
+
+@pytest.fixture
+def page(dash_env, analysis):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.switch_page("pages/edit.py")
+    return at.run()
+
+
+def _edits(at) -> list[str]:
+    """Specs in the edit table (the page's first dataframe)."""
+    return list(at.main.dataframe[0].value["spec"])
+
+
+def test_page_adds_measures_undoes_and_resets(page):
+    at = page
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Weight editing"
+    assert any("prompt and a target" in i.value for i in at.info)
+    at.number_input(key="edit.index").set_value(1).run()
+    at.button(key="edit.add").click().run()
+    assert not at.exception, at.exception
+    assert _edits(at) == ["ov:0:0:1"]
+    at.text_input(key="edit.prompt").input(PROMPT)
+    at.text_input(key="edit.target").input(" f")
+    at.number_input(key="edit.max_new").set_value(3).run()
+    assert not at.exception, at.exception
+    tables = at.main.dataframe  # edits, target log-probs, before/after directions
+    assert len(tables) == 3
+    assert len(tables[1].value) == 1 and "delta" in tables[1].value
+    assert len(tables[2].value) == 12 and tables[2].value["status"].iloc[1] == "removed"
+    assert len(at.get("vega_lite_chart")) == 2  # specificity and sweep
+    assert len(at.code) == 2  # both continuations
+    # A second edit, then undo and reset, one click each.
+    at.number_input(key="edit.index").set_value(3).run()
+    at.button(key="edit.add").click().run()
+    assert _edits(at) == ["ov:0:0:1", "ov:0:0:3"]
+    at.button(key="edit.undo").click().run()
+    assert _edits(at) == ["ov:0:0:1"]
+    at.button(key="edit.reset").click().run()
+    assert _edits(at) == []
+    assert not at.exception, at.exception
+
+
+def test_page_reads_search_state(page):
+    at = page
+    at.session_state["search.query"] = "the, cat"
+    at.session_state["search.threshold"] = 0.2
+    at.session_state["search.top"] = 5
+    at.run()
+    assert not at.exception, at.exception
+    btn = at.button(key="edit.add_search")
+    assert btn.label.startswith("Remove all")
+    n = int(btn.label.split()[-1])
+    btn.click().run()
+    assert len(_edits(at)) == n
