@@ -18,6 +18,7 @@ from core.label_store import MANUAL, LabelRecord, LabelStore
 from core.settings import HEAD_KINDS
 
 CHOICES = ("unset", "yes", "no")
+MAX_ROWS = 100  # a form of hundreds of radios is unusable and slow
 
 
 def _choice(r: LabelRecord | None) -> str:
@@ -39,9 +40,10 @@ def render_label_controls(
     give them labels; returns the component's manual records after any save.
 
     ``k`` top tokens are shown (and stored with the label); ``key`` prefixes the widget
-    keys, so a page can draw the controls more than once.
+    keys, so a page can draw the controls more than once. At most :data:`MAX_ROWS` rows.
     """
     head = head if kind in HEAD_KINDS else None
+    n = max(1, min(n, MAX_ROWS))
     meta = analysis.meta
     dirs = directions(analysis, kind, layer, head, n=n, k=k)
     wkey = f"{key}.{meta.weights_hash[:12]}.{kind}.{layer}.{head}"
