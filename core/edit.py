@@ -189,6 +189,11 @@ class RankOne:
     right: Float[Tensor, " d_out"]
 
 
+def _f64(t: Tensor) -> Tensor:
+    # Edits are computed on the CPU in float64 whatever device the model is on.
+    return t.detach().to("cpu", torch.float64)
+
+
 def token_vectors(
     analysis: Analysis, kind: str, layer: int, head: int | None, indices: Sequence[int]
 ) -> Float[Tensor, "d_model n"]:
@@ -200,14 +205,14 @@ def token_vectors(
     the cache.
     """
     d = kind_result(analysis, kind).decomposition
-    cached = d.directions[d.index(layer, head)][:, list(indices)].double()
+    cached = _f64(d.directions[d.index(layer, head)][:, list(indices)])
     cached = cached / cached.norm(dim=0, keepdim=True)
     w = analysis.weights
     if kind == "ov":
         assert head is not None
-        _, _, fresh = factored_svd(w.W_V[layer, head].double(), w.W_O[layer, head].double())
+        _, _, fresh = factored_svd(_f64(w.W_V[layer, head]), _f64(w.W_O[layer, head]))
     else:
-        U, _, V = dense_svd(w.matrix(kind, layer).double())
+        U, _, V = dense_svd(_f64(w.matrix(kind, layer)))
         fresh = U if kind in ("mlp_in", "mlp_gate") else V
     cos = cached.T @ fresh  # [n, r]
     best = cos.abs().argmax(dim=1)
@@ -239,15 +244,15 @@ def _update(analysis: Analysis, e: Edit, t: Tensor) -> RankOne:
         m = analysis.meta
         left = torch.zeros(m.n_heads * m.d_head, dtype=torch.float64)
         block = slice(e.head * m.d_head, (e.head + 1) * m.d_head)
-        left[block] = -coef * (raw.W_O[e.layer, e.head].double() @ t)
+        left[block] = -coef * (_f64(raw.W_O[e.layer, e.head]) @ t)
         return RankOne(("attn_out", e.layer), left, t)
     if e.kind == "mlp_out":
-        return RankOne(("mlp_out", e.layer), -coef * (raw.W_out[e.layer].double() @ t), t)
-    folded = w.matrix(e.kind, e.layer).double()
+        return RankOne(("mlp_out", e.layer), -coef * (_f64(raw.W_out[e.layer]) @ t), t)
+    folded = _f64(w.matrix(e.kind, e.layer))
     left = -coef * t
     if w.processing == "post" and raw.ln2_w is not None:
         # Divide the fold's scale back out; a zero scale hides that input row anyway.
-        ln = raw.ln2_w[e.layer].double()
+        ln = _f64(raw.ln2_w[e.layer])
         left = torch.where(ln != 0, left / torch.where(ln != 0, ln, 1.0), 0.0)
     return RankOne((e.kind, e.layer), left, folded.T @ t)
 
@@ -272,12 +277,14 @@ def edited_weights(analysis: Analysis, edits: Iterable[Edit]) -> ModelWeights:
             W_O = new["W_O"]
             assert W_O is not None
             W = W_O[layer].reshape(m.n_heads * m.d_head, m.d_model)
-            W_O[layer] = (W.double() + delta).reshape(m.n_heads, m.d_head, m.d_model).float()
+            W_O[layer] = (
+                (W.double() + delta.to(W.device)).reshape(m.n_heads, m.d_head, m.d_model).float()
+            )
         else:
             key = {"mlp_in": "W_in", "mlp_gate": "W_gate", "mlp_out": "W_out"}[name]
             t = new[key]
             assert t is not None
-            t[layer] = (t[layer].double() + delta).to(t.dtype)
+            t[layer] = (t[layer].double() + delta.to(t.device)).to(t.dtype)
     return raw.replace(**new)
 
 
@@ -321,16 +328,16 @@ def edited_component(
     ups = rank_one_updates(analysis, mine)
     if kind == "ov":
         assert head is not None
-        W_O = raw.W_O[layer].reshape(m.n_heads * m.d_head, m.d_model).double()
+        W_O = _f64(raw.W_O[layer].reshape(m.n_heads * m.d_head, m.d_model))
         for u in ups:
             W_O = W_O + torch.outer(u.left, u.right)
         rows = slice(head * m.d_head, (head + 1) * m.d_head)
-        return w.W_V[layer, head].double(), W_O[rows]
-    W = w.matrix(kind, layer).double()
+        return _f64(w.W_V[layer, head]), W_O[rows]
+    W = _f64(w.matrix(kind, layer))
     for u in ups:
         d = torch.outer(u.left, u.right)
         if kind != "mlp_out" and w.processing == "post" and raw.ln2_w is not None:
-            d = raw.ln2_w[layer].double()[:, None] * d
+            d = _f64(raw.ln2_w[layer])[:, None] * d
             if m.normalization == "LN":
                 d = d - d.mean(dim=0, keepdim=True)
         W = W + d
@@ -365,7 +372,8 @@ def compare(
         T = U if kind in ("mlp_in", "mlp_gate") else V
     # Same sign rule as the cache: the largest-magnitude token end is positive.
     W_U = analysis.weights.W_U
-    tops = project_topk(T.T.float(), W_U, k, analysis.settings.vocab_chunk)
+    t = project_topk(T.T.float().to(W_U.device), W_U, k, analysis.settings.vocab_chunk)
+    tops = type(t)(t.top_idx.cpu(), t.top_val.cpu(), t.bottom_idx.cpu(), t.bottom_val.cpu())
     flip = tops.top_val[:, 0] < -tops.bottom_val[:, 0]
     T = T * torch.where(flip, -1.0, 1.0).double()[None, :]
     tops = tops.flipped(flip)

@@ -139,7 +139,7 @@ def apply_edits(analysis: Analysis, edits: EditSet | Iterable[Edit]) -> EditedMo
         old = mod.weight.detach()
         W = old.T if transposed else old
         if W.shape != delta.shape or not torch.allclose(
-            W.float().cpu(), _stored(analysis, target), atol=1e-5, rtol=1e-4
+            W.float().cpu(), _stored(analysis, target).float().cpu(), atol=1e-5, rtol=1e-4
         ):
             raise CoreError(
                 f"The stored {target[0]} of layer {target[1]} does not match the analysed "
