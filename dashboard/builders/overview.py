@@ -43,7 +43,8 @@ def model_facts(a: Analysis) -> pd.DataFrame:
 
 
 def kinds_frame(a: Analysis) -> pd.DataFrame:
-    """One row per cached matrix kind: components, rank, projected directions, degeneracies."""
+    """One row per cached matrix kind: components, rank, projected directions (with cached
+    top tokens), near-degenerate singular values, largest σ, whether a control exists."""
     rows = []
     for kind, res in a.svd.kinds.items():
         d = res.decomposition
@@ -52,8 +53,8 @@ def kinds_frame(a: Analysis) -> pd.DataFrame:
                 "kind": kind,
                 "components": len(d.components),
                 "rank": d.rank,
-                "projected directions": res.n_projected,
-                "near-degenerate values": int(d.degenerate.sum()),
+                "projected": res.n_projected,
+                "degenerate": int(d.degenerate.sum()),
                 "largest σ": float(d.S[:, 0].max()),
                 "control": kind in a.svd.controls,
             }

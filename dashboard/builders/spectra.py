@@ -95,19 +95,29 @@ def spectrum_frame(
 
 
 def spectrum_chart(
-    df: pd.DataFrame, log: bool = True, cut: int | None = None, width: int = 460, height: int = 320
-) -> alt.HConcatChart:
-    """Real spectra (left) beside the random controls (right) on a shared y scale.
+    df: pd.DataFrame,
+    log: bool = True,
+    cut: int | None = None,
+    control: bool = False,
+    height: int = 320,
+) -> Any:
+    """One panel: the real spectra (``control=False``) or the random controls.
 
-    ``cut`` keeps indices below it. Near-degenerate values are drawn as red rings; the
-    tooltip gives series, index and value.
+    Draw both panels side by side: they share the y domain (computed from all of
+    ``df``), so the two can be compared by eye. ``cut`` keeps indices below it.
+    Near-degenerate values are drawn as red rings; the tooltip gives series, index and
+    value. The chart fills its container's width.
     """
     if cut is not None:
         df = df[df["index"] < cut]
+    lo, hi = float(df["value"].min()), float(df["value"].max())
+    domain = [lo / 1.2, hi * 1.2] if log else [0.0, hi * 1.05]
+    side = df[df["control"] == control]
+    many = side["series"].nunique() > 1
     y = alt.Y(
         "value:Q",
         title="singular value",
-        scale=alt.Scale(type="log" if log else "linear", zero=not log),
+        scale=alt.Scale(type="log" if log else "linear", domain=domain, nice=False),
     )
     x = alt.X("index:Q", title="index (by singular value)", axis=alt.Axis(tickMinStep=1))
     tooltip = [
@@ -116,49 +126,38 @@ def spectrum_chart(
         alt.Tooltip("value:Q", format=".4g"),
         alt.Tooltip("degenerate:N", title="near-degenerate"),
     ]
-
-    def panel(control: bool, title: str) -> Any:
-        hover = alt.selection_point(
-            name="hover_control" if control else "hover_weights",
-            fields=["series"],
-            on="pointerover",
-            empty=False,
-        )
-        base = alt.Chart().transform_filter(alt.datum.control == control)
-        many = df[df["control"] == control]["series"].nunique() > 1
-        color = (
-            alt.Color("series:N", legend=alt.Legend(title=None, columns=2, symbolLimit=40))
-            if many
-            else alt.value("#777777" if control else "#1f77b4")
-        )
-        line = base.mark_line(strokeDash=[4, 3] if control else [1, 0]).encode(
-            x=x,
-            y=y,
-            detail="series:N",
-            color=color,
-            opacity=alt.condition(
-                alt.datum.selected | hover, alt.value(1.0), alt.value(0.35 if many else 1.0)
-            ),
-            strokeWidth=alt.condition(alt.datum.selected, alt.value(2.5), alt.value(1.2)),
-        )
-        points = (
-            base.mark_circle(size=36)
-            .encode(x=x, y=y, color=color, tooltip=tooltip)
-            .add_params(hover)
-        )
-        degenerate = (
-            base.transform_filter(alt.datum.degenerate)
-            .mark_point(size=120, color="#d62728", strokeWidth=2)
-            .encode(x=x, y=y, tooltip=tooltip)
-        )
-        return alt.layer(line, points, degenerate, title=title).properties(
-            width=width, height=height
-        )
-
-    panels = [panel(False, "weights")]
-    if df["control"].any():
-        panels.append(panel(True, "random Gaussian control (same shape)"))
-    return alt.hconcat(*panels, data=df).resolve_scale(y="shared", color="independent")
+    hover = alt.selection_point(
+        name="hover_control" if control else "hover_weights",
+        fields=["series"],
+        on="pointerover",
+        empty=False,
+    )
+    color: Any = (
+        alt.Color("series:N", legend=alt.Legend(title=None, orient="right", symbolLimit=40))
+        if many
+        else alt.value("#777777" if control else "#1f77b4")
+    )
+    base = alt.Chart(side)
+    line = base.mark_line(strokeDash=[4, 3] if control else [1, 0]).encode(
+        x=x,
+        y=y,
+        detail="series:N",
+        color=color,
+        opacity=alt.condition(
+            alt.datum.selected | hover, alt.value(1.0), alt.value(0.35 if many else 1.0)
+        ),
+        strokeWidth=alt.condition(alt.datum.selected, alt.value(2.5), alt.value(1.2)),
+    )
+    points = base.mark_circle(size=36).encode(x=x, y=y, color=color, tooltip=tooltip)
+    degenerate = (
+        base.transform_filter(alt.datum.degenerate)
+        .mark_point(size=120, color="#d62728", strokeWidth=2)
+        .encode(x=x, y=y, tooltip=tooltip)
+    )
+    title = "random Gaussian control (same shape)" if control else "weights"
+    return alt.layer(line, points.add_params(hover), degenerate, title=title).properties(
+        width="container", height=height
+    )
 
 
 def spectrum_view(
@@ -170,6 +169,8 @@ def spectrum_view(
     control: bool = True,
     log: bool = True,
     cut: int | None = None,
-) -> alt.HConcatChart:
-    """:func:`spectrum_frame` drawn by :func:`spectrum_chart`."""
-    return spectrum_chart(spectrum_frame(a, kind, layer, head, overlay, control), log, cut)
+    side: bool = False,
+) -> Any:
+    """:func:`spectrum_frame` drawn by :func:`spectrum_chart` (``side``: the control panel)."""
+    df = spectrum_frame(a, kind, layer, head, overlay, control)
+    return spectrum_chart(df, log, cut, control=side)

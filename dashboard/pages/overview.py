@@ -14,14 +14,17 @@ st.caption(
 sel, a = components.setup(require_analysis=False)
 
 if a is not None:
-    left, right = st.columns([3, 4])
+    left, right = st.columns([1, 1])
     with left:
         st.subheader("Model")
+        facts = loaders.cached_table("facts", sel, overview.model_facts)
         st.dataframe(
-            loaders.cached_table("facts", sel, overview.model_facts),
+            facts,
             hide_index=True,
             width="stretch",
+            height=36 * (len(facts) + 1) + 3,
             key="overview.facts",
+            column_config={"fact": st.column_config.TextColumn(width="small")},
         )
     with right:
         st.subheader("Matrices in the cache entry")
@@ -30,6 +33,12 @@ if a is not None:
             hide_index=True,
             width="stretch",
             key="overview.kinds",
+            column_config={
+                "largest σ": st.column_config.NumberColumn(format="%.4g"),
+                "degenerate": st.column_config.NumberColumn(
+                    help="near-degenerate singular values (vectors defined up to rotation)"
+                ),
+            },
         )
         st.subheader("Cache")
         st.caption(f"Cache folder: `{state.cache_dir()}`")

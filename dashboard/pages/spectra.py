@@ -37,19 +37,22 @@ cut = (
     else rank
 )
 
-spec = loaders.cached_spec(
-    "spectrum",
-    sel,
-    spectra.spectrum_view,
-    sel.kind,
-    sel.layer,
-    sel.component_head,
-    overlay,
-    show_control,
-    log,
-    cut,
-)
-st.vega_lite_chart(spec, key="spectra.chart")
+panels = st.columns(2) if show_control else [st.container()]
+for side, panel in zip((False, True), panels):
+    spec = loaders.cached_spec(
+        "spectrum",
+        sel,
+        spectra.spectrum_view,
+        sel.kind,
+        sel.layer,
+        sel.component_head,
+        overlay,
+        show_control,
+        log,
+        cut,
+        side,
+    )
+    panel.vega_lite_chart(spec, key=f"spectra.chart.{int(side)}", width="stretch")
 st.caption(
     f"{sel.label()}: rank {rank}. Dashed grey: a random Gaussian matrix of the same shape "
     "(one per layer). Red rings: near-degenerate singular values (within the tolerance of a "

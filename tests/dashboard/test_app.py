@@ -67,7 +67,7 @@ def test_page_widgets_and_outputs():
     at.switch_page("pages/spectra.py").run()
     assert at.radio(key="spectra.overlay").value == "component"
     assert at.toggle(key="spectra.log").value is True
-    assert len(at.get("vega_lite_chart")) == 1
+    assert len(at.get("vega_lite_chart")) == 2  # weights beside the control
 
     at.switch_page("pages/atlas.py").run()
     assert at.text_input(key="atlas.filter").value == ""
@@ -205,8 +205,8 @@ def test_spectra_controls():
     at.toggle(key="spectra.log").set_value(False).run()
     at.slider(key="spectra.cut").set_value(8).run()
     assert not at.exception
-    chart = at.get("vega_lite_chart")[0]
-    assert '"linear"' in chart.proto.spec
+    charts = at.get("vega_lite_chart")
+    assert len(charts) == 2 and all('"linear"' in c.proto.spec for c in charts)
     at.toggle(key="spectra.control").set_value(False).run()
     assert not at.exception and len(at.get("vega_lite_chart")) == 1
 

@@ -106,21 +106,27 @@ def test_spectrum_overlays(analysis):
 
 def test_spectrum_chart_data_and_marks(analysis):
     df = spectra.spectrum_frame(analysis, "embed", 0, None, "component", control=True)
-    chart = spectra.spectrum_chart(df, log=True, cut=5)
-    spec = chart.to_dict()
+    d = kind_result(analysis, "embed").decomposition
+    spec = spectra.spectrum_chart(df, log=True, cut=5).to_dict()
     (data,) = spec["datasets"].values()
     shown = pd.DataFrame(data)
-    assert shown["index"].max() == 4
-    d = kind_result(analysis, "embed").decomposition
-    assert np.allclose(shown[~shown["control"]]["value"], d.S[0, :5].numpy())
-    assert len(spec["hconcat"]) == 2
-    layer = spec["hconcat"][0]["layer"]
-    assert layer[0]["encoding"]["y"]["scale"]["type"] == "log"
+    assert shown["index"].max() == 4 and not shown["control"].any()
+    assert np.allclose(shown["value"], d.S[0, :5].numpy())
+    layer = spec["layer"]
+    scale = layer[0]["encoding"]["y"]["scale"]
+    assert scale["type"] == "log"
+    # Both panels share one y domain spanning real and control values.
+    ctl = spectra.spectrum_chart(df, log=True, cut=5, control=True).to_dict()
+    assert ctl["layer"][0]["encoding"]["y"]["scale"]["domain"] == scale["domain"]
+    (cdata,) = ctl["datasets"].values()
+    c = kind_result(analysis, "embed", control=True).decomposition
+    assert np.allclose(pd.DataFrame(cdata)["value"], c.S[0, :5].numpy())
+    lo, hi = scale["domain"]
+    assert lo <= min(d.S[0, :5].min(), c.S[0, :5].min()) and hi >= d.S[0, 0]
     assert any(ly.get("transform", [{}])[-1].get("filter") == "datum.degenerate" for ly in layer)
     assert {"series", "index", "value"} <= {t["field"] for t in layer[1]["encoding"]["tooltip"]}
-    lin = spectra.spectrum_chart(df[~df["control"]], log=False).to_dict()
-    assert len(lin["hconcat"]) == 1
-    assert lin["hconcat"][0]["layer"][0]["encoding"]["y"]["scale"]["type"] == "linear"
+    lin = spectra.spectrum_chart(df, log=False).to_dict()
+    assert lin["layer"][0]["encoding"]["y"]["scale"]["type"] == "linear"
 
 
 # ---------------------------------------------------------------------------- atlas
