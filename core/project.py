@@ -49,6 +49,12 @@ class TopTokens:
         )
 
 
+#: Vocabulary columns per group in the fused top/bottom-k (see :func:`_block_candidates`).
+_GROUP = 64
+#: Elements of one projected block (rows x vocabulary chunk): 64 MiB of float32.
+_BLOCK_ELEMS = 1 << 24
+
+
 def project_topk(
     dirs: Float[Tensor, "n d_model"],
     W_U: Float[Tensor, "d_model d_vocab"],
@@ -60,37 +66,80 @@ def project_topk(
 
     ``mask`` keeps only the tokens where it is true (filters). ``k`` is capped at the
     number of kept tokens. Accumulates in float32 whatever the inputs' dtype.
+
+    The product runs block by block (at most ``chunk`` vocabulary columns and
+    ``2**24 / chunk`` directions at once), so memory stays bounded whatever ``n`` is;
+    each block's two ends come from one pass of group maxima and minima instead of two
+    full top-k passes (:func:`_block_candidates`). The result is exactly the top-k of
+    the full product (up to ties).
     """
     n, V = dirs.shape[0], W_U.shape[1]
+    device = dirs.device
     dirs = dirs.float()
     kept = V if mask is None else int(mask.sum())
     k = max(1, min(k, kept))
-    top_v = torch.full((n, 0), 0.0, device=dirs.device)
-    top_i = torch.zeros((n, 0), dtype=torch.long, device=dirs.device)
-    bot_v, bot_i = top_v, top_i
-    for start in range(0, V, chunk):
-        block = dirs @ W_U[:, start : start + chunk].float()
-        idx = torch.arange(start, start + block.shape[1], device=dirs.device)
-        hi, lo = block, block
-        if mask is not None:
-            m = mask[start : start + chunk].to(dirs.device)
-            hi = block.masked_fill(~m, float("-inf"))
-            lo = block.masked_fill(~m, float("inf"))
-        kk = min(k, block.shape[1])
-        v, i = hi.topk(kk, dim=1)
-        top_v, top_i = _merge(top_v, top_i, v, idx[i], k, largest=True)
-        v, i = lo.topk(kk, dim=1, largest=False)
-        bot_v, bot_i = _merge(bot_v, bot_i, v, idx[i], k, largest=False)
+    chunk = max(1, min(chunk, V))
+    rows = max(1, _BLOCK_ELEMS // chunk)
+    starts = list(range(0, V, chunk))
+    # Each chunk's own ends, merged by one final top-k over [n, n_chunks * k].
+    width = sum(min(k, V - s, chunk) for s in starts)
+    tv_all = torch.empty(n, width, device=device)
+    bv_all = torch.empty(n, width, device=device)
+    ti_all = torch.empty(n, width, dtype=torch.long, device=device)
+    bi_all = torch.empty(n, width, dtype=torch.long, device=device)
+    col = 0
+    for start in starts:
+        # A contiguous float32 copy of the chunk, reused by every row block.
+        Wc = W_U[:, start : start + chunk].to(device=device, dtype=torch.float32).contiguous()
+        m = None if mask is None else mask[start : start + chunk].to(device)
+        kk = min(k, Wc.shape[1])
+        for r0 in range(0, n, rows):
+            tv, ti, bv, bi = _block_candidates(dirs[r0 : r0 + rows] @ Wc, kk, m)
+            r1 = r0 + tv.shape[0]
+            tv_all[r0:r1, col : col + kk], ti_all[r0:r1, col : col + kk] = tv, ti + start
+            bv_all[r0:r1, col : col + kk], bi_all[r0:r1, col : col + kk] = bv, bi + start
+        col += kk
+    top_v, order = tv_all.topk(k, dim=1)
+    top_i = ti_all.gather(1, order)
+    bot_v, order = bv_all.topk(k, dim=1, largest=False)
+    bot_i = bi_all.gather(1, order)
     return TopTokens(top_i, top_v, bot_i, bot_v)
 
 
-def _merge(
-    v0: Tensor, i0: Tensor, v1: Tensor, i1: Tensor, k: int, largest: bool
-) -> tuple[Tensor, Tensor]:
-    v = torch.cat([v0, v1], dim=1)
-    i = torch.cat([i0, i1], dim=1)
-    v, order = v.topk(min(k, v.shape[1]), dim=1, largest=largest)
-    return v, i.gather(1, order)
+def _block_candidates(
+    block: Float[Tensor, "r c"], k: int, mask: Bool[Tensor, " c"] | None
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Top-``k`` (descending) and bottom-``k`` (ascending) values and columns of each row.
+
+    The columns are cut into groups of ``_GROUP``; a row's ``k`` largest values lie in
+    the ``k`` groups with the largest maxima (any other group's maximum is beaten by
+    ``k`` values from those groups), so one cheap max (and min) pass over the block and
+    a top-k over ``k * _GROUP`` candidates replace two top-k passes over every column.
+    """
+    r, c = block.shape
+    hi, lo = block, block
+    if mask is not None:
+        hi = block.masked_fill(~mask, float("-inf"))
+        lo = block.masked_fill(~mask, float("inf"))
+    g = c // _GROUP
+    if g <= k:
+        tv, ti = hi.topk(k, dim=1)
+        bv, bi = lo.topk(k, dim=1, largest=False)
+        return tv, ti, bv, bi
+    full = g * _GROUP
+    out: list[Tensor] = []
+    offsets = torch.arange(_GROUP, device=block.device)
+    for x, largest in ((hi, True), (lo, False)):
+        groups = x[:, :full].view(r, g, _GROUP)
+        ext = groups.amax(dim=2) if largest else groups.amin(dim=2)
+        gi = ext.topk(k, dim=1, largest=largest).indices  # [r, k]
+        cols = (gi[:, :, None] * _GROUP + offsets).flatten(1)
+        if full < c:  # the ragged tail is always a candidate
+            tail = torch.arange(full, c, device=block.device).expand(r, c - full)
+            cols = torch.cat([cols, tail], dim=1)
+        v, j = x.gather(1, cols).topk(k, dim=1, largest=largest)
+        out += [v, cols.gather(1, j)]
+    return out[0], out[1], out[2], out[3]
 
 
 def orient(
