@@ -67,12 +67,13 @@ def _label(args: argparse.Namespace) -> Any:
                 raise ArgError(f"Cannot read the concept file {args.concepts}: {exc}.") from exc
             if not concepts:
                 raise ArgError(f"The concept file {args.concepts} is empty; give one per line.")
-        lab = offline_labeller(a, concepts=concepts)
+        offline = offline_labeller(a, concepts=concepts)
         for c in groups:
-            results += label_offline(lab, items[c], args.matrix, c)
+            results += label_offline(offline, items[c], args.matrix, c)
     else:
         from core.label_llm import open_llm_labeller
 
+        assert llm_settings is not None
         lab = open_llm_labeller(llm_settings, a.settings.cache_dir)
         est = lab.estimate([toks for c in groups for *_, toks in items[c]])
         print(f"LLM sweep estimate: {est.to_json()}", file=sys.stderr)

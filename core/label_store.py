@@ -211,7 +211,8 @@ class LabelStore:
     ) -> list[LabelRecord]:
         """Records matching every given filter; ``search`` matches label or tokens (substring,
         case-insensitive)."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         for col, val in (("model", model), ("weights_hash", weights_hash), ("matrix", matrix),
                          ("labeller", labeller)):  # fmt: skip
             if val is not None:

@@ -76,9 +76,10 @@ def render_label_controls(
                     key=f"{wkey}.{d.index}.interp",
                     label_visibility="collapsed",
                 )
+                mine = manual[d.index]
                 label = c[3].text_input(
                     f"Label #{d.index}",
-                    value=manual[d.index].label if manual[d.index] is not None else "",
+                    value=mine.label if mine is not None else "",
                     key=f"{wkey}.{d.index}.label",
                     placeholder=hint or "label",
                     label_visibility="collapsed",

@@ -123,7 +123,7 @@ def _bars(data: pd.DataFrame, x: str, x_title: str, sort: list[str] | None) -> a
     )
 
 
-def block_chart(df: pd.DataFrame) -> alt.Chart:
+def block_chart(df: pd.DataFrame) -> alt.FacetChart:
     """Fraction interpretable per block (OV heads, MLP in, MLP out, ...), weights beside
     their random control, one panel per labeller."""
     data = fractions(df, ["block"])
@@ -132,7 +132,7 @@ def block_chart(df: pd.DataFrame) -> alt.Chart:
     )
 
 
-def model_chart(df: pd.DataFrame) -> alt.Chart:
+def model_chart(df: pd.DataFrame) -> alt.FacetChart:
     """Fraction interpretable per model, weights beside control, one panel per labeller."""
     data = fractions(df, ["model"])
     return _bars(data, "model", "model", None).facet(
@@ -140,7 +140,7 @@ def model_chart(df: pd.DataFrame) -> alt.Chart:
     )
 
 
-def index_chart(df: pd.DataFrame) -> alt.Chart:
+def index_chart(df: pd.DataFrame) -> alt.FacetChart:
     """Fraction interpretable per singular-vector index (0 = largest singular value), per
     block; solid lines for the weights, dashed for the control, one colour per labeller."""
     data = fractions(df, ["block", "index"])
