@@ -237,9 +237,16 @@ def run_shape(shape: str, opts: BenchOptions) -> dict[str, Any]:
     L = meta.n_layers
     ref_layers = L if opts.reference_layers is None else max(1, min(L, opts.reference_layers))
     scale = L / ref_layers
-    out: dict[str, Any] = {"shape": shape, "device": opts.device, "threads": torch.get_num_threads()}
+    out: dict[str, Any] = {
+        "shape": shape,
+        "device": opts.device,
+        "threads": torch.get_num_threads(),
+    }
     out.update(
-        n_layers=L, d_model=meta.d_model, n_heads=meta.n_heads, d_vocab=meta.d_vocab,
+        n_layers=L,
+        d_model=meta.d_model,
+        n_heads=meta.n_heads,
+        d_vocab=meta.d_vocab,
         model_gen_s=gen_s,
     )
     with tempfile.TemporaryDirectory(prefix="svd-lens-bench-") as tmp:
@@ -284,11 +291,15 @@ def run_shape(shape: str, opts: BenchOptions) -> dict[str, Any]:
         out["dense_vs_factored_ov"] = out["dense_ov_s"] / out["factored_ov_s"]
 
         t_load, loaded = _timed(
-            lambda: store.load(settings.cache_dir, meta, settings.processing, settings_key(settings)),
+            lambda: store.load(
+                settings.cache_dir, meta, settings.processing, settings_key(settings)
+            ),
             "cpu",
         )
         out["cache_load_s"] = t_load
-        out["cache_mb"] = dir_size_mb(store.entry_dir(settings.cache_dir, meta, settings.processing))
+        out["cache_mb"] = dir_size_mb(
+            store.entry_dir(settings.cache_dir, meta, settings.processing)
+        )
         t_tok, tokens = _timed(lambda: token_table(model.tokenizer, meta.d_vocab), "cpu")
         out["token_table_s"] = t_tok
         analysis = Analysis(settings, model.raw, weights, loaded, tokens, None, True)

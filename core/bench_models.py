@@ -133,7 +133,11 @@ def make_model(name: str, seed: int = 0) -> BenchModel:
     Weights are N(0, 0.02), output projections N(0, 0.02 / sqrt(2 n_layer)), LayerNorm
     scales 1 + N(0, 0.05) (so the ``post`` folding matters), ``W_U = W_E^T`` (tied).
     """
-    cfg = shape_config(name)
+    return random_model(shape_config(name), name, seed)
+
+
+def random_model(cfg: Any, name: str, seed: int = 0) -> BenchModel:
+    """A :class:`BenchModel` with random weights for a ``GPT2Config`` (see :func:`make_model`)."""
     L, d, H, V = cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.vocab_size
     m = cfg.n_inner or 4 * d
     dh = d // H
