@@ -99,7 +99,7 @@ def _edit(args: argparse.Namespace) -> Any:
     comp = parse_sweep(args.sweep) if args.sweep is not None else None
     a = open_from_args(args)
     assert a.model is not None
-    target_ids(a.model.tokenizer, args.target)
+    target_ids(a.model.tokenizer, args.target, args.prompt)
     if comp is not None:
         kind, layer, head = comp
         rows = sweep(a, kind, layer, head, args.prompt, args.target, args.n, args.scale)

@@ -4,8 +4,8 @@ specificity on reference text (KL and loss), greedy continuations.
 All forward passes are plain Hugging Face ones (``core.edit_model.plain_model``) on
 models that share the loaded tensors; nothing here writes a shared tensor.
 
-Targets: a target string is tokenised on its own (no special tokens) and appended to the
-prompt. A multi-token target is scored as the log-probability of the whole sequence,
+Targets: a target string is tokenised as it follows the prompt (see :func:`target_ids`)
+and appended to the prompt's tokens. A multi-token target is scored as the log-probability of the whole sequence,
 ``sum_t log p(target_t | prompt, target_<t)``; an empty target is an error.
 """
 
@@ -52,8 +52,21 @@ def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
     return ids
 
 
-def target_ids(tokenizer: Any, target: str) -> list[int]:
-    """Token ids of ``target`` on its own (no special tokens); at least one."""
+def target_ids(tokenizer: Any, target: str, prompt: str | None = None) -> list[int]:
+    """Token ids of ``target`` as it would follow ``prompt``; at least one.
+
+    When the prompt's tokens are a prefix of the tokens of ``prompt + target`` (always for
+    GPT-2-style BPE with a leading space on the target), the target is what follows them,
+    so SentencePiece tokenizers get their word-initial pieces right; otherwise the target
+    is tokenised on its own (no special tokens).
+    """
+    if not target:
+        raise SpecError("The target is empty; give a token such as ' fire' (mind the space).")
+    if prompt:
+        p = prompt_ids(tokenizer, prompt)
+        joint = list(tokenizer(prompt + target)["input_ids"])
+        if len(joint) > len(p) and joint[: len(p)] == p:
+            return joint[len(p) :]
     ids = list(tokenizer(target, add_special_tokens=False)["input_ids"])
     if not ids:
         raise SpecError("The target is empty; give a token such as ' fire' (mind the space).")
@@ -92,7 +105,9 @@ def _score(
 
 def target_logprob(model: Any, tokenizer: Any, prompt: str, target: str) -> float:
     """``log p(target | prompt)`` under ``model`` (summed over the target's tokens)."""
-    return float(_score(model, prompt_ids(tokenizer, prompt), target_ids(tokenizer, target))[0])
+    return float(
+        _score(model, prompt_ids(tokenizer, prompt), target_ids(tokenizer, target, prompt))[0]
+    )
 
 
 # --------------------------------------------------------------------------- sweep
@@ -159,7 +174,7 @@ def sweep(
     """
     assert analysis.model is not None
     tok = analysis.model.tokenizer
-    p, t = prompt_ids(tok, prompt), target_ids(tok, target)
+    p, t = prompt_ids(tok, prompt), target_ids(tok, target, prompt)
     probe = Edit(kind, layer, head, 0, scale)
     validate(analysis, [probe])
     from core.analysis import kind_result
@@ -368,7 +383,7 @@ def measure(
     assert analysis.model is not None
     edits = edits if isinstance(edits, EditSet) else EditSet().add(*edits)
     tok = analysis.model.tokenizer
-    p, t = prompt_ids(tok, prompt), target_ids(tok, target)
+    p, t = prompt_ids(tok, prompt), target_ids(tok, target, prompt)
     before = plain_model(analysis)
     after = apply_edits(analysis, edits).model
     if reference is None:

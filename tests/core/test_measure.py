@@ -266,3 +266,18 @@ def test_continuations_are_greedy_and_change_with_big_edits(analyses):
         "continuation_before",
         "continuation_after",
     }
+
+
+def test_target_follows_the_prompt_and_search_hits_become_edits():
+    from core.measure import edits_from_hits, target_ids
+
+    tok = make_tokenizer()
+    alone = tok(" fire", add_special_tokens=False)["input_ids"]
+    assert target_ids(tok, " fire", "the house was on") == alone
+    hits = [
+        {"matrix": "ov", "layer": 1, "head": 2, "index": 0},
+        {"matrix": "qk", "layer": 0, "head": 1, "index": 3},
+        {"matrix": "mlp_out", "layer": 0, "head": None, "index": 4},
+    ]
+    assert edits_from_hits(hits).spec() == "ov:1:2:0,mlp_out:0:4"
+    assert edits_from_hits(hits, 0.5).spec() == "ov:1:2:0*0.5,mlp_out:0:4*0.5"
