@@ -238,3 +238,13 @@ def test_malformed_specs_say_what_to_write(text, message):
 def test_edits_the_model_lacks_are_refused(analyses, edit, message):
     with pytest.raises(SpecError, match=message):
         validate(analyses("gpt2", "post"), [edit])
+
+
+@pytest.mark.parametrize("kind", ["mlp_out", "mlp_gate"])
+def test_compare_mlp_removed_and_scaled(analyses, kind):
+    a = analyses("llama", "raw")
+    c = compare(a, [Edit(kind, 0, None, 0), Edit(kind, 0, None, 2, 0.25)], kind, 0, None, n=5)
+    assert c.matches[0].after_index is None
+    assert c.matches[2].s_after == pytest.approx(0.25 * c.matches[2].s_before, rel=1e-4)
+    for m in (c.matches[1], c.matches[3], c.matches[4]):
+        assert abs(m.cosine) > 0.999 and m.s_after == pytest.approx(m.s_before, rel=1e-4)

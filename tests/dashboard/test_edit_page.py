@@ -154,3 +154,16 @@ def test_page_reads_search_state(page):
     n = int(btn.label.split()[-1])
     btn.click().run()
     assert len(_edits(at)) == n
+
+
+def test_edits_stay_in_their_session(dash_env, analysis):
+    one = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    one.switch_page("pages/edit.py")
+    one.run()
+    one.button(key="edit.add").click().run()
+    assert _edits(one) == ["ov:0:0:0"]
+    two = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    two.switch_page("pages/edit.py")
+    two.run()
+    assert not two.exception and _edits(two) == []
+    assert _edits(one.run()) == ["ov:0:0:0"]
