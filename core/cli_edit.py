@@ -1,7 +1,6 @@
 """``python -m core edit``: remove or scale singular directions and measure the effect.
 
-    python -m core edit --remove ov:3:1:0,mlp_in:2:5 --prompt "The house was on" \\
-        --target " fire" --json
+    python -m core edit --remove ov:3:1:0,mlp_in:2:5 --prompt "The house was on" --target " fire"
     python -m core edit --sweep ov:3:1 --prompt "The house was on" --target " fire" --json
     python -m core edit --remove-search "fire, flames" --threshold 0.3 --prompt ... --target ...
 
@@ -27,6 +26,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="remove singular directions and measure the effect",
         description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument(
