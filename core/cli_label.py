@@ -162,7 +162,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "label-eval", help="score the offline labeller against GPT-3 label files"
     )
     p.add_argument("--data", type=Path, nargs="+", required=True, help="label-set JSON files")
-    p.add_argument("--threshold", type=float, default=1.5, help="z-score for 'interpretable'")
+    p.add_argument("--threshold", type=float, default=2.0, help="z-score for 'interpretable'")
     p.add_argument("--json", action="store_true", help="print JSON on stdout")
     p.set_defaults(func=_label_eval)
 

@@ -10,7 +10,8 @@ any model under study. The statistic, for a set of ``n`` tokens:
    as ``orage``), ``other_weight`` for letters mixed with digits or punctuation, and 0 for
    tokens without letters, byte tokens and padding. Case variants collapse to one entry.
 2. Each kept entry's coherence is the mean cosine similarity to its ``neighbours`` nearest
-   other entries, times its weight; dropped tokens and duplicates count as 0.
+   other entries, times its weight; dropped tokens and duplicates count as 0. Cosines are
+   taken after subtracting the vocabulary's mean embedding (``centre``).
 3. The set's coherence is the mean of the largest ``top_fraction`` of the ``n`` values
    ("most of these words are ..." needs a majority, not all of them). So fragments,
    punctuation and repeats lower the score, and a coherent half is enough to lift it.
@@ -18,7 +19,7 @@ any model under study. The statistic, for a set of ``n`` tokens:
 Calibration: the same statistic on ``null_sets`` random sets of ``n`` tokens drawn from the
 same vocabulary gives a null distribution; the score is ``z = (coherence - mean) / sd``
 and the percentile in that null. A direction is *interpretable* when ``z >= threshold_z``
-(default 1.5: roughly 1 random set in 15 passes). The label is the concept (from
+(default 2.0: about 1 random set in 35 passes). The label is the concept (from
 ``core/data/concepts.txt``) closest in cosine to the weighted centroid of the kept entries.
 """
 
@@ -58,16 +59,20 @@ class OfflineParams:
         null_sets: random sets in each null distribution.
         null_pool: vocabulary tokens sampled (once) to draw the random sets from.
         seed: seed of the null sampling.
+        centre: subtract the vocabulary's mean embedding before cosine similarities
+            (sentence-encoder embeddings share a common component that makes any two
+            strings, fragments especially, look alike).
     """
 
     neighbours: int = 3
     top_fraction: float = 0.5
     fragment_weight: float = 0.5
     other_weight: float = 0.25
-    threshold_z: float = 1.5
+    threshold_z: float = 2.0
     null_sets: int = 500
     null_pool: int = 4000
     seed: int = 0
+    centre: bool = True
 
     def __post_init__(self) -> None:
         if self.neighbours < 1:
@@ -278,6 +283,7 @@ class OfflineLabeller:
         g = torch.Generator().manual_seed(params.seed)
         take = torch.randperm(len(vocab), generator=g)[: params.null_pool].tolist()
         self._pool = [vocab[i] for i in take]
+        self._centre: Tensor | None = None
 
     # -- statistic
 
@@ -293,10 +299,22 @@ class OfflineLabeller:
                 best[key] = (clean, w)
         return [c for c, _ in best.values()], [w for _, w in best.values()]
 
+    def centre(self) -> Float[Tensor, "dim"]:
+        """Mean embedding of the vocabulary sample (zero when ``params.centre`` is off)."""
+        if self._centre is None:
+            kept = self._entries(self._pool)[0]
+            if self.params.centre and kept:
+                self._centre = self.embedder.encode(kept).mean(0)
+            else:
+                self._centre = torch.zeros(self.embedder.dim)
+        return self._centre
+
     def _coherence(self, n: int, vecs: Tensor, weights: Tensor) -> float:
         m = vecs.shape[0]
         if m < 2 or n < 2:
             return 0.0
+        vecs = vecs - self.centre()
+        vecs = vecs / vecs.norm(dim=1, keepdim=True).clamp_min(1e-9)
         sim = vecs @ vecs.T
         sim.fill_diagonal_(-2.0)
         k = min(self.params.neighbours, m - 1)
@@ -315,7 +333,7 @@ class OfflineLabeller:
         if size not in self._nulls:
             g = torch.Generator().manual_seed(self.params.seed + size)
             pool = self._pool
-            self.embedder.encode([c for c in self._entries(pool)[0]])
+            self.centre()  # embeds the pool
             size_eff = min(size, len(pool))
             vals = []
             for _ in range(self.params.null_sets):

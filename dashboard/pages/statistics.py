@@ -27,7 +27,7 @@ with st.expander("Label this model with the offline labeller", expanded=False):
     control = c3.checkbox("Random control too", value=True, key="stats.control")
     st.caption(
         "Scores each direction's top 15 tokens with all-MiniLM-L6-v2 against random token "
-        "sets of this vocabulary (no network); interpretable = z ≥ 1.5. Results are stored "
+        "sets of this vocabulary (no network); interpretable = z ≥ 2. Results are stored "
         "in labels.sqlite beside the cache and replace earlier offline verdicts."
     )
     if st.button("Run offline labeller", key="stats.run", disabled=not kinds):

@@ -100,7 +100,7 @@ def test_cli_label_eval(capsys, tmp_path: Path) -> None:
     b = write_file(tmp_path / "b.json", THEMED[2:] + JUNK[2:])
     assert main(["label-eval", "--data", str(a), "--json"]) == 0
     one = json.loads(capsys.readouterr().out)
-    assert one["n"] == 8 and one["threshold"] == 1.5
+    assert one["n"] == 8 and one["threshold"] == 2.0
     assert one["auc"] >= 0.9 and one["accuracy"] >= 0.75
     assert set(one["baselines"]) == {"alpha_fraction", "word_fraction"}
     assert main(["label-eval", "--data", str(a), str(b), "--json"]) == 0
