@@ -58,11 +58,22 @@ def _sync(device: str) -> None:
 
 
 def _timed(fn: Callable[[], Any], device: str) -> tuple[float, Any]:
+    wall, _, out = _clocked(fn, device)
+    return wall, out
+
+
+def _clocked(fn: Callable[[], Any], device: str) -> tuple[float, float, Any]:
+    """Wall seconds, CPU seconds of this process (all threads), and ``fn()``.
+
+    On a shared machine the CPU time is the steadier figure: other processes stretch
+    the wall clock but not the work this process does (with ``--threads 1`` it is the
+    wall time one idle core would take).
+    """
     _sync(device)
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     out = fn()
     _sync(device)
-    return time.perf_counter() - t0, out
+    return time.perf_counter() - t0, time.process_time() - c0, out
 
 
 def _median(xs: list[float]) -> float:
@@ -84,7 +95,7 @@ def precompute(model: Any, settings: Any) -> tuple[dict[str, float], Any, Any]:
     device = settings.torch_device()
     stages: dict[str, float] = {}
     marks: list[tuple[float, str]] = []
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     weights = process(model.raw, settings.processing)
     stages["process_s"] = time.perf_counter() - t0
 
@@ -100,13 +111,14 @@ def precompute(model: Any, settings: Any) -> tuple[dict[str, float], Any, Any]:
     store.save(svd, settings.cache_dir, settings_key(settings))
     stages["save_s"] = time.perf_counter() - t1
     stages["total_s"] = time.perf_counter() - t0
+    stages["total_cpu_s"] = time.process_time() - c0
     return stages, weights, svd
 
 
 def svdinterpreter_loop(
     model: Any, layers: int, k: int = K, n: int = N_PROJECT, device: str = "cpu"
-) -> float:
-    """Seconds for the ``SVDInterpreter`` loop over the first ``layers`` layers: each
+) -> tuple[float, float]:
+    """Wall and CPU seconds for the ``SVDInterpreter`` loop over the first ``layers`` layers: each
     head's OV, then ``w_in`` and ``w_out``, ``n`` vectors each, top/bottom-``k`` tokens."""
     from transformer_lens.SVDInterpreter import SVDInterpreter
 
@@ -126,11 +138,12 @@ def svdinterpreter_loop(
                 P.topk(k, dim=0, largest=False)
 
     with torch.no_grad():
-        return _timed(run, device)[0]
+        wall, cpu, _ = _clocked(run, device)
+    return wall, cpu
 
 
-def dense_ov(weights: Any, layers: int, device: str = "cpu") -> float:
-    """Seconds for a dense ``d_model x d_model`` SVD of every head of the first ``layers``."""
+def dense_ov(weights: Any, layers: int, device: str = "cpu") -> tuple[float, float]:
+    """Wall and CPU seconds for a dense ``d_model x d_model`` SVD of every head of the first ``layers``."""
 
     def run() -> None:
         for layer in range(layers):
@@ -138,11 +151,12 @@ def dense_ov(weights: Any, layers: int, device: str = "cpu") -> float:
                 W = weights.W_V[layer, h] @ weights.W_O[layer, h]
                 torch.linalg.svd(W, full_matrices=False)
 
-    return _timed(run, device)[0]
+    wall, cpu, _ = _clocked(run, device)
+    return wall, cpu
 
 
-def floor(dirs: torch.Tensor, W_U: torch.Tensor, k: int = K) -> float:
-    """Seconds for ``dirs @ W_U`` with top-``k`` and bottom-``k`` per row (rows chunked
+def floor(dirs: torch.Tensor, W_U: torch.Tensor, k: int = K) -> tuple[float, float]:
+    """Wall and CPU seconds for ``dirs @ W_U`` with top-``k`` and bottom-``k`` per row (rows chunked
     so one block stays under ``FLOOR_BLOCK_BYTES``), after a warm-up."""
     device = str(dirs.device)
     rows = max(1, FLOOR_BLOCK_BYTES // (4 * W_U.shape[1]))
@@ -156,7 +170,8 @@ def floor(dirs: torch.Tensor, W_U: torch.Tensor, k: int = K) -> float:
             P.topk(k, dim=1)
             P.topk(k, dim=1, largest=False)
 
-    return _timed(run, device)[0]
+    wall, cpu, _ = _clocked(run, device)
+    return wall, cpu
 
 
 def projected_directions(svd: Any, n: int = N_PROJECT) -> torch.Tensor:
@@ -181,29 +196,32 @@ def search_latency(analysis: Any, tokenizer: Any, n_queries: int, seed: int) -> 
     rng = random.Random(seed)
     words = [t.strip() for t, ok in zip(analysis.tokens.raw, analysis.tokens.alpha) if ok]
     queries = [", ".join(rng.sample(words, rng.randint(1, 3))) for _ in range(n_queries + 3)]
-    times = []
+    times, cpus = [], []
     for i, q in enumerate(queries):
-        dt, _ = _timed(lambda q=q: search(index, q, top=20, kinds=KINDS, k=10), "cpu")
+        dt, ct, _ = _clocked(lambda q=q: search(index, q, top=20, kinds=KINDS, k=10), "cpu")
         if i >= 3:  # warm-up
             times.append(dt * 1000)
+            cpus.append(ct * 1000)
     return {
         "search_index_s": t_index,
         "search_rows": len(index),
         "search_p50_ms": _median(times),
         "search_p95_ms": _pct(times, 0.95),
+        "search_p50_cpu_ms": _median(cpus),
+        "search_p95_cpu_ms": _pct(cpus, 0.95),
     }
 
 
-def grid_head(analysis: Any, n_heads: int) -> float:
-    """Median milliseconds of one head's 64 x top/bottom-20 grid with the ``alpha``
+def grid_head(analysis: Any, n_heads: int) -> tuple[float, float]:
+    """Median wall and CPU milliseconds of one head's 64 x top/bottom-20 grid with the ``alpha``
     filter (projected on demand from the SVD factors: the cache holds unfiltered ends)."""
     from core.analysis import directions
 
     m = analysis.meta
     heads = [(i % m.n_layers, (i * 7) % m.n_heads) for i in range(n_heads + 1)]
-    times = []
+    times, cpus = [], []
     for i, (layer, head) in enumerate(heads):
-        dt, _ = _timed(
+        dt, ct, _ = _clocked(
             lambda layer=layer, head=head: directions(
                 analysis, "ov", layer, head, n=N_PROJECT, k=K, filters=("alpha",)
             ),
@@ -211,7 +229,14 @@ def grid_head(analysis: Any, n_heads: int) -> float:
         )
         if i:
             times.append(dt * 1000)
-    return _median(times)
+            cpus.append(ct * 1000)
+    return _median(times), _median(cpus)
+
+
+def _put(out: dict[str, Any], name: str, runs: list[tuple[float, float]], scale: float = 1.0):
+    """Median wall (``name_s``) and CPU (``name_cpu_s``) seconds of ``runs``, scaled."""
+    out[f"{name}_s"] = _median([w for w, _ in runs]) * scale
+    out[f"{name}_cpu_s"] = _median([c for _, c in runs]) * scale
 
 
 def peak_rss_mb() -> float:
@@ -258,14 +283,15 @@ def run_shape(shape: str, opts: BenchOptions) -> dict[str, Any]:
             n_project=N_PROJECT,
             kinds=KINDS,
         )
-        runs, stages, weights, svd = [], {}, None, None
+        runs, cpus, stages, weights, svd = [], [], {}, None, None
         for i in range(opts.repeat):
             if i:
                 store.remove_entry(settings.cache_dir, meta, settings.processing)
             stages, weights, svd = precompute(model, settings)
             runs.append(stages["total_s"])
+            cpus.append(stages["total_cpu_s"])
         assert weights is not None and svd is not None
-        out["precompute_s"] = _median(runs)
+        out["precompute_s"], out["precompute_cpu_s"] = _median(runs), _median(cpus)
         out["precompute_runs_s"] = runs
         out["stages_s"] = {k: round(v, 4) for k, v in stages.items()}
 
@@ -273,22 +299,23 @@ def run_shape(shape: str, opts: BenchOptions) -> dict[str, Any]:
         W_U = weights.W_U.to(opts.device)
         dirs_d = dirs.to(opts.device)
         out["projected_rows"] = int(dirs.shape[0])
-        out["floor_s"] = _median([floor(dirs_d, W_U) for _ in range(opts.repeat)])
+        _put(out, "floor", [floor(dirs_d, W_U) for _ in range(opts.repeat)])
         del dirs_d, W_U
 
-        loop = [svdinterpreter_loop(model, ref_layers) * scale for _ in range(opts.repeat)]
-        out["svdinterpreter_loop_s"] = _median(loop)
-        dense = [dense_ov(weights, ref_layers) * scale for _ in range(opts.repeat)]
-        out["dense_ov_s"] = _median(dense)
+        loop = [svdinterpreter_loop(model, ref_layers) for _ in range(opts.repeat)]
+        _put(out, "svdinterpreter_loop", loop, scale)
+        _put(out, "dense_ov", [dense_ov(weights, ref_layers) for _ in range(opts.repeat)], scale)
         from core.decompose import decompose_kind
 
-        out["factored_ov_s"] = _median(
-            [_timed(lambda: decompose_kind(weights, "ov", 1e-3), "cpu")[0] for _ in range(3)]
-        )
+        fac = [_clocked(lambda: decompose_kind(weights, "ov", 1e-3), "cpu")[:2] for _ in range(3)]
+        _put(out, "factored_ov", fac)
         out["reference_layers_timed"] = ref_layers
-        out["speedup_vs_svdinterpreter"] = out["svdinterpreter_loop_s"] / out["precompute_s"]
-        out["precompute_vs_floor"] = out["precompute_s"] / out["floor_s"]
-        out["dense_vs_factored_ov"] = out["dense_ov_s"] / out["factored_ov_s"]
+        for sfx in ("_s", "_cpu_s"):
+            c = sfx.replace("_s", "")
+            pre, fl = out["precompute" + sfx], out["floor" + sfx]
+            out["speedup_vs_svdinterpreter" + c] = out["svdinterpreter_loop" + sfx] / pre
+            out["precompute_vs_floor" + c] = pre / fl
+            out["dense_vs_factored_ov" + c] = out["dense_ov" + sfx] / out["factored_ov" + sfx]
 
         t_load, loaded = _timed(
             lambda: store.load(
@@ -303,7 +330,7 @@ def run_shape(shape: str, opts: BenchOptions) -> dict[str, Any]:
         t_tok, tokens = _timed(lambda: token_table(model.tokenizer, meta.d_vocab), "cpu")
         out["token_table_s"] = t_tok
         analysis = Analysis(settings, model.raw, weights, loaded, tokens, None, True)
-        out["grid_head_ms"] = grid_head(analysis, opts.grid_heads)
+        out["grid_head_ms"], out["grid_head_cpu_ms"] = grid_head(analysis, opts.grid_heads)
         out.update(search_latency(analysis, model.tokenizer, opts.queries, opts.seed))
     out["peak_rss_mb"] = peak_rss_mb()
     out["load_avg"] = [round(load_start, 2), round(os.getloadavg()[0], 2)]

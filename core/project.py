@@ -89,8 +89,9 @@ def project_topk(
     bi_all = torch.empty(n, width, dtype=torch.long, device=device)
     col = 0
     for start in starts:
-        # A contiguous float32 copy of the chunk, reused by every row block.
-        Wc = W_U[:, start : start + chunk].to(device=device, dtype=torch.float32).contiguous()
+        Wc = W_U[:, start : start + chunk].to(device=device, dtype=torch.float32)
+        if n > rows:  # a contiguous copy pays off only when several row blocks reuse it
+            Wc = Wc.contiguous()
         m = None if mask is None else mask[start : start + chunk].to(device)
         kk = min(k, Wc.shape[1])
         for r0 in range(0, n, rows):
