@@ -12,7 +12,8 @@ import altair as alt
 import pandas as pd
 
 from core.analysis import Analysis
-from core.edit import EDIT_KINDS, Comparison, Edit, EditSet, compare
+from core.edit import EDIT_KINDS, Edit, EditSet
+from core.edit_compare import Comparison, compare
 from core.measure import EditReport, SweepRow, measure, search_edits, sweep
 
 KIND_NAMES = {"ov": "OV", "mlp_in": "MLP in", "mlp_gate": "MLP gate", "mlp_out": "MLP out"}

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from core.analysis import Analysis, open_analysis
-from core.edit import Edit, EditSet, compare, edited_weights, validate
+from core.edit import Edit, EditSet, edited_weights, validate
+from core.edit_compare import compare
 from core.edit_model import apply_edits, export, plain_model
 from core.errors import SpecError
 from core.settings import Settings
