@@ -24,6 +24,7 @@ orthonormal vectors of the same decomposition.
 Edits are applied (``core.edit_model.apply_edits``) to a *new* Hugging Face module that
 shares every untouched tensor with the loaded model and owns fresh copies of the edited
 ones: the shared model that other sessions read is never written.
+``core.edit_compare.compare`` shows a matrix's directions before and after edits.
 """
 
 from __future__ import annotations
