@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from core import store
-from core.decompose import Decomposition, decompose_control, decompose_kind
+from core.decompose import Decomposition, control_weights, decompose_control, decompose_kind
 from core.errors import CacheError, SpecError
 from core.loading import LoadedModel, load_model
 from core.project import TokenTable, TopTokens, orient, project_topk, token_table
@@ -104,14 +104,21 @@ def build_svd(weights: ModelWeights, settings: Settings, progress: Progress = _q
     on_device = _to_device(weights, device)
     out: dict[str, dict[str, KindResult]] = {"kinds": {}, "controls": {}}
     steps = 2 * len(kinds)
+    ctrl: ModelWeights | None = None
     for i, kind in enumerate(kinds):
         for j, control in enumerate((False, True)):
             progress(
                 (2 * i + j) / steps, f"{'control ' if control else ''}{kind}: SVD + projection"
             )
-            if control:
+            if control and kind == "embed":
                 d = decompose_control(weights, kind, settings.degeneracy_tol, settings.seed)
                 d = _decomp_to(d, device)
+            elif control:
+                # The random model is drawn once for every kind (decompose_control would
+                # draw the whole model again per kind), then decomposed on the device.
+                if ctrl is None:
+                    ctrl = _to_device(control_weights(weights, settings.seed), device)
+                d = _control_from(ctrl, kind, settings.degeneracy_tol)
             else:
                 d = decompose_kind(on_device, kind, settings.degeneracy_tol)
             d, tops = orient(d, W_U, settings.k, settings.n_project, settings.vocab_chunk)
@@ -120,6 +127,25 @@ def build_svd(weights: ModelWeights, settings: Settings, progress: Progress = _q
             out["controls" if control else "kinds"][kind] = res
     progress(1.0, "done")
     return ModelSVD(weights.meta, weights.processing, settings.k, out["kinds"], out["controls"])
+
+
+def _control_from(ctrl: ModelWeights, kind: str, degeneracy_tol: float) -> Decomposition:
+    """:func:`~core.decompose.decompose_control` of a non-embedding ``kind`` from
+    already drawn control weights (same values: one matrix per layer, head 0 for heads)."""
+    from dataclasses import replace
+
+    n_layers = ctrl.meta.n_layers
+    if kind in HEAD_KINDS:
+        ctrl = ctrl.replace(
+            W_Q=ctrl.W_Q[:, :1],
+            W_K=ctrl.W_K[:, :1],
+            W_V=ctrl.W_V[:, :1],
+            W_O=ctrl.W_O[:, :1],
+            meta=replace(ctrl.meta, n_heads=1),
+        )
+        d = decompose_kind(ctrl, kind, degeneracy_tol)
+        return replace(d, components=tuple((lay, 0) for lay in range(n_layers)), control=True)
+    return replace(decompose_kind(ctrl, kind, degeneracy_tol), control=True)
 
 
 def _to_device(w: ModelWeights, device: str) -> ModelWeights:

@@ -9,7 +9,7 @@ from transformers import GPT2Config
 
 from core.analysis import build_svd
 from core.bench_models import random_model
-from core.decompose import TOKEN_SIDE, token_side_svd
+from core.decompose import TOKEN_SIDE, decompose_control, token_side_svd
 from core.project import project_topk
 from core.settings import Settings
 from core.weights import process
@@ -128,3 +128,15 @@ def test_project_topk_equals_plain_matmul_topk(n: int, V: int, k: int, chunk: in
     bv, bi = lo.topk(kk, dim=1, largest=False)
     assert torch.equal(t.top_idx, ti) and torch.equal(t.bottom_idx, bi)
     assert torch.allclose(t.top_val, tv) and torch.allclose(t.bottom_val, bv)
+
+
+def test_controls_drawn_once_equal_decompose_control(small) -> None:
+    weights, svd = small
+    for kind, res in svd.controls.items():
+        ref = decompose_control(weights, kind, 1e-3, 0)
+        got = res.decomposition
+        assert got.components == ref.components and got.control
+        assert torch.allclose(got.S, ref.S)
+        # Same directions up to the sign the projection fixes.
+        dots = (got.directions * ref.directions).sum(dim=1).abs()
+        assert torch.allclose(dots, torch.ones_like(dots), atol=1e-4), kind
