@@ -83,7 +83,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "--embed",
         choices=METHODS,
         default=DEFAULT_METHOD,
-        help=f"query embedding (default {DEFAULT_METHOD}; pinv is the post's, embed uses W_E)",
+        help=f"query method (default {DEFAULT_METHOD}: token-space match; ridge: centred "
+        "ridge vector; pinv: the post's pinv(W_U); embed: W_E rows)",
     )
     p.add_argument("--k", type=int, default=10, help="tokens shown per match (default 10)")
     p.set_defaults(func=_search)

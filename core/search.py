@@ -5,9 +5,15 @@ A query (comma-separated words) is embedded into the residual stream
 vector of the chosen matrix kinds. Both signs count: a strongly negative cosine is an
 *antipodal* match, where the query matches the direction's bottom end.
 
+Methods ``pinv``, ``embed`` and ``ridge`` rank by ``|cosine|``. The default, ``token``,
+ranks by how well the query's concepts match each direction's standardised logits
+(:mod:`core.search_token`); it still reports, and thresholds on, the ``ridge`` cosine.
+
 All directions of a model are stacked once into one normalised ``[n_dirs, d_model]``
-matrix (:class:`SearchIndex`, built per :class:`~core.analysis.Analysis`), grouped by
-kind, so a query is one matrix-vector product over the selected kinds' row ranges.
+matrix (:class:`~core.search_index.SearchIndex`, built per
+:class:`~core.analysis.Analysis`), grouped by kind, so a query is one matrix product
+over the selected kinds' row ranges (a vector for the cosine methods; for ``token``, the
+cosine vector plus one centred ``W_U`` column per query token).
 """
 
 from __future__ import annotations
@@ -21,166 +27,42 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from core.errors import SpecError
-from core.project import TokenTable, project_topk
-from core.search_embed import (
-    DEFAULT_METHOD,
-    DEFAULT_RIDGE,
-    QueryEmbedder,
-    QueryTokens,
-    build_embedder,
-    check_method,
-    parse_query,
+from core.project import project_topk
+from core.search_embed import DEFAULT_METHOD, QueryTokens, check_method, parse_query
+from core.search_index import (
+    DEFAULT_KINDS,
+    SearchIndex,
+    build_index,
+    check_kinds,
+    default_kinds,
+    exact_vectors,
+    similarities,
 )
-from core.settings import HEAD_KINDS, MATRIX_KINDS
+from core.search_token import concept_scores
+from core.settings import HEAD_KINDS
 from core.store import KindResult
 
-#: Kinds searched when none are named: the ones that write to or read from tokens'
-#: meaning (QK and the embedding are opt-in).
-DEFAULT_KINDS: tuple[str, ...] = ("ov", "mlp_in", "mlp_gate", "mlp_out")
+__all__ = [
+    "DEFAULT_KINDS",
+    "DEFAULT_THRESHOLD",
+    "DEFAULT_TOP",
+    "SearchHit",
+    "SearchIndex",
+    "SearchResult",
+    "build_index",
+    "check_kinds",
+    "default_kinds",
+    "describe_rows",
+    "embed_query",
+    "exact_vectors",
+    "rank",
+    "score_rows",
+    "search",
+    "similarities",
+]
+
 DEFAULT_THRESHOLD = 0.15
 DEFAULT_TOP = 20
-
-
-@dataclass(frozen=True)
-class SearchIndex:
-    """Every direction of a model, unit-normalised and stacked, with an index table.
-
-    Rows of one kind are contiguous: ``spans[kind] = (start, stop)``. Within a kind rows
-    are component-major, ``row = start + c * rank + i`` for component ``c``, direction
-    ``i``.
-
-    Attributes:
-        vectors: unit token-side singular vectors ``[n, d_model]``, float16 by default:
-            a query reads the whole matrix, so half precision halves its latency; hits
-            are re-scored exactly from the float32 decomposition.
-        kind_of: position of each row's kind in ``kinds`` ``[n]``.
-        layer: ``[n]``.
-        head: ``[n]``, ``-1`` for MLP and embedding rows.
-        index: the direction's index within its component ``[n]``.
-        component: the component's row in its kind's decomposition ``[n]``.
-        singular_value: ``[n]``.
-        degenerate: ``[n]``.
-        kinds: the kinds held, in row order.
-        spans: ``kind -> (start, stop)``.
-        results: each kind's cached result (for top tokens).
-        tokens: the model's token table.
-        embedder: the query embedder (``W_U``-side operators).
-        tokenizer: the model's tokenizer, or ``None`` (exact vocabulary lookup).
-    """
-
-    vectors: Float[Tensor, "n d_model"]
-    kind_of: Int[Tensor, " n"]
-    layer: Int[Tensor, " n"]
-    head: Int[Tensor, " n"]
-    index: Int[Tensor, " n"]
-    component: Int[Tensor, " n"]
-    singular_value: Float[Tensor, " n"]
-    degenerate: Bool[Tensor, " n"]
-    kinds: tuple[str, ...]
-    spans: dict[str, tuple[int, int]]
-    results: dict[str, KindResult]
-    tokens: TokenTable
-    embedder: QueryEmbedder
-    tokenizer: Any = None
-
-    def __post_init__(self) -> None:
-        n, d = self.vectors.shape
-        if not self.vectors.is_floating_point():
-            raise ValueError("vectors must be floating point")
-        for name in ("kind_of", "layer", "head", "index", "component", "singular_value"):
-            if getattr(self, name).shape != (n,):
-                raise ValueError(f"{name} must have shape ({n},)")
-        if self.degenerate.shape != (n,):
-            raise ValueError(f"degenerate must have shape ({n},)")
-        if self.embedder.W_U.shape[0] != d:
-            raise ValueError("embedder and vectors disagree on d_model")
-
-    def __len__(self) -> int:
-        return int(self.vectors.shape[0])
-
-    @property
-    def d_model(self) -> int:
-        """Residual width."""
-        return int(self.vectors.shape[1])
-
-    def row(self, kind: str, layer: int, head: int | None, index: int) -> int:
-        """The row of one direction; ``KeyError`` when the index does not hold it."""
-        if kind not in self.spans:
-            raise KeyError(kind)
-        res = self.results[kind]
-        c = res.decomposition.index(layer, head)
-        r = res.decomposition.rank
-        if not 0 <= index < r:
-            raise KeyError((kind, layer, head, index))
-        return self.spans[kind][0] + c * r + index
-
-    def rows_for(self, kinds: Sequence[str]) -> Int[Tensor, " m"]:
-        """Row numbers of the given kinds (those held), in index order."""
-        parts = [torch.arange(*self.spans[k]) for k in self.kinds if k in kinds]
-        return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
-
-
-def build_index(
-    analysis: Any,
-    kinds: Sequence[str] | None = None,
-    tokenizer: Any = None,
-    ridge: float = DEFAULT_RIDGE,
-    dtype: torch.dtype = torch.float16,
-) -> SearchIndex:
-    """Stack and normalise every direction of ``kinds`` (default: all the cache holds).
-
-    ``tokenizer`` defaults to the analysis's model's. Memory: ``2 n d_model`` bytes in
-    float16 for ``n`` directions (GPT-2 medium, OV + MLP in/out: about 150 MB).
-    """
-    held = analysis.svd.kinds
-    wanted = tuple(kinds) if kinds is not None else MATRIX_KINDS
-    kinds = tuple(k for k in MATRIX_KINDS if k in held and k in wanted)
-    if not kinds:
-        raise SpecError(
-            f"{wanted[0] if wanted else 'That'} is not searchable for this model (it lacks it "
-            f"or the cache does not hold it); use some of {', '.join(k for k in held)}."
-        )
-    parts: dict[str, list[Tensor]] = {
-        n: [] for n in ("vectors", "kind_of", "layer", "head", "index", "comp", "S", "deg")
-    }
-    spans: dict[str, tuple[int, int]] = {}
-    start = 0
-    for ki, kind in enumerate(kinds):
-        d = held[kind].decomposition
-        C, dm, r = d.directions.shape
-        vec = d.directions.permute(0, 2, 1).reshape(C * r, dm).float()
-        parts["vectors"].append((vec / vec.norm(dim=1, keepdim=True).clamp_min(1e-12)).to(dtype))
-        layers = torch.tensor([lay for lay, _ in d.components], dtype=torch.long)
-        heads = torch.tensor([-1 if h is None else h for _, h in d.components], dtype=torch.long)
-        parts["kind_of"].append(torch.full((C * r,), ki, dtype=torch.long))
-        parts["layer"].append(layers.repeat_interleave(r))
-        parts["head"].append(heads.repeat_interleave(r))
-        parts["index"].append(torch.arange(r).repeat(C))
-        parts["comp"].append(torch.arange(C).repeat_interleave(r))
-        parts["S"].append(d.S.reshape(-1).float())
-        parts["deg"].append(d.degenerate.reshape(-1))
-        spans[kind] = (start, start + C * r)
-        start += C * r
-    cat = {k: torch.cat(v) for k, v in parts.items()}
-    w = analysis.weights
-    return SearchIndex(
-        vectors=cat["vectors"].contiguous(),
-        kind_of=cat["kind_of"],
-        layer=cat["layer"],
-        head=cat["head"],
-        index=cat["index"],
-        component=cat["comp"],
-        singular_value=cat["S"],
-        degenerate=cat["deg"],
-        kinds=kinds,
-        spans=spans,
-        results={k: held[k] for k in kinds},
-        tokens=analysis.tokens,
-        embedder=build_embedder(w.W_U, w.W_E, ridge, analysis.settings.vocab_chunk),
-        tokenizer=tokenizer
-        if tokenizer is not None
-        else getattr(analysis.model, "tokenizer", None),
-    )
 
 
 @dataclass(frozen=True)
@@ -188,8 +70,11 @@ class SearchHit:
     """One matching direction.
 
     ``sign`` is ``"positive"`` (the query matches the direction's top end) or
-    ``"antipodal"`` (negative cosine: it matches the bottom end, ``end == "bottom"``).
-    ``tokens`` are that end's ``(raw, display, value)``, strongest first.
+    ``"antipodal"`` (it matches the bottom end, ``end == "bottom"``: a negative cosine,
+    or for the ``token`` method a match of the negated logits). ``tokens`` are that
+    end's ``(raw, display, value)``, strongest first. ``score`` is what the hits are
+    ranked by: ``|cosine|``, or for ``token`` the mean log-probability that each
+    concept is among the matching end's top tokens (at most 0).
     """
 
     matrix: str
@@ -202,6 +87,7 @@ class SearchHit:
     end: str
     degenerate: bool
     tokens: list[tuple[str, str, float]]
+    score: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         """The CLI's JSON object; ``top`` holds the matching end's ``[token, value]``."""
@@ -212,6 +98,7 @@ class SearchHit:
             "index": self.index,
             "singular_value": self.singular_value,
             "cosine": self.cosine,
+            "score": self.score,
             "sign": self.sign,
             "end": self.end,
             "degenerate": self.degenerate,
@@ -230,28 +117,8 @@ class SearchResult:
     n_searched: int
 
 
-def check_kinds(index: SearchIndex, kinds: Sequence[str]) -> tuple[str, ...]:
-    """Validate a kind filter against the index; returns it in index order."""
-    if not kinds:
-        raise SpecError(f"Name at least one matrix kind, e.g. {','.join(DEFAULT_KINDS[:3])}.")
-    for k in kinds:
-        if k not in MATRIX_KINDS:
-            raise SpecError(f"Unknown matrix {k!r}; use some of {', '.join(MATRIX_KINDS)}.")
-        if k not in index.spans:
-            raise SpecError(
-                f"{k} is not searchable for this model (it lacks it or the cache does not "
-                f"hold it); use some of {', '.join(index.kinds)}."
-            )
-    return tuple(k for k in index.kinds if k in kinds)
-
-
-def default_kinds(index: SearchIndex) -> tuple[str, ...]:
-    """``DEFAULT_KINDS`` that the index holds."""
-    return tuple(k for k in DEFAULT_KINDS if k in index.spans)
-
-
 def embed_query(index: SearchIndex, query: QueryTokens, method: str = DEFAULT_METHOD) -> Tensor:
-    """The unit residual vector of a parsed query ``[d_model]``."""
+    """The unit residual vector whose cosines a method reports ``[d_model]``."""
     x = index.embedder.embed(query.ids, query.weights, method)[0]
     n = x.norm()
     if not torch.isfinite(n) or n <= 0:
@@ -259,32 +126,37 @@ def embed_query(index: SearchIndex, query: QueryTokens, method: str = DEFAULT_ME
     return x / n
 
 
-def similarities(
-    index: SearchIndex, q: Float[Tensor, " d_model"], kinds: Sequence[str]
-) -> tuple[Float[Tensor, " m"], Int[Tensor, " m"]]:
-    """Approximate cosines (index precision) of unit ``q`` with every direction of
-    ``kinds``, and their row numbers."""
-    sims, rows = [], []
-    qv = q.to(index.vectors.dtype)
-    for k in index.kinds:
-        if k in kinds:
-            a, b = index.spans[k]
-            sims.append((index.vectors[a:b] @ qv).float())
-            rows.append(torch.arange(a, b))
-    return torch.cat(sims), torch.cat(rows)
+@dataclass(frozen=True)
+class Scores:
+    """Scores of some index rows for one query: cosine, ranking score, antipodal flag."""
+
+    rows: Int[Tensor, " m"]
+    cosine: Float[Tensor, " m"]
+    score: Float[Tensor, " m"]
+    antipodal: Bool[Tensor, " m"]
+
+    def take(self, sel: Tensor) -> Scores:
+        """The rows ``sel`` (indices or mask) select."""
+        return Scores(self.rows[sel], self.cosine[sel], self.score[sel], self.antipodal[sel])
 
 
-def exact_vectors(index: SearchIndex, rows: Int[Tensor, " m"]) -> Float[Tensor, "m d_model"]:
-    """Float32 unit vectors of index rows, read from the decompositions."""
-    out = torch.empty(len(rows), index.d_model)
-    kind_of = index.kind_of[rows]
-    for ki, kind in enumerate(index.kinds):
-        sel = (kind_of == ki).nonzero()[:, 0]
-        if len(sel):
-            r = rows[sel]
-            dirs = index.results[kind].decomposition.directions
-            out[sel] = dirs[index.component[r], :, index.index[r]].float()
-    return out / out.norm(dim=1, keepdim=True).clamp_min(1e-12)
+def score_rows(
+    index: SearchIndex,
+    vectors: Float[Tensor, "m d_model"],
+    rows: Int[Tensor, " m"],
+    q: Float[Tensor, " d_model"],
+    query: QueryTokens,
+    method: str,
+) -> Scores:
+    """Score unit ``vectors`` (index ``rows``) against a query: one matrix product."""
+    if method != "token":
+        cos = (vectors @ q.to(vectors.dtype)).float()
+        return Scores(rows, cos, cos.abs(), cos < 0)
+    cols = index.embedder.centred_columns(query.ids)  # [d, m]
+    out = (vectors @ torch.cat([cols, q[:, None]], dim=1).to(vectors.dtype)).float()
+    z = out[:, :-1] / index.logit_std[rows, None]
+    score, anti = concept_scores(z, query.groups, len(query.concepts), index.embedder.d_vocab)
+    return Scores(rows, out[:, -1], score, anti)
 
 
 #: Slack, in cosine, for half-precision scores before exact re-scoring.
@@ -293,26 +165,30 @@ _SLACK = 0.01
 
 def rank(
     index: SearchIndex,
-    q: Float[Tensor, " d_model"],
+    query: QueryTokens,
+    method: str,
     kinds: Sequence[str],
     threshold: float,
     top: int | None,
-) -> tuple[Int[Tensor, " h"], Float[Tensor, " h"], int]:
-    """Rows with ``|cosine| >= threshold``, best first, at most ``top``; exact cosines.
-
-    Returns ``(rows, cosines, n_searched)``.
-    """
-    sims, rows = similarities(index, q, kinds)
-    cand = (sims.abs() >= threshold - _SLACK).nonzero()[:, 0]
-    if top is not None and len(cand) > 2 * top + 64:
-        cand = cand[sims[cand].abs().topk(2 * top + 64).indices]
-    cand_rows = rows[cand]
-    exact = exact_vectors(index, cand_rows) @ q.float()
-    keep = exact.abs() >= threshold
-    cand_rows, exact = cand_rows[keep], exact[keep]
-    n = len(exact) if top is None else min(top, len(exact))
-    order = exact.abs().topk(n).indices
-    return cand_rows[order], exact[order], len(rows)
+) -> tuple[Scores, int]:
+    """Rows with ``|cosine| >= threshold``, best score first, at most ``top``; scores
+    from float32 vectors. Returns the scores and how many directions were searched."""
+    q = embed_query(index, query, method)
+    parts = []
+    for k in index.kinds:
+        if k in kinds:
+            a, b = index.spans[k]
+            parts.append(
+                score_rows(index, index.vectors[a:b], torch.arange(a, b), q, query, method)
+            )
+    allp = Scores(*(torch.cat([getattr(p, f) for p in parts]) for f in Scores.__dataclass_fields__))
+    cand = allp.take(allp.cosine.abs() >= threshold - _SLACK)
+    if top is not None and len(cand.rows) > 2 * top + 64:
+        cand = cand.take(cand.score.topk(2 * top + 64).indices)
+    exact = score_rows(index, exact_vectors(index, cand.rows), cand.rows, q, query, method)
+    exact = exact.take(exact.cosine.abs() >= threshold)
+    n = len(exact.rows) if top is None else min(top, len(exact.rows))
+    return exact.take(exact.score.topk(n).indices), len(allp.rows)
 
 
 def search(
@@ -339,22 +215,29 @@ def search(
         raise SpecError(f"k must be at least 1, not {k}.")
     kinds = default_kinds(index) if kinds is None else check_kinds(index, kinds)
     qt = parse_query(query, index.tokenizer, index.tokens.raw, index.embedder.d_vocab)
-    q = embed_query(index, qt, method)
-    rows, cos, n = rank(index, q, kinds, threshold, top)
-    hits = describe_rows(index, rows.tolist(), cos.tolist(), k)
+    sc, n = rank(index, qt, method, kinds, threshold, top)
+    hits = describe_rows(
+        index, sc.rows.tolist(), sc.cosine.tolist(), k, sc.score.tolist(), sc.antipodal.tolist()
+    )
     return SearchResult(qt, method, threshold, hits, n)
 
 
 def describe_rows(
-    index: SearchIndex, rows: Sequence[int], cosines: Sequence[float], k: int = 10
+    index: SearchIndex,
+    rows: Sequence[int],
+    cosines: Sequence[float],
+    k: int = 10,
+    scores: Sequence[float] | None = None,
+    antipodal: Sequence[bool] | None = None,
 ) -> list[SearchHit]:
-    """Hits for index rows with the given cosines, with ``k`` tokens of the matching end."""
+    """Hits for index rows with the given cosines, with ``k`` tokens of the matching end
+    (the bottom one where ``antipodal``, by default where the cosine is negative)."""
     hits = []
-    for row, cos in zip(rows, cosines):
+    for j, (row, cos) in enumerate(zip(rows, cosines)):
         kind = index.kinds[int(index.kind_of[row])]
         res = index.results[kind]
         c, i = int(index.component[row]), int(index.index[row])
-        bottom = cos < 0
+        bottom = bool(antipodal[j]) if antipodal is not None else cos < 0
         idx, val = _ends(index, res, c, i, k, bottom)
         head = int(index.head[row])
         hits.append(
@@ -368,6 +251,7 @@ def describe_rows(
                 sign="antipodal" if bottom else "positive",
                 end="bottom" if bottom else "top",
                 degenerate=bool(index.degenerate[row]),
+                score=float(scores[j]) if scores is not None else abs(float(cos)),
                 tokens=[
                     (index.tokens.raw[int(t)], index.tokens.display[int(t)], float(v))
                     for t, v in zip(idx, val)

@@ -13,24 +13,25 @@ residual stream by one of these methods:
 * ``pinv``: ``t @ pinv(W_U)``, the least-squares residual vector whose logits best match
   the indicator ``t`` (the post's method). Computed as ``(W_U t) G^+`` with
   ``G = W_U W_U^T`` so the ``d_vocab x d_model`` pseudoinverse is never formed.
-* ``ridge`` (the default, ours): ``(W_Uc t_c) (G_c + lam I)^-1`` where ``W_Uc`` is ``W_U``
-  centred over the vocabulary, ``t_c`` the centred weights and ``lam`` a fraction of
-  ``G_c``'s mean eigenvalue. Logits are only defined up to a constant (softmax), so the
-  centred fit does not spend effort on the mean logit; the ridge term stops the
-  least-squares fit from amplifying the indicator's noise along the directions where
-  ``W_U`` is weak (``1/s`` for small singular values ``s``), which is what caps ``pinv``
-  at about 0.5 cosine even when the query is a direction's own top tokens. The self-
-  retrieval benchmark (``core.search_eval``) measures the gain.
+* ``ridge``: ``(W_Uc t) (G_c + lam I)^-1`` where ``W_Uc`` is ``W_U`` centred over the
+  vocabulary and ``lam`` a fraction of ``G_c``'s mean eigenvalue. Logits are only
+  defined up to a constant (softmax), so the centred fit spends nothing on the mean
+  logit; the ridge term stops the fit from amplifying the indicator's noise along the
+  directions where ``W_U`` is weak (``1/s`` for small singular values ``s``).
+* ``token`` (the default): ranks directions in token space (``core.search``): each
+  direction's logits are standardised and the query's tokens scored against them; its
+  reported cosine is the ``ridge`` vector's.
 
-Every method's operator is a ``d_model x d_model`` matrix precomputed once per model
-(one eigendecomposition of ``G_c``/``G``); embedding a query then costs a gather of a
-few ``W_U`` columns and one small matrix-vector product.
+Every linear method is ``d_model x d_model`` operator precomputed once per model (one
+eigendecomposition of ``G``, one of ``G_c``); embedding a query then costs a gather of a
+few ``W_U`` columns and one small matrix-vector product. The self-retrieval benchmark
+(``core.search_eval``) compares the methods.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -39,11 +40,13 @@ from torch import Tensor
 
 from core.errors import SpecError
 
-#: Embedding methods, default first.
-METHODS: tuple[str, ...] = ("ridge", "pinv", "embed")
-DEFAULT_METHOD = "ridge"
+#: Query methods, default first.
+METHODS: tuple[str, ...] = ("token", "ridge", "pinv", "embed")
+DEFAULT_METHOD = "token"
+#: The residual vector each method's cosine is measured with.
+VECTOR_OF: dict[str, str] = {"token": "ridge", "ridge": "ridge", "pinv": "pinv", "embed": "embed"}
 #: Ridge strength as a fraction of the mean eigenvalue of the centred ``W_U W_U^T``.
-DEFAULT_RIDGE = 0.5
+DEFAULT_RIDGE = 0.1
 #: Eigenvalues of ``W_U W_U^T`` below this fraction of the largest count as zero for
 #: ``pinv`` (singular values below 1e-5 of the largest). ``post`` processing centres
 #: ``W_U`` over ``d_model``, leaving a null direction that float32 rounding makes tiny
@@ -59,8 +62,9 @@ class QueryTokens:
         text: the query as given.
         concepts: the non-empty comma-separated parts, stripped.
         concept_tokens: per concept, the token strings it was mapped to.
-        ids: distinct token ids ``[m]``.
+        ids: token ids ``[m]``, concept by concept (an id may recur in two concepts).
         weights: their weights ``[m]`` (each concept sums to 1).
+        groups: the concept each id belongs to ``[m]``.
     """
 
     text: str
@@ -68,10 +72,11 @@ class QueryTokens:
     concept_tokens: tuple[tuple[str, ...], ...]
     ids: Int[Tensor, " m"]
     weights: Float[Tensor, " m"]
+    groups: Int[Tensor, " m"]
 
     def __post_init__(self) -> None:
-        if self.ids.shape != self.weights.shape or self.ids.ndim != 1:
-            raise ValueError("ids and weights must be 1-d tensors of one length")
+        if self.ids.ndim != 1 or not self.ids.shape == self.weights.shape == self.groups.shape:
+            raise ValueError("ids, weights and groups must be 1-d tensors of one length")
 
     def describe(self) -> str:
         """``fire -> 'fire', ' fire'; flames -> ' flames'`` for display."""
@@ -118,14 +123,16 @@ def parse_query(query: str, tokenizer: Any, vocab: Sequence[str], d_vocab: int) 
         raise SpecError(
             'The query is empty; give one or more comma-separated words, e.g. "fire, flames".'
         )
-    weights: dict[int, float] = {}
+    ids: list[int] = []
+    weights: list[float] = []
+    groups: list[int] = []
     concept_tokens: list[tuple[str, ...]] = []
-    for concept in concepts:
+    for g, concept in enumerate(concepts):
         variants: list[list[int]] = []
         for text in (concept, " " + concept):
-            ids = _encode(tokenizer, text, vocab)
-            if ids is not None and all(0 <= i < d_vocab for i in ids) and ids not in variants:
-                variants.append(ids)
+            enc = _encode(tokenizer, text, vocab)
+            if enc is not None and all(0 <= i < d_vocab for i in enc) and enc not in variants:
+                variants.append(enc)
         if not variants:
             raise SpecError(
                 f"No token of this model's vocabulary matches {concept!r}; "
@@ -140,16 +147,17 @@ def parse_query(query: str, tokenizer: Any, vocab: Sequence[str], d_vocab: int) 
         ids_c: list[int] = []
         for v in chosen:
             ids_c.extend(i for i in v if i not in ids_c)
-        for i in ids_c:
-            weights[i] = weights.get(i, 0.0) + 1.0 / len(ids_c)
+        ids += ids_c
+        weights += [1.0 / len(ids_c)] * len(ids_c)
+        groups += [g] * len(ids_c)
         concept_tokens.append(tuple(vocab[i] if i < len(vocab) else str(i) for i in ids_c))
-    ids_t = torch.tensor(list(weights), dtype=torch.long)
     return QueryTokens(
         text=query,
         concepts=concepts,
         concept_tokens=tuple(concept_tokens),
-        ids=ids_t,
-        weights=torch.tensor([weights[int(i)] for i in ids_t], dtype=torch.float32),
+        ids=torch.tensor(ids, dtype=torch.long),
+        weights=torch.tensor(weights, dtype=torch.float32),
+        groups=torch.tensor(groups, dtype=torch.long),
     )
 
 
@@ -170,6 +178,8 @@ class QueryEmbedder:
         mean_u: ``W_U``'s mean column ``[d_model]``.
         pinv_op: ``G^+`` with ``G = W_U W_U^T`` ``[d_model, d_model]``.
         ridge_op: ``(G_c + lam I)^-1`` for the centred ``G_c`` ``[d_model, d_model]``.
+        gc_root: ``R`` with ``R R^T = G_c`` ``[d_model, d_model]``: ``|v R|^2 / d_vocab``
+            is the variance over the vocabulary of direction ``v``'s logits.
         ridge: ``lam`` as a fraction of ``G_c``'s mean eigenvalue.
     """
 
@@ -178,14 +188,14 @@ class QueryEmbedder:
     mean_u: Float[Tensor, " d_model"]
     pinv_op: Float[Tensor, "d_model d_model"]
     ridge_op: Float[Tensor, "d_model d_model"]
+    gc_root: Float[Tensor, "d_model d_model"]
     ridge: float = DEFAULT_RIDGE
-    extra: dict[str, Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         d, V = self.W_U.shape
         if self.W_E.shape != (V, d):
             raise ValueError(f"W_E has shape {tuple(self.W_E.shape)}, expected {(V, d)}")
-        for name in ("pinv_op", "ridge_op"):
+        for name in ("pinv_op", "ridge_op", "gc_root"):
             if getattr(self, name).shape != (d, d):
                 raise ValueError(f"{name} must be [d_model, d_model]")
         if self.mean_u.shape != (d,):
@@ -208,6 +218,7 @@ class QueryEmbedder:
         ``m`` tokens each; pad with weight 0). Returns ``[b, d_model]`` (``b = 1`` for one).
         """
         check_method(method)
+        method = VECTOR_OF[method]
         if ids.ndim == 1:
             ids, weights = ids[None], weights[None]
         w = weights.to(self.W_E.dtype)
@@ -221,6 +232,11 @@ class QueryEmbedder:
         # columns sum to zero, so centring t as well changes nothing).
         s = s - w.sum(dim=1, keepdim=True) * self.mean_u
         return s @ self.ridge_op
+
+    def centred_columns(self, ids: Int[Tensor, "*b m"]) -> Float[Tensor, "*b d_model m"]:
+        """``W_U``'s columns for ``ids`` minus the mean column: ``v @ cols`` are the
+        logits of ``v`` for those tokens relative to its mean logit."""
+        return (self.W_U.T[ids] - self.mean_u).transpose(-1, -2)
 
 
 def _sym_inverse(
@@ -269,5 +285,6 @@ def build_embedder(
         mean_u=mean_u.to(dtype),
         pinv_op=pinv_op.to(dtype),
         ridge_op=ridge_op.to(dtype),
+        gc_root=(Qc * evc.sqrt()).to(dtype),
         ridge=ridge,
     )

@@ -6,8 +6,10 @@ near the source. Metrics, over the sources:
 
 * ``mean_cosine``: mean signed cosine between the embedded query and the source.
 * ``recall@1`` / ``recall@10``: fraction of sources ranked first / in the first ten
-  among every searched direction by ``|cosine|`` (as :func:`core.search.search` ranks),
-  with a positive cosine (an antipodal hit of the source counts as a miss).
+  among every searched direction by the method's score (``|cosine|``, or the token-space
+  score for ``token``; as :func:`core.search.search` ranks), matched with the positive
+  sign (an antipodal hit of the source counts as a miss). For ``token`` the mean cosine
+  is that of its reported (``ridge``) vector.
 
 The post reports about 0.5 cosine for ``pinv`` on this task.
 """
@@ -25,6 +27,7 @@ from torch import Tensor
 from core.project import project_topk
 from core.search import SearchIndex, default_kinds, exact_vectors
 from core.search_embed import METHODS
+from core.search_token import concept_scores
 
 
 @dataclass(frozen=True)
@@ -102,16 +105,28 @@ def self_retrieval(
     src_rows = rows[pick]
     ids = source_tokens(index, src_rows, k)
     weights = torch.full(ids.shape, 1.0 / k)
+    std = index.logit_std[rows]
+    V = index.embedder.d_vocab
     scores = []
     for method in methods:
         cos_all, r1, r10 = [], 0, 0
-        for s in range(0, len(pick), batch):
-            x = index.embedder.embed(ids[s : s + batch], weights[s : s + batch], method)
+        step = batch if method != "token" else max(1, min(batch, 2**24 // (len(rows) * k)))
+        for s in range(0, len(pick), step):
+            b_ids, b_w, b_src = ids[s : s + step], weights[s : s + step], pick[s : s + step]
+            x = index.embedder.embed(b_ids, b_w, method)
             x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
             sims = x @ pool.T  # [b, N]
-            own = sims.gather(1, pick[s : s + batch, None])[:, 0]
-            rank = (sims.abs() > own.abs()[:, None]).sum(dim=1)  # 0 = first
-            ok = own > 0
+            own = sims.gather(1, b_src[:, None])[:, 0]
+            if method == "token":
+                cols = index.embedder.centred_columns(b_ids)  # [b, d, k]
+                z = torch.einsum("nd,bdk->bnk", pool, cols) / std[None, :, None]
+                groups = torch.arange(k).expand(len(b_ids), k)
+                score, anti = concept_scores(z, groups, k, V)
+            else:
+                score, anti = sims.abs(), sims < 0
+            own_score = score.gather(1, b_src[:, None])[:, 0]
+            rank = (score > own_score[:, None]).sum(dim=1)  # 0 = first
+            ok = ~anti.gather(1, b_src[:, None])[:, 0]
             r1 += int(((rank < 1) & ok).sum())
             r10 += int(((rank < 10) & ok).sum())
             cos_all.append(own)
@@ -174,10 +189,16 @@ def random_weights(
     d_vocab: int,
     seed: int = 0,
     name: str = "random",
+    clusters: int = 0,
+    decay: float = 0.0,
 ) -> Any:
     """GPT-2-initialised random weights (normal, std 0.02; untied ``W_U``), raw view.
 
-    LayerNorm scales are ones, so ``post`` processing only centres.
+    LayerNorm scales are ones, so ``post`` processing only centres. With ``clusters``,
+    the unembedding is shaped like a trained one instead: each token's column is its
+    cluster's centroid plus noise (tokens of a cluster share top-token lists, as words
+    of a topic do), the spectrum falls by ``decay`` decades across ``d_model``, and
+    ``W_E = W_U^T`` (tied).
     """
     from core.weights import ModelMeta, ModelWeights, hash_tensors
 
@@ -201,6 +222,12 @@ def random_weights(
         ln2_w=torch.ones(n_layers, d_model),
         lnf_w=torch.ones(d_model),
     )
+    if clusters:
+        centroids = torch.randn(clusters, d_model, generator=g)
+        label = torch.randint(0, clusters, (d_vocab,), generator=g)
+        cols = centroids[label] + 0.6 * torch.randn(d_vocab, d_model, generator=g)
+        cols = 0.02 * cols * torch.logspace(0, -decay, d_model)
+        t["W_U"], t["W_E"] = cols.T.contiguous(), cols.contiguous()
     meta = ModelMeta(
         name=name,
         architecture="GPT2LMHeadModel",

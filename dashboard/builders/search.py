@@ -26,7 +26,8 @@ KIND_NAMES: dict[str, str] = {
     "embed": "Embedding",
 }
 METHOD_NAMES: dict[str, str] = {
-    "ridge": "ridge (centred, regularised pinv; best)",
+    "token": "token-space match (best)",
+    "ridge": "ridge (centred, regularised pinv)",
     "pinv": "pinv(W_U) (the post's)",
     "embed": "W_E (embedding rows)",
 }
@@ -49,7 +50,8 @@ def results_frame(result: SearchResult) -> pd.DataFrame:
     """One row per hit, best first.
 
     Columns: ``rank``, ``matrix`` (display name), ``layer``, ``head`` (nullable),
-    ``index``, ``sigma``, ``cosine`` (signed), ``match`` (``positive``/``antipodal``),
+    ``index``, ``sigma``, ``cosine`` (signed), ``score`` (what the rows are ranked by),
+    ``match`` (``positive``/``antipodal``),
     ``tokens`` (the matching end, strongest first; ``(bottom)`` marks an antipodal
     match), ``kind`` (the raw kind, for opening the component).
     """
@@ -62,6 +64,7 @@ def results_frame(result: SearchResult) -> pd.DataFrame:
             "index": h.index,
             "sigma": h.singular_value,
             "cosine": h.cosine,
+            "score": h.score,
             "match": h.sign,
             "tokens": ("(bottom) " if h.end == "bottom" else "")
             + " ".join(d for _, d, _ in h.tokens[:TOKENS_SHOWN]),
@@ -79,6 +82,7 @@ def results_frame(result: SearchResult) -> pd.DataFrame:
             "index",
             "sigma",
             "cosine",
+            "score",
             "match",
             "tokens",
             "kind",

@@ -75,6 +75,13 @@ if res.hits:
             "kind": None,
             "sigma": st.column_config.NumberColumn("σ", format="%.4g"),
             "cosine": st.column_config.NumberColumn("cosine", format="%+.3f"),
+            "score": st.column_config.NumberColumn(
+                "score",
+                format="%.3f",
+                help="What rows are ranked by: |cosine|, or for the token-space match the "
+                "mean log-probability that each concept is among the direction's top "
+                "tokens (0 is a perfect match).",
+            ),
             "index": st.column_config.NumberColumn("direction"),
         },
     )

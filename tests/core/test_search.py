@@ -127,7 +127,9 @@ def test_without_tokenizer_exact_vocabulary_lookup() -> None:
 
 def test_bad_method_threshold_top_and_kind(planted) -> None:
     _, index, _ = planted
-    with pytest.raises(SpecError, match=r"^Unknown embedding 'nope'; use one of ridge, pinv"):
+    with pytest.raises(
+        SpecError, match=r"^Unknown embedding 'nope'; use one of token, ridge, pinv, embed\.$"
+    ):
         search(index, "fire", method="nope")
     with pytest.raises(SpecError, match="threshold must be between 0 and 1"):
         search(index, "fire", threshold=1.5)
@@ -206,7 +208,7 @@ def test_index_rows_are_unit_directions(planted) -> None:
 # --------------------------------------------------------------------------- planted directions
 
 
-@pytest.mark.parametrize("method", ["ridge", "pinv"])
+@pytest.mark.parametrize("method", ["token", "ridge", "pinv"])
 def test_planted_head_direction_is_found_first(planted, method: str) -> None:
     _, index, _ = planted
     res = search(index, "fire, flames", method=method)
@@ -272,7 +274,9 @@ def test_threshold_and_top_match_plain_reference(planted) -> None:
     kinds = ("ov", "mlp_in", "mlp_out")
     ref = _reference(a, index, "cat, dog", kinds)
     for threshold, top in [(0.15, 1000), (0.3, 5), (0.0, 12), (0.99, 20)]:
-        hits = search(index, "cat, dog", threshold=threshold, top=top, kinds=kinds).hits
+        hits = search(
+            index, "cat, dog", method="ridge", threshold=threshold, top=top, kinds=kinds
+        ).hits
         want = [r for r in ref if abs(r[0]) >= threshold][:top]
         assert len(hits) == len(want)
         got = [(h.matrix, h.layer, h.head, h.index) for h in hits]
@@ -280,7 +284,7 @@ def test_threshold_and_top_match_plain_reference(planted) -> None:
         for h, r in zip(hits, want):
             assert h.cosine == pytest.approx(r[0], abs=1e-5)
             assert h.sign == ("positive" if r[0] > 0 else "antipodal")
-    assert search(index, "cat, dog", threshold=0.99, kinds=kinds).hits == []
+    assert search(index, "cat, dog", method="ridge", threshold=0.99, kinds=kinds).hits == []
 
 
 def test_default_kinds_leave_out_qk_and_embed(planted) -> None:
@@ -297,3 +301,46 @@ def test_hit_json_keys(planted) -> None:
     h = search(index, "fire").hits[0].to_json()
     assert {"matrix", "layer", "head", "index", "singular_value", "cosine", "sign", "top"} <= set(h)
     assert isinstance(h["top"][0][0], str) and isinstance(h["top"][0][1], float)
+
+
+def test_token_method_matches_dense_logit_reference(planted) -> None:
+    """Token scores from full projections through W_U, standardised over the vocabulary."""
+    a, index, _ = planted
+    kinds = ("ov", "mlp_out")
+    query = "cat, dog, the"
+    qt = parse_query(query, index.tokenizer, a.tokens.raw, a.meta.d_vocab)
+    W_U = a.weights.W_U.double()
+    V = W_U.shape[1]
+    tau = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(1 - 10 / V)))
+    ref = []
+    for kind in kinds:
+        d = a.svd.kinds[kind].decomposition
+        for c, (layer, head) in enumerate(d.components):
+            for i in range(d.rank):
+                v = d.directions[c, :, i].double()
+                logits = (v / v.norm()) @ W_U
+                z = (logits - logits.mean()) / logits.std(unbiased=False)
+                per = {}
+                for g in range(len(qt.concepts)):
+                    zs = z[qt.ids[qt.groups == g]]
+                    per[g] = (zs.max(), zs.min())
+                pos = torch.stack(
+                    [torch.nn.functional.logsigmoid((hi - tau) / 0.3) for hi, _ in per.values()]
+                ).mean()
+                neg = torch.stack(
+                    [torch.nn.functional.logsigmoid((-lo - tau) / 0.3) for _, lo in per.values()]
+                ).mean()
+                ref.append((float(max(pos, neg)), bool(neg > pos), kind, layer, head, i))
+    ref.sort(key=lambda r: -r[0])
+    hits = search(index, query, method="token", threshold=0.0, top=15, kinds=kinds).hits
+    assert [(h.matrix, h.layer, h.head, h.index) for h in hits] == [r[2:] for r in ref[:15]]
+    for h, r in zip(hits, ref):
+        assert h.score == pytest.approx(r[0], abs=1e-3)
+        assert (h.sign == "antipodal") == r[1]
+    # The reported cosine is the ridge vector's.
+    ridge = {
+        (h.matrix, h.layer, h.head, h.index): h.cosine
+        for h in search(index, query, method="ridge", threshold=0.0, top=10**6, kinds=kinds).hits
+    }
+    for h in hits:
+        assert h.cosine == pytest.approx(ridge[(h.matrix, h.layer, h.head, h.index)], abs=1e-5)

@@ -33,14 +33,21 @@ def test_json_ranked_matches(capsys, base) -> None:
     for r in rows:
         assert set(r) >= KEYS
         assert abs(r["cosine"]) >= 0.1
-        assert r["sign"] == ("positive" if r["cosine"] > 0 else "antipodal")
+        assert r["end"] == ("top" if r["sign"] == "positive" else "bottom")
         assert (r["head"] is None) == (r["matrix"] != "ov")
         assert all(isinstance(t, str) and isinstance(v, float) for t, v in r["top"])
+    # The default (token) method ranks by its score; the cosine methods by |cosine|.
+    score = [r["score"] for r in rows]
+    assert score == sorted(score, reverse=True)
+    code, out, _ = _run(capsys, "search", *base, "--query", "the, fire", "--embed", "pinv",
+                        "--threshold", "0.1", "--json")  # fmt: skip
+    rows = json.loads(out)
     cos = [abs(r["cosine"]) for r in rows]
-    assert cos == sorted(cos, reverse=True)
+    assert code == 0 and cos == sorted(cos, reverse=True)
+    assert all(r["sign"] == ("positive" if r["cosine"] > 0 else "antipodal") for r in rows)
 
 
-@pytest.mark.parametrize("embed", ["pinv", "embed", "ridge"])
+@pytest.mark.parametrize("embed", ["pinv", "embed", "ridge", "token"])
 def test_matrices_embed_and_processing(capsys, base, embed: str) -> None:
     code, out, err = _run(capsys, "search", *base, "--query", "the", "--matrices", "mlp_out,ov",
                           "--embed", embed, "--processing", "raw", "--threshold", "0",

@@ -38,7 +38,7 @@ def test_results_frame_mirrors_hits(index):
 
 def test_best_per_component_is_the_max_abs_cosine(index, analysis):
     res = search(index, "the", threshold=0.0, top=100000, kinds=["ov", "mlp_out"])
-    q = embed_query(index, res.query, "ridge")
+    q = embed_query(index, res.query, "token")
     best = sb.best_per_component(index, q, ["ov", "mlp_out"])
     n_heads = analysis.meta.n_layers * analysis.meta.n_heads
     assert len(best) == n_heads + analysis.meta.n_layers
@@ -89,7 +89,7 @@ def test_page_runs_and_prompts_for_a_query(page):
     assert page.text_input(key="search.query").value == ""
     assert page.slider(key="search.threshold").value == pytest.approx(0.15)
     assert page.number_input(key="search.top").value == 20
-    assert page.selectbox(key="search.method").value == "ridge"
+    assert page.selectbox(key="search.method").value == "token"
     assert set(page.multiselect(key="search.kinds").value) == {"ov", "mlp_in", "mlp_out"}
     assert any("Type a query" in i.value for i in page.info)
 
@@ -101,8 +101,8 @@ def test_page_shows_ranked_results_and_heatmaps(page):
     df = page.main.dataframe[0].value
     assert len(df) == 20
     assert list(df["rank"]) == list(range(1, 21))
-    cos = df["cosine"].abs().tolist()
-    assert cos == sorted(cos, reverse=True)
+    score = df["score"].tolist()
+    assert score == sorted(score, reverse=True)
     assert len(page.get("vega_lite_chart")) == 2  # heads and MLPs
     page.selectbox(key="search.method").set_value("pinv").run()
     assert not page.exception

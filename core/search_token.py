@@ -1,0 +1,77 @@
+"""Token-space scoring for semantic search (the ``token`` method).
+
+A residual direction ``v`` has logits ``v @ W_U`` over the vocabulary. Standardised
+over the vocabulary they are z-scores, ``z_i = v . (u_i - mean_u) / std_v`` with
+``std_v^2 = v G_c v^T / d_vocab`` (``G_c`` the centred ``W_U W_U^T``), so one token's
+z-score in every direction is one column of a matrix product with the stacked index,
+and ``std_v`` is precomputed per direction.
+
+A query's concepts are matched directly against those z-scores: a concept scores the
+best z of its tokens (its spellings are alternatives), and the direction's score is the
+mean over concepts of ``log sigmoid((z - tau) / s)``, a soft "is this concept among the
+direction's top tokens" with ``tau`` the z a token needs to be in the top
+``TOP_TOKENS`` of a Gaussian logit distribution. Concepts must all match (a mean of
+log-probabilities), unlike a dot product, where one very strong token can carry a
+direction that ignores the rest of the query. The antipodal score uses ``-z``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+#: The "top end" a query token should fall in: this many tokens of the vocabulary.
+TOP_TOKENS = 10
+#: Softness of the membership test, in standard deviations of the logits.
+SOFTNESS = 0.3
+
+
+@functools.lru_cache(maxsize=64)
+def top_z(d_vocab: int, top: int = TOP_TOKENS) -> float:
+    """The z-score above which a Gaussian logit is in the top ``top`` of ``d_vocab``."""
+    p = min(max(top / d_vocab, 1e-12), 0.5)
+    return math.sqrt(2.0) * float(torch.erfinv(torch.tensor(1.0 - 2.0 * p, dtype=torch.float64)))
+
+
+def logit_std(
+    vectors: Float[Tensor, "n d_model"],
+    gc_root: Float[Tensor, "d_model d_model"],
+    d_vocab: int,
+    chunk: int = 8192,
+) -> Float[Tensor, " n"]:
+    """Standard deviation over the vocabulary of each unit vector's logits ``[n]``."""
+    out = torch.empty(vectors.shape[0])
+    for a in range(0, vectors.shape[0], chunk):
+        out[a : a + chunk] = (vectors[a : a + chunk].float() @ gc_root.float()).norm(dim=1)
+    return (out / math.sqrt(d_vocab)).clamp_min(1e-12)
+
+
+def concept_scores(
+    z: Float[Tensor, "*b n m"],
+    groups: Int[Tensor, "*b m"],
+    n_groups: int,
+    d_vocab: int,
+) -> tuple[Float[Tensor, "*b n"], Bool[Tensor, "*b n"]]:
+    """Scores of directions from their query-token z-scores.
+
+    Args:
+        z: z-score of each query token ``m`` in each direction ``n``.
+        groups: the concept of each token (``0 .. n_groups-1``).
+
+    Returns:
+        ``(score, antipodal)``: the better of the positive and antipodal scores (a mean
+        log-probability, at most 0) and whether it is the antipodal one.
+    """
+    tau = top_z(d_vocab)
+    shape = (*z.shape[:-1], n_groups)
+    idx = groups.unsqueeze(-2).expand(z.shape)
+    hi = torch.full(shape, -math.inf).scatter_reduce(-1, idx, z, "amax")
+    lo = torch.full(shape, math.inf).scatter_reduce(-1, idx, z, "amin")
+    pos = torch.nn.functional.logsigmoid((hi - tau) / SOFTNESS).mean(-1)
+    neg = torch.nn.functional.logsigmoid((-lo - tau) / SOFTNESS).mean(-1)
+    anti = neg > pos
+    return torch.where(anti, neg, pos), anti
