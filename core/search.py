@@ -140,6 +140,15 @@ class Scores:
         return Scores(self.rows[sel], self.cosine[sel], self.score[sel], self.antipodal[sel])
 
 
+def _product(vectors: Tensor, cols: Tensor) -> Tensor:
+    """``vectors @ cols`` in float32, ``[m, c]``."""
+    if vectors.dtype == torch.float32:
+        return vectors @ cols.float()
+    # (cols^T vectors^T)^T: for a few columns, CPU kernels run this orientation about
+    # twice as fast as the direct one for bfloat16.
+    return (cols.T.to(vectors.dtype) @ vectors.T).T.float()
+
+
 def score_rows(
     index: SearchIndex,
     vectors: Float[Tensor, "m d_model"],
@@ -150,10 +159,10 @@ def score_rows(
 ) -> Scores:
     """Score unit ``vectors`` (index ``rows``) against a query: one matrix product."""
     if method != "token":
-        cos = (vectors @ q.to(vectors.dtype)).float()
+        cos = _product(vectors, q[:, None])[:, 0]
         return Scores(rows, cos, cos.abs(), cos < 0)
     cols = index.embedder.centred_columns(query.ids)  # [d, m]
-    out = (vectors @ torch.cat([cols, q[:, None]], dim=1).to(vectors.dtype)).float()
+    out = _product(vectors, torch.cat([cols, q[:, None]], dim=1))
     z = out[:, :-1] / index.logit_std[rows, None]
     score, anti = concept_scores(z, query.groups, len(query.concepts), index.embedder.d_vocab)
     return Scores(rows, out[:, -1], score, anti)

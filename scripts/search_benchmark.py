@@ -133,7 +133,7 @@ def latency(args: argparse.Namespace) -> None:
         med, best = _median_ms(lambda m=method: search(index, query, m, top=20, k=10), args.repeats)
         print(f"search {method:<6} (top 20, tokens included): median {med:.1f} ms, min {best:.1f}")
     med, best = _median_ms(lambda: similarities(index, q, index.kinds), args.repeats)
-    print(f"matrix-vector product alone (float16 index): median {med:.1f} ms, min {best:.1f}")
+    print(f"matrix-vector product alone (bfloat16 index): median {med:.1f} ms, min {best:.1f}")
     v32 = index.vectors.float()
     med, best = _median_ms(lambda: v32 @ q, args.repeats)
     print(f"matrix-vector product alone (float32 copy): median {med:.1f} ms, min {best:.1f}")
