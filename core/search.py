@@ -164,7 +164,9 @@ def score_rows(
     cols = index.embedder.centred_columns(query.ids)  # [d, m]
     out = _product(vectors, torch.cat([cols, q[:, None]], dim=1))
     z = out[:, :-1] / index.logit_std[rows, None]
-    score, anti = concept_scores(z, query.groups, len(query.concepts), index.embedder.d_vocab)
+    score, anti = concept_scores(
+        z, query.groups, len(query.concepts), index.tau_top[rows], index.tau_bottom[rows]
+    )
     return Scores(rows, out[:, -1], score, anti)
 
 

@@ -106,7 +106,7 @@ def self_retrieval(
     ids = source_tokens(index, src_rows, k)
     weights = torch.full(ids.shape, 1.0 / k)
     std = index.logit_std[rows]
-    V = index.embedder.d_vocab
+    tau_top, tau_bottom = index.tau_top[rows], index.tau_bottom[rows]
     scores = []
     for method in methods:
         cos_all, r1, r10 = [], 0, 0
@@ -121,7 +121,7 @@ def self_retrieval(
                 cols = index.embedder.centred_columns(b_ids)  # [b, d, k]
                 z = torch.einsum("nd,bdk->bnk", pool, cols) / std[None, :, None]
                 groups = torch.arange(k).expand(len(b_ids), k)
-                score, anti = concept_scores(z, groups, k, V)
+                score, anti = concept_scores(z, groups, k, tau_top, tau_bottom)
             else:
                 score, anti = sims.abs(), sims < 0
             own_score = score.gather(1, b_src[:, None])[:, 0]

@@ -17,7 +17,7 @@ from torch import Tensor
 from core.errors import SpecError
 from core.project import TokenTable
 from core.search_embed import DEFAULT_RIDGE, QueryEmbedder, build_embedder
-from core.search_token import logit_std
+from core.search_token import TOP_TOKENS, logit_std, top_z
 from core.settings import MATRIX_KINDS
 from core.store import KindResult
 
@@ -47,6 +47,8 @@ class SearchIndex:
         singular_value: ``[n]``.
         degenerate: ``[n]``.
         logit_std: standard deviation over the vocabulary of each row's logits ``[n]``.
+        tau_top: z-score of each row's ``TOP_TOKENS``-th highest logit ``[n]``.
+        tau_bottom: minus the z-score of its ``TOP_TOKENS``-th lowest logit ``[n]``.
         kinds: the kinds held, in row order.
         spans: ``kind -> (start, stop)``.
         results: each kind's cached result (for top tokens).
@@ -64,6 +66,8 @@ class SearchIndex:
     singular_value: Float[Tensor, " n"]
     degenerate: Bool[Tensor, " n"]
     logit_std: Float[Tensor, " n"]
+    tau_top: Float[Tensor, " n"]
+    tau_bottom: Float[Tensor, " n"]
     kinds: tuple[str, ...]
     spans: dict[str, tuple[int, int]]
     results: dict[str, KindResult]
@@ -75,7 +79,17 @@ class SearchIndex:
         n, d = self.vectors.shape
         if not self.vectors.is_floating_point():
             raise ValueError("vectors must be floating point")
-        names = ("kind_of", "layer", "head", "index", "component", "singular_value", "logit_std")
+        names = (
+            "kind_of",
+            "layer",
+            "head",
+            "index",
+            "component",
+            "singular_value",
+            "logit_std",
+            "tau_top",
+            "tau_bottom",
+        )
         for name in names:
             if getattr(self, name).shape != (n,):
                 raise ValueError(f"{name} must have shape ({n},)")
@@ -109,6 +123,17 @@ class SearchIndex:
         return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
 
 
+def _kth_logits(res: KindResult, C: int, r: int) -> Float[Tensor, "n 2"]:
+    """Each direction's ``TOP_TOKENS``-th highest and lowest logit (NaN where the cache
+    does not hold them), rows component-major."""
+    out = torch.full((C, r, 2), float("nan"))
+    n = res.n_projected
+    if res.tops.top_val.shape[1] >= TOP_TOKENS and n > 0:
+        out[:, :n, 0] = res.tops.top_val[:, TOP_TOKENS - 1].reshape(C, n).float()
+        out[:, :n, 1] = res.tops.bottom_val[:, TOP_TOKENS - 1].reshape(C, n).float()
+    return out.reshape(C * r, 2)
+
+
 def build_index(
     analysis: Any,
     kinds: Sequence[str] | None = None,
@@ -130,7 +155,7 @@ def build_index(
             f"or the cache does not hold it); use some of {', '.join(k for k in held)}."
         )
     parts: dict[str, list[Tensor]] = {
-        n: [] for n in ("vectors", "kind_of", "layer", "head", "index", "comp", "S", "deg")
+        n: [] for n in ("vectors", "kind_of", "layer", "head", "index", "comp", "S", "deg", "kth")
     }
     spans: dict[str, tuple[int, int]] = {}
     start = 0
@@ -148,11 +173,19 @@ def build_index(
         parts["comp"].append(torch.arange(C).repeat_interleave(r))
         parts["S"].append(d.S.reshape(-1).float())
         parts["deg"].append(d.degenerate.reshape(-1))
+        parts["kth"].append(_kth_logits(held[kind], C, r))
         spans[kind] = (start, start + C * r)
         start += C * r
     cat = {k: torch.cat(v) for k, v in parts.items()}
     w = analysis.weights
     embedder = build_embedder(w.W_U, w.W_E, ridge, analysis.settings.vocab_chunk)
+    std = logit_std(cat["vectors"], embedder.gc_root, embedder.d_vocab)
+    mean = cat["vectors"] @ embedder.mean_u.float()
+    # The z a logit needs to be among a direction's top (bottom) TOP_TOKENS tokens: from
+    # the cached projections where they reach that far, else the Gaussian value.
+    gauss = top_z(embedder.d_vocab)
+    tau_top = ((cat["kth"][:, 0] - mean) / std).nan_to_num(gauss)
+    tau_bottom = ((mean - cat["kth"][:, 1]) / std).nan_to_num(gauss)
     return SearchIndex(
         vectors=cat["vectors"].to(dtype).contiguous(),
         kind_of=cat["kind_of"],
@@ -162,7 +195,9 @@ def build_index(
         component=cat["comp"],
         singular_value=cat["S"],
         degenerate=cat["deg"],
-        logit_std=logit_std(cat["vectors"], embedder.gc_root, embedder.d_vocab),
+        logit_std=std,
+        tau_top=tau_top,
+        tau_bottom=tau_bottom,
         kinds=kinds,
         spans=spans,
         results={k: held[k] for k in kinds},

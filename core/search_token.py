@@ -9,8 +9,10 @@ and ``std_v`` is precomputed per direction.
 A query's concepts are matched directly against those z-scores: a concept scores the
 best z of its tokens (its spellings are alternatives), and the direction's score is the
 mean over concepts of ``log sigmoid((z - tau) / s)``, a soft "is this concept among the
-direction's top tokens" with ``tau`` the z a token needs to be in the top
-``TOP_TOKENS`` of a Gaussian logit distribution. Concepts must all match (a mean of
+direction's top tokens" with ``tau`` the z of the direction's ``TOP_TOKENS``-th highest
+logit (read from the cached projections; the Gaussian value where they are missing:
+trained logits are heavy-tailed, so a fixed Gaussian cut lets many directions pass
+every query token and ties them). Concepts must all match (a mean of
 log-probabilities), unlike a dot product, where one very strong token can carry a
 direction that ignores the rest of the query. The antipodal score uses ``-z``.
 """
@@ -54,24 +56,26 @@ def concept_scores(
     z: Float[Tensor, "*b n m"],
     groups: Int[Tensor, "*b m"],
     n_groups: int,
-    d_vocab: int,
+    tau_top: Float[Tensor, " n"],
+    tau_bottom: Float[Tensor, " n"],
 ) -> tuple[Float[Tensor, "*b n"], Bool[Tensor, "*b n"]]:
     """Scores of directions from their query-token z-scores.
 
     Args:
         z: z-score of each query token ``m`` in each direction ``n``.
         groups: the concept of each token (``0 .. n_groups-1``).
+        tau_top: per direction, the z of its ``TOP_TOKENS``-th highest logit.
+        tau_bottom: per direction, minus the z of its ``TOP_TOKENS``-th lowest logit.
 
     Returns:
         ``(score, antipodal)``: the better of the positive and antipodal scores (a mean
         log-probability, at most 0) and whether it is the antipodal one.
     """
-    tau = top_z(d_vocab)
     shape = (*z.shape[:-1], n_groups)
     idx = groups.unsqueeze(-2).expand(z.shape)
     hi = torch.full(shape, -math.inf).scatter_reduce(-1, idx, z, "amax")
     lo = torch.full(shape, math.inf).scatter_reduce(-1, idx, z, "amin")
-    pos = torch.nn.functional.logsigmoid((hi - tau) / SOFTNESS).mean(-1)
-    neg = torch.nn.functional.logsigmoid((-lo - tau) / SOFTNESS).mean(-1)
+    pos = torch.nn.functional.logsigmoid((hi - tau_top[:, None]) / SOFTNESS).mean(-1)
+    neg = torch.nn.functional.logsigmoid((-lo - tau_bottom[:, None]) / SOFTNESS).mean(-1)
     anti = neg > pos
     return torch.where(anti, neg, pos), anti

@@ -310,8 +310,6 @@ def test_token_method_matches_dense_logit_reference(planted) -> None:
     query = "cat, dog, the"
     qt = parse_query(query, index.tokenizer, a.tokens.raw, a.meta.d_vocab)
     W_U = a.weights.W_U.double()
-    V = W_U.shape[1]
-    tau = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(1 - 10 / V)))
     ref = []
     for kind in kinds:
         d = a.svd.kinds[kind].decomposition
@@ -320,15 +318,18 @@ def test_token_method_matches_dense_logit_reference(planted) -> None:
                 v = d.directions[c, :, i].double()
                 logits = (v / v.norm()) @ W_U
                 z = (logits - logits.mean()) / logits.std(unbiased=False)
+                # A concept matches when its z reaches the direction's 10th best (worst).
+                tau_hi = z.sort(descending=True).values[9]
+                tau_lo = -z.sort().values[9]
                 per = {}
                 for g in range(len(qt.concepts)):
                     zs = z[qt.ids[qt.groups == g]]
                     per[g] = (zs.max(), zs.min())
                 pos = torch.stack(
-                    [torch.nn.functional.logsigmoid((hi - tau) / 0.3) for hi, _ in per.values()]
+                    [torch.nn.functional.logsigmoid((hi - tau_hi) / 0.3) for hi, _ in per.values()]
                 ).mean()
                 neg = torch.stack(
-                    [torch.nn.functional.logsigmoid((-lo - tau) / 0.3) for _, lo in per.values()]
+                    [torch.nn.functional.logsigmoid((-lo - tau_lo) / 0.3) for _, lo in per.values()]
                 ).mean()
                 ref.append((float(max(pos, neg)), bool(neg > pos), kind, layer, head, i))
     ref.sort(key=lambda r: -r[0])
