@@ -2,9 +2,10 @@
 
 A query is comma-separated concepts (``"fire, flames"``). Each concept is tokenized with
 and without a leading space (GPT-2-style tokenizers give ``"fire"`` and ``" fire"``
-different ids); variants that are a single token are kept, and a concept none of whose
-variants is a single token is represented by the pieces of its shortest variant. Every
-concept gets the same total weight, split evenly over its token ids.
+different ids); spellings that are a single token are kept, and a concept none of whose
+spellings is a single token is represented by the first token of its shortest
+spellings (what a direction writing that word promotes first). Every concept gets the
+same total weight, split evenly over its token ids.
 
 The token weights ``t`` (a sparse vector over the vocabulary) are then mapped into the
 residual stream by one of these methods:
@@ -138,15 +139,14 @@ def parse_query(query: str, tokenizer: Any, vocab: Sequence[str], d_vocab: int) 
                 f"No token of this model's vocabulary matches {concept!r}; "
                 "try another spelling or a more common word."
             )
-        singles = [v for v in variants if len(v) == 1]
-        if singles:
-            chosen = singles
-        else:
-            shortest = min(len(v) for v in variants)
-            chosen = [v for v in variants if len(v) == shortest]
+        # A word that is several tokens is represented by the first token of each of
+        # its shortest spellings: a direction that writes the word promotes that first
+        # token; later pieces ("ames" of "fl|ames") are shared with unrelated words.
+        shortest = min(len(v) for v in variants)
         ids_c: list[int] = []
-        for v in chosen:
-            ids_c.extend(i for i in v if i not in ids_c)
+        for v in variants:
+            if len(v) == shortest and v[0] not in ids_c:
+                ids_c.append(v[0])
         ids += ids_c
         weights += [1.0 / len(ids_c)] * len(ids_c)
         groups += [g] * len(ids_c)
