@@ -107,7 +107,8 @@ def main(argv=None):
     from core.settings import Settings
 
     kinds = tuple(args.kinds.split(","))
-    a = open_analysis(Settings(model=str(model_dir), cache_dir=Path(args.cache_dir), device="cpu"))
+    a = open_analysis(Settings(model=str(model_dir), cache_dir=Path(args.cache_dir), device="cpu",
+                                kinds=kinds))
     labels = sweep_offline(a, kinds=kinds, n=args.n, k=args.k, control=True)
     real = [d for d in labels if not d.control]
     ctrl = [d for d in labels if d.control]

@@ -319,6 +319,13 @@ def main(argv=None):
     model_cpu = model.to("cpu").half()
     model_cpu.save_pretrained(str(out), safe_serialization=True)
     tok.save_pretrained(str(out))
+    # transformers 5 writes its own class name and load-time flags; keep the config portable
+    tc_path = out / "tokenizer_config.json"
+    tc = json.loads(tc_path.read_text())
+    tc["tokenizer_class"] = "PreTrainedTokenizerFast"
+    for k in ("is_local", "local_files_only"):
+        tc.pop(k, None)
+    tc_path.write_text(json.dumps(tc, indent=2) + "\n")
     GenerationConfig(bos_token_id=eot, eos_token_id=eot, pad_token_id=eot, do_sample=False,
                      max_new_tokens=64).save_pretrained(str(out))
     summary = dict(
