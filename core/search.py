@@ -55,6 +55,7 @@ __all__ = [
     "describe_rows",
     "embed_query",
     "exact_vectors",
+    "query_columns",
     "rank",
     "score_rows",
     "search",
@@ -149,25 +150,34 @@ def _product(vectors: Tensor, cols: Tensor) -> Tensor:
     return (cols.T.to(vectors.dtype) @ vectors.T).T.float()
 
 
+def query_columns(
+    index: SearchIndex, q: Float[Tensor, " d_model"], query: QueryTokens, method: str
+) -> Float[Tensor, "d_model c"]:
+    """What the index is multiplied by: ``q`` for the cosine methods; for ``token``, one
+    centred ``W_U`` column per query token, then ``q``."""
+    if method != "token":
+        return q[:, None]
+    return torch.cat([index.embedder.centred_columns(query.ids), q[:, None]], dim=1)
+
+
 def score_rows(
     index: SearchIndex,
     vectors: Float[Tensor, "m d_model"],
     rows: Int[Tensor, " m"],
-    q: Float[Tensor, " d_model"],
+    cols: Float[Tensor, "d_model c"],
     query: QueryTokens,
-    method: str,
 ) -> Scores:
-    """Score unit ``vectors`` (index ``rows``) against a query: one matrix product."""
-    if method != "token":
-        cos = _product(vectors, q[:, None])[:, 0]
+    """Score unit ``vectors`` (index ``rows``) against a query's ``cols``
+    (:func:`query_columns`): one matrix product."""
+    out = _product(vectors, cols)
+    cos = out[:, -1]
+    if cols.shape[1] == 1:
         return Scores(rows, cos, cos.abs(), cos < 0)
-    cols = index.embedder.centred_columns(query.ids)  # [d, m]
-    out = _product(vectors, torch.cat([cols, q[:, None]], dim=1))
     z = out[:, :-1] / index.logit_std[rows, None]
     score, anti = concept_scores(
         z, query.groups, len(query.concepts), index.tau_top[rows], index.tau_bottom[rows]
     )
-    return Scores(rows, out[:, -1], score, anti)
+    return Scores(rows, cos, score, anti)
 
 
 #: Slack, in cosine, for half-precision scores before exact re-scoring.
@@ -184,19 +194,17 @@ def rank(
 ) -> tuple[Scores, int]:
     """Rows with ``|cosine| >= threshold``, best score first, at most ``top``; scores
     from float32 vectors. Returns the scores and how many directions were searched."""
-    q = embed_query(index, query, method)
+    cols = query_columns(index, embed_query(index, query, method), query, method)
     parts = []
     for k in index.kinds:
         if k in kinds:
             a, b = index.spans[k]
-            parts.append(
-                score_rows(index, index.vectors[a:b], torch.arange(a, b), q, query, method)
-            )
+            parts.append(score_rows(index, index.vectors[a:b], torch.arange(a, b), cols, query))
     allp = Scores(*(torch.cat([getattr(p, f) for p in parts]) for f in Scores.__dataclass_fields__))
     cand = allp.take(allp.cosine.abs() >= threshold - _SLACK)
     if top is not None and len(cand.rows) > 2 * top + 64:
         cand = cand.take(cand.score.topk(2 * top + 64).indices)
-    exact = score_rows(index, exact_vectors(index, cand.rows), cand.rows, q, query, method)
+    exact = score_rows(index, exact_vectors(index, cand.rows), cand.rows, cols, query)
     exact = exact.take(exact.cosine.abs() >= threshold)
     n = len(exact.rows) if top is None else min(top, len(exact.rows))
     return exact.take(exact.score.topk(n).indices), len(allp.rows)

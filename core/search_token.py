@@ -71,10 +71,18 @@ def concept_scores(
         ``(score, antipodal)``: the better of the positive and antipodal scores (a mean
         log-probability, at most 0) and whether it is the antipodal one.
     """
-    shape = (*z.shape[:-1], n_groups)
-    idx = groups.unsqueeze(-2).expand(z.shape)
-    hi = torch.full(shape, -math.inf).scatter_reduce(-1, idx, z, "amax")
-    lo = torch.full(shape, math.inf).scatter_reduce(-1, idx, z, "amin")
+    if n_groups == z.shape[-1] and bool((groups == torch.arange(n_groups)).all()):
+        hi = lo = z  # one token per concept
+    elif groups.ndim == 1:
+        # One query: a few concepts, so a loop beats a scatter over every direction.
+        sel = [(groups == g).nonzero()[:, 0] for g in range(n_groups)]
+        hi = torch.stack([z[..., i].amax(-1) for i in sel], dim=-1)
+        lo = torch.stack([z[..., i].amin(-1) for i in sel], dim=-1)
+    else:
+        shape = (*z.shape[:-1], n_groups)
+        idx = groups.unsqueeze(-2).expand(z.shape)
+        hi = torch.full(shape, -math.inf).scatter_reduce(-1, idx, z, "amax")
+        lo = torch.full(shape, math.inf).scatter_reduce(-1, idx, z, "amin")
     pos = torch.nn.functional.logsigmoid((hi - tau_top[:, None]) / SOFTNESS).mean(-1)
     neg = torch.nn.functional.logsigmoid((-lo - tau_bottom[:, None]) / SOFTNESS).mean(-1)
     anti = neg > pos
