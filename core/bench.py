@@ -253,7 +253,11 @@ def run_shape(shape: str, opts: BenchOptions) -> dict[str, Any]:
     from core.settings import Settings
 
     if opts.threads:
+        from threadpoolctl import threadpool_limits
+
         torch.set_num_threads(opts.threads)
+        # NumPy/SciPy's BLAS too (the MLP Gram eigendecompositions run there on CPU).
+        threadpool_limits(opts.threads)
     load_start = os.getloadavg()[0]
     t_gen = time.perf_counter()
     model = make_model(shape, opts.seed)
