@@ -38,7 +38,7 @@ from core.search_index import (
     exact_vectors,
     similarities,
 )
-from core.search_token import concept_scores
+from core.search_token import query_scores
 from core.settings import HEAD_KINDS
 from core.store import KindResult
 
@@ -142,12 +142,13 @@ class Scores:
 
 
 def _product(vectors: Tensor, cols: Tensor) -> Tensor:
-    """``vectors @ cols`` in float32, ``[m, c]``."""
+    """``(vectors @ cols)^T`` in float32, ``[c, m]``: one row per column, contiguous."""
     if vectors.dtype == torch.float32:
-        return vectors @ cols.float()
-    # (cols^T vectors^T)^T: for a few columns, CPU kernels run this orientation about
-    # twice as fast as the direct one for bfloat16.
-    return (cols.T.to(vectors.dtype) @ vectors.T).T.float()
+        return cols.T.float() @ vectors.T
+    # cols^T vectors^T: for a few columns CPU kernels run this orientation about twice
+    # as fast as vectors @ cols in bfloat16, and it leaves each column's scores
+    # contiguous for the per-concept reductions.
+    return (cols.T.to(vectors.dtype) @ vectors.T).float()
 
 
 def query_columns(
@@ -170,12 +171,12 @@ def score_rows(
     """Score unit ``vectors`` (index ``rows``) against a query's ``cols``
     (:func:`query_columns`): one matrix product."""
     out = _product(vectors, cols)
-    cos = out[:, -1]
+    cos = out[-1]
     if cols.shape[1] == 1:
         return Scores(rows, cos, cos.abs(), cos < 0)
-    z = out[:, :-1] / index.logit_std[rows, None]
-    score, anti = concept_scores(
-        z, query.groups, len(query.concepts), index.tau_top[rows], index.tau_bottom[rows]
+    zt = out[:-1] / index.logit_std[rows][None, :]
+    score, anti = query_scores(
+        zt, query.groups, len(query.concepts), index.tau_top[rows], index.tau_bottom[rows]
     )
     return Scores(rows, cos, score, anti)
 

@@ -73,11 +73,6 @@ def concept_scores(
     """
     if n_groups == z.shape[-1] and bool((groups == torch.arange(n_groups)).all()):
         hi = lo = z  # one token per concept
-    elif groups.ndim == 1:
-        # One query: a few concepts, so a loop beats a scatter over every direction.
-        sel = [(groups == g).nonzero()[:, 0] for g in range(n_groups)]
-        hi = torch.stack([z[..., i].amax(-1) for i in sel], dim=-1)
-        lo = torch.stack([z[..., i].amin(-1) for i in sel], dim=-1)
     else:
         shape = (*z.shape[:-1], n_groups)
         idx = groups.unsqueeze(-2).expand(z.shape)
@@ -85,5 +80,23 @@ def concept_scores(
         lo = torch.full(shape, math.inf).scatter_reduce(-1, idx, z, "amin")
     pos = torch.nn.functional.logsigmoid((hi - tau_top[:, None]) / SOFTNESS).mean(-1)
     neg = torch.nn.functional.logsigmoid((-lo - tau_bottom[:, None]) / SOFTNESS).mean(-1)
+    anti = neg > pos
+    return torch.where(anti, neg, pos), anti
+
+
+def query_scores(
+    zt: Float[Tensor, "m n"],
+    groups: Int[Tensor, " m"],
+    n_groups: int,
+    tau_top: Float[Tensor, " n"],
+    tau_bottom: Float[Tensor, " n"],
+) -> tuple[Float[Tensor, " n"], Bool[Tensor, " n"]]:
+    """:func:`concept_scores` for one query, with z transposed (``[m, n]``, one
+    contiguous row per query token): a loop over its few concepts beats a scatter."""
+    sel = [(groups == g).nonzero()[:, 0] for g in range(n_groups)]
+    hi = torch.stack([zt[i].amax(0) for i in sel])  # [G, n]
+    lo = torch.stack([zt[i].amin(0) for i in sel])
+    pos = torch.nn.functional.logsigmoid((hi - tau_top) / SOFTNESS).mean(0)
+    neg = torch.nn.functional.logsigmoid((-lo - tau_bottom) / SOFTNESS).mean(0)
     anti = neg > pos
     return torch.where(anti, neg, pos), anti
