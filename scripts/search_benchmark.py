@@ -123,7 +123,7 @@ def latency(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     a = synthetic_analysis(args.shape)
     t1 = time.perf_counter()
-    index = build_index(a)
+    index = build_index(a, tokenizer=NumberTokenizer(a.meta.d_vocab))
     t2 = time.perf_counter()
     print(f"shape {args.shape}: {len(index):,} directions x d_model {index.d_model}")
     print(f"decompose {t1 - t0:.1f} s, build index {t2 - t1:.1f} s", flush=True)
