@@ -49,10 +49,17 @@ SHAPES = {
 KINDS = ("ov", "mlp_in", "mlp_out")
 
 
-def random_analysis(shape: str, cache: Path, n_project: int | None = None):
-    """A random model's analysis through the real pipeline (SVD, projection, cache)."""
+def random_analysis(
+    shape: str, cache: Path, n_project: int | None = None, trained_like: bool = False
+):
+    """A random model's analysis through the real pipeline (SVD, projection, cache).
+
+    ``trained_like``: a clustered unembedding with a spectrum falling 1.5 decades (see
+    ``core.search_eval.random_weights``) instead of an isotropic one.
+    """
     L, H, d, m, V = SHAPES[shape]
-    raw = random_weights(L, H, d, m, V, name=f"random-{shape}")
+    extra = {"clusters": 256, "decay": 1.5} if trained_like else {}
+    raw = random_weights(L, H, d, m, V, name=f"random-{shape}", **extra)
     settings = Settings(
         model=f"random-{shape}", cache_dir=cache, kinds=KINDS, device="cpu", n_project=n_project
     )
@@ -86,8 +93,8 @@ def synthetic_analysis(shape: str, k: int = 50) -> Analysis:
 def retrieval(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.random:
-            a = random_analysis(args.random, Path(tmp))
-            name = f"random-{args.random}"
+            a = random_analysis(args.random, Path(tmp), trained_like=args.trained_like)
+            name = f"random-{args.random}" + ("-tl" if args.trained_like else "")
         else:
             kw = {} if args.cache_dir is None else {"cache_dir": args.cache_dir}
             a = open_analysis(Settings(model=args.model, processing=args.processing, **kw))
@@ -148,6 +155,11 @@ def main() -> None:
     r = sub.add_parser("retrieval", help="self-retrieval benchmark")
     r.add_argument("--model", default="default")
     r.add_argument("--random", choices=sorted(SHAPES), default=None, help="a random model")
+    r.add_argument(
+        "--trained-like",
+        action="store_true",
+        help="with --random: clustered, anisotropic unembedding (tied)",
+    )
     r.add_argument("--processing", choices=("raw", "post"), default="post")
     r.add_argument("--cache-dir", type=Path, default=None)
     r.add_argument("--k", type=int, nargs="+", default=[10], help="query tokens per source")
