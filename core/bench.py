@@ -262,6 +262,7 @@ def run_shape(shape: str, opts: BenchOptions) -> dict[str, Any]:
     from core.settings import Settings
 
     if opts.threads:
+        import scipy.linalg  # noqa: F401  (loads SciPy's BLAS, so the limit reaches it)
         from threadpoolctl import threadpool_limits
 
         torch.set_num_threads(opts.threads)
