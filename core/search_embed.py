@@ -47,7 +47,7 @@ DEFAULT_METHOD = "token"
 #: The residual vector each method's cosine is measured with.
 VECTOR_OF: dict[str, str] = {"token": "ridge", "ridge": "ridge", "pinv": "pinv", "embed": "embed"}
 #: Ridge strength as a fraction of the mean eigenvalue of the centred ``W_U W_U^T``.
-DEFAULT_RIDGE = 0.1
+DEFAULT_RIDGE = 1.0
 #: Eigenvalues of ``W_U W_U^T`` below this fraction of the largest count as zero for
 #: ``pinv`` (singular values below 1e-5 of the largest). ``post`` processing centres
 #: ``W_U`` over ``d_model``, leaving a null direction that float32 rounding makes tiny
