@@ -56,6 +56,7 @@ def _search(args: argparse.Namespace) -> Any:
             "index": h.index,
             "sigma": f"{h.singular_value:.4g}",
             "cosine": f"{h.cosine:+.3f}",
+            "score": f"{h.score:.3f}",
             "sign": h.sign,
             "tokens": ("(bottom) " if h.end == "bottom" else "")
             + " ".join(t for _, t, _ in h.tokens[:8]),
