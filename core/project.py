@@ -95,7 +95,7 @@ def project_topk(
         m = None if mask is None else mask[start : start + chunk].to(device)
         kk = min(k, Wc.shape[1])
         for r0 in range(0, n, rows):
-            tv, ti, bv, bi = _block_candidates(dirs[r0 : r0 + rows] @ Wc, kk, m)
+            tv, ti, bv, bi = _block_candidates(_matmul(dirs[r0 : r0 + rows], Wc), kk, m)
             r1 = r0 + tv.shape[0]
             tv_all[r0:r1, col : col + kk], ti_all[r0:r1, col : col + kk] = tv, ti + start
             bv_all[r0:r1, col : col + kk], bi_all[r0:r1, col : col + kk] = bv, bi + start
@@ -105,6 +105,20 @@ def project_topk(
     bot_v, order = bv_all.topk(k, dim=1, largest=False)
     bot_i = bi_all.gather(1, order)
     return TopTokens(top_i, top_v, bot_i, bot_v)
+
+
+def _matmul(a: Float[Tensor, "r d"], b: Float[Tensor, "d c"]) -> Float[Tensor, "r c"]:
+    """``a @ b`` in float32; on the CPU through NumPy's OpenBLAS, whose SGEMM took
+    25-40% less time than torch's MKL on the AMD EPYC CPUs we measured (BENCHMARKS.md)."""
+    if a.device.type != "cpu":
+        return a @ b
+    import numpy as np
+
+    an = np.ascontiguousarray(a.detach().numpy())
+    bn = b.detach().numpy()
+    if bn.strides[-1] != bn.itemsize:  # keep BLAS-compatible strides
+        bn = np.ascontiguousarray(bn)
+    return torch.from_numpy(an @ bn)
 
 
 def _block_candidates(
@@ -119,9 +133,9 @@ def _block_candidates(
     """
     r, c = block.shape
     hi, lo = block, block
-    if mask is not None:
+    if mask is not None:  # ``block`` is this call's own buffer: fill it in place for lo
         hi = block.masked_fill(~mask, float("-inf"))
-        lo = block.masked_fill(~mask, float("inf"))
+        lo = block.masked_fill_(~mask, float("inf"))
     g = c // _GROUP
     if g <= k:
         tv, ti = hi.topk(k, dim=1)
