@@ -25,6 +25,8 @@ from pathlib import Path
 import _root  # noqa: F401  (repository root on sys.path; see dashboard/_root.py)
 import streamlit as st
 
+from dashboard.components import timed_run
+
 HERE = Path(__file__).resolve().parent
 
 #: (file relative to this script, title, icon); the first is the home page.
@@ -46,4 +48,4 @@ page = st.navigation(
         if (HERE / path).is_file()
     ]
 )
-page.run()
+timed_run(page)

@@ -15,6 +15,9 @@ then switches that legacy mode off and reruns through the router.
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -182,6 +185,22 @@ def setup(require_analysis: bool = True) -> tuple[state.Selection, Analysis]:
         st.info("Pick a model that loads in the sidebar to see this page.")
         st.stop()
     return sel, a  # type: ignore[return-value]
+
+
+def timed_run(page: Any) -> None:
+    """Run ``page`` (an ``st.navigation`` page); with ``$SVDLENS_TIMING_LOG`` set, append
+    ``{"page", "seconds", "pid"}`` as a JSON line there (for scripts/load_test.py)."""
+    log = os.environ.get("SVDLENS_TIMING_LOG")
+    if not log:
+        page.run()
+        return
+    t = time.perf_counter()
+    try:
+        page.run()
+    finally:
+        line = {"page": page.title, "seconds": time.perf_counter() - t, "pid": os.getpid()}
+        with open(log, "a") as f:
+            f.write(json.dumps(line) + "\n")
 
 
 def step_buttons(sel: state.Selection, a: Analysis, key: str = "step") -> None:

@@ -1,0 +1,340 @@
+"""Load test: N concurrent headless-browser sessions against one local dashboard server.
+
+Each session opens the app, clicks through every page in the sidebar, and on the grid
+page steps head and layer with the one-click buttons. Reports errors (there should be
+none), per-page times (click to rendered content), and the server's peak RSS.
+
+    .venv/bin/python scripts/load_test.py --sessions 20
+    .venv/bin/python scripts/load_test.py --url http://127.0.0.1:8501   # an existing server
+
+Without --url it starts ``streamlit run dashboard/app.py`` itself (on a free port, with
+SVDLENS_DEFAULT_MODEL / SVDLENS_CACHE_DIR from --model / --cache-dir when given) and
+warms the model with one session first, so the timings are for a warm cache.
+Needs Debian's Chromium (/usr/bin/chromium) and the playwright Python package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+#: (nav label, url path, selector that proves the page rendered, page heading)
+PAGES = [
+    ("Overview", "", '[data-testid="stDataFrame"]', "svd-lens"),
+    ("Spectra", "spectra", ".vega-embed canvas, .vega-embed svg", "Spectra"),
+    ("Cluster grid", "grid", '[data-testid="stDataFrame"]', "Cluster grid"),
+    ("Atlas", "atlas", '[data-testid="stDataFrame"]', "Atlas"),
+]
+IDLE_JS = "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    cmd = [
+        sys.executable, "-m", "streamlit", "run", str(REPO / "dashboard" / "app.py"),
+        "--server.headless", "true", "--server.port", str(port),
+        "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    out = open(log, "wb")  # noqa: SIM115 - lives as long as the server
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **env}, stdout=out, stderr=out)
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"streamlit exited early; see {log}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
+                return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.terminate()
+    raise SystemExit(f"streamlit did not become healthy; see {log}")
+
+
+def _rss(pid: int) -> int:
+    """Resident set size of ``pid`` and its children, in bytes."""
+    try:
+        import psutil
+
+        p = psutil.Process(pid)
+        procs = [p, *p.children(recursive=True)]
+        total = 0
+        for q in procs:
+            with contextlib.suppress(psutil.Error):
+                total += q.memory_info().rss
+        return total
+    except ImportError:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except Exception:  # the process may have exited
+        return 0
+    return 0
+
+
+class RssMonitor(threading.Thread):
+    """Samples a process tree's RSS every ``period`` seconds; keeps the peak."""
+
+    def __init__(self, pid: int, period: float = 0.1) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.period, self.peak, self.stop_flag = pid, period, 0, False
+
+    def run(self) -> None:
+        while not self.stop_flag:
+            self.peak = max(self.peak, _rss(self.pid))
+            time.sleep(self.period)
+
+
+async def _wait_ready(page: Any, selector: str, timeout_ms: int, heading: str = "") -> None:
+    h1 = '[data-testid="stMain"] h1' + (f':has-text("{heading}")' if heading else "")
+    await page.wait_for_selector(h1, timeout=timeout_ms)
+    await page.wait_for_selector(selector, timeout=timeout_ms)
+    await page.wait_for_function(IDLE_JS, timeout=timeout_ms)
+
+
+async def _problems(page: Any) -> list[str]:
+    out = []
+    for sel, what in (
+        ('[data-testid="stException"]', "exception"),
+        ('[data-testid="stAlertContentError"]', "error"),
+    ):
+        loc = page.locator(sel)
+        for text in await loc.all_inner_texts():
+            out.append(f"{what}: {text.strip()[:200]}")
+    return out
+
+
+async def session(
+    browser: Any, base: str, sid: int, timeout_ms: int, rounds: int, verbose: bool = False
+) -> dict[str, Any]:
+    """One user: open the app, visit every page via the sidebar, step head/layer."""
+    ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = await ctx.new_page()
+    times: dict[str, list[float]] = {}
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+
+    async def timed(name: str, action: Any, selector: str, heading: str = "") -> None:
+        if verbose:
+            print(f"session {sid}: {name}", file=sys.stderr, flush=True)
+        t = time.perf_counter()
+        try:
+            await action()
+            await _wait_ready(page, selector, timeout_ms, heading)
+        except Exception as exc:  # reported, not raised
+            errors.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            return
+        times.setdefault(name, []).append(time.perf_counter() - t)
+        errors.extend(f"{name}: {p}" for p in await _problems(page))
+
+    try:
+        await timed("open", lambda: page.goto(f"{base}/"), PAGES[0][2], PAGES[0][3])
+        for r in range(rounds):
+            for label, path, selector, heading in PAGES[1:] + PAGES[:1]:
+
+                async def click(label: str = label, path: str = path) -> None:
+                    nav = page.locator('[data-testid="stSidebarNav"] a', has_text=label)
+                    await nav.first.click()
+                    if path:
+                        await page.wait_for_url(f"**/{path}?**", timeout=timeout_ms)
+
+                await timed(label, click, selector, heading)
+                if path == "grid":
+                    grid = PAGES[2][2]
+                    for button, param, value in (
+                        ("head ▶", "head", "1"),
+                        ("layer ▶", "layer", "1"),
+                        ("◀ head", "head", "0"),
+                        ("◀ layer", "layer", "0"),
+                    ):
+
+                        async def step(b: str = button, p: str = param, v: str = value) -> None:
+                            await page.get_by_role("button", name=b).click()
+                            await page.wait_for_url(f"**{p}={v}**", timeout=timeout_ms)
+
+                        await timed(f"grid {button}", step, grid, "Cluster grid")
+            if r == 0:
+                # Change the layer from the sidebar too (selectbox), on the spectra page.
+                async def sidebar_layer() -> None:
+                    await page.locator('[data-testid="stSidebarNav"] a', has_text="Spectra").click()
+                    await page.wait_for_url("**/spectra?**", timeout=timeout_ms)
+                    await _wait_ready(page, PAGES[1][2], timeout_ms, "Spectra")
+                    box = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]')
+                    await box.filter(has_text="Layer").click()
+                    await page.get_by_role("option", name="1", exact=True).click()
+                    await page.wait_for_url("**layer=1**", timeout=timeout_ms)
+
+                await timed("spectra sidebar layer", sidebar_layer, PAGES[1][2], "Spectra")
+    finally:
+        await ctx.close()
+    return {"session": sid, "times": times, "errors": errors}
+
+
+async def run_sessions(
+    base: str, n: int, timeout_ms: int, rounds: int, chromium: str, verbose: bool = False
+) -> list[dict[str, Any]]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            return await asyncio.gather(
+                *(session(browser, base, i, timeout_ms, rounds, verbose) for i in range(n))
+            )
+        finally:
+            await browser.close()
+
+
+def _stats(xs: list[float]) -> dict[str, float]:
+    xs = sorted(xs)
+    return {
+        "n": len(xs),
+        "median_s": round(statistics.median(xs), 3),
+        "p95_s": round(xs[min(len(xs) - 1, int(0.95 * len(xs)))], 3),
+        "max_s": round(xs[-1], 3),
+    }
+
+
+def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
+    by_step: dict[str, list[float]] = {}
+    for r in results:
+        for k, v in r["times"].items():
+            by_step.setdefault(k, []).extend(v)
+
+    return {
+        "steps": {k: _stats(v) for k, v in by_step.items()},
+        "errors": [f"session {r['session']}: {e}" for r in results for e in r["errors"]],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sessions", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=1, help="times each session clicks through")
+    ap.add_argument("--url", help="an already running server (else one is started)")
+    ap.add_argument("--model", help="SVDLENS_DEFAULT_MODEL for the started server")
+    ap.add_argument("--cache-dir", help="SVDLENS_CACHE_DIR for the started server")
+    ap.add_argument("--timeout", type=float, default=120.0, help="seconds per step")
+    ap.add_argument("--chromium", default="/usr/bin/chromium")
+    ap.add_argument("--json", action="store_true", help="print the report as JSON only")
+    ap.add_argument("-v", "--verbose", action="store_true", help="log each step to stderr")
+    args = ap.parse_args(argv)
+
+    proc = None
+    monitor = None
+    timing_log: Path | None = None
+    warm_lines = 0
+    if args.url:
+        base = args.url.rstrip("/")
+    else:
+        timing_log = Path(os.environ.get("TMPDIR", "/tmp")) / f"svdlens-timing-{os.getpid()}.jsonl"
+        timing_log.unlink(missing_ok=True)
+        env = {
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "SVDLENS_TIMING_LOG": str(timing_log),
+        }
+        if args.model:
+            env["SVDLENS_DEFAULT_MODEL"] = args.model
+        if args.cache_dir:
+            env["SVDLENS_CACHE_DIR"] = args.cache_dir
+        port = free_port()
+        log = Path(os.environ.get("TMPDIR", "/tmp")) / f"svdlens-load-{port}.log"
+        proc = start_server(port, env, log)
+        base = f"http://127.0.0.1:{port}"
+        monitor = RssMonitor(proc.pid)
+        monitor.start()
+    timeout_ms = int(args.timeout * 1000)
+    try:
+        t = time.perf_counter()
+        warm = asyncio.run(run_sessions(base, 1, timeout_ms * 3, 1, args.chromium, args.verbose))
+        warm_s = time.perf_counter() - t
+        rss_after_warmup = monitor.peak if monitor else None
+        if timing_log is not None and timing_log.exists():
+            warm_lines = len(timing_log.read_text().splitlines())
+        t = time.perf_counter()
+        results = asyncio.run(
+            run_sessions(base, args.sessions, timeout_ms, args.rounds, args.chromium, args.verbose)
+        )
+        wall = time.perf_counter() - t
+    finally:
+        if monitor:
+            monitor.stop_flag = True
+            monitor.join()
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    server_runs: dict[str, list[float]] = {}
+    if timing_log is not None and timing_log.exists():
+        for line in timing_log.read_text().splitlines()[warm_lines:]:
+            rec = json.loads(line)
+            server_runs.setdefault(rec["page"], []).append(rec["seconds"])
+    report = {
+        "sessions": args.sessions,
+        "rounds": args.rounds,
+        "warmup_s": round(warm_s, 1),
+        "warmup_errors": summarise(warm)["errors"],
+        "wall_s": round(wall, 1),
+        **summarise(results),
+        "server_script_runs": {k: _stats(v) for k, v in server_runs.items()},
+        "server_peak_rss_mb": round(monitor.peak / 2**20, 1) if monitor else None,
+        "server_rss_after_warmup_mb": round(rss_after_warmup / 2**20, 1)
+        if rss_after_warmup
+        else None,
+    }
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print(
+            f"{args.sessions} sessions x {args.rounds} round(s) in {report['wall_s']} s "
+            f"(warm-up session: {report['warmup_s']} s)"
+        )
+        print(f"{'step':28s} {'n':>4s} {'median':>8s} {'p95':>8s} {'max':>8s}")
+        for k, s in report["steps"].items():
+            print(f"{k:28s} {s['n']:4d} {s['median_s']:8.3f} {s['p95_s']:8.3f} {s['max_s']:8.3f}")
+        print("server-side script runs (sidebar + page, seconds):")
+        for k, s in report["server_script_runs"].items():
+            print(f"  {k:26s} {s['n']:4d} {s['median_s']:8.3f} {s['p95_s']:8.3f} {s['max_s']:8.3f}")
+        print(f"errors: {len(report['errors'])}")
+        for e in report["errors"][:20]:
+            print("  " + e)
+        if report["server_peak_rss_mb"] is not None:
+            print(
+                f"server peak RSS: {report['server_peak_rss_mb']} MB "
+                f"(after warm-up: {report['server_rss_after_warmup_mb']} MB)"
+            )
+    return 1 if report["errors"] or report["warmup_errors"] else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
