@@ -164,18 +164,30 @@ def dense_ov(weights: Any, layers: int, device: str = "cpu") -> tuple[float, flo
     return wall, cpu
 
 
-def floor(dirs: torch.Tensor, W_U: torch.Tensor, k: int = K) -> tuple[float, float]:
+def floor(
+    dirs: torch.Tensor, W_U: torch.Tensor, k: int = K, numpy_blas: bool = False
+) -> tuple[float, float]:
     """Wall and CPU seconds for ``dirs @ W_U`` with top-``k`` and bottom-``k`` per row (rows chunked
-    so one block stays under ``FLOOR_BLOCK_BYTES``), after a warm-up."""
+    so one block stays under ``FLOOR_BLOCK_BYTES``), after a warm-up.
+
+    ``numpy_blas``: the product through NumPy's BLAS (OpenBLAS) instead of torch's (MKL),
+    the SGEMM the CPU fast path uses.
+    """
     device = str(dirs.device)
     rows = max(1, FLOOR_BLOCK_BYTES // (4 * W_U.shape[1]))
-    warm = dirs[:256] @ W_U
+
+    def mm(a: torch.Tensor) -> torch.Tensor:
+        if numpy_blas and a.device.type == "cpu":
+            return torch.from_numpy(a.numpy() @ W_U.numpy())
+        return a @ W_U
+
+    warm = mm(dirs[:256])
     warm.topk(k, dim=1)
     del warm
 
     def run() -> None:
         for r0 in range(0, dirs.shape[0], rows):
-            P = dirs[r0 : r0 + rows] @ W_U
+            P = mm(dirs[r0 : r0 + rows])
             P.topk(k, dim=1)
             P.topk(k, dim=1, largest=False)
 
@@ -317,6 +329,9 @@ def run_shape(shape: str, opts: BenchOptions) -> dict[str, Any]:
         dirs_d = dirs.to(opts.device)
         out["projected_rows"] = int(dirs.shape[0])
         _put(out, "floor", [floor(dirs_d, W_U) for _ in range(opts.repeat)])
+        if opts.device == "cpu":
+            runs_np = [floor(dirs_d, W_U, numpy_blas=True) for _ in range(opts.repeat)]
+            _put(out, "floor_openblas", runs_np)
         del dirs_d, W_U
 
         loop = [svdinterpreter_loop(model, ref_layers) for _ in range(opts.repeat)]
@@ -336,6 +351,10 @@ def run_shape(shape: str, opts: BenchOptions) -> dict[str, Any]:
                 out["svdinterpreter_loop" + sfx] / same
             )
             out["precompute_no_controls_vs_floor" + c] = same / fl
+            if "floor_openblas" + sfx in out:
+                fo = out["floor_openblas" + sfx]
+                out["precompute_vs_floor_openblas" + c] = pre / fo
+                out["precompute_no_controls_vs_floor_openblas" + c] = same / fo
             out["precompute_vs_floor" + c] = pre / fl
             out["dense_vs_factored_ov" + c] = out["dense_ov" + sfx] / out["factored_ov" + sfx]
 
