@@ -18,7 +18,9 @@ c1, c2, c3, c4 = st.columns([3, 1, 1, 3])
 overlay = c1.radio(
     "Overlay",
     overlays,
-    format_func=lambda o: spectra.OVERLAYS[o],
+    format_func=lambda o: (
+        "this head in every layer" if o == "layers" and sel.has_head else spectra.OVERLAYS[o]
+    ),
     horizontal=True,
     key="spectra.overlay",
 )
