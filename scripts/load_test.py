@@ -47,6 +47,13 @@ PAGES = [
     ("Cluster grid", "grid", '[data-testid="stDataFrame"]', "Cluster grid"),
     ("Atlas", "atlas", '[data-testid="stDataFrame"]', "Atlas"),
 ]
+#: Pages by other owners, visited when their file exists (heading + idle only).
+OPTIONAL_PAGES = [
+    ("Semantic search", "search", '[data-testid="stMain"] h1', "Semantic search", "search.py"),
+    ("Weight editing", "edit", '[data-testid="stMain"] h1', "Weight editing", "edit.py"),
+    ("Labels & statistics", "statistics", '[data-testid="stMain"] h1', "Labels", "statistics.py"),
+]
+PAGES += [p[:4] for p in OPTIONAL_PAGES if (REPO / "dashboard" / "pages" / p[4]).is_file()]
 IDLE_JS = "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
 
 
@@ -157,7 +164,7 @@ async def session(
     try:
         await timed("open", lambda: page.goto(f"{base}/"), PAGES[0][2], PAGES[0][3])
         for r in range(rounds):
-            for label, path, selector, heading in PAGES[1:] + PAGES[:1]:
+            for label, path, selector, heading in PAGES[1:4] + PAGES[4:] + PAGES[:1]:
 
                 async def click(label: str = label, path: str = path) -> None:
                     nav = page.locator('[data-testid="stSidebarNav"] a', has_text=label)
