@@ -69,20 +69,35 @@ def get_analysis(model: str, processing: str) -> Analysis:
         return slot.value
     holder = st.empty()
     bar: dict[str, Any] = {}
+    interrupted: list[BaseException] = []
 
     def progress(fraction: float, message: str) -> None:
+        if interrupted:
+            return
         text = f"{model} ({processing}): {message}"
         f = min(max(float(fraction), 0.0), 1.0)
-        if "bar" not in bar:
-            bar["bar"] = holder.progress(f, text=text)
-        else:
-            bar["bar"].progress(f, text=text)
+        try:
+            if "bar" not in bar:
+                bar["bar"] = holder.progress(f, text=text)
+            else:
+                bar["bar"].progress(f, text=text)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            # Streamlit stops or reruns a script by raising from its next element call.
+            # The load is shared by every session: finish it, then let the stop/rerun
+            # through, so a closed tab does not make the others start over.
+            interrupted.append(exc)
 
     try:
         with st.spinner(f"Opening {model} ({processing})…"):
-            return _load(model, processing, cdir, progress)
+            a = _load(model, processing, cdir, progress)
     finally:
-        holder.empty()
+        if not interrupted:
+            holder.empty()
+    if interrupted:
+        raise interrupted[0]
+    return a
 
 
 def analysis_or_error(sel: state.Selection) -> Analysis | None:
