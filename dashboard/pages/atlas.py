@@ -35,7 +35,10 @@ shown = atlas.filter_atlas(df, text)
 if not shown.empty and sort != "layer":
     # The frame comes layer-major already; other keys sort largest first.
     shown = shown.sort_values(sort, ascending=False, kind="stable")
+# Heads as text so MLP rows show an empty cell rather than "None".
 shown = shown.reset_index(drop=True)
+if "head" in shown:
+    shown["head"] = shown["head"].astype("string").fillna("")
 st.caption(
     f"{len(shown)} of {len(df)} components. Click a row to open it in the cluster grid; "
     "click a column header to sort. " + atlas.EFFECTIVE_RANK_HELP
@@ -60,5 +63,5 @@ event = st.dataframe(
 rows = event.selection.rows if event is not None else []
 if rows and rows[0] < len(shown):
     row = shown.iloc[rows[0]]
-    head = None if row["head"] is None or str(row["head"]) == "<NA>" else int(row["head"])
+    head = int(row["head"]) if str(row["head"]).isdigit() else None
     state.open_component(str(row["kind"]), int(row["layer"]), head)

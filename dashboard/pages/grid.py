@@ -11,7 +11,7 @@ st.title("Cluster grid")
 sel, a = components.setup()
 
 rank = a.svd.kinds[sel.kind].decomposition.rank
-c1, c2, c3, c4, c5 = st.columns([3, 3, 3, 3, 2])
+c1, c2, c3, c4, c5 = st.columns([3, 2, 2, 3, 2])
 end = c1.radio(
     "Ends", list(grid.ENDS), format_func=lambda e: grid.ENDS[e], horizontal=True, key="grid.end"
 )

@@ -22,7 +22,7 @@ if a is not None:
             facts,
             hide_index=True,
             width="stretch",
-            height=36 * (len(facts) + 1) + 3,
+            height=35 * (len(facts) + 1) + 3,
             key="overview.facts",
             column_config={"fact": st.column_config.TextColumn(width="small")},
         )

@@ -217,6 +217,11 @@ def test_atlas_filter_sort_and_open_in_grid(analysis):
     token = full.iloc[5]["dir 0"].split(" · ")[0]
     at.text_input(key="atlas.filter").set_value(token).run()
     assert 1 <= len(table(at)) <= len(full)
+    at.text_input(key="atlas.filter").set_value("no-such-token-xyz").run()
+    assert not at.exception and len(table(at)) == 0
+    at.multiselect(key="atlas.kinds").set_value([]).run()
+    assert not at.exception
+    at.multiselect(key="atlas.kinds").set_value(["ov", "mlp_in", "mlp_out"]).run()
     at.text_input(key="atlas.filter").set_value("").run()
     at.selectbox(key="atlas.sort").set_value("effective_rank").run()
     ranked = table(at)
