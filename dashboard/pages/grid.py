@@ -27,7 +27,7 @@ filters = c4.multiselect(
     help="alpha: alphabetic tokens only (a leading space allowed); ascii: printable ASCII.",
 )
 control = c5.toggle(
-    "Random control",
+    "Control",
     key="grid.control",
     help="The same view of a random Gaussian matrix of this shape (one per layer).",
 )
