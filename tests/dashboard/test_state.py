@@ -1,0 +1,55 @@
+"""The shared selection: URL parsing, URL writing, and validation against a model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dashboard import state
+from dashboard.components import available_kinds, validate
+
+
+def test_params_round_trip():
+    sel = state.Selection("m", "raw", "qk", 3, 5, direction=2)
+    back, errors = state.from_params(sel.to_params())
+    assert errors == [] and back == sel
+    mlp = state.Selection("m", "post", "mlp_out", 1, None)
+    assert "head" not in mlp.to_params()
+    assert state.from_params(mlp.to_params())[0] == mlp
+    assert mlp.label() == "L1 MLP out" and sel.label() == "L3 H5 QK"
+
+
+def test_from_params_defaults_and_bad_values(monkeypatch):
+    monkeypatch.delenv("SVDLENS_DEFAULT_MODEL", raising=False)
+    sel, errors = state.from_params({})
+    assert sel == state.Selection("default", "post", "ov", 0, 0) and errors == []
+    monkeypatch.setenv("SVDLENS_DEFAULT_MODEL", "/some/ckpt")
+    sel, errors = state.from_params({"layer": "x", "head": "1.5", "proc": "boiled"})
+    assert sel.model == "/some/ckpt" and sel.layer == 0 and sel.head == 0
+    assert sel.processing == "post" and len(errors) == 3
+
+
+def test_settings_from_environment(monkeypatch, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "config.json").write_text("{}")
+    (tmp_path / "not-a-model").mkdir()
+    monkeypatch.setenv("SVDLENS_MODELS_DIR", str(tmp_path))
+    monkeypatch.setenv("SVDLENS_CACHE_DIR", str(tmp_path / "c"))
+    assert state.local_models() == [str(tmp_path / "a")]
+    assert state.cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("SVDLENS_MODELS_DIR")
+    assert state.models_dir() == Path(state.REPO_ROOT) / "models"
+
+
+def test_validate_against_a_model(analysis):
+    m = analysis.meta
+    ok = state.Selection("x", "post", "ov", 1, 2)
+    assert validate(ok, analysis) == (ok, [])
+    fixed, errors = validate(state.Selection("x", "post", "ov", 7, 9), analysis)
+    assert (fixed.layer, fixed.head) == (m.n_layers - 1, m.n_heads - 1)
+    assert any("Layer 7" in e for e in errors)
+    fixed, errors = validate(state.Selection("x", "post", "mlp_gate", 0, None), analysis)
+    assert fixed.kind == available_kinds(analysis)[0] and "gate" in errors[0]
+    fixed, errors = validate(state.Selection("x", "post", "mlp_in", 1, 3), analysis)
+    assert fixed.head is None and errors == []
+    fixed, errors = validate(state.Selection("x", "post", "ov", 0, 0, direction=999), analysis)
+    assert fixed.direction is None and "Direction 999" in errors[0]
