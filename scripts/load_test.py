@@ -143,6 +143,8 @@ async def session(
 ) -> dict[str, Any]:
     """One user: open the app, visit every page via the sidebar, step head/layer."""
     ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    ctx.set_default_timeout(timeout_ms)
+    ctx.set_default_navigation_timeout(timeout_ms)
     page = await ctx.new_page()
     times: dict[str, list[float]] = {}
     errors: list[str] = []
@@ -332,7 +334,11 @@ def main(argv: list[str] | None = None) -> int:
         print("server-side script runs (sidebar + page, seconds):")
         for k, s in report["server_script_runs"].items():
             print(f"  {k:26s} {s['n']:4d} {s['median_s']:8.3f} {s['p95_s']:8.3f} {s['max_s']:8.3f}")
-        print(f"errors: {len(report['errors'])}")
+        kinds: dict[str, int] = {}
+        for e in report["errors"]:
+            k = "timeout" if "Timeout" in e else e.split(": ")[2] if e.count(": ") > 1 else e
+            kinds[k] = kinds.get(k, 0) + 1
+        print(f"errors: {len(report['errors'])} {kinds if kinds else ''}")
         for e in report["errors"][:20]:
             print("  " + e)
         if report["server_peak_rss_mb"] is not None:
