@@ -33,6 +33,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
+# one thread: on a shared, oversubscribed CPU, OpenMP barriers of 2+ threads crawl
+torch.set_num_threads(int(os.environ.get("DEMO_THREADS", "1")))
+
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 

@@ -53,8 +53,17 @@ def _loss(model, x: torch.Tensor) -> float:
     return float(model(x, labels=x).loss)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny model: one thread is as fast, and does not crawl on a busy shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
-def loaded():
+def loaded(_one_thread):
     return _load()
 
 
