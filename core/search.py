@@ -185,6 +185,34 @@ def score_rows(
 _SLACK = 0.01
 
 
+#: Above this many directions, ``token`` first keeps the rows whose mean query-token
+#: z-score (one column, like a cosine) is largest, then scores only those in full.
+PREFILTER = 4096
+
+
+def _prefilter(
+    index: SearchIndex,
+    q: Float[Tensor, " d_model"],
+    query: QueryTokens,
+    kinds: Sequence[str],
+    threshold: float,
+) -> Int[Tensor, " m"]:
+    """Rows passing the (approximate) threshold with the largest |mean z| of the query."""
+    cols = index.embedder.centred_columns(query.ids)
+    mean_col = (cols * query.weights[None, :].to(cols.dtype)).sum(1) / len(query.concepts)
+    two = torch.stack([mean_col, q], dim=1)
+    proxy, rows = [], []
+    for k in index.kinds:
+        if k in kinds:
+            a, b = index.spans[k]
+            out = _product(index.vectors[a:b], two)
+            keep = (out[1].abs() >= threshold - _SLACK).nonzero()[:, 0]
+            proxy.append(out[0, keep].abs() / index.logit_std[a + keep])
+            rows.append(a + keep)
+    p, r = torch.cat(proxy), torch.cat(rows)
+    return r[p.topk(min(PREFILTER, len(p))).indices] if len(p) > PREFILTER else r
+
+
 def rank(
     index: SearchIndex,
     query: QueryTokens,
@@ -195,20 +223,28 @@ def rank(
 ) -> tuple[Scores, int]:
     """Rows with ``|cosine| >= threshold``, best score first, at most ``top``; scores
     from float32 vectors. Returns the scores and how many directions were searched."""
-    cols = query_columns(index, embed_query(index, query, method), query, method)
-    parts = []
-    for k in index.kinds:
-        if k in kinds:
-            a, b = index.spans[k]
-            parts.append(score_rows(index, index.vectors[a:b], torch.arange(a, b), cols, query))
-    allp = Scores(*(torch.cat([getattr(p, f) for p in parts]) for f in Scores.__dataclass_fields__))
+    q = embed_query(index, query, method)
+    cols = query_columns(index, q, query, method)
+    n_rows = sum(b - a for k, (a, b) in index.spans.items() if k in kinds)
+    if method == "token" and n_rows > PREFILTER:
+        rows = _prefilter(index, q, query, kinds, threshold)
+        allp = score_rows(index, index.vectors[rows], rows, cols, query)
+    else:
+        parts = []
+        for k in index.kinds:
+            if k in kinds:
+                a, b = index.spans[k]
+                parts.append(score_rows(index, index.vectors[a:b], torch.arange(a, b), cols, query))
+        allp = Scores(
+            *(torch.cat([getattr(p, f) for p in parts]) for f in Scores.__dataclass_fields__)
+        )
     cand = allp.take(allp.cosine.abs() >= threshold - _SLACK)
     if top is not None and len(cand.rows) > 2 * top + 64:
         cand = cand.take(cand.score.topk(2 * top + 64).indices)
     exact = score_rows(index, exact_vectors(index, cand.rows), cand.rows, cols, query)
     exact = exact.take(exact.cosine.abs() >= threshold)
     n = len(exact.rows) if top is None else min(top, len(exact.rows))
-    return exact.take(exact.score.topk(n).indices), len(allp.rows)
+    return exact.take(exact.score.topk(n).indices), n_rows
 
 
 def search(

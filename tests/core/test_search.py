@@ -346,3 +346,15 @@ def test_token_method_matches_dense_logit_reference(planted) -> None:
     }
     for h in hits:
         assert h.cosine == pytest.approx(ridge[(h.matrix, h.layer, h.head, h.index)], abs=1e-5)
+
+
+def test_token_prefilter_keeps_the_best_matches(planted, monkeypatch) -> None:
+    import core.search as cs
+
+    _, index, _ = planted
+    full = search(index, "fire, flames", threshold=0.0, top=10)
+    monkeypatch.setattr(cs, "PREFILTER", 100)  # of the 384 directions searched
+    cut = search(index, "fire, flames", threshold=0.0, top=10)
+    assert [h.to_json() for h in cut.hits] == [h.to_json() for h in full.hits]
+    assert cut.n_searched == full.n_searched
+    assert (cut.hits[0].matrix, cut.hits[0].layer, cut.hits[0].head) == ("ov", 1, 2)
