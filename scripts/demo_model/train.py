@@ -35,10 +35,11 @@ At the end the model is written in fp16 safetensors to --out
 training_summary.json (settings, throughput, loss curve, held-out losses at
 initialisation and at the end).
 """
+
 from __future__ import annotations
 
 import argparse
-import glob
+import contextlib
 import json
 import math
 import os
@@ -53,17 +54,39 @@ os.environ.setdefault("RAYON_RS_NUM_CPUS", "1")
 os.environ.setdefault("RAYON_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 REPO = Path(__file__).resolve().parents[2]
 EOT = "<|endoftext|>"
 
 PRESETS = {
-    "cpu": dict(n_layer=4, n_embd=256, n_head=4, n_ctx=128, batch_size=16, lr=2e-3,
-                warmup_steps=200, tokens=10**12, minutes=60.0, threads=1, eval_minutes=5.0),
-    "gpu": dict(n_layer=6, n_embd=384, n_head=6, n_ctx=256, batch_size=64, lr=1.5e-3,
-                warmup_steps=500, tokens=100_000_000, minutes=10**6, threads=0, eval_minutes=2.0),
+    "cpu": dict(
+        n_layer=4,
+        n_embd=256,
+        n_head=4,
+        n_ctx=128,
+        batch_size=16,
+        lr=2e-3,
+        warmup_steps=200,
+        tokens=10**12,
+        minutes=60.0,
+        threads=1,
+        eval_minutes=5.0,
+    ),
+    "gpu": dict(
+        n_layer=6,
+        n_embd=384,
+        n_head=6,
+        n_ctx=256,
+        batch_size=64,
+        lr=1.5e-3,
+        warmup_steps=500,
+        tokens=100_000_000,
+        minutes=10**6,
+        threads=0,
+        eval_minutes=2.0,
+    ),
 }
 
 
@@ -99,13 +122,13 @@ def tokenize_train(workdir: Path, tok, cache: Path, seed: int, fh=None) -> np.nd
     t0 = time.time()
     B = 4096
     for i in range(0, len(docs), B):
-        enc = tok(docs[i:i + B], add_special_tokens=False)["input_ids"]
+        enc = tok(docs[i : i + B], add_special_tokens=False)["input_ids"]
         for ids in enc:
             ids.append(eot)
             chunks.append(np.asarray(ids, dtype=np.uint16))
     arr = np.concatenate(chunks)
     np.save(cache, arr)
-    log(f"tokenized {len(docs):,} docs -> {len(arr):,} tokens in {time.time()-t0:.0f}s", fh)
+    log(f"tokenized {len(docs):,} docs -> {len(arr):,} tokens in {time.time() - t0:.0f}s", fh)
     return arr
 
 
@@ -132,10 +155,11 @@ def evaluate(model, sets, device, bs=32):
     for name, x in sets.items():
         tot, cnt = 0.0, 0
         for i in range(0, len(x), bs):
-            xb = x[i:i + bs].to(device)
+            xb = x[i : i + bs].to(device)
             logits = model(xb).logits.float()
             loss = torch.nn.functional.cross_entropy(
-                logits[:, :-1].reshape(-1, logits.size(-1)), xb[:, 1:].reshape(-1), reduction="sum")
+                logits[:, :-1].reshape(-1, logits.size(-1)), xb[:, 1:].reshape(-1), reduction="sum"
+            )
             tot += loss.item()
             cnt += xb[:, 1:].numel()
         res[name] = tot / cnt
@@ -155,14 +179,18 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, help="torch threads (0 = torch default)")
     ap.add_argument("--eval-minutes", type=float, help="held-out eval interval")
     ap.add_argument("--ckpt-minutes", type=float, default=5.0)
-    ap.add_argument("--workdir", default="/tmp/demo_corpus", help="corpus + tokenizer from the other scripts")
+    ap.add_argument(
+        "--workdir", default="/tmp/demo_corpus", help="corpus + tokenizer from the other scripts"
+    )
     ap.add_argument("--run-dir", default="/tmp/demo_train", help="checkpoints, token cache, log")
     ap.add_argument("--out", default=str(REPO / "models" / "demo-gpt2"))
     ap.add_argument("--heldout-dir", default=None, help="default <out>/heldout")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--device", default=None)
-    ap.add_argument("--max-steps", type=int, default=None, help="debug: stop after N steps, no export")
+    ap.add_argument(
+        "--max-steps", type=int, default=None, help="debug: stop after N steps, no export"
+    )
     args = ap.parse_args(argv)
 
     P = dict(PRESETS[args.preset])
@@ -173,20 +201,21 @@ def main(argv=None):
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if P["threads"]:
         torch.set_num_threads(int(P["threads"]))
-        try:
+        with contextlib.suppress(RuntimeError):  # only settable before first parallel work
             torch.set_num_interop_threads(1)
-        except RuntimeError:
-            pass
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
 
     workdir, run_dir, out = Path(args.workdir), Path(args.run_dir), Path(args.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     heldout_dir = Path(args.heldout_dir) if args.heldout_dir else out / "heldout"
-    fh = open(run_dir / "train.log", "a")
-    log(f"preset {args.preset}: {json.dumps(P)} device={device} threads={torch.get_num_threads()}", fh)
+    fh = open(run_dir / "train.log", "a")  # noqa: SIM115 (open for the whole run)
+    log(
+        f"preset {args.preset}: {json.dumps(P)} device={device} threads={torch.get_num_threads()}",
+        fh,
+    )
 
-    from transformers import GPT2Config, GPT2LMHeadModel, GenerationConfig, PreTrainedTokenizerFast
+    from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
     tok_dir = workdir / "tokenizer"
     if not (tok_dir / "tokenizer.json").exists():
@@ -197,23 +226,41 @@ def main(argv=None):
     data = tokenize_train(workdir, tok, run_dir / f"train_tokens_{len(tok)}.npy", args.seed, fh)
     data_t = torch.from_numpy(data.astype(np.int64))
     sets = heldout_sets(tok, heldout_dir, P["n_ctx"])
-    log("held-out windows: " + ", ".join(f"{k}={v.shape[0]}x{v.shape[1]}" for k, v in sets.items()), fh)
+    log(
+        "held-out windows: " + ", ".join(f"{k}={v.shape[0]}x{v.shape[1]}" for k, v in sets.items()),
+        fh,
+    )
 
     cfg = GPT2Config(
-        vocab_size=len(tok), n_positions=P["n_ctx"], n_embd=P["n_embd"], n_layer=P["n_layer"],
-        n_head=P["n_head"], n_inner=4 * P["n_embd"], activation_function="gelu_new",
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=eot, eos_token_id=eot,
-        pad_token_id=eot, tie_word_embeddings=True,
+        vocab_size=len(tok),
+        n_positions=P["n_ctx"],
+        n_embd=P["n_embd"],
+        n_layer=P["n_layer"],
+        n_head=P["n_head"],
+        n_inner=4 * P["n_embd"],
+        activation_function="gelu_new",
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=eot,
+        eos_token_id=eot,
+        pad_token_id=eot,
+        tie_word_embeddings=True,
     )
     model = GPT2LMHeadModel(cfg).to(device)
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"model params {n_params/1e6:.2f}M ({model.transformer.wte.weight.numel()/1e6:.2f}M embedding, tied)", fh)
+    log(
+        f"model params {n_params / 1e6:.2f}M ({model.transformer.wte.weight.numel() / 1e6:.2f}M embedding, tied)",
+        fh,
+    )
 
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=P["lr"], betas=(0.9, 0.95), eps=1e-8,
+        lr=P["lr"],
+        betas=(0.9, 0.95),
+        eps=1e-8,
     )
 
     ckpt_path = run_dir / "ckpt.pt"
@@ -226,10 +273,16 @@ def main(argv=None):
         step, tokens_seen, elapsed_prev = ck["step"], ck["tokens"], ck["elapsed"]
         history, init_eval = ck["history"], ck["init_eval"]
         torch.set_rng_state(ck["rng"])
-        log(f"resumed from {ckpt_path} at step {step}, {tokens_seen:,} tokens, {elapsed_prev/60:.1f} min", fh)
+        log(
+            f"resumed from {ckpt_path} at step {step}, {tokens_seen:,} tokens, {elapsed_prev / 60:.1f} min",
+            fh,
+        )
     else:
         init_eval = evaluate(model, sets, device)
-        log("held-out loss at init: " + json.dumps({k: round(v, 4) for k, v in init_eval.items()}), fh)
+        log(
+            "held-out loss at init: " + json.dumps({k: round(v, 4) for k, v in init_eval.items()}),
+            fh,
+        )
 
     budget_s = P["minutes"] * 60
     B, T = P["batch_size"], P["n_ctx"]
@@ -247,9 +300,21 @@ def main(argv=None):
 
     def save_ckpt(elapsed):
         tmp = ckpt_path.with_suffix(".tmp")
-        torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), step=step, tokens=tokens_seen,
-                        elapsed=elapsed, history=history, init_eval=init_eval, preset=args.preset,
-                        P=P, rng=torch.get_rng_state()), tmp)
+        torch.save(
+            dict(
+                model=model.state_dict(),
+                opt=opt.state_dict(),
+                step=step,
+                tokens=tokens_seen,
+                elapsed=elapsed,
+                history=history,
+                init_eval=init_eval,
+                preset=args.preset,
+                P=P,
+                rng=torch.get_rng_state(),
+            ),
+            tmp,
+        )
         os.replace(tmp, ckpt_path)
 
     model.train()
@@ -264,7 +329,7 @@ def main(argv=None):
         for g in opt.param_groups:
             g["lr"] = lr
         ix = torch.randint(0, len(data_t) - T - 1, (B,), generator=gen)
-        xb = torch.stack([data_t[i:i + T] for i in ix.tolist()]).to(device)
+        xb = torch.stack([data_t[i : i + T] for i in ix.tolist()]).to(device)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
             loss = model(xb, labels=xb).loss
         opt.zero_grad(set_to_none=True)
@@ -280,12 +345,22 @@ def main(argv=None):
             now = time.time()
             tps = tok_window / (now - t_window)
             t_window, tok_window = now, 0
-            log(f"step {step} tok {tokens_seen/1e6:.2f}M loss {lv:.3f} ema {loss_ema:.3f} gn {gn:.2f} "
-                f"lr {lr:.2e} {tps:,.0f} tok/s elapsed {elapsed/60:.1f}m prog {progress(elapsed):.3f}", fh)
+            log(
+                f"step {step} tok {tokens_seen / 1e6:.2f}M loss {lv:.3f} ema {loss_ema:.3f} gn {gn:.2f} "
+                f"lr {lr:.2e} {tps:,.0f} tok/s elapsed {elapsed / 60:.1f}m prog {progress(elapsed):.3f}",
+                fh,
+            )
         if time.time() - last_eval > P["eval_minutes"] * 60:
             ev = evaluate(model, sets, device)
-            history.append(dict(step=step, tokens=tokens_seen, minutes=round(elapsed / 60, 2),
-                                train_loss_ema=round(loss_ema, 4), **{k: round(v, 4) for k, v in ev.items()}))
+            history.append(
+                dict(
+                    step=step,
+                    tokens=tokens_seen,
+                    minutes=round(elapsed / 60, 2),
+                    train_loss_ema=round(loss_ema, 4),
+                    **{k: round(v, 4) for k, v in ev.items()},
+                )
+            )
             log("EVAL " + json.dumps(history[-1]), fh)
             last_eval = time.time()
         if time.time() - last_ckpt > args.ckpt_minutes * 60:
@@ -293,13 +368,19 @@ def main(argv=None):
             last_ckpt = time.time()
     elapsed = time.time() - t_start
     final = evaluate(model, sets, device)
-    history.append(dict(step=step, tokens=tokens_seen, minutes=round(elapsed / 60, 2),
-                        train_loss_ema=round(loss_ema or float("nan"), 4),
-                        **{k: round(v, 4) for k, v in final.items()}))
+    history.append(
+        dict(
+            step=step,
+            tokens=tokens_seen,
+            minutes=round(elapsed / 60, 2),
+            train_loss_ema=round(loss_ema or float("nan"), 4),
+            **{k: round(v, 4) for k, v in final.items()},
+        )
+    )
     log("FINAL " + json.dumps(history[-1]), fh)
     save_ckpt(elapsed)
     if args.max_steps:
-        log(f"--max-steps given: not exporting. {tokens_seen/elapsed:,.0f} tok/s overall", fh)
+        log(f"--max-steps given: not exporting. {tokens_seen / elapsed:,.0f} tok/s overall", fh)
         return
 
     # full held-out split from the work dir (larger than the committed sample), if present
@@ -326,20 +407,36 @@ def main(argv=None):
     for k in ("is_local", "local_files_only"):
         tc.pop(k, None)
     tc_path.write_text(json.dumps(tc, indent=2) + "\n")
-    GenerationConfig(bos_token_id=eot, eos_token_id=eot, pad_token_id=eot, do_sample=False,
-                     max_new_tokens=64).save_pretrained(str(out))
+    GenerationConfig(
+        bos_token_id=eot, eos_token_id=eot, pad_token_id=eot, do_sample=False, max_new_tokens=64
+    ).save_pretrained(str(out))
     summary = dict(
-        preset=args.preset, settings=P, device=device, torch_threads=torch.get_num_threads(),
-        n_params=n_params, steps=step, tokens_trained=tokens_seen, minutes=round(elapsed / 60, 2),
+        preset=args.preset,
+        settings=P,
+        device=device,
+        torch_threads=torch.get_num_threads(),
+        n_params=n_params,
+        steps=step,
+        tokens_trained=tokens_seen,
+        minutes=round(elapsed / 60, 2),
         tokens_per_second=round(tokens_seen / max(elapsed, 1e-9), 1),
-        train_stream_tokens=int(len(data)), epochs=round(tokens_seen / len(data), 3),
-        heldout_loss_init=init_eval, heldout_loss_final=final,
-        full_heldout_split_loss_final=full_eval, history=history,
+        train_stream_tokens=int(len(data)),
+        epochs=round(tokens_seen / len(data), 3),
+        heldout_loss_init=init_eval,
+        heldout_loss_final=final,
+        full_heldout_split_loss_final=full_eval,
+        history=history,
         finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     (out / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     shutil.copy(run_dir / "train.log", run_dir / f"train_{int(time.time())}.log")
-    log(f"exported to {out}: " + json.dumps({k: summary[k] for k in ("steps", "tokens_trained", "minutes", "tokens_per_second")}), fh)
+    log(
+        f"exported to {out}: "
+        + json.dumps(
+            {k: summary[k] for k in ("steps", "tokens_trained", "minutes", "tokens_per_second")}
+        ),
+        fh,
+    )
 
 
 def heldout_sets_from_file(tok, path, n_ctx):

@@ -17,6 +17,7 @@ GPT-2 conventions: ByteLevel pre-tokenizer without a prefix space, the single
 special token ``<|endoftext|>`` (id 0) used as bos / eos / unk / pad, no
 post-processor (nothing is added automatically around encoded text).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,7 +82,10 @@ def main(argv=None):
 
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        bos_token=EOT, eos_token=EOT, unk_token=EOT, pad_token=EOT,
+        bos_token=EOT,
+        eos_token=EOT,
+        unk_token=EOT,
+        pad_token=EOT,
         model_max_length=1024,
         clean_up_tokenization_spaces=False,
     )

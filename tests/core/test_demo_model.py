@@ -53,12 +53,16 @@ def _losses(model, windows: dict[str, torch.Tensor]) -> dict[str, float]:
     """Mean next-token loss per source, all sources in one forward pass."""
     x = torch.cat(list(windows.values()))
     logits = model(x).logits[:, :-1].float()
-    per_row = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none"
-    ).view(x.shape[0], -1).mean(1)
+    per_row = (
+        torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none"
+        )
+        .view(x.shape[0], -1)
+        .mean(1)
+    )
     out, i = {}, 0
     for name, w in windows.items():
-        out[name] = float(per_row[i:i + len(w)].mean())
+        out[name] = float(per_row[i : i + len(w)].mean())
         i += len(w)
     return out
 
@@ -78,8 +82,13 @@ def loaded(_one_thread):
 
 
 def test_directory_contents():
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "generation_config.json",
-                 "MODEL_CARD.md"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "generation_config.json",
+        "MODEL_CARD.md",
+    ):
         assert (MODEL_DIR / name).exists(), name
     total = sum(p.stat().st_size for p in MODEL_DIR.rglob("*") if p.is_file())
     assert total < 40 * 2**20, f"demo model directory is {total / 2**20:.1f} MiB (limit 40)"
@@ -110,7 +119,9 @@ def test_heldout_loss_far_below_random_init(loaded):
     for source in windows:
         trained, rand = trained_l[source], rand_l[source]
         assert trained < rand - 2.0, f"{source}: trained {trained:.3f} vs random init {rand:.3f}"
-        assert trained < 7.0, f"{source}: trained loss {trained:.3f} is not much better than unigram"
+        assert trained < 7.0, (
+            f"{source}: trained loss {trained:.3f} is not much better than unigram"
+        )
 
 
 def test_greedy_generation_deterministic_and_nontrivial(loaded):
@@ -118,8 +129,8 @@ def test_greedy_generation_deterministic_and_nontrivial(loaded):
     prompt = tok("The meaning of the word", return_tensors="pt")
     kwargs = dict(max_new_tokens=16, do_sample=False, pad_token_id=tok.eos_token_id)
     with torch.no_grad():
-        a = model.generate(**prompt, **kwargs)[0, prompt["input_ids"].shape[1]:]
-        b = model.generate(**prompt, **kwargs)[0, prompt["input_ids"].shape[1]:]
+        a = model.generate(**prompt, **kwargs)[0, prompt["input_ids"].shape[1] :]
+        b = model.generate(**prompt, **kwargs)[0, prompt["input_ids"].shape[1] :]
     assert torch.equal(a, b)
     new = a.tolist()
     assert len(new) >= 8, new
