@@ -30,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
         raise ArgError(message[0].upper() + message[1:] + ("" if message.endswith(".") else "."))
 
 
-def common_parser() -> argparse.ArgumentParser:
+def common_parser() -> _Parser:
     """Options every model command takes: model, processing, device, cache, json."""
     p = _Parser(add_help=False)
     p.add_argument("--model", default="default", help="HF id, local checkpoint dir, or 'default'")

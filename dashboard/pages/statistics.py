@@ -35,9 +35,11 @@ with st.expander("Label this model with the offline labeller", expanded=False):
 
         bar = st.progress(0.0, text="loading the embedding model")
         try:
-            out = sweep_offline(
-                a, kinds, n=n, control=control, progress=lambda f, m: bar.progress(f, text=m)
-            )
+
+            def report(frac: float, message: str) -> None:
+                bar.progress(frac, text=message)
+
+            out = sweep_offline(a, kinds, n=n, control=control, progress=report)
             st.success(f"Labelled {store_labels(a, out)} directions.")
         except CoreError as exc:
             st.error(str(exc))
