@@ -56,7 +56,7 @@ for side, panel in zip((False, True), panels):
     )
     panel.vega_lite_chart(spec, key=f"spectra.chart.{int(side)}", width="stretch")
 st.caption(
-    f"{sel.label()}: rank {rank}. Dashed grey: a random Gaussian matrix of the same shape "
+    f"{sel.label()}: rank {rank}. Grey panel: a random Gaussian matrix of the same shape "
     "(one per layer). Red rings: near-degenerate singular values (within the tolerance of a "
     "neighbour); their vectors are only defined up to a rotation. Hover for values."
 )
