@@ -33,6 +33,15 @@ check: install
 bench: install
 	$(PY) -m core bench --json
 
+# Rebuild the embedded demo model (needs: apt-get install dict-gcide wordnet-base fortunes).
+# PRESET=gpu on a GPU machine is the intended model; the shipped weights are the cpu preset.
+PRESET  ?= cpu
+MINUTES ?= 60
+demo-model: install
+	$(PY) scripts/demo_model/build_corpus.py
+	$(PY) scripts/demo_model/train_tokenizer.py
+	$(PY) scripts/demo_model/train.py --preset $(PRESET) --minutes $(MINUTES)
+
 format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
