@@ -146,11 +146,30 @@ def token_side_svd(
     flat = W.reshape(-1, m, n)
     vecs = torch.empty(flat.shape[0], d, d, dtype=W.dtype, device=W.device)
     vals = torch.empty(flat.shape[0], d, dtype=W.dtype, device=W.device)
-    for b in range(flat.shape[0]):
-        ev, Q = _gram_eigh(flat[b], side)  # ascending
+    for b, (ev, Q) in enumerate(_gram_eighs(flat, side)):  # ascending
         vals[b] = ev.flip(0).clamp_min(0).sqrt().to(W.dtype)
         vecs[b] = Q.flip(1).to(W.dtype)
     return vecs.reshape(*W.shape[:-2], d, d), vals.reshape(*W.shape[:-2], d)
+
+
+def _gram_eighs(flat: Float[Tensor, "b m n"], side: str) -> list[tuple[Tensor, Tensor]]:
+    """:func:`_gram_eigh` of every matrix of the batch.
+
+    On the CPU the matrices are spread over ``torch.get_num_threads()`` worker threads,
+    each running single-threaded BLAS/LAPACK: ``syevd`` hardly gains from threads, and
+    on the 2-core machine we measured, 12 GPT-2-small-sized solves took 1.5 s this way
+    against 2.9-14 s with a 2-thread BLAS one after the other.
+    """
+    n = flat.shape[0]
+    workers = min(n, torch.get_num_threads())
+    if flat.device.type != "cpu" or workers < 2:
+        return [_gram_eigh(flat[b], side) for b in range(n)]
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda b: _gram_eigh(flat[b], side), range(n)))
 
 
 def _gram_eigh(W: Float[Tensor, "m n"], side: str) -> tuple[Tensor, Tensor]:
