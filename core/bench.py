@@ -137,7 +137,7 @@ def svdinterpreter_loop(
 
     def run() -> None:
         for layer in range(layers):
-            jobs: list[tuple[str, int | None, int]] = [("OV", h, n_ov) for h in range(heads)]
+            jobs: list[tuple[Any, int | None, int]] = [("OV", h, n_ov) for h in range(heads)]
             jobs += [("w_in", None, n_mlp), ("w_out", None, n_mlp)]
             for vector_type, head, nv in jobs:
                 P = interp.get_singular_vectors(
@@ -217,9 +217,14 @@ def search_latency(analysis: Any, tokenizer: Any, n_queries: int, seed: int) -> 
     rng = random.Random(seed)
     words = [t.strip() for t, ok in zip(analysis.tokens.raw, analysis.tokens.alpha) if ok]
     queries = [", ".join(rng.sample(words, rng.randint(1, 3))) for _ in range(n_queries + 3)]
-    times, cpus = [], []
+    times: list[float] = []
+    cpus: list[float] = []
     for i, q in enumerate(queries):
-        dt, ct, _ = _clocked(lambda q=q: search(index, q, top=20, kinds=KINDS, k=10), "cpu")
+
+        def one(q: str = q) -> Any:
+            return search(index, q, top=20, kinds=KINDS, k=10)
+
+        dt, ct, _ = _clocked(one, "cpu")
         if i >= 3:  # warm-up
             times.append(dt * 1000)
             cpus.append(ct * 1000)
@@ -242,12 +247,11 @@ def grid_head(analysis: Any, n_heads: int) -> tuple[float, float]:
     heads = [(i % m.n_layers, (i * 7) % m.n_heads) for i in range(n_heads + 1)]
     times, cpus = [], []
     for i, (layer, head) in enumerate(heads):
-        dt, ct, _ = _clocked(
-            lambda layer=layer, head=head: directions(
-                analysis, "ov", layer, head, n=N_PROJECT, k=K, filters=("alpha",)
-            ),
-            "cpu",
-        )
+
+        def one(layer: int = layer, head: int = head) -> Any:
+            return directions(analysis, "ov", layer, head, n=N_PROJECT, k=K, filters=("alpha",))
+
+        dt, ct, _ = _clocked(one, "cpu")
         if i:
             times.append(dt * 1000)
             cpus.append(ct * 1000)
@@ -309,7 +313,11 @@ def run_shape(shape: str, opts: BenchOptions) -> dict[str, Any]:
             n_project=N_PROJECT,
             kinds=KINDS,
         )
-        runs, cpus, stages, weights, svd = [], [], {}, None, None
+        runs: list[float] = []
+        cpus: list[float] = []
+        stages: dict[str, float] = {}
+        weights: Any = None
+        svd: Any = None
         for i in range(opts.repeat):
             if i:
                 store.remove_entry(settings.cache_dir, meta, settings.processing)
