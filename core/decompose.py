@@ -291,7 +291,7 @@ def decompose_control(
             meta=dataclasses.replace(ctrl.meta, n_heads=1),
         )
         d = decompose_kind(ctrl, kind, degeneracy_tol)
-        comps = tuple((lay, 0) for lay in range(weights.meta.n_layers))
+        comps: tuple[Component, ...] = tuple((lay, 0) for lay in range(weights.meta.n_layers))
     else:
         d = decompose_kind(ctrl, kind, degeneracy_tol)
         comps = d.components
