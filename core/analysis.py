@@ -8,10 +8,12 @@ when it can, else by projecting that component's directions on demand (milliseco
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from jaxtyping import Float, Int
+from torch import Tensor
 
 from core import store
 from core.decompose import Decomposition, control_weights, decompose_control, decompose_kind
@@ -50,6 +52,11 @@ class Analysis:
     tokens: TokenTable
     model: LoadedModel | None = None
     from_cache: bool = False
+    # Memo of W_U restricted to each token filter's columns. Filling it never changes
+    # what any query returns, so sharing one Analysis across sessions stays read-only.
+    _unembed_memo: dict[tuple[str, ...], tuple[torch.Tensor, torch.Tensor]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @property
     def meta(self) -> Any:
@@ -297,9 +304,13 @@ def directions(
             t.top_idx[rows, :k], t.top_val[rows, :k], t.bottom_idx[rows, :k], t.bottom_val[rows, :k]
         )
     else:
-        mask = analysis.tokens.mask(filters)
         dirs = d.directions[c, :, :n].T
-        tops = project_topk(dirs, analysis.weights.W_U, k, analysis.settings.vocab_chunk, mask)
+        if filters:
+            W_sub, ids = filtered_unembed(analysis, filters)
+            t = project_topk(dirs, W_sub, k, analysis.settings.vocab_chunk)
+            tops = TopTokens(ids[t.top_idx], t.top_val, ids[t.bottom_idx], t.bottom_val)
+        else:
+            tops = project_topk(dirs, analysis.weights.W_U, k, analysis.settings.vocab_chunk)
     return [
         Direction(
             index=i,
@@ -310,6 +321,30 @@ def directions(
         )
         for i in range(n)
     ]
+
+
+def filtered_unembed(
+    analysis: Analysis, filters: Sequence[str]
+) -> tuple[Float[Tensor, "d_model kept"], Int[Tensor, " kept"]]:
+    """``W_U`` restricted to the tokens that pass ``filters``, and those tokens' ids.
+
+    Projecting onto the kept columns only is cheaper than masking the full product;
+    the result is memoised per filter set.
+
+    Raises:
+        SpecError: no token passes the filters.
+    """
+    key = tuple(sorted(set(filters)))
+    hit = analysis._unembed_memo.get(key)
+    if hit is None:
+        mask = analysis.tokens.mask(key)
+        assert mask is not None
+        ids = mask.nonzero().squeeze(1)
+        if ids.numel() == 0:
+            raise SpecError(f"No token passes the filters {', '.join(key)}; remove a filter.")
+        hit = (analysis.weights.W_U[:, ids].contiguous(), ids)
+        analysis._unembed_memo[key] = hit
+    return hit
 
 
 def _named(

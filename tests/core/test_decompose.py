@@ -124,3 +124,20 @@ def test_factored_svd_equals_dense_svd(m: int, n: int, r: int, batch: int, seed:
 def test_degenerate_mask_flags_close_pairs_only() -> None:
     S = torch.tensor([[10.0, 5.0, 4.9999, 1.0]])
     assert degenerate_mask(S, 1e-3).tolist() == [[False, True, True, False]]
+
+
+@pytest.mark.parametrize("filters", [("alpha",), ("ascii",), ("alpha", "ascii")])
+def test_filtered_directions_match_a_masked_plain_projection(raw_analyses, filters) -> None:
+    a = raw_analyses["gpt2"]
+    d = a.svd.kinds["ov"].decomposition
+    c = d.index(1, 0)
+    mask = torch.ones(a.meta.d_vocab, dtype=torch.bool)
+    for f in filters:
+        mask &= a.tokens.alpha if f == "alpha" else a.tokens.ascii
+    for row in directions(a, "ov", 1, 0, n=4, k=K, filters=filters):
+        proj = (d.directions[c, :, row.index] @ a.weights.W_U).double()
+        hi = proj.masked_fill(~mask, float("-inf")).topk(K)
+        lo = proj.masked_fill(~mask, float("inf")).topk(K, largest=False)
+        assert [a.tokens.raw.index(t) for t, _, _ in row.top] == hi.indices.tolist()
+        assert [a.tokens.raw.index(t) for t, _, _ in row.bottom] == lo.indices.tolist()
+        assert all(mask[a.tokens.raw.index(t)] for t, _, _ in row.top + row.bottom)
