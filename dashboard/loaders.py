@@ -126,7 +126,7 @@ def analysis_or_stop(sel: state.Selection) -> Analysis:
         raise  # unreachable; keeps type checkers happy
 
 
-@st.cache_data(show_spinner=False, max_entries=512)
+@st.cache_data(show_spinner="Building the view…", max_entries=512)
 def _directions(
     model: str,
     processing: str,
@@ -175,29 +175,16 @@ def cached_table(name: str, sel: state.Selection, build: Callable[..., Any], *ar
     ``build(analysis, *args)`` must be a module-level function (its qualified name keys
     the cache together with ``name`` and ``args``).
     """
-    return _table(
+    return _built(
         name,
-        f"{build.__module__}.{build.__qualname__}",
+        _key(build),
         sel.model,
         sel.processing,
         str(state.cache_dir()),
         args,
+        False,
         _build=build,
     )
-
-
-@st.cache_data(show_spinner="Building the table…", max_entries=256)
-def _table(
-    name: str,
-    builder: str,
-    model: str,
-    processing: str,
-    cache_dir: str,
-    args: tuple[Any, ...],
-    _build: Callable[..., Any],
-) -> Any:
-    a = _load(model, processing, cache_dir, lambda f, m: None)
-    return _build(a, *args)
 
 
 def cached_spec(name: str, sel: state.Selection, build: Callable[..., Any], *args: Any) -> Any:
@@ -205,26 +192,33 @@ def cached_spec(name: str, sel: state.Selection, build: Callable[..., Any], *arg
     built once per (model, processing, name, args): Altair's construction and schema
     validation take a few hundred milliseconds, too slow for every rerun. Render it with
     ``st.vega_lite_chart(spec)``."""
-    return _spec(
+    return _built(
         name,
-        f"{build.__module__}.{build.__qualname__}",
+        _key(build),
         sel.model,
         sel.processing,
         str(state.cache_dir()),
         args,
+        True,
         _build=build,
     )
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def _spec(
+def _key(build: Callable[..., Any]) -> str:
+    return f"{build.__module__}.{build.__qualname__}"
+
+
+@st.cache_data(show_spinner="Building the view…", max_entries=512)
+def _built(
     name: str,
     builder: str,
     model: str,
     processing: str,
     cache_dir: str,
     args: tuple[Any, ...],
+    as_spec: bool,
     _build: Callable[..., Any],
 ) -> Any:
     a = _load(model, processing, cache_dir, lambda f, m: None)
-    return _build(a, *args).to_dict()
+    out = _build(a, *args)
+    return out.to_dict() if as_spec else out
