@@ -175,16 +175,7 @@ def cached_table(name: str, sel: state.Selection, build: Callable[..., Any], *ar
     ``build(analysis, *args)`` must be a module-level function (its qualified name keys
     the cache together with ``name`` and ``args``).
     """
-    return _built(
-        name,
-        _key(build),
-        sel.model,
-        sel.processing,
-        str(state.cache_dir()),
-        args,
-        False,
-        _build=build,
-    )
+    return _cached(name, sel, build, args, as_spec=False)
 
 
 def cached_spec(name: str, sel: state.Selection, build: Callable[..., Any], *args: Any) -> Any:
@@ -192,20 +183,15 @@ def cached_spec(name: str, sel: state.Selection, build: Callable[..., Any], *arg
     built once per (model, processing, name, args): Altair's construction and schema
     validation take a few hundred milliseconds, too slow for every rerun. Render it with
     ``st.vega_lite_chart(spec)``."""
-    return _built(
-        name,
-        _key(build),
-        sel.model,
-        sel.processing,
-        str(state.cache_dir()),
-        args,
-        True,
-        _build=build,
-    )
+    return _cached(name, sel, build, args, as_spec=True)
 
 
-def _key(build: Callable[..., Any]) -> str:
-    return f"{build.__module__}.{build.__qualname__}"
+def _cached(
+    name: str, sel: state.Selection, build: Callable[..., Any], args: tuple[Any, ...], as_spec: bool
+) -> Any:
+    key = f"{build.__module__}.{build.__qualname__}"
+    cache = str(state.cache_dir())
+    return _built(name, key, sel.model, sel.processing, cache, args, as_spec, _build=build)
 
 
 @st.cache_data(show_spinner="Building the view…", max_entries=512)

@@ -20,17 +20,18 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from dashboard.serve import free_port, start_server  # noqa: E402 (needs REPO on sys.path)
+
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -55,33 +56,6 @@ OPTIONAL_PAGES = [
 ]
 PAGES += [p[:4] for p in OPTIONAL_PAGES if (REPO / "dashboard" / "pages" / p[4]).is_file()]
 IDLE_JS = "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    cmd = [
-        sys.executable, "-m", "streamlit", "run", str(REPO / "dashboard" / "app.py"),
-        "--server.headless", "true", "--server.port", str(port),
-        "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-    ]  # fmt: skip
-    out = open(log, "wb")  # noqa: SIM115 - lives as long as the server
-    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **env}, stdout=out, stderr=out)
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"streamlit exited early; see {log}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
-                return proc
-        except OSError:
-            time.sleep(0.5)
-    proc.terminate()
-    raise SystemExit(f"streamlit did not become healthy; see {log}")
 
 
 def _rss(pid: int) -> int:
@@ -276,7 +250,10 @@ def main(argv: list[str] | None = None) -> int:
             env["SVDLENS_CACHE_DIR"] = args.cache_dir
         port = free_port()
         log = Path(os.environ.get("TMPDIR", "/tmp")) / f"svdlens-load-{port}.log"
-        proc = start_server(port, env, log)
+        try:
+            proc = start_server(port, env, log)
+        except RuntimeError as exc:
+            raise SystemExit(str(exc)) from None
         base = f"http://127.0.0.1:{port}"
         monitor = RssMonitor(proc.pid)
         monitor.start()

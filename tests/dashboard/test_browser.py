@@ -7,17 +7,13 @@ fails. Screenshots go to pytest's tmp dir (or $SVDLENS_SCREENSHOT_DIR when set).
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.dashboard.conftest import REPO
+from dashboard.serve import free_port, start_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -39,52 +35,15 @@ def _need_browser() -> None:
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
-    """``streamlit run dashboard/app.py`` on 127.0.0.1:``port``; returns once healthy."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(REPO / "dashboard" / "app.py"),
-        "--server.headless",
-        "true",
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--browser.gatherUsageStats",
-        "false",
-    ]
-    out = open(log, "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
-    )
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited early:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
-                return proc
-        except OSError:
-            time.sleep(0.5)
-    proc.terminate()
-    raise RuntimeError(f"streamlit did not become healthy:\n{log.read_text()}")
-
-
 @pytest.fixture(scope="module")
 def server(dash_env, analysis, tmp_path_factory) -> Iterator[str]:
     _need_browser()
     port = free_port()
     log = tmp_path_factory.mktemp("server") / "streamlit.log"
-    proc = start_server(dash_env, port, log)
+    try:
+        proc = start_server(port, dash_env, log, timeout=60)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc}:\n{log.read_text()}") from None
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
