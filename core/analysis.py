@@ -7,6 +7,7 @@ when it can, else by projecting that component's directions on demand (milliseco
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,10 +17,10 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from core import store
-from core.decompose import Decomposition, control_weights, decompose_control, decompose_kind
+from core.build import build_controls, build_svd
 from core.errors import CacheError, SpecError
 from core.loading import LoadedModel, load_model
-from core.project import TokenTable, TopTokens, orient, project_topk, token_table
+from core.project import TokenTable, TopTokens, project_topk, token_table
 from core.settings import HEAD_KINDS, MATRIX_KINDS, Settings
 from core.store import KindResult, ModelSVD
 from core.weights import ModelWeights, process, weights_from_params
@@ -43,6 +44,7 @@ class Analysis:
         tokens: readable token strings and filter masks.
         model: the loaded model (``None`` when built from bare weights in tests).
         from_cache: whether ``svd`` was read from disk rather than built now.
+        persist: whether parts built on first use (the controls) are written to the cache.
     """
 
     settings: Settings
@@ -52,10 +54,17 @@ class Analysis:
     tokens: TokenTable
     model: LoadedModel | None = None
     from_cache: bool = False
+    persist: bool = True
     # Memo of W_U restricted to each token filter's columns. Filling it never changes
     # what any query returns, so sharing one Analysis across sessions stays read-only.
     _unembed_memo: dict[tuple[str, ...], tuple[torch.Tensor, torch.Tensor]] = field(
         default_factory=dict, compare=False, repr=False
+    )
+    # The controls once read or built (see :func:`controls`): deterministic from the
+    # settings' seed, so filling it is as read-only as the memo above.
+    _controls_memo: dict[str, KindResult] = field(default_factory=dict, compare=False, repr=False)
+    _controls_lock: threading.Lock = field(
+        default_factory=threading.Lock, compare=False, repr=False
     )
 
     @property
@@ -100,89 +109,6 @@ def settings_key(settings: Settings) -> dict[str, Any]:
     }
 
 
-def build_svd(weights: ModelWeights, settings: Settings, progress: Progress = _quiet) -> ModelSVD:
-    """Decompose and project every kind (and its control) of ``weights``.
-
-    Runs on ``settings.torch_device()``; results come back on the CPU.
-    """
-    device = settings.torch_device()
-    kinds = [k for k in settings.kinds if k in weights.kinds()]
-    W_U = weights.W_U.to(device)
-    on_device = _to_device(weights, device)
-    out: dict[str, dict[str, KindResult]] = {"kinds": {}, "controls": {}}
-    steps = 2 * len(kinds)
-    ctrl: ModelWeights | None = None
-    for i, kind in enumerate(kinds):
-        for j, control in enumerate((False, True)):
-            progress(
-                (2 * i + j) / steps, f"{'control ' if control else ''}{kind}: SVD + projection"
-            )
-            if control and kind == "embed":
-                d = decompose_control(weights, kind, settings.degeneracy_tol, settings.seed)
-                d = _decomp_to(d, device)
-            elif control:
-                # The random model is drawn once for every kind (decompose_control would
-                # draw the whole model again per kind), then decomposed on the device.
-                if ctrl is None:
-                    ctrl = _to_device(control_weights(weights, settings.seed), device)
-                d = _control_from(ctrl, kind, settings.degeneracy_tol)
-            else:
-                d = decompose_kind(on_device, kind, settings.degeneracy_tol)
-            d, tops = orient(d, W_U, settings.k, settings.n_project, settings.vocab_chunk)
-            n = d.rank if settings.n_project is None else min(settings.n_project, d.rank)
-            res = KindResult(_decomp_to(d, "cpu"), _tops_to_cpu(tops), n)
-            out["controls" if control else "kinds"][kind] = res
-    progress(1.0, "done")
-    return ModelSVD(weights.meta, weights.processing, settings.k, out["kinds"], out["controls"])
-
-
-def _control_from(ctrl: ModelWeights, kind: str, degeneracy_tol: float) -> Decomposition:
-    """:func:`~core.decompose.decompose_control` of a non-embedding ``kind`` from
-    already drawn control weights (same values: one matrix per layer, head 0 for heads)."""
-    from dataclasses import replace
-
-    n_layers = ctrl.meta.n_layers
-    if kind in HEAD_KINDS:
-        ctrl = ctrl.replace(
-            W_Q=ctrl.W_Q[:, :1],
-            W_K=ctrl.W_K[:, :1],
-            W_V=ctrl.W_V[:, :1],
-            W_O=ctrl.W_O[:, :1],
-            meta=replace(ctrl.meta, n_heads=1),
-        )
-        d = decompose_kind(ctrl, kind, degeneracy_tol)
-        return replace(d, components=tuple((lay, 0) for lay in range(n_layers)), control=True)
-    return replace(decompose_kind(ctrl, kind, degeneracy_tol), control=True)
-
-
-def _to_device(w: ModelWeights, device: str) -> ModelWeights:
-    if device == "cpu":
-        return w
-    return w.replace(
-        **{
-            name: getattr(w, name).to(device)
-            for name in ("W_Q", "W_K", "W_V", "W_O", "W_in", "W_out", "W_E", "W_U")
-        },
-        W_gate=None if w.W_gate is None else w.W_gate.to(device),
-    )
-
-
-def _decomp_to(d: Decomposition, device: str) -> Decomposition:
-    from dataclasses import replace
-
-    return replace(
-        d,
-        S=d.S.to(device),
-        U=None if d.U is None else d.U.to(device),
-        V=None if d.V is None else d.V.to(device),
-        degenerate=d.degenerate.to(device),
-    )
-
-
-def _tops_to_cpu(t: TopTokens) -> TopTokens:
-    return TopTokens(t.top_idx.cpu(), t.top_val.cpu(), t.bottom_idx.cpu(), t.bottom_val.cpu())
-
-
 def analysis_from_weights(
     raw: ModelWeights,
     tokenizer: Any,
@@ -213,7 +139,40 @@ def analysis_from_weights(
         tokens=token_table(tokenizer, raw.meta.d_vocab),
         model=model,
         from_cache=from_cache,
+        persist=use_cache,
     )
+
+
+def controls_ready(analysis: Analysis) -> bool:
+    """Whether :func:`controls` would answer without building anything."""
+    return bool(analysis.svd.controls or analysis._controls_memo)
+
+
+def controls(analysis: Analysis, progress: Progress = _quiet) -> dict[str, KindResult]:
+    """The random controls of every kind in the entry: from the entry when built, else
+    read from the cache's controls part, else built now (and written, when the analysis
+    persists). Built once per analysis even when many sessions ask at the same time.
+
+    A precompute leaves them out because only the spectra, the grid's control view and
+    the statistics read them (for GPT-2 small they cost a third of the precompute).
+    """
+    if analysis.svd.controls:
+        return analysis.svd.controls
+    if analysis._controls_memo:
+        return analysis._controls_memo
+    with analysis._controls_lock:
+        if not analysis._controls_memo:
+            s = analysis.settings
+            key = settings_key(s)
+            try:
+                built = store.load_controls(s.cache_dir, analysis.meta, s.processing, key)
+            except CacheError:
+                built = build_controls(analysis.weights, s, progress)
+                if analysis.persist:
+                    svd = ModelSVD(analysis.meta, s.processing, analysis.svd.k, {}, built)
+                    store.save_controls(svd, s.cache_dir, key)
+            analysis._controls_memo.update(built)
+    return analysis._controls_memo
 
 
 def raw_weights(model: LoadedModel) -> ModelWeights:
@@ -264,13 +223,13 @@ def check_component(meta: Any, kind: str, layer: int, head: int | None, has_gate
 
 
 def kind_result(analysis: Analysis, kind: str, control: bool = False) -> KindResult:
-    """The cached result of ``kind`` (or its control); :class:`SpecError` if not built."""
-    table = analysis.svd.controls if control else analysis.svd.kinds
-    if kind not in table:
+    """The cached result of ``kind`` (or its control, built on first use); :class:`SpecError`
+    if the entry does not hold ``kind``."""
+    if kind not in analysis.svd.kinds:
         raise SpecError(
             f"{kind} is not in this cache entry; rebuild with that kind included (precompute)."
         )
-    return table[kind]
+    return controls(analysis)[kind] if control else analysis.svd.kinds[kind]
 
 
 def directions(

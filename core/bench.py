@@ -3,8 +3,9 @@
 For one model shape (random GPT-2-style weights, :mod:`core.bench_models`) it measures:
 
 * ``precompute_s``: the cache build a user runs: processing, every OV head (factored),
-  every MLP in/out SVD, their controls, top/bottom-``k`` tokens of the first 64
-  directions of each, written to a cache directory;
+  every MLP in/out SVD, top/bottom-``k`` tokens of the first 64 directions of each,
+  written to a cache directory; ``controls_s``: the random controls built on first use
+  (``precompute_with_controls_s`` is both);
 * ``svdinterpreter_loop_s``: the same token tables from a loop over TransformerLens's
   ``SVDInterpreter`` (what a user would otherwise write);
 * ``dense_ov_s`` vs ``factored_ov_s``: a dense ``d_model x d_model`` SVD per OV head
@@ -86,41 +87,48 @@ def _pct(xs: list[float], q: float) -> float:
 
 
 def precompute(model: Any, settings: Any) -> tuple[dict[str, float], Any, Any]:
-    """Process, build and save the cache entry of ``model``; returns stage timings,
-    the processed weights and the built :class:`~core.store.ModelSVD`."""
+    """Process, build and save the cache entry of ``model`` (what ``python -m core
+    precompute`` does), then build and save its controls (what the first look at a
+    spectrum adds); returns stage timings, the processed weights and the built
+    :class:`~core.store.ModelSVD` (controls included)."""
+    from dataclasses import replace
+
     from core import store
-    from core.analysis import build_svd, settings_key
+    from core.analysis import settings_key
+    from core.build import build_controls, build_svd
     from core.weights import process
 
     device = settings.torch_device()
+    key = settings_key(settings)
     stages: dict[str, float] = {}
-    marks: list[tuple[float, str]] = []
-    c0, t0 = time.process_time(), time.perf_counter()
-    weights = process(model.raw, settings.processing)
-    stages["process_s"] = time.perf_counter() - t0
-
-    cpu_marks: list[float] = []
+    marks: list[tuple[float, float, str]] = []
 
     def progress(_: float, msg: str) -> None:
         _sync(device)
-        marks.append((time.perf_counter(), msg.split(":")[0]))
-        cpu_marks.append(time.process_time())
+        marks.append((time.perf_counter(), time.process_time(), msg.split(":")[0]))
 
+    def saved(fn: Callable[[], Any], name: str) -> None:
+        progress(1.0, name)
+        fn()
+        progress(1.0, "end")
+
+    c0, t0 = time.process_time(), time.perf_counter()
+    weights = process(model.raw, settings.processing)
+    stages["process_s"] = time.perf_counter() - t0
     svd = build_svd(weights, settings, progress)
-    controls, controls_cpu = 0.0, 0.0
-    for i, ((t_a, name), (t_b, _)) in enumerate(zip(marks, marks[1:])):
-        stages[f"{name.replace(' ', '_')}_s"] = t_b - t_a
-        stages[f"{name.replace(' ', '_')}_cpu_s"] = cpu_marks[i + 1] - cpu_marks[i]
-        if name.startswith("control"):
-            controls += t_b - t_a
-            controls_cpu += cpu_marks[i + 1] - cpu_marks[i]
-    stages["controls_s"], stages["controls_cpu_s"] = controls, controls_cpu
-    stages["build_svd_s"] = marks[-1][0] - marks[0][0] if marks else 0.0
-    t1 = time.perf_counter()
-    store.save(svd, settings.cache_dir, settings_key(settings))
-    stages["save_s"] = time.perf_counter() - t1
+    saved(lambda: store.save(svd, settings.cache_dir, key), "save")
     stages["total_s"] = time.perf_counter() - t0
     stages["total_cpu_s"] = time.process_time() - c0
+    n_main = len(marks)
+    svd = replace(svd, controls=build_controls(weights, settings, progress))
+    saved(lambda: store.save_controls(svd, settings.cache_dir, key), "save_controls")
+    # Each mark starts a stage that runs to the next; "done" and "end" ones are empty.
+    for (t_a, c_a, name), (t_b, c_b, _) in zip(marks, marks[1:]):
+        if name not in ("done", "end"):
+            stages[f"{name.replace(' ', '_')}_s"] = t_b - t_a
+            stages[f"{name.replace(' ', '_')}_cpu_s"] = c_b - c_a
+    stages["controls_s"] = marks[-1][0] - marks[n_main][0]
+    stages["controls_cpu_s"] = marks[-1][1] - marks[n_main][1]
     return stages, weights, svd
 
 
@@ -315,6 +323,7 @@ def run_shape(shape: str, opts: BenchOptions) -> dict[str, Any]:
         )
         runs: list[float] = []
         cpus: list[float] = []
+        ctrl_runs: list[tuple[float, float]] = []
         stages: dict[str, float] = {}
         weights: Any = None
         svd: Any = None
@@ -324,11 +333,12 @@ def run_shape(shape: str, opts: BenchOptions) -> dict[str, Any]:
             stages, weights, svd = precompute(model, settings)
             runs.append(stages["total_s"])
             cpus.append(stages["total_cpu_s"])
+            ctrl_runs.append((stages["controls_s"], stages["controls_cpu_s"]))
         assert weights is not None and svd is not None
         out["precompute_s"], out["precompute_cpu_s"] = _median(runs), _median(cpus)
-        # The same outputs as the reference loop: the random controls left out.
-        out["precompute_no_controls_s"] = out["precompute_s"] - stages["controls_s"]
-        out["precompute_no_controls_cpu_s"] = out["precompute_cpu_s"] - stages["controls_cpu_s"]
+        _put(out, "controls", ctrl_runs)
+        out["precompute_with_controls_s"] = out["precompute_s"] + out["controls_s"]
+        out["precompute_with_controls_cpu_s"] = out["precompute_cpu_s"] + out["controls_cpu_s"]
         out["precompute_runs_s"] = runs
         out["stages_s"] = {k: round(v, 4) for k, v in stages.items()}
 
@@ -353,17 +363,14 @@ def run_shape(shape: str, opts: BenchOptions) -> dict[str, Any]:
         for sfx in ("_s", "_cpu_s"):
             c = sfx.replace("_s", "")
             pre, fl = out["precompute" + sfx], out["floor" + sfx]
-            out["speedup_vs_svdinterpreter" + c] = out["svdinterpreter_loop" + sfx] / pre
-            same = out["precompute_no_controls" + sfx]
-            out["speedup_no_controls_vs_svdinterpreter" + c] = (
-                out["svdinterpreter_loop" + sfx] / same
-            )
-            out["precompute_no_controls_vs_floor" + c] = same / fl
-            if "floor_openblas" + sfx in out:
-                fo = out["floor_openblas" + sfx]
-                out["precompute_vs_floor_openblas" + c] = pre / fo
-                out["precompute_no_controls_vs_floor_openblas" + c] = same / fo
+            loop = out["svdinterpreter_loop" + sfx]
+            full = out["precompute_with_controls" + sfx]
+            out["speedup_vs_svdinterpreter" + c] = loop / pre
+            out["speedup_with_controls_vs_svdinterpreter" + c] = loop / full
             out["precompute_vs_floor" + c] = pre / fl
+            out["precompute_with_controls_vs_floor" + c] = full / fl
+            if "floor_openblas" + sfx in out:
+                out["precompute_vs_floor_openblas" + c] = pre / out["floor_openblas" + sfx]
             out["dense_vs_factored_ov" + c] = out["dense_ov" + sfx] / out["factored_ov" + sfx]
 
         t_load, loaded = _timed(

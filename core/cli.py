@@ -82,12 +82,19 @@ def open_from_args(args: argparse.Namespace, **extra: Any) -> Any:
 def _precompute(args: argparse.Namespace) -> Any:
     a = open_from_args(args)
     s = a.svd
-    return {
+    out = {
         "model": a.meta.name,
         "processing": s.processing,
         "from_cache": a.from_cache,
         "kinds": {k: list(r.decomposition.S.shape) for k, r in s.kinds.items()},
     }
+    if args.controls:
+        from core.analysis import controls
+
+        out["controls"] = {
+            k: list(r.decomposition.S.shape) for k, r in controls(a, tqdm_progress()).items()
+        }
+    return out
 
 
 def _directions(args: argparse.Namespace) -> Any:
@@ -118,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m core", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser("precompute", parents=[common], help="build the cache for a whole model")
+    p.add_argument(
+        "--controls",
+        action="store_true",
+        help="also build the random controls now (else they are built on first use)",
+    )
     p.set_defaults(func=_precompute)
     p = sub.add_parser("directions", parents=[common], help="top tokens of one matrix's directions")
     p.add_argument("--matrix", required=True, choices=MATRIX_KINDS)

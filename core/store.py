@@ -1,11 +1,13 @@
 """The on-disk cache: safetensors for tensors, JSON for metadata, never pickle.
 
 Layout: ``<cache_dir>/<model-slug>/<weights-hash>-<processing>/`` holding one
-``<kind>.safetensors`` (and ``<kind>.control.safetensors``) per matrix kind and a
-``meta.json`` written last, which records the format version, the settings that shape
-the content, and the size and SHA-256 of every tensor file. Each file is written to a
-temporary name and renamed, so a reader sees either a whole entry or none; an entry
-whose meta or files do not check out is reported as invalid and rebuilt by the caller.
+``<kind>.safetensors`` per matrix kind and a ``meta.json`` written last, which records
+the format version, the settings that shape the content, and the size and SHA-256 of
+every tensor file. The random controls are a second, optional part of the same entry
+(``<kind>.control.safetensors`` and ``controls.json``, same checks): they are built on
+first use, so a precompute does not pay for them. Each file is written to a temporary
+name and renamed, so a reader sees either a whole part or none; a part whose manifest
+or files do not check out is reported as invalid and rebuilt by the caller.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,8 @@ from core.errors import CacheError
 from core.project import TopTokens
 from core.weights import ModelMeta
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+CONTROLS_MANIFEST = "controls.json"
 
 
 @dataclass(frozen=True)
@@ -58,14 +61,15 @@ class ModelSVD:
         processing: ``raw`` or ``post``.
         k: tokens kept per end in ``tops``.
         kinds: real decompositions by kind.
-        controls: random Gaussian controls by kind.
+        controls: random Gaussian controls by kind; empty until built (they are
+            optional, see :func:`core.analysis.controls`).
     """
 
     meta: ModelMeta
     processing: str
     k: int
     kinds: dict[str, KindResult]
-    controls: dict[str, KindResult]
+    controls: dict[str, KindResult] = field(default_factory=dict)
 
 
 def slug(name: str) -> str:
@@ -138,18 +142,13 @@ def _kind_from_tensors(
     return KindResult(d, tops, n_projected)
 
 
-def save(svd: ModelSVD, cache_dir: Path, settings_key: dict[str, Any]) -> Path:
-    """Write ``svd`` atomically; returns the entry directory.
-
-    ``settings_key`` holds the settings that shape the content (k, n_project, seed...):
-    an entry written under other settings is stale for a reader with these.
-    """
-    out = entry_dir(cache_dir, svd.meta, svd.processing)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "meta.json").unlink(missing_ok=True)  # the entry is invalid until rewritten
+def _write_tables(
+    out: Path, tables: dict[str, dict[str, KindResult]]
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Write each kind's tensors; returns the files' sizes and hashes and the groups' index."""
     files: dict[str, dict[str, Any]] = {}
-    kinds_meta: dict[str, Any] = {}
-    for group, table in (("kinds", svd.kinds), ("controls", svd.controls)):
+    index: dict[str, Any] = {}
+    for group, table in tables.items():
         for kind, res in table.items():
             fname = f"{kind}.control.safetensors" if group == "controls" else f"{kind}.safetensors"
             fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{fname}.", suffix=".tmp")
@@ -160,35 +159,69 @@ def save(svd: ModelSVD, cache_dir: Path, settings_key: dict[str, Any]) -> Path:
             finally:
                 Path(tmp).unlink(missing_ok=True)
             files[fname] = {"size": (out / fname).stat().st_size, "sha256": _sha256(out / fname)}
-            kinds_meta.setdefault(group, {})[kind] = {
+            index.setdefault(group, {})[kind] = {
                 "file": fname,
                 "components": [list(c) for c in res.decomposition.components],
                 "n_projected": res.n_projected,
             }
-    meta = {
+    return files, index
+
+
+def _manifest(meta: ModelMeta, processing: str, settings_key: dict[str, Any]) -> dict[str, Any]:
+    return {
         "format_version": FORMAT_VERSION,
-        "model": svd.meta.to_json(),
-        "processing": svd.processing,
-        "k": svd.k,
+        "model": meta.to_json(),
+        "processing": processing,
         "settings": settings_key,
-        "files": files,
-        **kinds_meta,
     }
-    _atomic_write_bytes(out / "meta.json", json.dumps(meta, indent=1).encode())
+
+
+def save(svd: ModelSVD, cache_dir: Path, settings_key: dict[str, Any]) -> Path:
+    """Write ``svd`` atomically (its controls too, when it holds any); returns the entry
+    directory.
+
+    ``settings_key`` holds the settings that shape the content (k, n_project, seed...):
+    an entry written under other settings is stale for a reader with these.
+    """
+    out = entry_dir(cache_dir, svd.meta, svd.processing)
+    out.mkdir(parents=True, exist_ok=True)
+    # The entry is invalid until rewritten, and controls of older content with it.
+    (out / "meta.json").unlink(missing_ok=True)
+    (out / CONTROLS_MANIFEST).unlink(missing_ok=True)
+    files, index = _write_tables(out, {"kinds": svd.kinds})
+    info = {
+        **_manifest(svd.meta, svd.processing, settings_key),
+        "k": svd.k,
+        "files": files,
+        "kinds": index.get("kinds", {}),
+    }
+    _atomic_write_bytes(out / "meta.json", json.dumps(info, indent=1).encode())
+    if svd.controls:
+        save_controls(svd, cache_dir, settings_key)
     return out
 
 
-def load(
-    cache_dir: Path, meta: ModelMeta, processing: str, settings_key: dict[str, Any]
-) -> ModelSVD:
-    """Read and verify the entry for ``meta`` and ``processing``.
+def save_controls(svd: ModelSVD, cache_dir: Path, settings_key: dict[str, Any]) -> Path:
+    """Write ``svd.controls`` as the controls part of its (existing) entry; returns the
+    entry directory. The kinds are not rewritten."""
+    out = entry_dir(cache_dir, svd.meta, svd.processing)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CONTROLS_MANIFEST).unlink(missing_ok=True)
+    files, index = _write_tables(out, {"controls": svd.controls})
+    info = {
+        **_manifest(svd.meta, svd.processing, settings_key),
+        "files": files,
+        "controls": index.get("controls", {}),
+    }
+    _atomic_write_bytes(out / CONTROLS_MANIFEST, json.dumps(info, indent=1).encode())
+    return out
 
-    Raises:
-        CacheError: missing, stale (other format, weights or settings), truncated or
-            corrupted; the message says which.
-    """
-    out = entry_dir(cache_dir, meta, processing)
-    mpath = out / "meta.json"
+
+def _read_checked(
+    out: Path, name: str, meta: ModelMeta, processing: str, settings_key: dict[str, Any]
+) -> dict[str, Any]:
+    """The manifest ``out / name`` after checking format, weights, settings and files."""
+    mpath = out / name
     if not mpath.is_file():
         raise CacheError(f"No cache entry at {out}.")
     try:
@@ -205,23 +238,59 @@ def load(
         p = out / fname
         if not p.is_file() or p.stat().st_size != f["size"] or _sha256(p) != f["sha256"]:
             raise CacheError(f"The cache file {p} is missing, truncated or corrupted.")
-    tables: dict[str, dict[str, KindResult]] = {"kinds": {}, "controls": {}}
+    return info
+
+
+def _read_group(out: Path, info: dict[str, Any], group: str) -> dict[str, KindResult]:
+    table: dict[str, KindResult] = {}
     try:
-        for group in ("kinds", "controls"):
-            for kind, k in info.get(group, {}).items():
-                t = load_file(str(out / k["file"]))
-                tables[group][kind] = _kind_from_tensors(
-                    kind, k["components"], int(k["n_projected"]), t, group == "controls"
-                )
+        for kind, k in info.get(group, {}).items():
+            t = load_file(str(out / k["file"]))
+            table[kind] = _kind_from_tensors(
+                kind, k["components"], int(k["n_projected"]), t, group == "controls"
+            )
     except (OSError, ValueError, KeyError) as exc:
         raise CacheError(f"The cache entry {out} does not parse ({exc}).") from exc
+    return table
+
+
+def load(
+    cache_dir: Path, meta: ModelMeta, processing: str, settings_key: dict[str, Any]
+) -> ModelSVD:
+    """Read and verify the entry for ``meta`` and ``processing``, with its controls when
+    a valid controls part exists (else ``controls`` is empty: they are rebuilt on use).
+
+    Raises:
+        CacheError: missing, stale (other format, weights or settings), truncated or
+            corrupted; the message says which.
+    """
+    out = entry_dir(cache_dir, meta, processing)
+    info = _read_checked(out, "meta.json", meta, processing, settings_key)
+    kinds = _read_group(out, info, "kinds")
+    try:
+        controls = load_controls(cache_dir, meta, processing, settings_key)
+    except CacheError:
+        controls = {}
     return ModelSVD(
         meta=ModelMeta(**info["model"]),
         processing=processing,
         k=int(info["k"]),
-        kinds=tables["kinds"],
-        controls=tables["controls"],
+        kinds=kinds,
+        controls=controls,
     )
+
+
+def load_controls(
+    cache_dir: Path, meta: ModelMeta, processing: str, settings_key: dict[str, Any]
+) -> dict[str, KindResult]:
+    """Read and verify the controls part of an entry.
+
+    Raises:
+        CacheError: missing, stale, truncated or corrupted; the message says which.
+    """
+    out = entry_dir(cache_dir, meta, processing)
+    info = _read_checked(out, CONTROLS_MANIFEST, meta, processing, settings_key)
+    return _read_group(out, info, "controls")
 
 
 def list_entries(cache_dir: Path) -> list[dict[str, Any]]:
@@ -238,6 +307,7 @@ def list_entries(cache_dir: Path) -> list[dict[str, Any]]:
                 "model": info.get("model", {}).get("name"),
                 "processing": info.get("processing"),
                 "kinds": ", ".join(info.get("kinds", {})),
+                "controls": (mpath.parent / CONTROLS_MANIFEST).is_file(),
                 "size_mb": round(size / 2**20, 2),
                 "path": str(mpath.parent),
             }

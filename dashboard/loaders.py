@@ -20,7 +20,7 @@ from typing import Any, cast
 
 import streamlit as st
 
-from core.analysis import Analysis, Direction, directions, open_analysis
+from core.analysis import Analysis, Direction, controls, controls_ready, directions, open_analysis
 from core.errors import CoreError
 from core.settings import Processing, Settings
 from dashboard import state
@@ -124,6 +124,21 @@ def analysis_or_stop(sel: state.Selection) -> Analysis:
         st.info("Pick a model that loads in the sidebar to see this page.")
         st.stop()
         raise  # unreachable; keeps type checkers happy
+
+
+def ensure_controls(a: Analysis) -> bool:
+    """Make sure ``a``'s random controls exist (read from the cache or built once, with a
+    spinner: a precompute leaves them out). Shows ``st.error`` and returns ``False`` when
+    they cannot be built."""
+    if controls_ready(a):
+        return True
+    try:
+        with st.spinner("Drawing and decomposing the random controls (once per model)…"):
+            controls(a)
+    except (CoreError, OSError, RuntimeError) as exc:
+        st.error(f"Could not build the random controls ({exc}); turn the control off.")
+        return False
+    return True
 
 
 @st.cache_data(show_spinner="Building the view…", max_entries=512)

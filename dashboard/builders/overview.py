@@ -44,7 +44,7 @@ def model_facts(a: Analysis) -> pd.DataFrame:
 
 def kinds_frame(a: Analysis) -> pd.DataFrame:
     """One row per cached matrix kind: components, rank, projected directions (with cached
-    top tokens), near-degenerate singular values, largest σ, whether a control exists."""
+    top tokens), near-degenerate singular values, largest σ."""
     rows = []
     for kind, res in a.svd.kinds.items():
         d = res.decomposition
@@ -56,15 +56,14 @@ def kinds_frame(a: Analysis) -> pd.DataFrame:
                 "projected": res.n_projected,
                 "degenerate": int(d.degenerate.sum()),
                 "largest σ": float(d.S[:, 0].max()),
-                "control": kind in a.svd.controls,
             }
         )
     return pd.DataFrame(rows)
 
 
 def cache_frame(cache_dir: Path) -> pd.DataFrame:
-    """Entries under ``cache_dir`` (model, processing, kinds, size_mb, path); empty frame
-    with those columns when there are none."""
+    """Entries under ``cache_dir`` (model, processing, kinds, whether the random controls
+    are built yet, size_mb, path); empty frame with those columns when there are none."""
     rows = store.list_entries(cache_dir)
-    cols = ["model", "processing", "kinds", "size_mb", "path"]
+    cols = ["model", "processing", "kinds", "controls", "size_mb", "path"]
     return pd.DataFrame(rows, columns=cols) if rows else pd.DataFrame(columns=cols)

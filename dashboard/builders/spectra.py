@@ -72,7 +72,7 @@ def spectrum_frame(
                     "selected": c == (layer, head),
                 }
             )
-    if control and kind in a.svd.controls:
+    if control:
         cd = kind_result(a, kind, control=True).decomposition
         for lay in sorted({c[0] for c in comps}):
             row = cd.index(lay, 0 if kind in HEAD_KINDS else None)

@@ -33,6 +33,7 @@ control = c5.toggle(
 )
 
 components.step_buttons(sel, a, key="grid")
+control = control and loaders.ensure_controls(a)
 
 try:
     dirs = loaders.component_directions(sel, n=n, k=k, filters=tuple(filters), control=control)

@@ -26,6 +26,7 @@ overlay = c1.radio(
 )
 log = c2.toggle("Log scale", value=True, key="spectra.log")
 show_control = c3.toggle("Control", value=True, key="spectra.control")
+show_control = show_control and loaders.ensure_controls(a)
 cut = (
     c4.slider(
         "Show the first singular values",

@@ -173,3 +173,16 @@ def test_precompute_then_module_entry_point(checkpoints, tmp_path) -> None:
     assert info["from_cache"] is False and "ov" in info["kinds"] and "mlp_gate" not in info["kinds"]
     second = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert json.loads(second.stdout)["from_cache"] is True
+
+
+def test_precompute_builds_controls_only_when_asked(capsys, checkpoints, tmp_path) -> None:
+    model = ["--model", str(checkpoints["gpt2"]), "--device", "cpu", "--cache-dir", str(tmp_path)]
+    code, out, _ = run(capsys, "precompute", *model, "--json")
+    assert code == 0 and "controls" not in json.loads(out)
+    assert not list(tmp_path.rglob("controls.json"))
+    code, out, _ = run(capsys, "precompute", *model, "--controls", "--json")
+    info = json.loads(out)
+    assert code == 0 and info["from_cache"] is True
+    assert set(info["controls"]) == set(info["kinds"])
+    assert info["controls"]["ov"][0] == 2  # one control per layer, not per head
+    assert len(list(tmp_path.rglob("controls.json"))) == 1

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.analysis import directions, open_analysis
+from core.analysis import directions, kind_result, open_analysis
 from core.decompose import degenerate_mask, factored_svd
 from core.settings import Settings
 from tests.core import reference as ref
@@ -95,7 +95,7 @@ def test_sign_rule_makes_strongest_token_positive(raw_analyses) -> None:
 def test_control_exists_for_each_kind_with_matching_shape(raw_analyses) -> None:
     a = raw_analyses["llama"]
     for kind, res in a.svd.kinds.items():
-        ctrl = a.svd.controls[kind].decomposition
+        ctrl = kind_result(a, kind, control=True).decomposition
         assert ctrl.control and ctrl.rank == res.decomposition.rank
         real = res.decomposition.S
         # Same scale of entries, so the spectra are of the same order of magnitude.

@@ -25,7 +25,7 @@ def small(request):
     model = random_model(cfg, "fast-path", seed=3)
     settings = Settings(device="cpu", k=K, n_project=N, kinds=("ov", "mlp_in", "mlp_out", "embed"))
     weights = process(model.raw, request.param)
-    return weights, build_svd(weights, settings)
+    return weights, build_svd(weights, settings, with_controls=True)
 
 
 def _dense(kind: str, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

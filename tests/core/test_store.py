@@ -39,9 +39,89 @@ def test_round_trip_is_exact(model, tmp_path: Path) -> None:
         assert torch.equal(res.tops.top_idx, other.tops.top_idx)
         assert torch.equal(res.tops.bottom_val, other.tops.bottom_val)
         assert torch.equal(d1.degenerate, d2.degenerate)
-    assert set(second.svd.controls) == set(first.svd.controls)
     files = {p.suffix for p in store.entry_dir(tmp_path, first.meta, "post").iterdir()}
     assert files == {".safetensors", ".json"}
+
+
+def test_controls_are_built_on_first_use_then_read(model, tmp_path: Path, monkeypatch) -> None:
+    import core.analysis as analysis
+    from core.build import build_controls
+
+    first = _build(model, tmp_path)
+    entry = store.entry_dir(tmp_path, first.meta, "post")
+    # A precompute leaves the controls out.
+    assert not first.svd.controls and not (entry / store.CONTROLS_MANIFEST).exists()
+    assert not analysis.controls_ready(first)
+    built = analysis.controls(first)
+    assert set(built) == set(first.svd.kinds) and analysis.controls_ready(first)
+    assert (entry / store.CONTROLS_MANIFEST).is_file()
+    ref = build_controls(first.weights, first.settings)
+    for kind, res in ref.items():
+        assert torch.equal(built[kind].decomposition.S, res.decomposition.S)
+        assert torch.equal(built[kind].tops.top_idx, res.tops.top_idx)
+
+    calls: list[int] = []
+    monkeypatch.setattr(analysis, "build_controls", lambda *a, **k: calls.append(1) or {})
+    second = _build(model, tmp_path)  # a new process would see the same: read, not built
+    assert second.from_cache and analysis.controls_ready(second) and calls == []
+    for kind, res in built.items():
+        other = analysis.kind_result(second, kind, control=True)
+        assert torch.equal(other.decomposition.S, res.decomposition.S)
+        assert torch.equal(other.decomposition.directions, res.decomposition.directions)
+        assert torch.equal(other.tops.bottom_idx, res.tops.bottom_idx)
+
+
+def test_damaged_controls_are_rebuilt_and_keep_the_entry(model, tmp_path: Path) -> None:
+    import core.analysis as analysis
+
+    a = _build(model, tmp_path)
+    want = {k: r.decomposition.S for k, r in analysis.controls(a).items()}
+    entry = store.entry_dir(tmp_path, a.meta, "post")
+    target = entry / "ov.control.safetensors"
+    data = bytearray(target.read_bytes())
+    data[-5] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(CacheError):
+        store.load_controls(tmp_path, a.meta, "post", settings_key(a.settings))
+    b = _build(model, tmp_path)
+    assert b.from_cache and not analysis.controls_ready(b)  # the entry itself still serves
+    got = analysis.controls(b)
+    assert all(torch.equal(got[k].decomposition.S, s) for k, s in want.items())
+    store.load_controls(tmp_path, a.meta, "post", settings_key(a.settings))  # rewritten whole
+
+
+def test_controls_are_built_once_for_concurrent_sessions(model, tmp_path: Path, monkeypatch):
+    import threading
+
+    import core.analysis as analysis
+
+    a = _build(model, tmp_path)
+    real, calls = analysis.build_controls, []
+
+    def counted(*args, **kw):
+        calls.append(1)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(analysis, "build_controls", counted)
+    out: list[dict] = []
+    threads = [threading.Thread(target=lambda: out.append(analysis.controls(a))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(out) == 4 and all(o is out[0] for o in out)
+
+
+def test_rebuilding_an_entry_drops_its_old_controls(model, tmp_path: Path) -> None:
+    import core.analysis as analysis
+
+    a = _build(model, tmp_path, k=10)
+    analysis.controls(a)
+    entry = store.entry_dir(tmp_path, a.meta, "post")
+    assert (entry / store.CONTROLS_MANIFEST).is_file()
+    b = _build(model, tmp_path, k=12)  # other settings: the entry is rebuilt
+    assert not b.from_cache and not (entry / store.CONTROLS_MANIFEST).exists()
+    assert not analysis.controls_ready(b)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "delete", "meta"])
