@@ -1,10 +1,13 @@
 """``python -m core bench``: precompute, reference loop, floor, search and cache figures
-for random models of GPT-2's shapes (see :mod:`core.bench`)."""
+for random models of GPT-2's shapes (see :mod:`core.bench`), and the dashboard pages'
+render times (:mod:`dashboard.bench_pages`, run as a subprocess: core never imports
+streamlit)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from typing import Any
 
@@ -36,6 +39,12 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "to the model (default: all layers)",
     )
     p.add_argument("--queries", type=int, default=100, help="search queries timed")
+    p.add_argument(
+        "--pages",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time every dashboard page from a warm cache (default: on)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON on stdout")
     p.set_defaults(func=_bench)
 
@@ -72,12 +81,56 @@ def _bench(args: argparse.Namespace) -> Any:
     results = []
     for s in shapes:
         res = run_isolated(s, opts)
+        if args.pages:
+            res.update(page_times(s, args.threads))
         # Each shape's object as soon as it is done: long runs show progress.
         print(json.dumps(res), file=sys.stderr, flush=True)
         results.append(res)
     if args.json:
         return results
     return [_row(r) for r in results]
+
+
+def page_times(shape: str, threads: int | None = None) -> dict[str, Any]:
+    """Render times of the dashboard's pages for ``shape``, as keys of its result.
+
+    ``python -m dashboard.bench_pages`` in a subprocess (its own process for its own
+    memory, and core must not import streamlit).
+
+    Raises:
+        CoreError: the subprocess failed; the sentence quotes its last line of stderr.
+    """
+    from core.errors import CoreError
+    from core.settings import REPO_ROOT
+
+    cmd = [sys.executable, "-m", "dashboard.bench_pages", "--shape", shape, "--json"]
+    if threads is not None:
+        cmd += ["--threads", str(threads)]
+    # From the repository root, where `-m dashboard...` resolves.
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT)
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"]
+        reason = lines[-1].removeprefix("error: ").rstrip(".")
+    else:
+        try:
+            return pages_fields(json.loads(proc.stdout))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            reason = f"its output was not the expected JSON ({exc})"
+    raise CoreError(
+        f"Timing the dashboard pages of {shape} failed: {reason}; rerun with --no-pages "
+        "to skip them."
+    )
+
+
+def pages_fields(out: dict[str, Any]) -> dict[str, Any]:
+    """The keys merged into a shape's result from ``dashboard.bench_pages``'s JSON."""
+    return {
+        "page_ms": out["page_ms"],
+        "page_max_ms": out["page_max_ms"],
+        "page_warm_s": out["warm_s"],
+        # The figure the issue's target (300 ms per page) is read against.
+        "pages_max_p50_ms": max(out["page_ms"].values()),
+    }
 
 
 def _row(r: dict[str, Any]) -> dict[str, Any]:
@@ -93,4 +146,5 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
         "search_p50_ms": f"{r['search_p50_ms']:.1f}",
         "cache_mb": f"{r['cache_mb']:.1f}",
         "peak_rss_mb": f"{r['peak_rss_mb']:.0f}",
+        "pages_p50_ms": f"{r['pages_max_p50_ms']:.0f}" if "pages_max_p50_ms" in r else "-",
     }
