@@ -5,7 +5,11 @@ of that shape (or uses the embedded demo model for ``demo``), opens every page o
 load the model and build its cache entry (not timed, reported as ``warm_s``), then times
 ``repeat`` reruns of each page and prints one JSON object::
 
-    {"shape": ..., "page_ms": {page: p50}, "page_max_ms": {page: max}, "warm_s": ...}
+    {"shape": ..., "page_ms": {page: p50}, "page_max_ms": {page: max},
+     "page_new_ms": {page: p50}, "page_new_max_ms": {page: max}, "warm_s": ...}
+
+``page_ms``: the same view rerun (Streamlit's caches hit). ``page_new_ms``: the page
+opened on a component it has not shown yet (its caches miss, the disk cache is warm).
 
 ``python -m core bench`` runs this as a subprocess: core never imports streamlit.
 """
@@ -88,6 +92,19 @@ def _run(at: Any, page: str, timeout: float) -> float:
     return seconds
 
 
+def _select(at: Any, n: int) -> None:
+    """Pick the ``n``-th (layer, head) in the sidebar (wrapping), as a user clicking on."""
+    layer_box = at.selectbox(key="w.layer")
+    heads = [w for w in at.sidebar.selectbox if w.key == "w.head"]
+    n_heads = len(heads[0].options) if heads else 1
+    n_layers = len(layer_box.options)
+    layer, head = (n // n_heads) % n_layers, n % n_heads
+    layer_box.set_value(layer_box.options[layer] if isinstance(layer_box.value, str) else layer)
+    if heads:
+        box = heads[0]
+        box.set_value(box.options[head] if isinstance(box.value, str) else head)
+
+
 def measure(
     model: str, cache_dir: Path, repeat: int = 5
 ) -> tuple[float, dict[str, dict[str, float]]]:
@@ -109,6 +126,21 @@ def measure(
         for page in pages:
             ms = [1e3 * _run(at, page, RUN_TIMEOUT) for _ in range(repeat)]
             out[page_name(page)] = {"p50_ms": statistics.median(ms), "max_ms": max(ms)}
+        # Then a component the page has not shown yet, each time: what stepping through
+        # heads costs (the page's own caches miss; the cache entry on disk is warm).
+        # Small models have fewer components than pages x repeat, so some of these wrap.
+        for i, page in enumerate(pages):
+            new = []
+            for r in range(repeat):
+                at.switch_page(page).run(timeout=RUN_TIMEOUT)
+                _select(at, 1 + i * repeat + r)
+                t0 = time.perf_counter()
+                at.run(timeout=RUN_TIMEOUT)
+                new.append(1e3 * (time.perf_counter() - t0))
+                problems = [e.value for e in at.exception] + [e.value for e in at.error]
+                if problems:
+                    raise RuntimeError(f"The {page_name(page)} page failed: {problems[0]}")
+            out[page_name(page)].update(new_p50_ms=statistics.median(new), new_max_ms=max(new))
     return warm_s, out
 
 
@@ -122,8 +154,9 @@ def page_render_times(model: str, cache_dir: Path, repeat: int = 5) -> dict[str,
         repeat: timed reruns per page, after the warm-up run of every page.
 
     Returns:
-        ``{page: {"p50_ms", "max_ms"}}`` for every page in ``app.py``'s ``PAGES``,
-        keyed by file stem (``overview``, ``grid``, ...).
+        ``{page: {"p50_ms", "max_ms", "new_p50_ms", "new_max_ms"}}`` for every page in
+        ``app.py``'s ``PAGES``, keyed by file stem (``overview``, ``grid``, ...); ``new_*``
+        time the page opened on a component it has not shown yet.
 
     Raises:
         RuntimeError: a page raised or showed an error (the message names the page).
@@ -237,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         "shape": args.shape,
         "page_ms": {k: round(v["p50_ms"], 2) for k, v in times.items()},
         "page_max_ms": {k: round(v["max_ms"], 2) for k, v in times.items()},
+        "page_new_ms": {k: round(v["new_p50_ms"], 2) for k, v in times.items()},
+        "page_new_max_ms": {k: round(v["new_max_ms"], 2) for k, v in times.items()},
         "warm_s": round(warm_s, 3),
         "repeat": args.repeat,
         "threads": torch.get_num_threads(),

@@ -29,14 +29,19 @@ def test_pages_fields_merge_and_row() -> None:
         "shape": "tiny",
         "page_ms": {"overview": 12.0, "grid": 40.5, "atlas": 20.0},
         "page_max_ms": {"overview": 15.0, "grid": 80.0, "atlas": 21.0},
+        "page_new_ms": {"overview": 14.0, "grid": 90.0, "atlas": 25.0},
+        "page_new_max_ms": {"overview": 16.0, "grid": 95.0, "atlas": 26.0},
         "warm_s": 3.5,
     }
     fields = pages_fields(out)
     assert fields == {
         "page_ms": out["page_ms"],
         "page_max_ms": out["page_max_ms"],
+        "page_new_ms": out["page_new_ms"],
+        "page_new_max_ms": out["page_new_max_ms"],
         "page_warm_s": 3.5,
         "pages_max_p50_ms": 40.5,
+        "pages_new_max_p50_ms": 90.0,
     }
     res = dict.fromkeys(
         ["precompute_s", "floor_s", "svdinterpreter_loop_s", "speedup_vs_svdinterpreter"]

@@ -60,9 +60,10 @@ def test_page_render_times_every_page(tiny: Path, tmp_path: Path) -> None:
     times = page_render_times(str(tiny), tmp_path / "cache", repeat=2)
     assert set(times) == ALL_PAGES
     for page, t in times.items():
-        assert set(t) == {"p50_ms", "max_ms"}, page
+        assert set(t) == {"p50_ms", "max_ms", "new_p50_ms", "new_max_ms"}, page
         assert math.isfinite(t["p50_ms"]) and 0 < t["p50_ms"] <= t["max_ms"], (page, t)
         assert math.isfinite(t["max_ms"]), page
+        assert math.isfinite(t["new_max_ms"]) and 0 < t["new_p50_ms"] <= t["new_max_ms"], page
     assert any((tmp_path / "cache").iterdir())  # the warm-up built the entry there
     assert os.environ.get("SVDLENS_DEFAULT_MODEL") == before  # environment restored
 
@@ -85,6 +86,7 @@ def test_cli_prints_one_json_object() -> None:
     out = json.loads(proc.stdout)
     assert out["shape"] == "tiny" and out["threads"] == 1
     assert set(out["page_ms"]) == set(out["page_max_ms"]) == ALL_PAGES
+    assert set(out["page_new_ms"]) == set(out["page_new_max_ms"]) == ALL_PAGES
     for page, ms in out["page_ms"].items():
         assert math.isfinite(ms) and 0 < ms <= out["page_max_ms"][page], (page, ms)
     assert out["warm_s"] > 0
@@ -106,3 +108,24 @@ def test_cli_rejects_bad_arguments(capsys, argv: list[str], message: str) -> Non
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_select_steps_to_the_nth_component(tiny: Path, tmp_path: Path, monkeypatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard import bench_pages
+
+    monkeypatch.setenv("SVDLENS_DEFAULT_MODEL", str(tiny))
+    monkeypatch.setenv("SVDLENS_CACHE_DIR", str(tmp_path / "cache"))
+    at = AppTest.from_file(str(bench_pages.APP), default_timeout=120)
+    at.switch_page("pages/grid.py").run()
+    n_heads = len(at.selectbox(key="w.head").options)
+    seen = set()
+    for n in range(1, 4):
+        bench_pages._select(at, n)
+        at.run()
+        assert not at.exception
+        got = (int(at.selectbox(key="w.layer").value), int(at.selectbox(key="w.head").value))
+        assert got == ((n // n_heads) % len(at.selectbox(key="w.layer").options), n % n_heads)
+        seen.add(got)
+    assert len(seen) == 3
