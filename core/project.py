@@ -67,8 +67,9 @@ def project_topk(
     ``mask`` keeps only the tokens where it is true (filters). ``k`` is capped at the
     number of kept tokens. Accumulates in float32 whatever the inputs' dtype.
 
-    The product runs block by block (at most ``chunk`` vocabulary columns and
-    ``2**24 / chunk`` directions at once), so memory stays bounded whatever ``n`` is;
+    The product runs block by block (``chunk`` vocabulary columns, widened up to the
+    whole vocabulary when few directions leave room, and ``2**24 / chunk`` directions at
+    once), so memory stays bounded whatever ``n`` is;
     each block's two ends come from one pass of group maxima and minima instead of two
     full top-k passes (:func:`_block_candidates`). The result is exactly the top-k of
     the full product (up to ties).
@@ -78,7 +79,10 @@ def project_topk(
     dirs = dirs.float()
     kept = V if mask is None else int(mask.sum())
     k = max(1, min(k, kept))
-    chunk = max(1, min(chunk, V))
+    # Few directions (one head's grid): fewer, wider blocks. Each block switches between
+    # OpenBLAS's threads and torch's, which spin against each other on a small CPU; one
+    # 64 x 40k block took 37-47 ms where three 16k-wide ones took 64-104 ms.
+    chunk = max(1, min(V, max(chunk, _BLOCK_ELEMS // max(n, 1))))
     rows = max(1, _BLOCK_ELEMS // chunk)
     starts = list(range(0, V, chunk))
     # Each chunk's own ends, merged by one final top-k over [n, n_chunks * k].

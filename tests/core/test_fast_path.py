@@ -7,6 +7,7 @@ import pytest
 import torch
 from transformers import GPT2Config
 
+from core import project
 from core.analysis import build_svd
 from core.bench_models import random_model
 from core.decompose import TOKEN_SIDE, decompose_control, token_side_svd
@@ -114,7 +115,13 @@ def test_token_side_svd_long_side_falls_back_to_dense() -> None:
         (5, 10, 20, 4, False),
     ],
 )
-def test_project_topk_equals_plain_matmul_topk(n: int, V: int, k: int, chunk: int, masked: bool):
+@pytest.mark.parametrize("block", [1 << 24, 4096])
+def test_project_topk_equals_plain_matmul_topk(
+    monkeypatch, n: int, V: int, k: int, chunk: int, masked: bool, block: int
+):
+    # A small block budget keeps the vocabulary chunks and row blocks in play (the real
+    # budget widens a block to the whole vocabulary when there are few directions).
+    monkeypatch.setattr(project, "_BLOCK_ELEMS", block)
     g = torch.Generator().manual_seed(n + V)
     dirs = torch.randn(n, 32, generator=g)
     W_U = torch.randn(32, V, generator=g)
