@@ -115,16 +115,19 @@ def interactive_table(rows: list[dict[str, Any]]) -> str:
 
 
 def pages_table(rows: list[dict[str, Any]]) -> str:
-    """Each page's median rerun time from a warm cache (AppTest), per shape."""
+    """Each page's median render time from a warm cache (AppTest), per shape: the same
+    view rerun, and the page opened on a component it has not shown yet."""
     with_pages = [r for r in rows if r.get("page_ms")]
     if not with_pages:
         return ""
     names = list(with_pages[0]["page_ms"])
-    head = "| shape | " + " | ".join(names) + " |\n|---|" + "---|" * len(names) + "\n"
-    body = [
-        f"| {r['shape']} | " + " | ".join(_ms(r["page_ms"].get(n)) for n in names) + " |"
-        for r in with_pages
-    ]
+    head = "| shape | view | " + " | ".join(names) + " |\n|---|---|" + "---|" * len(names) + "\n"
+    body = []
+    for r in with_pages:
+        for label, key in (("same view", "page_ms"), ("new component", "page_new_ms")):
+            if r.get(key):
+                cells = " | ".join(_ms(r[key].get(n)) for n in names)
+                body.append(f"| {r['shape']} | {label} | {cells} |")
     return head + "\n".join(body) + "\n"
 
 

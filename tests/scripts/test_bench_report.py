@@ -66,7 +66,8 @@ def test_report_reads_arrays_and_streams_keeps_last_and_orders_by_size(tmp_path:
     assert out.index("| demo |") < out.index("| gpt2-medium |")
     assert "99.0" not in out and "1.50 s" in out  # the later demo object wins
     assert "(x4 of 1 layer(s))" in out  # scaled references are marked
-    assert "| overview | grid |" in out
+    assert "| shape | view | overview | grid |" in out
+    assert "| demo | same view | 20.0 | 80.0 |" in out
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
