@@ -15,7 +15,7 @@ from torch import Tensor
 
 from core.decompose import Decomposition, control_weights, decompose_control, decompose_kind
 from core.project import TopTokens, orient
-from core.settings import HEAD_KINDS, Settings
+from core.settings import Settings
 from core.store import KindResult, ModelSVD
 from core.weights import ModelWeights
 
@@ -81,7 +81,7 @@ def build_controls(
             # draw the whole model again per kind), then decomposed on the device.
             if ctrl is None:
                 ctrl = _to_device(control_weights(weights, settings.seed), device)
-            d = _control_from(ctrl, kind, settings.degeneracy_tol)
+            d = replace(decompose_kind(ctrl, kind, settings.degeneracy_tol), control=True)
         out[kind] = _result(d, W_U, settings)
     progress(1.0, "done")
     return out
@@ -92,23 +92,6 @@ def _result(d: Decomposition, W_U: Tensor, settings: Settings) -> KindResult:
     d, tops = orient(d, W_U, settings.k, settings.n_project, settings.vocab_chunk)
     n = d.rank if settings.n_project is None else min(settings.n_project, d.rank)
     return KindResult(_decomp_to(d, "cpu"), _tops_to_cpu(tops), n)
-
-
-def _control_from(ctrl: ModelWeights, kind: str, degeneracy_tol: float) -> Decomposition:
-    """:func:`~core.decompose.decompose_control` of a non-embedding ``kind`` from
-    already drawn control weights (same values: one matrix per layer, head 0 for heads)."""
-    n_layers = ctrl.meta.n_layers
-    if kind in HEAD_KINDS:
-        ctrl = ctrl.replace(
-            W_Q=ctrl.W_Q[:, :1],
-            W_K=ctrl.W_K[:, :1],
-            W_V=ctrl.W_V[:, :1],
-            W_O=ctrl.W_O[:, :1],
-            meta=replace(ctrl.meta, n_heads=1),
-        )
-        d = decompose_kind(ctrl, kind, degeneracy_tol)
-        return replace(d, components=tuple((lay, 0) for lay in range(n_layers)), control=True)
-    return replace(decompose_kind(ctrl, kind, degeneracy_tol), control=True)
 
 
 def _to_device(w: ModelWeights, device: str) -> ModelWeights:

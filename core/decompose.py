@@ -240,11 +240,14 @@ def decompose_kind(weights: ModelWeights, kind: str, degeneracy_tol: float) -> D
 
 
 def control_weights(weights: ModelWeights, seed: int) -> ModelWeights:
-    """Random Gaussian matrices with the shapes and per-matrix scale of ``weights``.
+    """Random Gaussian matrices with the shapes and per-matrix scale of ``weights``, with
+    one head per layer (head 0's shape and scale stands for the heads).
 
-    Each layer's (and head's) matrix is replaced by i.i.d. normal entries with that
+    Each layer's (and head 0's) matrix is replaced by i.i.d. normal entries with that
     matrix's own standard deviation, so spectra are comparable in scale. ``W_U`` and
     ``W_E`` keep the real values: controls are projected through the real vocabulary.
+    Drawing only head 0 keeps the control model small (for GPT-2 XL, 2 GB of attention
+    noise of which 1/25 would be used).
     """
     g = torch.Generator().manual_seed(seed)
 
@@ -256,13 +259,14 @@ def control_weights(weights: ModelWeights, seed: int) -> ModelWeights:
         return z * std.reshape(*std.shape, *([1] * (W.ndim - per)))
 
     return weights.replace(
-        W_Q=noise(weights.W_Q, 2),
-        W_K=noise(weights.W_K, 2),
-        W_V=noise(weights.W_V, 2),
-        W_O=noise(weights.W_O, 2),
+        W_Q=noise(weights.W_Q[:, :1], 2),
+        W_K=noise(weights.W_K[:, :1], 2),
+        W_V=noise(weights.W_V[:, :1], 2),
+        W_O=noise(weights.W_O[:, :1], 2),
         W_in=noise(weights.W_in, 1),
         W_gate=noise(weights.W_gate, 1),
         W_out=noise(weights.W_out, 1),
+        meta=dataclasses.replace(weights.meta, n_heads=1, n_kv_heads=1),
     )
 
 
@@ -281,18 +285,5 @@ def decompose_control(
         return Decomposition(
             kind, ((0, None),), S, None, V, degenerate_mask(S, degeneracy_tol), True
         )
-    ctrl = control_weights(weights, seed)
-    if kind in ("ov", "qk"):
-        ctrl = ctrl.replace(
-            W_Q=ctrl.W_Q[:, :1],
-            W_K=ctrl.W_K[:, :1],
-            W_V=ctrl.W_V[:, :1],
-            W_O=ctrl.W_O[:, :1],
-            meta=dataclasses.replace(ctrl.meta, n_heads=1),
-        )
-        d = decompose_kind(ctrl, kind, degeneracy_tol)
-        comps: tuple[Component, ...] = tuple((lay, 0) for lay in range(weights.meta.n_layers))
-    else:
-        d = decompose_kind(ctrl, kind, degeneracy_tol)
-        comps = d.components
-    return dataclasses.replace(d, components=comps, control=True)
+    d = decompose_kind(control_weights(weights, seed), kind, degeneracy_tol)
+    return dataclasses.replace(d, control=True)
