@@ -40,7 +40,6 @@ from core.search_index import (
 )
 from core.search_token import query_scores
 from core.settings import HEAD_KINDS
-from core.store import KindResult
 
 __all__ = [
     "DEFAULT_KINDS",
@@ -289,12 +288,15 @@ def describe_rows(
     """Hits for index rows with the given cosines, with ``k`` tokens of the matching end
     (the bottom one where ``antipodal``, by default where the cosine is negative)."""
     hits = []
+    bottoms = [
+        bool(antipodal[j]) if antipodal is not None else cos < 0 for j, cos in enumerate(cosines)
+    ]
+    ends = _ends(index, rows, k, bottoms)
     for j, (row, cos) in enumerate(zip(rows, cosines)):
         kind = index.kinds[int(index.kind_of[row])]
-        res = index.results[kind]
-        c, i = int(index.component[row]), int(index.index[row])
-        bottom = bool(antipodal[j]) if antipodal is not None else cos < 0
-        idx, val = _ends(index, res, c, i, k, bottom)
+        i = int(index.index[row])
+        bottom = bottoms[j]
+        idx, val = ends[j]
         head = int(index.head[row])
         hits.append(
             SearchHit(
@@ -318,20 +320,26 @@ def describe_rows(
 
 
 def _ends(
-    index: SearchIndex, res: KindResult, c: int, i: int, k: int, bottom: bool
-) -> tuple[Tensor, Tensor]:
-    """Top (or bottom) ``k`` token ids and values of direction ``i`` of component ``c``."""
-    t = res.tops
-    if i < res.n_projected and k <= t.top_idx.shape[1]:
-        r = c * res.n_projected + i
-        return (
-            (t.bottom_idx[r, :k], t.bottom_val[r, :k])
-            if bottom
-            else (
-                t.top_idx[r, :k],
-                t.top_val[r, :k],
-            )
-        )
-    v = res.decomposition.directions[c, :, i][None]
-    p = project_topk(v, index.embedder.W_U, k)
-    return (p.bottom_idx[0], p.bottom_val[0]) if bottom else (p.top_idx[0], p.top_val[0])
+    index: SearchIndex, rows: Sequence[int], k: int, bottoms: Sequence[bool]
+) -> list[tuple[Tensor, Tensor]]:
+    """Top (or, where ``bottoms``, bottom) ``k`` token ids and values of each index row:
+    from the cached ends when they hold it, else projected, all such rows in one call
+    (one at a time, they made the slow tail of the search latency)."""
+    out: list[tuple[Tensor, Tensor] | None] = [None] * len(rows)
+    todo: list[tuple[int, Tensor]] = []
+    for j, row in enumerate(rows):
+        res = index.results[index.kinds[int(index.kind_of[row])]]
+        c, i = int(index.component[row]), int(index.index[row])
+        t = res.tops
+        if i < res.n_projected and k <= t.top_idx.shape[1]:
+            r = c * res.n_projected + i
+            cached = (t.bottom_idx, t.bottom_val) if bottoms[j] else (t.top_idx, t.top_val)
+            out[j] = (cached[0][r, :k], cached[1][r, :k])
+        else:
+            todo.append((j, res.decomposition.directions[c, :, i]))
+    if todo:
+        p = project_topk(torch.stack([v for _, v in todo]), index.embedder.W_U, k)
+        for n, (j, _) in enumerate(todo):
+            ends = (p.bottom_idx, p.bottom_val) if bottoms[j] else (p.top_idx, p.top_val)
+            out[j] = (ends[0][n], ends[1][n])
+    return [e for e in out if e is not None]

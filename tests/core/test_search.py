@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -243,6 +244,22 @@ def test_hit_tokens_agree_with_directions(planted) -> None:
         ]
         assert h.tokens == (d.top if h.end == "top" else d.bottom)
         assert h.singular_value == pytest.approx(d.singular_value)
+
+
+def test_uncached_hit_ends_equal_a_plain_matmul(tokenizer, tmp_path) -> None:
+    # Only 2 directions per component cached: most hits' ends are projected at search time,
+    # all in one batch; each must equal its own direction's plain product's ends.
+    raw = random_weights(2, 4, 64, 256, len(tokenizer), seed=5)
+    s = Settings(model="few", cache_dir=tmp_path, kinds=("ov", "mlp_out"), device="cpu")
+    a = analysis_from_weights(raw, tokenizer, replace(s, n_project=2))
+    hits = search(build_index(a), "fire, water", threshold=0.0, top=12, k=6).hits
+    assert sum(h.index >= 2 for h in hits) >= 3
+    W_U = a.weights.W_U.double()
+    for h in hits:
+        d = a.svd.kinds[h.matrix].decomposition
+        p = d.directions[d.index(h.layer, h.head), :, h.index].double() @ W_U
+        want = p.topk(6, largest=h.end == "top").indices.tolist()
+        assert [t for t, _, _ in h.tokens] == [a.tokens.raw[i] for i in want], h
 
 
 # --------------------------------------------------------------------------- ranking
