@@ -111,10 +111,19 @@ def project_topk(
     return TopTokens(top_i, top_v, bot_i, bot_v)
 
 
+#: Multiply-adds from which a CPU product goes through OpenBLAS rather than torch.
+_OPENBLAS_MIN = 1 << 30
+
+
 def _matmul(a: Float[Tensor, "r d"], b: Float[Tensor, "d c"]) -> Float[Tensor, "r c"]:
-    """``a @ b`` in float32; on the CPU through NumPy's OpenBLAS, whose SGEMM took
-    25-40% less time than torch's MKL on the AMD EPYC CPUs we measured (BENCHMARKS.md)."""
-    if a.device.type != "cpu":
+    """``a @ b`` in float32; big CPU products through NumPy's OpenBLAS, whose SGEMM took
+    25-40% less time than torch's MKL on the AMD EPYC CPUs we measured (BENCHMARKS.md).
+
+    Small ones stay in torch: handing the cores from OpenBLAS's threads to torch's costs
+    more than it saves there (their spinning threads fight on a small CPU): a search's
+    uncached hits went from a 16 ms median (p95 80 ms) to 5 ms (p95 10 ms) on the demo.
+    """
+    if a.device.type != "cpu" or a.shape[0] * a.shape[1] * b.shape[1] < _OPENBLAS_MIN:
         return a @ b
     import numpy as np
 

@@ -116,12 +116,15 @@ def test_token_side_svd_long_side_falls_back_to_dense() -> None:
     ],
 )
 @pytest.mark.parametrize("block", [1 << 24, 4096])
+@pytest.mark.parametrize("openblas_min", [1 << 30, 0])
 def test_project_topk_equals_plain_matmul_topk(
-    monkeypatch, n: int, V: int, k: int, chunk: int, masked: bool, block: int
+    monkeypatch, n: int, V: int, k: int, chunk: int, masked: bool, block: int, openblas_min: int
 ):
     # A small block budget keeps the vocabulary chunks and row blocks in play (the real
-    # budget widens a block to the whole vocabulary when there are few directions).
+    # budget widens a block to the whole vocabulary when there are few directions); a zero
+    # threshold sends these small products through OpenBLAS as big ones go.
     monkeypatch.setattr(project, "_BLOCK_ELEMS", block)
+    monkeypatch.setattr(project, "_OPENBLAS_MIN", openblas_min)
     g = torch.Generator().manual_seed(n + V)
     dirs = torch.randn(n, 32, generator=g)
     W_U = torch.randn(32, V, generator=g)
