@@ -151,8 +151,8 @@ def chart(rows: list[dict[str, Any]]) -> Any:
         ]
     )
     base = alt.Chart(data).encode(
-        x=alt.X("weights (M):Q", scale=alt.Scale(type="log")),
-        y=alt.Y("seconds:Q", scale=alt.Scale(type="log")),
+        x=alt.X("weights (M):Q", scale=alt.Scale(type="log", nice=False)),
+        y=alt.Y("seconds:Q", scale=alt.Scale(type="log", nice=False)),
         color=alt.Color("what:N", sort=list(series)),
         tooltip=["shape", "what", alt.Tooltip("seconds:Q", format=".2f")],
     )
