@@ -26,14 +26,9 @@ def _quiet(_: float, __: str) -> None:
     return None
 
 
-def build_svd(
-    weights: ModelWeights,
-    settings: Settings,
-    progress: Progress = _quiet,
-    with_controls: bool = False,
-) -> ModelSVD:
-    """Decompose and project every kind of ``weights`` (and the controls when
-    ``with_controls``).
+def build_svd(weights: ModelWeights, settings: Settings, progress: Progress = _quiet) -> ModelSVD:
+    """Decompose and project every kind of ``weights`` (the controls are
+    :func:`build_controls`'s).
 
     Runs on ``settings.torch_device()``; results come back on the CPU. Each kind's
     ``tops`` hold the first ``settings.n_project`` directions of every component.
@@ -42,21 +37,12 @@ def build_svd(
     kinds = [k for k in settings.kinds if k in weights.kinds()]
     W_U = weights.W_U.to(device)
     on_device = _to_device(weights, device)
-    steps = len(kinds) * (2 if with_controls else 1)
     out: dict[str, KindResult] = {}
     for i, kind in enumerate(kinds):
-        progress(i / steps, f"{kind}: SVD + projection")
+        progress(i / len(kinds), f"{kind}: SVD + projection")
         out[kind] = _result(decompose_kind(on_device, kind, settings.degeneracy_tol), W_U, settings)
-    controls: dict[str, KindResult] = {}
-    if with_controls:
-
-        def shifted(frac: float, msg: str) -> None:
-            progress(0.5 + frac / 2, msg)
-
-        controls = build_controls(weights, settings, shifted)
-    else:
-        progress(1.0, "done")
-    return ModelSVD(weights.meta, weights.processing, settings.k, out, controls)
+    progress(1.0, "done")
+    return ModelSVD(weights.meta, weights.processing, settings.k, out)
 
 
 def build_controls(

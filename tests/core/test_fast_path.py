@@ -3,13 +3,15 @@ against plain references: dense ``torch.linalg.svd`` and one matmul + ``topk``."
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from transformers import GPT2Config
 
 from core import project
-from core.analysis import build_svd
 from core.bench_models import random_model
+from core.build import build_controls, build_svd
 from core.decompose import TOKEN_SIDE, decompose_control, token_side_svd
 from core.project import project_topk
 from core.settings import Settings
@@ -26,7 +28,8 @@ def small(request):
     model = random_model(cfg, "fast-path", seed=3)
     settings = Settings(device="cpu", k=K, n_project=N, kinds=("ov", "mlp_in", "mlp_out", "embed"))
     weights = process(model.raw, request.param)
-    return weights, build_svd(weights, settings, with_controls=True)
+    svd = build_svd(weights, settings)
+    return weights, replace(svd, controls=build_controls(weights, settings))
 
 
 def _dense(kind: str, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
