@@ -1,5 +1,5 @@
 """``python -m core``: the command-line interface."""
 
-from core.cli import main
+from core.cli.main import main
 
 raise SystemExit(main())

@@ -171,7 +171,7 @@ def synthetic_tokenizer(vocab_size: int) -> Any:
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    from core.bench_models import synthetic_vocab
+    from core.model.random import synthetic_vocab
 
     words = synthetic_vocab(vocab_size)[:-1]
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
@@ -189,14 +189,14 @@ def synthetic_tokenizer(vocab_size: int) -> Any:
 def write_checkpoint(shape: str, out_dir: Path, seed: int = 0) -> Path:
     """A random-init Hugging Face GPT-2 checkpoint of a benchmark shape in ``out_dir``.
 
-    Weights (safetensors) from ``core.bench_models.shape_config(shape)`` and the
+    Weights (safetensors) from ``core.model.random.shape_config(shape)`` and the
     :func:`synthetic_tokenizer`, both via ``save_pretrained``, so the dashboard opens it
     like a user's local checkpoint. ``demo`` returns the embedded demo model instead.
     """
     import torch
     from transformers import GPT2LMHeadModel
 
-    from core.bench_models import shape_config
+    from core.model.random import shape_config
     from core.settings import DEFAULT_MODEL_DIR
 
     if shape == "demo":
@@ -224,7 +224,7 @@ def _fail(sentence: str, code: int) -> NoReturn:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m dashboard.bench_pages``; prints one JSON object (see the module doc)."""
-    from core.bench_models import SHAPES
+    from core.model.random import SHAPES
     from core.settings import DEFAULT_MODEL_DIR
 
     p = _Parser(prog="python -m dashboard.bench_pages", description="Time every dashboard page.")

@@ -24,8 +24,9 @@ from typing import Any
 
 import streamlit as st
 
-from core.analysis import Analysis, check_component
+from core.analysis import Analysis
 from core.errors import CoreError
+from core.query import check_component
 from core.settings import HEAD_KINDS
 from dashboard import loaders, state
 

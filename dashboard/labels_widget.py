@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.analysis import Analysis, directions
-from core.label_store import MANUAL, LabelRecord, LabelStore
+from core.analysis import Analysis
+from core.label.store import MANUAL, LabelRecord, LabelStore
+from core.query import directions
 from core.settings import HEAD_KINDS
 
 CHOICES = ("unset", "yes", "no")

@@ -20,8 +20,9 @@ from typing import Any, cast
 
 import streamlit as st
 
-from core.analysis import Analysis, Direction, controls, controls_ready, directions, open_analysis
+from core.analysis import Analysis, controls, controls_ready, open_analysis
 from core.errors import CoreError
+from core.query import Direction, directions
 from core.settings import Processing, Settings
 from dashboard import state
 

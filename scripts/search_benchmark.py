@@ -32,14 +32,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.analysis import Analysis, analysis_from_weights, open_analysis
-from core.decompose import decompose_kind
-from core.project import TopTokens, token_table
-from core.search import build_index, search, similarities
-from core.search_embed import METHODS
-from core.search_eval import NumberTokenizer, random_weights, self_retrieval
+from core.cache.store import KindResult, ModelSVD
+from core.model.weights import process
+from core.search.embed import METHODS
+from core.search.rank import build_index, search, similarities
+from core.search.retrieval import NumberTokenizer, random_weights, self_retrieval
 from core.settings import Settings
-from core.store import KindResult, ModelSVD
-from core.weights import process
+from core.svd.decompose import decompose_kind
+from core.svd.project import TopTokens, token_table
 
 #: Random model shapes: (layers, heads, d_model, d_mlp, vocab).
 SHAPES = {
@@ -55,7 +55,7 @@ def random_analysis(
     """A random model's analysis through the real pipeline (SVD, projection, cache).
 
     ``trained_like``: a clustered unembedding with a spectrum falling 1.5 decades (see
-    ``core.search_eval.random_weights``) instead of an isotropic one.
+    ``core.search.retrieval.random_weights``) instead of an isotropic one.
     """
     L, H, d, m, V = SHAPES[shape]
     extra = {"clusters": 256, "decay": 1.5} if trained_like else {}

@@ -10,7 +10,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from core.analysis import Analysis, kind_result
+from core.analysis import Analysis
+from core.query import kind_result
 
 #: Kinds the atlas lists by default (the gate only where the model has one).
 ATLAS_KINDS: tuple[str, ...] = ("ov", "mlp_in", "mlp_gate", "mlp_out")

@@ -12,9 +12,9 @@ import altair as alt
 import pandas as pd
 
 from core.analysis import Analysis
-from core.edit import EDIT_KINDS, Edit, EditSet
-from core.edit_compare import Comparison, compare
-from core.measure import EditReport, SweepRow, measure, search_edits, sweep
+from core.edit.compare import Comparison, compare
+from core.edit.measure import EditReport, SweepRow, measure, search_edits, sweep
+from core.edit.rank_one import EDIT_KINDS, Edit, EditSet
 
 KIND_NAMES = {"ov": "OV", "mlp_in": "MLP in", "mlp_gate": "MLP gate", "mlp_out": "MLP out"}
 TOKENS_SHOWN = 6
@@ -109,7 +109,7 @@ def components_of(edits: EditSet) -> list[tuple[str, int, int | None]]:
 def compute_report(
     a: Analysis, spec: str, prompt: str, target: str, max_new_tokens: int
 ) -> EditReport:
-    """``core.measure.measure`` of the edits ``spec`` (a string, so it caches)."""
+    """``core.edit.measure.measure`` of the edits ``spec`` (a string, so it caches)."""
     return measure(a, EditSet.parse(spec), prompt, target, max_new_tokens=max_new_tokens)
 
 

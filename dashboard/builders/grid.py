@@ -13,7 +13,7 @@ from typing import Any, Literal
 import pandas as pd
 from pandas.io.formats.style import Styler
 
-from core.analysis import Direction
+from core.query import Direction
 
 End = Literal["top", "bottom", "both"]
 ENDS: dict[str, str] = {"top": "positive end", "bottom": "negative end", "both": "both ends"}

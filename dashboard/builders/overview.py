@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from core import store
 from core.analysis import Analysis
+from core.cache import store
 
 PROCESSING_HELP = {
     "post": "normalisation scales (and LayerNorm centring) folded into the reading matrices",

@@ -12,7 +12,8 @@ from typing import Any, Literal
 import altair as alt
 import pandas as pd
 
-from core.analysis import Analysis, kind_result
+from core.analysis import Analysis
+from core.query import kind_result
 from core.settings import HEAD_KINDS
 
 Overlay = Literal["component", "heads", "layers"]

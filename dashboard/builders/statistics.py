@@ -13,7 +13,7 @@ from pathlib import Path
 import altair as alt
 import pandas as pd
 
-from core.label_store import LabelRecord, LabelStore, labels_path
+from core.label.store import LabelRecord, LabelStore, labels_path
 
 #: Display names of the blocks (matrix kinds) the statistics compare.
 BLOCKS: dict[str, str] = {

@@ -7,7 +7,7 @@ the model, never to the shared one.
 import _root  # noqa: F401  (repository root on sys.path; see dashboard/_root.py)
 import streamlit as st
 
-from core.edit import EditSet
+from core.edit.rank_one import EditSet
 from core.errors import CoreError
 from dashboard import components, loaders
 from dashboard.builders import edit as eb

@@ -4,8 +4,8 @@ import _root  # noqa: F401  (repository root on sys.path; see dashboard/_root.py
 import streamlit as st
 
 from core.errors import CoreError
-from core.search import DEFAULT_THRESHOLD, DEFAULT_TOP, SearchIndex, build_index, default_kinds
-from core.search_embed import DEFAULT_METHOD, METHODS
+from core.search.embed import DEFAULT_METHOD, METHODS
+from core.search.rank import DEFAULT_THRESHOLD, DEFAULT_TOP, SearchIndex, build_index, default_kinds
 from dashboard import components, state
 from dashboard.builders import search as sb
 

@@ -31,7 +31,7 @@ with st.expander("Label this model with the offline labeller", expanded=False):
         "in labels.sqlite beside the cache and replace earlier offline verdicts."
     )
     if st.button("Run offline labeller", key="stats.run", disabled=not kinds):
-        from core.label import store_labels, sweep_offline
+        from core.label.sweep import store_labels, sweep_offline
 
         bar = st.progress(0.0, text="loading the embedding model")
         try:

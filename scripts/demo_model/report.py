@@ -16,7 +16,7 @@ Sections: held-out loss per source (trained vs. the same config at a seeded
 random initialisation, recomputed here on the committed held-out samples),
 greedy continuations of a few prompts, and the SVD directions of the OV
 (per head), MLP-in and MLP-out matrices scored by the project's offline
-labeller (core.label.sweep_offline: coherence z-score of the top tokens against
+labeller (core.label.sweep.sweep_offline: coherence z-score of the top tokens against
 random token sets; random Gaussian control matrices alongside), with the most
 and least clear directions listed.
 """
@@ -121,7 +121,7 @@ def main(argv=None):
     print()
 
     from core.analysis import open_analysis
-    from core.label import sweep_offline
+    from core.label.sweep import sweep_offline
     from core.settings import Settings
 
     kinds = tuple(args.kinds.split(","))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.analysis import kind_result
+from core.query import kind_result
 from tests.dashboard.conftest import APP, REPO
 
 PAGES = ("pages/overview.py", "pages/spectra.py", "pages/grid.py", "pages/atlas.py")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from core.bench_models import SHAPES, synthetic_vocab
+from core.model.random import SHAPES, synthetic_vocab
 from dashboard import state
 from dashboard.bench_pages import app_pages, main, page_name, page_render_times, write_checkpoint
 from tests.dashboard.conftest import REPO
@@ -35,7 +35,7 @@ def test_router_pages_are_all_timed() -> None:
 
 
 def test_checkpoint_loads_through_core(tiny: Path) -> None:
-    from core.loading import load_model
+    from core.model.loading import load_model
     from core.settings import Settings
 
     n_layer, d_model, n_head, vocab = SHAPES["tiny"]

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from core.analysis import directions, kind_result
+from core.query import directions, kind_result
 from dashboard.builders import atlas, grid, overview, spectra
 
 # ----------------------------------------------------------------------------- grid

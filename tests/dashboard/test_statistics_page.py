@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.label_store import LabelRecord, LabelStore
+from core.label.store import LabelRecord, LabelStore
 from dashboard.builders import statistics as stats
 from tests.dashboard.conftest import APP
 
@@ -119,8 +119,8 @@ def tiny(dash_env, tmp_path_factory) -> Any:
 
 
 def test_sweep_offline_with_control(tiny) -> None:
-    from core.label import offline_labeller, store_labels, sweep_offline
-    from core.label_offline import OfflineParams
+    from core.label.offline import OfflineParams
+    from core.label.sweep import offline_labeller, store_labels, sweep_offline
 
     lab = offline_labeller(tiny, OfflineParams(null_sets=50), concepts=CONCEPTS)
     out = sweep_offline(tiny, ("ov", "mlp_in", "mlp_out"), n=3, control=True, labeller=lab)

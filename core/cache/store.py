@@ -1,0 +1,320 @@
+"""The on-disk cache: safetensors for tensors, JSON for metadata, never pickle.
+
+Layout: ``<cache_dir>/<model-slug>/<weights-hash>-<processing>/`` holding one
+``<kind>.safetensors`` per matrix kind and a ``meta.json`` written last, which records
+the format version, the settings that shape the content, and the size and SHA-256 of
+every tensor file. The random controls are a second, optional part of the same entry
+(``<kind>.control.safetensors`` and ``controls.json``, same checks): they are built on
+first use, so a precompute does not pay for them. Each file is written to a temporary
+name and renamed, so a reader sees either a whole part or none; a part whose manifest
+or files do not check out is reported as invalid and rebuilt by the caller.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from core.svd.decompose import Decomposition
+from core.errors import CacheError
+from core.svd.project import TopTokens
+from core.model.weights import ModelMeta
+
+FORMAT_VERSION = 2
+CONTROLS_MANIFEST = "controls.json"
+
+
+@dataclass(frozen=True)
+class KindResult:
+    """A kind's decomposition with the cached token projection of its first directions.
+
+    ``tops`` rows are component-major: row ``c * n_projected + i`` is direction ``i`` of
+    component ``c``.
+    """
+
+    decomposition: Decomposition
+    tops: TopTokens
+    n_projected: int
+
+    def __post_init__(self) -> None:
+        c = len(self.decomposition.components)
+        if self.tops.top_idx.shape[0] != c * self.n_projected:
+            raise ValueError("tops must hold n_projected rows per component")
+
+
+@dataclass(frozen=True)
+class ModelSVD:
+    """Everything cached for one model, weights hash and processing.
+
+    Attributes:
+        meta: the model's shapes and weights hash.
+        processing: ``raw`` or ``post``.
+        k: tokens kept per end in ``tops``.
+        kinds: real decompositions by kind.
+        controls: random Gaussian controls by kind; empty until built (they are
+            optional, see :func:`core.analysis.controls`).
+    """
+
+    meta: ModelMeta
+    processing: str
+    k: int
+    kinds: dict[str, KindResult]
+    controls: dict[str, KindResult] = field(default_factory=dict)
+
+
+def slug(name: str) -> str:
+    """A file-system-safe name for a model spec."""
+    base = Path(name).name if os.sep in name or name.startswith(".") else name
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("_") or "model"
+
+
+def entry_dir(cache_dir: Path, meta: ModelMeta, processing: str) -> Path:
+    """Where the entry for this model, hash and processing lives."""
+    return Path(cache_dir) / slug(meta.name) / f"{meta.weights_hash[:16]}-{processing}"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _kind_tensors(res: KindResult) -> dict[str, torch.Tensor]:
+    d = res.decomposition
+    t: dict[str, torch.Tensor] = {
+        "S": d.S,
+        "degenerate": d.degenerate.to(torch.uint8),
+        "top_idx": res.tops.top_idx.to(torch.int32),
+        "top_val": res.tops.top_val,
+        "bottom_idx": res.tops.bottom_idx.to(torch.int32),
+        "bottom_val": res.tops.bottom_val,
+    }
+    if d.U is not None:
+        t["U"] = d.U
+    if d.V is not None:
+        t["V"] = d.V
+    return {k: v.detach().cpu().contiguous() for k, v in t.items()}
+
+
+def _kind_from_tensors(
+    kind: str, comps: list[list[Any]], n_projected: int, t: dict[str, torch.Tensor], control: bool
+) -> KindResult:
+    d = Decomposition(
+        kind=kind,
+        components=tuple((int(c[0]), None if c[1] is None else int(c[1])) for c in comps),
+        S=t["S"],
+        U=t.get("U"),
+        V=t.get("V"),
+        degenerate=t["degenerate"].bool(),
+        control=control,
+    )
+    tops = TopTokens(
+        top_idx=t["top_idx"].long(),
+        top_val=t["top_val"],
+        bottom_idx=t["bottom_idx"].long(),
+        bottom_val=t["bottom_val"],
+    )
+    return KindResult(d, tops, n_projected)
+
+
+def _write_tables(
+    out: Path, tables: dict[str, dict[str, KindResult]]
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Write each kind's tensors; returns the files' sizes and hashes and the groups' index."""
+    files: dict[str, dict[str, Any]] = {}
+    index: dict[str, Any] = {}
+    for group, table in tables.items():
+        for kind, res in table.items():
+            fname = f"{kind}.control.safetensors" if group == "controls" else f"{kind}.safetensors"
+            fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{fname}.", suffix=".tmp")
+            os.close(fd)
+            try:
+                save_file(_kind_tensors(res), tmp)
+                os.replace(tmp, out / fname)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+            files[fname] = {"size": (out / fname).stat().st_size, "sha256": _sha256(out / fname)}
+            index.setdefault(group, {})[kind] = {
+                "file": fname,
+                "components": [list(c) for c in res.decomposition.components],
+                "n_projected": res.n_projected,
+            }
+    return files, index
+
+
+def _manifest(meta: ModelMeta, processing: str, settings_key: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "model": meta.to_json(),
+        "processing": processing,
+        "settings": settings_key,
+    }
+
+
+def save(svd: ModelSVD, cache_dir: Path, settings_key: dict[str, Any]) -> Path:
+    """Write ``svd`` atomically (its controls too, when it holds any); returns the entry
+    directory.
+
+    ``settings_key`` holds the settings that shape the content (k, n_project, seed...):
+    an entry written under other settings is stale for a reader with these.
+    """
+    out = entry_dir(cache_dir, svd.meta, svd.processing)
+    out.mkdir(parents=True, exist_ok=True)
+    # The entry is invalid until rewritten, and controls of older content with it.
+    (out / "meta.json").unlink(missing_ok=True)
+    (out / CONTROLS_MANIFEST).unlink(missing_ok=True)
+    files, index = _write_tables(out, {"kinds": svd.kinds})
+    info = {
+        **_manifest(svd.meta, svd.processing, settings_key),
+        "k": svd.k,
+        "files": files,
+        "kinds": index.get("kinds", {}),
+    }
+    _atomic_write_bytes(out / "meta.json", json.dumps(info, indent=1).encode())
+    if svd.controls:
+        save_controls(svd, cache_dir, settings_key)
+    return out
+
+
+def save_controls(svd: ModelSVD, cache_dir: Path, settings_key: dict[str, Any]) -> Path:
+    """Write ``svd.controls`` as the controls part of its (existing) entry; returns the
+    entry directory. The kinds are not rewritten."""
+    out = entry_dir(cache_dir, svd.meta, svd.processing)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CONTROLS_MANIFEST).unlink(missing_ok=True)
+    files, index = _write_tables(out, {"controls": svd.controls})
+    info = {
+        **_manifest(svd.meta, svd.processing, settings_key),
+        "files": files,
+        "controls": index.get("controls", {}),
+    }
+    _atomic_write_bytes(out / CONTROLS_MANIFEST, json.dumps(info, indent=1).encode())
+    return out
+
+
+def _read_checked(
+    out: Path, name: str, meta: ModelMeta, processing: str, settings_key: dict[str, Any]
+) -> dict[str, Any]:
+    """The manifest ``out / name`` after checking format, weights, settings and files."""
+    mpath = out / name
+    if not mpath.is_file():
+        raise CacheError(f"No cache entry at {out}.")
+    try:
+        info = json.loads(mpath.read_text())
+    except (OSError, ValueError) as exc:
+        raise CacheError(f"The cache metadata {mpath} is unreadable ({exc}).") from exc
+    if info.get("format_version") != FORMAT_VERSION:
+        raise CacheError(f"The cache entry {out} has another format version.")
+    if info.get("model", {}).get("weights_hash") != meta.weights_hash:
+        raise CacheError(f"The cache entry {out} was built from other weights.")
+    if info.get("processing") != processing or info.get("settings") != settings_key:
+        raise CacheError(f"The cache entry {out} was built with other settings.")
+    for fname, f in info.get("files", {}).items():
+        p = out / fname
+        if not p.is_file() or p.stat().st_size != f["size"] or _sha256(p) != f["sha256"]:
+            raise CacheError(f"The cache file {p} is missing, truncated or corrupted.")
+    return info
+
+
+def _read_group(out: Path, info: dict[str, Any], group: str) -> dict[str, KindResult]:
+    table: dict[str, KindResult] = {}
+    try:
+        for kind, k in info.get(group, {}).items():
+            t = load_file(str(out / k["file"]))
+            table[kind] = _kind_from_tensors(
+                kind, k["components"], int(k["n_projected"]), t, group == "controls"
+            )
+    except (OSError, ValueError, KeyError) as exc:
+        raise CacheError(f"The cache entry {out} does not parse ({exc}).") from exc
+    return table
+
+
+def load(
+    cache_dir: Path, meta: ModelMeta, processing: str, settings_key: dict[str, Any]
+) -> ModelSVD:
+    """Read and verify the entry for ``meta`` and ``processing``, with its controls when
+    a valid controls part exists (else ``controls`` is empty: they are rebuilt on use).
+
+    Raises:
+        CacheError: missing, stale (other format, weights or settings), truncated or
+            corrupted; the message says which.
+    """
+    out = entry_dir(cache_dir, meta, processing)
+    info = _read_checked(out, "meta.json", meta, processing, settings_key)
+    kinds = _read_group(out, info, "kinds")
+    try:
+        controls = load_controls(cache_dir, meta, processing, settings_key)
+    except CacheError:
+        controls = {}
+    return ModelSVD(
+        meta=ModelMeta(**info["model"]),
+        processing=processing,
+        k=int(info["k"]),
+        kinds=kinds,
+        controls=controls,
+    )
+
+
+def load_controls(
+    cache_dir: Path, meta: ModelMeta, processing: str, settings_key: dict[str, Any]
+) -> dict[str, KindResult]:
+    """Read and verify the controls part of an entry.
+
+    Raises:
+        CacheError: missing, stale, truncated or corrupted; the message says which.
+    """
+    out = entry_dir(cache_dir, meta, processing)
+    info = _read_checked(out, CONTROLS_MANIFEST, meta, processing, settings_key)
+    return _read_group(out, info, "controls")
+
+
+def list_entries(cache_dir: Path) -> list[dict[str, Any]]:
+    """Summaries of the entries under ``cache_dir`` (for the overview page)."""
+    rows = []
+    for mpath in sorted(Path(cache_dir).glob("*/*/meta.json")):
+        try:
+            info = json.loads(mpath.read_text())
+        except (OSError, ValueError):
+            continue
+        size = sum(p.stat().st_size for p in mpath.parent.iterdir() if p.is_file())
+        rows.append(
+            {
+                "model": info.get("model", {}).get("name"),
+                "processing": info.get("processing"),
+                "kinds": ", ".join(info.get("kinds", {})),
+                "controls": (mpath.parent / CONTROLS_MANIFEST).is_file(),
+                "size_mb": round(size / 2**20, 2),
+                "path": str(mpath.parent),
+            }
+        )
+    return rows
+
+
+def remove_entry(cache_dir: Path, meta: ModelMeta, processing: str) -> None:
+    """Delete an entry (used before a rebuild)."""
+    shutil.rmtree(entry_dir(cache_dir, meta, processing), ignore_errors=True)

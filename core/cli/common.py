@@ -1,0 +1,86 @@
+"""What every subcommand shares: the common options, the settings they describe,
+the progress bar, and the one error type for bad arguments.
+
+This package is the only place in ``core`` that reads the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from core.settings import Settings
+
+
+class ArgError(Exception):
+    """Raised instead of argparse's own exit so every bad argument reads the same."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        raise ArgError(message[0].upper() + message[1:] + ("" if message.endswith(".") else "."))
+
+
+def common_parser() -> _Parser:
+    """Options every model command takes: model, processing, device, cache, json."""
+    p = _Parser(add_help=False)
+    p.add_argument("--model", default="default", help="HF id, local checkpoint dir, or 'default'")
+    p.add_argument("--processing", choices=("raw", "post"), default="post")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--cache-dir", type=Path, default=None, help="cache root (default: ./cache)")
+    p.add_argument("--json", action="store_true", help="print JSON on stdout")
+    return p
+
+
+def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
+    """The :class:`Settings` the common options describe."""
+    fields: dict[str, Any] = dict(model=args.model, processing=args.processing, device=args.device)
+    if args.cache_dir is not None:
+        fields["cache_dir"] = args.cache_dir
+    fields.update(extra)
+    return Settings(**fields)
+
+
+def tqdm_progress() -> Callable[[float, str], None]:
+    """A progress callback drawing a tqdm bar on stderr."""
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=100,
+        file=sys.stderr,
+        leave=False,
+        bar_format="{bar:20}| {desc}",
+        disable=not sys.stderr.isatty(),
+    )
+
+    def update(frac: float, msg: str) -> None:
+        bar.set_description_str(msg)
+        bar.n = int(frac * 100)
+        bar.refresh()
+        if frac >= 1.0:
+            bar.close()
+
+    return update
+
+
+def open_from_args(args: argparse.Namespace, **extra: Any) -> Any:
+    """Open the analysis the common options name, with a progress bar on stderr."""
+    from core.analysis import open_analysis
+
+    return open_analysis(settings_from_args(args, **extra), tqdm_progress())
+
+
+def print_table(rows: Sequence[dict[str, Any]]) -> None:
+    """A plain aligned table on stdout."""
+    if not rows:
+        print("(no rows)")
+        return
+    cols = list(rows[0])
+    width = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols}
+    width = {c: min(w, 80) for c, w in width.items()}
+    print("  ".join(c.ljust(width[c]) for c in cols))
+    for r in rows:
+        print("  ".join(str(r.get(c, ""))[: width[c]].ljust(width[c]) for c in cols))

@@ -1,0 +1,176 @@
+"""``label``, ``label-eval`` and ``label-export``: label directions, score a labeller, export labels.
+
+The LLM labeller's endpoint comes from flags, else the environment (read here, never in
+``core`` proper): ``OPENAI_BASE_URL``, ``OPENAI_API_KEY``, ``SVDLENS_LLM_MODEL``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from core.cli.common import ArgError, open_from_args, tqdm_progress
+from core.settings import DEFAULT_CACHE_DIR, MATRIX_KINDS
+
+
+def _llm_settings(args: argparse.Namespace) -> Any:
+    from core.label.llm import LLMSettings
+
+    base = args.llm_base_url or os.environ.get("OPENAI_BASE_URL")
+    model = args.llm_model or os.environ.get("SVDLENS_LLM_MODEL")
+    if not base or not model:
+        raise ArgError(
+            "The LLM labeller needs an endpoint and a model: pass --llm-base-url and "
+            "--llm-model, or set OPENAI_BASE_URL and SVDLENS_LLM_MODEL."
+        )
+    return LLMSettings(
+        base_url=base,
+        model=model,
+        api_key=os.environ.get(args.llm_key_env) or None,
+        timeout=args.llm_timeout,
+        requests_per_minute=args.llm_rpm,
+        price_per_1k_prompt=args.llm_price_prompt,
+        price_per_1k_completion=args.llm_price_completion,
+    )
+
+
+def _label(args: argparse.Namespace) -> Any:
+    from core.label.sweep import (
+        label_llm,
+        label_offline,
+        offline_labeller,
+        parse_layers,
+        store_labels,
+        token_sets,
+    )
+
+    if args.n < 1 or args.k < 2:
+        raise ArgError("--n must be at least 1 and --k at least 2.")
+    llm_settings = _llm_settings(args) if args.labeller == "llm" else None
+    a = open_from_args(args)
+    layers = parse_layers(args.layers, 1 if args.matrix == "embed" else a.meta.n_layers)
+    heads = None if args.head is None else [args.head]
+    groups = [False, True] if args.control else [False]
+    items = {c: list(token_sets(a, args.matrix, layers, args.n, args.k, heads, c)) for c in groups}
+    results = []
+    if args.labeller == "offline":
+        concepts = None
+        if args.concepts is not None:
+            from core.label.concepts import load_concepts
+
+            try:
+                concepts = load_concepts(args.concepts)
+            except OSError as exc:
+                raise ArgError(f"Cannot read the concept file {args.concepts}: {exc}.") from exc
+            if not concepts:
+                raise ArgError(f"The concept file {args.concepts} is empty; give one per line.")
+        offline = offline_labeller(a, concepts=concepts)
+        for c in groups:
+            results += label_offline(offline, items[c], args.matrix, c)
+    else:
+        from core.label.llm import open_llm_labeller
+
+        assert llm_settings is not None
+        lab = open_llm_labeller(llm_settings, a.settings.cache_dir)
+        est = lab.estimate([toks for c in groups for *_, toks in items[c]])
+        print(f"LLM sweep estimate: {est.to_json()}", file=sys.stderr)
+        if args.estimate_only:
+            return {"estimate": est.to_json()}
+        for c in groups:
+            results += label_llm(lab, items[c], args.matrix, c, tqdm_progress())
+    if not args.no_store:
+        store_labels(a, results)
+    if args.json:
+        return [r.to_json() for r in results]
+    return [
+        {
+            "layer": r.layer,
+            "head": "" if r.head is None else r.head,
+            "index": r.index,
+            "control": "yes" if r.control else "",
+            "interp": "yes" if r.interpretable else "no",
+            "score": "" if r.score is None else f"{r.score:.2f}",
+            "label": r.label,
+            "tokens": " ".join(r.tokens[:10]),
+        }
+        for r in results
+    ]
+
+
+def _label_eval(args: argparse.Namespace) -> Any:
+    from core.label.evaluate import evaluate_scores, offline_scores, read_label_file
+    from core.label.offline import OfflineLabeller, OfflineParams, load_embedder
+
+    params = OfflineParams(threshold_z=args.threshold)
+    files = {str(p): read_label_file(p) for p in args.data}
+    emb = load_embedder("cpu")
+    per: dict[str, Any] = {}
+    all_sets: list[Any] = []
+    all_scores: list[Any] = []
+    for name, sets in files.items():
+        _, scores = offline_scores(sets, lambda vocab: OfflineLabeller(emb, vocab, params))
+        per[name] = evaluate_scores(sets, scores, params.threshold_z).to_json()
+        all_sets += sets
+        all_scores += scores
+    out = evaluate_scores(all_sets, all_scores, params.threshold_z).to_json()
+    if len(files) > 1:
+        out["files"] = per
+    return out
+
+
+def _label_export(args: argparse.Namespace) -> Any:
+    from core.label.store import LabelStore, labels_path
+
+    cache = args.cache_dir or DEFAULT_CACHE_DIR
+    if not labels_path(cache).exists():
+        raise ArgError(f"No labels under {cache}; label some directions first.")
+    with LabelStore.in_cache(cache) as store:
+        text = store.export_csv(
+            args.out, model=args.model_name, labeller=args.labeller, search=args.search
+        )
+    return {"rows": text.count("\n") - 1, "out": str(args.out)}
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    """Add ``label``, ``label-eval`` and ``label-export``."""
+    p = subparsers.add_parser(
+        "label", parents=[common], help="label directions as interpretable or not"
+    )
+    p.add_argument("--matrix", required=True, choices=MATRIX_KINDS)
+    p.add_argument("--layers", default="all", help="'all', '3', '0,2,5' or '4-7'")
+    p.add_argument("--head", type=int, default=None, help="one head (ov/qk; default all)")
+    p.add_argument("--n", type=int, default=30, help="directions per component")
+    p.add_argument("--k", type=int, default=15, help="top tokens shown to the labeller")
+    p.add_argument("--labeller", choices=("offline", "llm"), default="offline")
+    p.add_argument("--control", action="store_true", help="also label the random control")
+    p.add_argument("--concepts", type=Path, default=None, help="concept list, one per line")
+    p.add_argument("--no-store", action="store_true", help="do not write labels.sqlite")
+    p.add_argument("--llm-base-url", default=None, help="default: $OPENAI_BASE_URL")
+    p.add_argument("--llm-model", default=None, help="default: $SVDLENS_LLM_MODEL")
+    p.add_argument("--llm-key-env", default="OPENAI_API_KEY", help="env var holding the key")
+    p.add_argument("--llm-timeout", type=float, default=30.0)
+    p.add_argument("--llm-rpm", type=float, default=60.0, help="requests per minute")
+    p.add_argument("--llm-price-prompt", type=float, default=0.0, help="per 1k prompt tokens")
+    p.add_argument("--llm-price-completion", type=float, default=0.0)
+    p.add_argument("--estimate-only", action="store_true", help="LLM: print the estimate only")
+    p.set_defaults(func=_label)
+
+    p = subparsers.add_parser(
+        "label-eval", help="score the offline labeller against GPT-3 label files"
+    )
+    p.add_argument("--data", type=Path, nargs="+", required=True, help="label-set JSON files")
+    p.add_argument("--threshold", type=float, default=2.0, help="z-score for 'interpretable'")
+    p.add_argument("--json", action="store_true", help="print JSON on stdout")
+    p.set_defaults(func=_label_eval)
+
+    p = subparsers.add_parser("label-export", help="write stored labels as CSV")
+    p.add_argument("--cache-dir", type=Path, default=None)
+    p.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    p.add_argument("--model-name", default=None, help="only this model")
+    p.add_argument("--labeller", default=None, help="only this labeller (manual/offline/llm)")
+    p.add_argument("--search", default=None, help="label or token substring")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_label_export)

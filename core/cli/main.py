@@ -1,0 +1,50 @@
+"""``python -m core``: one entry point, one module per subcommand.
+
+Each subcommand module exposes ``register(subparsers, common)``; a handler returns a
+JSON-serialisable value (printed as JSON with ``--json``) or a list of table rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from core.cli import bench, directions, edit, label, precompute, search
+from core.cli.common import ArgError, _Parser, common_parser, print_table
+from core.errors import CoreError
+
+#: The subcommands, in the order ``--help`` lists them.
+COMMANDS = (precompute, directions, search, edit, label, bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser, every subcommand included."""
+    common = common_parser()
+    parser = _Parser(
+        prog="python -m core",
+        description="Read transformer weights through their singular value decompositions.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for command in COMMANDS:
+        command.register(sub, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit status (0 ok, 2 bad input or failure)."""
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        result = args.func(args)
+    except (ArgError, CoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    if getattr(args, "json", False) or not isinstance(result, list):
+        print(json.dumps(result, indent=None if getattr(args, "json", False) else 1))
+    else:
+        print_table(result)
+    return 0

@@ -1,0 +1,91 @@
+"""``python -m core search``: find the singular directions closest to a query.
+
+Example::
+
+    python -m core search --model default --query "fire, flames" --top 20 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from core.cli.common import ArgError, open_from_args
+from core.search.embed import DEFAULT_METHOD, METHODS, split_concepts
+from core.settings import MATRIX_KINDS
+
+
+def _kinds(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    if not kinds:
+        raise ArgError(f"--matrices needs at least one of {', '.join(MATRIX_KINDS)}.")
+    for k in kinds:
+        if k not in MATRIX_KINDS:
+            raise ArgError(
+                f"Unknown matrix {k!r} in --matrices; use some of {', '.join(MATRIX_KINDS)}."
+            )
+    return kinds
+
+
+def _search(args: argparse.Namespace) -> Any:
+    from core.search.rank import build_index, search
+
+    if not split_concepts(args.query):
+        raise ArgError(
+            '--query is empty; give one or more comma-separated words, e.g. "fire, flames".'
+        )
+    if not 0.0 <= args.threshold <= 1.0:
+        raise ArgError(f"--threshold must be between 0 and 1, not {args.threshold}.")
+    if args.top < 1:
+        raise ArgError(f"--top must be at least 1, not {args.top}.")
+    if args.k < 1:
+        raise ArgError(f"--k must be at least 1, not {args.k}.")
+    kinds = _kinds(args.matrices)
+    a = open_from_args(args)
+    index = build_index(a, kinds)
+    res = search(index, args.query, args.embed, args.threshold, args.top, kinds, args.k)
+    if args.json:
+        return [h.to_json() for h in res.hits]
+    return [
+        {
+            "matrix": h.matrix,
+            "layer": h.layer,
+            "head": "" if h.head is None else h.head,
+            "index": h.index,
+            "sigma": f"{h.singular_value:.4g}",
+            "cosine": f"{h.cosine:+.3f}",
+            "score": f"{h.score:.3f}",
+            "sign": h.sign,
+            "tokens": ("(bottom) " if h.end == "bottom" else "")
+            + " ".join(t for _, t, _ in h.tokens[:8]),
+        }
+        for h in res.hits
+    ]
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    """Add the ``search`` subcommand."""
+    p = subparsers.add_parser(
+        "search",
+        parents=[common],
+        help="singular directions closest to a query (comma-separated words)",
+    )
+    p.add_argument("--query", required=True, help='comma-separated concepts, e.g. "fire, flames"')
+    p.add_argument("--threshold", type=float, default=0.15, help="minimum |cosine| (default 0.15)")
+    p.add_argument("--top", type=int, default=20, help="at most this many matches (default 20)")
+    p.add_argument(
+        "--matrices",
+        default=None,
+        help="comma-separated kinds to search (default: ov,mlp_in,mlp_gate,mlp_out that exist)",
+    )
+    p.add_argument(
+        "--embed",
+        choices=METHODS,
+        default=DEFAULT_METHOD,
+        help=f"query method (default {DEFAULT_METHOD}: token-space match; ridge: centred "
+        "ridge vector; pinv: the post's pinv(W_U); embed: W_E rows)",
+    )
+    p.add_argument("--k", type=int, default=10, help="tokens shown per match (default 10)")
+    p.set_defaults(func=_search)

@@ -1,0 +1,176 @@
+"""Edited Hugging Face models: a plain module sharing the loaded tensors, edits applied
+to fresh copies of the edited matrices only, and export as a checkpoint directory.
+
+The TransformerLens bridge wraps the loaded model's submodules; :func:`plain_model`
+rebuilds the plain Hugging Face module around the same tensors, so forward passes are
+plain Hugging Face ones and an edit replaces (never writes into) a shared tensor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from core.analysis import Analysis
+from core.edit.rank_one import Edit, EditSet, RankOne, rank_one_updates
+from core.errors import CoreError, SpecError
+
+# Per architecture: block prefix, and per stored matrix the module and whether its
+# ``weight`` is the transpose of the ``x @ W`` matrix (nn.Linear) or not (GPT-2 Conv1D).
+_LAYOUTS: dict[str, tuple[str, dict[str, tuple[str, bool]]]] = {
+    "gpt2": (
+        "transformer.h.{}",
+        {
+            "attn_out": ("attn.c_proj", False),
+            "mlp_in": ("mlp.c_fc", False),
+            "mlp_out": ("mlp.c_proj", False),
+        },
+    ),
+    "gpt_neox": (
+        "gpt_neox.layers.{}",
+        {
+            "attn_out": ("attention.dense", True),
+            "mlp_in": ("mlp.dense_h_to_4h", True),
+            "mlp_out": ("mlp.dense_4h_to_h", True),
+        },
+    ),
+    "llama": (
+        "model.layers.{}",
+        {
+            "attn_out": ("self_attn.o_proj", True),
+            "mlp_in": ("mlp.up_proj", True),
+            "mlp_gate": ("mlp.gate_proj", True),
+            "mlp_out": ("mlp.down_proj", True),
+        },
+    ),
+}
+
+
+def target_module(model: Any, target: tuple[str, int]) -> tuple[Any, bool]:
+    """The module holding ``target`` in a plain HF model and whether its weight is transposed."""
+    mtype = getattr(model.config, "model_type", "")
+    layout = _LAYOUTS.get(mtype, _LAYOUTS["llama"])
+    prefix, table = layout
+    name, layer = target
+    try:
+        path, transposed = table[name]
+        return model.get_submodule(prefix.format(layer) + "." + path), transposed
+    except (KeyError, AttributeError):
+        raise SpecError(
+            f"Editing does not know where {name} lives in a {mtype or 'this'} model; "
+            "edit a GPT-2, GPT-NeoX/Pythia or Llama-style model."
+        ) from None
+
+
+def plain_model(analysis: Analysis) -> Any:
+    """A plain Hugging Face module (no TransformerLens wrappers) sharing the loaded tensors.
+
+    Built on the meta device and filled with the loaded model's own parameters and
+    buffers, so it costs no memory; only use it read-only (or replace tensors in it).
+    """
+    if analysis.model is None:
+        raise CoreError("This analysis has no loaded model; open it with open_analysis.")
+    hf = analysis.model.hf_model
+    src: dict[str, Tensor] = {}
+    for n, t in [
+        *hf.named_parameters(remove_duplicate=False),
+        *hf.named_buffers(remove_duplicate=False),
+    ]:
+        src.setdefault(n.replace("._original_component", ""), t)
+    with torch.device("meta"):
+        plain = type(hf)(hf.config)
+    made: dict[int, torch.nn.Parameter] = {}
+    for n, _p in list(plain.named_parameters(remove_duplicate=False)):
+        s = src[n]
+        if id(s) not in made:  # tied weights stay one parameter
+            made[id(s)] = torch.nn.Parameter(s.detach(), requires_grad=False)
+        _set(plain, n, made[id(s)], parameter=True)
+    for n, _ in list(plain.named_buffers(remove_duplicate=False)):
+        _set(plain, n, src[n], parameter=False)
+    return plain.eval()
+
+
+def _set(model: Any, name: str, value: Tensor, parameter: bool) -> None:
+    mod_name, _, attr = name.rpartition(".")
+    mod = model.get_submodule(mod_name) if mod_name else model
+    (mod._parameters if parameter else mod._buffers)[attr] = value
+
+
+def _stored(analysis: Analysis, target: tuple[str, int]) -> Tensor:
+    raw, m = analysis.raw, analysis.meta
+    name, layer = target
+    if name == "attn_out":
+        return raw.W_O[layer].reshape(m.n_heads * m.d_head, m.d_model)
+    return raw.matrix(name, layer)
+
+
+@dataclass(frozen=True)
+class EditedModel:
+    """A Hugging Face model with ``edits`` applied; shares untouched tensors with the
+    loaded model (read-only) and owns its edited ones."""
+
+    model: Any
+    edits: EditSet
+    updates: tuple[RankOne, ...]
+
+
+def apply_edits(analysis: Analysis, edits: EditSet | Iterable[Edit]) -> EditedModel:
+    """A new model with ``edits`` applied; the loaded (shared) model is never written.
+
+    Each edited stored matrix is first checked against the analysis's raw view, so a
+    layout this module misreads fails loudly instead of editing the wrong weights.
+    """
+    edits = edits if isinstance(edits, EditSet) else EditSet().add(*edits)
+    updates = rank_one_updates(analysis, edits)
+    model = plain_model(analysis)
+    deltas: dict[tuple[str, int], Tensor] = {}
+    for u in updates:
+        d = torch.outer(u.left, u.right)
+        deltas[u.target] = deltas[u.target] + d if u.target in deltas else d
+    for target, delta in deltas.items():
+        mod, transposed = target_module(model, target)
+        old = mod.weight.detach()
+        W = old.T if transposed else old
+        if W.shape != delta.shape or not torch.allclose(
+            W.float().cpu(), _stored(analysis, target).float().cpu(), atol=1e-5, rtol=1e-4
+        ):
+            raise CoreError(
+                f"The stored {target[0]} of layer {target[1]} does not match the analysed "
+                "weights; reload the model (the cache may be from another checkpoint)."
+            )
+        new = (W.double() + delta.to(W.device)).to(W.dtype)
+        mod._parameters["weight"] = torch.nn.Parameter(
+            (new.T if transposed else new).contiguous(), requires_grad=False
+        )
+    return EditedModel(model, edits, tuple(updates))
+
+
+def export(analysis: Analysis, edits: EditSet, directory: Path) -> Path:
+    """Write the edited model and tokenizer as a Hugging Face checkpoint directory.
+
+    Weights are saved in float32 (the precision the edits were made in); the edits are
+    recorded in ``svd_lens_edits.json`` beside them.
+    """
+    directory = Path(directory)
+    if directory.exists() and any(directory.iterdir()):
+        raise SpecError(f"{directory} is not empty; export into a new or empty directory.")
+    edited = apply_edits(analysis, edits)
+    directory.mkdir(parents=True, exist_ok=True)
+    edited.model.save_pretrained(directory)
+    assert analysis.model is not None
+    analysis.model.tokenizer.save_pretrained(directory)
+    record = {
+        "source": analysis.model.source,
+        "processing": analysis.weights.processing,
+        "edits": [dataclasses.asdict(e) for e in edits],
+        "spec": edits.spec(),
+    }
+    (directory / "svd_lens_edits.json").write_text(json.dumps(record, indent=1))
+    return directory

@@ -1,0 +1,254 @@
+"""Label directions of an :class:`~core.analysis.Analysis`: is each one interpretable, and as what?
+
+Two labellers share one interface: ``offline`` (default, no network; see
+:mod:`core.label.offline`) and ``llm`` (an OpenAI-compatible endpoint; see
+:mod:`core.label.llm`). Manual labels come from the dashboard and live in the same
+store (:mod:`core.label.store`). Each direction is shown to a labeller as its top ``k``
+tokens, as in the original post (15 tokens of the oriented direction's top end).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from core.analysis import Analysis
+from core.errors import SpecError
+from core.label.offline import OfflineLabeller, OfflineParams, load_embedder
+from core.label.store import LabelRecord
+from core.query import check_component, directions, kind_result
+from core.settings import HEAD_KINDS
+
+LABELLERS = ("offline", "llm")
+Progress = Callable[[float, str], None]
+
+
+def _quiet(_: float, __: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class DirectionLabel:
+    """One labeller's verdict on one direction.
+
+    Attributes:
+        matrix: matrix kind.
+        layer: block index.
+        head: head for per-head kinds, else ``None``.
+        index: singular-vector index.
+        control: whether it is a random-control direction.
+        labeller: ``offline`` or ``llm``.
+        tokens: the top tokens the labeller saw.
+        interpretable: the yes/no verdict.
+        label: the concept or theme ("" if none).
+        score: offline z-score; ``None`` for the LLM.
+        detail: labeller-specific extras (percentile, LLM responses, ...).
+    """
+
+    matrix: str
+    layer: int
+    head: int | None
+    index: int
+    control: bool
+    labeller: str
+    tokens: tuple[str, ...]
+    interpretable: bool
+    label: str
+    score: float | None
+    detail: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "matrix": self.matrix,
+            "layer": self.layer,
+            "head": self.head,
+            "index": self.index,
+            "control": self.control,
+            "labeller": self.labeller,
+            "interpretable": self.interpretable,
+            "label": self.label,
+            "score": None if self.score is None else round(self.score, 4),
+            "tokens": list(self.tokens),
+            **self.detail,
+        }
+
+    def to_record(self, model: str, weights_hash: str) -> LabelRecord:
+        """The store record of this verdict."""
+        return LabelRecord(
+            model=model,
+            weights_hash=weights_hash,
+            matrix=self.matrix,
+            layer=self.layer,
+            head=self.head,
+            index=self.index,
+            labeller=self.labeller,
+            interpretable=self.interpretable,
+            label=self.label,
+            score=self.score,
+            tokens=", ".join(self.tokens),
+            control=self.control,
+        )
+
+
+def parse_layers(spec: str, n_layers: int) -> list[int]:
+    """``"all"``, ``"3"``, ``"0,2,5"`` or ``"4-7"`` (inclusive) as a sorted list of layers.
+
+    Raises:
+        SpecError: malformed, or a layer out of range.
+    """
+    if spec.strip().lower() == "all":
+        return list(range(n_layers))
+    out: set[int] = set()
+    try:
+        for part in spec.split(","):
+            part = part.strip()
+            if "-" in part[1:]:
+                a, b = part.split("-", 1)
+                out.update(range(int(a), int(b) + 1))
+            else:
+                out.add(int(part))
+    except ValueError as exc:
+        raise SpecError(f"Cannot read layers {spec!r}; use 'all', '3', '0,2,5' or '4-7'.") from exc
+    bad = [x for x in sorted(out) if not 0 <= x < n_layers]
+    if bad:
+        raise SpecError(
+            f"Layer {bad[0]} is out of range; this model has layers 0 to {n_layers - 1}."
+        )
+    return sorted(out)
+
+
+def token_sets(
+    analysis: Analysis,
+    kind: str,
+    layers: Sequence[int],
+    n: int,
+    k: int = 15,
+    heads: Sequence[int] | None = None,
+    control: bool = False,
+) -> Iterator[tuple[int, int | None, int, tuple[str, ...]]]:
+    """``(layer, head, index, top k raw tokens)`` for the first ``n`` directions of each
+    component. A control has one component per layer (reported with head ``None``)."""
+    has_gate = analysis.weights.W_gate is not None
+    kind_result(analysis, kind, control)
+    per_head = kind in HEAD_KINDS
+    for layer in layers:
+        if control or not per_head:
+            comps: list[int | None] = [0 if per_head else None]
+        else:
+            comps = list(heads) if heads is not None else list(range(analysis.meta.n_heads))
+        for head in comps:
+            check_component(analysis.meta, kind, layer, head, has_gate)
+            for d in directions(analysis, kind, layer, head, n=n, k=k, control=control):
+                yield layer, None if control else head, d.index, tuple(t for t, _, _ in d.top)
+
+
+def offline_labeller(
+    analysis: Analysis,
+    params: OfflineParams = OfflineParams(),
+    device: str = "cpu",
+    concepts: Sequence[str] | None = None,
+) -> OfflineLabeller:
+    """An offline labeller whose null sets are drawn from ``analysis``'s vocabulary
+    (concept embeddings cached under the analysis's cache directory)."""
+    return OfflineLabeller(
+        load_embedder(device), analysis.tokens.raw, params, concepts, analysis.settings.cache_dir
+    )
+
+
+def label_offline(
+    labeller: OfflineLabeller,
+    items: Sequence[tuple[int, int | None, int, tuple[str, ...]]],
+    kind: str,
+    control: bool = False,
+) -> list[DirectionLabel]:
+    """Offline verdicts for ``items`` from :func:`token_sets`."""
+    scores = labeller.score_many([toks for *_, toks in items])
+    return [
+        DirectionLabel(
+            matrix=kind,
+            layer=layer,
+            head=head,
+            index=index,
+            control=control,
+            labeller="offline",
+            tokens=toks,
+            interpretable=s.interpretable,
+            label=s.label,
+            score=s.z,
+            detail={"percentile": round(s.percentile, 4), "alternatives": list(s.alternatives)},
+        )
+        for (layer, head, index, toks), s in zip(items, scores)
+    ]
+
+
+def label_llm(
+    labeller: Any,
+    items: Sequence[tuple[int, int | None, int, tuple[str, ...]]],
+    kind: str,
+    control: bool = False,
+    progress: Progress = _quiet,
+) -> list[DirectionLabel]:
+    """LLM verdicts for ``items`` (``labeller`` is a :class:`~core.label.llm.LLMLabeller`)."""
+    out = []
+    for i, (layer, head, index, toks) in enumerate(items):
+        progress(i / max(1, len(items)), f"LLM labelling {kind} L{layer} #{index}")
+        v = labeller.label(toks)
+        out.append(
+            DirectionLabel(
+                matrix=kind,
+                layer=layer,
+                head=head,
+                index=index,
+                control=control,
+                labeller="llm",
+                tokens=toks,
+                interpretable=v.interpretable,
+                label=v.label,
+                score=None,
+                detail={"response": v.response, "verifier_response": v.verifier_response},
+            )
+        )
+    progress(1.0, "done")
+    return out
+
+
+#: Blocks the statistics compare: OV heads, MLP in and MLP out (as in the post).
+SWEEP_KINDS: tuple[str, ...] = ("ov", "mlp_in", "mlp_out")
+
+
+def sweep_offline(
+    analysis: Analysis,
+    kinds: Sequence[str] = SWEEP_KINDS,
+    layers: Sequence[int] | None = None,
+    n: int = 30,
+    k: int = 15,
+    control: bool = True,
+    labeller: OfflineLabeller | None = None,
+    progress: Progress = _quiet,
+) -> list[DirectionLabel]:
+    """Offline verdicts on the first ``n`` directions of every component of ``kinds``
+    (those the cache entry holds), and of their random controls when ``control``."""
+    lab = labeller or offline_labeller(analysis)
+    have = [kd for kd in kinds if kd in analysis.svd.kinds]
+    groups = [False, True] if control else [False]
+    out: list[DirectionLabel] = []
+    steps = max(1, len(have) * len(groups))
+    for i, kind in enumerate(have):
+        n_layers = 1 if kind == "embed" else analysis.meta.n_layers
+        ls = list(layers) if layers is not None else list(range(n_layers))
+        for j, c in enumerate(groups):
+            progress((i * len(groups) + j) / steps, f"labelling {'control ' if c else ''}{kind}")
+            items = list(token_sets(analysis, kind, ls, n, k, None, c))
+            out += label_offline(lab, items, kind, c)
+    progress(1.0, "done")
+    return out
+
+
+def store_labels(analysis: Analysis, labels: Sequence[DirectionLabel]) -> int:
+    """Write verdicts to ``<cache_dir>/labels.sqlite``; returns how many."""
+    from core.label.store import LabelStore
+
+    meta = analysis.meta
+    with LabelStore.in_cache(analysis.settings.cache_dir) as store:
+        return store.put(r.to_record(meta.name, meta.weights_hash) for r in labels)

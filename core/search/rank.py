@@ -1,0 +1,345 @@
+"""Semantic search over every singular direction of a model (the post's "SVD tracing").
+
+A query (comma-separated words) is embedded into the residual stream
+(:mod:`core.search.embed`) and compared by cosine with every cached token-side singular
+vector of the chosen matrix kinds. Both signs count: a strongly negative cosine is an
+*antipodal* match, where the query matches the direction's bottom end.
+
+Methods ``pinv``, ``embed`` and ``ridge`` rank by ``|cosine|``. The default, ``token``,
+ranks by how well the query's concepts match each direction's standardised logits
+(:mod:`core.search.score`); it still reports, and thresholds on, the ``ridge`` cosine.
+
+All directions of a model are stacked once into one normalised ``[n_dirs, d_model]``
+matrix (:class:`~core.search.index.SearchIndex`, built per
+:class:`~core.analysis.Analysis`), grouped by kind, so a query is one matrix product
+over the selected kinds' row ranges (a vector for the cosine methods; for ``token``, the
+cosine vector plus one centred ``W_U`` column per query token).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from core.errors import SpecError
+from core.search.embed import DEFAULT_METHOD, QueryTokens, check_method, parse_query
+from core.search.index import (
+    DEFAULT_KINDS,
+    SearchIndex,
+    build_index,
+    check_kinds,
+    default_kinds,
+    exact_vectors,
+    similarities,
+)
+from core.search.score import query_scores
+from core.settings import HEAD_KINDS
+from core.svd.project import project_topk
+
+__all__ = [
+    "DEFAULT_KINDS",
+    "DEFAULT_THRESHOLD",
+    "DEFAULT_TOP",
+    "SearchHit",
+    "SearchIndex",
+    "SearchResult",
+    "build_index",
+    "check_kinds",
+    "default_kinds",
+    "describe_rows",
+    "embed_query",
+    "exact_vectors",
+    "query_columns",
+    "rank",
+    "score_rows",
+    "search",
+    "similarities",
+]
+
+DEFAULT_THRESHOLD = 0.15
+DEFAULT_TOP = 20
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One matching direction.
+
+    ``sign`` is ``"positive"`` (the query matches the direction's top end) or
+    ``"antipodal"`` (it matches the bottom end, ``end == "bottom"``: a negative cosine,
+    or for the ``token`` method a match of the negated logits). ``tokens`` are that
+    end's ``(raw, display, value)``, strongest first. ``score`` is what the hits are
+    ranked by: ``|cosine|``, or for ``token`` the mean log-probability that each
+    concept is among the matching end's top tokens (at most 0).
+    """
+
+    matrix: str
+    layer: int
+    head: int | None
+    index: int
+    singular_value: float
+    cosine: float
+    sign: str
+    end: str
+    degenerate: bool
+    tokens: list[tuple[str, str, float]]
+    score: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The CLI's JSON object; ``top`` holds the matching end's ``[token, value]``."""
+        return {
+            "matrix": self.matrix,
+            "layer": self.layer,
+            "head": self.head,
+            "index": self.index,
+            "singular_value": self.singular_value,
+            "cosine": self.cosine,
+            "score": self.score,
+            "sign": self.sign,
+            "end": self.end,
+            "degenerate": self.degenerate,
+            "top": [[t, v] for t, _, v in self.tokens],
+        }
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The hits of one query, best first, and how the query was read."""
+
+    query: QueryTokens
+    method: str
+    threshold: float
+    hits: list[SearchHit]
+    n_searched: int
+
+
+def embed_query(index: SearchIndex, query: QueryTokens, method: str = DEFAULT_METHOD) -> Tensor:
+    """The unit residual vector whose cosines a method reports ``[d_model]``."""
+    x = index.embedder.embed(query.ids, query.weights, method)[0]
+    n = x.norm()
+    if not torch.isfinite(n) or n <= 0:
+        raise SpecError("The query maps to the zero vector; try other words.")
+    return x / n
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Scores of some index rows for one query: cosine, ranking score, antipodal flag."""
+
+    rows: Int[Tensor, " m"]
+    cosine: Float[Tensor, " m"]
+    score: Float[Tensor, " m"]
+    antipodal: Bool[Tensor, " m"]
+
+    def take(self, sel: Tensor) -> Scores:
+        """The rows ``sel`` (indices or mask) select."""
+        return Scores(self.rows[sel], self.cosine[sel], self.score[sel], self.antipodal[sel])
+
+
+def _product(vectors: Tensor, cols: Tensor) -> Tensor:
+    """``(vectors @ cols)^T`` in float32, ``[c, m]``: one row per column, contiguous."""
+    if vectors.dtype == torch.float32:
+        return cols.T.float() @ vectors.T
+    # cols^T vectors^T: for a few columns CPU kernels run this orientation about twice
+    # as fast as vectors @ cols in bfloat16, and it leaves each column's scores
+    # contiguous for the per-concept reductions.
+    return (cols.T.to(vectors.dtype) @ vectors.T).float()
+
+
+def query_columns(
+    index: SearchIndex, q: Float[Tensor, " d_model"], query: QueryTokens, method: str
+) -> Float[Tensor, "d_model c"]:
+    """What the index is multiplied by: ``q`` for the cosine methods; for ``token``, one
+    centred ``W_U`` column per query token, then ``q``."""
+    if method != "token":
+        return q[:, None]
+    return torch.cat([index.embedder.centred_columns(query.ids), q[:, None]], dim=1)
+
+
+def score_rows(
+    index: SearchIndex,
+    vectors: Float[Tensor, "m d_model"],
+    rows: Int[Tensor, " m"],
+    cols: Float[Tensor, "d_model c"],
+    query: QueryTokens,
+) -> Scores:
+    """Score unit ``vectors`` (index ``rows``) against a query's ``cols``
+    (:func:`query_columns`): one matrix product."""
+    out = _product(vectors, cols)
+    cos = out[-1]
+    if cols.shape[1] == 1:
+        return Scores(rows, cos, cos.abs(), cos < 0)
+    zt = out[:-1] / index.logit_std[rows][None, :]
+    score, anti = query_scores(
+        zt, query.groups, len(query.concepts), index.tau_top[rows], index.tau_bottom[rows]
+    )
+    return Scores(rows, cos, score, anti)
+
+
+#: Slack, in cosine, for half-precision scores before exact re-scoring.
+_SLACK = 0.01
+
+
+#: Above this many directions, ``token`` first keeps the rows whose mean query-token
+#: z-score (one column, like a cosine) is largest, then scores only those in full.
+PREFILTER = 4096
+
+
+def _prefilter(
+    index: SearchIndex,
+    q: Float[Tensor, " d_model"],
+    query: QueryTokens,
+    kinds: Sequence[str],
+    threshold: float,
+) -> Int[Tensor, " m"]:
+    """Rows passing the (approximate) threshold with the largest |mean z| of the query."""
+    cols = index.embedder.centred_columns(query.ids)
+    mean_col = (cols * query.weights[None, :].to(cols.dtype)).sum(1) / len(query.concepts)
+    two = torch.stack([mean_col, q], dim=1)
+    proxy, rows = [], []
+    for k in index.kinds:
+        if k in kinds:
+            a, b = index.spans[k]
+            out = _product(index.vectors[a:b], two)
+            keep = (out[1].abs() >= threshold - _SLACK).nonzero()[:, 0]
+            proxy.append(out[0, keep].abs() / index.logit_std[a + keep])
+            rows.append(a + keep)
+    p, r = torch.cat(proxy), torch.cat(rows)
+    return r[p.topk(min(PREFILTER, len(p))).indices] if len(p) > PREFILTER else r
+
+
+def rank(
+    index: SearchIndex,
+    query: QueryTokens,
+    method: str,
+    kinds: Sequence[str],
+    threshold: float,
+    top: int | None,
+) -> tuple[Scores, int]:
+    """Rows with ``|cosine| >= threshold``, best score first, at most ``top``; scores
+    from float32 vectors. Returns the scores and how many directions were searched."""
+    q = embed_query(index, query, method)
+    cols = query_columns(index, q, query, method)
+    n_rows = sum(b - a for k, (a, b) in index.spans.items() if k in kinds)
+    if method == "token" and n_rows > PREFILTER:
+        rows = _prefilter(index, q, query, kinds, threshold)
+        allp = score_rows(index, index.vectors[rows], rows, cols, query)
+    else:
+        parts = []
+        for k in index.kinds:
+            if k in kinds:
+                a, b = index.spans[k]
+                parts.append(score_rows(index, index.vectors[a:b], torch.arange(a, b), cols, query))
+        allp = Scores(
+            *(torch.cat([getattr(p, f) for p in parts]) for f in Scores.__dataclass_fields__)
+        )
+    cand = allp.take(allp.cosine.abs() >= threshold - _SLACK)
+    if top is not None and len(cand.rows) > 2 * top + 64:
+        cand = cand.take(cand.score.topk(2 * top + 64).indices)
+    exact = score_rows(index, exact_vectors(index, cand.rows), cand.rows, cols, query)
+    exact = exact.take(exact.cosine.abs() >= threshold)
+    n = len(exact.rows) if top is None else min(top, len(exact.rows))
+    return exact.take(exact.score.topk(n).indices), n_rows
+
+
+def search(
+    index: SearchIndex,
+    query: str,
+    method: str = DEFAULT_METHOD,
+    threshold: float = DEFAULT_THRESHOLD,
+    top: int | None = DEFAULT_TOP,
+    kinds: Sequence[str] | None = None,
+    k: int = 10,
+) -> SearchResult:
+    """Directions whose ``|cosine|`` with the query is at least ``threshold``, best first,
+    at most ``top`` of them (``None``: all), each with ``k`` tokens of its matching end.
+
+    Raises:
+        SpecError: empty or unknown query, unknown method or kind, bad threshold or top.
+    """
+    check_method(method)
+    if not 0.0 <= threshold <= 1.0:
+        raise SpecError(f"The threshold must be between 0 and 1, not {threshold}.")
+    if top is not None and top < 1:
+        raise SpecError(f"top must be at least 1, not {top}.")
+    if k < 1:
+        raise SpecError(f"k must be at least 1, not {k}.")
+    kinds = default_kinds(index) if kinds is None else check_kinds(index, kinds)
+    qt = parse_query(query, index.tokenizer, index.tokens.raw, index.embedder.d_vocab)
+    sc, n = rank(index, qt, method, kinds, threshold, top)
+    hits = describe_rows(
+        index, sc.rows.tolist(), sc.cosine.tolist(), k, sc.score.tolist(), sc.antipodal.tolist()
+    )
+    return SearchResult(qt, method, threshold, hits, n)
+
+
+def describe_rows(
+    index: SearchIndex,
+    rows: Sequence[int],
+    cosines: Sequence[float],
+    k: int = 10,
+    scores: Sequence[float] | None = None,
+    antipodal: Sequence[bool] | None = None,
+) -> list[SearchHit]:
+    """Hits for index rows with the given cosines, with ``k`` tokens of the matching end
+    (the bottom one where ``antipodal``, by default where the cosine is negative)."""
+    hits = []
+    bottoms = [
+        bool(antipodal[j]) if antipodal is not None else cos < 0 for j, cos in enumerate(cosines)
+    ]
+    ends = _ends(index, rows, k, bottoms)
+    for j, (row, cos) in enumerate(zip(rows, cosines)):
+        kind = index.kinds[int(index.kind_of[row])]
+        i = int(index.index[row])
+        bottom = bottoms[j]
+        idx, val = ends[j]
+        head = int(index.head[row])
+        hits.append(
+            SearchHit(
+                matrix=kind,
+                layer=int(index.layer[row]),
+                head=head if kind in HEAD_KINDS else None,
+                index=i,
+                singular_value=float(index.singular_value[row]),
+                cosine=float(cos),
+                sign="antipodal" if bottom else "positive",
+                end="bottom" if bottom else "top",
+                degenerate=bool(index.degenerate[row]),
+                score=float(scores[j]) if scores is not None else abs(float(cos)),
+                tokens=[
+                    (index.tokens.raw[int(t)], index.tokens.display[int(t)], float(v))
+                    for t, v in zip(idx, val)
+                ],
+            )
+        )
+    return hits
+
+
+def _ends(
+    index: SearchIndex, rows: Sequence[int], k: int, bottoms: Sequence[bool]
+) -> list[tuple[Tensor, Tensor]]:
+    """Top (or, where ``bottoms``, bottom) ``k`` token ids and values of each index row:
+    from the cached ends when they hold it, else projected, all such rows in one call
+    (one at a time, they made the slow tail of the search latency)."""
+    out: list[tuple[Tensor, Tensor] | None] = [None] * len(rows)
+    todo: list[tuple[int, Tensor]] = []
+    for j, row in enumerate(rows):
+        res = index.results[index.kinds[int(index.kind_of[row])]]
+        c, i = int(index.component[row]), int(index.index[row])
+        t = res.tops
+        if i < res.n_projected and k <= t.top_idx.shape[1]:
+            r = c * res.n_projected + i
+            cached = (t.bottom_idx, t.bottom_val) if bottoms[j] else (t.top_idx, t.top_val)
+            out[j] = (cached[0][r, :k], cached[1][r, :k])
+        else:
+            todo.append((j, res.decomposition.directions[c, :, i]))
+    if todo:
+        p = project_topk(torch.stack([v for _, v in todo]), index.embedder.W_U, k)
+        for n, (j, _) in enumerate(todo):
+            ends = (p.bottom_idx, p.bottom_val) if bottoms[j] else (p.top_idx, p.top_val)
+            out[j] = (ends[0][n], ends[1][n])
+    return [e for e in out if e is not None]

@@ -1,0 +1,191 @@
+"""Cache: round trip, corruption and staleness are detected and rebuilt."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.cache import store
+from core.analysis import analysis_from_weights, raw_weights, settings_key
+from core.errors import CacheError
+from core.model.loading import load_model
+from core.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def model(checkpoints: dict[str, Path]):
+    m = load_model(Settings(model=str(checkpoints["llama"]), device="cpu"))
+    return m, raw_weights(m)
+
+
+def _build(model, cache: Path, **kw):
+    m, raw = model
+    s = Settings(model="tiny-llama", device="cpu", cache_dir=cache, **kw)
+    return analysis_from_weights(raw, m.tokenizer, s)
+
+
+def test_round_trip_is_exact(model, tmp_path: Path) -> None:
+    first = _build(model, tmp_path)
+    second = _build(model, tmp_path)
+    assert not first.from_cache and second.from_cache
+    for kind, res in first.svd.kinds.items():
+        other = second.svd.kinds[kind]
+        d1, d2 = res.decomposition, other.decomposition
+        assert d1.components == d2.components
+        assert torch.equal(d1.S, d2.S) and torch.equal(d1.directions, d2.directions)
+        assert torch.equal(res.tops.top_idx, other.tops.top_idx)
+        assert torch.equal(res.tops.bottom_val, other.tops.bottom_val)
+        assert torch.equal(d1.degenerate, d2.degenerate)
+    files = {p.suffix for p in store.entry_dir(tmp_path, first.meta, "post").iterdir()}
+    assert files == {".safetensors", ".json"}
+
+
+def test_controls_are_built_on_first_use_then_read(model, tmp_path: Path, monkeypatch) -> None:
+    import core.analysis as analysis
+    import core.query as query
+    from core.cache.build import build_controls
+
+    first = _build(model, tmp_path)
+    entry = store.entry_dir(tmp_path, first.meta, "post")
+    # A precompute leaves the controls out.
+    assert not first.svd.controls and not (entry / store.CONTROLS_MANIFEST).exists()
+    assert not analysis.controls_ready(first)
+    built = analysis.controls(first)
+    assert set(built) == set(first.svd.kinds) and analysis.controls_ready(first)
+    assert (entry / store.CONTROLS_MANIFEST).is_file()
+    ref = build_controls(first.weights, first.settings)
+    for kind, res in ref.items():
+        assert torch.equal(built[kind].decomposition.S, res.decomposition.S)
+        assert torch.equal(built[kind].tops.top_idx, res.tops.top_idx)
+
+    calls: list[int] = []
+    monkeypatch.setattr(analysis, "build_controls", lambda *a, **k: calls.append(1) or {})
+    second = _build(model, tmp_path)  # a new process would see the same: read, not built
+    assert second.from_cache and analysis.controls_ready(second) and calls == []
+    for kind, res in built.items():
+        other = query.kind_result(second, kind, control=True)
+        assert torch.equal(other.decomposition.S, res.decomposition.S)
+        assert torch.equal(other.decomposition.directions, res.decomposition.directions)
+        assert torch.equal(other.tops.bottom_idx, res.tops.bottom_idx)
+
+
+def test_damaged_controls_are_rebuilt_and_keep_the_entry(model, tmp_path: Path) -> None:
+    import core.analysis as analysis
+    import core.query as query
+
+    a = _build(model, tmp_path)
+    want = {k: r.decomposition.S for k, r in analysis.controls(a).items()}
+    entry = store.entry_dir(tmp_path, a.meta, "post")
+    target = entry / "ov.control.safetensors"
+    data = bytearray(target.read_bytes())
+    data[-5] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(CacheError):
+        store.load_controls(tmp_path, a.meta, "post", settings_key(a.settings))
+    b = _build(model, tmp_path)
+    assert b.from_cache and not analysis.controls_ready(b)  # the entry itself still serves
+    got = analysis.controls(b)
+    assert all(torch.equal(got[k].decomposition.S, s) for k, s in want.items())
+    store.load_controls(tmp_path, a.meta, "post", settings_key(a.settings))  # rewritten whole
+
+
+def test_controls_are_built_once_for_concurrent_sessions(model, tmp_path: Path, monkeypatch):
+    import threading
+
+    import core.analysis as analysis
+    import core.query as query
+
+    a = _build(model, tmp_path)
+    real, calls = analysis.build_controls, []
+
+    def counted(*args, **kw):
+        calls.append(1)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(analysis, "build_controls", counted)
+    out: list[dict] = []
+    threads = [threading.Thread(target=lambda: out.append(analysis.controls(a))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(out) == 4 and all(o is out[0] for o in out)
+
+
+def test_rebuilding_an_entry_drops_its_old_controls(model, tmp_path: Path) -> None:
+    import core.analysis as analysis
+    import core.query as query
+
+    a = _build(model, tmp_path, k=10)
+    analysis.controls(a)
+    entry = store.entry_dir(tmp_path, a.meta, "post")
+    assert (entry / store.CONTROLS_MANIFEST).is_file()
+    b = _build(model, tmp_path, k=12)  # other settings: the entry is rebuilt
+    assert not b.from_cache and not (entry / store.CONTROLS_MANIFEST).exists()
+    assert not analysis.controls_ready(b)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "delete", "meta"])
+def test_damaged_entry_is_detected_and_rebuilt(model, tmp_path: Path, damage: str) -> None:
+    a = _build(model, tmp_path)
+    entry = store.entry_dir(tmp_path, a.meta, "post")
+    target = entry / "ov.safetensors"
+    if damage == "truncate":
+        target.write_bytes(target.read_bytes()[:-100])
+    elif damage == "flip":
+        data = bytearray(target.read_bytes())
+        data[-5] ^= 0xFF
+        target.write_bytes(bytes(data))
+    elif damage == "delete":
+        target.unlink()
+    else:
+        (entry / "meta.json").write_text("{ not json")
+    with pytest.raises(CacheError):
+        store.load(tmp_path, a.meta, "post", settings_key(a.settings))
+    rebuilt = _build(model, tmp_path)
+    assert not rebuilt.from_cache
+    assert torch.equal(rebuilt.svd.kinds["ov"].decomposition.S, a.svd.kinds["ov"].decomposition.S)
+    assert _build(model, tmp_path).from_cache
+
+
+def test_stale_settings_or_format_rebuild(model, tmp_path: Path) -> None:
+    a = _build(model, tmp_path, k=10)
+    assert _build(model, tmp_path, k=10).from_cache
+    assert not _build(model, tmp_path, k=12).from_cache  # other settings: stale
+    meta_path = store.entry_dir(tmp_path, a.meta, "post") / "meta.json"
+    info = json.loads(meta_path.read_text())
+    info["format_version"] = -1
+    meta_path.write_text(json.dumps(info))
+    assert not _build(model, tmp_path, k=12).from_cache
+
+
+def test_other_weights_do_not_share_an_entry(model, tmp_path: Path) -> None:
+    m, raw = model
+    a = _build(model, tmp_path)
+    from core.model.weights import hash_tensors
+
+    W_out = raw.W_out.clone()
+    W_out[0] *= 2
+    changed = raw.replace(W_out=W_out)
+    changed = changed.replace(
+        meta=changed.meta.__class__(
+            **{
+                **changed.meta.to_json(),
+                "weights_hash": hash_tensors({"W_out": W_out, "W_in": raw.W_in}),
+            }
+        )
+    )
+    b = analysis_from_weights(changed, m.tokenizer, a.settings)
+    assert not b.from_cache
+    assert store.entry_dir(tmp_path, a.meta, "post") != store.entry_dir(tmp_path, b.meta, "post")
+    assert len(store.list_entries(tmp_path)) == 2
+
+
+def test_no_pickle_in_the_code() -> None:
+    root = Path(__file__).resolve().parents[3]
+    for py in list((root / "core").rglob("*.py")) + list((root / "dashboard").rglob("*.py")):
+        text = py.read_text()
+        assert "import pickle" not in text and "pickle.load" not in text, py

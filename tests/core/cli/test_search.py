@@ -1,0 +1,90 @@
+"""``python -m core search`` on a tiny checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from core.cli.main import main
+
+KEYS = {"matrix", "layer", "head", "index", "singular_value", "cosine", "sign", "top"}
+
+
+def _run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def base(checkpoints, tmp_path_factory) -> list[str]:
+    cache = tmp_path_factory.mktemp("cache")
+    return ["--model", str(checkpoints["gpt2"]), "--cache-dir", str(cache), "--device", "cpu"]
+
+
+def test_json_ranked_matches(capsys, base) -> None:
+    code, out, err = _run(capsys, "search", *base, "--query", "the, fire", "--threshold", "0.1",
+                          "--top", "7", "--json")  # fmt: skip
+    assert code == 0, err
+    rows = json.loads(out)
+    assert 0 < len(rows) <= 7
+    for r in rows:
+        assert set(r) >= KEYS
+        assert abs(r["cosine"]) >= 0.1
+        assert r["end"] == ("top" if r["sign"] == "positive" else "bottom")
+        assert (r["head"] is None) == (r["matrix"] != "ov")
+        assert all(isinstance(t, str) and isinstance(v, float) for t, v in r["top"])
+    # The default (token) method ranks by its score; the cosine methods by |cosine|.
+    score = [r["score"] for r in rows]
+    assert score == sorted(score, reverse=True)
+    code, out, _ = _run(capsys, "search", *base, "--query", "the, fire", "--embed", "pinv",
+                        "--threshold", "0.1", "--json")  # fmt: skip
+    rows = json.loads(out)
+    cos = [abs(r["cosine"]) for r in rows]
+    assert code == 0 and cos == sorted(cos, reverse=True)
+    assert all(r["sign"] == ("positive" if r["cosine"] > 0 else "antipodal") for r in rows)
+
+
+@pytest.mark.parametrize("embed", ["pinv", "embed", "ridge", "token"])
+def test_matrices_embed_and_processing(capsys, base, embed: str) -> None:
+    code, out, err = _run(capsys, "search", *base, "--query", "the", "--matrices", "mlp_out,ov",
+                          "--embed", embed, "--processing", "raw", "--threshold", "0",
+                          "--top", "50", "--json")  # fmt: skip
+    assert code == 0, err
+    rows = json.loads(out)
+    assert len(rows) == 50
+    assert {r["matrix"] for r in rows} <= {"ov", "mlp_out"}
+
+
+def test_table_output(capsys, base) -> None:
+    code, out, _ = _run(capsys, "search", *base, "--query", "the", "--threshold", "0", "--top", "3")
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert lines[0].split()[:3] == ["matrix", "layer", "head"] and len(lines) == 4
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--query", " , "], "--query is empty"),
+        (["--query", "the", "--threshold", "1.5"], "--threshold must be between 0 and 1"),
+        (["--query", "the", "--top", "0"], "--top must be at least 1"),
+        (["--query", "the", "--matrices", "ov,foo"], "Unknown matrix 'foo' in --matrices"),
+        (["--query", "the", "--matrices", "mlp_gate"], "mlp_gate is not searchable"),
+        (["--query", "the", "--embed", "nope"], "Argument --embed: invalid choice"),
+    ],
+)
+def test_bad_arguments_exit_nonzero_with_one_sentence(
+    capsys, base, args: list[str], message: str
+) -> None:
+    code, out, err = _run(capsys, "search", *base, *args, "--json")
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and message in err
+    assert err.count("\n") == 1 and err.rstrip().endswith(".")
+
+
+def test_missing_model_is_reported(capsys, tmp_path: Path) -> None:
+    code, _, err = _run(capsys, "search", "--model", str(tmp_path / "nothing"), "--query", "x")
+    assert code == 2 and err.startswith("error: ")

@@ -1,0 +1,98 @@
+"""SQLite label store: round trip, upsert, queries, CSV export."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+
+from core.errors import CacheError
+from core.label.store import LabelRecord, LabelStore, labels_path
+
+
+def _rec(**kw: object) -> LabelRecord:
+    base: dict[str, object] = dict(
+        model="gpt2", weights_hash="abc123", matrix="mlp_in", layer=3, head=None, index=7,
+        labeller="manual", interpretable=True, label="animals", score=None,
+        tokens="dog, cat, horse", timestamp=1000.0,
+    )  # fmt: skip
+    base.update(kw)
+    return LabelRecord(**base)  # type: ignore[arg-type]
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    recs = [
+        _rec(),
+        _rec(matrix="ov", head=2, index=0, interpretable=False, label=""),
+        _rec(labeller="offline", score=2.5, label="animal"),
+        _rec(control=True, labeller="offline", interpretable=None, score=-0.3),
+    ]
+    with LabelStore.in_cache(tmp_path) as store:
+        assert store.put(recs) == 4
+    assert labels_path(tmp_path).exists()
+    with LabelStore.in_cache(tmp_path) as store:
+        got = store.query()
+        assert sorted(got, key=lambda r: r.key()) == sorted(recs, key=lambda r: r.key())
+        r = store.get("gpt2", "abc123", "ov", 3, 2, 0)
+        assert r is not None and r.head == 2 and r.interpretable is False
+        assert store.get("gpt2", "abc123", "mlp_in", 3, None, 7, "offline").score == 2.5
+        assert (
+            store.get("gpt2", "abc123", "mlp_in", 3, None, 7, "offline", control=True) is not None
+        )
+        assert store.get("gpt2", "other", "mlp_in", 3, None, 7) is None
+
+
+def test_upsert_and_delete(tmp_path: Path) -> None:
+    with LabelStore(tmp_path / "l.sqlite") as store:
+        store.put(_rec())
+        store.put(_rec(label="mammals", interpretable=False, timestamp=2000.0))
+        (r,) = store.query()
+        assert r.label == "mammals" and r.interpretable is False and r.timestamp == 2000.0
+        assert store.delete(r) and not store.delete(r)
+        assert store.query() == []
+
+
+def test_query_filters_and_search(tmp_path: Path) -> None:
+    with LabelStore(tmp_path / "l.sqlite") as store:
+        store.put([
+            _rec(index=0, label="animals"),
+            _rec(index=1, label="100% numbers", tokens="1, 2, 3"),
+            _rec(index=2, label="", tokens="dog_house, x"),
+            _rec(index=3, model="pythia", label="Animal names"),
+        ])  # fmt: skip
+        assert {r.index for r in store.query(search="animal")} == {0, 3}
+        assert {r.index for r in store.query(search="ANIMAL", model="gpt2")} == {0}
+        assert {r.index for r in store.query(search="%")} == {1}
+        assert {r.index for r in store.query(search="_h")} == {2}
+        assert {r.index for r in store.query(search="dog")} == {0, 2, 3}
+        assert store.query(labeller="offline") == []
+
+
+def test_csv_export(tmp_path: Path) -> None:
+    with LabelStore(tmp_path / "l.sqlite") as store:
+        store.put([_rec(), _rec(matrix="ov", head=1, interpretable=None, label='say "hi", ok')])
+        out = tmp_path / "labels.csv"
+        text = store.export_csv(out)
+        assert out.read_text() == text
+        rows = list(csv.DictReader(io.StringIO(text)))
+        assert len(rows) == 2
+        by = {r["matrix"]: r for r in rows}
+        assert by["mlp_in"]["head"] == "" and by["mlp_in"]["interpretable"] == "1"
+        assert by["ov"]["head"] == "1" and by["ov"]["interpretable"] == ""
+        assert by["ov"]["label"] == 'say "hi", ok'
+        assert set(rows[0]) >= {"model", "weights_hash", "matrix", "layer", "head", "index",
+                                "labeller", "interpretable", "label", "score", "timestamp"}  # fmt: skip
+        assert store.export_csv(matrix="ov").count("\n") == 2
+
+
+def test_bad_records_and_files(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        _rec(layer=-1)
+    with pytest.raises(ValueError):
+        _rec(labeller="")
+    bad = tmp_path / "labels.sqlite"
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(CacheError, match="move it aside"):
+        LabelStore(bad)

@@ -1,0 +1,97 @@
+"""Weight view and the ``post`` processing, checked against HF's own norm modules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.analysis import raw_weights
+from core.model.loading import load_model
+from core.model.weights import process
+from core.settings import Settings
+from tests.core import reference as ref
+
+
+@pytest.fixture(scope="module")
+def loaded(checkpoints: dict[str, Path]):
+    return {a: load_model(Settings(model=str(p), device="cpu")) for a, p in checkpoints.items()}
+
+
+def _norms(model, arch: str, layer: int):
+    if arch == "gpt2":
+        blk = model.transformer.h[layer]
+        return blk.ln_1, blk.ln_2
+    if arch == "neox":
+        blk = model.gpt_neox.layers[layer]
+        return blk.input_layernorm, blk.post_attention_layernorm
+    blk = model.model.layers[layer]
+    return blk.input_layernorm, blk.post_attention_layernorm
+
+
+def _normalised(x: torch.Tensor, arch: str) -> torch.Tensor:
+    if arch == "llama":
+        return x / x.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()
+    x = x - x.mean(-1, keepdim=True)
+    return x / x.pow(2).mean(-1, keepdim=True).add(1e-5).sqrt()
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "neox", "llama"])
+def test_raw_view_matches_hf_parameters(loaded, arch: str) -> None:
+    m = loaded[arch]
+    w = raw_weights(m)
+    for layer in range(w.meta.n_layers):
+        for head in range(w.meta.n_heads):
+            ov = (w.W_V[layer, head] @ w.W_O[layer, head]).double()
+            assert torch.allclose(ov, ref.ov_matrix(m.hf_model, layer, head), atol=1e-6)
+        assert torch.allclose(w.W_out[layer].double(), ref.mlp_matrix(m.hf_model, "mlp_out", layer))
+    assert torch.allclose(w.W_U.double(), ref.unembed(m.hf_model))
+    assert w.meta.gated == (arch == "llama")
+    assert w.meta.normalization == ("RMS" if arch == "llama" else "LN")
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "neox", "llama"])
+def test_post_folding_reproduces_the_norm(loaded, arch: str) -> None:
+    """normalised(x) @ W_post == norm(x) @ W_raw minus the norm's bias term."""
+    m = loaded[arch]
+    raw = raw_weights(m)
+    post = process(raw, "post")
+    x = torch.randn(7, raw.meta.d_model) * 3 + 1
+    xn = _normalised(x, arch)
+    for layer in range(raw.meta.n_layers):
+        ln1, ln2 = _norms(m.hf_model, arch, layer)
+        bias1 = getattr(ln1, "bias", None)
+        bias2 = getattr(ln2, "bias", None)
+        with torch.no_grad():
+            h1, h2 = ln1(x), ln2(x)
+        for name, h, bias in (("W_V", h1, bias1), ("W_Q", h1, bias1), ("W_K", h1, bias1)):
+            Wr = getattr(raw, name)[layer, 1]
+            want = h @ Wr - (0 if bias is None else bias @ Wr)
+            assert torch.allclose(xn @ getattr(post, name)[layer, 1], want, atol=1e-4), name
+        for name in ("W_in", "W_gate"):
+            Wr = getattr(raw, name)
+            if Wr is None:
+                continue
+            want = h2 @ Wr[layer] - (0 if bias2 is None else bias2 @ Wr[layer])
+            assert torch.allclose(xn @ getattr(post, name)[layer], want, atol=1e-4), name
+        # Writing matrices are unchanged.
+        assert torch.equal(post.W_O, raw.W_O) and torch.equal(post.W_out, raw.W_out)
+    assert raw.processing == "raw" and post.processing == "post"
+
+
+def test_weights_hash_tracks_values(loaded) -> None:
+    raw = raw_weights(loaded["gpt2"])
+    again = raw_weights(loaded["gpt2"])
+    assert raw.meta.weights_hash == again.meta.weights_hash
+    from core.model.weights import hash_tensors
+
+    changed = raw.W_in.clone()
+    changed[0, 0, 0] += 1e-3
+    assert hash_tensors({"W_in": changed}) != hash_tensors({"W_in": raw.W_in})
+
+
+def test_shape_validation_rejects_wrong_shapes(loaded) -> None:
+    raw = raw_weights(loaded["gpt2"])
+    with pytest.raises(ValueError, match="W_O"):
+        raw.replace(W_O=raw.W_O[:, :, :-1])
