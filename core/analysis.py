@@ -8,7 +8,6 @@ when it can, else by projecting that component's directions on demand (milliseco
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,14 +19,9 @@ from core.cache.store import KindResult, ModelSVD
 from core.errors import CacheError
 from core.model.loading import LoadedModel, load_model
 from core.model.weights import ModelWeights, process, weights_from_params
+from core.progress import Progress, quiet
 from core.settings import Settings
 from core.svd.project import TokenTable, token_table
-
-Progress = Callable[[float, str], None]
-
-
-def _quiet(_: float, __: str) -> None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -87,7 +81,7 @@ def analysis_from_weights(
     tokenizer: Any,
     settings: Settings,
     model: LoadedModel | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
     use_cache: bool = True,
 ) -> Analysis:
     """Process, then read the cache entry or build (and write) it."""
@@ -121,7 +115,7 @@ def controls_ready(analysis: Analysis) -> bool:
     return bool(analysis.svd.controls or analysis._controls_memo)
 
 
-def controls(analysis: Analysis, progress: Progress = _quiet) -> dict[str, KindResult]:
+def controls(analysis: Analysis, progress: Progress = quiet) -> dict[str, KindResult]:
     """The random controls of every kind in the entry: from the entry when built, else
     read from the cache's controls part, else built now (and written, when the analysis
     persists). Built once per analysis even when many sessions ask at the same time.
@@ -157,7 +151,7 @@ def raw_weights(model: LoadedModel) -> ModelWeights:
         )
 
 
-def open_analysis(settings: Settings, progress: Progress = _quiet) -> Analysis:
+def open_analysis(settings: Settings, progress: Progress = quiet) -> Analysis:
     """Load ``settings.model`` and return its analysis, building the cache if missing.
 
     Raises:

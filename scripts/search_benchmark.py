@@ -35,7 +35,7 @@ from core.analysis import Analysis, analysis_from_weights, open_analysis
 from core.cache.store import KindResult, ModelSVD
 from core.model.weights import process
 from core.search.embed import METHODS
-from core.search.rank import build_index, search, similarities
+from core.search.engine import build_index, search, similarities
 from core.search.retrieval import NumberTokenizer, random_weights, self_retrieval
 from core.settings import Settings
 from core.svd.decompose import decompose_kind

@@ -219,7 +219,7 @@ def search_latency(analysis: Any, tokenizer: Any, n_queries: int, seed: int) -> 
     of the benchmark kinds."""
     import random
 
-    from core.search.rank import build_index, search
+    from core.search.engine import build_index, search
 
     t_index, index = _timed(lambda: build_index(analysis, KINDS, tokenizer), "cpu")
     rng = random.Random(seed)

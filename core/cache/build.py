@@ -13,20 +13,17 @@ from dataclasses import replace
 
 from torch import Tensor
 
+from core.progress import Progress, quiet
 from core.svd.decompose import Decomposition, control_weights, decompose_control, decompose_kind
 from core.svd.project import TopTokens, orient
 from core.settings import Settings
 from core.cache.store import KindResult, ModelSVD
 from core.model.weights import ModelWeights
 
-Progress = Callable[[float, str], None]
 
 
-def _quiet(_: float, __: str) -> None:
-    return None
 
-
-def build_svd(weights: ModelWeights, settings: Settings, progress: Progress = _quiet) -> ModelSVD:
+def build_svd(weights: ModelWeights, settings: Settings, progress: Progress = quiet) -> ModelSVD:
     """Decompose and project every kind of ``weights`` (the controls are
     :func:`build_controls`'s).
 
@@ -46,7 +43,7 @@ def build_svd(weights: ModelWeights, settings: Settings, progress: Progress = _q
 
 
 def build_controls(
-    weights: ModelWeights, settings: Settings, progress: Progress = _quiet
+    weights: ModelWeights, settings: Settings, progress: Progress = quiet
 ) -> dict[str, KindResult]:
     """The random Gaussian control of every kind in ``settings.kinds``: one matrix per
     layer of each kind's shape (head 0 stands for the heads), drawn from

@@ -30,7 +30,7 @@ def _kinds(text: str | None) -> tuple[str, ...] | None:
 
 
 def _search(args: argparse.Namespace) -> Any:
-    from core.search.rank import build_index, search
+    from core.search.engine import build_index, search
 
     if not split_concepts(args.query):
         raise ArgError(

@@ -301,7 +301,7 @@ def continuation(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int = 
 
 
 def edits_from_hits(hits: Iterable[Any], scale: float = 0.0) -> EditSet:
-    """Edits of every editable hit of a semantic search (``core.search.rank.SearchHit`` or its
+    """Edits of every editable hit of a semantic search (``core.search.engine.SearchHit`` or its
     JSON dict); QK and embedding hits are skipped (they cannot be edited)."""
     rows = []
     for h in hits:
@@ -325,7 +325,7 @@ def search_edits(
     ``signs`` keeps positive matches, antipodal ones (the query matches the bottom end),
     or both; removing a direction removes both of its ends either way.
     """
-    from core.search.rank import build_index, default_kinds, search
+    from core.search.engine import build_index, default_kinds, search
 
     index = build_index(analysis, EDIT_KINDS)
     kinds = tuple(k for k in default_kinds(index) if k in EDIT_KINDS)

@@ -1,1 +1,16 @@
-"""label."""
+"""Labelling: is a direction's token set about one thing? An offline labeller
+(MiniLM embeddings against a random-set null), an optional LLM labeller, and the
+SQLite store both write to beside the manual labels."""
+
+from core.label.store import LabelRecord, LabelStore, labels_path
+from core.label.sweep import DirectionLabel, label_llm, label_offline, sweep_offline
+
+__all__ = [
+    "DirectionLabel",
+    "LabelRecord",
+    "LabelStore",
+    "label_llm",
+    "label_offline",
+    "labels_path",
+    "sweep_offline",
+]

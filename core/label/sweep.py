@@ -9,7 +9,7 @@ tokens, as in the original post (15 tokens of the oriented direction's top end).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,15 +17,11 @@ from core.analysis import Analysis
 from core.errors import SpecError
 from core.label.offline import OfflineLabeller, OfflineParams, load_embedder
 from core.label.store import LabelRecord
+from core.progress import Progress, quiet
 from core.query import check_component, directions, kind_result
 from core.settings import HEAD_KINDS
 
 LABELLERS = ("offline", "llm")
-Progress = Callable[[float, str], None]
-
-
-def _quiet(_: float, __: str) -> None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -187,7 +183,7 @@ def label_llm(
     items: Sequence[tuple[int, int | None, int, tuple[str, ...]]],
     kind: str,
     control: bool = False,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> list[DirectionLabel]:
     """LLM verdicts for ``items`` (``labeller`` is a :class:`~core.label.llm.LLMLabeller`)."""
     out = []
@@ -225,7 +221,7 @@ def sweep_offline(
     k: int = 15,
     control: bool = True,
     labeller: OfflineLabeller | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> list[DirectionLabel]:
     """Offline verdicts on the first ``n`` directions of every component of ``kinds``
     (those the cache entry holds), and of their random controls when ``control``."""

@@ -19,7 +19,7 @@ residual stream by one of these methods:
   defined up to a constant (softmax), so the centred fit spends nothing on the mean
   logit; the ridge term stops the fit from amplifying the indicator's noise along the
   directions where ``W_U`` is weak (``1/s`` for small singular values ``s``).
-* ``token`` (the default): ranks directions in token space (``core.search.rank``): each
+* ``token`` (the default): ranks directions in token space (``core.search.engine``): each
   direction's logits are standardised and the query's tokens scored against them; its
   reported cosine is the ``ridge`` vector's.
 

@@ -1,7 +1,7 @@
 """The search index: every singular direction of a model, stacked and normalised.
 
 Built once per :class:`~core.analysis.Analysis` (the dashboard caches it with
-``st.cache_resource``); queries (:mod:`core.search.rank`) read it and never change it.
+``st.cache_resource``); queries (:mod:`core.search.engine`) read it and never change it.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ near the source. Metrics, over the sources:
 * ``mean_cosine``: mean signed cosine between the embedded query and the source.
 * ``recall@1`` / ``recall@10``: fraction of sources ranked first / in the first ten
   among every searched direction by the method's score (``|cosine|``, or the token-space
-  score for ``token``; as :func:`core.search.rank.search` ranks), matched with the positive
+  score for ``token``; as :func:`core.search.engine.search` ranks), matched with the positive
   sign (an antipodal hit of the source counts as a miss). For ``token`` the mean cosine
   is that of its reported (``ridge``) vector.
 
@@ -25,7 +25,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from core.search.embed import METHODS
-from core.search.rank import SearchIndex, default_kinds, exact_vectors
+from core.search.engine import SearchIndex, default_kinds, exact_vectors
 from core.search.score import concept_scores
 from core.svd.project import project_topk
 

@@ -1,6 +1,6 @@
 """Semantic search views: the ranked results table and the per-component heatmaps.
 
-Pure functions of a :class:`~core.search.rank.SearchIndex` and a query; no Streamlit. Colour
+Pure functions of a :class:`~core.search.engine.SearchIndex` and a query; no Streamlit. Colour
 encodes the *signed* cosine on a diverging scale (blue: the query matches the
 direction's top end; red: antipodal, it matches the bottom end).
 """
@@ -14,7 +14,7 @@ import altair as alt
 import pandas as pd
 import torch
 
-from core.search.rank import SearchIndex, SearchResult, embed_query, search, similarities
+from core.search.engine import SearchIndex, SearchResult, embed_query, search, similarities
 from core.settings import HEAD_KINDS
 
 KIND_NAMES: dict[str, str] = {

@@ -5,7 +5,7 @@ import streamlit as st
 
 from core.errors import CoreError
 from core.search.embed import DEFAULT_METHOD, METHODS
-from core.search.rank import DEFAULT_THRESHOLD, DEFAULT_TOP, SearchIndex, build_index, default_kinds
+from core.search.engine import DEFAULT_THRESHOLD, DEFAULT_TOP, SearchIndex, build_index, default_kinds
 from dashboard import components, state
 from dashboard.builders import search as sb
 

@@ -89,7 +89,7 @@ def test_comparison_frame_marks_removed_scaled_and_kept(analysis):
 
 
 def test_search_spec_matches_core_search(analysis):
-    from core.search.rank import build_index, search
+    from core.search.engine import build_index, search
 
     spec = eb.compute_search_spec(analysis, "the, cat", 0.2, None)
     hits = search(build_index(analysis), "the, cat", threshold=0.2, top=None)

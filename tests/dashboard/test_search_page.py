@@ -7,7 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.errors import SpecError
-from core.search.rank import build_index, embed_query, search
+from core.search.engine import build_index, embed_query, search
 from dashboard.builders import search as sb
 from tests.dashboard.conftest import APP
 

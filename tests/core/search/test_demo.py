@@ -13,7 +13,7 @@ pytestmark = pytest.mark.skipif(
 
 def test_token_method_beats_pinv_on_the_demo_model(tmp_path) -> None:
     from core.analysis import open_analysis
-    from core.search.rank import build_index
+    from core.search.engine import build_index
     from core.search.retrieval import self_retrieval
     from core.settings import Settings
 

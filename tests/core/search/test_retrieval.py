@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from core.analysis import analysis_from_weights
-from core.search.rank import build_index
+from core.search.engine import build_index
 from core.search.retrieval import NumberTokenizer, random_weights, self_retrieval, source_tokens
 from core.settings import Settings
 

@@ -13,7 +13,7 @@ from core.errors import SpecError
 from core.model.weights import process
 from core.query import directions
 from core.search.embed import METHODS, build_embedder, parse_query
-from core.search.rank import SearchIndex, build_index, search
+from core.search.engine import SearchIndex, build_index, search
 from core.search.retrieval import random_weights
 from core.settings import Settings
 from tests.tiny_models import make_tokenizer
@@ -367,7 +367,7 @@ def test_token_method_matches_dense_logit_reference(planted) -> None:
 
 
 def test_token_prefilter_keeps_the_best_matches(planted, monkeypatch) -> None:
-    import core.search.rank as cs
+    import core.search.engine as cs
 
     _, index, _ = planted
     full = search(index, "fire, flames", threshold=0.0, top=10)
