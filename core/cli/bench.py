@@ -50,7 +50,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _bench(args: argparse.Namespace) -> Any:
-    from core.bench.run import BenchOptions, run_isolated
+    from core.bench import BenchOptions, run_isolated
     from core.cli.common import ArgError
     from core.model.random import SHAPES
 

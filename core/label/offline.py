@@ -100,7 +100,7 @@ class NullDistribution:
     """
 
     size: int
-    samples: Float[Tensor, "s"]
+    samples: Float[Tensor, " s"]
 
     def __post_init__(self) -> None:
         if self.samples.ndim != 1 or self.samples.numel() < 2:
@@ -236,7 +236,7 @@ class OfflineLabeller:
                 best[key] = (clean, w)
         return [c for c, _ in best.values()], [w for _, w in best.values()]
 
-    def centre(self) -> Float[Tensor, "dim"]:
+    def centre(self) -> Float[Tensor, " dim"]:
         """Mean embedding of the vocabulary sample (zero when ``params.centre`` is off)."""
         if self._centre is None:
             kept = self._entries(self._pool)[0]

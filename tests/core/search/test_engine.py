@@ -182,7 +182,8 @@ def test_batched_embedding_equals_single(planted) -> None:
 
 
 def test_embedder_rejects_mismatched_shapes() -> None:
-    with pytest.raises(ValueError, match="W_E has shape"):
+    # TypeError: the runtime shape check (jaxtyping, on under pytest) fires first.
+    with pytest.raises((ValueError, TypeError), match="W_E"):
         build_embedder(torch.randn(8, 20), torch.randn(21, 8))
 
 

@@ -1,0 +1,25 @@
+"""What one benchmark run measures and how: kinds, sizes, repeats, threads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Kinds, directions and tokens the benchmark precomputes (the issue's setting).
+KINDS = ("ov", "mlp_in", "mlp_out")
+N_PROJECT = 64
+K = 20
+#: Bytes of one block of the floor's product (rows are chunked to stay under it).
+FLOOR_BLOCK_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """How to run: device, repeats, threads, reference scope, searches, grid heads."""
+
+    device: str = "cpu"
+    repeat: int = 1
+    threads: int | None = None
+    reference_layers: int | None = None
+    queries: int = 100
+    grid_heads: int = 20
+    seed: int = 0
