@@ -21,6 +21,21 @@ DEFAULT_CACHE_DIR = REPO_ROOT / "cache"
 #: Matrix kinds, in the order the dashboard lists them.
 MATRIX_KINDS: tuple[str, ...] = ("ov", "qk", "mlp_in", "mlp_gate", "mlp_out", "embed")
 HEAD_KINDS: frozenset[str] = frozenset({"ov", "qk"})
+#: Display name of one matrix of each kind (``L3 H5 OV``, ``L2 MLP in``), in
+#: ``MATRIX_KINDS`` order.
+KIND_NAMES: dict[str, str] = {
+    "ov": "OV",
+    "qk": "QK",
+    "mlp_in": "MLP in",
+    "mlp_gate": "MLP gate",
+    "mlp_out": "MLP out",
+    "embed": "Embedding",
+}
+#: Display name of all the matrices of a kind taken together, a block of the model
+#: (``OV heads``, ``MLP in``), in ``MATRIX_KINDS`` order.
+BLOCK_NAMES: dict[str, str] = {
+    k: f"{name} heads" if k in HEAD_KINDS else name for k, name in KIND_NAMES.items()
+}
 
 
 @dataclass(frozen=True)

@@ -1,1 +1,2 @@
-"""The Streamlit dashboard: ``streamlit run dashboard/app.py`` (see dashboard/app.py)."""
+"""The Streamlit dashboard: ``streamlit run dashboard/app.py``; its pages, and how to
+write one, are in dashboard/registry.py."""

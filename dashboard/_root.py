@@ -1,9 +1,7 @@
-"""Puts the repository root on ``sys.path`` so pages can ``import dashboard`` and ``core``.
+"""Puts the repository root on ``sys.path`` so the router can import ``dashboard`` and ``core``.
 
-``streamlit run dashboard/app.py`` only puts ``dashboard/`` on the path, and on a server's
-first run Streamlit may run a ``pages/`` file directly, before the router; so every
-page starts with ``import _root  # noqa: F401`` (importable because ``dashboard/`` is on
-the path).
+``streamlit run dashboard/app.py`` only puts ``dashboard/`` on the path; ``app.py``
+starts with ``import _root  # noqa: F401``. Page scripts run inside the router, after it.
 """
 
 import sys

@@ -1,4 +1,4 @@
-"""Render time of every dashboard page from a warm cache (issue 8), headless via AppTest.
+"""Render time of every dashboard page from a warm cache, headless via AppTest.
 
 ``python -m dashboard.bench_pages --shape gpt2-small --json`` writes a random checkpoint
 of that shape (or uses the embedded demo model for ``demo``), opens every page once to
@@ -17,7 +17,6 @@ opened on a component it has not shown yet (its caches miss, the disk cache is w
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import json
 import os
@@ -29,8 +28,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
-#: The router; its ``PAGES`` list is the set of pages timed.
-APP = Path(__file__).resolve().parent / "app.py"
+from dashboard.registry import DASHBOARD, PAGES, Page
+
+#: The router; every page of :data:`dashboard.registry.PAGES` is timed through it.
+APP = DASHBOARD / "app.py"
 #: Seconds one AppTest run may take. The warm-up loads the model and may build its cache
 #: entry (minutes for gpt2-small on a shared CPU); a warm rerun should be far below this.
 WARM_TIMEOUT = 3600.0
@@ -38,30 +39,6 @@ RUN_TIMEOUT = 300.0
 #: Special token of the synthetic tokenizer; it takes the last id, as in GPT-2, because
 #: ``shape_config`` sets ``bos_token_id = eos_token_id = vocab - 1``.
 EOS = "<|endoftext|>"
-
-
-def app_pages() -> list[str]:
-    """Page files (relative to ``app.py``) in the router's ``PAGES`` that exist, in order.
-
-    Read from the source rather than imported: importing ``app.py`` would run the router.
-    """
-    for node in ast.parse(APP.read_text()).body:
-        targets: list[ast.expr]
-        if isinstance(node, ast.AnnAssign) and node.value is not None:
-            targets, value = [node.target], node.value
-        elif isinstance(node, ast.Assign):
-            targets, value = node.targets, node.value
-        else:
-            continue
-        if any(isinstance(t, ast.Name) and t.id == "PAGES" for t in targets):
-            # Same rule as the router: a page whose file does not exist yet is left out.
-            return [p for p, *_ in ast.literal_eval(value) if (APP.parent / p).is_file()]
-    raise RuntimeError(f"{APP} has no literal PAGES list to read the pages from.")
-
-
-def page_name(path: str) -> str:
-    """Short name of a page file: ``pages/grid.py`` -> ``grid``."""
-    return Path(path).stem
 
 
 @contextlib.contextmanager
@@ -78,12 +55,12 @@ def _environ(**values: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _run(at: Any, page: str, timeout: float, component: int | None = None) -> float:
+def _run(at: Any, page: Page, timeout: float, component: int | None = None) -> float:
     """Switch to ``page``, run the script once; wall seconds. Raises if the page failed.
 
     With ``component``, the page is first shown (untimed) and the sidebar then set to
     that component (:func:`_select`), so the timed run is the click onto it."""
-    at.switch_page(page)
+    at.switch_page(page.script)
     if component is not None:
         at.run(timeout=timeout)
         _select(at, component)
@@ -94,7 +71,7 @@ def _run(at: Any, page: str, timeout: float, component: int | None = None) -> fl
     # and mean nothing.
     problems = [e.value for e in at.exception] + [e.value for e in at.error]
     if problems:
-        raise RuntimeError(f"The {page_name(page)} page failed: {problems[0]}")
+        raise RuntimeError(f"The {page.key} page failed: {problems[0]}")
     return seconds
 
 
@@ -114,35 +91,7 @@ def _select(at: Any, n: int) -> None:
 def measure(
     model: str, cache_dir: Path, repeat: int = 5
 ) -> tuple[float, dict[str, dict[str, float]]]:
-    """Warm-up seconds and :func:`page_render_times`' result (one AppTest session)."""
-    from streamlit.testing.v1 import AppTest
-
-    if repeat < 1:
-        raise ValueError(f"repeat must be at least 1, not {repeat}.")
-    pages = app_pages()
-    with _environ(SVDLENS_DEFAULT_MODEL=model, SVDLENS_CACHE_DIR=str(cache_dir)):
-        at = AppTest.from_file(str(APP), default_timeout=RUN_TIMEOUT)
-        t = time.perf_counter()
-        # Every page once: loads the model, builds the cache entry if missing and fills
-        # the per-page caches, so the timed runs below see what a returning user sees.
-        for page in pages:
-            _run(at, page, WARM_TIMEOUT)
-        warm_s = time.perf_counter() - t
-        out: dict[str, dict[str, float]] = {}
-        for page in pages:
-            ms = [1e3 * _run(at, page, RUN_TIMEOUT) for _ in range(repeat)]
-            out[page_name(page)] = {"p50_ms": statistics.median(ms), "max_ms": max(ms)}
-        # Then a component the page has not shown yet, each time: what stepping through
-        # heads costs (the page's own caches miss; the cache entry on disk is warm).
-        # Small models have fewer components than pages x repeat, so some of these wrap.
-        for i, page in enumerate(pages):
-            new = [1e3 * _run(at, page, RUN_TIMEOUT, 1 + i * repeat + r) for r in range(repeat)]
-            out[page_name(page)].update(new_p50_ms=statistics.median(new), new_max_ms=max(new))
-    return warm_s, out
-
-
-def page_render_times(model: str, cache_dir: Path, repeat: int = 5) -> dict[str, dict[str, float]]:
-    """Render time of every page of the app, from a warm cache, through AppTest.
+    """Render time of every page of the app, from a warm cache, in one AppTest session.
 
     Args:
         model: model spec as the dashboard takes it (``default``, a checkpoint directory).
@@ -151,14 +100,36 @@ def page_render_times(model: str, cache_dir: Path, repeat: int = 5) -> dict[str,
         repeat: timed reruns per page, after the warm-up run of every page.
 
     Returns:
-        ``{page: {"p50_ms", "max_ms", "new_p50_ms", "new_max_ms"}}`` for every page in
-        ``app.py``'s ``PAGES``, keyed by file stem (``overview``, ``grid``, ...); ``new_*``
-        time the page opened on a component it has not shown yet.
+        The warm-up's seconds, and ``{page: {"p50_ms", "max_ms", "new_p50_ms",
+        "new_max_ms"}}`` for every page of the registry, keyed by :attr:`Page.key`;
+        ``new_*`` time the page opened on a component it has not shown yet.
 
     Raises:
         RuntimeError: a page raised or showed an error (the message names the page).
     """
-    return measure(model, cache_dir, repeat)[1]
+    from streamlit.testing.v1 import AppTest
+
+    if repeat < 1:
+        raise ValueError(f"repeat must be at least 1, not {repeat}.")
+    with _environ(SVDLENS_DEFAULT_MODEL=model, SVDLENS_CACHE_DIR=str(cache_dir)):
+        at = AppTest.from_file(str(APP), default_timeout=RUN_TIMEOUT)
+        t = time.perf_counter()
+        # Every page once: loads the model, builds the cache entry if missing and fills
+        # the per-page caches, so the timed runs below see what a returning user sees.
+        for page in PAGES:
+            _run(at, page, WARM_TIMEOUT)
+        warm_s = time.perf_counter() - t
+        out: dict[str, dict[str, float]] = {}
+        for page in PAGES:
+            ms = [1e3 * _run(at, page, RUN_TIMEOUT) for _ in range(repeat)]
+            out[page.key] = {"p50_ms": statistics.median(ms), "max_ms": max(ms)}
+        # Then a component the page has not shown yet, each time: what stepping through
+        # heads costs (the page's own caches miss; the cache entry on disk is warm).
+        # Small models have fewer components than pages x repeat, so some of these wrap.
+        for i, page in enumerate(PAGES):
+            new = [1e3 * _run(at, page, RUN_TIMEOUT, 1 + i * repeat + r) for r in range(repeat)]
+            out[page.key].update(new_p50_ms=statistics.median(new), new_max_ms=max(new))
+    return warm_s, out
 
 
 def synthetic_tokenizer(vocab_size: int) -> Any:

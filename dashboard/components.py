@@ -1,16 +1,9 @@
 """Shared UI pieces: the sidebar every page draws, and small helpers pages reuse.
 
-Every page starts with::
-
-    from dashboard import components
-    sel, a = components.setup()   # shared sidebar + validated selection + cached Analysis
-
-``setup`` draws the sidebar (model, processing, matrix kind, layer, head), validates the
-selection against the model, writes it to the URL, and stops the page (after an
-``st.error``) when the model cannot be opened; the sidebar stays usable. Pages draw it
-themselves rather than ``app.py`` because Streamlit may run a file of a ``pages/`` folder
-directly (without the router) on a server's first run and in ``AppTest``; ``setup``
-then switches that legacy mode off and reruns through the router.
+:func:`setup` (every page's first call; see dashboard/registry.py) draws the sidebar
+(model, processing, matrix kind, layer, head), validates the selection against the
+model, writes it to the URL, and stops the page (after an ``st.error``) when the model
+cannot be opened; the sidebar stays usable.
 """
 
 from __future__ import annotations
@@ -27,7 +20,7 @@ import streamlit as st
 from core.analysis import Analysis
 from core.errors import CoreError
 from core.query import check_component
-from core.settings import HEAD_KINDS
+from core.settings import BLOCK_NAMES, HEAD_KINDS
 from dashboard import loaders, state
 
 
@@ -55,12 +48,12 @@ def _bound(
 ) -> Any:
     """A widget mirroring ``sel.<name>``: survives pages that don't draw it."""
     wkey = f"w.{name}"
-    st.session_state[wkey] = st.session_state[f"sel.{name}"]
+    st.session_state[wkey] = getattr(state.current(), name)
 
     def changed() -> None:
-        st.session_state[f"sel.{name}"] = st.session_state[wkey]
+        state.set_now(**{name: st.session_state[wkey]})
         if clear_direction:
-            st.session_state["sel.direction"] = None
+            state.set_now(direction=None)
 
     return widget(label, options, key=wkey, on_change=changed, **kw)
 
@@ -150,7 +143,7 @@ def sidebar() -> tuple[state.Selection, Analysis | None]:
             "Matrix kind",
             "kind",
             available_kinds(a),
-            format_func=lambda k: state.KIND_LABELS.get(k, k),
+            format_func=lambda k: BLOCK_NAMES.get(k, k),
         )
         if sel.kind != "embed":
             _bound(st.selectbox, "Layer", "layer", list(range(a.meta.n_layers)))
@@ -161,26 +154,12 @@ def sidebar() -> tuple[state.Selection, Analysis | None]:
     return sel, a
 
 
-def _leave_pages_folder_mode() -> None:
-    # With a `pages/` folder beside app.py, Streamlit starts in its legacy mode (it runs
-    # the page file directly and lists every file in the nav) until some run calls
-    # st.navigation. Switch it off and rerun so the router (app.py) takes over.
-    try:
-        from streamlit.runtime.pages_manager import PagesManager
-    except ImportError:  # internal API moved: the legacy mode only costs the nav labels
-        return
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
-
-
 def setup(require_analysis: bool = True) -> tuple[state.Selection, Analysis]:
     """Draw the shared sidebar; return the validated selection and the shared analysis.
 
     With ``require_analysis`` (the default) the page stops here when the model cannot
     be opened; otherwise the analysis may be ``None``.
     """
-    _leave_pages_folder_mode()
     sel, a = sidebar()
     if a is None and require_analysis:
         st.info("Pick a model that loads in the sidebar to see this page.")

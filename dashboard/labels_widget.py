@@ -1,21 +1,24 @@
 """Manual labelling controls for one component's directions, embeddable in any page.
 
-    from dashboard.labels_widget import render_label_controls
-    render_label_controls(a, "ov", layer=3, head=5, n=10)
+    dirs = loaders.component_directions(sel, n=10, k=15)
+    render_label_controls(a, dirs, "ov", layer=3, head=5)
 
 Draws one row per direction (index, top tokens, the offline labeller's stored verdict if
 any, an interpretable yes/no/unset choice and a label box) inside a form; "Save labels"
 writes manual records (``labeller="manual"``) to ``<cache_dir>/labels.sqlite`` of the
-analysis's cache directory. Standalone: it needs only Streamlit, core and the analysis.
+analysis's cache directory. It needs only Streamlit, core, the analysis and the
+directions (give it unfiltered ones: their top tokens are stored with the labels).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import streamlit as st
 
 from core.analysis import Analysis
 from core.label.store import MANUAL, LabelRecord, LabelStore
-from core.query import directions
+from core.query import Direction
 from core.settings import HEAD_KINDS
 
 CHOICES = ("unset", "yes", "no")
@@ -30,23 +33,21 @@ def _choice(r: LabelRecord | None) -> str:
 
 def render_label_controls(
     analysis: Analysis,
+    directions: Sequence[Direction],
     kind: str,
     layer: int,
     head: int | None = None,
-    n: int = 10,
-    k: int = 15,
     key: str = "labels",
 ) -> list[LabelRecord]:
-    """Mark the first ``n`` directions of ``(kind, layer, head)`` interpretable or not and
-    give them labels; returns the component's manual records after any save.
+    """Mark ``directions`` of ``(kind, layer, head)`` interpretable or not and give them
+    labels; returns the component's manual records after any save.
 
-    ``k`` top tokens are shown (and stored with the label); ``key`` prefixes the widget
+    Their top tokens are shown (and stored with the label); ``key`` prefixes the widget
     keys, so a page can draw the controls more than once. At most :data:`MAX_ROWS` rows.
     """
     head = head if kind in HEAD_KINDS else None
-    n = max(1, min(n, MAX_ROWS))
     meta = analysis.meta
-    dirs = directions(analysis, kind, layer, head, n=n, k=k)
+    dirs = list(directions)[:MAX_ROWS]
     wkey = f"{key}.{meta.weights_hash[:12]}.{kind}.{layer}.{head}"
     with LabelStore.in_cache(analysis.settings.cache_dir) as store:
 

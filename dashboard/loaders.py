@@ -1,14 +1,11 @@
-"""Cached loaders: one read-only ``Analysis`` per (model, processing, cache dir), shared by
-every session (``st.cache_resource``), and small tables (``st.cache_data``).
+"""Everything the dashboard caches: one read-only ``Analysis`` and one ``SearchIndex`` per
+(model, processing, cache dir), shared by every session (``st.cache_resource``), and the
+tables, chart specs and results built from them (``st.cache_data``).
 
-How a page uses it::
-
-    sel = state.current()
-    a = loaders.analysis_or_stop(sel)     # spinner/progress while loading; st.error + stop on failure
-    dirs = loaders.component_directions(sel, n=10, k=20, filters=("alpha",))
-
-Never mutate what these return: the ``Analysis`` is shared across sessions. Loading a
-model or building a missing cache entry shows a progress bar with core's messages.
+Pages get the analysis from ``components.setup()`` (which calls :func:`analysis_or_error`)
+and everything else from the functions here, keyed by a ``state.Selection``. Never
+mutate what these return: it is shared across sessions. Loading a model or building a
+missing cache entry shows a progress bar with core's messages.
 """
 
 from __future__ import annotations
@@ -23,8 +20,10 @@ import streamlit as st
 from core.analysis import Analysis, controls, controls_ready, open_analysis
 from core.errors import CoreError
 from core.query import Direction, directions
+from core.search import SearchIndex, build_index
 from core.settings import Processing, Settings
 from dashboard import state
+from dashboard.builders import edit as edit_views
 
 
 class _Slot:
@@ -56,6 +55,11 @@ def _load(
             )
             slot.value = open_analysis(settings, progress)
     return slot.value
+
+
+def _quiet(fraction: float, message: str) -> None:
+    # Cached functions run after the page's setup() loaded the analysis: no progress.
+    pass
 
 
 def get_analysis(model: str, processing: str) -> Analysis:
@@ -115,18 +119,6 @@ def analysis_or_error(sel: state.Selection) -> Analysis | None:
     return None
 
 
-def analysis_or_stop(sel: state.Selection) -> Analysis:
-    """Like :func:`analysis_or_error` but stops the page when the model is unavailable
-    (the sidebar already showed why)."""
-    try:
-        return get_analysis(sel.model, sel.processing)
-    except (CoreError, OSError, ValueError, RuntimeError):
-        # The sidebar has already shown why.
-        st.info("Pick a model that loads in the sidebar to see this page.")
-        st.stop()
-        raise  # unreachable; keeps type checkers happy
-
-
 def ensure_controls(a: Analysis) -> bool:
     """Make sure ``a``'s random controls exist (read from the cache or built once, with a
     spinner: a precompute leaves them out). Shows ``st.error`` and returns ``False`` when
@@ -155,7 +147,7 @@ def _directions(
     filters: tuple[str, ...],
     control: bool,
 ) -> list[Direction]:
-    a = _load(model, processing, cache_dir, lambda f, m: None)
+    a = _load(model, processing, cache_dir, _quiet)
     return directions(a, kind, layer, head, n=n, k=k, filters=filters, control=control)
 
 
@@ -221,8 +213,46 @@ def _built(
     as_spec: bool,
     _build: Callable[..., Any],
 ) -> Any:
-    a = _load(model, processing, cache_dir, lambda f, m: None)
+    a = _load(model, processing, cache_dir, _quiet)
     out = _build(a, *args)
     # The builder tests validate these specs; validating again on every miss took 30 ms
     # a chart (7 ms without).
     return out.to_dict(validate=False) if as_spec else out
+
+
+@st.cache_resource(show_spinner="Indexing every singular direction…", max_entries=2)
+def _search_index(model: str, processing: str, cache_dir: str) -> SearchIndex:
+    # One stacked, normalised matrix per model, shared read-only by every session.
+    return build_index(_load(model, processing, cache_dir, _quiet))
+
+
+def search_index(sel: state.Selection) -> SearchIndex:
+    """The search index of every direction of ``sel``'s model (built once per model and
+    processing, shared by every session; the search and edit pages both read it)."""
+    return _search_index(sel.model, sel.processing, str(state.cache_dir()))
+
+
+@st.cache_data(show_spinner="Finding the query's directions…", max_entries=128)
+def _search_edit_spec(
+    model: str, processing: str, cache_dir: str, query: str, threshold: float, top: int | None
+) -> str:
+    a = _load(model, processing, cache_dir, _quiet)
+    index = _search_index(model, processing, cache_dir)
+    return edit_views.compute_search_spec(a, index, query, threshold, top)
+
+
+def search_edit_spec(sel: state.Selection, search: state.LastSearch) -> str:
+    """The edits removing every OV/MLP direction that ``search``'s query matches in
+    :func:`search_index`, as an edit spec ('' if none); cached per query.
+
+    Raises:
+        CoreError: the query cannot be searched (one sentence).
+    """
+    return _search_edit_spec(
+        sel.model,
+        sel.processing,
+        str(state.cache_dir()),
+        search.query,
+        search.threshold,
+        search.top,
+    )

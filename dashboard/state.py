@@ -1,21 +1,18 @@
-"""The shared selection (model, processing, matrix kind, layer, head, direction) and its URL.
+"""Typed session state: the shared selection and its URL, and the values pages hand to
+each other. This module owns every ``st.session_state`` key that more than one page uses.
 
-How a page uses it::
-
-    from dashboard import loaders, state
-
-    sel = state.current()                  # a Selection, already validated by the sidebar
-    a = loaders.analysis_or_stop(sel)      # cached Analysis (st.error + st.stop on failure)
-    ...                                    # call a builder, render
-    state.open_component("ov", 3, 5, direction=2)   # jump to the grid page, direction 2 marked
-
-The canonical values live in ``st.session_state`` under ``sel.<name>`` keys (plain keys,
-not widget keys, so they survive pages that don't draw the sidebar widgets). The sidebar
-(:mod:`dashboard.components`, drawn by ``app.py`` on every page) mirrors them into its
-widgets and writes them to ``st.query_params`` on every run, so a view is a shareable URL
-and survives a reload. Code that runs after the sidebar's widgets exist must not set
-their keys; it calls :func:`request` (applied at the start of the next run) or
-:func:`open_component` instead.
+* :class:`Selection` (model, processing, matrix kind, layer, head, direction): the
+  canonical values live under ``sel.<name>`` keys (plain keys, not widget keys, so they
+  survive pages that don't draw the sidebar widgets). The sidebar
+  (:func:`dashboard.components.setup`, called by every page) mirrors them into its
+  widgets and writes them to ``st.query_params`` on every run, so a view is a shareable
+  URL and survives a reload. Code that runs after the sidebar's widgets exist must not
+  set their keys; it calls :func:`request` (applied at the start of the next run) or
+  :func:`open_component` instead.
+* :class:`LastSearch`: the search page's last query, which the edit page offers to
+  remove (:func:`record_search`, :func:`last_search`).
+* :class:`EditHistory`: the edit page's edits and their undo history
+  (:func:`edit_history`, :func:`set_edit_history`).
 """
 
 from __future__ import annotations
@@ -27,27 +24,10 @@ from typing import Any
 
 import streamlit as st
 
-from core.settings import DEFAULT_CACHE_DIR, HEAD_KINDS, MATRIX_KINDS, REPO_ROOT
-
-#: Page files by short name; ``open_component`` switches to these.
-PAGE_FILES: dict[str, str] = {
-    "overview": "pages/overview.py",
-    "spectra": "pages/spectra.py",
-    "grid": "pages/grid.py",
-    "atlas": "pages/atlas.py",
-    "search": "pages/search.py",
-    "edit": "pages/edit.py",
-    "statistics": "pages/statistics.py",
-}
-
-KIND_LABELS: dict[str, str] = {
-    "ov": "OV (per head)",
-    "qk": "QK (per head)",
-    "mlp_in": "MLP in",
-    "mlp_gate": "MLP gate",
-    "mlp_out": "MLP out",
-    "embed": "Embedding",
-}
+from core.edit import EditSet
+from core.settings import DEFAULT_CACHE_DIR, HEAD_KINDS, REPO_ROOT
+from dashboard.builders.names import component_label
+from dashboard.registry import page as registry_page
 
 _FIELDS = ("model", "processing", "kind", "layer", "head", "direction")
 _PENDING = "sel._pending"
@@ -117,11 +97,7 @@ class Selection:
 
     def label(self) -> str:
         """Short human name, e.g. ``L3 H5 OV`` or ``L2 MLP out``."""
-        name = KIND_LABELS.get(self.kind, self.kind).replace(" (per head)", "")
-        if self.kind == "embed":
-            return name
-        head = f" H{self.head}" if self.kind in HEAD_KINDS else ""
-        return f"L{self.layer}{head} {name}"
+        return component_label(self.kind, self.layer, self.component_head)
 
     def to_params(self) -> dict[str, str]:
         """The URL query parameters for this selection."""
@@ -190,7 +166,7 @@ def take_url_errors() -> list[str]:
 
 
 def current() -> Selection:
-    """The current selection (call after :func:`init`; ``app.py`` does)."""
+    """The current selection (seeded from the URL on the session's first run)."""
     ss = st.session_state
     if not ss.get(_INIT):
         init()
@@ -233,7 +209,8 @@ def open_component(
     model: str | None = None,
     processing: str | None = None,
 ) -> None:
-    """Open a component on another page (default: the cluster grid) and stop this run.
+    """Open a component on another page (a key of :data:`dashboard.registry.PAGES`;
+    default: the cluster grid) and stop this run.
 
     ``direction`` is a singular direction index the target page highlights.
     """
@@ -249,9 +226,93 @@ def open_component(
     if processing is not None:
         sel = replace(sel, processing=processing)
     request(**asdict(sel))
-    st.switch_page(PAGE_FILES.get(page, page), query_params=sel.to_params())
+    st.switch_page(registry_page(page).script, query_params=sel.to_params())
 
 
-def valid_kinds() -> tuple[str, ...]:
-    """Every matrix kind name, in display order."""
-    return MATRIX_KINDS
+# ------------------------------------------------------------- values between pages
+
+_LAST_SEARCH = "state.last_search"
+_EDIT_HISTORY = "state.edit_history"
+
+
+@dataclass(frozen=True)
+class LastSearch:
+    """A query the search page ran, for the edit page's "remove all matches".
+
+    Attributes:
+        model, processing: what it searched (the edit page ignores it for another model).
+        query: the comma-separated concepts.
+        threshold: the least ``|cosine|`` of a match.
+        top: the most matches kept, best first (``None``: all).
+    """
+
+    model: str
+    processing: str
+    query: str
+    threshold: float
+    top: int | None
+
+
+def record_search(search: LastSearch | None) -> None:
+    """Remember ``search`` as this session's last query (``None``: forget it)."""
+    st.session_state[_LAST_SEARCH] = search
+
+
+def last_search(sel: Selection) -> LastSearch | None:
+    """This session's last query on ``sel``'s model and processing, if any."""
+    s = st.session_state.get(_LAST_SEARCH)
+    if isinstance(s, LastSearch) and (s.model, s.processing) == (sel.model, sel.processing):
+        return s
+    return None
+
+
+@dataclass(frozen=True)
+class EditHistory:
+    """The edit sets a session has had, oldest first; the last is current.
+
+    ``model`` and ``processing`` say what the indices refer to: edits made under one
+    processing mean other directions under the other, so a change of either resets.
+    """
+
+    model: str
+    processing: str
+    states: tuple[EditSet, ...] = (EditSet(),)
+
+    @property
+    def current(self) -> EditSet:
+        return self.states[-1]
+
+    def push(self, edits: EditSet) -> EditHistory:
+        """A history with ``edits`` as the new current set (no-op if unchanged)."""
+        if edits == self.current:
+            return self
+        return EditHistory(self.model, self.processing, (*self.states, edits))
+
+    def undo(self) -> EditHistory:
+        """The history one step back (the first, empty state stays)."""
+        return EditHistory(self.model, self.processing, self.states[:-1] or (EditSet(),))
+
+    def reset(self) -> EditHistory:
+        """Back to no edits (one step, so it can be undone too)."""
+        return self.push(EditSet())
+
+    def matches(self, model: str, processing: str) -> bool:
+        return (self.model, self.processing) == (model, processing)
+
+
+def edit_history(sel: Selection) -> tuple[EditHistory, int]:
+    """This session's edit history for ``sel``'s model and processing, and how many
+    edits were dropped to get it (a history of another model or processing is replaced
+    by an empty one: its indices mean other directions)."""
+    h = st.session_state.get(_EDIT_HISTORY)
+    if isinstance(h, EditHistory) and h.matches(sel.model, sel.processing):
+        return h, 0
+    dropped = len(h.current) if isinstance(h, EditHistory) else 0
+    h = EditHistory(sel.model, sel.processing)
+    st.session_state[_EDIT_HISTORY] = h
+    return h, dropped
+
+
+def set_edit_history(history: EditHistory) -> None:
+    """Make ``history`` this session's edit history."""
+    st.session_state[_EDIT_HISTORY] = history

@@ -1,8 +1,9 @@
 """Load test: N concurrent headless-browser sessions against one local dashboard server.
 
-Each session opens the app, clicks through every page in the sidebar, and on the grid
-page steps head and layer with the one-click buttons. Reports errors (there should be
-none), per-page times (click to rendered content), and the server's peak RSS.
+Each session opens the app, clicks through every page in the sidebar (the pages of
+``dashboard/registry.py``), and on the grid page steps head and layer with the
+one-click buttons. Reports errors (there should be none), per-page times (click to
+rendered content), and the server's peak RSS.
 
     .venv/bin/python scripts/load_test.py --sessions 20
     .venv/bin/python scripts/load_test.py --url http://127.0.0.1:8501   # an existing server
@@ -30,7 +31,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from dashboard.serve import free_port, start_server  # noqa: E402 (needs REPO on sys.path)
+from dashboard import registry  # noqa: E402 (needs REPO on sys.path)
+from dashboard.serve import free_port, start_server  # noqa: E402
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -41,20 +43,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-dev-shm-usage",
 ]
-#: (nav label, url path, selector that proves the page rendered, page heading)
-PAGES = [
-    ("Overview", "", '[data-testid="stDataFrame"]', "svd-lens"),
-    ("Spectra", "spectra", ".vega-embed canvas, .vega-embed svg", "Spectra"),
-    ("Cluster grid", "grid", '[data-testid="stDataFrame"]', "Cluster grid"),
-    ("Atlas", "atlas", '[data-testid="stDataFrame"]', "Atlas"),
-]
-#: Pages by other owners, visited when their file exists (heading + idle only).
-OPTIONAL_PAGES = [
-    ("Semantic search", "search", '[data-testid="stMain"] h1', "Semantic search", "search.py"),
-    ("Weight editing", "edit", '[data-testid="stMain"] h1', "Weight editing", "edit.py"),
-    ("Labels & statistics", "statistics", '[data-testid="stMain"] h1', "Labels", "statistics.py"),
-]
-PAGES += [p[:4] for p in OPTIONAL_PAGES if (REPO / "dashboard" / "pages" / p[4]).is_file()]
 IDLE_JS = "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
 
 
@@ -119,10 +107,10 @@ async def session(
     ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
     ctx.set_default_timeout(timeout_ms)
     ctx.set_default_navigation_timeout(timeout_ms)
-    page = await ctx.new_page()
+    tab = await ctx.new_page()
     times: dict[str, list[float]] = {}
     errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+    tab.on("pageerror", lambda e: errors.append(f"page error: {e}"))
 
     async def timed(name: str, action: Any, selector: str, heading: str = "") -> None:
         if verbose:
@@ -130,27 +118,28 @@ async def session(
         t = time.perf_counter()
         try:
             await action()
-            await _wait_ready(page, selector, timeout_ms, heading)
+            await _wait_ready(tab, selector, timeout_ms, heading)
         except Exception as exc:  # reported, not raised
             errors.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
             return
         times.setdefault(name, []).append(time.perf_counter() - t)
-        errors.extend(f"{name}: {p}" for p in await _problems(page))
+        errors.extend(f"{name}: {msg}" for msg in await _problems(tab))
 
+    pages = registry.PAGES
+    home, grid, spectra = pages[0], registry.page("grid"), registry.page("spectra")
     try:
-        await timed("open", lambda: page.goto(f"{base}/"), PAGES[0][2], PAGES[0][3])
+        await timed("open", lambda: tab.goto(f"{base}/"), home.rendered, home.heading)
         for r in range(rounds):
-            for label, path, selector, heading in PAGES[1:4] + PAGES[4:] + PAGES[:1]:
+            for p in pages[1:] + pages[:1]:
 
-                async def click(label: str = label, path: str = path) -> None:
-                    nav = page.locator('[data-testid="stSidebarNav"] a', has_text=label)
+                async def click(label: str = p.title, path: str = p.url_path) -> None:
+                    nav = tab.locator('[data-testid="stSidebarNav"] a', has_text=label)
                     await nav.first.click()
                     if path:
-                        await page.wait_for_url(f"**/{path}?**", timeout=timeout_ms)
+                        await tab.wait_for_url(f"**/{path}?**", timeout=timeout_ms)
 
-                await timed(label, click, selector, heading)
-                if path == "grid":
-                    grid = PAGES[2][2]
+                await timed(p.title, click, p.rendered, p.heading)
+                if p == grid:
                     for button, param, value in (
                         ("head ▶", "head", "1"),
                         ("layer ▶", "layer", "1"),
@@ -158,23 +147,26 @@ async def session(
                         ("◀ layer", "layer", "0"),
                     ):
 
-                        async def step(b: str = button, p: str = param, v: str = value) -> None:
-                            await page.get_by_role("button", name=b).click()
-                            await page.wait_for_url(f"**{p}={v}**", timeout=timeout_ms)
+                        async def step(b: str = button, q: str = param, v: str = value) -> None:
+                            await tab.get_by_role("button", name=b).click()
+                            await tab.wait_for_url(f"**{q}={v}**", timeout=timeout_ms)
 
-                        await timed(f"grid {button}", step, grid, "Cluster grid")
+                        await timed(f"grid {button}", step, grid.rendered, grid.heading)
             if r == 0:
                 # Change the layer from the sidebar too (selectbox), on the spectra page.
                 async def sidebar_layer() -> None:
-                    await page.locator('[data-testid="stSidebarNav"] a', has_text="Spectra").click()
-                    await page.wait_for_url("**/spectra?**", timeout=timeout_ms)
-                    await _wait_ready(page, PAGES[1][2], timeout_ms, "Spectra")
-                    box = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]')
+                    nav = tab.locator('[data-testid="stSidebarNav"] a', has_text=spectra.title)
+                    await nav.click()
+                    await tab.wait_for_url(f"**/{spectra.url_path}?**", timeout=timeout_ms)
+                    await _wait_ready(tab, spectra.rendered, timeout_ms, spectra.heading)
+                    box = tab.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]')
                     await box.filter(has_text="Layer").click()
-                    await page.get_by_role("option", name="1", exact=True).click()
-                    await page.wait_for_url("**layer=1**", timeout=timeout_ms)
+                    await tab.get_by_role("option", name="1", exact=True).click()
+                    await tab.wait_for_url("**layer=1**", timeout=timeout_ms)
 
-                await timed("spectra sidebar layer", sidebar_layer, PAGES[1][2], "Spectra")
+                await timed(
+                    "spectra sidebar layer", sidebar_layer, spectra.rendered, spectra.heading
+                )
     finally:
         await ctx.close()
     return {"session": sid, "times": times, "errors": errors}

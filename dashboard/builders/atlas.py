@@ -12,17 +12,10 @@ from torch import Tensor
 
 from core.analysis import Analysis
 from core.query import kind_result
+from dashboard.builders.names import component_label
 
 #: Kinds the atlas lists by default (the gate only where the model has one).
 ATLAS_KINDS: tuple[str, ...] = ("ov", "mlp_in", "mlp_gate", "mlp_out")
-KIND_NAMES: dict[str, str] = {
-    "ov": "OV",
-    "qk": "QK",
-    "mlp_in": "MLP in",
-    "mlp_gate": "MLP gate",
-    "mlp_out": "MLP out",
-    "embed": "Embedding",
-}
 EFFECTIVE_RANK_HELP = (
     "Effective rank = exp(H(p)), the exponential of the Shannon entropy of the "
     "normalised singular values p_i = s_i / Σ s_j (Roy & Vetterli, 2007). It equals the "
@@ -67,11 +60,8 @@ def atlas_frame(
         top = res.tops.top_idx
         n = min(n_dirs, res.n_projected)
         for c, (layer, head) in enumerate(d.components):
-            label = KIND_NAMES[kind] if kind == "embed" else f"L{layer}"
-            if head is not None:
-                label += f" H{head}"
             row: dict[str, object] = {
-                "component": label if kind == "embed" else f"{label} {KIND_NAMES[kind]}",
+                "component": component_label(kind, layer, head),
                 "kind": kind,
                 "layer": layer,
                 "head": head,
@@ -107,3 +97,30 @@ def filter_atlas(df: pd.DataFrame, text: str) -> pd.DataFrame:
     alt_hay = df[cols].apply(lambda r: " ".join(r).lower(), axis=1)
     keep = hay.str.contains(needle, regex=False) | alt_hay.str.contains(needle, regex=False)
     return df[keep]
+
+
+#: Orders of the atlas table, column -> label; ``layer`` keeps the frame's layer-major order.
+SORTS: dict[str, str] = {
+    "layer": "layer",
+    "effective_rank": "effective rank",
+    "sigma_max": "largest σ",
+}
+
+
+def atlas_table(df: pd.DataFrame, text: str = "", sort: str = "layer") -> pd.DataFrame:
+    """The rows the atlas page shows: :func:`filter_atlas`'s, ordered by ``sort`` (a key
+    of :data:`SORTS`; other than ``layer``, largest first), numbered from 0, with
+    ``head`` as text (empty for MLP and embedding rows)."""
+    shown = filter_atlas(df, text)
+    if not shown.empty and sort != "layer":
+        shown = shown.sort_values(sort, ascending=False, kind="stable")
+    shown = shown.reset_index(drop=True)
+    if "head" in shown:
+        shown["head"] = shown["head"].astype("string").fillna("")
+    return shown
+
+
+def row_component(row: pd.Series) -> tuple[str, int, int | None]:
+    """The ``(kind, layer, head)`` of an :func:`atlas_table` row."""
+    head = str(row["head"])
+    return str(row["kind"]), int(row["layer"]), int(head) if head.isdigit() else None

@@ -1,12 +1,10 @@
-"""Weight-editing views: the edit list and its undo history, target log-probabilities,
-the ablation sweep, specificity, continuations, and one matrix's directions before and
-after the edits. Pure functions (no Streamlit); the ``compute_*`` ones take an
-``Analysis`` first so the page can cache them with ``loaders.cached_table``.
+"""Weight-editing views: the edit list, target log-probabilities, the ablation sweep,
+specificity, and one matrix's directions before and after the edits. Pure functions (no
+Streamlit); the ``compute_*`` ones take an ``Analysis`` first so the page can cache them
+through ``dashboard.loaders``.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import altair as alt
 import pandas as pd
@@ -15,48 +13,15 @@ from core.analysis import Analysis
 from core.edit.compare import Comparison, compare
 from core.edit.measure import EditReport, SweepRow, measure, search_edits, sweep
 from core.edit.rank_one import EDIT_KINDS, Edit, EditSet
+from core.search import SearchIndex
+from core.settings import KIND_NAMES
 
-KIND_NAMES = {"ov": "OV", "mlp_in": "MLP in", "mlp_gate": "MLP gate", "mlp_out": "MLP out"}
 TOKENS_SHOWN = 6
 CHOSEN = "#e45756"
 OTHER = "#9ca3af"
 
 
-# --------------------------------------------------------------------------- history
-
-
-@dataclass(frozen=True)
-class EditHistory:
-    """The edit sets a session has had, oldest first; the last is current.
-
-    ``model`` and ``processing`` say what the indices refer to: edits made under one
-    processing mean other directions under the other, so a change of either resets.
-    """
-
-    model: str
-    processing: str
-    states: tuple[EditSet, ...] = (EditSet(),)
-
-    @property
-    def current(self) -> EditSet:
-        return self.states[-1]
-
-    def push(self, edits: EditSet) -> EditHistory:
-        """A history with ``edits`` as the new current set (no-op if unchanged)."""
-        if edits == self.current:
-            return self
-        return EditHistory(self.model, self.processing, (*self.states, edits))
-
-    def undo(self) -> EditHistory:
-        """The history one step back (the first, empty state stays)."""
-        return EditHistory(self.model, self.processing, self.states[:-1] or (EditSet(),))
-
-    def reset(self) -> EditHistory:
-        """Back to no edits (one step, so it can be undone too)."""
-        return self.push(EditSet())
-
-    def matches(self, model: str, processing: str) -> bool:
-        return (self.model, self.processing) == (model, processing)
+# --------------------------------------------------------------------------- edits
 
 
 def edit_for_selection(
@@ -68,9 +33,15 @@ def edit_for_selection(
     return Edit(kind, layer, head if kind == "ov" else None, index, scale)
 
 
-def component_label(kind: str, layer: int, head: int | None) -> str:
-    """``L3 H1 OV`` or ``L2 MLP in``."""
-    return f"L{layer}{'' if head is None else f' H{head}'} {KIND_NAMES.get(kind, kind)}"
+def matrix_options(
+    edits: EditSet, here: tuple[str, int, int | None]
+) -> list[tuple[str, int, int | None]]:
+    """The matrices the page can inspect: the edited ones, in first-edit order, then
+    ``here`` (the sidebar's component) when it can be edited."""
+    out = components_of(edits)
+    if here[0] in EDIT_KINDS and here not in out:
+        out.append(here)
+    return out
 
 
 def edits_frame(edits: EditSet) -> pd.DataFrame:
@@ -128,8 +99,12 @@ def compute_comparison(
     return compare(a, edits, kind, layer, head, n=n, k=TOKENS_SHOWN)
 
 
-def compute_search_spec(a: Analysis, query: str, threshold: float, top: int | None) -> str:
-    """The edits removing every OV/MLP direction a search returns, as a spec ('' if none)."""
+def compute_search_spec(
+    a: Analysis, index: SearchIndex, query: str, threshold: float, top: int | None
+) -> str:
+    """The edits removing every OV/MLP direction that ``query`` matches, as a spec ('' if
+    none). ``index`` is ``a``'s search index, the one the search page uses
+    (``loaders.search_index``)."""
     return search_edits(a, query, threshold, top).spec()
 
 
@@ -188,17 +163,6 @@ def specificity_chart(df: pd.DataFrame) -> alt.Chart:
             tooltip=["measure", alt.Tooltip("value:Q", format=".4g")],
         )
         .properties(height=110)
-    )
-
-
-def continuations_frame(report: EditReport) -> pd.DataFrame:
-    """Two rows (``model``: before/after) with the prompt and its greedy continuation."""
-    return pd.DataFrame(
-        {
-            "model": ["before", "after"],
-            "prompt": [report.prompt] * 2,
-            "continuation": [report.continuation_before, report.continuation_after],
-        }
     )
 
 

@@ -15,24 +15,14 @@ import pandas as pd
 import torch
 
 from core.search.engine import SearchIndex, SearchResult, embed_query, search, similarities
-from core.settings import HEAD_KINDS
+from core.settings import HEAD_KINDS, KIND_NAMES
 
-KIND_NAMES: dict[str, str] = {
-    "ov": "OV",
-    "qk": "QK",
-    "mlp_in": "MLP in",
-    "mlp_gate": "MLP gate",
-    "mlp_out": "MLP out",
-    "embed": "Embedding",
-}
 METHOD_NAMES: dict[str, str] = {
     "token": "token-space match (best)",
     "ridge": "ridge (centred, regularised pinv)",
     "pinv": "pinv(W_U) (the post's)",
     "embed": "W_E (embedding rows)",
 }
-#: Diverging scale for signed cosines: red antipodal, blue positive.
-SCHEME = "redblue"  # (spelled out in _color for the type checker)
 TOKENS_SHOWN = 10
 
 
@@ -219,3 +209,9 @@ def mlp_heatmap(mlps: pd.DataFrame, threshold: float = 0.0) -> alt.Chart:
             title="Best cosine per MLP matrix (blue: top end, red: antipodal)",
         )
     )
+
+
+def row_direction(row: pd.Series) -> tuple[str, int, int | None, int]:
+    """The ``(kind, layer, head, index)`` of a :func:`results_frame` row."""
+    head = None if pd.isna(row["head"]) else int(row["head"])
+    return str(row["kind"]), int(row["layer"]), head, int(row["index"])

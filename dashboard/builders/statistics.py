@@ -14,17 +14,10 @@ import altair as alt
 import pandas as pd
 
 from core.label.store import LabelRecord, LabelStore, labels_path
+from core.settings import BLOCK_NAMES
 
-#: Display names of the blocks (matrix kinds) the statistics compare.
-BLOCKS: dict[str, str] = {
-    "ov": "OV heads",
-    "mlp_in": "MLP in",
-    "mlp_out": "MLP out",
-    "qk": "QK heads",
-    "mlp_gate": "MLP gate",
-    "embed": "Embedding",
-}
-BLOCK_ORDER = list(BLOCKS.values())
+#: The blocks (display names of the matrix kinds, ``core.settings.BLOCK_NAMES``) in order.
+BLOCK_ORDER = list(BLOCK_NAMES.values())
 SOURCES = ("weights", "random control")
 COLUMNS = ["model", "weights_hash", "matrix", "block", "layer", "head", "index", "control",
            "source", "labeller", "interpretable", "label", "score", "tokens", "timestamp"]  # fmt: skip
@@ -43,7 +36,7 @@ def labels_frame(records: Sequence[LabelRecord]) -> pd.DataFrame:
             "model": r.model,
             "weights_hash": r.weights_hash,
             "matrix": r.matrix,
-            "block": BLOCKS.get(r.matrix, r.matrix),
+            "block": BLOCK_NAMES.get(r.matrix, r.matrix),
             "layer": r.layer,
             "head": r.head,
             "index": r.index,

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.query import kind_result
+from dashboard.registry import PAGES, page
 from tests.dashboard.conftest import APP, REPO
 
-PAGES = ("pages/overview.py", "pages/spectra.py", "pages/grid.py", "pages/atlas.py")
 TIMEOUT = 180
+GRID = page("grid").script
 
 
-def app(params: dict[str, str] | None = None, page: str | None = None) -> AppTest:
+def app(params: dict[str, str] | None = None, script: str | None = None) -> AppTest:
+    """The app's first run, on the page whose script is ``script`` (like opening its URL)."""
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     for k, v in (params or {}).items():
         at.query_params[k] = v
-    if page is not None:
-        # Page url paths are the file names, so the first run can open it (like a URL).
-        at.switch_page(page)
+    if script is not None:
+        at.switch_page(script)
     return at.run()
 
 
@@ -34,6 +33,16 @@ def table(at: AppTest, i: int = 0):
     return at.main.dataframe[i].value
 
 
+def widget_keys(node) -> set[str]:
+    """Keys of every widget under ``node`` (an AppTest block), nested blocks included
+    (a form's submit button is keyed ``FormSubmitter:<form key>-<label>``)."""
+    key = getattr(node, "key", None)
+    keys = {key.removeprefix("FormSubmitter:")} if key and not hasattr(node, "children") else set()
+    for child in getattr(node, "children", {}).values():
+        keys |= widget_keys(child)
+    return keys
+
+
 def sidebar_keys(at: AppTest) -> set[str]:
     return {w.key for w in at.sidebar.selectbox} | {w.key for w in at.sidebar.radio}
 
@@ -44,17 +53,31 @@ def _env(dash_env, analysis):
     return dash_env
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_every_page_runs(page):
-    at = app(page=page)
+@pytest.mark.parametrize("p", PAGES, ids=[p.key for p in PAGES])
+def test_every_page_runs(p):
+    at = app(script=p.script)
     assert not at.exception, at.exception
     assert errors(at) == []
     assert {"w.model", "w.processing", "w.kind", "w.layer", "w.head"} <= sidebar_keys(at)
-    assert at.title[0].value
+    assert [t.value for t in at.title] == [p.heading]  # the router's title, drawn once
+    assert not [i.value for i in at.info if "Pick a model" in i.value]  # the model loaded
+    assert len(at.main.children) > 1  # the page drew something below the title
+    # A page's own widgets are keyed "<key>.": no page collides with another's state.
+    assert all(k.startswith(f"{p.key}.") for k in widget_keys(at.main)), widget_keys(at.main)
+
+
+def test_pages_are_distinct_and_the_home_page_is_first():
+    assert len({p.key for p in PAGES}) == len({p.title for p in PAGES}) == len(PAGES)
+    assert all(p.path.is_file() for p in PAGES)
+    assert [p.url_path for p in PAGES] == ["", *(p.key for p in PAGES[1:])]
+    with pytest.raises(KeyError, match="no page 'nope'; pages: overview, spectra"):
+        page("nope")
+    at = app()  # no page named: the home page
+    assert at.title[0].value == PAGES[0].heading
 
 
 def test_page_widgets_and_outputs():
-    at = app(page="pages/grid.py")
+    at = app(script=GRID)
     assert at.radio(key="grid.end").value == "top"
     assert at.slider(key="grid.n").value == 10
     assert at.slider(key="grid.k").value == 15
@@ -64,23 +87,23 @@ def test_page_widgets_and_outputs():
     assert {b.label for b in at.get("download_button")} == {"Download CSV", "Download JSON"}
     assert table(at).shape == (15, 10)
 
-    at.switch_page("pages/spectra.py").run()
+    at.switch_page(page("spectra").script).run()
     assert at.radio(key="spectra.overlay").value == "component"
     assert at.toggle(key="spectra.log").value is True
     assert len(at.get("vega_lite_chart")) == 2  # weights beside the control
 
-    at.switch_page("pages/atlas.py").run()
+    at.switch_page(page("atlas").script).run()
     assert at.text_input(key="atlas.filter").value == ""
     assert len(table(at)) > 0
 
-    at.switch_page("pages/overview.py").run()
+    at.switch_page(page("overview").script).run()
     facts = table(at, 0).set_index("fact")["value"]
     assert facts["layers"] == "2" and facts["heads per layer"] == "4"
     assert len(table(at, 2)) >= 1
 
 
 def test_changing_layer_and_head_changes_the_table(analysis):
-    at = app(page="pages/grid.py")
+    at = app(script=GRID)
     first = table(at)
     at.sidebar.selectbox(key="w.head").set_value(3).run()
     by_head = table(at)
@@ -100,7 +123,7 @@ def test_changing_layer_and_head_changes_the_table(analysis):
 
 
 def test_step_buttons_one_click(analysis):
-    at = app(page="pages/grid.py")
+    at = app(script=GRID)
     at.button(key="grid.next_head").click().run()
     assert at.query_params["head"] == "1" and at.sidebar.selectbox(key="w.head").value == 1
     at.button(key="grid.next_layer").click().run()
@@ -113,7 +136,7 @@ def test_step_buttons_one_click(analysis):
 
 
 def test_grid_options_change_the_table():
-    at = app(page="pages/grid.py")
+    at = app(script=GRID)
     at.slider(key="grid.n").set_value(4).run()
     at.slider(key="grid.k").set_value(6).run()
     assert table(at).shape == (6, 4)
@@ -131,7 +154,7 @@ def test_grid_options_change_the_table():
 
 def test_url_restores_a_view(analysis):
     params = {"kind": "qk", "layer": "1", "head": "2", "proc": "post"}
-    at = app(params, page="pages/grid.py")
+    at = app(params, script=GRID)
     assert errors(at) == []
     assert at.sidebar.selectbox(key="w.kind").value == "qk"
     assert at.sidebar.selectbox(key="w.layer").value == 1
@@ -143,14 +166,14 @@ def test_url_restores_a_view(analysis):
 
 
 def test_url_direction_is_highlighted():
-    at = app({"kind": "ov", "layer": "0", "head": "1", "dir": "12"}, page="pages/grid.py")
+    at = app({"kind": "ov", "layer": "0", "head": "1", "dir": "12"}, script=GRID)
     assert errors(at) == []
     assert any("#12" in i.value for i in at.info)
     assert table(at).shape[1] == 13  # widened to show #12
 
 
 def test_mlp_kind_hides_head():
-    at = app({"kind": "mlp_out", "layer": "1"}, page="pages/grid.py")
+    at = app({"kind": "mlp_out", "layer": "1"}, script=GRID)
     assert errors(at) == []
     assert "w.head" not in sidebar_keys(at)
     assert "head" not in at.query_params
@@ -170,7 +193,7 @@ def test_mlp_kind_hides_head():
     ],
 )
 def test_bad_params_give_an_error_not_a_traceback(params, message):
-    at = app(params, page="pages/grid.py")
+    at = app(params, script=GRID)
     assert not at.exception
     assert any(message in e for e in errors(at)), errors(at)
     # The rest keeps working: a valid view is shown and the sidebar is usable.
@@ -180,7 +203,7 @@ def test_bad_params_give_an_error_not_a_traceback(params, message):
 
 
 def test_model_that_fails_to_load(tmp_path):
-    at = app({"model": str(tmp_path / "nowhere")}, page="pages/grid.py")
+    at = app({"model": str(tmp_path / "nowhere")}, script=GRID)
     assert not at.exception
     assert any("Could not open model" in e for e in errors(at)), errors(at)
     assert "w.model" in sidebar_keys(at)
@@ -193,14 +216,14 @@ def test_model_that_fails_to_load(tmp_path):
 
 def test_empty_cache_dir_is_built_with_progress(tmp_path, monkeypatch, dash_env):
     monkeypatch.setenv("SVDLENS_CACHE_DIR", str(tmp_path / "fresh-cache"))
-    at = app(page="pages/overview.py")
+    at = app(script=page("overview").script)
     assert not at.exception and errors(at) == []
     cache = table(at, 2)
     assert len(cache) == 1 and str(tmp_path) in cache["path"].iloc[0]
 
 
 def test_spectra_controls():
-    at = app({"kind": "ov", "layer": "1", "head": "0"}, page="pages/spectra.py")
+    at = app({"kind": "ov", "layer": "1", "head": "0"}, script=page("spectra").script)
     at.radio(key="spectra.overlay").set_value("heads").run()
     at.toggle(key="spectra.log").set_value(False).run()
     at.slider(key="spectra.cut").set_value(8).run()
@@ -212,7 +235,7 @@ def test_spectra_controls():
 
 
 def test_atlas_filter_sort_and_open_in_grid(analysis):
-    at = app(page="pages/atlas.py")
+    at = app(script=page("atlas").script)
     full = table(at)
     token = full.iloc[5]["dir 0"].split(" · ")[0]
     at.text_input(key="atlas.filter").set_value(token).run()
@@ -244,19 +267,6 @@ def test_demo_model_if_present():
     at.query_params["model"] = "default"
     at.run()
     assert not at.exception and errors(at) == []
-    for page in PAGES:
-        at.switch_page(page).run()
-        assert not at.exception and errors(at) == [], page
-    assert len(table(at)) > 0
-
-
-def test_pages_listed_only_if_present():
-    import ast
-
-    tree = ast.parse(Path(APP).read_text())
-    pages = next(
-        n.value for n in tree.body if isinstance(n, ast.AnnAssign) and n.target.id == "PAGES"
-    )
-    files = [e.elts[0].value for e in pages.elts]
-    assert {"pages/search.py", "pages/edit.py", "pages/statistics.py"} <= set(files)
-    assert "is_file()" in Path(APP).read_text()
+    for p in PAGES:
+        at.switch_page(p.script).run()
+        assert not at.exception and errors(at) == [], p.key

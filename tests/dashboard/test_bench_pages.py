@@ -16,22 +16,18 @@ from pathlib import Path
 import pytest
 
 from core.model.random import SHAPES, synthetic_vocab
-from dashboard import state
-from dashboard.bench_pages import app_pages, main, page_name, page_render_times, write_checkpoint
+from dashboard import registry
+from dashboard.bench_pages import main, measure, write_checkpoint
 from tests.dashboard.conftest import REPO
 
-#: Every page the router lists (all their files exist in this repository).
-ALL_PAGES = {page_name(p) for p in state.PAGE_FILES.values()}
+#: Every page of the registry, by the name the benchmark reports it under.
+ALL_PAGES = {p.key for p in registry.PAGES}
+GRID = registry.page("grid").script
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_checkpoint("tiny", tmp_path_factory.mktemp("bench") / "tiny")
-
-
-def test_router_pages_are_all_timed() -> None:
-    assert {page_name(p) for p in app_pages()} == ALL_PAGES
-    assert app_pages()[0] == "pages/overview.py"  # the router's order, home first
 
 
 def test_checkpoint_loads_through_core(tiny: Path) -> None:
@@ -55,10 +51,10 @@ def test_checkpoint_loads_through_core(tiny: Path) -> None:
     assert tok.eos_token_id == vocab - 1  # as the config says (GPT-2's layout)
 
 
-def test_page_render_times_every_page(tiny: Path, tmp_path: Path) -> None:
+def test_measure_times_every_page(tiny: Path, tmp_path: Path) -> None:
     before = os.environ.get("SVDLENS_DEFAULT_MODEL")
-    times = page_render_times(str(tiny), tmp_path / "cache", repeat=2)
-    assert set(times) == ALL_PAGES
+    warm_s, times = measure(str(tiny), tmp_path / "cache", repeat=2)
+    assert warm_s > 0 and set(times) == ALL_PAGES
     for page, t in times.items():
         assert set(t) == {"p50_ms", "max_ms", "new_p50_ms", "new_max_ms"}, page
         assert math.isfinite(t["p50_ms"]) and 0 < t["p50_ms"] <= t["max_ms"], (page, t)
@@ -70,7 +66,7 @@ def test_page_render_times_every_page(tiny: Path, tmp_path: Path) -> None:
 
 def test_a_failing_page_is_named(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="The overview page failed: .*no-such-model"):
-        page_render_times(str(tmp_path / "no-such-model"), tmp_path / "cache", repeat=1)
+        measure(str(tmp_path / "no-such-model"), tmp_path / "cache", repeat=1)
 
 
 def test_cli_prints_one_json_object() -> None:
@@ -118,7 +114,7 @@ def test_select_steps_to_the_nth_component(tiny: Path, tmp_path: Path, monkeypat
     monkeypatch.setenv("SVDLENS_DEFAULT_MODEL", str(tiny))
     monkeypatch.setenv("SVDLENS_CACHE_DIR", str(tmp_path / "cache"))
     at = AppTest.from_file(str(bench_pages.APP), default_timeout=120)
-    at.switch_page("pages/grid.py").run()
+    at.switch_page(GRID).run()
     n_heads = len(at.selectbox(key="w.head").options)
     seen = set()
     for n in range(1, 4):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from dashboard import registry
 from dashboard.serve import free_port, start_server
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -25,6 +26,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 LOAD_MS = 180_000
+GRID, SPECTRA = registry.page("grid"), registry.page("spectra")
 
 
 def _need_browser() -> None:
@@ -87,34 +89,25 @@ def shots_dir(tmp_path: Path) -> Path:
     return d
 
 
-PAGES = [
-    ("overview", "", '[data-testid="stDataFrame"]'),
-    ("spectra", "?kind=ov&layer=1&head=2", ".vega-embed canvas, .vega-embed svg"),
-    ("grid", "?kind=ov&layer=1&head=2", '[data-testid="stDataFrame"]'),
-    ("atlas", "", '[data-testid="stDataFrame"]'),
-]
-
-
-@pytest.mark.parametrize(("name", "query", "selector"), PAGES, ids=[p[0] for p in PAGES])
-def test_page_renders(browser, server, tmp_path, name, query, selector):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+@pytest.mark.parametrize("p", registry.PAGES, ids=[p.key for p in registry.PAGES])
+def test_page_renders(browser, server, tmp_path, p):
+    tab = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
-        path = "" if name == "overview" else name
-        page.goto(f"{server}/{path}{query}")
-        wait_ready(page)
-        page.wait_for_selector(selector, timeout=LOAD_MS)
-        no_errors(page)
-        if query:
-            assert "layer=1" in page.url and "head=2" in page.url
-        page.screenshot(path=str(shots_dir(tmp_path) / f"{name}.png"), full_page=True)
+        tab.goto(f"{server}/{p.url_path}?kind=ov&layer=1&head=2")
+        wait_ready(tab)
+        tab.wait_for_selector(p.rendered, timeout=LOAD_MS)
+        no_errors(tab)
+        assert tab.inner_text('[data-testid="stMain"] h1').strip() == p.heading
+        assert "layer=1" in tab.url and "head=2" in tab.url  # the URL keeps the selection
+        tab.screenshot(path=str(shots_dir(tmp_path) / f"{p.key}.png"), full_page=True)
     finally:
-        page.close()
+        tab.close()
 
 
 def test_grid_buttons_and_navigation(browser, server, tmp_path):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
-        page.goto(f"{server}/grid?kind=ov&layer=0&head=0")
+        page.goto(f"{server}/{GRID.url_path}?kind=ov&layer=0&head=0")
         wait_ready(page)
         page.wait_for_selector('[data-testid="stDataFrame"]', timeout=LOAD_MS)
         page.get_by_role("button", name="head ▶").click()
@@ -124,10 +117,10 @@ def test_grid_buttons_and_navigation(browser, server, tmp_path):
         wait_ready(page)
         no_errors(page)
         # The sidebar's navigation keeps the selection on another page.
-        page.locator('[data-testid="stSidebarNav"] a', has_text="Spectra").click()
-        page.wait_for_url("**/spectra**", timeout=LOAD_MS)
+        page.locator('[data-testid="stSidebarNav"] a', has_text=SPECTRA.title).click()
+        page.wait_for_url(f"**/{SPECTRA.url_path}**", timeout=LOAD_MS)
         wait_ready(page)
-        page.wait_for_selector(".vega-embed canvas, .vega-embed svg", timeout=LOAD_MS)
+        page.wait_for_selector(SPECTRA.rendered, timeout=LOAD_MS)
         assert "layer=1" in page.url and "head=1" in page.url
         no_errors(page)
     finally:
@@ -137,7 +130,7 @@ def test_grid_buttons_and_navigation(browser, server, tmp_path):
 def test_bad_url_shows_error_in_browser(browser, server):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
-        page.goto(f"{server}/grid?layer=99")
+        page.goto(f"{server}/{GRID.url_path}?layer=99")
         wait_ready(page)
         page.wait_for_selector('[data-testid="stAlertContentError"]', timeout=LOAD_MS)
         assert "Layer 99 is out of range" in page.inner_text('[data-testid="stMain"]')

@@ -163,6 +163,24 @@ def test_atlas_filter(analysis):
     assert atlas.filter_atlas(df, "no-such-token-xyz").empty
 
 
+def test_atlas_table_sorts_and_opens_rows(analysis):
+    df = atlas.atlas_frame(analysis, ("ov", "mlp_in"), n_dirs=2, n_tokens=5)
+    by_layer = atlas.atlas_table(df)
+    assert list(by_layer["component"]) == list(df["component"])
+    assert set(by_layer["head"]) == {"", *(str(h) for h in range(analysis.meta.n_heads))}
+    ranked = atlas.atlas_table(df, sort="sigma_max")
+    assert ranked["sigma_max"].is_monotonic_decreasing and list(ranked.index) == list(
+        range(len(df))
+    )
+    top = ranked.iloc[0]
+    kind, layer, head = atlas.row_component(top)
+    assert (kind, layer) == (top["kind"], top["layer"])
+    assert head == (int(top["head"]) if kind == "ov" else None)
+    mlp = by_layer[by_layer["kind"] == "mlp_in"].iloc[0]
+    assert atlas.row_component(mlp) == ("mlp_in", int(mlp["layer"]), None)
+    assert set(atlas.SORTS) == {"layer", "effective_rank", "sigma_max"}
+
+
 # ------------------------------------------------------------------------- overview
 
 

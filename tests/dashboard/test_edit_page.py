@@ -6,28 +6,19 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.edit.rank_one import Edit, EditSet
+from core.edit import Edit, EditSet
+from core.search import build_index
 from dashboard.builders import edit as eb
+from dashboard.registry import page as registry_page
 from tests.dashboard.conftest import APP
+
+EDIT = registry_page("edit").script
 
 TIMEOUT = 240
 PROMPT = "the fire burned with hot"
 
 
 # ------------------------------------------------------------------------- builders
-
-
-def test_history_push_undo_reset():
-    h = eb.EditHistory("m", "post")
-    assert len(h.current) == 0 and h.undo().current == EditSet()
-    e1, e2 = Edit("ov", 0, 1, 2), Edit("mlp_in", 1, None, 0, 0.5)
-    h2 = h.push(h.current.add(e1)).push(EditSet((e1, e2)))
-    assert h2.current.edits == (e1, e2)
-    assert h2.undo().current.edits == (e1,)
-    r = h2.reset()
-    assert len(r.current) == 0 and r.undo().current == h2.current  # reset is undoable
-    assert h2.push(h2.current) is h2
-    assert h.matches("m", "post") and not h.matches("m", "raw")
 
 
 def test_edits_frame_and_selection():
@@ -40,6 +31,10 @@ def test_edits_frame_and_selection():
     assert list(df["action"]) == ["remove", "scale ×0.5"]
     assert eb.edits_frame(EditSet()).empty
     assert eb.components_of(edits.add(Edit("ov", 0, 1, 5))) == [("ov", 0, 1), ("mlp_in", 1, None)]
+    # The matrices to inspect: the edited ones, then the sidebar's if it can be edited.
+    assert eb.matrix_options(edits, ("ov", 0, 1)) == [("ov", 0, 1), ("mlp_in", 1, None)]
+    assert eb.matrix_options(edits, ("mlp_out", 2, None))[-1] == ("mlp_out", 2, None)
+    assert eb.matrix_options(EditSet(), ("qk", 0, 1)) == []
 
 
 def test_report_views(analysis):
@@ -50,8 +45,6 @@ def test_report_views(analysis):
     assert list(spec["measure"]) == ["target Δlog p", "reference KL", "reference Δloss"]
     assert spec["value"].iloc[1] == pytest.approx(rep.specificity.kl)
     assert eb.specificity_chart(spec).to_dict()["mark"]["type"] == "bar"
-    cont = eb.continuations_frame(rep)
-    assert list(cont["continuation"]) == [rep.continuation_before, rep.continuation_after]
 
 
 def test_sweep_view_highlights_the_chosen_directions(analysis):
@@ -89,10 +82,11 @@ def test_comparison_frame_marks_removed_scaled_and_kept(analysis):
 
 
 def test_search_spec_matches_core_search(analysis):
-    from core.search.engine import build_index, search
+    from core.search import search
 
-    spec = eb.compute_search_spec(analysis, "the, cat", 0.2, None)
-    hits = search(build_index(analysis), "the, cat", threshold=0.2, top=None)
+    index = build_index(analysis)
+    spec = eb.compute_search_spec(analysis, index, "the, cat", 0.2, None)
+    hits = search(index, "the, cat", threshold=0.2, top=None)
     want = {(h.matrix, h.layer, h.head, h.index) for h in hits.hits if h.matrix != "qk"}
     assert {e.key for e in EditSet.parse(spec)} == want if spec else not want
 
@@ -103,7 +97,7 @@ def test_search_spec_matches_core_search(analysis):
 @pytest.fixture
 def page(dash_env, analysis):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.switch_page("pages/edit.py")
+    at.switch_page(EDIT)
     return at.run()
 
 
@@ -142,28 +136,38 @@ def test_page_adds_measures_undoes_and_resets(page):
     assert not at.exception, at.exception
 
 
-def test_page_reads_search_state(page):
+def test_search_page_hands_its_query_to_the_edit_page(page, analysis):
     at = page
-    at.session_state["search.query"] = "the, cat"
-    at.session_state["search.threshold"] = 0.2
-    at.session_state["search.top"] = 5
-    at.run()
+    assert not any(b.key == "edit.add_search" for b in at.button)  # no search yet
+    at.switch_page(registry_page("search").script).run()
+    at.slider(key="search.threshold").set_value(0.2)
+    at.number_input(key="search.top").set_value(5)
+    at.text_input(key="search.query").input("the, cat").run()
     assert not at.exception, at.exception
+    at.switch_page(EDIT).run()
+    assert not at.exception, at.exception
+    want = eb.compute_search_spec(analysis, build_index(analysis), "the, cat", 0.2, 5)
+    assert want, "the query should match some OV/MLP direction of the tiny model"
     btn = at.button(key="edit.add_search")
-    assert btn.label.startswith("Remove all")
-    n = int(btn.label.split()[-1])
+    assert btn.label == f"Remove all {len(EditSet.parse(want))}"
     btn.click().run()
-    assert len(_edits(at)) == n
+    assert not at.exception, at.exception
+    assert _edits(at) == [e.spec() for e in EditSet.parse(want)]
+    # Another processing: the search (and the edits, whose indices refer to it) are gone.
+    at.sidebar.radio(key="w.processing").set_value("raw").run()
+    assert not at.exception, at.exception
+    assert not any(b.key == "edit.add_search" for b in at.button)
+    assert _edits(at) == [] and any("were cleared" in i.value for i in at.info)
 
 
 def test_edits_stay_in_their_session(dash_env, analysis):
     one = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    one.switch_page("pages/edit.py")
+    one.switch_page(EDIT)
     one.run()
     one.button(key="edit.add").click().run()
     assert _edits(one) == ["ov:0:0:0"]
     two = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    two.switch_page("pages/edit.py")
+    two.switch_page(EDIT)
     two.run()
     assert not two.exception and _edits(two) == []
     assert _edits(one.run()) == ["ov:0:0:0"]

@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 from core.errors import SpecError
 from core.search.engine import build_index, embed_query, search
 from dashboard.builders import search as sb
+from dashboard.registry import page as registry_page
 from tests.dashboard.conftest import APP
 
 TIMEOUT = 180
@@ -34,6 +35,8 @@ def test_results_frame_mirrors_hits(index):
         assert (row["head"] is pd.NA) == (h.head is None)
     empty = sb.results_frame(search(index, "the", threshold=1.0))
     assert empty.empty and "cosine" in empty.columns
+    for (_, row), h in zip(df.iterrows(), res.hits):
+        assert sb.row_direction(row) == (h.matrix, h.layer, h.head, h.index)
 
 
 def test_best_per_component_is_the_max_abs_cosine(index, analysis):
@@ -60,7 +63,7 @@ def test_search_view_splits_heads_and_mlps_and_charts_build(index):
     assert enc["x"]["field"] == "head" and enc["y"]["field"] == "layer"
     layer = spec["spec"]
     color = layer["encoding"]["color"] if "encoding" in layer else None
-    assert color is None or color["scale"]["scheme"] == sb.SCHEME
+    assert color is None or color["scale"]["scheme"] == "redblue"
     mspec = sb.mlp_heatmap(view.mlps, 0.15).to_dict()
     assert mspec["encoding"]["color"]["scale"]["scheme"] == "redblue"
     assert mspec["encoding"]["color"]["scale"]["domainMid"] == 0
@@ -79,7 +82,7 @@ def test_search_view_errors_are_one_sentence(index):
 @pytest.fixture
 def page(dash_env, analysis):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.switch_page("pages/search.py")
+    at.switch_page(registry_page("search").script)
     return at.run()
 
 
@@ -120,3 +123,17 @@ def test_page_reports_bad_queries(page):
     page.text_input(key="search.query").input("the").run()
     page.multiselect(key="search.kinds").set_value([]).run()
     assert any("at least one matrix kind" in e.value for e in page.error)
+
+
+def test_clicking_a_result_opens_it_on_the_grid(page):
+    page.slider(key="search.threshold").set_value(0.0)
+    page.text_input(key="search.query").input("the, cat").run()
+    hit = page.main.dataframe[0].value.iloc[3]
+    page.session_state["search.table"] = {"selection": {"rows": [3], "columns": [], "cells": []}}
+    page.run()
+    assert not page.exception, page.exception
+    assert page.title[0].value == "Cluster grid"
+    assert page.query_params["kind"] == hit["kind"]
+    assert page.query_params["layer"] == str(hit["layer"])
+    assert page.query_params["dir"] == str(hit["index"])
+    assert any(f"#{hit['index']}" in i.value for i in page.info)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.edit import Edit, EditSet
+from core.settings import BLOCK_NAMES, KIND_NAMES, MATRIX_KINDS
 from dashboard import state
+from dashboard.builders.names import component_label
 from dashboard.components import available_kinds, validate
 
 
@@ -53,3 +56,26 @@ def test_validate_against_a_model(analysis):
     assert fixed.head is None and errors == []
     fixed, errors = validate(state.Selection("x", "post", "ov", 0, 0, direction=999), analysis)
     assert fixed.direction is None and "Direction 999" in errors[0]
+
+
+def test_kind_names_are_defined_once_for_every_kind():
+    assert list(KIND_NAMES) == list(BLOCK_NAMES) == list(MATRIX_KINDS)
+    assert BLOCK_NAMES["ov"] == "OV heads" and BLOCK_NAMES["mlp_in"] == KIND_NAMES["mlp_in"]
+    assert component_label("embed", 0) == "Embedding"
+    assert component_label("mlp_gate", 2) == "L2 MLP gate"
+    assert state.Selection("m", kind="ov", layer=1, head=3).label() == "L1 H3 OV"
+    # A head left over from a head kind is not shown for an MLP matrix.
+    assert state.Selection("m", kind="mlp_in", layer=1, head=3).label() == "L1 MLP in"
+
+
+def test_edit_history_push_undo_reset():
+    h = state.EditHistory("m", "post")
+    assert len(h.current) == 0 and h.undo().current == EditSet()
+    e1, e2 = Edit("ov", 0, 1, 2), Edit("mlp_in", 1, None, 0, 0.5)
+    h2 = h.push(h.current.add(e1)).push(EditSet((e1, e2)))
+    assert h2.current.edits == (e1, e2)
+    assert h2.undo().current.edits == (e1,)
+    r = h2.reset()
+    assert len(r.current) == 0 and r.undo().current == h2.current  # reset is undoable
+    assert h2.push(h2.current) is h2
+    assert h.matches("m", "post") and not h.matches("m", "raw")

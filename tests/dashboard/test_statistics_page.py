@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.label.store import LabelRecord, LabelStore
 from dashboard.builders import statistics as stats
+from dashboard.registry import page
 from tests.dashboard.conftest import APP
 
 TIMEOUT = 180
@@ -143,15 +144,15 @@ def test_statistics_page_runs(tiny, monkeypatch) -> None:
                        interpretable=i % 2 == 0, control=c, label="page-test")
                    for i in range(4) for c in (False, True)])  # fmt: skip
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.switch_page("pages/statistics.py")
+    at.switch_page(page("statistics").script)
     at.run()
     assert not at.exception, at.exception
     assert [e.value for e in at.error] == []
     assert at.title[0].value == "Labels & statistics"
-    assert at.text_input(key="stats.search") is not None
+    assert at.text_input(key="statistics.search") is not None
     assert len(at.get("vega_lite_chart")) == 3  # block, index, model
     # a search narrows the table
-    at.text_input(key="stats.search").set_value("zzzz-no-such-label").run()
+    at.text_input(key="statistics.search").set_value("zzzz-no-such-label").run()
     assert not at.exception
     assert any("0 label(s)" in c.value for c in at.caption)
 
@@ -161,6 +162,7 @@ def _widget_script() -> None:
     from pathlib import Path
 
     from core.analysis import open_analysis
+    from core.query import directions
     from core.settings import Settings
     from dashboard.labels_widget import render_label_controls
 
@@ -171,7 +173,7 @@ def _widget_script() -> None:
             device="cpu",
         )
     )
-    recs = render_label_controls(a, "ov", 1, 2, n=3)
+    recs = render_label_controls(a, directions(a, "ov", 1, 2, n=3, k=15), "ov", 1, 2)
     import streamlit as st
 
     st.write(f"manual={len(recs)}")

@@ -1,34 +1,28 @@
 """Weight-editing page: remove or scale singular directions and see what changes.
 
-Edits live in this session's ``st.session_state`` only; they are applied to a copy of
+Edits live in this session's ``state.edit_history`` only; they are applied to a copy of
 the model, never to the shared one.
 """
 
-import _root  # noqa: F401  (repository root on sys.path; see dashboard/_root.py)
 import streamlit as st
 
-from core.edit.rank_one import EditSet
+from core.edit import EditSet
 from core.errors import CoreError
-from dashboard import components, loaders
+from dashboard import components, loaders, state
 from dashboard.builders import edit as eb
+from dashboard.builders.names import component_label
 
-KEY = "edit.history"
-
-st.title("Weight editing")
 sel, a = components.setup()
-
-hist = st.session_state.get(KEY)
-if not isinstance(hist, eb.EditHistory) or not hist.matches(sel.model, sel.processing):
-    if isinstance(hist, eb.EditHistory) and len(hist.current):
-        st.info(
-            "The model or processing changed, so the edits (whose indices refer to it) were cleared."
-        )
-    hist = eb.EditHistory(sel.model, sel.processing)
-    st.session_state[KEY] = hist
+hist, dropped = state.edit_history(sel)
+if dropped:
+    st.info(
+        f"The model or processing changed, so the {dropped} edit(s) (whose indices refer "
+        "to it) were cleared."
+    )
 
 
 def _push(edits: EditSet) -> None:
-    st.session_state[KEY] = st.session_state[KEY].push(edits)
+    state.set_edit_history(state.edit_history(sel)[0].push(edits))
 
 
 def _add_selected(scale: float) -> None:
@@ -36,19 +30,19 @@ def _add_selected(scale: float) -> None:
         sel.kind, sel.layer, sel.component_head, int(st.session_state["edit.index"]), scale
     )
     if e is not None:
-        _push(st.session_state[KEY].current.add(e))
+        _push(state.edit_history(sel)[0].current.add(e))
 
 
 def _add_spec(spec: str) -> None:
-    _push(st.session_state[KEY].current.add(*EditSet.parse(spec)))
+    _push(state.edit_history(sel)[0].current.add(*EditSet.parse(spec)))
 
 
 def _undo() -> None:
-    st.session_state[KEY] = st.session_state[KEY].undo()
+    state.set_edit_history(state.edit_history(sel)[0].undo())
 
 
 def _reset() -> None:
-    st.session_state[KEY] = st.session_state[KEY].reset()
+    state.set_edit_history(state.edit_history(sel)[0].reset())
 
 
 # ----------------------------------------------------------------- pick directions
@@ -71,21 +65,20 @@ with left:
         st.button("Add", key="edit.add", on_click=_add_selected, args=(scale,), type="primary")
 with right:
     st.subheader("From semantic search")
-    query = str(st.session_state.get("search.query") or "").strip()
-    if not query:
+    search = state.last_search(sel)
+    if search is None:
         st.caption("Run a query on the Semantic search page to remove all its matches here.")
     else:
-        threshold = float(st.session_state.get("search.threshold", 0.15))
-        top = st.session_state.get("search.top")
         try:
-            found = loaders.cached_table(
-                "edit.search", sel, eb.compute_search_spec, query, threshold, top
-            )
+            found = loaders.search_edit_spec(sel, search)
         except CoreError as exc:
             st.error(str(exc))
             found = ""
         n_found = len(EditSet.parse(found)) if found else 0
-        st.caption(f"{n_found} OV/MLP directions match {query!r} at |cosine| ≥ {threshold:.2f}.")
+        st.caption(
+            f"{n_found} OV/MLP directions match {search.query!r} at "
+            f"|cosine| ≥ {search.threshold:.2f}."
+        )
         st.button(
             f"Remove all {n_found}",
             key="edit.add_search",
@@ -94,9 +87,9 @@ with right:
             disabled=not n_found,
         )
 
-edits = st.session_state[KEY].current
+edits = hist.current
 c1, c2, _ = st.columns([1, 1, 4])
-c1.button("Undo", key="edit.undo", on_click=_undo, disabled=len(st.session_state[KEY].states) < 2)
+c1.button("Undo", key="edit.undo", on_click=_undo, disabled=len(hist.states) < 2)
 c2.button("Reset", key="edit.reset", on_click=_reset, disabled=not len(edits))
 st.dataframe(eb.edits_frame(edits), hide_index=True, key="edit.table")
 
@@ -109,15 +102,12 @@ if not prompt.strip() or not target:
     st.info("Give a prompt and a target token to measure the edits.")
     st.stop()
 
-view_options = eb.components_of(edits)
-here = (sel.kind, sel.layer, sel.component_head)
-if here[0] in eb.KIND_NAMES and here not in view_options:
-    view_options.append(here)
+view_options = eb.matrix_options(edits, (sel.kind, sel.layer, sel.component_head))
 if not view_options:
     st.info("Add a direction to see its effect.")
     st.stop()
 kind, layer, head = st.selectbox(
-    "Matrix to inspect", view_options, format_func=lambda c: eb.component_label(*c), key="edit.view"
+    "Matrix to inspect", view_options, format_func=lambda c: component_label(*c), key="edit.view"
 )
 
 try:
@@ -138,7 +128,7 @@ try:
         b.code(prompt + report.continuation_before, language=None, wrap_lines=True)
         af.markdown("**After**")
         af.code(prompt + report.continuation_after, language=None, wrap_lines=True)
-    st.subheader(f"Sweep: {eb.component_label(kind, layer, head)}")
+    st.subheader(f"Sweep: {component_label(kind, layer, head)}")
     n_sweep = st.slider("Directions swept", 1, 64, 16, key="edit.n_sweep")
     rows = loaders.cached_table(
         "edit.sweep", sel, eb.compute_sweep, kind, layer, head, prompt, target, n_sweep

@@ -1,24 +1,17 @@
 """Semantic search page: find the singular directions closest to a query."""
 
-import _root  # noqa: F401  (repository root on sys.path; see dashboard/_root.py)
 import streamlit as st
 
 from core.errors import CoreError
+from core.search import default_kinds
 from core.search.embed import DEFAULT_METHOD, METHODS
-from core.search.engine import DEFAULT_THRESHOLD, DEFAULT_TOP, SearchIndex, build_index, default_kinds
-from dashboard import components, state
+from core.search.engine import DEFAULT_THRESHOLD, DEFAULT_TOP
+from core.settings import KIND_NAMES
+from dashboard import components, loaders, state
 from dashboard.builders import search as sb
 
-
-@st.cache_resource(show_spinner="Indexing every singular direction…", max_entries=2)
-def _index(model: str, processing: str, cache_dir: str, _a: object) -> SearchIndex:
-    # One stacked, normalised matrix per model, shared read-only by every session.
-    return build_index(_a)
-
-
-st.title("Semantic search")
 sel, a = components.setup()
-index = _index(sel.model, sel.processing, str(state.cache_dir()), a)
+index = loaders.search_index(sel)
 
 query = st.text_input(
     "Query",
@@ -36,7 +29,7 @@ kinds = c3.multiselect(
     "Matrices",
     list(index.kinds),
     default=list(default_kinds(index)),
-    format_func=lambda k: sb.KIND_NAMES.get(k, k),
+    format_func=lambda k: KIND_NAMES.get(k, k),
     key="search.kinds",
 )
 method = c4.selectbox(
@@ -48,6 +41,7 @@ method = c4.selectbox(
 )
 
 if not query.strip():
+    state.record_search(None)
     st.info(
         "Type a query: the page lists the singular directions whose cosine with it is "
         f"at least the threshold, over {len(index):,} directions of this model."
@@ -60,6 +54,7 @@ except CoreError as exc:
     st.error(str(exc))
     st.stop()
 
+state.record_search(state.LastSearch(sel.model, sel.processing, query, threshold, top))
 res = view.result
 st.caption(f"Query tokens: {res.query.describe()}")
 st.subheader(f"{len(res.hits)} matches of {res.n_searched:,} directions")
@@ -92,9 +87,7 @@ if res.hits:
     )
     rows = event.selection.rows if event is not None else []
     if rows and rows[0] < len(view.table):
-        row = view.table.iloc[rows[0]]
-        head = None if row["head"] is None or str(row["head"]) == "<NA>" else int(row["head"])
-        state.open_component(str(row["kind"]), int(row["layer"]), head, int(row["index"]))
+        state.open_component(*sb.row_direction(view.table.iloc[rows[0]]))
 else:
     st.info("No direction reaches the threshold; lower it or try other words.")
 

@@ -1,12 +1,11 @@
 """Atlas page: one row per component with its first directions' top tokens."""
 
-import _root  # noqa: F401  (repository root on sys.path; see dashboard/_root.py)
 import streamlit as st
 
+from core.settings import KIND_NAMES
 from dashboard import components, loaders, state
 from dashboard.builders import atlas
 
-st.title("Atlas")
 sel, a = components.setup()
 
 have = [k for k in atlas.ATLAS_KINDS + ("qk", "embed") if k in a.svd.kinds]
@@ -15,30 +14,16 @@ kinds = c1.multiselect(
     "Matrices",
     have,
     default=[k for k in atlas.ATLAS_KINDS if k in have],
-    format_func=lambda k: atlas.KIND_NAMES[k],
+    format_func=KIND_NAMES.__getitem__,
     key="atlas.kinds",
 )
 text = c2.text_input("Filter by token", key="atlas.filter", placeholder="e.g. fire")
 sort = c3.selectbox(
-    "Sort by",
-    ["layer", "effective_rank", "sigma_max"],
-    format_func=lambda s: {
-        "layer": "layer",
-        "effective_rank": "effective rank",
-        "sigma_max": "largest σ",
-    }[s],
-    key="atlas.sort",
+    "Sort by", list(atlas.SORTS), format_func=atlas.SORTS.__getitem__, key="atlas.sort"
 )
 
 df = loaders.cached_table("atlas", sel, atlas.atlas_frame, tuple(k for k in have if k in kinds))
-shown = atlas.filter_atlas(df, text)
-if not shown.empty and sort != "layer":
-    # The frame comes layer-major already; other keys sort largest first.
-    shown = shown.sort_values(sort, ascending=False, kind="stable")
-# Heads as text so MLP rows show an empty cell rather than "None".
-shown = shown.reset_index(drop=True)
-if "head" in shown:
-    shown["head"] = shown["head"].astype("string").fillna("")
+shown = atlas.atlas_table(df, text, sort)
 st.caption(
     f"{len(shown)} of {len(df)} components. Click a row to open it in the cluster grid; "
     "click a column header to sort. " + atlas.EFFECTIVE_RANK_HELP
@@ -62,6 +47,4 @@ event = st.dataframe(
 )
 rows = event.selection.rows if event is not None else []
 if rows and rows[0] < len(shown):
-    row = shown.iloc[rows[0]]
-    head = int(row["head"]) if str(row["head"]).isdigit() else None
-    state.open_component(str(row["kind"]), int(row["layer"]), head)
+    state.open_component(*atlas.row_component(shown.iloc[rows[0]]))

@@ -1,12 +1,10 @@
 """Home page: what the model is, what is cached, and how to read the other pages."""
 
-import _root  # noqa: F401  (repository root on sys.path; see dashboard/_root.py)
 import streamlit as st
 
 from dashboard import components, loaders, state
 from dashboard.builders import overview
 
-st.title("svd-lens")
 st.caption(
     "Singular value decompositions of every weight matrix, read in token space through "
     "the unembedding (Millidge & Black, 2022)."

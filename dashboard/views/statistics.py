@@ -1,36 +1,35 @@
 """Labels & statistics page: how many directions are interpretable, by block, index and
 model, for each labeller, beside the random control; searchable labels; offline sweep."""
 
-import _root  # noqa: F401  (repository root on sys.path; see dashboard/_root.py)
 import streamlit as st
 
 from core.errors import CoreError
-from dashboard import components, state
+from core.settings import BLOCK_NAMES
+from dashboard import components, loaders, state
 from dashboard.builders import statistics as stats
 from dashboard.labels_widget import render_label_controls
 
-st.title("Labels & statistics")
 sel, a = components.setup()
 cache = state.cache_dir()
 
 with st.expander("Label this model with the offline labeller", expanded=False):
-    have = [k for k in stats.BLOCKS if k in a.svd.kinds]
+    have = components.available_kinds(a)
     c1, c2, c3 = st.columns([4, 3, 2])
     kinds = c1.multiselect(
         "Blocks",
         have,
         default=[k for k in ("ov", "mlp_in", "mlp_out") if k in have],
-        format_func=lambda k: stats.BLOCKS[k],
-        key="stats.kinds",
+        format_func=BLOCK_NAMES.__getitem__,
+        key="statistics.kinds",
     )
-    n = c2.slider("Directions per component", 1, 50, 30, key="stats.n")
-    control = c3.checkbox("Random control too", value=True, key="stats.control")
+    n = c2.slider("Directions per component", 1, 50, 30, key="statistics.n")
+    control = c3.checkbox("Random control too", value=True, key="statistics.control")
     st.caption(
         "Scores each direction's top 15 tokens with all-MiniLM-L6-v2 against random token "
         "sets of this vocabulary (no network); interpretable = z ≥ 2. Results are stored "
         "in labels.sqlite beside the cache and replace earlier offline verdicts."
     )
-    if st.button("Run offline labeller", key="stats.run", disabled=not kinds):
+    if st.button("Run offline labeller", key="statistics.run", disabled=not kinds):
         from core.label.sweep import store_labels, sweep_offline
 
         bar = st.progress(0.0, text="loading the embedding model")
@@ -54,7 +53,7 @@ else:
         "Scope",
         ["this model", "all models"],
         horizontal=True,
-        key="stats.scope",
+        key="statistics.scope",
         help="This model: its current weights only.",
     )
     mine = df[(df["model"] == a.meta.name) & (df["weights_hash"] == a.meta.weights_hash)]
@@ -72,11 +71,13 @@ else:
 
     st.subheader("Search labels")
     c1, c2, c3, c4 = st.columns([4, 2, 2, 2])
-    text = c1.text_input("Label or token contains", key="stats.search", placeholder="e.g. fire")
+    text = c1.text_input(
+        "Label or token contains", key="statistics.search", placeholder="e.g. fire"
+    )
     labellers = sorted(df["labeller"].unique())
-    who = c2.selectbox("Labeller", ["any", *labellers], key="stats.who")
-    verdict = c3.selectbox("Verdict", ["any", "interpretable", "not"], key="stats.verdict")
-    ctrl = c4.checkbox("Include control", key="stats.ctrl")
+    who = c2.selectbox("Labeller", ["any", *labellers], key="statistics.who")
+    verdict = c3.selectbox("Verdict", ["any", "interpretable", "not"], key="statistics.verdict")
+    ctrl = c4.checkbox("Include control", key="statistics.ctrl")
     hits = stats.search_labels(
         view if not view.empty else df,
         text,
@@ -96,8 +97,9 @@ else:
         stats.csv_text(cache),
         file_name="labels.csv",
         mime="text/csv",
-        key="stats.csv",
+        key="statistics.csv",
     )
 
 st.subheader(f"Label {sel.label()} by hand")
-render_label_controls(a, sel.kind, sel.layer, sel.head, n=10, key="stats.manual")
+dirs = loaders.component_directions(sel, n=10, k=15)
+render_label_controls(a, dirs, sel.kind, sel.layer, sel.head, key="statistics.manual")

@@ -1,13 +1,11 @@
 """Spectra page: singular values of the selected matrix beside a random control."""
 
-import _root  # noqa: F401  (repository root on sys.path; see dashboard/_root.py)
 import streamlit as st
 
 from core.settings import HEAD_KINDS
 from dashboard import components, loaders
 from dashboard.builders import spectra
 
-st.title("Spectra")
 sel, a = components.setup()
 
 rank = a.svd.kinds[sel.kind].decomposition.rank

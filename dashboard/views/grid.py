@@ -1,13 +1,12 @@
 """Cluster-grid page: the post's table of top tokens per singular direction."""
 
-import _root  # noqa: F401  (repository root on sys.path; see dashboard/_root.py)
 import streamlit as st
 
 from core.errors import CoreError
 from dashboard import components, loaders
 from dashboard.builders import grid
+from dashboard.labels_widget import render_label_controls
 
-st.title("Cluster grid")
 sel, a = components.setup()
 
 rank = a.svd.kinds[sel.kind].decomposition.rank
@@ -79,19 +78,9 @@ d2.download_button(
     key="grid.json",
 )
 
-# ---- LABELS HOOK: manual labelling controls (dashboard/labels_widget.py, another owner).
-# Drawn under the grid for the real matrix (not the random control) when that module exists:
-#     render_label_controls(analysis, kind, layer, head, n, k, key) -> list[LabelRecord]
-try:
-    from dashboard.labels_widget import render_label_controls
-except ModuleNotFoundError as exc:
-    if exc.name != "dashboard.labels_widget":
-        raise
-else:
-    if not control:
-        try:
-            render_label_controls(
-                a, sel.kind, sel.layer, sel.component_head, n=n, k=k, key="grid.labels"
-            )
-        except CoreError as exc:
-            st.error(str(exc))
+if not control:
+    try:
+        labelled = loaders.component_directions(sel, n=n, k=k)  # unfiltered: tokens are stored
+        render_label_controls(a, labelled, sel.kind, sel.layer, sel.head, key="grid.labels")
+    except CoreError as exc:
+        st.error(str(exc))
