@@ -20,6 +20,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from core.errors import ModelLoadError
+from core.model.families import supported
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def _get(params: Mapping[str, Tensor], key: str) -> Tensor:
     if key not in params:
         raise ModelLoadError(
             f"The model has no {key}; only models with dense attention and MLP blocks "
-            "(GPT-2, GPT-NeoX/Pythia, Llama-style) are supported."
+            f"({supported()}) are supported."
         )
     return params[key].detach().to(torch.float32)
 
