@@ -40,13 +40,11 @@ from torch import Tensor
 
 from core.analysis import Analysis
 from core.errors import SpecError
-from core.model.weights import ModelWeights
 from core.query import check_component, kind_result
 from core.svd.decompose import dense_svd, factored_svd
 
-#: Kinds an edit can change, with the stored matrix each one updates.
+#: Kinds an edit can change.
 EDIT_KINDS: tuple[str, ...] = ("ov", "mlp_in", "mlp_gate", "mlp_out")
-_TARGET = {"ov": "attn_out", "mlp_in": "mlp_in", "mlp_gate": "mlp_gate", "mlp_out": "mlp_out"}
 MAX_SCALE = 2.0
 
 
@@ -256,34 +254,3 @@ def _update(analysis: Analysis, e: Edit, t: Tensor) -> RankOne:
         ln = f64(raw.ln2_w[e.layer])
         left = torch.where(ln != 0, left / torch.where(ln != 0, ln, 1.0), 0.0)
     return RankOne((e.kind, e.layer), left, folded.T @ t)
-
-
-def edited_weights(analysis: Analysis, edits: Iterable[Edit]) -> ModelWeights:
-    """The raw weight view with ``edits`` applied (new tensors; the analysis is unchanged).
-
-    Process it (``core.model.weights.process``) to compare with the analysis's own view.
-    """
-    raw = analysis.raw
-    m = raw.meta
-    new: dict[str, Tensor | None] = {
-        "W_O": raw.W_O.clone(),
-        "W_in": raw.W_in.clone(),
-        "W_out": raw.W_out.clone(),
-    }
-    new["W_gate"] = None if raw.W_gate is None else raw.W_gate.clone()
-    for u in rank_one_updates(analysis, edits):
-        name, layer = u.target
-        delta = torch.outer(u.left, u.right)
-        if name == "attn_out":
-            W_O = new["W_O"]
-            assert W_O is not None
-            W = W_O[layer].reshape(m.n_heads * m.d_head, m.d_model)
-            W_O[layer] = (
-                (W.double() + delta.to(W.device)).reshape(m.n_heads, m.d_head, m.d_model).float()
-            )
-        else:
-            key = {"mlp_in": "W_in", "mlp_gate": "W_gate", "mlp_out": "W_out"}[name]
-            t = new[key]
-            assert t is not None
-            t[layer] = (t[layer].double() + delta.to(t.device)).to(t.dtype)
-    return raw.replace(**new)

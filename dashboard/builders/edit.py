@@ -12,9 +12,19 @@ import altair as alt
 import pandas as pd
 
 from core.analysis import Analysis
-from core.edit.compare import Comparison, compare
-from core.edit.measure import EditReport, SweepRow, measure, search_edits, sweep
-from core.edit.rank_one import EDIT_KINDS, Edit, EditSet
+from core.edit import (
+    EDIT_KINDS,
+    Comparison,
+    Edit,
+    EditReport,
+    EditSet,
+    SweepRow,
+    compare,
+    measure,
+    search_edits,
+    sweep,
+)
+from core.search import SearchIndex, build_index
 
 KIND_NAMES = {"ov": "OV", "mlp_in": "MLP in", "mlp_gate": "MLP gate", "mlp_out": "MLP out"}
 TOKENS_SHOWN = 6
@@ -109,7 +119,7 @@ def components_of(edits: EditSet) -> list[tuple[str, int, int | None]]:
 def compute_report(
     a: Analysis, spec: str, prompt: str, target: str, max_new_tokens: int
 ) -> EditReport:
-    """``core.edit.measure.measure`` of the edits ``spec`` (a string, so it caches)."""
+    """``core.edit.measure`` of the edits ``spec`` (a string, so it caches)."""
     return measure(a, EditSet.parse(spec), prompt, target, max_new_tokens=max_new_tokens)
 
 
@@ -128,9 +138,16 @@ def compute_comparison(
     return compare(a, edits, kind, layer, head, n=n, k=TOKENS_SHOWN)
 
 
-def compute_search_spec(a: Analysis, query: str, threshold: float, top: int | None) -> str:
-    """The edits removing every OV/MLP direction a search returns, as a spec ('' if none)."""
-    return search_edits(a, query, threshold, top).spec()
+def compute_search_spec(
+    a: Analysis, query: str, threshold: float, top: int | None, index: SearchIndex | None = None
+) -> str:
+    """The edits removing every OV/MLP direction a search returns, as a spec ('' if none).
+
+    ``index`` is a prebuilt search index of ``a`` (e.g. the search page's cached one);
+    without one, an index of the editable kinds is built for this call.
+    """
+    index = build_index(a, EDIT_KINDS) if index is None else index
+    return search_edits(index, query, threshold, top).spec()
 
 
 # --------------------------------------------------------------------------- views
