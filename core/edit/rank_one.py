@@ -14,10 +14,11 @@ computed only from the token-side (``d_model``) singular vector:
 * mlp_out, token side ``v`` (written): ``W' = W (I - (1-c) v v^T)``.
 
 Under ``post`` processing the reading matrices were folded (``W_f = diag(w) W``, then
-centred for LayerNorm); the folded edit ``dW_f = -(1-c) u u^T W_f`` is realised on the
-stored matrix as ``dW = diag(1/w) dW_f``, which changes the model's map of the normalised
-input by exactly ``dW_f`` (``u`` is orthogonal to the all-ones vector, so the centring
-LayerNorm applies cannot see the difference) and whose own fold is exactly ``W_f + dW_f``.
+centred for LayerNorm; :mod:`core.model.fold`); the folded edit ``dW_f = -(1-c) u u^T W_f``
+is realised on the stored matrix as ``dW = diag(1/w) dW_f``, which changes the model's
+map of the normalised input by exactly ``dW_f`` (``u`` is orthogonal to the all-ones
+vector, so the centring LayerNorm applies cannot see the difference) and whose own fold
+is exactly ``W_f + dW_f``.
 Several edits of one matrix add up to the product of their projections, since they use
 orthonormal vectors of the same decomposition.
 
@@ -40,11 +41,14 @@ from torch import Tensor
 
 from core.analysis import Analysis
 from core.errors import SpecError
+from core.model.fold import unfold_rows
 from core.query import check_component, kind_result
 from core.svd.decompose import dense_svd, factored_svd
 
 #: Kinds an edit can change.
 EDIT_KINDS: tuple[str, ...] = ("ov", "mlp_in", "mlp_gate", "mlp_out")
+#: The ``ModelWeights`` field of each MLP kind's matrix.
+FIELDS = {"mlp_in": "W_in", "mlp_gate": "W_gate", "mlp_out": "W_out"}
 MAX_SCALE = 2.0
 
 
@@ -247,10 +251,9 @@ def _update(analysis: Analysis, e: Edit, t: Tensor) -> RankOne:
         return RankOne(("attn_out", e.layer), left, t)
     if e.kind == "mlp_out":
         return RankOne(("mlp_out", e.layer), -coef * (f64(raw.W_out[e.layer]) @ t), t)
-    folded = f64(w.matrix(e.kind, e.layer))
+    # ``w.matrix`` is the folded matrix under ``post``; its update is realised on the
+    # stored (unfolded) one, whose fold is then exactly the folded update.
     left = -coef * t
-    if w.processing == "post" and raw.ln2_w is not None:
-        # Divide the fold's scale back out; a zero scale hides that input row anyway.
-        ln = f64(raw.ln2_w[e.layer])
-        left = torch.where(ln != 0, left / torch.where(ln != 0, ln, 1.0), 0.0)
-    return RankOne((e.kind, e.layer), left, folded.T @ t)
+    if w.processing == "post":
+        left = unfold_rows(raw, FIELDS[e.kind], e.layer, left)
+    return RankOne((e.kind, e.layer), left, f64(w.matrix(e.kind, e.layer)).T @ t)
