@@ -10,9 +10,9 @@ in the picker, default models/), SVDLENS_CACHE_DIR (SVD cache, default cache/).
 
 from __future__ import annotations
 
-import _root  # noqa: F401  (repository root on sys.path; see dashboard/_root.py)
 import streamlit as st
 
+import _root  # noqa: F401  (repository root on sys.path; see dashboard/_root.py)
 from dashboard.components import timed_run
 from dashboard.registry import PAGES
 

@@ -139,10 +139,9 @@ def synthetic_tokenizer(vocab_size: int) -> Any:
     GPT-2), so every vocabulary entry encodes to its own id and decodes back exactly.
     The last entry is replaced by ``<|endoftext|>`` (bos, eos and unknown).
     """
+    from core.model.random import synthetic_vocab
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
-
-    from core.model.random import synthetic_vocab
 
     words = synthetic_vocab(vocab_size)[:-1]
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
@@ -165,10 +164,9 @@ def write_checkpoint(shape: str, out_dir: Path, seed: int = 0) -> Path:
     like a user's local checkpoint. ``demo`` returns the embedded demo model instead.
     """
     import torch
-    from transformers import GPT2LMHeadModel
-
     from core.model.random import shape_config
     from core.settings import DEFAULT_MODEL_DIR
+    from transformers import GPT2LMHeadModel
 
     if shape == "demo":
         return DEFAULT_MODEL_DIR

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
-
 from core.analysis import Analysis
 from core.errors import CoreError
 from core.query import check_component
 from core.settings import BLOCK_NAMES, HEAD_KINDS
+
 from dashboard import loaders, state
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import streamlit as st
-
 from core.analysis import Analysis
 from core.label.store import MANUAL, LabelRecord, LabelStore
 from core.query import Direction

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any, cast
 
 import streamlit as st
-
 from core.analysis import Analysis, controls, controls_ready, open_analysis
 from core.errors import CoreError
 from core.query import Direction, directions
 from core.search import SearchIndex, build_index
 from core.settings import Processing, Settings
+
 from dashboard import state
 from dashboard.builders import edit as edit_views
 
@@ -236,9 +236,8 @@ def search_index(sel: state.Selection) -> SearchIndex:
 def _search_edit_spec(
     model: str, processing: str, cache_dir: str, query: str, threshold: float, top: int | None
 ) -> str:
-    a = _load(model, processing, cache_dir, _quiet)
     index = _search_index(model, processing, cache_dir)
-    return edit_views.compute_search_spec(a, index, query, threshold, top)
+    return edit_views.compute_search_spec(index, query, threshold, top)
 
 
 def search_edit_spec(sel: state.Selection, search: state.LastSearch) -> str:

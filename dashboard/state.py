@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
-
 from core.edit import EditSet
 from core.settings import DEFAULT_CACHE_DIR, HEAD_KINDS, REPO_ROOT
+
 from dashboard.builders.names import component_label
 from dashboard.registry import page as registry_page
 

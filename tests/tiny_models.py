@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-ARCHS = ("gpt2", "neox", "llama")
+ARCHS = ("gpt2", "neox", "llama")  # core.model.families names
 VOCAB = 320
 TEXT = (
     "the fire burned with hot flames and smoke while ice and snow froze the cold water "
@@ -44,45 +44,35 @@ def make_tokenizer(vocab_size: int = VOCAB) -> Any:
     )
 
 
-def make_hf_model(arch: str, vocab_size: int = VOCAB, seed: int = 0, **overrides: Any) -> Any:
-    """A random-init causal LM of ``arch`` (gpt2, neox, llama) in eval mode."""
-    from transformers import (
-        GPT2Config,
-        GPT2LMHeadModel,
-        GPTNeoXConfig,
-        GPTNeoXForCausalLM,
-        LlamaConfig,
-        LlamaForCausalLM,
-    )
+#: Per family: its shape in generic names (read through the family's config keys), and
+#: settings passed to the config as they are.
+SHAPES: dict[str, dict[str, int]] = {
+    "gpt2": {"n_layers": 2, "d_model": 64, "n_heads": 4, "n_ctx": 64},
+    "neox": {"n_layers": 2, "d_model": 64, "n_heads": 4, "d_mlp": 256, "n_ctx": 64},
+    "llama": {
+        "n_layers": 2,
+        "d_model": 64,
+        "n_heads": 4,
+        "n_kv_heads": 2,  # grouped-query attention: two query heads per value head
+        "d_mlp": 128,
+        "n_ctx": 64,
+    },
+}
+EXTRA: dict[str, dict[str, Any]] = {"neox": {"use_parallel_residual": True}}
 
+
+def make_hf_model(arch: str, vocab_size: int = VOCAB, seed: int = 0, **overrides: Any) -> Any:
+    """A random-init causal LM of family ``arch`` (gpt2, neox, llama) in eval mode."""
+    import transformers
+
+    from core.model.families import FAMILIES
+
+    family = FAMILIES[arch]
+    shape = {**SHAPES[arch], "d_vocab": vocab_size}
+    keys = {family.config_keys[k]: v for k, v in shape.items()}
     torch.manual_seed(seed)
-    if arch == "gpt2":
-        cfg: Any = GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=vocab_size, n_positions=64)
-        cls: Any = GPT2LMHeadModel
-    elif arch == "neox":
-        cfg = GPTNeoXConfig(
-            num_hidden_layers=2,
-            hidden_size=64,
-            num_attention_heads=4,
-            intermediate_size=256,
-            vocab_size=vocab_size,
-            max_position_embeddings=64,
-            use_parallel_residual=True,
-        )
-        cls = GPTNeoXForCausalLM
-    elif arch == "llama":
-        cfg = LlamaConfig(
-            num_hidden_layers=2,
-            hidden_size=64,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            intermediate_size=128,
-            vocab_size=vocab_size,
-            max_position_embeddings=64,
-        )
-        cls = LlamaForCausalLM
-    else:
-        raise ValueError(arch)
+    cfg = getattr(transformers, family.config_class)(**keys, **EXTRA.get(arch, {}))
+    cls = getattr(transformers, family.model_class)
     for key, value in overrides.items():
         setattr(cfg, key, value)
     model = cls(cfg).eval()

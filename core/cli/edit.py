@@ -74,8 +74,9 @@ def parse_sweep(text: str) -> tuple[str, int, int | None]:
 
 
 def _edit(args: argparse.Namespace) -> Any:
-    from core.edit.measure import measure, reference_ids, sweep, target_ids
-    from core.edit.rank_one import EditSet, validate
+    from core.edit import EditSet, measure, sweep
+    from core.edit.prompts import reference_ids, target_ids
+    from core.edit.rank_one import validate
 
     if not 0.0 <= args.scale <= 2.0:
         raise ArgError(f"--scale must be between 0 and 2, not {args.scale:g}.")
@@ -105,9 +106,11 @@ def _edit(args: argparse.Namespace) -> Any:
         rows = sweep(a, kind, layer, head, args.prompt, args.target, args.n, args.scale)
         return [{"index": r.index, "delta_logprob": r.delta_logprob} for r in rows]
     if args.remove_search is not None:
-        from core.edit.measure import search_edits
+        from core.edit import EDIT_KINDS, search_edits
+        from core.search import build_index
 
-        edits = search_edits(a, args.remove_search, args.threshold, args.top, args.scale)
+        index = build_index(a, EDIT_KINDS)
+        edits = search_edits(index, args.remove_search, args.threshold, args.top, args.scale)
         if not len(edits):
             raise ArgError(
                 f"No OV or MLP direction matches {args.remove_search!r} at |cosine| >= "
@@ -122,7 +125,7 @@ def _edit(args: argparse.Namespace) -> Any:
     report = measure(a, edits, args.prompt, args.target, ref, args.max_new_tokens)
     out = report.to_json()
     if args.export is not None:
-        from core.edit.hf import export
+        from core.edit import export
 
         out["exported_to"] = str(export(a, edits, args.export))
     return out

@@ -1,10 +1,18 @@
 """Weight editing: closed-form rank-one removals of singular directions, applied to a
-copy of the model, and what they change (target log-probs, KL, loss, continuations)."""
+copy of the model, and what they change (target log-probs, KL, loss, continuations).
 
-from core.edit.compare import Comparison
+Modules: ``rank_one`` (edits and their weight updates), ``hf`` (edited Hugging Face
+copies, export), ``compare`` (a matrix's directions before and after), ``prompts``
+(token ids and log-probs), ``ablate`` (sweeps), ``specificity``, ``continuation``,
+``from_search`` (edits from a semantic search), ``report`` (all of it at once).
+"""
+
+from core.edit.ablate import SweepRow, sweep
+from core.edit.compare import Comparison, compare
+from core.edit.from_search import search_edits
 from core.edit.hf import EditedModel, apply_edits, export
-from core.edit.measure import EditReport, SweepRow, measure, search_edits, sweep
 from core.edit.rank_one import EDIT_KINDS, Edit, EditSet, RankOne, rank_one_updates
+from core.edit.report import EditReport, measure
 
 __all__ = [
     "EDIT_KINDS",
@@ -16,6 +24,7 @@ __all__ = [
     "RankOne",
     "SweepRow",
     "apply_edits",
+    "compare",
     "export",
     "measure",
     "rank_one_updates",

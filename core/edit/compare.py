@@ -15,10 +15,11 @@ import torch
 from torch import Tensor
 
 from core.analysis import Analysis
-from core.edit.rank_one import EDIT_KINDS, Edit, f64, rank_one_updates, token_vectors
+from core.edit.rank_one import EDIT_KINDS, FIELDS, Edit, f64, rank_one_updates, token_vectors
 from core.errors import SpecError
+from core.model.fold import fold_like
 from core.svd.decompose import dense_svd, factored_svd
-from core.svd.project import project_topk
+from core.svd.project import token_signs
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,8 @@ def edited_component(
 ) -> tuple[Tensor, Tensor | None]:
     """The edited component under the analysis's processing, float64.
 
-    Returns ``(W_V, W_O')`` factors for ``ov`` and ``(W', None)`` for MLP kinds.
+    Returns the factors ``(W_V [d_model, d_head], W_O' [d_head, d_model])`` for ``ov``
+    and ``(W', None)`` for MLP kinds (``[d_model, d_mlp]``, ``mlp_out`` ``[d_mlp, d_model]``).
     """
     w, raw, m = analysis.weights, analysis.raw, analysis.meta
     mine = [e for e in edits if e.component == (kind, layer, head)]
@@ -65,12 +67,8 @@ def edited_component(
         return f64(w.W_V[layer, head]), W_O[rows]
     W = f64(w.matrix(kind, layer))
     for u in ups:
-        d = torch.outer(u.left, u.right)
-        if kind != "mlp_out" and w.processing == "post" and raw.ln2_w is not None:
-            d = f64(raw.ln2_w[layer])[:, None] * d
-            if m.normalization == "LN":
-                d = d - d.mean(dim=0, keepdim=True)
-        W = W + d
+        d = torch.outer(u.left, u.right)  # on the stored matrix: fold it like the matrix
+        W = W + (fold_like(raw, FIELDS[kind], d, layer) if w.processing == "post" else d)
     return W, None
 
 
@@ -85,8 +83,9 @@ def compare(
 ) -> Comparison:
     """The first ``n`` directions of one matrix before and after ``edits``, matched.
 
-    The edited matrix is decomposed afresh (same sign rule as the cache), so indices and
-    signs can change; matching is by absolute cosine of the token-side vectors.
+    The edited matrix is decomposed afresh and signed by the cache's own rule
+    (:func:`core.svd.project.token_signs`), so indices and signs can change; matching
+    is by absolute cosine of the token-side vectors.
     """
     from core.query import Direction, directions
 
@@ -100,13 +99,10 @@ def compare(
     else:
         U, S, V = dense_svd(A)
         T = U if kind in ("mlp_in", "mlp_gate") else V
-    # Same sign rule as the cache: the largest-magnitude token end is positive.
     W_U = analysis.weights.W_U
-    t = project_topk(T.T.float().to(W_U.device), W_U, k, analysis.settings.vocab_chunk)
+    flip, t = token_signs(T.T.float().to(W_U.device), W_U, k, analysis.settings.vocab_chunk)
     tops = type(t)(t.top_idx.cpu(), t.top_val.cpu(), t.bottom_idx.cpu(), t.bottom_val.cpu())
-    flip = tops.top_val[:, 0] < -tops.bottom_val[:, 0]
-    T = T * torch.where(flip, -1.0, 1.0).double()[None, :]
-    tops = tops.flipped(flip)
+    T = T * torch.where(flip.cpu(), -1.0, 1.0).double()[None, :]
     names = analysis.tokens
 
     def named(idx: Tensor, val: Tensor) -> list[tuple[str, str, float]]:

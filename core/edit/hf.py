@@ -21,52 +21,16 @@ from torch import Tensor
 from core.analysis import Analysis
 from core.edit.rank_one import Edit, EditSet, RankOne, rank_one_updates
 from core.errors import CoreError, SpecError
-
-# Per architecture: block prefix, and per stored matrix the module and whether its
-# ``weight`` is the transpose of the ``x @ W`` matrix (nn.Linear) or not (GPT-2 Conv1D).
-_LAYOUTS: dict[str, tuple[str, dict[str, tuple[str, bool]]]] = {
-    "gpt2": (
-        "transformer.h.{}",
-        {
-            "attn_out": ("attn.c_proj", False),
-            "mlp_in": ("mlp.c_fc", False),
-            "mlp_out": ("mlp.c_proj", False),
-        },
-    ),
-    "gpt_neox": (
-        "gpt_neox.layers.{}",
-        {
-            "attn_out": ("attention.dense", True),
-            "mlp_in": ("mlp.dense_h_to_4h", True),
-            "mlp_out": ("mlp.dense_4h_to_h", True),
-        },
-    ),
-    "llama": (
-        "model.layers.{}",
-        {
-            "attn_out": ("self_attn.o_proj", True),
-            "mlp_in": ("mlp.up_proj", True),
-            "mlp_gate": ("mlp.gate_proj", True),
-            "mlp_out": ("mlp.down_proj", True),
-        },
-    ),
-}
+from core.model.families import family_of
 
 
 def target_module(model: Any, target: tuple[str, int]) -> tuple[Any, bool]:
-    """The module holding ``target`` in a plain HF model and whether its weight is transposed."""
-    mtype = getattr(model.config, "model_type", "")
-    layout = _LAYOUTS.get(mtype, _LAYOUTS["llama"])
-    prefix, table = layout
+    """The module holding ``target`` (``(matrix, layer)``) in a plain HF model, and
+    whether its ``weight`` is the transpose of the ``x @ W`` matrix (its family's layout,
+    :mod:`core.model.families`)."""
+    family = family_of(model)
     name, layer = target
-    try:
-        path, transposed = table[name]
-        return model.get_submodule(prefix.format(layer) + "." + path), transposed
-    except (KeyError, AttributeError):
-        raise SpecError(
-            f"Editing does not know where {name} lives in a {mtype or 'this'} model; "
-            "edit a GPT-2, GPT-NeoX/Pythia or Llama-style model."
-        ) from None
+    return family.module(model, name, layer), family.transposed
 
 
 def plain_model(analysis: Analysis) -> Any:

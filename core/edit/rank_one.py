@@ -14,10 +14,11 @@ computed only from the token-side (``d_model``) singular vector:
 * mlp_out, token side ``v`` (written): ``W' = W (I - (1-c) v v^T)``.
 
 Under ``post`` processing the reading matrices were folded (``W_f = diag(w) W``, then
-centred for LayerNorm); the folded edit ``dW_f = -(1-c) u u^T W_f`` is realised on the
-stored matrix as ``dW = diag(1/w) dW_f``, which changes the model's map of the normalised
-input by exactly ``dW_f`` (``u`` is orthogonal to the all-ones vector, so the centring
-LayerNorm applies cannot see the difference) and whose own fold is exactly ``W_f + dW_f``.
+centred for LayerNorm; :mod:`core.model.fold`); the folded edit ``dW_f = -(1-c) u u^T W_f``
+is realised on the stored matrix as ``dW = diag(1/w) dW_f``, which changes the model's
+map of the normalised input by exactly ``dW_f`` (``u`` is orthogonal to the all-ones
+vector, so the centring LayerNorm applies cannot see the difference) and whose own fold
+is exactly ``W_f + dW_f``.
 Several edits of one matrix add up to the product of their projections, since they use
 orthonormal vectors of the same decomposition.
 
@@ -40,13 +41,14 @@ from torch import Tensor
 
 from core.analysis import Analysis
 from core.errors import SpecError
-from core.model.weights import ModelWeights
+from core.model.fold import unfold_rows
 from core.query import check_component, kind_result
 from core.svd.decompose import dense_svd, factored_svd
 
-#: Kinds an edit can change, with the stored matrix each one updates.
+#: Kinds an edit can change.
 EDIT_KINDS: tuple[str, ...] = ("ov", "mlp_in", "mlp_gate", "mlp_out")
-_TARGET = {"ov": "attn_out", "mlp_in": "mlp_in", "mlp_gate": "mlp_gate", "mlp_out": "mlp_out"}
+#: The ``ModelWeights`` field of each MLP kind's matrix.
+FIELDS = {"mlp_in": "W_in", "mlp_gate": "W_gate", "mlp_out": "W_out"}
 MAX_SCALE = 2.0
 
 
@@ -249,41 +251,9 @@ def _update(analysis: Analysis, e: Edit, t: Tensor) -> RankOne:
         return RankOne(("attn_out", e.layer), left, t)
     if e.kind == "mlp_out":
         return RankOne(("mlp_out", e.layer), -coef * (f64(raw.W_out[e.layer]) @ t), t)
-    folded = f64(w.matrix(e.kind, e.layer))
+    # ``w.matrix`` is the folded matrix under ``post``; its update is realised on the
+    # stored (unfolded) one, whose fold is then exactly the folded update.
     left = -coef * t
-    if w.processing == "post" and raw.ln2_w is not None:
-        # Divide the fold's scale back out; a zero scale hides that input row anyway.
-        ln = f64(raw.ln2_w[e.layer])
-        left = torch.where(ln != 0, left / torch.where(ln != 0, ln, 1.0), 0.0)
-    return RankOne((e.kind, e.layer), left, folded.T @ t)
-
-
-def edited_weights(analysis: Analysis, edits: Iterable[Edit]) -> ModelWeights:
-    """The raw weight view with ``edits`` applied (new tensors; the analysis is unchanged).
-
-    Process it (``core.model.weights.process``) to compare with the analysis's own view.
-    """
-    raw = analysis.raw
-    m = raw.meta
-    new: dict[str, Tensor | None] = {
-        "W_O": raw.W_O.clone(),
-        "W_in": raw.W_in.clone(),
-        "W_out": raw.W_out.clone(),
-    }
-    new["W_gate"] = None if raw.W_gate is None else raw.W_gate.clone()
-    for u in rank_one_updates(analysis, edits):
-        name, layer = u.target
-        delta = torch.outer(u.left, u.right)
-        if name == "attn_out":
-            W_O = new["W_O"]
-            assert W_O is not None
-            W = W_O[layer].reshape(m.n_heads * m.d_head, m.d_model)
-            W_O[layer] = (
-                (W.double() + delta.to(W.device)).reshape(m.n_heads, m.d_head, m.d_model).float()
-            )
-        else:
-            key = {"mlp_in": "W_in", "mlp_gate": "W_gate", "mlp_out": "W_out"}[name]
-            t = new[key]
-            assert t is not None
-            t[layer] = (t[layer].double() + delta.to(t.device)).to(t.dtype)
-    return raw.replace(**new)
+    if w.processing == "post":
+        left = unfold_rows(raw, FIELDS[e.kind], e.layer, left)
+    return RankOne((e.kind, e.layer), left, f64(w.matrix(e.kind, e.layer)).T @ t)

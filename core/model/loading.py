@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from core.errors import ModelLoadError
+from core.model.families import supported
 from core.settings import DEFAULT_MODEL_DIR, Settings
 
 logger = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def load_model(settings: Settings) -> LoadedModel:
         logger.debug("load failed", exc_info=exc)
         raise ModelLoadError(
             f"Could not load {source!r} ({_first_line(exc)}); use a causal language model "
-            "that TransformerLens supports (GPT-2, GPT-NeoX/Pythia, Llama-style) with a tokenizer."
+            f"that TransformerLens supports ({supported()}) with a tokenizer."
         ) from exc
     hf_model = bridge.original_model
     hf_model.eval()

@@ -20,6 +20,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from core.errors import ModelLoadError
+from core.model.families import supported
+from core.model.fold import FOLDED, fold_like
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,7 @@ def _get(params: Mapping[str, Tensor], key: str) -> Tensor:
     if key not in params:
         raise ModelLoadError(
             f"The model has no {key}; only models with dense attention and MLP blocks "
-            "(GPT-2, GPT-NeoX/Pythia, Llama-style) are supported."
+            f"({supported()}) are supported."
         )
     return params[key].detach().to(torch.float32)
 
@@ -226,8 +228,9 @@ def process(weights: ModelWeights, processing: str) -> ModelWeights:
 
     ``post`` folds each normalisation's scale into the matrices that read its output,
     and for LayerNorm also centres them over ``d_model`` (LayerNorm subtracts the mean,
-    so the component of a reading direction along the all-ones vector is never seen).
-    Writing matrices (W_O, W_out, W_E) are identical under both.
+    so the component of a reading direction along the all-ones vector is never seen);
+    see :func:`core.model.fold.fold`. Writing matrices (W_O, W_out, W_E) are identical
+    under both.
     """
     if processing == "raw":
         return weights
@@ -235,32 +238,10 @@ def process(weights: ModelWeights, processing: str) -> ModelWeights:
         raise ValueError(f"processing must be 'raw' or 'post', not {processing!r}")
     if weights.processing == "post":
         return weights
-    centre = weights.meta.normalization == "LN"
-
-    def fold_heads(W: Tensor, ln: Tensor | None) -> Tensor:
-        # W: [layer, head, d_model, d_head]; ln: [layer, d_model]
-        s = None if ln is None else ln[:, None, :, None]
-        W = W if s is None else W * s
-        return W - W.mean(dim=2, keepdim=True) if centre else W
-
-    def fold_mlp(W: Tensor | None, ln: Tensor | None) -> Tensor | None:
-        # W: [layer, d_model, d_mlp]; ln: [layer, d_model]
-        if W is None:
-            return None
-        W = W if ln is None else W * ln[:, :, None]
-        return W - W.mean(dim=1, keepdim=True) if centre else W
-
-    W_U = weights.W_U if weights.lnf_w is None else weights.W_U * weights.lnf_w[:, None]
-    if centre:
-        W_U = W_U - W_U.mean(dim=0, keepdim=True)
+    folded = {n: getattr(weights, n) for n in FOLDED if getattr(weights, n) is not None}
     return weights.replace(
         processing="post",
-        W_Q=fold_heads(weights.W_Q, weights.ln1_w),
-        W_K=fold_heads(weights.W_K, weights.ln1_w),
-        W_V=fold_heads(weights.W_V, weights.ln1_w),
-        W_in=fold_mlp(weights.W_in, weights.ln2_w),
-        W_gate=fold_mlp(weights.W_gate, weights.ln2_w),
-        W_U=W_U,
+        **{n: fold_like(weights, n, W) for n, W in folded.items()},
         ln1_w=None,
         ln2_w=None,
         lnf_w=None,

@@ -170,6 +170,23 @@ def _block_candidates(
     return out[0], out[1], out[2], out[3]
 
 
+def token_signs(
+    dirs: Float[Tensor, "n d_model"],
+    W_U: Float[Tensor, "d_model d_vocab"],
+    k: int,
+    chunk: int = 16384,
+) -> tuple[Bool[Tensor, " n"], TopTokens]:
+    """The sign rule: a direction is flipped when its largest-magnitude token projection
+    is negative, so ``top`` is always the stronger end.
+
+    Returns ``flip`` ``[n]`` (use ``-dirs[i]`` where set) and the top tokens of the
+    oriented directions.
+    """
+    tops = project_topk(dirs, W_U, k, chunk)
+    flip = tops.top_val[:, 0] < -tops.bottom_val[:, 0]
+    return flip, tops.flipped(flip)
+
+
 def orient(
     decomposition: Decomposition,
     W_U: Float[Tensor, "d_model d_vocab"],
@@ -179,8 +196,8 @@ def orient(
 ) -> tuple[Decomposition, TopTokens]:
     """Fix each direction's sign and project the first ``n_project`` of each component.
 
-    Sign rule: the token with the largest absolute projection is positive (so ``top``
-    is the stronger end). Directions beyond ``n_project`` are not projected; their sign
+    Sign rule (:func:`token_signs`): the token with the largest absolute projection is
+    positive (so ``top`` is the stronger end). Directions beyond ``n_project`` are not projected; their sign
     makes the largest-magnitude entry of the residual-side vector positive.
 
     Returns the re-signed decomposition and the top tokens with shape
@@ -194,9 +211,7 @@ def orient(
     amax = dirs.abs().argmax(dim=1, keepdim=True)  # [C, 1, r]
     signs = torch.where(dirs.gather(1, amax)[:, 0, :] < 0, -signs, signs)
     flat = dirs[:, :, :n].permute(0, 2, 1).reshape(C * n, d)
-    tops = project_topk(flat, W_U, k, chunk)
-    flip = tops.top_val[:, 0] < -tops.bottom_val[:, 0]
-    tops = tops.flipped(flip)
+    flip, tops = token_signs(flat, W_U, k, chunk)
     signs[:, :n] = torch.where(flip.reshape(C, n), -1.0, 1.0).to(signs.dtype)
     return decomposition.with_signs(signs), tops
 

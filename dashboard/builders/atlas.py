@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pandas as pd
 import torch
-from torch import Tensor
-
 from core.analysis import Analysis
 from core.query import kind_result
+from torch import Tensor
+
 from dashboard.builders.names import component_label
 
 #: Kinds the atlas lists by default (the gate only where the model has one).

@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import altair as alt
 import pandas as pd
-
 from core.analysis import Analysis
-from core.edit.compare import Comparison, compare
-from core.edit.measure import EditReport, SweepRow, measure, search_edits, sweep
-from core.edit.rank_one import EDIT_KINDS, Edit, EditSet
+from core.edit import (
+    EDIT_KINDS,
+    Comparison,
+    Edit,
+    EditReport,
+    EditSet,
+    SweepRow,
+    compare,
+    measure,
+    search_edits,
+    sweep,
+)
 from core.search import SearchIndex
 from core.settings import KIND_NAMES
 
@@ -80,7 +88,7 @@ def components_of(edits: EditSet) -> list[tuple[str, int, int | None]]:
 def compute_report(
     a: Analysis, spec: str, prompt: str, target: str, max_new_tokens: int
 ) -> EditReport:
-    """``core.edit.measure.measure`` of the edits ``spec`` (a string, so it caches)."""
+    """``core.edit.measure`` of the edits ``spec`` (a string, so it caches)."""
     return measure(a, EditSet.parse(spec), prompt, target, max_new_tokens=max_new_tokens)
 
 
@@ -99,13 +107,10 @@ def compute_comparison(
     return compare(a, edits, kind, layer, head, n=n, k=TOKENS_SHOWN)
 
 
-def compute_search_spec(
-    a: Analysis, index: SearchIndex, query: str, threshold: float, top: int | None
-) -> str:
+def compute_search_spec(index: SearchIndex, query: str, threshold: float, top: int | None) -> str:
     """The edits removing every OV/MLP direction that ``query`` matches, as a spec ('' if
-    none). ``index`` is ``a``'s search index, the one the search page uses
-    (``loaders.search_index``)."""
-    return search_edits(a, query, threshold, top).spec()
+    none). ``index`` is the search page's cached index (``loaders.search_index``)."""
+    return search_edits(index, query, threshold, top).spec()
 
 
 # --------------------------------------------------------------------------- views

@@ -11,9 +11,8 @@ import json
 from typing import Any, Literal
 
 import pandas as pd
-from pandas.io.formats.style import Styler
-
 from core.query import Direction
+from pandas.io.formats.style import Styler
 
 End = Literal["top", "bottom", "both"]
 ENDS: dict[str, str] = {"top": "positive end", "bottom": "negative end", "both": "both ends"}

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import altair as alt
 import pandas as pd
 import torch
-
 from core.search.engine import SearchIndex, SearchResult, embed_query, search, similarities
 from core.settings import HEAD_KINDS, KIND_NAMES
 

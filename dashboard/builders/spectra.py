@@ -11,7 +11,6 @@ from typing import Any, Literal
 
 import altair as alt
 import pandas as pd
-
 from core.analysis import Analysis
 from core.query import kind_result
 from core.settings import HEAD_KINDS

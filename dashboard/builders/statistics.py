@@ -12,7 +12,6 @@ from pathlib import Path
 
 import altair as alt
 import pandas as pd
-
 from core.label.store import LabelRecord, LabelStore, labels_path
 from core.settings import BLOCK_NAMES
 

@@ -1,7 +1,6 @@
 """Atlas page: one row per component with its first directions' top tokens."""
 
 import streamlit as st
-
 from core.settings import KIND_NAMES
 from dashboard import components, loaders, state
 from dashboard.builders import atlas

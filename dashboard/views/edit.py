@@ -5,7 +5,6 @@ the model, never to the shared one.
 """
 
 import streamlit as st
-
 from core.edit import EditSet
 from core.errors import CoreError
 from dashboard import components, loaders, state

@@ -1,7 +1,6 @@
 """Cluster-grid page: the post's table of top tokens per singular direction."""
 
 import streamlit as st
-
 from core.errors import CoreError
 from dashboard import components, loaders
 from dashboard.builders import grid

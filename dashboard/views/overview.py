@@ -1,7 +1,6 @@
 """Home page: what the model is, what is cached, and how to read the other pages."""
 
 import streamlit as st
-
 from dashboard import components, loaders, state
 from dashboard.builders import overview
 

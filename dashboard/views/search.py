@@ -1,7 +1,6 @@
 """Semantic search page: find the singular directions closest to a query."""
 
 import streamlit as st
-
 from core.errors import CoreError
 from core.search import default_kinds
 from core.search.embed import DEFAULT_METHOD, METHODS

@@ -1,7 +1,6 @@
 """Spectra page: singular values of the selected matrix beside a random control."""
 
 import streamlit as st
-
 from core.settings import HEAD_KINDS
 from dashboard import components, loaders
 from dashboard.builders import spectra

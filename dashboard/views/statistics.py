@@ -2,7 +2,6 @@
 model, for each labeller, beside the random control; searchable labels; offline sweep."""
 
 import streamlit as st
-
 from core.errors import CoreError
 from core.settings import BLOCK_NAMES
 from dashboard import components, loaders, state

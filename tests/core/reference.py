@@ -1,7 +1,10 @@
-"""Plain references read straight from Hugging Face modules, independent of core/.
+"""Plain references read straight from Hugging Face modules, independent of core/'s maths.
 
 Each function rebuilds a component's dense matrix from the HF model's own parameters
 (Conv1D / fused QKV / separate projections), in the row-vector convention ``x @ W``.
+Only *where* a module lives comes from the family files (``core.model.families``);
+how its weight is laid out is decided here, from the module's own class and the
+architecture's documented QKV packing, so a wrong layout in core/ cannot hide.
 """
 
 from __future__ import annotations
@@ -11,62 +14,90 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from core.model.families import family_of
+
 
 def _arch(model: Any) -> str:
-    name = type(model).__name__
-    if name.startswith("GPT2"):
-        return "gpt2"
-    if name.startswith("GPTNeoX"):
-        return "neox"
-    if name.startswith("Llama"):
-        return "llama"
-    raise ValueError(name)
+    return family_of(model).name
+
+
+def module(model: Any, role: str, layer: int) -> Any:
+    """The HF module of ``role`` (``ln1``, ``attn_out``, ``mlp_in``, ...) in ``layer``."""
+    return model.get_submodule(family_of(model).path(role, layer))
+
+
+def xw(mod: Any) -> Tensor:
+    """A projection's matrix as ``x @ W``: Conv1D stores that, nn.Linear its transpose."""
+    mod = getattr(mod, "original_component", mod)  # a TransformerLens bridge's wrapper
+    if isinstance(mod, torch.nn.Linear):
+        return mod.weight.T
+    assert type(mod).__name__ == "Conv1D", type(mod)
+    return mod.weight
+
+
+def value_matrix(model: Any, layer: int, head: int) -> Tensor:
+    """W_V of one query head, ``[d_model, d_head]`` (shared within a GQA group)."""
+    cfg = model.config
+    d, nh = cfg.hidden_size, cfg.num_attention_heads
+    dh = d // nh
+    arch = _arch(model)
+    if arch == "gpt2":  # [d, 3d]: all queries, then all keys, then all values
+        return xw(module(model, "qkv", layer))[:, 2 * d + head * dh : 2 * d + (head + 1) * dh]
+    if arch == "neox":  # output rows grouped by head, then (q, k, v), then d_head
+        return module(model, "qkv", layer).weight.reshape(nh, 3, dh, d)[head, 2].T
+    g = head // (nh // cfg.num_key_value_heads)  # one value head per group of query heads
+    return xw(module(model, "v", layer))[:, g * dh : (g + 1) * dh]
+
+
+def out_matrix(model: Any, layer: int, head: int) -> Tensor:
+    """W_O of one head, ``[d_head, d_model]``: a view of its rows of the stored weight."""
+    dh = model.config.hidden_size // model.config.num_attention_heads
+    return xw(module(model, "attn_out", layer))[head * dh : (head + 1) * dh]
 
 
 def ov_matrix(model: Any, layer: int, head: int) -> Tensor:
     """Dense W_V W_O of one head, ``[d_model, d_model]``."""
-    cfg = model.config
-    arch = _arch(model)
-    if arch == "gpt2":
-        d, nh = cfg.n_embd, cfg.n_head
-        dh = d // nh
-        blk = model.transformer.h[layer].attn
-        W_V = blk.c_attn.weight[:, 2 * d + head * dh : 2 * d + (head + 1) * dh]
-        W_O = blk.c_proj.weight[head * dh : (head + 1) * dh]
-    elif arch == "neox":
-        d, nh = cfg.hidden_size, cfg.num_attention_heads
-        dh = d // nh
-        blk = model.gpt_neox.layers[layer].attention
-        qkv = blk.query_key_value.weight.reshape(nh, 3, dh, d)
-        W_V = qkv[head, 2].T
-        W_O = blk.dense.weight[:, head * dh : (head + 1) * dh].T
-    else:
-        d, nh, nkv = cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads
-        dh = d // nh
-        blk = model.model.layers[layer].self_attn
-        g = head // (nh // nkv)
-        W_V = blk.v_proj.weight[g * dh : (g + 1) * dh].T
-        W_O = blk.o_proj.weight[:, head * dh : (head + 1) * dh].T
-    return (W_V @ W_O).detach().double()
+    return (value_matrix(model, layer, head) @ out_matrix(model, layer, head)).detach().double()
 
 
 def mlp_matrix(model: Any, kind: str, layer: int) -> Tensor:
     """Dense W_in ``[d, m]``, W_gate ``[d, m]`` or W_out ``[m, d]`` of one layer."""
-    arch = _arch(model)
-    if arch == "gpt2":
-        mlp = model.transformer.h[layer].mlp
-        W = {"mlp_in": mlp.c_fc.weight, "mlp_out": mlp.c_proj.weight}[kind]
-    elif arch == "neox":
-        mlp = model.gpt_neox.layers[layer].mlp
-        W = {"mlp_in": mlp.dense_h_to_4h.weight.T, "mlp_out": mlp.dense_4h_to_h.weight.T}[kind]
+    return xw(module(model, kind, layer)).detach().double()
+
+
+def norm_weight(model: Any, layer: int, which: int) -> Tensor:
+    """The scale ``[d_model]`` of the norm before attention (``which=1``) or the MLP (2)."""
+    return module(model, f"ln{which}", layer).weight.detach().double()
+
+
+def final_norm(model: Any) -> Any:
+    """The norm before the unembedding."""
+    return model.get_submodule(family_of(model).final_norm)
+
+
+def centres(model: Any) -> bool:
+    """Whether the model's norms subtract the mean (LayerNorm, not RMSNorm)."""
+    ln = module(model, "ln1", 0)
+    return isinstance(getattr(ln, "original_component", ln), torch.nn.LayerNorm)
+
+
+def fold(W: Tensor, w: Tensor, centre: bool) -> Tensor:
+    """``diag(w) W``, centred over its rows for LayerNorm: the textbook fold."""
+    W = w[:, None] * W
+    return W - W.mean(dim=0, keepdim=True) if centre else W
+
+
+def component(model: Any, kind: str, layer: int, head: int | None, processing: str) -> Tensor:
+    """The dense matrix of one component as the analysis reads it under ``processing``:
+    under ``post`` the reading side is folded (OV through ln1, MLP in/gate through ln2)."""
+    if kind == "ov":
+        assert head is not None
+        W, which = ov_matrix(model, layer, head), 1
     else:
-        mlp = model.model.layers[layer].mlp
-        W = {
-            "mlp_in": mlp.up_proj.weight.T,
-            "mlp_gate": mlp.gate_proj.weight.T,
-            "mlp_out": mlp.down_proj.weight.T,
-        }[kind]
-    return W.detach().double()
+        W, which = mlp_matrix(model, kind, layer), 2
+    if processing == "post" and kind != "mlp_out":
+        W = fold(W, norm_weight(model, layer, which), centres(model))
+    return W
 
 
 def unembed(model: Any) -> Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from io import StringIO
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -191,6 +192,6 @@ def test_overview_tables(analysis, dash_env):
     assert facts["processing"].startswith("post")
     kinds = overview.kinds_frame(analysis)
     assert set(kinds["kind"]) == set(analysis.svd.kinds)
-    cache = overview.cache_frame(dash_env["SVDLENS_CACHE_DIR"])
+    cache = overview.cache_frame(Path(dash_env["SVDLENS_CACHE_DIR"]))
     assert "post" in set(cache["processing"])
-    assert overview.cache_frame("/nonexistent/dir").empty
+    assert overview.cache_frame(Path("/nonexistent/dir")).empty

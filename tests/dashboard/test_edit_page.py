@@ -85,7 +85,7 @@ def test_search_spec_matches_core_search(analysis):
     from core.search import search
 
     index = build_index(analysis)
-    spec = eb.compute_search_spec(analysis, index, "the, cat", 0.2, None)
+    spec = eb.compute_search_spec(index, "the, cat", 0.2, None)
     hits = search(index, "the, cat", threshold=0.2, top=None)
     want = {(h.matrix, h.layer, h.head, h.index) for h in hits.hits if h.matrix != "qk"}
     assert {e.key for e in EditSet.parse(spec)} == want if spec else not want
@@ -146,7 +146,7 @@ def test_search_page_hands_its_query_to_the_edit_page(page, analysis):
     assert not at.exception, at.exception
     at.switch_page(EDIT).run()
     assert not at.exception, at.exception
-    want = eb.compute_search_spec(analysis, build_index(analysis), "the, cat", 0.2, 5)
+    want = eb.compute_search_spec(build_index(analysis), "the, cat", 0.2, 5)
     assert want, "the query should match some OV/MLP direction of the tiny model"
     btn = at.button(key="edit.add_search")
     assert btn.label == f"Remove all {len(EditSet.parse(want))}"

@@ -1,38 +1,34 @@
-"""Edits: spectra and products against dense references (raw and post, three
-architectures, GQA), scaling, several edits, session isolation, bad specs, export."""
+"""Rank-one updates: spectra and products against dense SVD references (raw and post,
+three architectures, GQA), scaling, several edits, bad specs, edits a model lacks."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from core.analysis import Analysis, open_analysis
-from core.edit.compare import compare
-from core.edit.hf import apply_edits, export, plain_model
-from core.edit.rank_one import Edit, EditSet, edited_weights, validate
+from core.analysis import Analysis
+from core.edit.rank_one import Edit, EditSet, rank_one_updates, validate
 from core.errors import SpecError
-from core.model.weights import process
-from core.settings import Settings
-from tests.core import reference as ref
-
-ARCHS = ("gpt2", "neox", "llama")
+from core.model.weights import ModelWeights, process
+from tests.tiny_models import ARCHS
 
 
-@pytest.fixture(scope="module")
-def analyses(checkpoints, tmp_path_factory):
-    """``get(arch, processing)``: one analysis per pair, opened on first use."""
-    cache = tmp_path_factory.mktemp("edit-cache")
-    made: dict[tuple[str, str], Analysis] = {}
-
-    def get(arch: str, processing: str = "post") -> Analysis:
-        if (arch, processing) not in made:
-            s = Settings(
-                model=str(checkpoints[arch]), processing=processing, device="cpu", cache_dir=cache
-            )
-            made[arch, processing] = open_analysis(s)
-        return made[arch, processing]
-
-    return get
+def edited_raw(a: Analysis, edits) -> ModelWeights:
+    """The raw weight view with the updates added (``process`` it to read it as ``a``)."""
+    raw, m = a.raw, a.meta
+    W = {"W_O": raw.W_O.clone().double(), "W_in": raw.W_in.clone().double()}
+    W["W_out"] = raw.W_out.clone().double()
+    if raw.W_gate is not None:
+        W["W_gate"] = raw.W_gate.clone().double()
+    field = {"mlp_in": "W_in", "mlp_gate": "W_gate", "mlp_out": "W_out"}
+    for u in rank_one_updates(a, edits):
+        name, layer = u.target
+        delta = torch.outer(u.left, u.right)
+        if name == "attn_out":
+            W["W_O"][layer] += delta.reshape(m.n_heads, m.d_head, m.d_model)
+        else:
+            W[field[name]][layer] += delta
+    return raw.replace(**{k: v.float() for k, v in W.items()})
 
 
 def _kinds(a: Analysis) -> list[str]:
@@ -50,7 +46,7 @@ def test_removal_drops_one_singular_value_and_equals_dense_edit(analyses, arch, 
     for kind in _kinds(a):
         head = 1 if kind == "ov" else None
         i = 2
-        new = process(edited_weights(a, [Edit(kind, 1, head, i)]), processing)
+        new = process(edited_raw(a, [Edit(kind, 1, head, i)]), processing)
         W0, W1 = _dense(a.weights, kind, 1, head), _dense(new, kind, 1, head)
         U, S, Vh = torch.linalg.svd(W0, full_matrices=False)
         r = int((1e-6 * S[0] < S).sum())
@@ -83,7 +79,7 @@ def test_gqa_edit_changes_only_that_query_head(analyses, processing):
     a = analyses("llama", processing)
     assert a.meta.n_kv_heads < a.meta.n_heads
     head = 1  # shares W_V with head 0
-    new = process(edited_weights(a, [Edit("ov", 0, head, 0)]), processing)
+    new = process(edited_raw(a, [Edit("ov", 0, head, 0)]), processing)
     assert torch.equal(new.W_V, a.weights.W_V)
     for h in range(a.meta.n_heads):
         same = torch.equal(new.W_O[0, h], a.weights.W_O[0, h])
@@ -98,7 +94,7 @@ def test_gqa_edit_changes_only_that_query_head(analyses, processing):
 def test_scaling_multiplies_one_singular_value(analyses, arch):
     a = analyses(arch, "post")
     for scale in (0.5, 2.0):
-        new = process(edited_weights(a, [Edit("mlp_in", 0, None, 1, scale)]), "post")
+        new = process(edited_raw(a, [Edit("mlp_in", 0, None, 1, scale)]), "post")
         S0 = torch.linalg.svdvals(_dense(a.weights, "mlp_in", 0, None))
         S1 = torch.linalg.svdvals(_dense(new, "mlp_in", 0, None))
         want = S0.clone()
@@ -109,86 +105,11 @@ def test_scaling_multiplies_one_singular_value(analyses, arch):
 def test_several_edits_of_one_matrix_compose(analyses):
     a = analyses("gpt2", "post")
     edits = EditSet.parse("ov:0:3:0,ov:0:3:4,ov:1:0:1")
-    new = process(edited_weights(a, edits), "post")
+    new = process(edited_raw(a, edits), "post")
     W0 = _dense(a.weights, "ov", 0, 3)
     U, S, Vh = torch.linalg.svd(W0)
     dense = W0 - S[0] * torch.outer(U[:, 0], Vh[0]) - S[4] * torch.outer(U[:, 4], Vh[4])
     assert torch.allclose(_dense(new, "ov", 0, 3), dense, atol=1e-6 * float(W0.abs().max()))
-
-
-@pytest.mark.parametrize("processing", ["raw", "post"])
-@pytest.mark.parametrize("arch", ARCHS)
-def test_hf_copy_holds_the_edited_weights(analyses, arch, processing):
-    """The edited HF module's own parameters, read independently, are the edited view."""
-    a = analyses(arch, processing)
-    edits = [Edit(k, 1, 2 if k == "ov" else None, 0) for k in _kinds(a)]
-    hf = apply_edits(a, edits).model
-    new = edited_weights(a, edits)
-    for kind in _kinds(a):
-        got = ref.ov_matrix(hf, 1, 2) if kind == "ov" else ref.mlp_matrix(hf, kind, 1)
-        want = _dense(new, kind, 1, 2 if kind == "ov" else None)
-        assert torch.allclose(got, want, atol=1e-6), kind
-
-
-def _snapshot(model) -> dict[str, torch.Tensor]:
-    return {n: p.detach().clone() for n, p in model.state_dict().items()}
-
-
-def test_shared_model_is_never_written(analyses, tmp_path):
-    a = analyses("llama", "post")
-    shared = a.model.hf_model
-    before = _snapshot(shared)
-    raw_before = a.raw.W_O.clone(), a.raw.W_in.clone()
-    ids = torch.tensor([[3, 17, 40, 41, 99]])
-    with torch.no_grad():
-        logits0 = plain_model(a)(input_ids=ids).logits
-        edited = apply_edits(
-            a, EditSet.parse("ov:0:1:0,ov:1:3:2,mlp_in:0:0,mlp_gate:1:3,mlp_out:1:2")
-        )
-        logits1 = edited.model(input_ids=ids).logits
-        export(a, edited.edits, tmp_path / "out")
-        # "Another session" reads the original object: it sees the original weights.
-        after = _snapshot(shared)
-        logits2 = plain_model(a)(input_ids=ids).logits
-    assert (logits1 - logits0).abs().max() > 1e-4
-    assert before.keys() == after.keys()
-    assert all(torch.equal(before[k], after[k]) for k in before)
-    assert torch.equal(logits0, logits2)
-    assert torch.equal(a.raw.W_O, raw_before[0]) and torch.equal(a.raw.W_in, raw_before[1])
-
-
-def test_export_reloads_as_the_edited_model(analyses, tmp_path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    a = analyses("gpt2", "post")
-    edits = EditSet.parse("ov:1:2:0,mlp_out:0:1*0.5")
-    out = export(a, edits, tmp_path / "edited")
-    assert (out / "svd_lens_edits.json").is_file()
-    re = AutoModelForCausalLM.from_pretrained(out).eval()
-    tok = AutoTokenizer.from_pretrained(out)
-    ids = torch.tensor([tok("the fire burned with hot")["input_ids"]])
-    with torch.no_grad():
-        want = apply_edits(a, edits).model(input_ids=ids).logits
-        assert torch.allclose(re(input_ids=ids).logits, want, atol=1e-5)
-    with pytest.raises(SpecError, match="not empty"):
-        export(a, edits, out)
-
-
-def test_compare_matches_directions_by_cosine(analyses):
-    a = analyses("neox", "post")
-    c = compare(a, [Edit("ov", 1, 0, 1), Edit("ov", 1, 0, 3, 0.5)], "ov", 1, 0, n=8, k=5)
-    assert [m.index for m in c.matches] == list(range(8))
-    for m in c.matches:
-        if m.index == 1:
-            assert m.after_index is None
-        else:
-            assert m.after_index is not None and abs(m.cosine) > 0.999
-            factor = 0.5 if m.index == 3 else 1.0
-            assert m.s_after == pytest.approx(factor * m.s_before, rel=1e-4)
-    assert len(c.after) == 8 and len(c.after[0].top) == 5
-    # No edit: every direction maps to itself with the same sign.
-    c0 = compare(a, [], "mlp_in", 0, None, n=5)
-    assert [(m.after_index, round(m.cosine, 4)) for m in c0.matches] == [(i, 1.0) for i in range(5)]
 
 
 # --------------------------------------------------------------------------- specs
@@ -239,13 +160,3 @@ def test_malformed_specs_say_what_to_write(text, message):
 def test_edits_the_model_lacks_are_refused(analyses, edit, message):
     with pytest.raises(SpecError, match=message):
         validate(analyses("gpt2", "post"), [edit])
-
-
-@pytest.mark.parametrize("kind", ["mlp_out", "mlp_gate"])
-def test_compare_mlp_removed_and_scaled(analyses, kind):
-    a = analyses("llama", "raw")
-    c = compare(a, [Edit(kind, 0, None, 0), Edit(kind, 0, None, 2, 0.25)], kind, 0, None, n=5)
-    assert c.matches[0].after_index is None
-    assert c.matches[2].s_after == pytest.approx(0.25 * c.matches[2].s_before, rel=1e-4)
-    for m in (c.matches[1], c.matches[3], c.matches[4]):
-        assert abs(m.cosine) > 0.999 and m.s_after == pytest.approx(m.s_before, rel=1e-4)

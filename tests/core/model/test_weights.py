@@ -19,17 +19,6 @@ def loaded(checkpoints: dict[str, Path]):
     return {a: load_model(Settings(model=str(p), device="cpu")) for a, p in checkpoints.items()}
 
 
-def _norms(model, arch: str, layer: int):
-    if arch == "gpt2":
-        blk = model.transformer.h[layer]
-        return blk.ln_1, blk.ln_2
-    if arch == "neox":
-        blk = model.gpt_neox.layers[layer]
-        return blk.input_layernorm, blk.post_attention_layernorm
-    blk = model.model.layers[layer]
-    return blk.input_layernorm, blk.post_attention_layernorm
-
-
 def _normalised(x: torch.Tensor, arch: str) -> torch.Tensor:
     if arch == "llama":
         return x / x.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()
@@ -60,7 +49,7 @@ def test_post_folding_reproduces_the_norm(loaded, arch: str) -> None:
     x = torch.randn(7, raw.meta.d_model) * 3 + 1
     xn = _normalised(x, arch)
     for layer in range(raw.meta.n_layers):
-        ln1, ln2 = _norms(m.hf_model, arch, layer)
+        ln1, ln2 = (ref.module(m.hf_model, f"ln{k}", layer) for k in (1, 2))
         bias1 = getattr(ln1, "bias", None)
         bias2 = getattr(ln2, "bias", None)
         with torch.no_grad():
@@ -77,6 +66,12 @@ def test_post_folding_reproduces_the_norm(loaded, arch: str) -> None:
             assert torch.allclose(xn @ getattr(post, name)[layer], want, atol=1e-4), name
         # Writing matrices are unchanged.
         assert torch.equal(post.W_O, raw.W_O) and torch.equal(post.W_out, raw.W_out)
+    lnf = ref.final_norm(m.hf_model)
+    with torch.no_grad():
+        hf = lnf(x)
+    bias = getattr(lnf, "bias", None)
+    want = hf @ raw.W_U - (0 if bias is None else bias @ raw.W_U)
+    assert torch.allclose(xn @ post.W_U, want, atol=1e-4), "W_U"
     assert raw.processing == "raw" and post.processing == "post"
 
 
@@ -96,3 +91,25 @@ def test_shape_validation_rejects_wrong_shapes(loaded) -> None:
     # TypeError: the runtime shape check (jaxtyping, on under pytest) fires first.
     with pytest.raises((ValueError, TypeError), match="W_O"):
         raw.replace(W_O=raw.W_O[:, :, :-1])
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "neox", "llama"])
+def test_post_view_is_the_textbook_fold(loaded, arch: str) -> None:
+    """Each folded matrix equals diag(w) W read from the HF modules, centred over
+    d_model for LayerNorm (which the test above cannot see: normalised inputs have zero
+    mean)."""
+    m = loaded[arch]
+    post = process(raw_weights(m), "post")
+    hf = m.hf_model
+    for layer in range(post.meta.n_layers):
+        for head in range(post.meta.n_heads):
+            ov = (post.W_V[layer, head] @ post.W_O[layer, head]).double()
+            want = ref.component(hf, "ov", layer, head, "post")
+            assert torch.allclose(ov, want, atol=1e-6), (layer, head)
+        for kind, W in (("mlp_in", post.W_in), ("mlp_gate", post.W_gate)):
+            if W is not None:
+                want = ref.component(hf, kind, layer, None, "post")
+                assert torch.allclose(W[layer].double(), want, atol=1e-6), kind
+    lnf = ref.final_norm(hf).weight.detach().double()
+    want = ref.fold(ref.unembed(hf), lnf, ref.centres(hf))
+    assert torch.allclose(post.W_U.double(), want, atol=1e-6)

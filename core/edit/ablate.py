@@ -1,0 +1,104 @@
+"""Ablation sweeps: each of a matrix's first directions removed (or scaled) alone, and
+what that does to the target's log-probability.
+
+Directions are batched: batch row ``b`` runs the prompt with its own rank-one update
+added by a forward hook on the edited matrix's module, which equals editing a copy of
+the weights per direction at a fraction of the cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from core.analysis import Analysis
+from core.edit.hf import apply_edits, plain_model, target_module
+from core.edit.prompts import logprobs, prompt_ids, score, target_ids, target_scores
+from core.edit.rank_one import Edit, EditSet, RankOne, rank_one_updates, validate
+from core.query import kind_result
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    """Direction ``index`` removed (or scaled) alone: the target's log-prob and its change."""
+
+    index: int
+    singular_value: float
+    logprob: float
+    delta_logprob: float
+
+
+class _RowUpdates:
+    """A forward hook adding a different rank-one update to each batch row's output.
+
+    ``left`` ``[b, d_in]``, ``right`` ``[b, d_out]``: row ``b`` gets
+    ``(x_b @ left_b) right_b`` added, i.e. ``x_b @ (W + outer(left_b, right_b))``.
+    """
+
+    def __init__(self, left: Tensor, right: Tensor) -> None:
+        self.left, self.right = left, right
+
+    def __call__(self, module: Any, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+        x = inputs[0]
+        coeff = torch.einsum("btd,bd->bt", x.double(), self.left.to(x.device))
+        return output + (coeff[..., None] * self.right.to(x.device)[:, None, :]).to(output.dtype)
+
+
+def run_with_row_updates(
+    model: Any, ids: Int[Tensor, "b t"], updates: Sequence[RankOne]
+) -> Float[Tensor, "b t vocab"]:
+    """Log-probs of ``ids`` where batch row ``b`` runs with ``updates[b]`` added to its
+    matrix (all updates on one matrix). Equivalent to editing the weights row by row."""
+    targets = {u.target for u in updates}
+    if len(targets) != 1 or len(updates) != ids.shape[0]:
+        raise ValueError("one update per batch row, all on the same matrix")
+    module, _ = target_module(model, next(iter(targets)))
+    hook = _RowUpdates(
+        torch.stack([u.left for u in updates]), torch.stack([u.right for u in updates])
+    )
+    handle = module.register_forward_hook(hook)
+    try:
+        return logprobs(model, ids)
+    finally:
+        handle.remove()
+
+
+def sweep(
+    analysis: Analysis,
+    kind: str,
+    layer: int,
+    head: int | None,
+    prompt: str,
+    target: str,
+    n: int = 20,
+    scale: float = 0.0,
+    edits: EditSet | None = None,
+    batch: int = 16,
+) -> list[SweepRow]:
+    """For each of the first ``n`` directions of one matrix, remove it alone (or scale
+    it by ``scale``) on top of ``edits``, and record the target's log-prob and its change.
+    """
+    assert analysis.model is not None
+    tok = analysis.model.tokenizer
+    p, t = prompt_ids(tok, prompt), target_ids(tok, target, prompt)
+    validate(analysis, [Edit(kind, layer, head, 0, scale)])
+    d = kind_result(analysis, kind).decomposition
+    c = d.index(layer, head)
+    n = min(n, d.rank)
+    base = apply_edits(analysis, edits).model if edits else plain_model(analysis)
+    before = score(base, p, t)  # also refuses a prompt past the context
+    updates = rank_one_updates(analysis, [Edit(kind, layer, head, i, scale) for i in range(n)])
+    rows: list[SweepRow] = []
+    for start in range(0, n, batch):
+        chunk = updates[start : start + batch]
+        ids = torch.tensor([p + t[:-1]] * len(chunk))
+        lp = run_with_row_updates(base, ids, chunk)
+        for j, s in enumerate(target_scores(lp, len(p), t).tolist()):
+            i = start + j
+            rows.append(SweepRow(i, float(d.S[c, i]), s, s - before))
+    return rows

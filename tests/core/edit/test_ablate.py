@@ -1,0 +1,100 @@
+"""Ablation sweeps: the batched hooks against one edited copy per direction, and a
+planted direction that must dominate (both signs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.edit.ablate import run_with_row_updates, sweep
+from core.edit.hf import apply_edits, plain_model
+from core.edit.prompts import target_logprob
+from core.edit.rank_one import Edit, EditSet, rank_one_updates
+from core.edit.report import measure
+from core.query import directions
+from tests.core.edit.conftest import open_checkpoint
+from tests.tiny_models import make_hf_model, make_tokenizer
+
+PROMPT = "the cat and a dog ran across the green field to the"
+
+
+@pytest.mark.parametrize("arch,kind,head", [("gpt2", "ov", 2), ("llama", "mlp_gate", None)])
+def test_batched_sweep_equals_one_copy_per_direction(analyses, arch, kind, head):
+    a = analyses(arch)
+    rows = sweep(a, kind, 1, head, PROMPT, " the", n=6, batch=4)
+    base = target_logprob(plain_model(a), a.model.tokenizer, PROMPT, " the")
+    assert [r.index for r in rows] == list(range(6))
+    for r in rows:
+        m = apply_edits(a, [Edit(kind, 1, head, r.index)]).model
+        lp = target_logprob(m, a.model.tokenizer, PROMPT, " the")
+        assert r.logprob == pytest.approx(lp, abs=1e-4)
+        assert r.delta_logprob == pytest.approx(lp - base, abs=1e-4)
+
+
+def test_sweep_on_top_of_edits_scales_from_the_edited_model(analyses):
+    a = analyses("neox", "raw")
+    edits = EditSet.parse("mlp_out:0:0")
+    rows = sweep(a, "ov", 1, 0, PROMPT, " the", n=3, scale=0.5, edits=edits)
+    tok = a.model.tokenizer
+    base = target_logprob(apply_edits(a, edits).model, tok, PROMPT, " the")
+    for r in rows:
+        m = apply_edits(a, edits.add(Edit("ov", 1, 0, r.index, 0.5))).model
+        lp = target_logprob(m, tok, PROMPT, " the")
+        assert r.delta_logprob == pytest.approx(lp - base, abs=1e-4)
+
+
+def test_row_updates_need_one_matrix_and_one_update_per_row(analyses):
+    a = analyses("gpt2")
+    ups = rank_one_updates(a, [Edit("ov", 1, 0, 0), Edit("mlp_in", 1, None, 0)])
+    with pytest.raises(ValueError, match="same matrix"):
+        run_with_row_updates(plain_model(a), torch.tensor([[1, 2], [3, 4]]), ups)
+
+
+def _single_token(tok, words) -> tuple[str, int]:
+    for w in words:
+        ids = tok(w, add_special_tokens=False)["input_ids"]
+        if len(ids) == 1:
+            return w, ids[0]
+    raise AssertionError("no single-token word")
+
+
+def _planted(root: Path, sign: float) -> tuple[Path, str]:
+    """A GPT-2 whose head 1.0 writes (sign x) the target's unembedding direction, fed by
+    a constant value bias, so one OV direction carries the target."""
+    tok = make_tokenizer()
+    target, t = _single_token(tok, [" cat", " dog", " the", " and", " fish"])
+    hf = make_hf_model("gpt2", seed=7)
+    d, dh = hf.config.n_embd, hf.config.n_embd // hf.config.n_head
+    with torch.no_grad():
+        w_f = hf.transformer.ln_f.weight.double()
+        col = w_f * hf.lm_head.weight[t].double()
+        col = col - col.mean()
+        attn = hf.transformer.h[1].attn
+        attn.c_proj.weight[0] += (sign * 2.0 * col / col.norm()).float()
+        attn.c_attn.bias[2 * d + 0] = 3.0
+        assert dh > 1
+    path = root / f"planted{'+' if sign > 0 else '-'}"
+    hf.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path, target
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_planted_direction_dominates_the_sweep(tmp_path, sign):
+    path, target = _planted(tmp_path, sign)
+    a = open_checkpoint(path, "post", tmp_path / "cache")
+    top = directions(a, "ov", 1, 0, n=1, k=3)[0]
+    assert top.top[0][0] == target  # the planted direction lists the target first
+    rows = sweep(a, "ov", 1, 0, PROMPT, target, n=16, batch=8)
+    deltas = [r.delta_logprob for r in rows]
+    if sign > 0:
+        assert min(range(16), key=deltas.__getitem__) == 0
+        assert deltas[0] < -0.3
+    else:  # the antipodal plant pushed the target down; removing it raises it
+        assert max(range(16), key=deltas.__getitem__) == 0
+        assert deltas[0] > 0.3
+    assert abs(deltas[0]) > 10 * max(abs(x) for x in deltas[1:])
+    report = measure(a, [Edit("ov", 1, 0, 0)], PROMPT, target, max_new_tokens=3)
+    assert (report.logprob_after - report.logprob_before) == pytest.approx(deltas[0], abs=1e-4)
