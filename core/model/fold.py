@@ -34,8 +34,8 @@ FOLDED: dict[str, str] = {
 
 
 def fold(
-    W: Float[Tensor, "*batch d_model n"],
-    scale: Float[Tensor, "*batch d_model"] | None,
+    W: Float[Tensor, "*#batch d_model n"],
+    scale: Float[Tensor, "*#batch d_model"] | None,
     centre: bool,
 ) -> Float[Tensor, "*batch d_model n"]:
     """``diag(scale) W``, then for LayerNorm (``centre``) minus its mean over ``d_model``.
