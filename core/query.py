@@ -69,7 +69,8 @@ def check_component(meta: Any, kind: str, layer: int, head: int | None, has_gate
 
 def kind_result(analysis: Analysis, kind: str, control: bool = False) -> KindResult:
     """The cached result of ``kind`` (or its control, built on first use); :class:`SpecError`
-    if the entry does not hold ``kind``."""
+    if the entry does not hold ``kind``.
+    """
     if kind not in analysis.svd.kinds:
         raise SpecError(
             f"{kind} is not in this cache entry; rebuild with that kind included (precompute)."

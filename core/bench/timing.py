@@ -12,11 +12,13 @@ import torch
 
 
 def sync(device: str) -> None:
+    """Wait for queued GPU work, so a timer stops when the work does."""
     if device.startswith("cuda"):
         torch.cuda.synchronize()
 
 
 def timed(fn: Callable[[], Any], device: str) -> tuple[float, Any]:
+    """Wall seconds of ``fn()`` and its value."""
     wall, _, out = clocked(fn, device)
     return wall, out
 
@@ -36,10 +38,12 @@ def clocked(fn: Callable[[], Any], device: str) -> tuple[float, float, Any]:
 
 
 def median(xs: list[float]) -> float:
+    """The median of ``xs``."""
     return float(statistics.median(xs))
 
 
 def pct(xs: list[float], q: float) -> float:
+    """The ``q`` quantile of ``xs`` (nearest rank)."""
     s = sorted(xs)
     return float(s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))])
 

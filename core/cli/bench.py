@@ -1,7 +1,8 @@
 """``python -m core bench``: precompute, reference loop, floor, search and cache figures
 for random models of GPT-2's shapes (see :mod:`core.bench.run`), and the dashboard pages'
 render times (:mod:`dashboard.bench_pages`, run as a subprocess: core never imports
-streamlit)."""
+streamlit).
+"""
 
 from __future__ import annotations
 

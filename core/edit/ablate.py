@@ -53,7 +53,8 @@ def run_with_row_updates(
     model: Any, ids: Int[Tensor, "b t"], updates: Sequence[RankOne]
 ) -> Float[Tensor, "b t vocab"]:
     """Log-probs of ``ids`` where batch row ``b`` runs with ``updates[b]`` added to its
-    matrix (all updates on one matrix). Equivalent to editing the weights row by row."""
+    matrix (all updates on one matrix). Equivalent to editing the weights row by row.
+    """
     targets = {u.target for u in updates}
     if len(targets) != 1 or len(updates) != ids.shape[0]:
         raise ValueError("one update per batch row, all on the same matrix")

@@ -17,7 +17,8 @@ from core.search import SearchIndex, search
 
 def edits_from_hits(hits: Iterable[Any], scale: float = 0.0) -> EditSet:
     """Edits of every editable hit of a semantic search (``core.search.SearchHit`` or its
-    JSON dict); QK and embedding hits are skipped (they cannot be edited)."""
+    JSON dict); QK and embedding hits are skipped (they cannot be edited).
+    """
     rows = []
     for h in hits:
         get = h.get if isinstance(h, dict) else lambda k, h=h: getattr(h, k)

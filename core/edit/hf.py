@@ -27,7 +27,8 @@ from core.model.families import family_of
 def target_module(model: Any, target: tuple[str, int]) -> tuple[Any, bool]:
     """The module holding ``target`` (``(matrix, layer)``) in a plain HF model, and
     whether its ``weight`` is the transpose of the ``x @ W`` matrix (its family's layout,
-    :mod:`core.model.families`)."""
+    :mod:`core.model.families`).
+    """
     family = family_of(model)
     name, layer = target
     return family.module(model, name, layer), family.transposed
@@ -78,7 +79,8 @@ def _stored(analysis: Analysis, target: tuple[str, int]) -> Tensor:
 @dataclass(frozen=True)
 class EditedModel:
     """A Hugging Face model with ``edits`` applied; shares untouched tensors with the
-    loaded model (read-only) and owns its edited ones."""
+    loaded model (read-only) and owns its edited ones.
+    """
 
     model: Any
     edits: EditSet

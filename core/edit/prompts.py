@@ -82,7 +82,8 @@ def target_scores(
     lp: Float[Tensor, "b t vocab"], n_prompt: int, target: Sequence[int]
 ) -> Float[Tensor, " b"]:
     """``log p(target | prompt)`` in each row of ``lp``, the log-probs of
-    ``prompt + target[:-1]`` (the prompt ``n_prompt`` tokens long)."""
+    ``prompt + target[:-1]`` (the prompt ``n_prompt`` tokens long).
+    """
     lp = lp[:, n_prompt - 1 :]
     tgt = torch.tensor(list(target))[None, :, None].expand(lp.shape[0], -1, 1)
     return lp.gather(2, tgt)[..., 0].sum(dim=1)
@@ -107,7 +108,8 @@ def target_logprob(model: Any, tokenizer: Any, prompt: str, target: str) -> floa
 
 def reference_texts(directory: Path | None = None) -> list[str]:
     """Reference documents: the demo model's held-out ``*.txt`` (one text per file),
-    else the built-in paragraph."""
+    else the built-in paragraph.
+    """
     directory = HELDOUT_DIR if directory is None else Path(directory)
     files = sorted(directory.glob("*.txt")) if directory.is_dir() else []
     texts = [f.read_text(encoding="utf-8", errors="replace") for f in files]

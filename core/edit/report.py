@@ -1,5 +1,6 @@
 """One edit set measured end to end: the target's log-probability, specificity on
-reference text and greedy continuations, before and after (``python -m core edit``)."""
+reference text and greedy continuations, before and after (``python -m core edit``).
+"""
 
 from __future__ import annotations
 
@@ -67,7 +68,8 @@ def measure(
     max_new_tokens: int = 20,
 ) -> EditReport:
     """Target log-prob, specificity on ``reference`` (token windows ``[n, t]``; default:
-    the held-out text) and greedy continuations, before and after ``edits``."""
+    the held-out text) and greedy continuations, before and after ``edits``.
+    """
     assert analysis.model is not None
     edits = edits if isinstance(edits, EditSet) else EditSet().add(*edits)
     tok = analysis.model.tokenizer

@@ -1,6 +1,7 @@
 """Specificity: how much an edit changes the model away from its target, measured as
 the KL divergence and loss change of next-token predictions on reference text
-(:func:`core.edit.prompts.reference_ids`)."""
+(:func:`core.edit.prompts.reference_ids`).
+"""
 
 from __future__ import annotations
 

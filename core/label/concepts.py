@@ -235,4 +235,4 @@ def load_concepts(path: Path = CONCEPTS_FILE) -> tuple[str, ...]:
 if __name__ == "__main__":  # python -m core.label.concepts /usr/share/wordnet
     import sys
 
-    print(write_concepts(Path(sys.argv[1] if len(sys.argv) > 1 else "/usr/share/wordnet")))
+    print(write_concepts(Path(sys.argv[1] if len(sys.argv) > 1 else "/usr/share/wordnet")))  # noqa: T201 (a maintainer's one-off script entry)

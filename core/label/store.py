@@ -210,7 +210,8 @@ class LabelStore:
         search: str | None = None,
     ) -> list[LabelRecord]:
         """Records matching every given filter; ``search`` matches label or tokens (substring,
-        case-insensitive)."""
+        case-insensitive).
+        """
         where: list[str] = []
         args: list[Any] = []
         for col, val in (("model", model), ("weights_hash", weights_hash), ("matrix", matrix),

@@ -124,7 +124,8 @@ def token_sets(
     control: bool = False,
 ) -> Iterator[tuple[int, int | None, int, tuple[str, ...]]]:
     """``(layer, head, index, top k raw tokens)`` for the first ``n`` directions of each
-    component. A control has one component per layer (reported with head ``None``)."""
+    component. A control has one component per layer (reported with head ``None``).
+    """
     has_gate = analysis.weights.W_gate is not None
     kind_result(analysis, kind, control)
     per_head = kind in HEAD_KINDS
@@ -146,7 +147,8 @@ def offline_labeller(
     concepts: Sequence[str] | None = None,
 ) -> OfflineLabeller:
     """An offline labeller whose null sets are drawn from ``analysis``'s vocabulary
-    (concept embeddings cached under the analysis's cache directory)."""
+    (concept embeddings cached under the analysis's cache directory).
+    """
     return OfflineLabeller(
         load_embedder(device), analysis.tokens.raw, params, concepts, analysis.settings.cache_dir
     )
@@ -224,7 +226,8 @@ def sweep_offline(
     progress: Progress = quiet,
 ) -> list[DirectionLabel]:
     """Offline verdicts on the first ``n`` directions of every component of ``kinds``
-    (those the cache entry holds), and of their random controls when ``control``."""
+    (those the cache entry holds), and of their random controls when ``control``.
+    """
     lab = labeller or offline_labeller(analysis)
     have = [kd for kd in kinds if kd in analysis.svd.kinds]
     groups = [False, True] if control else [False]

@@ -1,5 +1,6 @@
 """Stage 1, the model: load a checkpoint and read its weights as one
-architecture-independent view (``ModelWeights``), raw or with the normalisation folded."""
+architecture-independent view (``ModelWeights``), raw or with the normalisation folded.
+"""
 
 from core.model.loading import LoadedModel, load_model
 from core.model.weights import ModelMeta, ModelWeights, process, weights_from_params

@@ -61,7 +61,8 @@ _VOWELS = ("a", "e", "i", "o", "u", "y")
 
 def synthetic_vocab(size: int) -> list[str]:
     """``size`` distinct token strings: word-like (most with a leading space), with every
-    fifth one carrying a digit or punctuation so the ``alpha`` filter has work to do."""
+    fifth one carrying a digit or punctuation so the ``alpha`` filter has work to do.
+    """
     syll = [o + v for o in _ONSETS for v in _VOWELS]
     out = []
     for i in range(size):

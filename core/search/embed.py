@@ -235,7 +235,8 @@ class QueryEmbedder:
 
     def centred_columns(self, ids: Int[Tensor, "*b m"]) -> Float[Tensor, "*b d_model m"]:
         """``W_U``'s columns for ``ids`` minus the mean column: ``v @ cols`` are the
-        logits of ``v`` for those tokens relative to its mean logit."""
+        logits of ``v`` for those tokens relative to its mean logit.
+        """
         return (self.W_U.T[ids] - self.mean_u).transpose(-1, -2)
 
 

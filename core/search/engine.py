@@ -154,7 +154,8 @@ def query_columns(
     index: SearchIndex, q: Float[Tensor, " d_model"], query: QueryTokens, method: str
 ) -> Float[Tensor, "d_model c"]:
     """What the index is multiplied by: ``q`` for the cosine methods; for ``token``, one
-    centred ``W_U`` column per query token, then ``q``."""
+    centred ``W_U`` column per query token, then ``q``.
+    """
     if method != "token":
         return q[:, None]
     return torch.cat([index.embedder.centred_columns(query.ids), q[:, None]], dim=1)
@@ -168,7 +169,8 @@ def score_rows(
     query: QueryTokens,
 ) -> Scores:
     """Score unit ``vectors`` (index ``rows``) against a query's ``cols``
-    (:func:`query_columns`): one matrix product."""
+    (:func:`query_columns`): one matrix product.
+    """
     out = _product(vectors, cols)
     cos = out[-1]
     if cols.shape[1] == 1:
@@ -221,7 +223,8 @@ def rank(
     top: int | None,
 ) -> tuple[Scores, int]:
     """Rows with ``|cosine| >= threshold``, best score first, at most ``top``; scores
-    from float32 vectors. Returns the scores and how many directions were searched."""
+    from float32 vectors. Returns the scores and how many directions were searched.
+    """
     q = embed_query(index, query, method)
     cols = query_columns(index, q, query, method)
     n_rows = sum(b - a for k, (a, b) in index.spans.items() if k in kinds)
@@ -286,7 +289,8 @@ def describe_rows(
     antipodal: Sequence[bool] | None = None,
 ) -> list[SearchHit]:
     """Hits for index rows with the given cosines, with ``k`` tokens of the matching end
-    (the bottom one where ``antipodal``, by default where the cosine is negative)."""
+    (the bottom one where ``antipodal``, by default where the cosine is negative).
+    """
     hits = []
     bottoms = [
         bool(antipodal[j]) if antipodal is not None else cos < 0 for j, cos in enumerate(cosines)
@@ -324,7 +328,8 @@ def _ends(
 ) -> list[tuple[Tensor, Tensor]]:
     """Top (or, where ``bottoms``, bottom) ``k`` token ids and values of each index row:
     from the cached ends when they hold it, else projected, all such rows in one call
-    (one at a time, they made the slow tail of the search latency)."""
+    (one at a time, they made the slow tail of the search latency).
+    """
     out: list[tuple[Tensor, Tensor] | None] = [None] * len(rows)
     todo: list[tuple[int, Tensor]] = []
     for j, row in enumerate(rows):

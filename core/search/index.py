@@ -125,7 +125,8 @@ class SearchIndex:
 
 def _kth_logits(res: KindResult, C: int, r: int) -> Float[Tensor, "n 2"]:
     """Each direction's ``TOP_TOKENS``-th highest and lowest logit (NaN where the cache
-    does not hold them), rows component-major."""
+    does not hold them), rows component-major.
+    """
     out = torch.full((C, r, 2), float("nan"))
     n = res.n_projected
     if res.tops.top_val.shape[1] >= TOP_TOKENS and n > 0:
@@ -233,7 +234,8 @@ def similarities(
     index: SearchIndex, q: Float[Tensor, " d_model"], kinds: Sequence[str]
 ) -> tuple[Float[Tensor, " m"], Int[Tensor, " m"]]:
     """Approximate cosines (index precision) of unit ``q`` with every direction of
-    ``kinds``, and their row numbers."""
+    ``kinds``, and their row numbers.
+    """
     sims, rows = [], []
     qv = q.to(index.vectors.dtype)
     for k in index.kinds:

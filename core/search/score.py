@@ -64,6 +64,7 @@ def concept_scores(
     Args:
         z: z-score of each query token ``m`` in each direction ``n``.
         groups: the concept of each token (``0 .. n_groups-1``).
+        n_groups: how many concepts the query has.
         tau_top: per direction, the z of its ``TOP_TOKENS``-th highest logit.
         tau_bottom: per direction, minus the z of its ``TOP_TOKENS``-th lowest logit.
 
@@ -92,7 +93,8 @@ def query_scores(
     tau_bottom: Float[Tensor, " n"],
 ) -> tuple[Float[Tensor, " n"], Bool[Tensor, " n"]]:
     """:func:`concept_scores` for one query, with z transposed (``[m, n]``, one
-    contiguous row per query token): a loop over its few concepts beats a scatter."""
+    contiguous row per query token): a loop over its few concepts beats a scatter.
+    """
     sel = [(groups == g).nonzero()[:, 0] for g in range(n_groups)]
     hi = torch.stack([zt[i].amax(0) for i in sel])  # [G, n]
     lo = torch.stack([zt[i].amin(0) for i in sel])

@@ -1,5 +1,6 @@
 """Stage 2, the decomposition: SVDs of every component (factored for OV and QK), the
-random controls, and the projection of each direction to tokens through W_U."""
+random controls, and the projection of each direction to tokens through W_U.
+"""
 
 from core.svd.decompose import Decomposition, decompose_kind, dense_svd, factored_svd
 from core.svd.project import TokenTable, TopTokens, orient, project_topk, token_table

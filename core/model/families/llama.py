@@ -1,5 +1,6 @@
 """Llama-style: nn.Linear layers; separate Q/K/V with grouped-query attention; RMSNorm;
-gated MLP. Mistral and Qwen2 keep Llama's module names, so they share this layout."""
+gated MLP. Mistral and Qwen2 keep Llama's module names, so they share this layout.
+"""
 
 from core.model.families.base import Family
 
