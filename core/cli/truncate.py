@@ -1,7 +1,7 @@
-"""``python -m core truncation``: how much of each matrix the model needs.
+"""``python -m core truncate``: how much of each matrix the model needs.
 
-    python -m core truncation --model default --matrix mlp_out --layers all --json
-    python -m core truncation --matrix ov --layers 3 --head 1 --ks 0,1,2,4,8,16,32,64
+    python -m core truncate --model default --matrix mlp_out --layers all --json
+    python -m core truncate --matrix ov --layers 3 --head 1 --ranks 0,1,2,4,8,16,32,64
 
 Each layer's matrix (OV: every head of the layer, or --head alone) is replaced by its
 top-k singular truncation, by k random singular directions (--draws), and by zero; the
@@ -17,13 +17,13 @@ from typing import Any
 from core.cli.common import ArgError, open_from_args, tqdm_progress
 
 #: Bounds checked before any work starts: each grid point is a forward pass per draw.
-MAX_KS, MAX_DRAWS = 32, 10
+MAX_RANKS, MAX_DRAWS = 32, 10
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    """Add the ``truncation`` subcommand."""
+    """Add the ``truncate`` subcommand."""
     p = subparsers.add_parser(
-        "truncation",
+        "truncate",
         parents=[common],
         help="rank-k truncation of each matrix and the loss recovered",
         description=__doc__,
@@ -32,31 +32,31 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--matrix", choices=("ov", "mlp_in", "mlp_gate", "mlp_out"), default="mlp_out")
     p.add_argument("--layers", default="all", help="'all', '3', '0,2,5' or '4-7'")
     p.add_argument("--head", type=int, default=None, help="OV only: one head (default: all)")
-    p.add_argument("--ks", default="0,1,2,4,8,16,32,64,128,256", help="kept ranks, e.g. 0,4,16")
+    p.add_argument("--ranks", default="0,1,2,4,8,16,32,64,128,256", help="kept ranks, e.g. 0,4,16")
     p.add_argument("--draws", type=int, default=2, help="random draws per k")
     p.add_argument("--reference", type=Path, action="append", help="text file for the loss")
-    p.set_defaults(func=_truncation)
+    p.set_defaults(func=_truncate)
 
 
-def parse_ks(text: str) -> list[int]:
+def parse_ranks(text: str) -> list[int]:
     """``"0,4,16"`` -> ``[0, 4, 16]``; :class:`ArgError` if malformed or too many."""
     try:
         ks = sorted({int(x) for x in text.split(",") if x.strip()})
     except ValueError as exc:
-        raise ArgError(f"Cannot read --ks {text!r}; give ranks like 0,4,16.") from exc
+        raise ArgError(f"Cannot read --ranks {text!r}; give ranks like 0,4,16.") from exc
     if not ks or ks[0] < 0:
-        raise ArgError(f"--ks needs ranks of 0 or more, not {text!r}.")
-    if len(ks) > MAX_KS:
-        raise ArgError(f"--ks has {len(ks)} ranks; give at most {MAX_KS}.")
+        raise ArgError(f"--ranks needs ranks of 0 or more, not {text!r}.")
+    if len(ks) > MAX_RANKS:
+        raise ArgError(f"--ranks has {len(ks)} ranks; give at most {MAX_RANKS}.")
     return ks
 
 
-def _truncation(args: argparse.Namespace) -> Any:
+def _truncate(args: argparse.Namespace) -> Any:
     from core.edit.prompts import reference_ids, reference_texts
     from core.experiments import truncation_sweep
     from core.label.sweep import parse_layers
 
-    ks = parse_ks(args.ks)
+    ks = parse_ranks(args.ranks)
     if not 0 <= args.draws <= MAX_DRAWS:
         raise ArgError(f"--draws must be between 0 and {MAX_DRAWS}, not {args.draws}.")
     if args.head is not None and args.matrix != "ov":
