@@ -4,6 +4,7 @@
 singular directions, or zero) and the loss recovered on reference text.
 """
 
+from core.experiments.probe import ProbeResult, probe_layers
 from core.experiments.truncation import (
     DEFAULT_KS,
     TruncationCurve,
@@ -11,4 +12,11 @@ from core.experiments.truncation import (
     truncation_sweep,
 )
 
-__all__ = ["DEFAULT_KS", "TruncationCurve", "truncation_curve", "truncation_sweep"]
+__all__ = [
+    "DEFAULT_KS",
+    "ProbeResult",
+    "TruncationCurve",
+    "probe_layers",
+    "truncation_curve",
+    "truncation_sweep",
+]

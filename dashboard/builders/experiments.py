@@ -83,3 +83,53 @@ def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(out)
+
+
+def probe_frame(a: Analysis, previous: bool, windows: int = 64) -> pd.DataFrame:
+    """Per-layer input-token probe on the reference text.
+
+    Returns:
+        columns ``layer``, ``measure`` (``top-1``, ``top-10``, ``chance``), ``accuracy``;
+        plus, per layer, ``embed_cosine``, ``embed_cosine_shuffled``, ``subspace_share``,
+        ``subspace_chance`` (repeated on each of its rows).
+    """
+    from core.edit.hf import plain_model
+    from core.experiments import probe_layers
+
+    assert a.model is not None
+    ids = reference_ids(a.model.tokenizer, reference_texts(), seq_len=64, n_seqs=windows)
+    res = probe_layers(plain_model(a), ids, a.raw.W_E, previous=previous)
+    rows = []
+    for j, layer in enumerate(res.layers.tolist()):
+        common = {
+            "layer": layer,
+            "embed_cosine": float(res.embed_cosine[j]),
+            "embed_cosine_shuffled": float(res.embed_cosine_shuffled[j]),
+            "subspace_share": float(res.subspace_share[j]),
+            "subspace_chance": res.subspace_chance,
+        }
+        for name, value in (
+            ("top-1", float(res.top1[j])),
+            ("top-10", float(res.top10[j])),
+            ("chance", res.chance),
+        ):
+            rows.append({**common, "measure": name, "accuracy": value})
+    return pd.DataFrame(rows)
+
+
+def probe_chart(df: pd.DataFrame) -> alt.Chart:
+    """Held-out probe accuracy against layer; chance dashed."""
+    return (
+        alt.Chart(df)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("layer:O", title="layer (residual stream entering the block)"),
+            y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]), title="held-out accuracy"),
+            color=alt.Color("measure:N", title=None),
+            strokeDash=alt.condition(
+                alt.datum.measure == "chance", alt.value([4, 3]), alt.value([1, 0])
+            ),
+            tooltip=["layer", "measure", alt.Tooltip("accuracy:Q", format=".3f")],
+        )
+        .properties(height=300)
+    )

@@ -1,4 +1,4 @@
-"""Experiments page: rank-k truncation of every layer's matrix and the loss recovered."""
+"""Experiments page: rank-k truncation and loss recovered; a per-layer input-token probe."""
 
 import streamlit as st
 from core.experiments import DEFAULT_KS
@@ -34,9 +34,33 @@ if run:
 last = st.session_state.get("experiments.last")
 if last is None:
     st.info("Choose a matrix, ranks and layers, then press Run.")
-    st.stop()
-df = loaders.cached_table("truncation", sel, experiments.truncation_frame, *last)
-st.altair_chart(experiments.truncation_chart(df), width="stretch", key="experiments.chart")
-st.dataframe(
-    experiments.summary_frame(df), hide_index=True, width="stretch", key="experiments.summary"
-)
+else:
+    df = loaders.cached_table("truncation", sel, experiments.truncation_frame, *last)
+    st.altair_chart(experiments.truncation_chart(df), width="stretch", key="experiments.chart")
+    st.dataframe(
+        experiments.summary_frame(df), hide_index=True, width="stretch", key="experiments.summary"
+    )
+
+st.subheader("What the residual stream knows about its input")
+p1, p2 = st.columns([3, 1])
+previous = p1.toggle("Probe the previous token", value=False, key="experiments.previous")
+if p2.button("Run probe", key="experiments.probe"):
+    st.session_state["experiments.last_probe"] = previous
+if "experiments.last_probe" in st.session_state:
+    probe = loaders.cached_table(
+        "probe", sel, experiments.probe_frame, st.session_state["experiments.last_probe"]
+    )
+    st.altair_chart(experiments.probe_chart(probe), width="stretch", key="experiments.probe_chart")
+    st.dataframe(
+        probe[probe["measure"] == "top-1"].drop(columns=["measure"]),
+        hide_index=True,
+        width="stretch",
+        key="experiments.probe_table",
+    )
+    st.caption(
+        "A logistic-regression probe per layer (scikit-learn), trained on three quarters of "
+        "the reference windows and scored on the rest. embed_cosine: class vectors against "
+        "their tokens' W_E rows (shuffled: against other tokens'); subspace_share: share of "
+        "the probe's weight in W_E's top d_model/8 singular directions (chance: "
+        "subspace_chance)."
+    )

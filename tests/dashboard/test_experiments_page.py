@@ -50,3 +50,21 @@ def test_page_runs_a_sweep():
     assert not at.exception and errors(at) == []
     summary = at.main.dataframe[0].value
     assert list(summary["layer"]) == [0]
+
+
+def test_probe_frame_and_chart(analysis):
+    df = experiments.probe_frame(analysis, previous=False, windows=8)
+    assert set(df["measure"]) == {"top-1", "top-10", "chance"}
+    assert sorted(set(df["layer"])) == list(range(analysis.meta.n_layers))
+    top1 = df[df["measure"] == "top-1"].set_index("layer")["accuracy"]
+    top10 = df[df["measure"] == "top-10"].set_index("layer")["accuracy"]
+    assert ((top1 >= 0) & (top1 <= top10) & (top10 <= 1)).all()
+    experiments.probe_chart(df).to_dict()
+
+
+@pytest.mark.usefixtures("dash_env")
+def test_page_runs_the_probe():
+    at = app(script=page("experiments").script)
+    at.button(key="experiments.probe").click().run()
+    assert not at.exception and errors(at) == []
+    assert len(at.main.dataframe) == 1
