@@ -18,6 +18,7 @@ from typing import Any
 import streamlit as st
 from core.analysis import Analysis
 from core.errors import CoreError
+from core.model import embedded
 from core.query import check_component
 from core.settings import BLOCK_NAMES, HEAD_KINDS
 
@@ -30,12 +31,24 @@ def available_kinds(a: Analysis) -> list[str]:
 
 
 def _model_label(spec: str) -> str:
-    if spec == "default":
-        return "default (embedded demo)"
+    m = embedded.lookup(spec)
+    if m is not None:
+        name = spec if spec == m.name else f"{spec} = {m.name}"
+        return f"{name} ({m.title})" + ("" if m.built else ", not built: run make install")
     p = Path(spec)
     if p.is_absolute() and p.parent == state.models_dir():
         return f"{p.name} (local)"
     return spec
+
+
+def model_options(current: str) -> list[str]:
+    """The picker's models: the app's default, every embedded model, the checkpoint
+    folders under the models directory that are not embedded ones, and ``current``."""
+    options = [state.default_model()]
+    first = embedded.lookup(options[0])
+    options += [m.name for m in embedded.EMBEDDED if m is not first]
+    options += [p for p in state.local_models() if embedded.by_directory(p) is None]
+    return options if current in options else [*options, current]
 
 
 def _bound(
@@ -102,18 +115,16 @@ def sidebar() -> tuple[state.Selection, Analysis | None]:
     sel = state.current()
     with st.sidebar:
         st.subheader("Model")
-        options = [state.default_model(), *state.local_models()]
-        if sel.model not in options:
-            options.append(sel.model)
         _bound(
             st.selectbox,
             "Model",
             "model",
-            options,
+            model_options(sel.model),
             format_func=_model_label,
             accept_new_options=True,
             help=(
-                "The embedded demo model, a checkpoint folder under "
+                "An embedded model (demo-gpt2 answers at once; smollm2-135m is a real "
+                "pretrained model, built by make install), a checkpoint folder under "
                 f"{state.models_dir()} (set SVDLENS_MODELS_DIR), or type a Hugging Face id "
                 "or a checkpoint path and press Enter."
             ),
