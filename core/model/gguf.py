@@ -32,10 +32,10 @@ import numpy as np
 
 from core.errors import ModelLoadError
 from core.model.embedded import EmbeddedModel, GGUFSource
+from core.model.noise import NOISE_FILE
 
 logger = logging.getLogger(__name__)
 
-NOISE_FILE = "quant_noise.json"
 STAMP_FILE = "build.json"
 WEIGHTS_FILE = "model.safetensors"
 
