@@ -17,14 +17,14 @@ With weight decay and that shared push, such tokens drift towards one common
    bias direction) that would otherwise dominate every cosine.
 3. The score of a token: the cosine between its vector (step 2) and the mean of the
    reference tokens' vectors (step 2).
-4. The threshold splits the scores into two groups, trained and unused: a
-   one-dimensional two-medians clustering (Lloyd's iteration with medians), started
-   from the median score of the reference tokens (a typical unused token) and that of
-   the whole vocabulary (a typical trained token, when few are unused), moving the
-   split to halfway between the two groups' medians until it settles. Medians, because
-   both groups have outliers: reference tokens the model did learn (special tokens of
-   a chat template or of its pretraining data score like trained tokens and are not
-   flagged: the weights decide), and the under-trained tail of the vocabulary itself.
+4. The threshold: halfway between the median score of the reference tokens (a typical
+   unused token) and the median score of the whole vocabulary (a typical trained
+   token: this assumes, as holds for trained language models, that most of the
+   vocabulary is trained). A token is flagged when it sits closer to the first.
+   Medians, because both groups have outliers: reference tokens the model did learn
+   (special tokens of a chat template or of its pretraining data score like trained
+   tokens and are not flagged: the weights decide), and the under-trained tail of the
+   vocabulary itself.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def detect(
     X = U - (U @ pc)[:, None] * pc[None, :]
     mean_ref = X[reference].mean(0)
     score = torch.nn.functional.cosine_similarity(X, mean_ref[None, :], dim=1)
-    threshold = _split(score, float(score[reference].median()), float(score.median()))
+    threshold = 0.5 * float(score[reference].median() + score.median())
     return UndertrainedTokens(
         score=score.float(),
         under_trained=score >= threshold,
@@ -130,17 +130,3 @@ def undertrained_tokens(
     if int(ref.sum()) < 2:
         return None
     return detect(W_U, ref)
-
-
-def _split(score: Float[Tensor, " n"], high: float, low: float, steps: int = 50) -> float:
-    """The settled split of a 1-D two-medians clustering started at ``high``/``low``."""
-    t = 0.5 * (high + low)
-    for _ in range(steps):
-        hi, lo = score[score >= t], score[score < t]
-        if hi.numel() == 0 or lo.numel() == 0:
-            break
-        new = 0.5 * float(hi.median() + lo.median())
-        if new == t:
-            break
-        t = new
-    return t

@@ -7,23 +7,41 @@ import pytest
 import torch
 
 from core.svd.undertrained import detect, reference_tokens, undertrained_tokens
-from tests.tiny_models import TEXT, make_tokenizer
 
 RESERVED = [f"<reserved_{i}>" for i in range(8)]
-#: Words of the tokenizer's corpus that the model never sees.
-DROPPED = ("king queen prince castle war army", "red blue yellow green colours paint the house")
+N_WORDS, N_PLANTED = 240, 24
+
+
+def _word_tokenizer() -> object:
+    """A word-level tokenizer over ``w0 .. w239`` plus an unknown and reserved tokens:
+    every word is one token that plain text reaches, so only the specials are
+    unreachable (as in a real vocabulary, where the trained tokens are the many)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, **{f"w{i}": i + 1 for i in range(N_WORDS)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    out = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")
+    out.add_special_tokens({"additional_special_tokens": RESERVED})
+    return out
 
 
 @pytest.fixture(scope="module")
 def planted() -> tuple[object, torch.Tensor, set[int]]:
+    """A tiny GPT-2 trained on random walks over a sparse bigram chain that never
+    visits ``N_PLANTED`` chosen words; returns the tokenizer, W_U and the ids seen."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    tok = make_tokenizer()
-    tok.add_special_tokens({"additional_special_tokens": RESERVED})
-    corpus = TEXT
-    for words in DROPPED:
-        corpus = corpus.replace(words, "")
-    ids = torch.tensor(tok(corpus * 30, add_special_tokens=False)["input_ids"])
+    tok = _word_tokenizer()
+    g = torch.Generator().manual_seed(0)
+    words = torch.arange(1, N_WORDS + 1)
+    used = words[torch.randperm(N_WORDS, generator=g)[N_PLANTED:]]
+    succ = used[torch.randint(0, len(used), (N_WORDS + 1, 4), generator=g)]
+    walk = [int(used[0])]
+    for _ in range(20000):
+        walk.append(int(succ[walk[-1], torch.randint(0, 4, (1,), generator=g)]))
+    ids = torch.tensor(walk)
     torch.manual_seed(0)
     cfg = GPT2Config(vocab_size=len(tok), n_positions=32, n_embd=64, n_layer=2, n_head=4)
     model = GPT2LMHeadModel(cfg)
@@ -31,7 +49,6 @@ def planted() -> tuple[object, torch.Tensor, set[int]]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
-    g = torch.Generator().manual_seed(0)
     for _ in range(300):
         start = torch.randint(0, len(ids) - 33, (16,), generator=g)
         batch = torch.stack([ids[s : s + 32] for s in start.tolist()])
@@ -40,7 +57,7 @@ def planted() -> tuple[object, torch.Tensor, set[int]]:
         loss.backward()
         opt.step()
     torch.set_num_threads(threads)
-    assert loss.item() < 2.0  # it did learn the text
+    assert loss.item() < 2.0  # it learnt the chain (uniform over 4 successors: ln 4 = 1.39)
     W_U = model.lm_head.weight.detach().T.clone()  # tied with the embedding
     return tok, W_U, set(ids.tolist())
 
@@ -48,8 +65,7 @@ def planted() -> tuple[object, torch.Tensor, set[int]]:
 def test_reference_set_is_the_special_and_reserved_tokens(planted) -> None:
     tok, W_U, _ = planted
     ref = reference_tokens(tok, W_U.shape[1])
-    want = {tok.convert_tokens_to_ids(t) for t in [*RESERVED, "<|endoftext|>"]}
-    # Byte-level BPE reaches every ordinary token, so only the added ones are unreachable.
+    want = {tok.convert_tokens_to_ids(t) for t in [*RESERVED, "<unk>"]}
     assert set(ref.nonzero().squeeze(1).tolist()) == want
 
 
@@ -61,7 +77,7 @@ def test_detector_finds_the_planted_tokens(planted) -> None:
     V = W_U.shape[1]
     never = torch.tensor([i not in seen for i in range(V)]) & ~ref
     trained = torch.tensor([i in seen for i in range(V)])
-    assert int(never.sum()) >= 20  # the planted set: tokens the training text never used
+    assert int(never.sum()) == N_PLANTED  # the planted set: words the training never used
     recall = float((found.under_trained & never).sum() / never.sum())
     false_rate = float((found.under_trained & trained).sum() / trained.sum())
     print(f"planted {int(never.sum())}: recall {recall:.2f}, trained flagged {false_rate:.3f}")
