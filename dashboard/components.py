@@ -12,6 +12,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,25 @@ def validate(sel: state.Selection, a: Analysis) -> tuple[state.Selection, list[s
     return fixed, errors
 
 
+_FIRST_HEAD = "sel._first_head_checked"
+
+
+def _first_head(sel: state.Selection, a: Analysis) -> state.Selection:
+    """``sel`` moved to the model's opening head when its registry entry asks for one
+    (see core/label/first_head.py for the measure); unchanged on any failure."""
+    entry = embedded.lookup(sel.model) or embedded.by_directory(sel.model)
+    if entry is None or not entry.first_head or "ov" not in available_kinds(a):
+        return sel
+    from core.label.first_head import first_head
+
+    try:
+        with st.spinner("Choosing the head to open on (once per model) ..."):
+            choice = first_head(a)
+    except CoreError:
+        return sel
+    return replace(sel, kind="ov", layer=choice.layer, head=choice.head, direction=None)
+
+
 def sidebar() -> tuple[state.Selection, Analysis | None]:
     """Draw the shared sidebar and return the (validated) selection and its analysis.
 
@@ -112,6 +132,10 @@ def sidebar() -> tuple[state.Selection, Analysis | None]:
     state.init()
     for msg in state.take_url_errors():
         st.error(msg)
+    # A session that starts without a component in its URL may open on a chosen head.
+    first_run = not st.session_state.get(_FIRST_HEAD)
+    st.session_state[_FIRST_HEAD] = True
+    choose_head = first_run and not any(p in st.query_params for p in ("kind", "layer", "head"))
     sel = state.current()
     with st.sidebar:
         st.subheader("Model")
@@ -146,6 +170,8 @@ def sidebar() -> tuple[state.Selection, Analysis | None]:
     sel, errors = validate(sel, a)
     for msg in errors:
         st.error(msg)
+    if choose_head:
+        sel = _first_head(sel, a)
     state.set_now(kind=sel.kind, layer=sel.layer, head=sel.head, direction=sel.direction)
     with st.sidebar:
         st.subheader("Matrix")

@@ -49,6 +49,8 @@ class EmbeddedModel:
         aliases: other specs that mean this model.
         gguf: where the weights come from when they are built at install (``None``:
             shipped in git).
+        first_head: the dashboard opens it on the late-layer OV head whose directions
+            read most like words (:mod:`core.label.first_head`) instead of L0 H0.
     """
 
     name: str
@@ -58,6 +60,7 @@ class EmbeddedModel:
     licence: str
     aliases: tuple[str, ...] = ()
     gguf: GGUFSource | None = None
+    first_head: bool = False
 
     @property
     def built(self) -> bool:
@@ -113,6 +116,7 @@ SMOLLM2 = EmbeddedModel(
         sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
         quantization="Q4_1",
     ),
+    first_head=True,
 )
 
 #: Every embedded model, in the order the picker lists them.
