@@ -141,3 +141,25 @@ def test_noise_table_is_the_rms_rounding_error(built) -> None:
     v = table["tensors"]["model.layers.0.self_attn.v_proj.weight"]
     o = table["tensors"]["model.layers.0.self_attn.o_proj.weight"]
     assert len(v["head_sigma"]) == CFG["n_kv"] and len(o["head_sigma"]) == CFG["n_heads"]
+
+
+def test_stamp_matches_only_the_recorded_hashes(tmp_path: Path) -> None:
+    import dataclasses
+
+    from core.model import embedded
+    from core.model.gguf import STAMP_FILE, WEIGHTS_FILE, sha256_file, stamp_ok
+
+    entry = dataclasses.replace(embedded.SMOLLM2, directory=tmp_path)
+    assert not stamp_ok(entry)  # missing
+    (tmp_path / WEIGHTS_FILE).write_bytes(b"weights")
+    stamp = {
+        "gguf_sha256": entry.gguf.sha256,
+        "safetensors_sha256": sha256_file(tmp_path / WEIGHTS_FILE),
+    }
+    (tmp_path / STAMP_FILE).write_text(json.dumps(stamp))
+    assert stamp_ok(entry)
+    (tmp_path / WEIGHTS_FILE).write_bytes(b"changed")
+    assert not stamp_ok(entry)  # the weights changed since the build
+    other = dataclasses.replace(entry, gguf=dataclasses.replace(entry.gguf, sha256="0" * 64))
+    (tmp_path / WEIGHTS_FILE).write_bytes(b"weights")
+    assert stamp_ok(entry) and not stamp_ok(other)  # a new pinned GGUF means a rebuild
