@@ -103,7 +103,7 @@ def analysis_from_weights(
         raw=raw,
         weights=weights,
         svd=svd,
-        tokens=token_table(tokenizer, raw.meta.d_vocab),
+        tokens=token_table(tokenizer, raw.meta.d_vocab, raw.W_U),
         model=model,
         from_cache=from_cache,
         persist=use_cache,
