@@ -97,7 +97,7 @@ def directions(
         raise SpecError(f"k must be at least 1, not {k}.")
     if n < 1:
         raise SpecError(f"n must be at least 1, not {n}.")
-    check_component(analysis.meta, kind, layer, head, analysis.weights.W_gate is not None)
+    check_component(analysis.meta, kind, layer, head, analysis.meta.gated)
     res = kind_result(analysis, kind, control)
     d = res.decomposition
     c = d.index(layer, (0 if kind in HEAD_KINDS else None) if control else head)
@@ -115,7 +115,7 @@ def directions(
             t = project_topk(dirs, W_sub, k, analysis.settings.vocab_chunk)
             tops = TopTokens(ids[t.top_idx], t.top_val, ids[t.bottom_idx], t.bottom_val)
         else:
-            tops = project_topk(dirs, analysis.weights.W_U, k, analysis.settings.vocab_chunk)
+            tops = project_topk(dirs, analysis.W_U, k, analysis.settings.vocab_chunk)
     return [
         Direction(
             index=i,
@@ -147,7 +147,7 @@ def filtered_unembed(
         ids = mask.nonzero().squeeze(1)
         if ids.numel() == 0:
             raise SpecError(f"No token passes the filters {', '.join(key)}; remove a filter.")
-        hit = (analysis.weights.W_U[:, ids].contiguous(), ids)
+        hit = (analysis.W_U[:, ids].contiguous(), ids)
         analysis._unembed_memo[key] = hit
     return hit
 

@@ -149,7 +149,7 @@ def run_shape(shape: str, opts: BenchOptions) -> dict[str, Any]:
         )
         t_tok, tokens = timed(lambda: token_table(model.tokenizer, meta.d_vocab), "cpu")
         out["token_table_s"] = t_tok
-        analysis = Analysis(settings, model.raw, weights, loaded, tokens, None, True)
+        analysis = Analysis.of(settings, model.raw, weights, loaded, tokens, None, True)
         out["grid_head_ms"], out["grid_head_cpu_ms"] = grid_head(analysis, opts.grid_heads)
         out.update(search_latency(analysis, model.tokenizer, opts.queries, opts.seed))
     out["peak_rss_mb"] = peak_rss_mb()

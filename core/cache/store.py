@@ -5,7 +5,11 @@ Layout: ``<cache_dir>/<model-slug>/<weights-hash>-<processing>/`` holding one
 the format version, the settings that shape the content, and the size and SHA-256 of
 every tensor file. The random controls are a second, optional part of the same entry
 (``<kind>.control.safetensors`` and ``controls.json``, same checks): they are built on
-first use, so a precompute does not pay for them. Each file is written to a temporary
+first use, so a precompute does not pay for them. The checkpoint part
+(``unembed.safetensors``, ``tokens.json`` and ``checkpoint.json``) is a third: the
+unembedding and embedding of the processed view, the token table, and the checkpoint's
+fingerprint (:mod:`core.model.fingerprint`), so that an entry can be found and answer
+queries without loading the model (:func:`find_by_fingerprint`). Each file is written to a temporary
 name and renamed, so a reader sees either a whole part or none; a part whose manifest
 or files do not check out is reported as invalid and rebuilt by the caller.
 """
@@ -24,14 +28,18 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch import Tensor
 
 from core.svd.decompose import Decomposition
 from core.errors import CacheError
-from core.svd.project import TopTokens
+from core.svd.project import TokenTable, TopTokens, token_table_from_strings
 from core.model.weights import ModelMeta
 
 FORMAT_VERSION = 2
 CONTROLS_MANIFEST = "controls.json"
+CHECKPOINT_MANIFEST = "checkpoint.json"
+UNEMBED_FILE = "unembed.safetensors"
+TOKENS_FILE = "tokens.json"
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,23 @@ class ModelSVD:
     k: int
     kinds: dict[str, KindResult]
     controls: dict[str, KindResult] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckpointPart:
+    """What answers queries in place of the loaded model (the entry's checkpoint part).
+
+    Attributes:
+        fingerprint: the checkpoint's fingerprint when the part was written.
+        W_U: the processed view's unembedding ``[d_model, d_vocab]``.
+        W_E: the embedding ``[d_vocab, d_model]``.
+        tokens: the token table.
+    """
+
+    fingerprint: str
+    W_U: Tensor
+    W_E: Tensor
+    tokens: TokenTable
 
 
 def slug(name: str) -> str:
@@ -188,6 +213,7 @@ def save(svd: ModelSVD, cache_dir: Path, settings_key: dict[str, Any]) -> Path:
     # The entry is invalid until rewritten, and controls of older content with it.
     (out / "meta.json").unlink(missing_ok=True)
     (out / CONTROLS_MANIFEST).unlink(missing_ok=True)
+    (out / CHECKPOINT_MANIFEST).unlink(missing_ok=True)
     files, index = _write_tables(out, {"kinds": svd.kinds})
     info = {
         **_manifest(svd.meta, svd.processing, settings_key),
@@ -291,6 +317,68 @@ def load_controls(
     out = entry_dir(cache_dir, meta, processing)
     info = _read_checked(out, CONTROLS_MANIFEST, meta, processing, settings_key)
     return _read_group(out, info, "controls")
+
+
+def save_checkpoint(
+    cache_dir: Path,
+    meta: ModelMeta,
+    processing: str,
+    settings_key: dict[str, Any],
+    part: CheckpointPart,
+) -> Path:
+    """Write the checkpoint part of an (existing) entry; returns the entry directory."""
+    out = entry_dir(cache_dir, meta, processing)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CHECKPOINT_MANIFEST).unlink(missing_ok=True)
+    tensors = {"W_U": part.W_U, "W_E": part.W_E}
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{UNEMBED_FILE}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().cpu().float().contiguous() for k, v in tensors.items()}, tmp)
+        os.replace(tmp, out / UNEMBED_FILE)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    table = {"raw": list(part.tokens.raw), "display": list(part.tokens.display)}
+    _atomic_write_bytes(out / TOKENS_FILE, json.dumps(table).encode())
+    files = {
+        f: {"size": (out / f).stat().st_size, "sha256": _sha256(out / f)}
+        for f in (UNEMBED_FILE, TOKENS_FILE)
+    }
+    info = {
+        **_manifest(meta, processing, settings_key),
+        "fingerprint": part.fingerprint,
+        "files": files,
+    }
+    _atomic_write_bytes(out / CHECKPOINT_MANIFEST, json.dumps(info, indent=1).encode())
+    return out
+
+
+def find_by_fingerprint(
+    cache_dir: Path, name: str, processing: str, settings_key: dict[str, Any], fingerprint: str
+) -> tuple[ModelSVD, CheckpointPart] | None:
+    """The valid entry of model ``name`` whose checkpoint part carries ``fingerprint``,
+    or ``None``: a miss, a stale entry or a damaged one (the caller loads the model).
+
+    Reads no weight of the model, only the entry (checked as :func:`load` does).
+    """
+    for mpath in sorted((Path(cache_dir) / slug(name)).glob(f"*-{processing}/{CHECKPOINT_MANIFEST}")):
+        try:
+            info = json.loads(mpath.read_text())
+            if info.get("fingerprint") != fingerprint:
+                continue
+            meta = ModelMeta(**info["model"])
+            svd = load(cache_dir, meta, processing, settings_key)
+            out = mpath.parent
+            _read_checked(out, CHECKPOINT_MANIFEST, meta, processing, settings_key)
+            t = load_file(str(out / UNEMBED_FILE))
+            table = json.loads((out / TOKENS_FILE).read_text())
+            tokens = token_table_from_strings(table["raw"], table["display"])
+            if t["W_U"].shape != (meta.d_model, meta.d_vocab) or len(tokens.raw) != meta.d_vocab:
+                continue
+        except (CacheError, OSError, ValueError, KeyError, TypeError):
+            continue
+        return svd, CheckpointPart(fingerprint, t["W_U"], t["W_E"], tokens)
+    return None
 
 
 def list_entries(cache_dir: Path) -> list[dict[str, Any]]:

@@ -310,6 +310,15 @@ def token_table(tokenizer: Any, d_vocab: int) -> TokenTable:
     display = [render_token(p or "", t) for p, t in zip(pieces, decoded)]
     # Partial UTF-8 sequences decode to U+FFFD; their byte form says more, so JSON gets it.
     raw = [t if "\ufffd" not in t else d.replace("␣", " ", 1) for t, d in zip(decoded, display)]
+    return token_table_from_strings(raw, display)
+
+
+def token_table_from_strings(raw: Sequence[str], display: Sequence[str]) -> TokenTable:
+    """The table of :func:`token_table` from its two string lists (as the cache keeps
+    them): the filter masks are computed from ``raw``.
+    """
+    if len(raw) != len(display):
+        raise ValueError("raw and display must list the same tokens")
     ascii_ok = [t.isascii() and t.isprintable() and bool(t.strip()) for t in raw]
     alpha_ok = [(t[1:] if t.startswith(" ") else t).isalpha() for t in raw]
     return TokenTable(
