@@ -37,7 +37,11 @@ def test_first_pages_on_a_warm_cache_load_no_model(dash_env, analysis) -> None:
     env = {**os.environ, **dash_env, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
         [sys.executable, "-c", _CHILD, APP, json.dumps(pages)],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=600,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])

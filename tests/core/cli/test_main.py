@@ -186,3 +186,29 @@ def test_precompute_builds_controls_only_when_asked(capsys, checkpoints, tmp_pat
     assert set(info["controls"]) == set(info["kinds"])
     assert info["controls"]["ov"][0] == 2  # one control per layer, not per head
     assert len(list(tmp_path.rglob("controls.json"))) == 1
+
+
+def test_device_cuda_without_cuda_is_one_sentence(capsys, checkpoints, tmp_path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    args = [
+        "directions",
+        "--model",
+        str(checkpoints["gpt2"]),
+        "--device",
+        "cuda",
+        "--cache-dir",
+        str(tmp_path),
+        "--matrix",
+        "ov",
+        "--layer",
+        "0",
+        "--head",
+        "0",
+    ]
+    code, out, err = run(capsys, *args)
+    assert code == 2 and out == ""
+    assert err.startswith("error: --device cuda was asked for, but CUDA is not available")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
