@@ -19,7 +19,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from core.cache import store
-from core.cache.build import build_controls, build_svd
+from core.cache.build import build_controls, build_first, build_svd
+from core.cache.fill import Fill
 from core.cache.store import KindResult, ModelSVD
 from core.errors import CacheError
 from core.model.fingerprint import fingerprint
@@ -150,6 +151,7 @@ class Analysis:
     source: ModelSource
     from_cache: bool = False
     persist: bool = True
+    fill: Fill | None = field(default=None, compare=False)
     # Memo of W_U restricted to each token filter's columns. Filling it never changes
     # what any query returns, so sharing one Analysis across sessions stays read-only.
     _unembed_memo: dict[tuple[str, ...], tuple[torch.Tensor, torch.Tensor]] = field(
@@ -177,6 +179,11 @@ class Analysis:
         """An analysis whose weights are in memory."""
         source = ModelSource.given(raw, weights, model)
         return cls(settings, svd, tokens, weights.W_U, weights.W_E, source, from_cache, persist)
+
+    @property
+    def filling(self) -> bool:
+        """Whether directions are still being projected in the background."""
+        return self.fill is not None and not self.fill.done.is_set()
 
     @property
     def meta(self) -> Any:
@@ -228,8 +235,19 @@ def analysis_from_weights(
     model: LoadedModel | None = None,
     progress: Progress = quiet,
     use_cache: bool = True,
+    background: bool = False,
+    fill_progress: Progress = quiet,
+    fingerprint: str | None = None,
 ) -> Analysis:
-    """Process, then read the cache entry or build (and write) it."""
+    """Process, then read the cache entry or build (and write) it.
+
+    With ``background`` a missing entry is built in two steps: the decompositions and
+    the first few directions of each component now (:func:`core.cache.build.build_first`),
+    the rest in a background thread (:attr:`Analysis.fill`, reporting to
+    ``fill_progress``), which writes the entry when done. Queries give the same answers
+    during the fill as after it. ``fingerprint`` (the checkpoint's) is written with the
+    entry so the next open needs no model.
+    """
     weights = process(raw, settings.processing)
     key = settings_key(settings)
     svd: ModelSVD | None = None
@@ -239,20 +257,41 @@ def analysis_from_weights(
         except CacheError:
             svd = None
     from_cache = svd is not None
-    if svd is None:
-        svd = build_svd(weights, settings, progress)
+    tokens = token_table(tokenizer, raw.meta.d_vocab)
+    if svd is not None or not background:
+        if svd is None:
+            svd = build_svd(weights, settings, progress)
+        a = Analysis.of(settings, raw, weights, svd, tokens, model, from_cache, use_cache)
         if use_cache:
-            store.save(svd, settings.cache_dir, key)
-    return Analysis.of(
-        settings,
-        raw,
-        weights,
-        svd,
-        token_table(tokenizer, raw.meta.d_vocab),
-        model,
-        from_cache=from_cache,
-        persist=use_cache,
-    )
+            _persist(a, fingerprint, entry=not from_cache)
+        return a
+    svd = build_first(weights, settings, progress)
+    a = Analysis.of(settings, raw, weights, svd, tokens, model, False, use_cache)
+
+    def done(filled: ModelSVD) -> None:
+        # Reads ``a`` when called: by then it is the analysis that holds the fill.
+        if use_cache:
+            _persist(a, fingerprint, entry=True)
+
+    fill = Fill(svd, weights.W_U, settings, done, fill_progress)
+    a = replace(a, fill=fill)
+    fill.start()
+    return a
+
+
+def _persist(a: Analysis, fingerprint: str | None, entry: bool) -> None:
+    """Write ``a``'s entry (when ``entry``), the controls it built, and its checkpoint
+    part (when the checkpoint has a ``fingerprint``).
+    """
+    s, key = a.settings, settings_key(a.settings)
+    if entry:
+        store.save(a.svd, s.cache_dir, key)
+        if a._controls_memo:  # built while the entry was filling; save() dropped the old
+            ctl = ModelSVD(a.meta, s.processing, a.svd.k, {}, dict(a._controls_memo))
+            store.save_controls(ctl, s.cache_dir, key)
+    if fingerprint is not None:
+        part = store.CheckpointPart(fingerprint, a.W_U, a.W_E, a.tokens)
+        store.save_checkpoint(s.cache_dir, a.meta, s.processing, key, part)
 
 
 def controls_ready(analysis: Analysis) -> bool:
@@ -296,10 +335,18 @@ def raw_weights(model: LoadedModel) -> ModelWeights:
         )
 
 
-def open_analysis(settings: Settings, progress: Progress = quiet) -> Analysis:
+def open_analysis(
+    settings: Settings,
+    progress: Progress = quiet,
+    background: bool = False,
+    fill_progress: Progress = quiet,
+) -> Analysis:
     """Return ``settings.model``'s analysis: from the cache alone when an entry matches the
     checkpoint's fingerprint (no model load), else load the model and read the entry by
     its weights' hash, building it if missing.
+
+    With ``background``, a missing entry is built as :func:`analysis_from_weights`
+    describes (first directions now, the rest in the background).
 
     Raises:
         ModelLoadError: the model cannot be loaded (the message says what to do).
@@ -322,9 +369,13 @@ def open_analysis(settings: Settings, progress: Progress = quiet) -> Analysis:
             return Analysis(settings, svd, part.tokens, part.W_U, part.W_E, lazy, True, True)
     loaded = _load(settings, None, progress)
     assert loaded.model is not None
-    a = analysis_from_weights(loaded.raw, loaded.model.tokenizer, settings, loaded.model, progress)
-    if fp is not None:
-        # Let the next open find the entry without loading the model.
-        part = store.CheckpointPart(fp, a.W_U, a.W_E, a.tokens)
-        store.save_checkpoint(settings.cache_dir, a.meta, settings.processing, key, part)
-    return a
+    return analysis_from_weights(
+        loaded.raw,
+        loaded.model.tokenizer,
+        settings,
+        loaded.model,
+        progress,
+        background=background,
+        fill_progress=fill_progress,
+        fingerprint=fp,  # lets the next open find the entry without loading the model
+    )

@@ -43,6 +43,8 @@ def _search(args: argparse.Namespace) -> Any:
     if args.k < 1:
         raise ArgError(f"--k must be at least 1, not {args.k}.")
     kinds = _kinds(args.matrices)
+    # Not in the background: the index's thresholds read the filled ends (see
+    # core.cache.fill), so the command's answer is the one a filled cache gives.
     a = open_from_args(args)
     index = build_index(a, kinds)
     res = search(index, args.query, args.embed, args.threshold, args.top, kinds, args.k)

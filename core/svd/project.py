@@ -193,6 +193,7 @@ def orient(
     k: int,
     n_project: int | None,
     chunk: int = 16384,
+    start: int = 0,
 ) -> tuple[Decomposition, TopTokens]:
     """Fix each direction's sign and project the first ``n_project`` of each component.
 
@@ -200,19 +201,25 @@ def orient(
     positive (so ``top`` is the stronger end). Directions beyond ``n_project`` are not projected; their sign
     makes the largest-magnitude entry of the residual-side vector positive.
 
+    With ``start > 0`` the first ``start`` directions are taken as already oriented (a
+    previous call with ``n_project=start``) and only directions ``start .. n_project-1``
+    are projected: two calls give the signs and ends of one.
+
     Returns the re-signed decomposition and the top tokens with shape
-    ``[comp * n_project, k]`` (component-major).
+    ``[comp * (n_project - start), k]`` (component-major).
     """
     dirs = decomposition.directions  # [C, d, r]
     C, d, r = dirs.shape
     n = r if n_project is None else min(n_project, r)
+    start = min(max(start, 0), n)
     signs = torch.ones(C, r, dtype=dirs.dtype, device=dirs.device)
-    # Fallback rule for every direction, then the token rule overrides the projected ones.
-    amax = dirs.abs().argmax(dim=1, keepdim=True)  # [C, 1, r]
-    signs = torch.where(dirs.gather(1, amax)[:, 0, :] < 0, -signs, signs)
-    flat = dirs[:, :, :n].permute(0, 2, 1).reshape(C * n, d)
+    if start == 0:
+        # Fallback rule for every direction, then the token rule overrides the projected ones.
+        amax = dirs.abs().argmax(dim=1, keepdim=True)  # [C, 1, r]
+        signs = torch.where(dirs.gather(1, amax)[:, 0, :] < 0, -signs, signs)
+    flat = dirs[:, :, start:n].permute(0, 2, 1).reshape(C * (n - start), d)
     flip, tops = token_signs(flat, W_U, k, chunk)
-    signs[:, :n] = torch.where(flip.reshape(C, n), -1.0, 1.0).to(signs.dtype)
+    signs[:, start:n] = torch.where(flip.reshape(C, n - start), -1.0, 1.0).to(signs.dtype)
     return decomposition.with_signs(signs), tops
 
 

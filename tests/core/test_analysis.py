@@ -113,7 +113,25 @@ def test_cached_cli_answers_without_the_model_and_agrees(
     child = _child(commands)
     assert child["modules"] == []
     assert [code for code, _ in child["outs"]] == [0, 0, 0]
-    assert [out for _, out in child["outs"]] == loaded
+    for (_, out), ref in zip(child["outs"], loaded):
+        _close(json.loads(out), json.loads(ref))
+
+
+def _close(a, b) -> None:
+    """Equal JSON, floats to float32 rounding: the first call projected the grid's rows
+    on demand while the entry was filling, the cached call reads the filled entry."""
+    if isinstance(a, float) or isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-5, abs=1e-7)
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b)
+        for x, y in zip(a, b):
+            _close(x, y)
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys()
+        for k in a:
+            _close(a[k], b[k])
+    else:
+        assert a == b
 
 
 def test_cached_analysis_loads_the_model_only_when_asked(ckpt: Path, tmp_path: Path) -> None:
