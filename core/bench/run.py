@@ -116,9 +116,11 @@ def run_shape(shape: str, opts: BenchOptions) -> dict[str, Any]:
             put(out, "floor_openblas", runs_np)
         del dirs_d, W_U, dirs, svd  # the loaded entry below stands in for svd
 
-        loop = [svdinterpreter_loop(model, ref_layers) for _ in range(opts.repeat)]
+        dev = opts.device
+        loop = [svdinterpreter_loop(model, ref_layers, device=dev) for _ in range(opts.repeat)]
         put(out, "svdinterpreter_loop", loop, scale)
-        put(out, "dense_ov", [dense_ov(weights, ref_layers) for _ in range(opts.repeat)], scale)
+        dense = [dense_ov(weights, ref_layers, dev) for _ in range(opts.repeat)]
+        put(out, "dense_ov", dense, scale)
         from core.svd.decompose import decompose_kind
 
         fac = [clocked(lambda: decompose_kind(weights, "ov", 1e-3), "cpu")[:2] for _ in range(3)]
