@@ -140,7 +140,8 @@ def user_waits(
                 out["cached_search_cli_s"] / out["import_torch_s"]
             )
 
-        a = open_analysis(Settings(model=model, cache_dir=Path(cache), device=device))
+        s = Settings(model=model, cache_dir=Path(cache), device=device)  # type: ignore[arg-type]
+        a = open_analysis(s)
         out["search_from_cache_without_model"] = not a.source.loaded
         out.update(search_latency(a, a.tokenizer, queries, seed=0))
     out["load_avg_end"] = os.getloadavg()[0]
