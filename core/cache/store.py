@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -260,10 +261,19 @@ def _read_checked(
         raise CacheError(f"The cache entry {out} was built from other weights.")
     if info.get("processing") != processing or info.get("settings") != settings_key:
         raise CacheError(f"The cache entry {out} was built with other settings.")
-    for fname, f in info.get("files", {}).items():
+    files = info.get("files", {})
+    for fname, f in files.items():
         p = out / fname
-        if not p.is_file() or p.stat().st_size != f["size"] or _sha256(p) != f["sha256"]:
+        if not p.is_file() or p.stat().st_size != f["size"]:
             raise CacheError(f"The cache file {p} is missing, truncated or corrupted.")
+    # hashlib releases the GIL on big blocks: the files hash in parallel, and the
+    # hashing is most of a cached answer's time (0.33 s of 0.52 s for SmolLM2-135M).
+    names = sorted(files, key=lambda n: -int(files[n]["size"]))
+    with ThreadPoolExecutor(max_workers=max(1, min(len(names), os.cpu_count() or 1))) as pool:
+        digests = dict(zip(names, pool.map(lambda n: _sha256(out / n), names)))
+    for fname, f in files.items():
+        if digests[fname] != f["sha256"]:
+            raise CacheError(f"The cache file {out / fname} is missing, truncated or corrupted.")
     return info
 
 
