@@ -53,7 +53,8 @@ def file_tokenizer(directory: Path | str) -> FileTokenizer | None:
     if cfg.is_file():
         try:
             conf = json.loads(cfg.read_text())
-            prefix = _prefix_spaces(json.loads(path.read_text()).get("pre_tokenizer"))
+            pre = tok.pre_tokenizer  # its own JSON: parsing all of tokenizer.json costs more
+            prefix = _prefix_spaces(None if pre is None else json.loads(pre.__getstate__()))
         except (OSError, ValueError, AttributeError):
             return None
         # transformers rewrites the pre-tokenizer when the config's add_prefix_space
