@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.cache import store
 from core.analysis import analysis_from_weights, raw_weights, settings_key
+from core.cache import store
 from core.errors import CacheError
 from core.model.loading import load_model
 from core.settings import Settings
@@ -75,7 +75,6 @@ def test_controls_are_built_on_first_use_then_read(model, tmp_path: Path, monkey
 
 def test_damaged_controls_are_rebuilt_and_keep_the_entry(model, tmp_path: Path) -> None:
     import core.analysis as analysis
-    import core.query as query
 
     a = _build(model, tmp_path)
     want = {k: r.decomposition.S for k, r in analysis.controls(a).items()}
@@ -97,7 +96,6 @@ def test_controls_are_built_once_for_concurrent_sessions(model, tmp_path: Path, 
     import threading
 
     import core.analysis as analysis
-    import core.query as query
 
     a = _build(model, tmp_path)
     real, calls = analysis.build_controls, []
@@ -118,7 +116,6 @@ def test_controls_are_built_once_for_concurrent_sessions(model, tmp_path: Path, 
 
 def test_rebuilding_an_entry_drops_its_old_controls(model, tmp_path: Path) -> None:
     import core.analysis as analysis
-    import core.query as query
 
     a = _build(model, tmp_path, k=10)
     analysis.controls(a)
