@@ -163,10 +163,12 @@ def _kind_from_tensors(
         degenerate=t["degenerate"].bool(),
         control=control,
     )
+    # Token ids stay int32 as stored: widening every kind's ends to int64 was a third of
+    # a cached answer's time (indexing takes int32 ids as they are).
     tops = TopTokens(
-        top_idx=t["top_idx"].long(),
+        top_idx=t["top_idx"],
         top_val=t["top_val"],
-        bottom_idx=t["bottom_idx"].long(),
+        bottom_idx=t["bottom_idx"],
         bottom_val=t["bottom_val"],
     )
     return KindResult(d, tops, n_projected)
