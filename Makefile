@@ -9,7 +9,7 @@ OPEN   ?= smollm2-135m
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install run test check bench precompute demo-model format clean-cache
+.PHONY: install run test check bench bench-gpu gpu-wheels precompute demo-model format clean-cache
 
 $(STAMP): requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -40,6 +40,17 @@ check: install
 
 bench: install
 	$(PY) -m core bench --json
+
+# On a GPU machine with torch and transformers only: see scripts/gpu_bench.sh.
+bench-gpu:
+	scripts/gpu_bench.sh
+
+# The wheels bench-gpu installs where TransformerLens is missing (Python 3.12, x86-64).
+GPU_WHEELS := transformer-lens==4.3.0 datasets==5.2.0 multiprocess==0.70.19 dill==0.4.1
+gpu-wheels: install
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+	  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+	  --platform manylinux2014_x86_64 -d .whl $(GPU_WHEELS)
 
 # Rebuild the embedded demo model (needs: apt-get install dict-gcide wordnet-base fortunes).
 # PRESET=gpu on a GPU machine is the intended model; the shipped weights are the cpu preset.

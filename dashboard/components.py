@@ -28,7 +28,7 @@ from dashboard import loaders, state
 
 def available_kinds(a: Analysis) -> list[str]:
     """Matrix kinds this model has and its cache entry holds, in display order."""
-    return [k for k in a.weights.kinds() if k in a.svd.kinds]
+    return [k for k in a.kinds() if k in a.svd.kinds]
 
 
 def _model_label(spec: str) -> str:

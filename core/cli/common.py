@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,8 +49,28 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
     return Settings(**fields)
 
 
+def log_progress() -> Callable[[float, str], None]:
+    """A progress callback printing one line on stderr per stage (each new message), with
+    the seconds since it was made: what a log or a pipe shows where a bar cannot draw.
+    """
+    t0 = time.perf_counter()
+    last: list[str] = []
+
+    def update(frac: float, msg: str) -> None:
+        if last and last[0] == msg:
+            return
+        last[:] = [msg]
+        print(f"[{time.perf_counter() - t0:7.1f} s] {msg}", file=sys.stderr, flush=True)
+
+    return update
+
+
 def tqdm_progress() -> Callable[[float, str], None]:
-    """A progress callback drawing a tqdm bar on stderr."""
+    """A progress callback drawing a tqdm bar on stderr, or log lines when stderr is not
+    a terminal (:func:`log_progress`).
+    """
+    if not sys.stderr.isatty():
+        return log_progress()
     from tqdm import tqdm
 
     bar = tqdm(
@@ -57,7 +78,6 @@ def tqdm_progress() -> Callable[[float, str], None]:
         file=sys.stderr,
         leave=False,
         bar_format="{bar:20}| {desc}",
-        disable=not sys.stderr.isatty(),
     )
 
     def update(frac: float, msg: str) -> None:
@@ -70,11 +90,17 @@ def tqdm_progress() -> Callable[[float, str], None]:
     return update
 
 
-def open_from_args(args: argparse.Namespace, **extra: Any) -> Any:
-    """Open the analysis the common options name, with a progress bar on stderr."""
+def open_from_args(args: argparse.Namespace, background: bool = False, **extra: Any) -> Any:
+    """Open the analysis the common options name, with a progress bar on stderr.
+
+    With ``background`` a missing cache entry is built as far as the first directions,
+    the command answers, and the process writes the rest of the entry before it exits
+    (one progress line per stage on stderr).
+    """
     from core.analysis import open_analysis
 
-    return open_analysis(settings_from_args(args, **extra), tqdm_progress())
+    settings = settings_from_args(args, **extra)
+    return open_analysis(settings, tqdm_progress(), background, log_progress())
 
 
 def print_table(rows: Sequence[dict[str, Any]]) -> None:

@@ -22,7 +22,7 @@ def _run(args: argparse.Namespace) -> Any:
         raise ArgError(f"--k must be at least 1, not {args.k}.")
     if args.n < 1:
         raise ArgError(f"--n must be at least 1, not {args.n}.")
-    a = open_from_args(args)
+    a = open_from_args(args, background=True)
     rows = directions(a, args.matrix, args.layer, args.head, args.n, args.k, args.filter or ())
     if args.json:
         return [r.to_json() for r in rows]

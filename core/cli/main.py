@@ -47,4 +47,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(result, indent=None if getattr(args, "json", False) else 1))
     else:
         print_table(result)
+    # The answer now: a background fill may keep the process busy writing the cache.
+    sys.stdout.flush()
     return 0

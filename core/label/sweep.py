@@ -126,7 +126,7 @@ def token_sets(
     """``(layer, head, index, top k raw tokens)`` for the first ``n`` directions of each
     component. A control has one component per layer (reported with head ``None``).
     """
-    has_gate = analysis.weights.W_gate is not None
+    has_gate = analysis.meta.gated
     kind_result(analysis, kind, control)
     per_head = kind in HEAD_KINDS
     for layer in layers:

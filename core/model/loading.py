@@ -63,6 +63,17 @@ def resolve_model(spec: str) -> str:
     return spec
 
 
+def locate_model(spec: str) -> str:
+    """The directory (or, when the hub is reachable, the hub id) that ``spec`` loads from:
+    :func:`resolve_model`, then a hub id's complete local snapshot where there is one.
+
+    Raises:
+        ModelLoadError: no such directory, or a hub id neither cached nor reachable.
+    """
+    source = resolve_model(spec)
+    return source if Path(source).is_dir() else _local_snapshot(source)
+
+
 def load_model(settings: Settings) -> LoadedModel:
     """Load ``settings.model`` on ``settings.torch_device()`` in float32.
 
@@ -72,9 +83,7 @@ def load_model(settings: Settings) -> LoadedModel:
     """
     from transformer_lens.model_bridge import TransformerBridge
 
-    source = resolve_model(settings.model)
-    if not Path(source).is_dir():
-        source = _local_snapshot(source)
+    source = locate_model(settings.model)
     device = settings.torch_device()
     from transformers.utils import logging as hf_logging
 

@@ -40,6 +40,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from core.errors import SpecError
+from core.svd.decompose import sym_eigh
 
 #: Query methods, default first.
 METHODS: tuple[str, ...] = ("token", "ridge", "pinv", "embed")
@@ -274,9 +275,9 @@ def build_embedder(
         total += block.sum(dim=1)
     mean_u = total / V
     Gc = G - V * torch.outer(mean_u, mean_u)
-    ev, Q = torch.linalg.eigh(G)
+    ev, Q = sym_eigh(G)
     pinv_op = _sym_inverse(ev.clamp_min(0), Q, 0.0, PINV_RCOND)
-    evc, Qc = torch.linalg.eigh(Gc)
+    evc, Qc = sym_eigh(Gc)
     evc = evc.clamp_min(0)
     ridge_op = _sym_inverse(evc, Qc, ridge * float(evc.mean()), None if ridge > 0 else PINV_RCOND)
     dtype = W_U.dtype

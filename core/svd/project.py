@@ -193,6 +193,7 @@ def orient(
     k: int,
     n_project: int | None,
     chunk: int = 16384,
+    start: int = 0,
 ) -> tuple[Decomposition, TopTokens]:
     """Fix each direction's sign and project the first ``n_project`` of each component.
 
@@ -200,19 +201,25 @@ def orient(
     positive (so ``top`` is the stronger end). Directions beyond ``n_project`` are not projected; their sign
     makes the largest-magnitude entry of the residual-side vector positive.
 
+    With ``start > 0`` the first ``start`` directions are taken as already oriented (a
+    previous call with ``n_project=start``) and only directions ``start .. n_project-1``
+    are projected: two calls give the signs and ends of one.
+
     Returns the re-signed decomposition and the top tokens with shape
-    ``[comp * n_project, k]`` (component-major).
+    ``[comp * (n_project - start), k]`` (component-major).
     """
     dirs = decomposition.directions  # [C, d, r]
     C, d, r = dirs.shape
     n = r if n_project is None else min(n_project, r)
+    start = min(max(start, 0), n)
     signs = torch.ones(C, r, dtype=dirs.dtype, device=dirs.device)
-    # Fallback rule for every direction, then the token rule overrides the projected ones.
-    amax = dirs.abs().argmax(dim=1, keepdim=True)  # [C, 1, r]
-    signs = torch.where(dirs.gather(1, amax)[:, 0, :] < 0, -signs, signs)
-    flat = dirs[:, :, :n].permute(0, 2, 1).reshape(C * n, d)
+    if start == 0:
+        # Fallback rule for every direction, then the token rule overrides the projected ones.
+        amax = dirs.abs().argmax(dim=1, keepdim=True)  # [C, 1, r]
+        signs = torch.where(dirs.gather(1, amax)[:, 0, :] < 0, -signs, signs)
+    flat = dirs[:, :, start:n].permute(0, 2, 1).reshape(C * (n - start), d)
     flip, tops = token_signs(flat, W_U, k, chunk)
-    signs[:, :n] = torch.where(flip.reshape(C, n), -1.0, 1.0).to(signs.dtype)
+    signs[:, start:n] = torch.where(flip.reshape(C, n - start), -1.0, 1.0).to(signs.dtype)
     return decomposition.with_signs(signs), tops
 
 
@@ -326,8 +333,6 @@ def token_table(
     display = [render_token(p or "", t) for p, t in zip(pieces, decoded)]
     # Partial UTF-8 sequences decode to U+FFFD; their byte form says more, so JSON gets it.
     raw = [t if "\ufffd" not in t else d.replace("␣", " ", 1) for t, d in zip(decoded, display)]
-    ascii_ok = [t.isascii() and t.isprintable() and bool(t.strip()) for t in raw]
-    alpha_ok = [(t[1:] if t.startswith(" ") else t).isalpha() for t in raw]
     trained = None
     if W_U is not None:
         from core.svd.undertrained import detect, reference_tokens
@@ -335,6 +340,19 @@ def token_table(
         ref = reference_tokens(tokenizer, d_vocab, texts=decoded[: len(ids)])
         if int(ref.sum()) >= 2:
             trained = detect(W_U, ref).trained
+    return token_table_from_strings(raw, display, trained)
+
+
+def token_table_from_strings(
+    raw: Sequence[str], display: Sequence[str], trained: Bool[Tensor, " d_vocab"] | None = None
+) -> TokenTable:
+    """The table of :func:`token_table` from its two string lists and its ``trained``
+    mask (as the cache keeps them): the other filter masks are computed from ``raw``.
+    """
+    if len(raw) != len(display):
+        raise ValueError("raw and display must list the same tokens")
+    ascii_ok = [t.isascii() and t.isprintable() and bool(t.strip()) for t in raw]
+    alpha_ok = [(t[1:] if t.startswith(" ") else t).isalpha() for t in raw]
     return TokenTable(
         raw=tuple(raw),
         display=tuple(display),

@@ -44,6 +44,12 @@ if a is not None:
         )
         st.subheader("Cache")
         st.caption(f"Cache folder: `{state.cache_dir()}`")
+        if a.fill is not None and a.filling:
+            st.info(
+                f"Every page works now; the directions past the first few of each component "
+                f"are being projected in the background ({a.fill.generation} of "
+                f"{a.fill.total} matrix kinds done), and the entry is written when they are."
+            )
         cached = overview.cache_frame(state.cache_dir())
         if cached.empty:
             st.info("The cache is empty; opening a model builds its entry.")

@@ -218,6 +218,14 @@ def test_empty_cache_dir_is_built_with_progress(tmp_path, monkeypatch, dash_env)
     monkeypatch.setenv("SVDLENS_CACHE_DIR", str(tmp_path / "fresh-cache"))
     at = app(script=page("overview").script)
     assert not at.exception and errors(at) == []
+    # The page came up after the first directions; the entry is written by the
+    # background fill (core.cache.fill), then listed.
+    from dashboard import loaders, state
+
+    slot = loaders._slot(state.default_model(), "post", str(state.cache_dir()))
+    assert slot.value is not None and slot.value.fill is not None
+    assert slot.value.fill.wait(120) and slot.value.fill.error is None
+    at.run()
     cache = table(at, 2)
     assert len(cache) == 1 and str(tmp_path) in cache["path"].iloc[0]
 
