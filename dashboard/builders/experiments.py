@@ -54,7 +54,19 @@ def truncation_chart(df: pd.DataFrame) -> alt.Chart:
                 scale=alt.Scale(domain=[min(-0.25, float(df["recovered"].min())), 1.05]),
             ),
             color=alt.Color("layer:O", title="layer"),
-            strokeDash=alt.StrokeDash("method:N", title=None, legend=alt.Legend(orient="bottom")),
+            strokeDash=alt.StrokeDash(
+                "method:N",
+                title=None,
+                # Solid for the singular directions, dashed for the random baseline.
+                scale=alt.Scale(domain=[SVD, RANDOM], range=[[1, 0], [5, 4]]),
+                legend=alt.Legend(
+                    orient="bottom",
+                    symbolType="stroke",
+                    symbolStrokeColor="gray",
+                    symbolStrokeWidth=2,
+                    labelLimit=300,
+                ),
+            ),
             tooltip=["layer", "k", "method", alt.Tooltip("recovered:Q", format=".3f"), "loss"],
         )
         .properties(height=360)
