@@ -45,6 +45,14 @@ def grid_frames(dirs: list[Direction], end: str = "top") -> tuple[pd.DataFrame, 
     return pd.DataFrame(tokens, index=index), pd.DataFrame(values, index=index)
 
 
+def shown_directions(dirs: list[Direction], n: int, highlight: int | None) -> list[Direction]:
+    """The first ``n`` of ``dirs`` (ordered by index), with direction ``highlight``
+    moved to the front (also when its index is ``n`` or more), so that the direction a
+    search hit or a link points at is the first column without scrolling."""
+    first = [d for d in dirs if d.index == highlight]
+    return first + [d for d in dirs[:n] if d.index != highlight]
+
+
 def _cell_css(v: float, scale: float) -> str:
     if pd.isna(v) or scale <= 0:
         return ""
