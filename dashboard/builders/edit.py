@@ -282,7 +282,10 @@ def comparison_frame(
         if m.after_index is not None and m.after_index in after:
             row["top_after"], row["bottom_after"] = _ends(after[m.after_index])
         rows.append(row)
-    df = pd.DataFrame(rows)
+    # The status first: the before/after table is wide and its token columns scroll.
+    cols = ["index", "sigma", "status", "after", "sigma_after", "cosine",
+            "top", "bottom", "top_after", "bottom_after"]  # fmt: skip
+    df = pd.DataFrame(rows, columns=cols)
     if len(df):
         df["after"] = df["after"].astype("Int64")
     return df

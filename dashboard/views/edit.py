@@ -102,6 +102,7 @@ if len(edits):
         help="A Hugging Face checkpoint folder (weights, config, tokenizer and the edit "
         "list), built in a temporary folder when you click.",
     )
+st.caption(f"Current edits ({len(edits)}): `{edits.spec()}`" if len(edits) else "No edits yet.")
 st.dataframe(eb.edits_frame(edits), hide_index=True, key="edit.table")
 
 # ----------------------------------------------------------------- measure
