@@ -65,7 +65,7 @@ what = f"random control for {sel.label()}" if control else sel.label()
 st.subheader(what)
 if highlight is not None:
     st.info(
-        f"Highlighting direction #{highlight} (first column, outlined in orange) on the "
+        f"Highlighting direction #{highlight} (first column, in bold) on the "
         f"{grid.ENDS[end]}."
     )
 tokens, values = grid.grid_frames(dirs, end)
