@@ -317,7 +317,8 @@ class LLMLabeller:
     @property
     def name(self) -> str:
         """The labeller name its verdicts are stored under, ``llm:<model>``
-        (:func:`core.label.store.llm_labeller`): two models' runs are kept apart."""
+        (:func:`core.label.store.llm_labeller`): two models' runs are kept apart.
+        """
         from core.label.store import llm_labeller
 
         return llm_labeller(self.client.settings.model)

@@ -208,6 +208,11 @@ def test_search_hit_edit_and_shared_link(browser: Any, demo_server: str, tmp_pat
     compare.wait_for(timeout=LOAD_MS)
     assert "removed" in compare.locator('[role="gridcell"]').all_text_contents()
     assert page.get_by_role("button", name="Download the edited model (.zip)").count() == 1
+    shot(page, "edit-removed")
+    # The app scrolls inside its main block: bring each part into view for its shot.
+    page.locator('[data-testid="stMain"] h3', has_text="Target").first.scroll_into_view_if_needed()
+    shot(page, "edit-target-and-specificity")
+    page.get_by_text("Directions before → after").scroll_into_view_if_needed()
     shot(page, "edit-before-after")
     # 7. The copied URL in a fresh browser context: the same view, edits included.
     url = page.url
