@@ -135,7 +135,7 @@ for name, frame, build in (
         chart_event = st.altair_chart(
             build(frame, threshold), key=f"search.{name}", on_select="rerun"
         )
-        picked = sb.picked_cell((chart_event or {}).get("selection"))
+        picked = sb.picked_cell(chart_event["selection"] if chart_event else None)
         if picked is not None:
             kind, layer, head, direction, end = picked
             state.open_component(kind, layer, head, direction, end=end)

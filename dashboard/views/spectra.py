@@ -69,7 +69,7 @@ for side, panel in zip((False, True), panels):
         on_select="rerun",
         selection_mode=spectra.PICK,
     )
-    picked = spectra.picked_point((event or {}).get("selection"), sel.kind)
+    picked = spectra.picked_point(event["selection"] if event else None, sel.kind)
     if picked is not None:
         state.open_component(*picked)
 df = loaders.cached_table(
