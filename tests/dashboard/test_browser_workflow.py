@@ -238,3 +238,46 @@ def test_search_hit_edit_and_shared_link(browser: Any, demo_server: str, tmp_pat
     finally:
         fresh.context.close()
         context.close()
+
+
+def hover_until(page: Any, chart: Any, needle: str) -> tuple[float, float, str]:
+    """Move the pointer over ``chart`` until Vega's tooltip contains ``needle``; returns
+    the position and the tooltip (marks are drawn on a canvas, so no selector reaches
+    them)."""
+    bb = chart.bounding_box()
+    for dy in range(20, int(bb["height"]), 8):
+        for dx in range(20, int(bb["width"]), 8):
+            x, y = bb["x"] + dx, bb["y"] + dy
+            page.mouse.move(x, y)
+            tip = page.locator("#vg-tooltip-element")
+            text = tip.inner_text() if tip.count() and tip.is_visible() else ""
+            if needle in text:
+                return x, y, text
+    raise AssertionError(f"no mark with {needle!r} in its tooltip")
+
+
+def test_heatmap_cell_opens_its_component(browser: Any, demo_server: str, tmp_path: Path) -> None:
+    shot = Shots(tmp_path)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(f"{demo_server}/{SEARCH.url_path}?q=the%2C+a")
+        settle(page)
+        page.get_by_text("matches of").wait_for(timeout=LOAD_MS)
+        settle(page)
+        chart = page.locator('[data-testid="stVegaLiteChart"]').first
+        chart.scroll_into_view_if_needed()
+        x, y, tip = hover_until(page, chart, "head")
+        cell = dict(re.findall(r"(layer|head|direction|cosine)\s+([+\-\d.]+)", tip))
+        shot(page, "heatmap-hover")
+        page.mouse.click(x + 3, y + 3)
+        page.wait_for_url(f"**/{GRID.url_path}?**", timeout=LOAD_MS)
+        settle(page)
+        no_errors(page)
+        for name, param in (("layer", "layer"), ("head", "head"), ("direction", "dir")):
+            assert f"{param}={cell[name]}" in page.url, (cell, page.url)
+        end = "negative end" if cell["cosine"].startswith("-") else "positive end"
+        info = page.locator('[data-testid="stAlertContentInfo"]').first.inner_text()
+        assert f"#{cell['direction']}" in info and end in info
+        shot(page, "heatmap-cell-on-grid")
+    finally:
+        page.close()
