@@ -33,7 +33,7 @@ from core.settings import DEFAULT_CACHE_DIR, HEAD_KINDS, REPO_ROOT
 
 from dashboard.builders.names import component_label
 from dashboard.registry import page as registry_page
-from dashboard.viewstate import GridView, SearchQuery, SpectraView
+from dashboard.viewstate import EditHistory, GridView, LastSearch, SearchQuery, SpectraView
 
 _FIELDS = ("model", "processing", "kind", "layer", "head", "direction")
 _PENDING = "sel._pending"
@@ -300,36 +300,6 @@ def set_spectra_view(view: SpectraView) -> None:
     sync_url()
 
 
-@dataclass(frozen=True)
-class LastSearch:
-    """A query the search page ran, for the edit page's "remove all matches" and for the
-    search page's widgets when the user comes back.
-
-    Attributes:
-        model, processing: what it searched (the edit page ignores it for another model).
-        spec: the query and its options.
-    """
-
-    model: str
-    processing: str
-    spec: SearchQuery
-
-    @property
-    def query(self) -> str:
-        """The comma-separated concepts."""
-        return self.spec.query
-
-    @property
-    def threshold(self) -> float:
-        """The least ``|cosine|`` of a match."""
-        return self.spec.threshold
-
-    @property
-    def top(self) -> int | None:
-        """The most matches kept, best first."""
-        return self.spec.top
-
-
 def record_search(search: LastSearch | None) -> None:
     """Remember ``search`` as this session's last query (``None``: forget it) and write
     it to the URL."""
@@ -368,40 +338,6 @@ def _views_from_params(sel: Selection, params: dict[str, Any], errors: list[str]
             errors.append(f"The URL's edits could not be read ({exc}); starting without edits.")
         else:
             ss[_EDIT_HISTORY] = EditHistory(sel.model, sel.processing).push(edits)
-
-
-@dataclass(frozen=True)
-class EditHistory:
-    """The edit sets a session has had, oldest first; the last is current.
-
-    ``model`` and ``processing`` say what the indices refer to: edits made under one
-    processing mean other directions under the other, so a change of either resets.
-    """
-
-    model: str
-    processing: str
-    states: tuple[EditSet, ...] = (EditSet(),)
-
-    @property
-    def current(self) -> EditSet:
-        return self.states[-1]
-
-    def push(self, edits: EditSet) -> EditHistory:
-        """A history with ``edits`` as the new current set (no-op if unchanged)."""
-        if edits == self.current:
-            return self
-        return EditHistory(self.model, self.processing, (*self.states, edits))
-
-    def undo(self) -> EditHistory:
-        """The history one step back (the first, empty state stays)."""
-        return EditHistory(self.model, self.processing, self.states[:-1] or (EditSet(),))
-
-    def reset(self) -> EditHistory:
-        """Back to no edits (one step, so it can be undone too)."""
-        return self.push(EditSet())
-
-    def matches(self, model: str, processing: str) -> bool:
-        return (self.model, self.processing) == (model, processing)
 
 
 def edit_history(sel: Selection) -> tuple[EditHistory, int]:

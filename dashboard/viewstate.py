@@ -3,8 +3,9 @@
 :mod:`dashboard.state` keeps one value of each class in the session and writes them to
 the URL beside the :class:`~dashboard.state.Selection`, so a shared link reproduces the
 whole view: the grid's options (:class:`GridView`), the spectra overlay
-(:class:`SpectraView`), the last search (:class:`SearchQuery`) and the edit set (its
-spec, ``edits=``). Each ``to_params`` writes only values that differ from the default,
+(:class:`SpectraView`), the last search (:class:`SearchQuery`, kept with the model it
+ran on as :class:`LastSearch`) and the edit set (:class:`EditHistory`; its current
+spec in the URL as ``edits=``). Each ``to_params`` writes only values that differ from the default,
 so a plain view keeps a short URL; each ``from_params`` reads what it can and appends one
 sentence per unreadable value to ``errors`` (the value then falls back to its default).
 """
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from core.edit import EditSet
 from core.search.embed import DEFAULT_METHOD, METHODS
 from core.search.engine import DEFAULT_THRESHOLD, DEFAULT_TOP
 
@@ -181,3 +183,67 @@ class SearchQuery:
             kinds=None if kinds is None else _list(kinds),
             method=_choice(params, "method", METHODS, DEFAULT_METHOD, errors),
         )
+
+
+@dataclass(frozen=True)
+class LastSearch:
+    """A query the search page ran, for the edit page's "remove all matches" and for the
+    search page's widgets when the user comes back.
+
+    Attributes:
+        model, processing: what it searched (the edit page ignores it for another model).
+        spec: the query and its options.
+    """
+
+    model: str
+    processing: str
+    spec: SearchQuery
+
+    @property
+    def query(self) -> str:
+        """The comma-separated concepts."""
+        return self.spec.query
+
+    @property
+    def threshold(self) -> float:
+        """The least ``|cosine|`` of a match."""
+        return self.spec.threshold
+
+    @property
+    def top(self) -> int | None:
+        """The most matches kept, best first."""
+        return self.spec.top
+
+
+@dataclass(frozen=True)
+class EditHistory:
+    """The edit sets a session has had, oldest first; the last is current.
+
+    ``model`` and ``processing`` say what the indices refer to: edits made under one
+    processing mean other directions under the other, so a change of either resets.
+    """
+
+    model: str
+    processing: str
+    states: tuple[EditSet, ...] = (EditSet(),)
+
+    @property
+    def current(self) -> EditSet:
+        return self.states[-1]
+
+    def push(self, edits: EditSet) -> EditHistory:
+        """A history with ``edits`` as the new current set (no-op if unchanged)."""
+        if edits == self.current:
+            return self
+        return EditHistory(self.model, self.processing, (*self.states, edits))
+
+    def undo(self) -> EditHistory:
+        """The history one step back (the first, empty state stays)."""
+        return EditHistory(self.model, self.processing, self.states[:-1] or (EditSet(),))
+
+    def reset(self) -> EditHistory:
+        """Back to no edits (one step, so it can be undone too)."""
+        return self.push(EditSet())
+
+    def matches(self, model: str, processing: str) -> bool:
+        return (self.model, self.processing) == (model, processing)
