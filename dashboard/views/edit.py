@@ -75,8 +75,9 @@ with right:
             found = ""
         n_found = len(EditSet.parse(found)) if found else 0
         st.caption(
-            f"{n_found} OV/MLP directions match {search.query!r} at "
-            f"|cosine| ≥ {search.threshold:.2f} (top {search.top})."
+            f"{n_found} OV/MLP directions match every concept of {search.query!r} at "
+            f"|cosine| ≥ {search.threshold:.2f} (of the top {search.top} hits; weak hits "
+            "are not removed)."
         )
         st.button(
             f"Remove all {n_found} matches",
