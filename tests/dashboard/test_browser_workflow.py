@@ -76,8 +76,8 @@ def browser(demo_server: str) -> Iterator[Any]:
 class Shots:
     """Numbered full-page screenshots in ``tmp_path`` (and ``$SVDLENS_SHOTS_DIR``)."""
 
-    def __init__(self, tmp_path: Path) -> None:
-        self.dirs = [tmp_path]
+    def __init__(self, tmp_path: Path, prefix: str) -> None:
+        self.dirs, self.prefix = [tmp_path], prefix
         extra = os.environ.get("SVDLENS_SHOTS_DIR")
         if extra:
             Path(extra).mkdir(parents=True, exist_ok=True)
@@ -86,7 +86,7 @@ class Shots:
 
     def __call__(self, page: Any, name: str) -> None:
         self.n += 1
-        path = self.dirs[0] / f"{self.n:02d}-{name}.png"
+        path = self.dirs[0] / f"{self.prefix}-{self.n:02d}-{name}.png"
         page.screenshot(path=str(path), full_page=True)
         for d in self.dirs[1:]:
             shutil.copy(path, d / path.name)
@@ -122,7 +122,7 @@ def go(page: Any, title: str) -> None:
 
 
 def test_search_hit_edit_and_shared_link(browser: Any, demo_server: str, tmp_path: Path) -> None:
-    shot = Shots(tmp_path)
+    shot = Shots(tmp_path, "workflow")
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     # 1. Open the app on the grid of the demo model.
@@ -257,7 +257,7 @@ def hover_until(page: Any, chart: Any, needle: str) -> tuple[float, float, str]:
 
 
 def test_heatmap_cell_opens_its_component(browser: Any, demo_server: str, tmp_path: Path) -> None:
-    shot = Shots(tmp_path)
+    shot = Shots(tmp_path, "heatmap")
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
         page.goto(f"{demo_server}/{SEARCH.url_path}?q=the%2C+a")
