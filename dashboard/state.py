@@ -33,7 +33,14 @@ from core.settings import DEFAULT_CACHE_DIR, HEAD_KINDS, REPO_ROOT
 
 from dashboard.builders.names import component_label
 from dashboard.registry import page as registry_page
-from dashboard.viewstate import EditHistory, GridView, LastSearch, SearchQuery, SpectraView
+from dashboard.viewstate import (
+    EditHistory,
+    GridView,
+    LastSearch,
+    MeasureView,
+    SearchQuery,
+    SpectraView,
+)
 
 _FIELDS = ("model", "processing", "kind", "layer", "head", "direction")
 _PENDING = "sel._pending"
@@ -208,6 +215,7 @@ def url_params(sel: Selection) -> dict[str, str]:
     out = sel.to_params()
     out.update(grid_view().to_params())
     out.update(spectra_view().to_params())
+    out.update(measure_view().to_params())
     search = last_search(sel)
     if search is not None:
         out.update(search.spec.to_params())
@@ -266,6 +274,7 @@ _LAST_SEARCH = "state.last_search"
 _EDIT_HISTORY = "state.edit_history"
 _GRID = "state.grid_view"
 _SPECTRA = "state.spectra_view"
+_MEASURE = "state.measure_view"
 
 
 def seed(values: dict[str, Any]) -> None:
@@ -285,6 +294,18 @@ def grid_view() -> GridView:
 def set_grid_view(view: GridView) -> None:
     """Remember the grid's options (and write them to the URL)."""
     st.session_state[_GRID] = view
+    sync_url()
+
+
+def measure_view() -> MeasureView:
+    """The edit page's prompt, target and continuation length."""
+    v = st.session_state.get(_MEASURE)
+    return v if isinstance(v, MeasureView) else MeasureView()
+
+
+def set_measure_view(view: MeasureView) -> None:
+    """Remember the edit page's measurement inputs (and write them to the URL)."""
+    st.session_state[_MEASURE] = view
     sync_url()
 
 
@@ -327,6 +348,7 @@ def _views_from_params(sel: Selection, params: dict[str, Any], errors: list[str]
     ss = st.session_state
     ss[_GRID] = GridView.from_params(params, errors)
     ss[_SPECTRA] = SpectraView.from_params(params, errors)
+    ss[_MEASURE] = MeasureView.from_params(params, errors)
     query = SearchQuery.from_params(params, errors)
     if query.query:
         ss[_LAST_SEARCH] = LastSearch(sel.model, sel.processing, query)

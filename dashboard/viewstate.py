@@ -125,6 +125,41 @@ class SpectraView:
 
 
 @dataclass(frozen=True)
+class MeasureView:
+    """What the edit page measures the edits on.
+
+    Attributes:
+        prompt: the prompt ('' when none).
+        target: the target text whose log-probability is measured (spaces matter).
+        max_new: how many tokens the greedy continuations add.
+    """
+
+    prompt: str = ""
+    target: str = ""
+    max_new: int = 20
+
+    def to_params(self) -> dict[str, str]:
+        """URL parameters ``prompt``, ``target``, ``new`` (non-defaults)."""
+        out: dict[str, str] = {}
+        if self.prompt:
+            out["prompt"] = self.prompt
+        if self.target:
+            out["target"] = self.target
+        if self.max_new != 20:
+            out["new"] = str(self.max_new)
+        return out
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], errors: list[str]) -> MeasureView:
+        """The measurement inputs in ``params``."""
+        return cls(
+            prompt=str(params.get("prompt") or ""),
+            target=str(params.get("target") or ""),
+            max_new=_int(params, "new", 20, 0, 64, errors),
+        )
+
+
+@dataclass(frozen=True)
 class SearchQuery:
     """A query of the search page (what its widgets show and the edit page removes).
 

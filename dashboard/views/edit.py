@@ -108,9 +108,14 @@ st.dataframe(eb.edits_frame(edits), hide_index=True, key="edit.table")
 
 # ----------------------------------------------------------------- measure
 p1, p2, p3 = st.columns([4, 2, 1])
+measure = state.measure_view()
+state.seed(
+    {"edit.prompt": measure.prompt, "edit.target": measure.target, "edit.max_new": measure.max_new}
+)
 prompt = p1.text_input("Prompt", key="edit.prompt", placeholder="e.g. The house was on")
 target = p2.text_input("Target", key="edit.target", placeholder="e.g. ' fire' (mind the space)")
-max_new = int(p3.number_input("New tokens", 0, 64, 20, key="edit.max_new"))
+max_new = int(p3.number_input("New tokens", 0, 64, key="edit.max_new"))
+state.set_measure_view(state.MeasureView(prompt, target, max_new))
 if not prompt.strip() or not target:
     st.info("Give a prompt and a target token to measure the edits.")
     st.stop()

@@ -224,6 +224,11 @@ def test_search_hit_edit_and_shared_link(browser: Any, demo_server: str, tmp_pat
         fresh.get_by_text(re.compile(r"Current edits \(\d+\)")).first.wait_for(timeout=LOAD_MS)
         assert fresh.get_by_text(re.compile(r"Current edits \(\d+\)")).first.inner_text() == caption
         assert fresh.get_by_role("button", name=remove.inner_text()).count() == 1
+        # The prompt and target travel too: the same report is measured.
+        assert fresh.get_by_role("textbox", name="Prompt", exact=True).input_value() == (
+            "The cat sat on"
+        )
+        fresh.get_by_text("Directions before → after").wait_for(timeout=LOAD_MS)
         shot(fresh, "shared-link-edit")
         go(fresh, SEARCH.title)
         assert fresh.get_by_role("textbox", name="Query", exact=True).input_value() == QUERY

@@ -163,6 +163,16 @@ def test_page_adds_measures_undoes_and_resets(page):
     at.text_input(key="edit.target").input(" f")
     at.number_input(key="edit.max_new").set_value(3).run()
     assert not at.exception, at.exception
+    # The measurement inputs are in the URL with the edits: a link shows the same report.
+    assert (at.query_params["prompt"], at.query_params["target"]) == (PROMPT, " f")
+    assert at.query_params["new"] == "3" and at.query_params["edits"] == "ov:0:0:1"
+    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    for k, v in dict(at.query_params).items():
+        fresh.query_params[k] = v
+    fresh.switch_page(EDIT)
+    fresh.run()
+    assert not fresh.exception and fresh.text_input(key="edit.prompt").value == PROMPT
+    assert fresh.main.dataframe[1].value.equals(at.main.dataframe[1].value)
     tables = at.main.dataframe  # edits, target log-probs, before/after directions
     assert len(tables) == 3
     assert len(tables[1].value) == 1 and "delta" in tables[1].value

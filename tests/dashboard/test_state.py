@@ -82,19 +82,22 @@ def test_edit_history_push_undo_reset():
 
 
 def test_view_options_round_trip_through_params():
-    from dashboard.viewstate import GridView, SearchQuery, SpectraView
+    from dashboard.viewstate import GridView, MeasureView, SearchQuery, SpectraView
 
     g = GridView(end="bottom", n=36, k=6, filters=("alpha", "ascii"), control=True)
     s = SearchQuery("fire, flames", 0.3, 7, ("ov", "mlp_in"), "pinv")
     sp = SpectraView("layers")
-    params = {**g.to_params(), **s.to_params(), **sp.to_params()}
+    m = MeasureView("The house was on", " fire", 5)
+    params = {**g.to_params(), **s.to_params(), **sp.to_params(), **m.to_params()}
     errors: list[str] = []
+    assert MeasureView.from_params(params, errors) == m
     assert GridView.from_params(params, errors) == g
     assert SearchQuery.from_params(params, errors) == s
     assert SpectraView.from_params(params, errors) == sp
     assert errors == []
     # Defaults write nothing: a plain view keeps a short URL.
     assert GridView().to_params() == SpectraView().to_params() == SearchQuery().to_params() == {}
+    assert MeasureView().to_params() == {}
     assert SearchQuery(query="  ").to_params() == {}
 
 
