@@ -73,7 +73,10 @@ with right:
         except CoreError as exc:
             st.error(str(exc))
             found = ""
-        n_found = len(EditSet.parse(found)) if found else 0
+        found_set = EditSet.parse(found) if found else EditSet()
+        n_found = len(found_set)
+        have = {e.key for e in hist.current}
+        done = bool(n_found) and all(e.key in have for e in found_set)
         st.caption(
             f"{n_found} OV/MLP directions match every concept of {search.query!r} at "
             f"|cosine| ≥ {search.threshold:.2f} (of the top {search.top} hits; weak hits "
@@ -84,7 +87,8 @@ with right:
             key="edit.add_search",
             on_click=_add_spec,
             args=(found,),
-            disabled=not n_found,
+            disabled=not n_found or done,
+            help="They are all in the edit set already." if done else None,
         )
 
 edits = hist.current

@@ -207,6 +207,7 @@ def test_search_page_hands_its_query_to_the_edit_page(page, analysis):
     btn.click().run()
     assert not at.exception, at.exception
     assert _edits(at) == [e.spec() for e in EditSet.parse(want)]
+    assert at.button(key="edit.add_search").disabled  # all of them are in the set now
     # The URL holds the query and the edits; the search page still shows the query.
     assert at.query_params["q"] == "the, cat" and at.query_params["edits"] == want
     assert at.query_params["threshold"] == "0.2" and at.query_params["top"] == "5"
