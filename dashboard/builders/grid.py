@@ -18,6 +18,10 @@ End = Literal["top", "bottom", "both"]
 ENDS: dict[str, str] = {"top": "positive end", "bottom": "negative end", "both": "both ends"}
 
 
+#: Appended to the header of a highlighted direction's column(s).
+MARK = " ◀ highlighted"
+
+
 def column_name(d: Direction, end: str | None = None) -> str:
     """Header of a direction's column, e.g. ``#3 σ=1.25`` or ``#3 σ=1.25 ≈ −``."""
     mark = " ≈" if d.degenerate else ""
@@ -70,8 +74,9 @@ def style_grid(
 ) -> Styler:
     """``tokens`` coloured by ``values`` (shared scale: the largest |value| shown).
 
-    ``highlight`` (a direction index, with ``dirs`` to find its columns) gets a bold
-    outline, for links from the search and edit pages.
+    ``highlight`` (a direction index, with ``dirs`` to find its columns) gets bold text,
+    an outline where the renderer draws one, and :data:`MARK` after its header, for
+    links from the search and edit pages.
     """
     scale = float(values.abs().max().max()) if values.size else 0.0
     css = values.map(lambda v: _cell_css(v, scale))
@@ -85,6 +90,11 @@ def style_grid(
         }
         for c in marked:
             css[c] = css[c] + "; font-weight: bold; border: 2px solid #ff8c00"
+        names = {c: c + MARK for c in marked}
+        # Streamlit's grid draws no cell borders, so the header carries the mark too.
+        return tokens.rename(columns=names).style.apply(
+            lambda _: css.rename(columns=names), axis=None
+        )
     return tokens.style.apply(lambda _: css, axis=None)
 
 

@@ -64,7 +64,9 @@ dirs = grid.shown_directions(dirs, n, highlight)
 what = f"random control for {sel.label()}" if control else sel.label()
 st.subheader(what)
 if highlight is not None:
-    st.info(f"Highlighting direction #{highlight} (first column, in bold) on the {grid.ENDS[end]}.")
+    st.info(
+        f"Highlighting direction #{highlight} (first column, marked ◀ and in bold) on the {grid.ENDS[end]}."
+    )
 tokens, values = grid.grid_frames(dirs, end)
 st.dataframe(
     grid.style_grid(tokens, values, highlight, dirs),
