@@ -34,7 +34,7 @@ class DirectionLabel:
         head: head for per-head kinds, else ``None``.
         index: singular-vector index.
         control: whether it is a random-control direction.
-        labeller: ``offline`` or ``llm``.
+        labeller: ``offline`` or ``llm:<model>``.
         tokens: the top tokens the labeller saw.
         interpretable: the yes/no verdict.
         label: the concept or theme ("" if none).
@@ -199,7 +199,7 @@ def label_llm(
                 head=head,
                 index=index,
                 control=control,
-                labeller="llm",
+                labeller=labeller.name,
                 tokens=toks,
                 interpretable=v.interpretable,
                 label=v.label,

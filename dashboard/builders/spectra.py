@@ -22,6 +22,10 @@ OVERLAYS: dict[str, str] = {
     "heads": "all heads of this layer",
     "layers": "every layer",
 }
+#: The selection parameter of the weights panel: a click picks a point.
+PICK = "pick_point"
+WEIGHTS_COLOUR = "#1f77b4"
+CONTROL_COLOUR = "#777777"
 
 
 def _name(kind: str, layer: int, head: int | None) -> str:
@@ -163,7 +167,7 @@ def spectrum_chart(
     color: Any = (
         alt.Color("series:N", legend=alt.Legend(title=None, orient="right", symbolLimit=40))
         if many
-        else alt.value("#777777" if control else "#1f77b4")
+        else alt.value(CONTROL_COLOUR if control else WEIGHTS_COLOUR)
     )
     base = alt.Chart(side)
     line = base.mark_line(strokeDash=[4, 3] if control else [1, 0]).encode(
@@ -176,7 +180,14 @@ def spectrum_chart(
         ),
         strokeWidth=alt.condition(alt.datum.selected, alt.value(2.5), alt.value(1.2)),
     )
-    points = base.mark_circle(size=36).encode(x=x, y=y, color=color, tooltip=tooltip)
+    points = base.mark_circle(size=36, cursor="default" if control else "pointer").encode(
+        x=x, y=y, color=color, tooltip=tooltip
+    )
+    if not control:
+        # A click on a point opens its component's direction (the page reads PICK).
+        points = points.add_params(
+            alt.selection_point(name=PICK, fields=["layer", "head", "index"], on="click")
+        )
     degenerate = (
         base.transform_filter(alt.datum.degenerate)
         .mark_point(size=120, color="#d62728", strokeWidth=2)
@@ -201,6 +212,48 @@ def spectrum_chart(
                 .encode(x=x, y=y, tooltip=tooltip)
             )
     return alt.layer(*layers, title=title).properties(width="container", height=height)
+
+
+def picked_point(
+    selection: dict[str, list[dict[str, Any]]] | None, kind: str
+) -> tuple[str, int, int | None, int] | None:
+    """The ``(kind, layer, head, index)`` of the weights point a click picked (the
+    ``selection`` of ``st.vega_lite_chart(..., on_select="rerun")``), or ``None``."""
+    rows = (selection or {}).get(PICK) or []
+    if not rows or not isinstance(rows[0], dict) or "index" not in rows[0]:
+        return None
+    r = rows[0]
+    head = r.get("head")
+    return (
+        kind,
+        int(r.get("layer") or 0),
+        None if head is None or kind not in HEAD_KINDS else int(head),
+        int(r["index"]),
+    )
+
+
+def caption(df: pd.DataFrame, label: str, rank: int, control: bool) -> str:
+    """The text under the charts, naming the colours the charts of ``df`` really use."""
+    many = df[~df["control"]]["series"].nunique() > 1
+    many_control = df[df["control"]]["series"].nunique() > 1
+    weights = (
+        "One colour per component (legend), the selected one drawn thicker"
+        if many
+        else "Blue: the weights"
+    )
+    parts = [f"{label}: rank {rank}. {weights}."]
+    if control:
+        colours = "one colour per layer" if many_control else "grey"
+        parts.append(
+            f"Right panel, dashed ({colours}): a random Gaussian matrix of the same shape "
+            "(one per layer)."
+        )
+    parts.append(
+        "Red rings: near-degenerate singular values (within the tolerance of a neighbour); "
+        "their vectors are only defined up to a rotation. Hover for values; click a point "
+        "of the weights to open that direction on the grid."
+    )
+    return " ".join(parts)
 
 
 def spectrum_view(

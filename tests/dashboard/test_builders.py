@@ -63,6 +63,17 @@ def test_style_grid_colours_cells_and_highlights(analysis):
     assert "background-color: rgba(31, 119, 180" in html  # positive end, blue
     assert "background-color: rgba(214, 39, 40" in html  # negative end, red
     assert html.count("border: 2px solid #ff8c00") == 2 * 5  # both columns of #2
+    styled = grid.style_grid(tokens, values, highlight=2, dirs=dirs).data
+    marked = [c for c in styled.columns if c.endswith(grid.MARK)]
+    assert len(marked) == 2 and all(c.startswith("#2 ") for c in marked)
+    assert list(tokens.columns) == [c.removesuffix(grid.MARK) for c in styled.columns]
+
+
+def test_shown_directions_put_the_highlight_first(analysis):
+    dirs = directions(analysis, "ov", 0, 0, n=8, k=3)
+    assert [d.index for d in grid.shown_directions(dirs, 4, None)] == [0, 1, 2, 3]
+    assert [d.index for d in grid.shown_directions(dirs, 4, 6)] == [6, 0, 1, 2, 3]
+    assert [d.index for d in grid.shown_directions(dirs, 4, 2)] == [2, 0, 1, 3]
 
 
 def test_grid_downloads_round_trip(analysis):
