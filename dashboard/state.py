@@ -24,6 +24,7 @@ from typing import Any
 
 import streamlit as st
 from core.edit import EditSet
+from core.model import embedded
 from core.settings import DEFAULT_CACHE_DIR, HEAD_KINDS, REPO_ROOT
 
 from dashboard.builders.names import component_label
@@ -39,8 +40,14 @@ _ERRORS = "sel._errors"
 
 
 def default_model() -> str:
-    """The model spec the app opens with: ``$SVDLENS_DEFAULT_MODEL`` or core's ``default``."""
-    return os.environ.get("SVDLENS_DEFAULT_MODEL", "").strip() or "default"
+    """The model spec the app opens with: ``$SVDLENS_DEFAULT_MODEL`` or core's ``default``.
+
+    An embedded model that is not built (its install-time fetch failed) falls back to
+    ``default``, the demo model; the picker still lists it with how to build it.
+    """
+    spec = os.environ.get("SVDLENS_DEFAULT_MODEL", "").strip() or "default"
+    entry = embedded.lookup(spec)
+    return "default" if entry is not None and not entry.built else spec
 
 
 def models_dir() -> Path:

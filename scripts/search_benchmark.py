@@ -4,7 +4,7 @@
 Self-retrieval: for every direction (or a seeded sample) of the searched kinds, the
 query is the direction's own top-k tokens; we report the mean cosine between the
 embedded query and the source, and recall@1/@10 of the source among all directions
-(see core/search_eval.py). The post reports about 0.5 cosine for pinv on this task.
+(see core/search/retrieval.py: the queries run through the live ranking). The post reports about 0.5 cosine for pinv on this task.
 
 Latency: median wall time of one query over every direction of a GPT-2-medium-shaped
 model (24 layers, 16 heads, d_model 1024, d_mlp 4096, vocab 50257; random weights, no
@@ -33,10 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.analysis import Analysis, analysis_from_weights, open_analysis
 from core.cache.store import KindResult, ModelSVD
+from core.model.random import number_tokenizer, random_weights
 from core.model.weights import process
 from core.search.embed import METHODS
 from core.search.engine import build_index, search, similarities
-from core.search.retrieval import NumberTokenizer, random_weights, self_retrieval
+from core.search.retrieval import self_retrieval
 from core.settings import Settings
 from core.svd.decompose import decompose_kind
 from core.svd.project import TopTokens, token_table
@@ -55,7 +56,7 @@ def random_analysis(
     """A random model's analysis through the real pipeline (SVD, projection, cache).
 
     ``trained_like``: a clustered unembedding with a spectrum falling 1.5 decades (see
-    ``core.search.retrieval.random_weights``) instead of an isotropic one.
+    ``core.model.random.random_weights``) instead of an isotropic one.
     """
     L, H, d, m, V = SHAPES[shape]
     extra = {"clusters": 256, "decay": 1.5} if trained_like else {}
@@ -63,7 +64,7 @@ def random_analysis(
     settings = Settings(
         model=f"random-{shape}", cache_dir=cache, kinds=KINDS, device="cpu", n_project=n_project
     )
-    return analysis_from_weights(raw, NumberTokenizer(V), settings, use_cache=False)
+    return analysis_from_weights(raw, number_tokenizer(V), settings, use_cache=False)
 
 
 def synthetic_analysis(shape: str, k: int = 50) -> Analysis:
@@ -87,7 +88,7 @@ def synthetic_analysis(shape: str, k: int = 50) -> Analysis:
         kinds[kind] = KindResult(dec, tops, dec.rank)
     svd = ModelSVD(w.meta, "post", k, kinds, {})
     settings = Settings(model=f"random-{shape}", kinds=KINDS, device="cpu")
-    return Analysis.of(settings, raw, w, svd, token_table(NumberTokenizer(V), V))
+    return Analysis.of(settings, raw, w, svd, token_table(number_tokenizer(V), V))
 
 
 def retrieval(args: argparse.Namespace) -> None:
@@ -130,7 +131,7 @@ def latency(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     a = synthetic_analysis(args.shape)
     t1 = time.perf_counter()
-    index = build_index(a, tokenizer=NumberTokenizer(a.meta.d_vocab))
+    index = build_index(a, tokenizer=number_tokenizer(a.meta.d_vocab))
     t2 = time.perf_counter()
     print(f"shape {args.shape}: {len(index):,} directions x d_model {index.d_model}")
     print(f"decompose {t1 - t0:.1f} s, build index {t2 - t1:.1f} s", flush=True)

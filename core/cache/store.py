@@ -393,7 +393,12 @@ def save_checkpoint(
         os.replace(tmp, out / UNEMBED_FILE)
     finally:
         Path(tmp).unlink(missing_ok=True)
-    table = {"raw": list(part.tokens.raw), "display": list(part.tokens.display)}
+    trained = part.tokens.trained
+    table = {
+        "raw": list(part.tokens.raw),
+        "display": list(part.tokens.display),
+        "trained": None if trained is None else trained.tolist(),
+    }
     _atomic_write_bytes(out / TOKENS_FILE, json.dumps(table).encode())
     files = {
         f: {"size": (out / f).stat().st_size, "sha256": _sha256(out / f)}
@@ -427,7 +432,12 @@ def find_by_fingerprint(
             _read_checked(out, CHECKPOINT_MANIFEST, meta, processing, settings_key)
             t = load_file(str(out / UNEMBED_FILE))
             table = json.loads((out / TOKENS_FILE).read_text())
-            tokens = token_table_from_strings(table["raw"], table["display"])
+            trained = table.get("trained")
+            tokens = token_table_from_strings(
+                table["raw"],
+                table["display"],
+                None if trained is None else torch.tensor(trained, dtype=torch.bool),
+            )
             if t["W_U"].shape != (meta.d_model, meta.d_vocab) or len(tokens.raw) != meta.d_vocab:
                 continue
         except (CacheError, OSError, ValueError, KeyError, TypeError):

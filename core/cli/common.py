@@ -28,7 +28,11 @@ class _Parser(argparse.ArgumentParser):
 def common_parser() -> _Parser:
     """Options every model command takes: model, processing, device, cache, json."""
     p = _Parser(add_help=False)
-    p.add_argument("--model", default="default", help="HF id, local checkpoint dir, or 'default'")
+    p.add_argument(
+        "--model",
+        default="default",
+        help="embedded model (default = demo-gpt2, smollm2-135m), local checkpoint dir, or HF id",
+    )
     p.add_argument("--processing", choices=("raw", "post"), default="post")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--cache-dir", type=Path, default=None, help="cache root (default: ./cache)")

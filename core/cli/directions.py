@@ -12,6 +12,7 @@ from typing import Any
 
 from core.cli.common import ArgError, open_from_args
 from core.settings import MATRIX_KINDS
+from core.svd.project import TOKEN_FILTERS
 
 
 def _run(args: argparse.Namespace) -> Any:
@@ -44,5 +45,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--head", type=int, default=None)
     p.add_argument("--n", type=int, default=10, help="directions")
     p.add_argument("--k", type=int, default=20, help="tokens per end")
-    p.add_argument("--filter", action="append", choices=("ascii", "alpha"), help="token filter")
+    p.add_argument(
+        "--filter",
+        action="append",
+        choices=TOKEN_FILTERS,
+        help="token filter (trained: hide tokens detected as under-trained)",
+    )
     p.set_defaults(func=_run)

@@ -11,12 +11,12 @@ import json
 import sys
 from collections.abc import Sequence
 
-from core.cli import bench, directions, edit, label, precompute, search
+from core.cli import bench, directions, edit, label, precompute, probe, search, truncate
 from core.cli.common import ArgError, _Parser, common_parser, print_table
 from core.errors import CoreError
 
 #: The subcommands, in the order ``--help`` lists them.
-COMMANDS = (precompute, directions, search, edit, label, bench)
+COMMANDS = (precompute, directions, search, edit, truncate, probe, label, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,8 +15,9 @@ from typing import Any
 import torch
 
 from core.errors import ModelLoadError
+from core.model import embedded
 from core.model.families import supported
-from core.settings import DEFAULT_MODEL_DIR, Settings
+from core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +44,12 @@ class LoadedModel:
 def resolve_model(spec: str) -> str:
     """Map a user's model spec to what Hugging Face loads: a directory or a hub id.
 
-    ``"default"`` is the embedded demo model; an existing directory is used as is;
-    anything else is taken as a hub id.
+    A name of :mod:`core.model.embedded` (``default`` and ``demo-gpt2`` are the demo
+    model, ``smollm2-135m`` the SmolLM2 build) is its directory; an existing directory
+    is used as is; anything else is taken as a hub id.
     """
-    if spec in ("", "default"):
-        if not (DEFAULT_MODEL_DIR / "config.json").is_file():
-            raise ModelLoadError(
-                f"The embedded demo model is missing from {DEFAULT_MODEL_DIR}; "
-                "restore it with `git checkout models/` or pass --model with another model."
-            )
-        return str(DEFAULT_MODEL_DIR)
+    if embedded.lookup(spec) is not None:
+        return str(embedded.directory(spec))
     path = Path(spec).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():

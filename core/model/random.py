@@ -1,4 +1,8 @@
-"""Random-weight models of real GPT-2 shapes for the benchmark (no download).
+"""Random-weight models for the benchmark and the tests (no download).
+
+:func:`make_model` draws real GPT-2 shapes; :func:`random_weights` draws small models with an
+isotropic or a trained-like (clustered, anisotropic) unembedding for the search tests and the
+self-retrieval benchmark.
 
 A :class:`BenchModel` holds raw :class:`~core.model.weights.ModelWeights` drawn with GPT-2's
 initialisation, a synthetic vocabulary with a tokenizer-like object, and exposes
@@ -19,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from core.model.weights import ModelMeta, ModelWeights
+from core.model.weights import ModelMeta, ModelWeights, hash_tensors
 from core.settings import DEFAULT_MODEL_DIR
 
 #: name -> (n_layer, n_embd, n_head, vocab). ``tiny`` is for tests; ``demo`` is the
@@ -104,6 +108,24 @@ class SyntheticTokenizer:
         return [] if i is None else [i]
 
 
+def number_vocab(d_vocab: int) -> list[str]:
+    """``w0 .. w{h-1}`` then `` w0 .. w{h-1}`` (``h = d_vocab // 2``): token ``i`` is a
+    word, token ``h + i`` the same word with a leading space, so queries are easy to write.
+    """
+    half = d_vocab // 2
+    words = [f"w{i}" for i in range(half)]
+    return (words + [" " + w for w in words] + [f"x{i}" for i in range(d_vocab - 2 * half)])[
+        :d_vocab
+    ]
+
+
+def number_tokenizer(d_vocab: int) -> SyntheticTokenizer:
+    """A :class:`SyntheticTokenizer` over :func:`number_vocab` (``w12`` finds id 12 and,
+    with the leading space that query parsing also tries, ``d_vocab // 2 + 12``).
+    """
+    return SyntheticTokenizer(number_vocab(d_vocab))
+
+
 @dataclass
 class BenchModel:
     """A random model: raw weights, tokenizer, and the TransformerLens weight surface."""
@@ -185,6 +207,69 @@ def random_model(cfg: Any, name: str, seed: int = 0) -> BenchModel:
         n_layers=L, n_heads=H, d_model=d, d_head=dh, d_mlp=m, d_vocab=V, normalization_type="LN"
     )
     return BenchModel(name, raw, SyntheticTokenizer(synthetic_vocab(V)), tl_cfg)
+
+
+def random_weights(
+    n_layers: int,
+    n_heads: int,
+    d_model: int,
+    d_mlp: int,
+    d_vocab: int,
+    seed: int = 0,
+    name: str = "random",
+    clusters: int = 0,
+    decay: float = 0.0,
+) -> ModelWeights:
+    """GPT-2-initialised random weights (normal, std 0.02; untied ``W_U``), raw view.
+
+    LayerNorm scales are ones, so ``post`` processing only centres. With ``clusters``,
+    the unembedding is shaped like a trained one instead: each token's column is its
+    cluster's centroid plus noise (tokens of a cluster share top-token lists, as words
+    of a topic do), the spectrum falls by ``decay`` decades across ``d_model``, and
+    ``W_E = W_U^T`` (tied).
+    """
+    g = torch.Generator().manual_seed(seed)
+    d_head = d_model // n_heads
+
+    def rnd(*shape: int) -> Tensor:
+        return torch.randn(*shape, generator=g) * 0.02
+
+    t: dict[str, Any] = dict(
+        W_Q=rnd(n_layers, n_heads, d_model, d_head),
+        W_K=rnd(n_layers, n_heads, d_model, d_head),
+        W_V=rnd(n_layers, n_heads, d_model, d_head),
+        W_O=rnd(n_layers, n_heads, d_head, d_model),
+        W_in=rnd(n_layers, d_model, d_mlp),
+        W_gate=None,
+        W_out=rnd(n_layers, d_mlp, d_model),
+        W_E=rnd(d_vocab, d_model),
+        W_U=rnd(d_model, d_vocab),
+        ln1_w=torch.ones(n_layers, d_model),
+        ln2_w=torch.ones(n_layers, d_model),
+        lnf_w=torch.ones(d_model),
+    )
+    if clusters:
+        centroids = torch.randn(clusters, d_model, generator=g)
+        label = torch.randint(0, clusters, (d_vocab,), generator=g)
+        cols = centroids[label] + 0.6 * torch.randn(d_vocab, d_model, generator=g)
+        cols = 0.02 * cols * torch.logspace(0, -decay, d_model)
+        t["W_U"], t["W_E"] = cols.T.contiguous(), cols.contiguous()
+    meta = ModelMeta(
+        name=name,
+        architecture="GPT2LMHeadModel",
+        n_layers=n_layers,
+        n_heads=n_heads,
+        n_kv_heads=n_heads,
+        d_model=d_model,
+        d_head=d_head,
+        d_mlp=d_mlp,
+        d_vocab=d_vocab,
+        normalization="LN",
+        gated=False,
+        parallel_attn_mlp=False,
+        weights_hash=hash_tensors(t),
+    )
+    return ModelWeights(meta=meta, processing="raw", **t)
 
 
 def dir_size_mb(path: Path) -> float:

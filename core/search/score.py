@@ -52,17 +52,18 @@ def logit_std(
     return (out / math.sqrt(d_vocab)).clamp_min(1e-12)
 
 
-def concept_scores(
-    z: Float[Tensor, "*b n m"],
-    groups: Int[Tensor, "*b m"],
+def query_scores(
+    zt: Float[Tensor, "m n"],
+    groups: Int[Tensor, " m"],
     n_groups: int,
     tau_top: Float[Tensor, " n"],
     tau_bottom: Float[Tensor, " n"],
-) -> tuple[Float[Tensor, "*b n"], Bool[Tensor, "*b n"]]:
-    """Scores of directions from their query-token z-scores.
+) -> tuple[Float[Tensor, " n"], Bool[Tensor, " n"]]:
+    """Scores of directions from one query's token z-scores, the one scorer of search.
 
     Args:
-        z: z-score of each query token ``m`` in each direction ``n``.
+        zt: z-score of each query token ``m`` in each direction ``n``, transposed so each
+            token's row is contiguous (a loop over the few concepts beats a scatter).
         groups: the concept of each token (``0 .. n_groups-1``).
         n_groups: how many concepts the query has.
         tau_top: per direction, the z of its ``TOP_TOKENS``-th highest logit.
@@ -71,29 +72,6 @@ def concept_scores(
     Returns:
         ``(score, antipodal)``: the better of the positive and antipodal scores (a mean
         log-probability, at most 0) and whether it is the antipodal one.
-    """
-    if n_groups == z.shape[-1] and bool((groups == torch.arange(n_groups)).all()):
-        hi = lo = z  # one token per concept
-    else:
-        shape = (*z.shape[:-1], n_groups)
-        idx = groups.unsqueeze(-2).expand(z.shape)
-        hi = torch.full(shape, -math.inf).scatter_reduce(-1, idx, z, "amax")
-        lo = torch.full(shape, math.inf).scatter_reduce(-1, idx, z, "amin")
-    pos = torch.nn.functional.logsigmoid((hi - tau_top[:, None]) / SOFTNESS).mean(-1)
-    neg = torch.nn.functional.logsigmoid((-lo - tau_bottom[:, None]) / SOFTNESS).mean(-1)
-    anti = neg > pos
-    return torch.where(anti, neg, pos), anti
-
-
-def query_scores(
-    zt: Float[Tensor, "m n"],
-    groups: Int[Tensor, " m"],
-    n_groups: int,
-    tau_top: Float[Tensor, " n"],
-    tau_bottom: Float[Tensor, " n"],
-) -> tuple[Float[Tensor, " n"], Bool[Tensor, " n"]]:
-    """:func:`concept_scores` for one query, with z transposed (``[m, n]``, one
-    contiguous row per query token): a loop over its few concepts beats a scatter.
     """
     sel = [(groups == g).nonzero()[:, 0] for g in range(n_groups)]
     hi = torch.stack([zt[i].amax(0) for i in sel])  # [G, n]

@@ -226,6 +226,10 @@ def orient(
 # --------------------------------------------------------------------------- tokens
 
 
+#: Token filter names, each a boolean field of :class:`TokenTable`.
+TOKEN_FILTERS: tuple[str, ...] = ("alpha", "ascii", "trained")
+
+
 @dataclass(frozen=True)
 class TokenTable:
     """Readable strings for every token id, and masks for the dashboard's filters.
@@ -236,20 +240,28 @@ class TokenTable:
             ``<0xNN>``, control characters escaped.
         ascii: tokens whose text is printable ASCII.
         alpha: tokens whose text (ignoring one leading space) is alphabetic.
+        trained: tokens not detected as under-trained (:mod:`core.svd.undertrained`);
+            ``None`` when the tokenizer offers no reference of unused tokens, and then
+            the ``trained`` filter keeps every token.
     """
 
     raw: tuple[str, ...]
     display: tuple[str, ...]
     ascii: Bool[Tensor, " d_vocab"]
     alpha: Bool[Tensor, " d_vocab"]
+    trained: Bool[Tensor, " d_vocab"] | None = None
 
     def mask(self, filters: Sequence[str]) -> Bool[Tensor, " d_vocab"] | None:
-        """The intersection of the named filters (``ascii``, ``alpha``), or ``None``."""
+        """The intersection of the named filters (``ascii``, ``alpha``, ``trained``), or
+        ``None``.
+        """
         out: Tensor | None = None
         for f in filters:
-            if f not in ("ascii", "alpha"):
-                raise ValueError(f"unknown token filter {f!r}: use ascii or alpha")
-            m = self.ascii if f == "ascii" else self.alpha
+            if f not in TOKEN_FILTERS:
+                raise ValueError(f"unknown token filter {f!r}: use {', '.join(TOKEN_FILTERS)}")
+            m = getattr(self, f)
+            if m is None:
+                m = torch.ones_like(self.ascii)
             out = m if out is None else out & m
         return out
 
@@ -303,10 +315,14 @@ def render_token(piece: str, decoded: str) -> str:
     return "".join(out) or "∅"
 
 
-def token_table(tokenizer: Any, d_vocab: int) -> TokenTable:
+def token_table(
+    tokenizer: Any, d_vocab: int, W_U: Float[Tensor, "d_model d_vocab"] | None = None
+) -> TokenTable:
     """Readable strings and filter masks for ids ``0 .. d_vocab-1``.
 
     Ids past the tokenizer's vocabulary (padded embedding rows) render as ``<pad:N>``.
+    With ``W_U`` the ``trained`` mask is detected from it (see
+    :mod:`core.svd.undertrained`).
     """
     n_tok = len(tokenizer)
     ids = list(range(min(n_tok, d_vocab)))
@@ -317,12 +333,23 @@ def token_table(tokenizer: Any, d_vocab: int) -> TokenTable:
     display = [render_token(p or "", t) for p, t in zip(pieces, decoded)]
     # Partial UTF-8 sequences decode to U+FFFD; their byte form says more, so JSON gets it.
     raw = [t if "\ufffd" not in t else d.replace("␣", " ", 1) for t, d in zip(decoded, display)]
-    return token_table_from_strings(raw, display)
+    trained = None
+    if W_U is not None:
+        from core.svd.undertrained import detect, reference_tokens
+
+        ref = reference_tokens(tokenizer, d_vocab, texts=decoded[: len(ids)])
+        if int(ref.sum()) >= 2:
+            trained = detect(W_U, ref).trained
+    return token_table_from_strings(raw, display, trained)
 
 
-def token_table_from_strings(raw: Sequence[str], display: Sequence[str]) -> TokenTable:
-    """The table of :func:`token_table` from its two string lists (as the cache keeps
-    them): the filter masks are computed from ``raw``.
+def token_table_from_strings(
+    raw: Sequence[str],
+    display: Sequence[str],
+    trained: Bool[Tensor, " d_vocab"] | None = None,
+) -> TokenTable:
+    """The table of :func:`token_table` from its string lists and ``trained`` mask (as the
+    cache keeps them): the ``ascii`` and ``alpha`` masks are computed from ``raw``.
     """
     if len(raw) != len(display):
         raise ValueError("raw and display must list the same tokens")
@@ -333,4 +360,5 @@ def token_table_from_strings(raw: Sequence[str], display: Sequence[str]) -> Toke
         display=tuple(display),
         ascii=torch.tensor(ascii_ok, dtype=torch.bool),
         alpha=torch.tensor(alpha_ok, dtype=torch.bool),
+        trained=trained,
     )

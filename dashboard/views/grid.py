@@ -2,6 +2,7 @@
 
 import streamlit as st
 from core.errors import CoreError
+from core.svd.project import TOKEN_FILTERS
 from dashboard import components, loaders
 from dashboard.builders import grid
 from dashboard.labels_widget import render_label_controls
@@ -20,9 +21,16 @@ n = c2.slider("Directions", 1, rank, n_default, key="grid.n") if rank > 1 else 1
 k = c3.slider("Tokens per direction (k)", 3, 100, 15, key="grid.k")
 filters = c4.multiselect(
     "Token filters",
-    ["alpha", "ascii"],
+    list(TOKEN_FILTERS),
     key="grid.filters",
-    help="alpha: alphabetic tokens only (a leading space allowed); ascii: printable ASCII.",
+    help="alpha: alphabetic tokens only (a leading space allowed); ascii: printable ASCII; "
+    "trained: hides tokens detected from the weights as under-trained (rarely or never "
+    "seen in training). "
+    + (
+        "This model's tokenizer lists no unused tokens to compare with, so trained keeps all."
+        if a.tokens.trained is None
+        else f"{int((~a.tokens.trained).sum())} tokens of this model are under-trained."
+    ),
 )
 control = c5.toggle(
     "Control",

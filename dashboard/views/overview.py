@@ -1,6 +1,7 @@
 """Home page: what the model is, what is cached, and how to read the other pages."""
 
 import streamlit as st
+from core.model import embedded
 from dashboard import components, loaders, state
 from dashboard.builders import overview
 
@@ -9,6 +10,10 @@ st.caption(
     "the unembedding (Millidge & Black, 2022)."
 )
 sel, a = components.setup(require_analysis=False)
+
+_entry = embedded.lookup(sel.model) or embedded.by_directory(sel.model)
+if _entry is not None:
+    st.info(f"**{_entry.name}**: {_entry.summary}")
 
 if a is not None:
     left, right = st.columns([1, 1])

@@ -57,6 +57,13 @@ st.caption(
     f"{sel.label()}: rank {rank}. Grey panel: a random Gaussian matrix of the same shape "
     "(one per layer). Red rings: near-degenerate singular values (within the tolerance of a "
     "neighbour); their vectors are only defined up to a rotation. Hover for values."
+    + (
+        " Orange dashed rule: the quantization noise floor of this matrix (its weights were "
+        "quantized; see the model card): grey crosses mark singular values under it, "
+        "which are not resolvable from the rounding noise."
+        if spectra.noise_floors(a, sel.kind, [(sel.layer, sel.component_head)])
+        else ""
+    )
 )
 with st.expander("Values"):
     df = loaders.cached_table(

@@ -130,6 +130,39 @@ def test_spectrum_chart_data_and_marks(analysis):
     assert lin["layer"][0]["encoding"]["y"]["scale"]["type"] == "linear"
 
 
+def test_spectrum_noise_floor_rule_and_unresolvable_marks(analysis, monkeypatch):
+    """With a noise table, the floor is sigma (sqrt(m) + sqrt(n)) for a stored matrix,
+    values under it are flagged, and both panels draw it as a rule."""
+    from core.model.noise import QuantNoise
+
+    d = kind_result(analysis, "mlp_out").decomposition
+    S = d.S[d.index(0, None)]
+    m = analysis.meta
+    floor = float(S[len(S) // 2])
+    sigma = floor / (math.sqrt(m.d_mlp) + math.sqrt(m.d_model))
+    table = QuantNoise(
+        "test", m.n_heads, m.n_kv_heads, {"model.layers.0.mlp.down_proj.weight": {"sigma": sigma}}
+    )
+    monkeypatch.setattr(spectra, "noise_for_model", lambda spec: table)
+    df = spectra.spectrum_frame(analysis, "mlp_out", 0, None, "component", control=True)
+    real = df[~df["control"]]
+    assert real["floor"].to_numpy() == pytest.approx(floor)
+    assert (real["resolvable"] == (real["value"] >= floor)).all()
+    assert 0 < (~real["resolvable"]).sum() < len(real)
+    for side in (False, True):
+        spec = spectra.spectrum_chart(df, log=True, control=side).to_dict()
+        rules = [ly for ly in spec["layer"] if ly.get("mark", {}).get("type") == "rule"]
+        assert len(rules) == 1
+        lo, hi = spec["layer"][0]["encoding"]["y"]["scale"]["domain"]
+        assert lo < floor < hi
+    # Without a table (the tiny model is not quantized): no floor, everything resolvable.
+    monkeypatch.setattr(spectra, "noise_for_model", lambda spec: None)
+    plain = spectra.spectrum_frame(analysis, "mlp_out", 0, None, "component", control=False)
+    assert plain["floor"].isna().all() and plain["resolvable"].all()
+    spec = spectra.spectrum_chart(plain, log=True).to_dict()
+    assert not [ly for ly in spec["layer"] if ly.get("mark", {}).get("type") == "rule"]
+
+
 # ---------------------------------------------------------------------------- atlas
 
 

@@ -10,11 +10,11 @@ import torch
 
 from core.analysis import Analysis, analysis_from_weights
 from core.errors import SpecError
+from core.model.random import random_weights
 from core.model.weights import process
 from core.query import directions
 from core.search.embed import METHODS, build_embedder, parse_query
 from core.search.engine import SearchIndex, build_index, search
-from core.search.retrieval import random_weights
 from core.settings import Settings
 from tests.tiny_models import make_tokenizer
 
