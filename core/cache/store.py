@@ -393,12 +393,9 @@ def save_checkpoint(
         os.replace(tmp, out / UNEMBED_FILE)
     finally:
         Path(tmp).unlink(missing_ok=True)
-    trained = part.tokens.trained
-    table = {
-        "raw": list(part.tokens.raw),
-        "display": list(part.tokens.display),
-        "trained": None if trained is None else trained.tolist(),
-    }
+    table: dict[str, Any] = {"raw": list(part.tokens.raw), "display": list(part.tokens.display)}
+    if part.tokens.trained is not None:  # the under-trained tokens, detected at the build
+        table["undertrained"] = (~part.tokens.trained).nonzero()[:, 0].tolist()
     _atomic_write_bytes(out / TOKENS_FILE, json.dumps(table).encode())
     files = {
         f: {"size": (out / f).stat().st_size, "sha256": _sha256(out / f)}
@@ -432,12 +429,11 @@ def find_by_fingerprint(
             _read_checked(out, CHECKPOINT_MANIFEST, meta, processing, settings_key)
             t = load_file(str(out / UNEMBED_FILE))
             table = json.loads((out / TOKENS_FILE).read_text())
-            trained = table.get("trained")
-            tokens = token_table_from_strings(
-                table["raw"],
-                table["display"],
-                None if trained is None else torch.tensor(trained, dtype=torch.bool),
-            )
+            trained = None
+            if "undertrained" in table:
+                trained = torch.ones(len(table["raw"]), dtype=torch.bool)
+                trained[torch.tensor(table["undertrained"], dtype=torch.long)] = False
+            tokens = token_table_from_strings(table["raw"], table["display"], trained)
             if t["W_U"].shape != (meta.d_model, meta.d_vocab) or len(tokens.raw) != meta.d_vocab:
                 continue
         except (CacheError, OSError, ValueError, KeyError, TypeError):

@@ -344,12 +344,10 @@ def token_table(
 
 
 def token_table_from_strings(
-    raw: Sequence[str],
-    display: Sequence[str],
-    trained: Bool[Tensor, " d_vocab"] | None = None,
+    raw: Sequence[str], display: Sequence[str], trained: Bool[Tensor, " d_vocab"] | None = None
 ) -> TokenTable:
-    """The table of :func:`token_table` from its string lists and ``trained`` mask (as the
-    cache keeps them): the ``ascii`` and ``alpha`` masks are computed from ``raw``.
+    """The table of :func:`token_table` from its two string lists and its ``trained``
+    mask (as the cache keeps them): the other filter masks are computed from ``raw``.
     """
     if len(raw) != len(display):
         raise ValueError("raw and display must list the same tokens")

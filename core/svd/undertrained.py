@@ -76,7 +76,7 @@ def reference_tokens(
     ref = torch.zeros(d_vocab, dtype=torch.bool)
     ref[n:] = True
     texts = list(texts[:n]) if texts is not None else [tokenizer.decode([i]) for i in range(n)]
-    enc = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    enc = _encode_all(tokenizer, texts)
     for i, (text, ids) in enumerate(zip(texts, enc)):
         if list(ids) != [i] and "\ufffd" not in text and text != "":
             ref[i] = True
@@ -86,6 +86,18 @@ def reference_tokens(
         if 0 <= int(i) < d_vocab:
             ref[int(i)] = True
     return ref
+
+
+def _encode_all(tokenizer: Any, texts: list[str]) -> list[list[int]]:
+    """Each text's ids: batched through a Hugging Face tokenizer, else one ``encode`` at
+    a time; a tokenizer that cannot encode makes no token unreachable.
+    """
+    if callable(tokenizer):
+        return [list(x) for x in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    encode = getattr(tokenizer, "encode", None)
+    if encode is None:
+        return [[i] for i in range(len(texts))]
+    return [list(encode(t, add_special_tokens=False)) for t in texts]
 
 
 def detect(

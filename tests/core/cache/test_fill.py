@@ -51,11 +51,6 @@ class _Tok:
     def decode(self, ids):
         return "".join(_name(i) for i in ids)
 
-    def __call__(self, texts, add_special_tokens=False):
-        # Each token's text encodes to itself (no token is unreachable).
-        lookup = {_name(i): i for i in range(self.n)}
-        return {"input_ids": [[lookup[t]] for t in texts]}
-
 
 @pytest.mark.parametrize("n_project", [None, 9])
 def test_first_then_fill_equals_one_step(model, n_project) -> None:
