@@ -27,7 +27,9 @@ precompute: install
 	$(PY) -m core precompute --model default
 	test ! -f models/smollm2-135m/config.json || $(PY) -m core precompute --model smollm2-135m
 
-run: precompute
+# No precompute first: on an empty cache the dashboard opens once the decompositions and
+# the first directions exist, and projects the rest in the background (core/cache/fill.py).
+run: install
 	SVDLENS_DEFAULT_MODEL=$(OPEN) $(VENV)/bin/streamlit run dashboard/app.py --server.port $(PORT) --server.headless true
 
 test: install

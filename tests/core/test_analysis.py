@@ -144,6 +144,7 @@ def test_cached_analysis_loads_the_model_only_when_asked(ckpt: Path, tmp_path: P
     ct, bt = cached.tokens, built.tokens
     assert ct.raw == bt.raw and ct.display == bt.display
     assert torch.equal(ct.alpha, bt.alpha) and torch.equal(ct.ascii, bt.ascii)
+    assert (ct.trained is None) == (bt.trained is None)
     # Something that needs the weights loads the model, once, and sees the same ones.
     assert torch.equal(cached.weights.W_U, built.weights.W_U)
     assert cached.source.loaded and cached.model is not None

@@ -33,7 +33,8 @@ print(json.dumps(out))
 
 def test_first_pages_on_a_warm_cache_load_no_model(dash_env, analysis) -> None:
     # `analysis` wrote the cache entry (and its checkpoint part) in this process.
-    pages = ["overview", "grid", "atlas", "search"]
+    # Not spectra: its random controls, until first built and cached, need the weights.
+    pages = ["overview", "grid", "atlas", "search", "statistics"]
     env = {**os.environ, **dash_env, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
         [sys.executable, "-c", _CHILD, APP, json.dumps(pages)],

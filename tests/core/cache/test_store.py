@@ -182,6 +182,25 @@ def test_verified_files_are_trusted_until_touched(
     assert "ov.safetensors" in hashed
 
 
+def test_checkpoint_part_round_trip(model, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    a = _build(model, tmp_path)
+    key = settings_key(a.settings)
+    trained = torch.rand(a.meta.d_vocab) > 0.3
+    tokens = replace(a.tokens, trained=trained)
+    part = store.CheckpointPart("fp-1", a.W_U, a.W_E, tokens)
+    store.save_checkpoint(tmp_path, a.meta, "post", key, part)
+    assert store.find_by_fingerprint(tmp_path, a.meta.name, "post", key, "fp-2") is None
+    hit = store.find_by_fingerprint(tmp_path, a.meta.name, "post", key, "fp-1")
+    assert hit is not None
+    svd, got = hit
+    assert svd.meta == a.meta and torch.equal(got.W_U, a.W_U) and torch.equal(got.W_E, a.W_E)
+    assert got.tokens.raw == a.tokens.raw and got.tokens.display == a.tokens.display
+    assert got.tokens.trained is not None and torch.equal(got.tokens.trained, trained)
+    assert torch.equal(got.tokens.alpha, a.tokens.alpha)
+
+
 def test_stale_settings_or_format_rebuild(model, tmp_path: Path) -> None:
     a = _build(model, tmp_path, k=10)
     assert _build(model, tmp_path, k=10).from_cache
