@@ -96,6 +96,7 @@ def _row(c: Any) -> dict[str, Any]:
         "loss_recovered_random": [round(x, 4) for x in c.recovered_random.mean(0).tolist()]
         if c.recovered_random.shape[0]
         else None,
+        "meaningful": c.meaningful,
         "k90": c.k_at(0.9),
         "k99": c.k_at(0.99),
     }

@@ -35,6 +35,9 @@ from core.settings import HEAD_KINDS
 
 #: The k grid: powers of two (the full rank is always added).
 DEFAULT_KS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256)
+#: Below this change of loss from zeroing a matrix (nats), loss recovered is a ratio of
+#: noise: the matrix hardly matters on this text, and ``k_at`` answers ``None``.
+MIN_GAP = 0.01
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,17 @@ class TruncationCurve:
         """Loss recovered by each random draw."""
         return self.recovered(self.loss_random)
 
+    @property
+    def meaningful(self) -> bool:
+        """Whether zeroing the matrix raises the loss by at least :data:`MIN_GAP`."""
+        return self.loss_zero - self.loss_orig >= MIN_GAP
+
     def k_at(self, fraction: float) -> int | None:
-        """The smallest grid ``k`` whose truncation recovers ``fraction`` (None: none)."""
+        """The smallest grid ``k`` whose truncation recovers ``fraction`` (None: none, or
+        the curve is not :attr:`meaningful`).
+        """
+        if not self.meaningful:
+            return None
         ok = (self.recovered_svd >= fraction).nonzero()[:, 0]
         return int(self.ks[ok[0]]) if len(ok) else None
 

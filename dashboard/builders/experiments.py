@@ -11,6 +11,7 @@ import pandas as pd
 from core.analysis import Analysis
 from core.edit.prompts import reference_ids, reference_texts
 from core.experiments import truncation_sweep
+from core.experiments.truncation import MIN_GAP
 
 SVD, RANDOM = "top-k singular directions", "k random singular directions"
 
@@ -75,12 +76,16 @@ def truncation_chart(df: pd.DataFrame) -> alt.Chart:
 
 def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
     """Per layer: loss unedited and zeroed, and the smallest grid k recovering 90% / 99%
-    with the top-k directions (empty where none does)."""
+    with the top-k directions (empty where none does, or where zeroing raises the loss by
+    less than ``MIN_GAP`` nats: then loss recovered is a ratio of noise)."""
     svd = df[df["method"] == SVD]
     out = []
     for layer, g in svd.groupby("layer", sort=True):
+        gap = float(g["loss_zero"].iloc[0] - g["loss_orig"].iloc[0])
 
-        def k_at(f: float, g: pd.DataFrame = g) -> int | None:
+        def k_at(f: float, g: pd.DataFrame = g, gap: float = gap) -> int | None:
+            if gap < MIN_GAP:
+                return None
             ok = g[g["recovered"] >= f]["k"]
             return int(ok.min()) if len(ok) else None
 

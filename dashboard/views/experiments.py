@@ -25,7 +25,8 @@ st.caption(
     "Each layer's matrix (OV: every head of the layer, each to its own top k) is replaced by "
     "its top-k singular truncation, by k of its singular directions drawn at random (dashed), "
     "and by zero; loss recovered = 1 − (L_k − L) / (L_zero − L) on the reference text. "
-    "Every point is a forward pass over the reference windows."
+    "Every point is a forward pass over the reference windows. Where zeroing a matrix raises "
+    "the loss by under 0.01 nats the ratio is noise: its k for 90%/99% is left empty."
 )
 run = st.button("Run", type="primary", key="experiments.run", disabled=not (ks and layers))
 args = (kind, tuple(sorted(layers)), tuple(sorted(ks)), int(draws))

@@ -65,8 +65,22 @@ def test_recovered_is_one_at_full_rank_and_zero_at_zero(analyses):
     assert curve.ks[0] == 0 and curve.ks[-1] == curve.rank
     assert float(rec[0]) == pytest.approx(0.0) and float(rec[-1]) == pytest.approx(1.0)
     assert curve.recovered_random.shape == (2, len(curve.ks))
-    assert curve.k_at(1.0) is not None and curve.k_at(1.0) <= curve.rank
     assert curve.loss_zero != curve.loss_orig
+    if curve.meaningful:
+        assert curve.k_at(1.0) is not None and curve.k_at(1.0) <= curve.rank
+    else:  # zeroing hardly changes the loss: no k is claimed
+        assert curve.k_at(0.0) is None
+
+
+def test_k_at_needs_zeroing_to_matter(analyses):
+    from dataclasses import replace
+
+    a = analyses("gpt2", "post")
+    (curve,) = truncation_sweep(a, "mlp_out", [1], _ids(a), ks=(0, 4), draws=0)
+    flat = replace(curve, loss_zero=curve.loss_orig + 0.001)
+    steep = replace(curve, loss_zero=curve.loss_orig + 1.0)
+    assert not flat.meaningful and flat.k_at(0.0) is None
+    assert steep.meaningful and steep.k_at(0.0) == 0
 
 
 def test_mean_loss_is_the_plain_cross_entropy(analyses, checkpoints):
