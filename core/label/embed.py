@@ -18,6 +18,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from core.errors import ModelLoadError
+from core.model.loading import HF_LOAD_LOCK
 
 _MARKERS = ("Ġ", "▁", "##")
 _BYTE = re.compile(r"^<0x[0-9A-Fa-f]{2}>$|^<pad:\d+>$|^<\|.*\|>$|^\[[A-Z]+\]$|^<[a-z/]+>$")
@@ -90,4 +91,6 @@ def load_embedder(device: str = "cpu") -> Embedder:
     model_dir = Path(pkg.get_model_path())
     vocab = (model_dir / "vocab.txt").read_text(encoding="utf-8").splitlines()
     words = frozenset(v for v in vocab if v.isalpha() and v.islower())
-    return Embedder(pkg.load_model(device=device), words)
+    with HF_LOAD_LOCK:  # it loads through from_pretrained too (see HF_LOAD_LOCK)
+        model = pkg.load_model(device=device)
+    return Embedder(model, words)
