@@ -22,6 +22,7 @@ from core.query import check_component
 from core.settings import BLOCK_NAMES, HEAD_KINDS
 
 from dashboard import loaders, state
+from dashboard.markup import plain
 
 
 def available_kinds(a: Analysis) -> list[str]:
@@ -98,7 +99,7 @@ def sidebar() -> tuple[state.Selection, Analysis | None]:
     """
     state.init()
     for msg in state.take_url_errors():
-        st.error(msg)
+        st.error(plain(msg))
     sel = state.current()
     with st.sidebar:
         st.subheader("Model")
@@ -113,9 +114,9 @@ def sidebar() -> tuple[state.Selection, Analysis | None]:
             format_func=_model_label,
             accept_new_options=True,
             help=(
-                "The embedded demo model, a checkpoint folder under "
-                f"{state.models_dir()} (set SVDLENS_MODELS_DIR), or type a Hugging Face id "
-                "or a checkpoint path and press Enter."
+                "The embedded demo model or a checkpoint folder under "
+                f"{state.models_dir()} (set SVDLENS_MODELS_DIR); type its path and press "
+                "Enter" + (", or a Hugging Face id." if state.allow_hub() else ".")
             ),
         )
         _bound(
@@ -134,7 +135,7 @@ def sidebar() -> tuple[state.Selection, Analysis | None]:
         return sel, None
     sel, errors = validate(sel, a)
     for msg in errors:
-        st.error(msg)
+        st.error(plain(msg))
     state.set_now(kind=sel.kind, layer=sel.layer, head=sel.head, direction=sel.direction)
     with st.sidebar:
         st.subheader("Matrix")
@@ -149,7 +150,9 @@ def sidebar() -> tuple[state.Selection, Analysis | None]:
             _bound(st.selectbox, "Layer", "layer", list(range(a.meta.n_layers)))
         if sel.kind in HEAD_KINDS:
             _bound(st.selectbox, "Head", "head", list(range(a.meta.n_heads)))
-        st.caption(f"Showing **{sel.label()}** of `{_model_label(sel.model)}` ({sel.processing}).")
+        st.caption(
+            f"Showing **{sel.label()}** of {plain(_model_label(sel.model), 100)} ({sel.processing})."
+        )
     state.sync_url(sel)
     return sel, a
 

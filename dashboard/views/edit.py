@@ -10,6 +10,7 @@ from core.errors import CoreError
 from dashboard import components, loaders, state
 from dashboard.builders import edit as eb
 from dashboard.builders.names import component_label
+from dashboard.markup import plain
 
 sel, a = components.setup()
 hist, dropped = state.edit_history(sel)
@@ -71,11 +72,11 @@ with right:
         try:
             found = loaders.search_edit_spec(sel, search)
         except CoreError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
             found = ""
         n_found = len(EditSet.parse(found)) if found else 0
         st.caption(
-            f"{n_found} OV/MLP directions match {search.query!r} at "
+            f"{n_found} OV/MLP directions match {plain(repr(search.query))} at "
             f"|cosine| ≥ {search.threshold:.2f}."
         )
         st.button(
@@ -156,4 +157,4 @@ try:
         "new index or a sign flip (cos −1, ends swapped) is the same direction."
     )
 except CoreError as exc:
-    st.error(str(exc))
+    st.error(plain(exc))

@@ -5,6 +5,7 @@ from core.errors import CoreError
 from dashboard import components, loaders
 from dashboard.builders import grid
 from dashboard.labels_widget import render_label_controls
+from dashboard.markup import plain
 
 sel, a = components.setup()
 
@@ -36,7 +37,7 @@ control = control and loaders.ensure_controls(a)
 try:
     dirs = loaders.component_directions(sel, n=n, k=k, filters=tuple(filters), control=control)
 except CoreError as exc:
-    st.error(str(exc))
+    st.error(plain(exc))
     st.stop()
 
 what = f"random control for {sel.label()}" if control else sel.label()
@@ -82,4 +83,4 @@ if not control:
         labelled = loaders.component_directions(sel, n=n, k=k)  # unfiltered: tokens are stored
         render_label_controls(a, labelled, sel.kind, sel.layer, sel.head, key="grid.labels")
     except CoreError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))

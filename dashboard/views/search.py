@@ -8,6 +8,7 @@ from core.search.engine import DEFAULT_THRESHOLD, DEFAULT_TOP
 from core.settings import KIND_NAMES
 from dashboard import components, loaders, state
 from dashboard.builders import search as sb
+from dashboard.markup import plain
 
 sel, a = components.setup()
 index = loaders.search_index(sel)
@@ -50,12 +51,12 @@ if not query.strip():
 try:
     view = sb.search_view(index, query, method, threshold, top, kinds)
 except CoreError as exc:
-    st.error(str(exc))
+    st.error(plain(exc))
     st.stop()
 
 state.record_search(state.LastSearch(sel.model, sel.processing, query, threshold, top))
 res = view.result
-st.caption(f"Query tokens: {res.query.describe()}")
+st.caption(f"Query tokens: {plain(res.query.describe())}")
 st.subheader(f"{len(res.hits)} matches of {res.n_searched:,} directions")
 if res.hits:
     event = st.dataframe(

@@ -7,6 +7,7 @@ from core.settings import BLOCK_NAMES
 from dashboard import components, loaders, state
 from dashboard.builders import statistics as stats
 from dashboard.labels_widget import render_label_controls
+from dashboard.markup import plain
 
 sel, a = components.setup()
 cache = state.cache_dir()
@@ -40,7 +41,7 @@ with st.expander("Label this model with the offline labeller", expanded=False):
             out = sweep_offline(a, kinds, n=n, control=control, progress=report)
             st.success(f"Labelled {store_labels(a, out)} directions.")
         except CoreError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
         bar.empty()
 
 df = stats.read_labels(cache)

@@ -202,8 +202,9 @@ def test_bad_params_give_an_error_not_a_traceback(params, message):
     assert not at.exception and errors(at) == []
 
 
-def test_model_that_fails_to_load(tmp_path):
-    at = app({"model": str(tmp_path / "nowhere")}, script=GRID)
+def test_model_that_fails_to_load(dash_root):
+    # Under SVDLENS_MODELS_DIR, so the dashboard may try it (other paths are refused).
+    at = app({"model": str(dash_root / "models" / "nowhere")}, script=GRID)
     assert not at.exception
     assert any("Could not open model" in e for e in errors(at)), errors(at)
     assert "w.model" in sidebar_keys(at)
