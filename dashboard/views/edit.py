@@ -7,7 +7,7 @@ the model, never to the shared one.
 import streamlit as st
 from core.edit import EditSet
 from core.errors import CoreError
-from dashboard import components, loaders, state
+from dashboard import components, limits, loaders, state
 from dashboard.builders import edit as eb
 from dashboard.builders.names import component_label
 from dashboard.markup import plain
@@ -110,6 +110,7 @@ kind, layer, head = st.selectbox(
     "Matrix to inspect", view_options, format_func=lambda c: component_label(*c), key="edit.view"
 )
 
+limits.enter("this edit measurement")
 try:
     if len(edits):
         report = loaders.cached_table(
@@ -158,3 +159,5 @@ try:
     )
 except CoreError as exc:
     st.error(plain(exc))
+finally:
+    limits.leave()

@@ -169,3 +169,30 @@ def test_markdown_in_the_url_is_text_in_browser(browser, server, value):
         assert asked == []
     finally:
         page.close()
+
+
+def test_no_request_leaves_the_server(browser, server):
+    """Fonts, icons and the favicon are served by the dashboard itself."""
+    from urllib.parse import urlparse
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    outside: list[str] = []
+
+    def check(request) -> None:
+        if request.url.startswith(("data:", "blob:")):
+            return
+        if urlparse(request.url).hostname != "127.0.0.1":
+            outside.append(request.url)
+
+    page.on("request", check)
+    try:
+        for p in (registry.PAGES[0], GRID):
+            page.goto(f"{server}/{p.url_path}")
+            wait_ready(page)
+            page.wait_for_selector(p.rendered, timeout=LOAD_MS)
+        page.wait_for_load_state("networkidle")
+        assert outside == []
+        icon = page.eval_on_selector("link[rel='shortcut icon']", "e => e.href")
+        assert icon.startswith("data:image/svg+xml")  # dashboard/favicon.svg, inlined
+    finally:
+        page.close()
