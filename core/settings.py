@@ -91,9 +91,23 @@ class Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
     def torch_device(self) -> str:
-        """The concrete torch device name for ``device``."""
-        if self.device == "auto":
-            import torch
+        """The concrete torch device name for ``device``.
 
+        Raises:
+            SpecError: ``cuda`` was asked for and torch sees no CUDA device.
+        """
+        if self.device == "cpu":
+            return "cpu"
+        import torch
+
+        if self.device == "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
+        if not torch.cuda.is_available():
+            from core.errors import SpecError
+
+            build = "a CPU-only build" if torch.version.cuda is None else "no GPU visible"
+            raise SpecError(
+                f"--device cuda was asked for, but CUDA is not available here (torch "
+                f"{torch.__version__}, {build}); run with --device cpu or --device auto."
+            )
         return self.device

@@ -118,6 +118,12 @@ def measure(
         # the per-page caches, so the timed runs below see what a returning user sees.
         for page in PAGES:
             _run(at, page, WARM_TIMEOUT)
+        # An empty cache starts a background fill: the timed runs are of a whole entry.
+        from dashboard import loaders, state
+
+        slot = loaders._slot(state.default_model(), "post", str(state.cache_dir()))
+        if slot.value is not None and slot.value.fill is not None:
+            slot.value.fill.wait()
         warm_s = time.perf_counter() - t
         out: dict[str, dict[str, float]] = {}
         for page in PAGES:

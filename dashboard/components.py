@@ -12,12 +12,14 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 from core.analysis import Analysis
 from core.errors import CoreError
+from core.model import embedded
 from core.query import check_component
 from core.settings import BLOCK_NAMES, HEAD_KINDS
 
@@ -27,16 +29,28 @@ from dashboard.markup import plain
 
 def available_kinds(a: Analysis) -> list[str]:
     """Matrix kinds this model has and its cache entry holds, in display order."""
-    return [k for k in a.weights.kinds() if k in a.svd.kinds]
+    return [k for k in a.kinds() if k in a.svd.kinds]
 
 
 def _model_label(spec: str) -> str:
-    if spec == "default":
-        return "default (embedded demo)"
+    m = embedded.lookup(spec)
+    if m is not None:
+        name = spec if spec == m.name else f"{spec} = {m.name}"
+        return f"{name} ({m.title})" + ("" if m.built else ", not built: run make install")
     p = Path(spec)
     if p.is_absolute() and p.parent == state.models_dir():
         return f"{p.name} (local)"
     return spec
+
+
+def model_options(current: str) -> list[str]:
+    """The picker's models: the app's default, every embedded model, the checkpoint
+    folders under the models directory that are not embedded ones, and ``current``."""
+    options = [state.default_model()]
+    first = embedded.lookup(options[0])
+    options += [m.name for m in embedded.EMBEDDED if m is not first]
+    options += [p for p in state.local_models() if embedded.by_directory(p) is None]
+    return options if current in options else [*options, current]
 
 
 def _bound(
@@ -92,6 +106,25 @@ def validate(sel: state.Selection, a: Analysis) -> tuple[state.Selection, list[s
     return fixed, errors
 
 
+_FIRST_HEAD = "sel._first_head_checked"
+
+
+def _first_head(sel: state.Selection, a: Analysis) -> state.Selection:
+    """``sel`` moved to the model's opening head when its registry entry asks for one
+    (see core/label/first_head.py for the measure); unchanged on any failure."""
+    entry = embedded.lookup(sel.model) or embedded.by_directory(sel.model)
+    if entry is None or not entry.first_head or "ov" not in available_kinds(a):
+        return sel
+    from core.label.first_head import first_head
+
+    try:
+        with st.spinner("Choosing the head to open on (once per model) ..."):
+            choice = first_head(a)
+    except CoreError:
+        return sel
+    return replace(sel, kind="ov", layer=choice.layer, head=choice.head, direction=None)
+
+
 def sidebar() -> tuple[state.Selection, Analysis | None]:
     """Draw the shared sidebar and return the (validated) selection and its analysis.
 
@@ -100,21 +133,23 @@ def sidebar() -> tuple[state.Selection, Analysis | None]:
     state.init()
     for msg in state.take_url_errors():
         st.error(plain(msg))
+    # A session that starts without a component in its URL may open on a chosen head.
+    first_run = not st.session_state.get(_FIRST_HEAD)
+    st.session_state[_FIRST_HEAD] = True
+    choose_head = first_run and not any(p in st.query_params for p in ("kind", "layer", "head"))
     sel = state.current()
     with st.sidebar:
         st.subheader("Model")
-        options = [state.default_model(), *state.local_models()]
-        if sel.model not in options:
-            options.append(sel.model)
         _bound(
             st.selectbox,
             "Model",
             "model",
-            options,
+            model_options(sel.model),
             format_func=_model_label,
             accept_new_options=True,
             help=(
-                "The embedded demo model or a checkpoint folder under "
+                "An embedded model (demo-gpt2 answers at once; smollm2-135m is a real "
+                "pretrained model, built by make install) or a checkpoint folder under "
                 f"{state.models_dir()} (set SVDLENS_MODELS_DIR); type its path and press "
                 "Enter" + (", or a Hugging Face id." if state.allow_hub() else ".")
             ),
@@ -136,6 +171,8 @@ def sidebar() -> tuple[state.Selection, Analysis | None]:
     sel, errors = validate(sel, a)
     for msg in errors:
         st.error(plain(msg))
+    if choose_head:
+        sel = _first_head(sel, a)
     state.set_now(kind=sel.kind, layer=sel.layer, head=sel.head, direction=sel.direction)
     with st.sidebar:
         st.subheader("Matrix")

@@ -10,6 +10,7 @@ missing cache entry shows a progress bar with core's messages.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -55,8 +56,19 @@ def _load(
             settings = Settings(
                 model=model, processing=cast(Processing, processing), cache_dir=Path(cache_dir)
             )
-            slot.value = open_analysis(settings, progress)
+            # A missing entry: the first directions now, the rest in the background
+            # (core.cache.fill), logged rather than drawn (another thread, no page).
+            slot.value = open_analysis(settings, progress, True, _log_progress(model))
     return slot.value
+
+
+def _log_progress(model: str) -> Callable[[float, str], None]:
+    log = logging.getLogger("dashboard.fill")
+
+    def progress(fraction: float, message: str) -> None:
+        log.info("%s: %s", model, message)
+
+    return progress
 
 
 def _quiet(fraction: float, message: str) -> None:
@@ -228,22 +240,32 @@ def _built(
 
 
 @st.cache_resource(show_spinner="Indexing every singular direction…", max_entries=2)
-def _search_index(model: str, processing: str, cache_dir: str) -> SearchIndex:
+def _search_index(model: str, processing: str, cache_dir: str, generation: int = -1) -> SearchIndex:
     # One stacked, normalised matrix per model, shared read-only by every session.
+    # ``generation`` counts the kinds a background fill has finished: the index is
+    # rebuilt as they land (its thresholds read the filled ends).
     return build_index(_load(model, processing, cache_dir, _quiet))
+
+
+def _generation(model: str, processing: str, cache_dir: str) -> int:
+    fill = _load(model, processing, cache_dir, _quiet).fill
+    return -1 if fill is None or fill.done.is_set() else fill.generation
 
 
 def search_index(sel: state.Selection) -> SearchIndex:
     """The search index of every direction of ``sel``'s model (built once per model and
     processing, shared by every session; the search and edit pages both read it)."""
-    return _search_index(sel.model, sel.processing, str(state.cache_dir()))
+    cdir = str(state.cache_dir())
+    return _search_index(
+        sel.model, sel.processing, cdir, _generation(sel.model, sel.processing, cdir)
+    )
 
 
 @st.cache_data(show_spinner="Finding the query's directions…", max_entries=128)
 def _search_edit_spec(
     model: str, processing: str, cache_dir: str, query: str, threshold: float, top: int | None
 ) -> str:
-    index = _search_index(model, processing, cache_dir)
+    index = _search_index(model, processing, cache_dir, _generation(model, processing, cache_dir))
     return edit_views.compute_search_spec(index, query, threshold, top)
 
 

@@ -27,10 +27,14 @@ How to write a page
        st.dataframe(tokens, key="grid.table")                   # render
        state.open_component("ov", 3, 5, direction=2)            # open a component on the grid
 
-   * State: the selection and every value one page hands to another (the last search,
-     the edit history) are typed values in :mod:`dashboard.state`, which owns their
-     ``st.session_state`` keys. A page's own widget keys start with ``<key>.``; no page
-     reads another page's widget keys.
+   * State: the selection and every value one page hands to another (the grid's and
+     spectra's view options, the last search, the edit history) are typed values
+     (:mod:`dashboard.viewstate`) kept by :mod:`dashboard.state`, which owns their
+     ``st.session_state`` keys and writes them all to the URL, so a link reproduces the
+     view. A page's own widget keys start with ``<key>.``; no page reads another page's
+     widget keys. Streamlit forgets a widget's value on runs that do not draw it, so a
+     page whose widgets mirror typed state seeds them first (``state.seed``) and stores
+     what they read (e.g. ``state.set_grid_view``).
    * Caching: everything cached goes through :mod:`dashboard.loaders`
      (``cached_table`` / ``cached_spec`` for a builder taking the ``Analysis``,
      ``component_directions``, ``search_index``, ...). No ``st.cache_*`` in a page, and
@@ -105,6 +109,7 @@ PAGES: tuple[Page, ...] = (
     Page("atlas", "Atlas", ":material/table_rows:", _TABLE),
     Page("search", "Semantic search", ":material/search:", '[data-testid="stTextInput"]'),
     Page("edit", "Weight editing", ":material/edit:", _TABLE),
+    Page("experiments", "Experiments", ":material/science:", '[data-testid="stButton"]'),
     Page("statistics", "Labels & statistics", ":material/label:", '[data-testid="stForm"]'),
 )
 

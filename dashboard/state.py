@@ -9,10 +9,14 @@ each other. This module owns every ``st.session_state`` key that more than one p
   URL and survives a reload. Code that runs after the sidebar's widgets exist must not
   set their keys; it calls :func:`request` (applied at the start of the next run) or
   :func:`open_component` instead.
-* :class:`LastSearch`: the search page's last query, which the edit page offers to
-  remove (:func:`record_search`, :func:`last_search`).
-* :class:`EditHistory`: the edit page's edits and their undo history
-  (:func:`edit_history`, :func:`set_edit_history`).
+* The view options (:mod:`dashboard.viewstate`): the grid's (:func:`grid_view`), the
+  spectra overlay (:func:`spectra_view`), the last search (:class:`LastSearch`,
+  :func:`record_search`, :func:`last_search`), and the edit set
+  (:class:`EditHistory`, :func:`edit_history`, :func:`set_edit_history`). They are
+  seeded from the URL on a session's first run and written back to it with the
+  selection (:func:`url_params`), so a link reproduces the whole view, edits included.
+  Pages seed their widgets from them (:func:`seed`), because Streamlit forgets the
+  state of a widget that a run did not draw (another page's).
 """
 
 from __future__ import annotations
@@ -24,12 +28,20 @@ from typing import Any
 
 import streamlit as st
 from core.edit import EditSet
-from core.errors import SpecError
-from core.model.loading import resolve_model
+from core.errors import CoreError, SpecError
+from core.model import embedded
 from core.settings import DEFAULT_CACHE_DIR, DEFAULT_MODEL_DIR, HEAD_KINDS, REPO_ROOT
 
 from dashboard.builders.names import component_label
 from dashboard.registry import page as registry_page
+from dashboard.viewstate import (
+    EditHistory,
+    GridView,
+    LastSearch,
+    MeasureView,
+    SearchQuery,
+    SpectraView,
+)
 
 _FIELDS = ("model", "processing", "kind", "layer", "head", "direction")
 _PENDING = "sel._pending"
@@ -41,8 +53,14 @@ _ERRORS = "sel._errors"
 
 
 def default_model() -> str:
-    """The model spec the app opens with: ``$SVDLENS_DEFAULT_MODEL`` or core's ``default``."""
-    return os.environ.get("SVDLENS_DEFAULT_MODEL", "").strip() or "default"
+    """The model spec the app opens with: ``$SVDLENS_DEFAULT_MODEL`` or core's ``default``.
+
+    An embedded model that is not built (its install-time fetch failed) falls back to
+    ``default``, the demo model; the picker still lists it with how to build it.
+    """
+    spec = os.environ.get("SVDLENS_DEFAULT_MODEL", "").strip() or "default"
+    entry = embedded.lookup(spec)
+    return "default" if entry is not None and not entry.built else spec
 
 
 def models_dir() -> Path:
@@ -74,15 +92,16 @@ def allow_hub() -> bool:
 def check_model(spec: str) -> None:
     """Refuse a model spec the dashboard must not open.
 
-    The dashboard opens the embedded models (folders of ``models/`` in the repository),
-    checkpoints under :func:`models_dir`, the operator's :func:`default_model`, and hub
-    ids only when :func:`allow_hub`. The CLI has no such limit.
+    The dashboard opens the embedded models (:mod:`core.model.embedded`), checkpoints
+    under :func:`models_dir` (or the repository's ``models/``), the operator's
+    :func:`default_model`, and hub ids only when :func:`allow_hub`. The CLI has no such
+    limit.
 
     Raises:
-        SpecError: one sentence naming what is allowed (the spec itself is not echoed,
-            and whether a path exists is not revealed).
+        SpecError: one sentence naming what is allowed (whether a path exists is not
+            revealed).
     """
-    if spec in ("", "default") or spec == default_model():
+    if spec == default_model() or embedded.lookup(spec) is not None:
         return
     roots = [DEFAULT_MODEL_DIR.parent, models_dir()]
     try:
@@ -96,15 +115,12 @@ def check_model(spec: str) -> None:
             or "\\" in spec
         )
         if not (looks_like_path or path.exists()):
-            source = resolve_model(spec)  # an embedded model's name resolves to its folder
-            if not Path(source).is_dir():
-                if allow_hub():
-                    return
-                raise SpecError(
-                    "Hugging Face ids are off in this dashboard; pick a model in the sidebar, "
-                    f"put the checkpoint under {models_dir()}, or serve with SVDLENS_ALLOW_HUB=1."
-                )
-            path = Path(source)
+            if allow_hub():
+                return
+            raise SpecError(
+                "Hugging Face ids are off in this dashboard; pick a model in the sidebar, "
+                f"put the checkpoint under {models_dir()}, or serve with SVDLENS_ALLOW_HUB=1."
+            )
         # Normalised, not resolved: ".." cannot climb out, but a symlink the operator put
         # in the models folder is honoured.
         where = Path(os.path.abspath(path))
@@ -204,9 +220,11 @@ def init() -> None:
     """Seed the session's selection from the URL on its first run (idempotent)."""
     ss = st.session_state
     if not ss.get(_INIT):
-        sel, errors = from_params(st.query_params)
+        params = {k: st.query_params.get(k) for k in st.query_params}
+        sel, errors = from_params(params)
         for f in _FIELDS:
             ss[f"sel.{f}"] = getattr(sel, f)
+        _views_from_params(sel, params, errors)
         ss[_ERRORS] = errors
         ss[_INIT] = True
     pending = ss.pop(_PENDING, None)
@@ -247,9 +265,28 @@ def request(**changes: Any) -> None:
     st.session_state[_PENDING] = pending
 
 
-def sync_url(sel: Selection) -> None:
-    """Write ``sel`` to ``st.query_params`` when it differs (keeps the URL shareable)."""
-    want = sel.to_params()
+def url_params(sel: Selection) -> dict[str, str]:
+    """The whole view as URL parameters: ``sel``, the grid and spectra options, the last
+    search and the edit set (the last two only when they belong to ``sel``'s model and
+    processing)."""
+    ss = st.session_state
+    out = sel.to_params()
+    out.update(grid_view().to_params())
+    out.update(spectra_view().to_params())
+    out.update(measure_view().to_params())
+    search = last_search(sel)
+    if search is not None:
+        out.update(search.spec.to_params())
+    h = ss.get(_EDIT_HISTORY)
+    if isinstance(h, EditHistory) and h.matches(sel.model, sel.processing) and len(h.current):
+        out["edits"] = h.current.spec()
+    return out
+
+
+def sync_url(sel: Selection | None = None) -> None:
+    """Write the view (:func:`url_params` of ``sel``, default the current selection) to
+    ``st.query_params`` when it differs (keeps the URL shareable)."""
+    want = url_params(current() if sel is None else sel)
     have = {k: st.query_params.get(k) for k in st.query_params}
     if have != want:
         st.query_params.from_dict(want)
@@ -263,11 +300,14 @@ def open_component(
     page: str = "grid",
     model: str | None = None,
     processing: str | None = None,
+    end: str | None = None,
 ) -> None:
     """Open a component on another page (a key of :data:`dashboard.registry.PAGES`;
     default: the cluster grid) and stop this run.
 
-    ``direction`` is a singular direction index the target page highlights.
+    ``direction`` is a singular direction index the target page highlights; ``end``
+    (``top``/``bottom``) the grid end to show, e.g. the bottom one for an antipodal hit
+    (a grid showing both ends keeps showing both).
     """
     sel = replace(
         current(),
@@ -281,78 +321,103 @@ def open_component(
     if processing is not None:
         sel = replace(sel, processing=processing)
     request(**asdict(sel))
-    st.switch_page(registry_page(page).script, query_params=sel.to_params())
+    if end is not None and grid_view().end != "both":
+        set_grid_view(replace(grid_view(), end=end))
+    st.switch_page(registry_page(page).script, query_params=url_params(sel))
 
 
 # ------------------------------------------------------------- values between pages
 
 _LAST_SEARCH = "state.last_search"
 _EDIT_HISTORY = "state.edit_history"
+_GRID = "state.grid_view"
+_SPECTRA = "state.spectra_view"
+_MEASURE = "state.measure_view"
 
 
-@dataclass(frozen=True)
-class LastSearch:
-    """A query the search page ran, for the edit page's "remove all matches".
+def seed(values: dict[str, Any]) -> None:
+    """Give each widget key in ``values`` that value unless the widget already has one
+    (a page calls this before drawing its widgets, with values from its typed state)."""
+    for key, value in values.items():
+        if key not in st.session_state:
+            st.session_state[key] = value
 
-    Attributes:
-        model, processing: what it searched (the edit page ignores it for another model).
-        query: the comma-separated concepts.
-        threshold: the least ``|cosine|`` of a match.
-        top: the most matches kept, best first (``None``: all).
-    """
 
-    model: str
-    processing: str
-    query: str
-    threshold: float
-    top: int | None
+def grid_view() -> GridView:
+    """The cluster grid's options (from the URL at first, then as last set)."""
+    v = st.session_state.get(_GRID)
+    return v if isinstance(v, GridView) else GridView()
+
+
+def set_grid_view(view: GridView) -> None:
+    """Remember the grid's options (and write them to the URL)."""
+    st.session_state[_GRID] = view
+    sync_url()
+
+
+def measure_view() -> MeasureView:
+    """The edit page's prompt, target and continuation length."""
+    v = st.session_state.get(_MEASURE)
+    return v if isinstance(v, MeasureView) else MeasureView()
+
+
+def set_measure_view(view: MeasureView) -> None:
+    """Remember the edit page's measurement inputs (and write them to the URL)."""
+    st.session_state[_MEASURE] = view
+    sync_url()
+
+
+def spectra_view() -> SpectraView:
+    """The spectra page's options."""
+    v = st.session_state.get(_SPECTRA)
+    return v if isinstance(v, SpectraView) else SpectraView()
+
+
+def set_spectra_view(view: SpectraView) -> None:
+    """Remember the spectra page's options (and write them to the URL)."""
+    st.session_state[_SPECTRA] = view
+    sync_url()
 
 
 def record_search(search: LastSearch | None) -> None:
-    """Remember ``search`` as this session's last query (``None``: forget it)."""
+    """Remember ``search`` as this session's last query (``None``: forget it) and write
+    it to the URL."""
     st.session_state[_LAST_SEARCH] = search
+    sync_url()
+
+
+def search_query() -> SearchQuery:
+    """The last query's words and options, whatever model it ran on (the search page's
+    widgets start from them); an empty query when there was none."""
+    s = st.session_state.get(_LAST_SEARCH)
+    return s.spec if isinstance(s, LastSearch) else SearchQuery()
 
 
 def last_search(sel: Selection) -> LastSearch | None:
     """This session's last query on ``sel``'s model and processing, if any."""
     s = st.session_state.get(_LAST_SEARCH)
     if isinstance(s, LastSearch) and (s.model, s.processing) == (sel.model, sel.processing):
-        return s
+        return s if s.query.strip() else None
     return None
 
 
-@dataclass(frozen=True)
-class EditHistory:
-    """The edit sets a session has had, oldest first; the last is current.
-
-    ``model`` and ``processing`` say what the indices refer to: edits made under one
-    processing mean other directions under the other, so a change of either resets.
-    """
-
-    model: str
-    processing: str
-    states: tuple[EditSet, ...] = (EditSet(),)
-
-    @property
-    def current(self) -> EditSet:
-        return self.states[-1]
-
-    def push(self, edits: EditSet) -> EditHistory:
-        """A history with ``edits`` as the new current set (no-op if unchanged)."""
-        if edits == self.current:
-            return self
-        return EditHistory(self.model, self.processing, (*self.states, edits))
-
-    def undo(self) -> EditHistory:
-        """The history one step back (the first, empty state stays)."""
-        return EditHistory(self.model, self.processing, self.states[:-1] or (EditSet(),))
-
-    def reset(self) -> EditHistory:
-        """Back to no edits (one step, so it can be undone too)."""
-        return self.push(EditSet())
-
-    def matches(self, model: str, processing: str) -> bool:
-        return (self.model, self.processing) == (model, processing)
+def _views_from_params(sel: Selection, params: dict[str, Any], errors: list[str]) -> None:
+    """Seed the view options, the last search and the edit set from the URL."""
+    ss = st.session_state
+    ss[_GRID] = GridView.from_params(params, errors)
+    ss[_SPECTRA] = SpectraView.from_params(params, errors)
+    ss[_MEASURE] = MeasureView.from_params(params, errors)
+    query = SearchQuery.from_params(params, errors)
+    if query.query:
+        ss[_LAST_SEARCH] = LastSearch(sel.model, sel.processing, query)
+    spec = str(params.get("edits") or "")
+    if spec:
+        try:
+            edits = EditSet.parse(spec)
+        except CoreError as exc:
+            errors.append(f"The URL's edits could not be read ({exc}); starting without edits.")
+        else:
+            ss[_EDIT_HISTORY] = EditHistory(sel.model, sel.processing).push(edits)
 
 
 def edit_history(sel: Selection) -> tuple[EditHistory, int]:
@@ -369,5 +434,6 @@ def edit_history(sel: Selection) -> tuple[EditHistory, int]:
 
 
 def set_edit_history(history: EditHistory) -> None:
-    """Make ``history`` this session's edit history."""
+    """Make ``history`` this session's edit history (its current set goes to the URL)."""
     st.session_state[_EDIT_HISTORY] = history
+    sync_url()

@@ -88,7 +88,7 @@ def synthetic_analysis(shape: str, k: int = 50) -> Analysis:
         kinds[kind] = KindResult(dec, tops, dec.rank)
     svd = ModelSVD(w.meta, "post", k, kinds, {})
     settings = Settings(model=f"random-{shape}", kinds=KINDS, device="cpu")
-    return Analysis(settings, raw, w, svd, token_table(number_tokenizer(V), V))
+    return Analysis.of(settings, raw, w, svd, token_table(number_tokenizer(V), V))
 
 
 def retrieval(args: argparse.Namespace) -> None:

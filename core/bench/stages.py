@@ -65,9 +65,14 @@ def svdinterpreter_loop(
     """Wall and CPU seconds for the ``SVDInterpreter`` loop over the first ``layers`` layers: each
     head's OV, then ``w_in`` and ``w_out``, ``n`` vectors each, top/bottom-``k`` tokens.
     """
+    from types import SimpleNamespace
+
     from transformer_lens.SVDInterpreter import SVDInterpreter
 
-    interp = SVDInterpreter(model)
+    # The loop runs where the tool runs: its weights on ``device`` before the clock starts.
+    params = {name: t.to(device) for name, t in model.tl_parameters().items()}
+    sync(device)
+    interp = SVDInterpreter(SimpleNamespace(cfg=model.cfg, tl_parameters=lambda: params))
     heads = model.cfg.n_heads
     n_ov, n_mlp = min(n, model.cfg.d_head), min(n, model.cfg.d_model, model.cfg.d_mlp)
 
@@ -89,11 +94,13 @@ def svdinterpreter_loop(
 
 def dense_ov(weights: Any, layers: int, device: str = "cpu") -> tuple[float, float]:
     """Wall and CPU seconds for a dense ``d_model x d_model`` SVD of every head of the first ``layers``."""
+    W_V, W_O = weights.W_V[:layers].to(device), weights.W_O[:layers].to(device)
+    sync(device)
 
     def run() -> None:
         for layer in range(layers):
             for h in range(weights.meta.n_heads):
-                W = weights.W_V[layer, h] @ weights.W_O[layer, h]
+                W = W_V[layer, h] @ W_O[layer, h]
                 torch.linalg.svd(W, full_matrices=False)
 
     wall, cpu, _ = clocked(run, device)

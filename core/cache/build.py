@@ -1,6 +1,9 @@
 """Building a cache entry: decompose every kind and project its first directions.
 
-:func:`build_svd` makes the real decompositions a precompute writes;
+:func:`build_svd` makes the real decompositions a precompute writes; :func:`build_first`
+and :func:`fill_kind` make the same entry in two steps, so that a page can be shown after
+the decompositions and the first few directions of each component (seconds), while the
+rest are projected in the background (:func:`core.analysis.analysis_from_weights`);
 :func:`build_controls` makes the random Gaussian controls, which only the spectra,
 the grid's control toggle and the statistics read, so they are built on first use
 (:func:`core.analysis.controls`) unless a precompute asks for them.
@@ -11,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
+import torch
 from torch import Tensor
 
 from core.progress import Progress, quiet
@@ -20,7 +24,12 @@ from core.settings import Settings
 from core.cache.store import KindResult, ModelSVD
 from core.model.weights import ModelWeights
 
-
+#: Directions of each component projected before anything is shown (the atlas's
+#: columns; the grid projects what it shows on demand, in milliseconds).
+FIRST_DIRECTIONS = 3
+#: The order the background fill projects the kinds in: what search and the atlas read
+#: first.
+FILL_ORDER: tuple[str, ...] = ("ov", "mlp_in", "mlp_out", "mlp_gate", "qk", "embed")
 
 
 def build_svd(weights: ModelWeights, settings: Settings, progress: Progress = quiet) -> ModelSVD:
@@ -40,6 +49,57 @@ def build_svd(weights: ModelWeights, settings: Settings, progress: Progress = qu
         out[kind] = _result(decompose_kind(on_device, kind, settings.degeneracy_tol), W_U, settings)
     progress(1.0, "done")
     return ModelSVD(weights.meta, weights.processing, settings.k, out)
+
+
+def build_first(
+    weights: ModelWeights, settings: Settings, progress: Progress = quiet
+) -> ModelSVD:
+    """Every kind decomposed, with only the first :data:`FIRST_DIRECTIONS` directions of
+    each component oriented and projected; :func:`fill_kind` adds the rest.
+
+    After :func:`fill_kind` on every kind the entry equals :func:`build_svd`'s (the sign
+    rule and the projection are per direction).
+    """
+    first = settings.replace(
+        n_project=FIRST_DIRECTIONS
+        if settings.n_project is None
+        else min(settings.n_project, FIRST_DIRECTIONS)
+    )
+    return build_svd(weights, first, progress)
+
+
+def is_filled(res: KindResult, settings: Settings) -> bool:
+    """Whether ``res`` holds every direction ``settings.n_project`` asks for."""
+    rank = res.decomposition.rank
+    return res.n_projected >= (rank if settings.n_project is None else min(settings.n_project, rank))
+
+
+def fill_kind(res: KindResult, W_U: Tensor, settings: Settings) -> KindResult:
+    """``res`` (from :func:`build_first`) with directions ``res.n_projected ..
+    n_project - 1`` of each component oriented and projected too; on the CPU."""
+    if is_filled(res, settings):
+        return res
+    device = settings.torch_device()
+    d = _decomp_to(res.decomposition, device)
+    start = res.n_projected
+    d, more = orient(d, W_U.to(device), settings.k, settings.n_project, settings.vocab_chunk, start)
+    n = d.rank if settings.n_project is None else min(settings.n_project, d.rank)
+    C, k = len(d.components), res.tops.top_idx.shape[1]
+
+    def merge(a: Tensor, b: Tensor) -> Tensor:
+        # Component-major rows: each component's first ``start`` rows, then its new ones.
+        return torch.cat([a.reshape(C, start, k), b.cpu().reshape(C, n - start, k)], 1).reshape(
+            C * n, k
+        )
+
+    t = res.tops
+    tops = TopTokens(
+        merge(t.top_idx, more.top_idx),
+        merge(t.top_val, more.top_val),
+        merge(t.bottom_idx, more.bottom_idx),
+        merge(t.bottom_val, more.bottom_val),
+    )
+    return KindResult(_decomp_to(d, "cpu"), tops, n)
 
 
 def build_controls(

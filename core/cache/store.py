@@ -3,9 +3,14 @@
 Layout: ``<cache_dir>/<model-slug>/<weights-hash>-<processing>/`` holding one
 ``<kind>.safetensors`` per matrix kind and a ``meta.json`` written last, which records
 the format version, the settings that shape the content, and the size and SHA-256 of
-every tensor file. The random controls are a second, optional part of the same entry
+every tensor file (rehashed on a read unless ``verified.json`` holds the file's
+unchanged stat from an earlier check: :data:`TRUST_AFTER_S`). The random controls are a second, optional part of the same entry
 (``<kind>.control.safetensors`` and ``controls.json``, same checks): they are built on
-first use, so a precompute does not pay for them. Each file is written to a temporary
+first use, so a precompute does not pay for them. The checkpoint part
+(``unembed.safetensors``, ``tokens.json`` and ``checkpoint.json``) is a third: the
+unembedding and embedding of the processed view, the token table, and the checkpoint's
+fingerprint (:mod:`core.model.fingerprint`), so that an entry can be found and answer
+queries without loading the model (:func:`find_by_fingerprint`). Each file is written to a temporary
 name and renamed, so a reader sees either a whole part or none; a part whose manifest
 or files do not check out is reported as invalid and rebuilt by the caller.
 """
@@ -18,20 +23,28 @@ import os
 import re
 import shutil
 import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch import Tensor
 
 from core.svd.decompose import Decomposition
 from core.errors import CacheError
-from core.svd.project import TopTokens
+from core.svd.project import TokenTable, TopTokens, token_table_from_strings
 from core.model.weights import ModelMeta
 
 FORMAT_VERSION = 2
 CONTROLS_MANIFEST = "controls.json"
+CHECKPOINT_MANIFEST = "checkpoint.json"
+UNEMBED_FILE = "unembed.safetensors"
+TOKENS_FILE = "tokens.json"
+#: Stat stamps of the files whose SHA-256 checked out (see :data:`TRUST_AFTER_S`).
+VERIFIED = "verified.json"
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,23 @@ class ModelSVD:
     k: int
     kinds: dict[str, KindResult]
     controls: dict[str, KindResult] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckpointPart:
+    """What answers queries in place of the loaded model (the entry's checkpoint part).
+
+    Attributes:
+        fingerprint: the checkpoint's fingerprint when the part was written.
+        W_U: the processed view's unembedding ``[d_model, d_vocab]``.
+        W_E: the embedding ``[d_vocab, d_model]``.
+        tokens: the token table.
+    """
+
+    fingerprint: str
+    W_U: Tensor
+    W_E: Tensor
+    tokens: TokenTable
 
 
 def slug(name: str) -> str:
@@ -133,10 +163,12 @@ def _kind_from_tensors(
         degenerate=t["degenerate"].bool(),
         control=control,
     )
+    # Token ids stay int32 as stored: widening every kind's ends to int64 was a third of
+    # a cached answer's time (indexing takes int32 ids as they are).
     tops = TopTokens(
-        top_idx=t["top_idx"].long(),
+        top_idx=t["top_idx"],
         top_val=t["top_val"],
-        bottom_idx=t["bottom_idx"].long(),
+        bottom_idx=t["bottom_idx"],
         bottom_val=t["bottom_val"],
     )
     return KindResult(d, tops, n_projected)
@@ -188,6 +220,7 @@ def save(svd: ModelSVD, cache_dir: Path, settings_key: dict[str, Any]) -> Path:
     # The entry is invalid until rewritten, and controls of older content with it.
     (out / "meta.json").unlink(missing_ok=True)
     (out / CONTROLS_MANIFEST).unlink(missing_ok=True)
+    (out / CHECKPOINT_MANIFEST).unlink(missing_ok=True)
     files, index = _write_tables(out, {"kinds": svd.kinds})
     info = {
         **_manifest(svd.meta, svd.processing, settings_key),
@@ -234,11 +267,59 @@ def _read_checked(
         raise CacheError(f"The cache entry {out} was built from other weights.")
     if info.get("processing") != processing or info.get("settings") != settings_key:
         raise CacheError(f"The cache entry {out} was built with other settings.")
-    for fname, f in info.get("files", {}).items():
+    files = info.get("files", {})
+    stats: dict[str, os.stat_result] = {}
+    for fname, f in files.items():
         p = out / fname
-        if not p.is_file() or p.stat().st_size != f["size"] or _sha256(p) != f["sha256"]:
+        if not p.is_file() or p.stat().st_size != f["size"]:
             raise CacheError(f"The cache file {p} is missing, truncated or corrupted.")
+        stats[fname] = p.stat()
+    stamps = _read_stamps(out)
+    todo = [n for n in files if stamps.get(n) != _stamp(stats[n], files[n]["sha256"])]
+    # hashlib releases the GIL on big blocks: the files hash in parallel, and the
+    # hashing is most of a cached answer's time (0.33 s of 0.52 s for SmolLM2-135M).
+    todo.sort(key=lambda n: -int(files[n]["size"]))
+    with ThreadPoolExecutor(max_workers=max(1, min(len(todo), os.cpu_count() or 1))) as pool:
+        digests = dict(zip(todo, pool.map(lambda n: _sha256(out / n), todo)))
+    for fname in todo:
+        if digests[fname] != files[fname]["sha256"]:
+            raise CacheError(f"The cache file {out / fname} is missing, truncated or corrupted.")
+    settled = time.time() - TRUST_AFTER_S
+    new = {
+        n: _stamp(stats[n], files[n]["sha256"])
+        for n in todo
+        if stats[n].st_mtime < settled and stats[n].st_ctime < settled
+    }
+    if new:
+        _write_stamps(out, {**stamps, **new})
     return info
+
+
+#: Files verified (SHA-256) when last written at least this long ago are trusted on
+#: later reads while their size, mtime, ctime and inode stay the same: every rewrite
+#: (even of one byte, even within the clock tick of the original write) lands after
+#: the verification and moves them. What this cannot see is a change that keeps every
+#: one of them (bit rot on the disk); a cached answer no longer rehashes every file.
+TRUST_AFTER_S = 2.0
+
+
+def _stamp(st: os.stat_result, sha256: str) -> list[Any]:
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, sha256]
+
+
+def _read_stamps(out: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((out / VERIFIED).read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_stamps(out: Path, stamps: dict[str, Any]) -> None:
+    try:
+        _atomic_write_bytes(out / VERIFIED, json.dumps(stamps).encode())
+    except OSError:  # a read-only cache: verify again next time
+        pass
 
 
 def _read_group(out: Path, info: dict[str, Any], group: str) -> dict[str, KindResult]:
@@ -291,6 +372,74 @@ def load_controls(
     out = entry_dir(cache_dir, meta, processing)
     info = _read_checked(out, CONTROLS_MANIFEST, meta, processing, settings_key)
     return _read_group(out, info, "controls")
+
+
+def save_checkpoint(
+    cache_dir: Path,
+    meta: ModelMeta,
+    processing: str,
+    settings_key: dict[str, Any],
+    part: CheckpointPart,
+) -> Path:
+    """Write the checkpoint part of an (existing) entry; returns the entry directory."""
+    out = entry_dir(cache_dir, meta, processing)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CHECKPOINT_MANIFEST).unlink(missing_ok=True)
+    tensors = {"W_U": part.W_U, "W_E": part.W_E}
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{UNEMBED_FILE}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().cpu().float().contiguous() for k, v in tensors.items()}, tmp)
+        os.replace(tmp, out / UNEMBED_FILE)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    table: dict[str, Any] = {"raw": list(part.tokens.raw), "display": list(part.tokens.display)}
+    if part.tokens.trained is not None:  # the under-trained tokens, detected at the build
+        table["undertrained"] = (~part.tokens.trained).nonzero()[:, 0].tolist()
+    _atomic_write_bytes(out / TOKENS_FILE, json.dumps(table).encode())
+    files = {
+        f: {"size": (out / f).stat().st_size, "sha256": _sha256(out / f)}
+        for f in (UNEMBED_FILE, TOKENS_FILE)
+    }
+    info = {
+        **_manifest(meta, processing, settings_key),
+        "fingerprint": part.fingerprint,
+        "files": files,
+    }
+    _atomic_write_bytes(out / CHECKPOINT_MANIFEST, json.dumps(info, indent=1).encode())
+    return out
+
+
+def find_by_fingerprint(
+    cache_dir: Path, name: str, processing: str, settings_key: dict[str, Any], fingerprint: str
+) -> tuple[ModelSVD, CheckpointPart] | None:
+    """The valid entry of model ``name`` whose checkpoint part carries ``fingerprint``,
+    or ``None``: a miss, a stale entry or a damaged one (the caller loads the model).
+
+    Reads no weight of the model, only the entry (checked as :func:`load` does).
+    """
+    for mpath in sorted((Path(cache_dir) / slug(name)).glob(f"*-{processing}/{CHECKPOINT_MANIFEST}")):
+        try:
+            info = json.loads(mpath.read_text())
+            if info.get("fingerprint") != fingerprint:
+                continue
+            meta = ModelMeta(**info["model"])
+            svd = load(cache_dir, meta, processing, settings_key)
+            out = mpath.parent
+            _read_checked(out, CHECKPOINT_MANIFEST, meta, processing, settings_key)
+            t = load_file(str(out / UNEMBED_FILE))
+            table = json.loads((out / TOKENS_FILE).read_text())
+            trained = None
+            if "undertrained" in table:
+                trained = torch.ones(len(table["raw"]), dtype=torch.bool)
+                trained[torch.tensor(table["undertrained"], dtype=torch.long)] = False
+            tokens = token_table_from_strings(table["raw"], table["display"], trained)
+            if t["W_U"].shape != (meta.d_model, meta.d_vocab) or len(tokens.raw) != meta.d_vocab:
+                continue
+        except (CacheError, OSError, ValueError, KeyError, TypeError):
+            continue
+        return svd, CheckpointPart(fingerprint, t["W_U"], t["W_E"], tokens)
+    return None
 
 
 def list_entries(cache_dir: Path) -> list[dict[str, Any]]:

@@ -46,6 +46,14 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         default=True,
         help="also time every dashboard page from a warm cache (default: on)",
     )
+    p.add_argument(
+        "--waits",
+        metavar="MODEL",
+        default=None,
+        help="instead of the shapes: what a user waits for on the checkpoint MODEL "
+        "('default', a directory): cached CLI call against `import torch`, empty cache to "
+        "first grid and to search, search p50/p95 (core.bench.waits)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON on stdout")
     p.set_defaults(func=_bench)
 
@@ -72,6 +80,12 @@ def _bench(args: argparse.Namespace) -> Any:
 
         if not torch.cuda.is_available():
             raise ArgError("CUDA is not available here; run with --device cpu.")
+    if args.waits is not None:
+        from core.bench.waits import user_waits
+
+        res = user_waits(args.waits, max(args.repeat, 5), args.queries, args.device)
+        print(json.dumps(res), file=sys.stderr, flush=True)
+        return res
     opts = BenchOptions(
         device=args.device,
         repeat=args.repeat,

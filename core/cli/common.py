@@ -10,6 +10,7 @@ import argparse
 import math
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,11 @@ class _Parser(argparse.ArgumentParser):
 def common_parser() -> _Parser:
     """Options every model command takes: model, processing, device, cache, json."""
     p = _Parser(add_help=False)
-    p.add_argument("--model", default="default", help="HF id, local checkpoint dir, or 'default'")
+    p.add_argument(
+        "--model",
+        default="default",
+        help="embedded model (default = demo-gpt2, smollm2-135m), local checkpoint dir, or HF id",
+    )
     p.add_argument("--processing", choices=("raw", "post"), default="post")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--cache-dir", type=Path, default=None, help="cache root (default: ./cache)")
@@ -43,8 +48,8 @@ MAX_MODEL_SPEC = 1024
 
 
 def check_common(args: argparse.Namespace) -> None:
-    """Refuse bad common options before any work starts: an over-long ``--model``,
-    ``--device cuda`` without CUDA, a ``--cache-dir`` that cannot be written.
+    """Refuse bad common options before any work starts: an over-long ``--model``, a
+    ``--cache-dir`` that cannot be written.
     """
     model = getattr(args, "model", None)
     if model is not None and len(model) > MAX_MODEL_SPEC:
@@ -52,11 +57,6 @@ def check_common(args: argparse.Namespace) -> None:
             f"--model is {len(model):,} characters long; give a Hugging Face id or a "
             f"checkpoint path of at most {MAX_MODEL_SPEC:,} characters."
         )
-    if getattr(args, "device", None) == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ArgError("--device cuda needs a CUDA GPU and torch built for it; use cpu.")
     if model is not None and getattr(args, "cache_dir", None) is not None:
         writable_dir(args.cache_dir, "--cache-dir")
 
@@ -118,8 +118,28 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
     return Settings(**fields)
 
 
+def log_progress() -> Callable[[float, str], None]:
+    """A progress callback printing one line on stderr per stage (each new message), with
+    the seconds since it was made: what a log or a pipe shows where a bar cannot draw.
+    """
+    t0 = time.perf_counter()
+    last: list[str] = []
+
+    def update(frac: float, msg: str) -> None:
+        if last and last[0] == msg:
+            return
+        last[:] = [msg]
+        print(f"[{time.perf_counter() - t0:7.1f} s] {msg}", file=sys.stderr, flush=True)
+
+    return update
+
+
 def tqdm_progress() -> Callable[[float, str], None]:
-    """A progress callback drawing a tqdm bar on stderr."""
+    """A progress callback drawing a tqdm bar on stderr, or log lines when stderr is not
+    a terminal (:func:`log_progress`).
+    """
+    if not sys.stderr.isatty():
+        return log_progress()
     from tqdm import tqdm
 
     bar = tqdm(
@@ -127,7 +147,6 @@ def tqdm_progress() -> Callable[[float, str], None]:
         file=sys.stderr,
         leave=False,
         bar_format="{bar:20}| {desc}",
-        disable=not sys.stderr.isatty(),
     )
 
     def update(frac: float, msg: str) -> None:
@@ -140,11 +159,17 @@ def tqdm_progress() -> Callable[[float, str], None]:
     return update
 
 
-def open_from_args(args: argparse.Namespace, **extra: Any) -> Any:
-    """Open the analysis the common options name, with a progress bar on stderr."""
+def open_from_args(args: argparse.Namespace, background: bool = False, **extra: Any) -> Any:
+    """Open the analysis the common options name, with a progress bar on stderr.
+
+    With ``background`` a missing cache entry is built as far as the first directions,
+    the command answers, and the process writes the rest of the entry before it exits
+    (one progress line per stage on stderr).
+    """
     from core.analysis import open_analysis
 
-    return open_analysis(settings_from_args(args, **extra), tqdm_progress())
+    settings = settings_from_args(args, **extra)
+    return open_analysis(settings, tqdm_progress(), background, log_progress())
 
 
 def print_table(rows: Sequence[dict[str, Any]]) -> None:

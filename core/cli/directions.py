@@ -12,6 +12,7 @@ from typing import Any
 
 from core.cli.common import ArgError, open_from_args
 from core.settings import MATRIX_KINDS
+from core.svd.project import TOKEN_FILTERS
 
 
 def _run(args: argparse.Namespace) -> Any:
@@ -21,7 +22,7 @@ def _run(args: argparse.Namespace) -> Any:
         raise ArgError(f"--k must be at least 1, not {args.k}.")
     if args.n < 1:
         raise ArgError(f"--n must be at least 1, not {args.n}.")
-    a = open_from_args(args)
+    a = open_from_args(args, background=True)
     rows = directions(a, args.matrix, args.layer, args.head, args.n, args.k, args.filter or ())
     if args.json:
         return [r.to_json() for r in rows]
@@ -44,5 +45,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--head", type=int, default=None)
     p.add_argument("--n", type=int, default=10, help="directions")
     p.add_argument("--k", type=int, default=20, help="tokens per end")
-    p.add_argument("--filter", action="append", choices=("ascii", "alpha"), help="token filter")
+    p.add_argument(
+        "--filter",
+        action="append",
+        choices=TOKEN_FILTERS,
+        help="token filter (trained: hide tokens detected as under-trained)",
+    )
     p.set_defaults(func=_run)

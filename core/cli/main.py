@@ -11,12 +11,12 @@ import json
 import sys
 from collections.abc import Sequence
 
-from core.cli import bench, directions, edit, label, precompute, search
+from core.cli import bench, directions, edit, label, precompute, probe, search, truncate
 from core.cli.common import ArgError, _Parser, check_common, common_parser, print_table
 from core.errors import CoreError
 
 #: The subcommands, in the order ``--help`` lists them.
-COMMANDS = (precompute, directions, search, edit, label, bench)
+COMMANDS = (precompute, directions, search, edit, truncate, probe, label, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,4 +57,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(result, indent=None if getattr(args, "json", False) else 1))
     else:
         print_table(result)
+    # The answer now: a background fill may keep the process busy writing the cache.
+    sys.stdout.flush()
     return 0

@@ -30,7 +30,7 @@ def _kinds(text: str | None) -> tuple[str, ...] | None:
 
 
 def _search(args: argparse.Namespace) -> Any:
-    from core.search.engine import build_index, search
+    from core.search.engine import DEFAULT_KINDS, build_index, search
 
     if not split_concepts(args.query):
         raise ArgError(
@@ -43,8 +43,11 @@ def _search(args: argparse.Namespace) -> Any:
     if args.k < 1:
         raise ArgError(f"--k must be at least 1, not {args.k}.")
     kinds = _kinds(args.matrices)
+    # Not in the background: the index's thresholds read the filled ends (see
+    # core.cache.fill), so the command's answer is the one a filled cache gives.
     a = open_from_args(args)
-    index = build_index(a, kinds)
+    # Only the kinds searched: the index costs time per direction it stacks.
+    index = build_index(a, kinds if kinds is not None else DEFAULT_KINDS)
     res = search(index, args.query, args.embed, args.threshold, args.top, kinds, args.k)
     if args.json:
         return [h.to_json() for h in res.hits]

@@ -118,6 +118,23 @@ def apply_edits(analysis: Analysis, edits: EditSet | Iterable[Edit]) -> EditedMo
     return EditedModel(model, edits, tuple(updates))
 
 
+def original_tokenizer(analysis: Analysis) -> Any:
+    """The model's tokenizer as its checkpoint defines it.
+
+    TransformerLens's bridge switches on ``add_bos_token`` in the tokenizer it loads, so
+    saving that one would make the exported model's tokenizer prepend a BOS the original
+    never did; this reloads it from the source (the bridge's is the fallback when the
+    source cannot be read again).
+    """
+    assert analysis.model is not None
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(analysis.model.source)
+    except (OSError, ValueError):
+        return analysis.model.tokenizer
+
+
 def export(analysis: Analysis, edits: EditSet, directory: Path) -> Path:
     """Write the edited model and tokenizer as a Hugging Face checkpoint directory.
 
@@ -131,7 +148,7 @@ def export(analysis: Analysis, edits: EditSet, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     edited.model.save_pretrained(directory)
     assert analysis.model is not None
-    analysis.model.tokenizer.save_pretrained(directory)
+    original_tokenizer(analysis).save_pretrained(directory)
     record = {
         "source": analysis.model.source,
         "processing": analysis.weights.processing,

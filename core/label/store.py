@@ -21,6 +21,11 @@ from core.errors import CacheError
 
 LABELS_FILE = "labels.sqlite"
 MANUAL = "manual"
+#: LLM verdicts are stored as ``llm:<model>``; rows from before the model was part of
+#: the name (plain ``llm``) are renamed to this by the store's version-1 migration.
+LLM_UNKNOWN = "llm:unknown model"
+#: ``PRAGMA user_version`` of the current layout (1: LLM labellers carry their model).
+SCHEMA_VERSION = 1
 _NO_HEAD = -1  # SQLite treats NULLs as distinct in keys, so "no head" is stored as -1
 
 _SCHEMA = """
@@ -58,7 +63,7 @@ class LabelRecord:
         layer: block index.
         head: head for per-head kinds, else ``None``.
         index: singular-vector index.
-        labeller: ``manual``, ``offline`` or ``llm``.
+        labeller: ``manual``, ``offline`` or ``llm:<model>`` (:func:`llm_labeller`).
         interpretable: the yes/no verdict (``None``: not decided).
         label: the label text ("" if none).
         score: the labeller's score (offline: z-score), if any.
@@ -117,6 +122,11 @@ def _from_row(row: Sequence[Any]) -> LabelRecord:
     )
 
 
+def llm_labeller(model: str) -> str:
+    """The labeller name of an LLM's verdicts: ``llm:<model>``."""
+    return f"llm:{model.strip() or 'unknown model'}"
+
+
 class LabelStore:
     """The SQLite label store; open one per thread (connections are not shared)."""
 
@@ -127,11 +137,24 @@ class LabelStore:
             self._db = sqlite3.connect(self.path, timeout=30.0)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(_SCHEMA)
+            self._migrate()
             self._db.commit()
         except sqlite3.DatabaseError as exc:
             raise CacheError(
                 f"The label store {self.path} cannot be opened ({exc}); move it aside and retry."
             ) from exc
+
+    def _migrate(self) -> None:
+        """Bring an older store to :data:`SCHEMA_VERSION`, keeping every row readable."""
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        if version < 1:
+            # Plain "llm" rows predate the model in the name; a row under the new name
+            # for the same direction wins (it is the newer verdict).
+            self._db.execute(
+                "UPDATE OR IGNORE labels SET labeller=? WHERE labeller='llm'", (LLM_UNKNOWN,)
+            )
+            self._db.execute("DELETE FROM labels WHERE labeller='llm'")
+        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @classmethod
     def in_cache(cls, cache_dir: Path) -> LabelStore:
@@ -219,6 +242,8 @@ class LabelStore:
             if val is not None:
                 where.append(f"{col}=?")
                 args.append(val)
+        if labeller == "llm":  # every LLM's verdicts
+            where[-1] = "(labeller=? OR labeller LIKE 'llm:%')"
         if control is not None:
             where.append("control=?")
             args.append(int(control))

@@ -34,7 +34,7 @@ class DirectionLabel:
         head: head for per-head kinds, else ``None``.
         index: singular-vector index.
         control: whether it is a random-control direction.
-        labeller: ``offline`` or ``llm``.
+        labeller: ``offline`` or ``llm:<model>``.
         tokens: the top tokens the labeller saw.
         interpretable: the yes/no verdict.
         label: the concept or theme ("" if none).
@@ -144,7 +144,7 @@ def token_sets(
     """``(layer, head, index, top k raw tokens)`` for the first ``n`` directions of each
     component. A control has one component per layer (reported with head ``None``).
     """
-    has_gate = analysis.weights.W_gate is not None
+    has_gate = analysis.meta.gated
     per_head = kind in HEAD_KINDS
     # A model without a gate is told so, not told to rebuild a cache that cannot hold one.
     check_component(analysis.meta, kind, 0, 0 if per_head else None, has_gate)
@@ -219,7 +219,7 @@ def label_llm(
                 head=head,
                 index=index,
                 control=control,
-                labeller="llm",
+                labeller=labeller.name,
                 tokens=toks,
                 interpretable=v.interpretable,
                 label=v.label,

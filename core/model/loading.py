@@ -16,8 +16,9 @@ from typing import Any
 import torch
 
 from core.errors import ModelLoadError
+from core.model import embedded
 from core.model.families import supported
-from core.settings import DEFAULT_MODEL_DIR, Settings
+from core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -52,16 +53,12 @@ class LoadedModel:
 def resolve_model(spec: str) -> str:
     """Map a user's model spec to what Hugging Face loads: a directory or a hub id.
 
-    ``"default"`` is the embedded demo model; an existing directory is used as is;
-    anything else is taken as a hub id.
+    A name of :mod:`core.model.embedded` (``default`` and ``demo-gpt2`` are the demo
+    model, ``smollm2-135m`` the SmolLM2 build) is its directory; an existing directory
+    is used as is; anything else is taken as a hub id.
     """
-    if spec in ("", "default"):
-        if not (DEFAULT_MODEL_DIR / "config.json").is_file():
-            raise ModelLoadError(
-                f"The embedded demo model is missing from {DEFAULT_MODEL_DIR}; "
-                "restore it with `git checkout models/` or pass --model with another model."
-            )
-        return str(DEFAULT_MODEL_DIR)
+    if embedded.lookup(spec) is not None:
+        return str(embedded.directory(spec))
     path = Path(spec).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
@@ -75,6 +72,17 @@ def resolve_model(spec: str) -> str:
     return spec
 
 
+def locate_model(spec: str) -> str:
+    """The directory (or, when the hub is reachable, the hub id) that ``spec`` loads from:
+    :func:`resolve_model`, then a hub id's complete local snapshot where there is one.
+
+    Raises:
+        ModelLoadError: no such directory, or a hub id neither cached nor reachable.
+    """
+    source = resolve_model(spec)
+    return source if Path(source).is_dir() else _local_snapshot(source)
+
+
 def load_model(settings: Settings) -> LoadedModel:
     """Load ``settings.model`` on ``settings.torch_device()`` in float32.
 
@@ -85,9 +93,7 @@ def load_model(settings: Settings) -> LoadedModel:
     from safetensors import SafetensorError
     from transformer_lens.model_bridge import TransformerBridge
 
-    source = resolve_model(settings.model)
-    if not Path(source).is_dir():
-        source = _local_snapshot(source)
+    source = locate_model(settings.model)
     device = settings.torch_device()
     from transformers.utils import logging as hf_logging
 

@@ -40,6 +40,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from core.errors import SpecError
+from core.svd.decompose import sym_eigh
 
 #: Query methods, default first.
 METHODS: tuple[str, ...] = ("token", "ridge", "pinv", "embed")
@@ -66,6 +67,9 @@ class QueryTokens:
         ids: token ids ``[m]``, concept by concept (an id may recur in two concepts).
         weights: their weights ``[m]`` (each concept sums to 1).
         groups: the concept each id belongs to ``[m]``.
+        spellings: per concept, the full tokenisation (token strings) of each spelling
+            it is represented by; a spelling of several tokens is matched by its first
+            token only (see :attr:`truncated`).
     """
 
     text: str
@@ -74,17 +78,32 @@ class QueryTokens:
     ids: Int[Tensor, " m"]
     weights: Float[Tensor, " m"]
     groups: Int[Tensor, " m"]
+    spellings: tuple[tuple[tuple[str, ...], ...], ...] = ()
 
     def __post_init__(self) -> None:
         if self.ids.ndim != 1 or not self.ids.shape == self.weights.shape == self.groups.shape:
             raise ValueError("ids, weights and groups must be 1-d tensors of one length")
 
-    def describe(self) -> str:
-        """``fire -> 'fire', ' fire'; flames -> ' flames'`` for display."""
-        return "; ".join(
-            f"{c} -> {', '.join(repr(t) for t in toks)}"
-            for c, toks in zip(self.concepts, self.concept_tokens)
+    @property
+    def truncated(self) -> tuple[str, ...]:
+        """The concepts whose every spelling is several tokens: matched by the first."""
+        return tuple(
+            c for c, sp in zip(self.concepts, self.spellings) if sp and all(len(s) > 1 for s in sp)
         )
+
+    def describe(self) -> str:
+        """``fire -> 'fire', ' fire'; flames -> 'fl' (of 'fl'+'ames')`` for display: a
+        spelling of several tokens shows its pieces after the first, which is matched.
+        """
+        parts = []
+        for i, (c, toks) in enumerate(zip(self.concepts, self.concept_tokens)):
+            sp = self.spellings[i] if i < len(self.spellings) else ()
+            shown = [
+                repr(t) + (f" (of {'+'.join(repr(p) for p in s)})" if len(s) > 1 else "")
+                for t, s in zip(toks, sp or [(t,) for t in toks])
+            ]
+            parts.append(f"{c} -> {', '.join(shown)}")
+        return "; ".join(parts)
 
 
 def split_concepts(query: str) -> tuple[str, ...]:
@@ -128,6 +147,11 @@ def parse_query(query: str, tokenizer: Any, vocab: Sequence[str], d_vocab: int) 
     weights: list[float] = []
     groups: list[int] = []
     concept_tokens: list[tuple[str, ...]] = []
+    spellings: list[tuple[tuple[str, ...], ...]] = []
+
+    def show(i: int) -> str:
+        return vocab[i] if i < len(vocab) else str(i)
+
     for g, concept in enumerate(concepts):
         variants: list[list[int]] = []
         for text in (concept, " " + concept):
@@ -144,13 +168,16 @@ def parse_query(query: str, tokenizer: Any, vocab: Sequence[str], d_vocab: int) 
         # token; later pieces ("ames" of "fl|ames") are shared with unrelated words.
         shortest = min(len(v) for v in variants)
         ids_c: list[int] = []
+        spelled: list[tuple[str, ...]] = []
         for v in variants:
             if len(v) == shortest and v[0] not in ids_c:
                 ids_c.append(v[0])
+                spelled.append(tuple(show(i) for i in v))
         ids += ids_c
         weights += [1.0 / len(ids_c)] * len(ids_c)
         groups += [g] * len(ids_c)
-        concept_tokens.append(tuple(vocab[i] if i < len(vocab) else str(i) for i in ids_c))
+        concept_tokens.append(tuple(show(i) for i in ids_c))
+        spellings.append(tuple(spelled))
     return QueryTokens(
         text=query,
         concepts=concepts,
@@ -158,6 +185,7 @@ def parse_query(query: str, tokenizer: Any, vocab: Sequence[str], d_vocab: int) 
         ids=torch.tensor(ids, dtype=torch.long),
         weights=torch.tensor(weights, dtype=torch.float32),
         groups=torch.tensor(groups, dtype=torch.long),
+        spellings=tuple(spellings),
     )
 
 
@@ -274,9 +302,9 @@ def build_embedder(
         total += block.sum(dim=1)
     mean_u = total / V
     Gc = G - V * torch.outer(mean_u, mean_u)
-    ev, Q = torch.linalg.eigh(G)
+    ev, Q = sym_eigh(G)
     pinv_op = _sym_inverse(ev.clamp_min(0), Q, 0.0, PINV_RCOND)
-    evc, Qc = torch.linalg.eigh(Gc)
+    evc, Qc = sym_eigh(Gc)
     evc = evc.clamp_min(0)
     ridge_op = _sym_inverse(evc, Qc, ridge * float(evc.mean()), None if ridge > 0 else PINV_RCOND)
     dtype = W_U.dtype

@@ -18,6 +18,7 @@ cosine vector plus one centred ``W_U`` column per query token).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,7 @@ __all__ = [
     "DEFAULT_KINDS",
     "DEFAULT_THRESHOLD",
     "DEFAULT_TOP",
+    "MATCH_SCORE",
     "SearchHit",
     "SearchIndex",
     "SearchResult",
@@ -54,6 +56,7 @@ __all__ = [
     "describe_rows",
     "embed_query",
     "exact_vectors",
+    "is_match",
     "query_columns",
     "rank",
     "score_rows",
@@ -63,6 +66,19 @@ __all__ = [
 
 DEFAULT_THRESHOLD = 0.15
 DEFAULT_TOP = 20
+#: The least ``token`` score of a direction that matches every concept of a query:
+#: ``log 1/2``, a mean over concepts of log P(concept among the direction's top
+#: ``core.search.score.TOP_TOKENS`` tokens) as high as each concept sitting exactly at
+#: that edge. On the demo model real matches ("the, a", "he, she", "water") score
+#: above -0.3 and queries with no matching direction ("fire, flames") below -1.4.
+MATCH_SCORE = math.log(0.5)
+
+
+def is_match(hit: SearchHit, method: str) -> bool:
+    """Whether ``hit`` matches every concept of its query: a ``token`` score of at least
+    :data:`MATCH_SCORE`; for the cosine methods, reaching the threshold is the match.
+    """
+    return method != "token" or hit.score >= MATCH_SCORE
 
 
 @dataclass(frozen=True)

@@ -144,7 +144,8 @@ def build_index(
 ) -> SearchIndex:
     """Stack and normalise every direction of ``kinds`` (default: all the cache holds).
 
-    ``tokenizer`` defaults to the analysis's model's. Memory: ``2 n d_model`` bytes in
+    ``tokenizer`` defaults to the analysis's (read from the checkpoint's tokenizer.json
+    when the analysis came from the cache alone: no model load). Memory: ``2 n d_model`` bytes in
     bfloat16 for ``n`` directions (GPT-2 medium, OV + MLP in/out: about 150 MB).
     """
     held = analysis.svd.kinds
@@ -178,8 +179,7 @@ def build_index(
         spans[kind] = (start, start + C * r)
         start += C * r
     cat = {k: torch.cat(v) for k, v in parts.items()}
-    w = analysis.weights
-    embedder = build_embedder(w.W_U, w.W_E, ridge, analysis.settings.vocab_chunk)
+    embedder = build_embedder(analysis.W_U, analysis.W_E, ridge, analysis.settings.vocab_chunk)
     std = logit_std(cat["vectors"], embedder.gc_root, embedder.d_vocab)
     mean = cat["vectors"] @ embedder.mean_u.float()
     # The z a logit needs to be among a direction's top (bottom) TOP_TOKENS tokens: from
@@ -204,9 +204,7 @@ def build_index(
         results={k: held[k] for k in kinds},
         tokens=analysis.tokens,
         embedder=embedder,
-        tokenizer=tokenizer
-        if tokenizer is not None
-        else getattr(analysis.model, "tokenizer", None),
+        tokenizer=tokenizer if tokenizer is not None else analysis.tokenizer,
     )
 
 

@@ -193,6 +193,7 @@ def orient(
     k: int,
     n_project: int | None,
     chunk: int = 16384,
+    start: int = 0,
 ) -> tuple[Decomposition, TopTokens]:
     """Fix each direction's sign and project the first ``n_project`` of each component.
 
@@ -200,23 +201,33 @@ def orient(
     positive (so ``top`` is the stronger end). Directions beyond ``n_project`` are not projected; their sign
     makes the largest-magnitude entry of the residual-side vector positive.
 
+    With ``start > 0`` the first ``start`` directions are taken as already oriented (a
+    previous call with ``n_project=start``) and only directions ``start .. n_project-1``
+    are projected: two calls give the signs and ends of one.
+
     Returns the re-signed decomposition and the top tokens with shape
-    ``[comp * n_project, k]`` (component-major).
+    ``[comp * (n_project - start), k]`` (component-major).
     """
     dirs = decomposition.directions  # [C, d, r]
     C, d, r = dirs.shape
     n = r if n_project is None else min(n_project, r)
+    start = min(max(start, 0), n)
     signs = torch.ones(C, r, dtype=dirs.dtype, device=dirs.device)
-    # Fallback rule for every direction, then the token rule overrides the projected ones.
-    amax = dirs.abs().argmax(dim=1, keepdim=True)  # [C, 1, r]
-    signs = torch.where(dirs.gather(1, amax)[:, 0, :] < 0, -signs, signs)
-    flat = dirs[:, :, :n].permute(0, 2, 1).reshape(C * n, d)
+    if start == 0:
+        # Fallback rule for every direction, then the token rule overrides the projected ones.
+        amax = dirs.abs().argmax(dim=1, keepdim=True)  # [C, 1, r]
+        signs = torch.where(dirs.gather(1, amax)[:, 0, :] < 0, -signs, signs)
+    flat = dirs[:, :, start:n].permute(0, 2, 1).reshape(C * (n - start), d)
     flip, tops = token_signs(flat, W_U, k, chunk)
-    signs[:, :n] = torch.where(flip.reshape(C, n), -1.0, 1.0).to(signs.dtype)
+    signs[:, start:n] = torch.where(flip.reshape(C, n - start), -1.0, 1.0).to(signs.dtype)
     return decomposition.with_signs(signs), tops
 
 
 # --------------------------------------------------------------------------- tokens
+
+
+#: Token filter names, each a boolean field of :class:`TokenTable`.
+TOKEN_FILTERS: tuple[str, ...] = ("alpha", "ascii", "trained")
 
 
 @dataclass(frozen=True)
@@ -229,20 +240,28 @@ class TokenTable:
             ``<0xNN>``, control characters escaped.
         ascii: tokens whose text is printable ASCII.
         alpha: tokens whose text (ignoring one leading space) is alphabetic.
+        trained: tokens not detected as under-trained (:mod:`core.svd.undertrained`);
+            ``None`` when the tokenizer offers no reference of unused tokens, and then
+            the ``trained`` filter keeps every token.
     """
 
     raw: tuple[str, ...]
     display: tuple[str, ...]
     ascii: Bool[Tensor, " d_vocab"]
     alpha: Bool[Tensor, " d_vocab"]
+    trained: Bool[Tensor, " d_vocab"] | None = None
 
     def mask(self, filters: Sequence[str]) -> Bool[Tensor, " d_vocab"] | None:
-        """The intersection of the named filters (``ascii``, ``alpha``), or ``None``."""
+        """The intersection of the named filters (``ascii``, ``alpha``, ``trained``), or
+        ``None``.
+        """
         out: Tensor | None = None
         for f in filters:
-            if f not in ("ascii", "alpha"):
-                raise ValueError(f"unknown token filter {f!r}: use ascii or alpha")
-            m = self.ascii if f == "ascii" else self.alpha
+            if f not in TOKEN_FILTERS:
+                raise ValueError(f"unknown token filter {f!r}: use {', '.join(TOKEN_FILTERS)}")
+            m = getattr(self, f)
+            if m is None:
+                m = torch.ones_like(self.ascii)
             out = m if out is None else out & m
         return out
 
@@ -296,10 +315,14 @@ def render_token(piece: str, decoded: str) -> str:
     return "".join(out) or "∅"
 
 
-def token_table(tokenizer: Any, d_vocab: int) -> TokenTable:
+def token_table(
+    tokenizer: Any, d_vocab: int, W_U: Float[Tensor, "d_model d_vocab"] | None = None
+) -> TokenTable:
     """Readable strings and filter masks for ids ``0 .. d_vocab-1``.
 
     Ids past the tokenizer's vocabulary (padded embedding rows) render as ``<pad:N>``.
+    With ``W_U`` the ``trained`` mask is detected from it (see
+    :mod:`core.svd.undertrained`).
     """
     n_tok = len(tokenizer)
     ids = list(range(min(n_tok, d_vocab)))
@@ -310,6 +333,24 @@ def token_table(tokenizer: Any, d_vocab: int) -> TokenTable:
     display = [render_token(p or "", t) for p, t in zip(pieces, decoded)]
     # Partial UTF-8 sequences decode to U+FFFD; their byte form says more, so JSON gets it.
     raw = [t if "\ufffd" not in t else d.replace("␣", " ", 1) for t, d in zip(decoded, display)]
+    trained = None
+    if W_U is not None:
+        from core.svd.undertrained import detect, reference_tokens
+
+        ref = reference_tokens(tokenizer, d_vocab, texts=decoded[: len(ids)])
+        if int(ref.sum()) >= 2:
+            trained = detect(W_U, ref).trained
+    return token_table_from_strings(raw, display, trained)
+
+
+def token_table_from_strings(
+    raw: Sequence[str], display: Sequence[str], trained: Bool[Tensor, " d_vocab"] | None = None
+) -> TokenTable:
+    """The table of :func:`token_table` from its two string lists and its ``trained``
+    mask (as the cache keeps them): the other filter masks are computed from ``raw``.
+    """
+    if len(raw) != len(display):
+        raise ValueError("raw and display must list the same tokens")
     ascii_ok = [t.isascii() and t.isprintable() and bool(t.strip()) for t in raw]
     alpha_ok = [(t[1:] if t.startswith(" ") else t).isalpha() for t in raw]
     return TokenTable(
@@ -317,4 +358,5 @@ def token_table(tokenizer: Any, d_vocab: int) -> TokenTable:
         display=tuple(display),
         ascii=torch.tensor(ascii_ok, dtype=torch.bool),
         alpha=torch.tensor(alpha_ok, dtype=torch.bool),
+        trained=trained,
     )

@@ -6,6 +6,11 @@ through ``dashboard.loaders``.
 
 from __future__ import annotations
 
+import io
+import tempfile
+import zipfile
+from pathlib import Path
+
 import altair as alt
 import pandas as pd
 from core.analysis import Analysis
@@ -17,11 +22,13 @@ from core.edit import (
     EditSet,
     SweepRow,
     compare,
+    export,
     measure,
-    search_edits,
     sweep,
 )
-from core.search import SearchIndex
+from core.edit.from_search import edits_from_hits
+from core.search import SearchIndex, search
+from core.search.engine import is_match
 from core.settings import KIND_NAMES
 
 TOKENS_SHOWN = 6
@@ -107,10 +114,40 @@ def compute_comparison(
     return compare(a, edits, kind, layer, head, n=n, k=TOKENS_SHOWN)
 
 
+def comparison_size(edits: EditSet, kind: str, layer: int, head: int | None, first: int) -> int:
+    """How many directions of one matrix the before/after table must decompose: the
+    ``first`` ones and every edited one (an edit of #35 must be visible)."""
+    edited = [e.index for e in edits if e.component == (kind, layer, head)]
+    return max([first, *(i + 1 for i in edited)])
+
+
+def export_zip(a: Analysis, spec: str) -> bytes:
+    """The model with the edits ``spec`` as a zipped Hugging Face checkpoint directory
+    (``core.edit.export``: weights, config, tokenizer, ``svd_lens_edits.json``).
+
+    Written in a temporary folder that is deleted afterwards, never in the cache.
+    """
+    edits = EditSet.parse(spec)
+    with tempfile.TemporaryDirectory(prefix="svd-lens-export-") as tmp:
+        root = export(a, edits, Path(tmp) / "edited-model")
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for f in sorted(root.rglob("*")):
+                if f.is_file():
+                    z.write(f, Path("edited-model") / f.relative_to(root))
+        return buf.getvalue()
+
+
 def compute_search_spec(index: SearchIndex, query: str, threshold: float, top: int | None) -> str:
-    """The edits removing every OV/MLP direction that ``query`` matches, as a spec ('' if
-    none). ``index`` is the search page's cached index (``loaders.search_index``)."""
-    return search_edits(index, query, threshold, top).spec()
+    """The edits removing every OV/MLP direction that matches ``query`` (the search page's
+    matches: at least ``threshold`` in ``|cosine|`` and, for its default token method,
+    matching every concept, :func:`core.search.engine.is_match`), as a spec ('' if none).
+    ``index`` is the search page's cached index (``loaders.search_index``)."""
+    kinds = [k for k in index.kinds if k in EDIT_KINDS]
+    if not kinds:
+        return ""
+    res = search(index, query, threshold=threshold, top=top, kinds=kinds, k=1)
+    return edits_from_hits([h for h in res.hits if is_match(h, res.method)]).spec()
 
 
 # --------------------------------------------------------------------------- views
@@ -151,24 +188,30 @@ def specificity_frame(report: EditReport) -> pd.DataFrame:
     )
 
 
-def specificity_chart(df: pd.DataFrame) -> alt.Chart:
-    """Horizontal bars of :func:`specificity_frame`: a specific edit has a long target
-    bar and short reference bars."""
-    return (
-        alt.Chart(df, title="Effect on the target vs on reference text (nats)")
-        .mark_bar()
-        .encode(
-            y=alt.Y("measure:N", sort=None, title=None),
-            x=alt.X("value:Q", title="nats"),
-            color=alt.Color(
-                "group:N",
-                scale=alt.Scale(domain=["target", "reference"], range=[CHOSEN, OTHER]),
-                legend=None,
+def specificity_chart(df: pd.DataFrame) -> alt.HConcatChart:
+    """:func:`specificity_frame` as one small bar chart per measure, side by side, each on
+    its own scale (a target change of nats next to a KL of millinats stays readable): a
+    specific edit has a long target bar and short reference bars. Each bar is labelled
+    with its value."""
+    panels = []
+    for name, group in zip(df["measure"], df["group"]):
+        one = df[df["measure"] == name]
+        v = float(one["value"].iloc[0])
+        base = alt.Chart(one).encode(
+            x=alt.X("measure:N", title=None, axis=alt.Axis(labels=False, ticks=False)),
+            y=alt.Y(
+                "value:Q",
+                title="nats",
+                scale=alt.Scale(domain=[min(0.0, v * 1.25), max(0.0, v * 1.25)] if v else [-1, 1]),
             ),
             tooltip=["measure", alt.Tooltip("value:Q", format=".4g")],
         )
-        .properties(height=110)
-    )
+        bar = base.mark_bar(size=40, color=CHOSEN if group == "target" else OTHER)
+        text = base.mark_text(
+            dy=-8 if v >= 0 else 8, baseline="bottom" if v >= 0 else "top"
+        ).encode(text=alt.Text("value:Q", format=".3g"))
+        panels.append((bar + text).properties(title=name, width=120, height=170))
+    return alt.hconcat(*panels, title="Effect on the target vs on reference text (nats)")
 
 
 def sweep_frame(rows: list[SweepRow], chosen: set[int]) -> pd.DataFrame:
@@ -214,14 +257,22 @@ def _ends(d: object) -> tuple[str, str]:
     return top, bottom
 
 
-def comparison_frame(c: Comparison) -> pd.DataFrame:
+def comparison_frame(
+    c: Comparison, first: int | None = None, keep: set[int] | None = None
+) -> pd.DataFrame:
     """One row per original direction: its σ and both token ends, and its match after
     the edits (``after`` index or missing when removed, ``cosine`` signed: -1 means the
     recomputed SVD flipped the sign, in which case the ends swap), with the matched
-    direction's σ and ends."""
+    direction's σ and ends.
+
+    With ``first``, only the first ``first`` directions and those in ``keep`` (the
+    edited ones) are listed.
+    """
     after = {d.index: d for d in c.after}
     rows = []
     for d, m in zip(c.before, c.matches):
+        if first is not None and d.index >= first and d.index not in (keep or set()):
+            continue
         top, bottom = _ends(d)
         row = {
             "index": d.index,
@@ -238,7 +289,10 @@ def comparison_frame(c: Comparison) -> pd.DataFrame:
         if m.after_index is not None and m.after_index in after:
             row["top_after"], row["bottom_after"] = _ends(after[m.after_index])
         rows.append(row)
-    df = pd.DataFrame(rows)
+    # The status first: the before/after table is wide and its token columns scroll.
+    cols = ["index", "sigma", "status", "after", "sigma_after", "cosine",
+            "top", "bottom", "top_after", "bottom_after"]  # fmt: skip
+    df = pd.DataFrame(rows, columns=cols)
     if len(df):
         df["after"] = df["after"].astype("Int64")
     return df

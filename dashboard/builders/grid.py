@@ -18,6 +18,10 @@ End = Literal["top", "bottom", "both"]
 ENDS: dict[str, str] = {"top": "positive end", "bottom": "negative end", "both": "both ends"}
 
 
+#: Appended to the header of a highlighted direction's column(s).
+MARK = " ◀ highlighted"
+
+
 def column_name(d: Direction, end: str | None = None) -> str:
     """Header of a direction's column, e.g. ``#3 σ=1.25`` or ``#3 σ=1.25 ≈ −``."""
     mark = " ≈" if d.degenerate else ""
@@ -45,6 +49,14 @@ def grid_frames(dirs: list[Direction], end: str = "top") -> tuple[pd.DataFrame, 
     return pd.DataFrame(tokens, index=index), pd.DataFrame(values, index=index)
 
 
+def shown_directions(dirs: list[Direction], n: int, highlight: int | None) -> list[Direction]:
+    """The first ``n`` of ``dirs`` (ordered by index), with direction ``highlight``
+    moved to the front (also when its index is ``n`` or more), so that the direction a
+    search hit or a link points at is the first column without scrolling."""
+    first = [d for d in dirs if d.index == highlight]
+    return first + [d for d in dirs[:n] if d.index != highlight]
+
+
 def _cell_css(v: float, scale: float) -> str:
     if pd.isna(v) or scale <= 0:
         return ""
@@ -62,8 +74,9 @@ def style_grid(
 ) -> Styler:
     """``tokens`` coloured by ``values`` (shared scale: the largest |value| shown).
 
-    ``highlight`` (a direction index, with ``dirs`` to find its columns) gets a bold
-    outline, for links from the search and edit pages.
+    ``highlight`` (a direction index, with ``dirs`` to find its columns) gets bold text,
+    an outline where the renderer draws one, and :data:`MARK` after its header, for
+    links from the search and edit pages.
     """
     scale = float(values.abs().max().max()) if values.size else 0.0
     css = values.map(lambda v: _cell_css(v, scale))
@@ -77,6 +90,11 @@ def style_grid(
         }
         for c in marked:
             css[c] = css[c] + "; font-weight: bold; border: 2px solid #ff8c00"
+        names = {c: c + MARK for c in marked}
+        # Streamlit's grid draws no cell borders, so the header carries the mark too.
+        return tokens.rename(columns=names).style.apply(
+            lambda _: css.rename(columns=names), axis=None
+        )
     return tokens.style.apply(lambda _: css, axis=None)
 
 

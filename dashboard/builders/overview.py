@@ -17,7 +17,7 @@ PROCESSING_HELP = {
 def model_facts(a: Analysis) -> pd.DataFrame:
     """Two columns, ``fact`` and ``value`` (strings): what the model is and how it was read."""
     m = a.meta
-    src = a.model.source if a.model is not None else m.name
+    src = a.source.path
     heads = f"{m.n_heads}" + (
         f" ({m.n_kv_heads} key/value heads)" if m.n_kv_heads != m.n_heads else ""
     )

@@ -13,7 +13,15 @@ from dataclasses import dataclass
 import altair as alt
 import pandas as pd
 import torch
-from core.search.engine import SearchIndex, SearchResult, embed_query, search, similarities
+from core.search.engine import (
+    MATCH_SCORE,
+    SearchIndex,
+    SearchResult,
+    embed_query,
+    is_match,
+    search,
+    similarities,
+)
 from core.settings import HEAD_KINDS, KIND_NAMES
 
 METHOD_NAMES: dict[str, str] = {
@@ -23,16 +31,50 @@ METHOD_NAMES: dict[str, str] = {
     "embed": "W_E (embedding rows)",
 }
 TOKENS_SHOWN = 10
+#: The selection parameter of the heatmaps: a click picks a cell (its component).
+PICK = "pick_cell"
+_PICK_FIELDS = ["kind", "layer", "head", "index", "cosine"]
 
 
 @dataclass(frozen=True)
 class SearchView:
-    """Everything the page shows for one query."""
+    """Everything the page shows for one query.
+
+    ``table`` holds the hits that match every concept of the query
+    (:func:`core.search.engine.is_match`), ``weak`` the other hits that reach the
+    threshold (the page keeps them one click away).
+    """
 
     result: SearchResult
     table: pd.DataFrame
     heads: pd.DataFrame
     mlps: pd.DataFrame
+    weak: pd.DataFrame
+
+    @property
+    def nothing_matches(self) -> bool:
+        """Hits reach the threshold, but none matches every concept."""
+        return self.table.empty and not self.weak.empty
+
+
+def query_tokens_frame(result: SearchResult) -> pd.DataFrame:
+    """How each concept of the query was tokenised: one row per concept with columns
+    ``concept``, ``matched by`` (the token strings it is matched by), ``spelled as``
+    (each spelling's full tokenisation, pieces joined by ``+``) and ``truncated``
+    (every spelling is several tokens, so only the first piece is matched)."""
+    q = result.query
+    rows = []
+    for i, (c, toks) in enumerate(zip(q.concepts, q.concept_tokens)):
+        sp = q.spellings[i] if i < len(q.spellings) else tuple((t,) for t in toks)
+        rows.append(
+            {
+                "concept": c,
+                "matched by": ", ".join(repr(t) for t in toks),
+                "spelled as": ", ".join("+".join(repr(p) for p in s) for s in sp),
+                "truncated": c in q.truncated,
+            }
+        )
+    return pd.DataFrame(rows, columns=["concept", "matched by", "spelled as", "truncated"])
 
 
 def results_frame(result: SearchResult) -> pd.DataFrame:
@@ -40,7 +82,7 @@ def results_frame(result: SearchResult) -> pd.DataFrame:
 
     Columns: ``rank``, ``matrix`` (display name), ``layer``, ``head`` (nullable),
     ``index``, ``sigma``, ``cosine`` (signed), ``score`` (what the rows are ranked by),
-    ``match`` (``positive``/``antipodal``),
+    ``match`` (``positive``/``antipodal``), ``end`` (``top``/``bottom``: the matching one),
     ``tokens`` (the matching end, strongest first; ``(bottom)`` marks an antipodal
     match), ``kind`` (the raw kind, for opening the component).
     """
@@ -55,6 +97,7 @@ def results_frame(result: SearchResult) -> pd.DataFrame:
             "cosine": h.cosine,
             "score": h.score,
             "match": h.sign,
+            "end": h.end,
             "tokens": ("(bottom) " if h.end == "bottom" else "")
             + " ".join(d for _, d, _ in h.tokens[:TOKENS_SHOWN]),
             "kind": h.matrix,
@@ -73,6 +116,7 @@ def results_frame(result: SearchResult) -> pd.DataFrame:
             "cosine",
             "score",
             "match",
+            "end",
             "tokens",
             "kind",
         ],
@@ -136,7 +180,22 @@ def search_view(
     best = best_per_component(index, q, kinds)
     heads = best[best["kind"].isin(list(HEAD_KINDS))].reset_index(drop=True)
     mlps = best[~best["kind"].isin(list(HEAD_KINDS))].reset_index(drop=True)
-    return SearchView(result, results_frame(result), heads, mlps)
+    table = results_frame(result)
+    strong = pd.Series([is_match(h, method) for h in result.hits], dtype=bool)
+    weak = table[~strong.to_numpy()].reset_index(drop=True) if len(table) else table
+    table = table[strong.to_numpy()].reset_index(drop=True) if len(table) else table
+    return SearchView(result, table, heads, mlps, weak)
+
+
+def no_match_message(view: SearchView) -> str:
+    """The sentence shown when hits reach the threshold but none matches every concept."""
+    best = float(view.weak["score"].max())
+    return (
+        f"No direction matches every concept of the query: the best score is {best:.2f}, "
+        f"below {MATCH_SCORE:.2f} (log 1/2: each concept on average at the edge of a "
+        f"direction's top tokens). The {len(view.weak)} closest directions are listed "
+        "under “Weak hits”."
+    )
 
 
 def _color(domain: float) -> alt.Color:
@@ -170,10 +229,15 @@ def head_heatmap(heads: pd.DataFrame, threshold: float = 0.0) -> alt.Chart:
         y=alt.Y("layer:O", title="layer"),
         tooltip=tooltip,
     )
-    rect = base.mark_rect().encode(
-        color=_color(_domain(df)),
-        stroke=alt.condition(alt.datum.hit, alt.value("black"), alt.value("transparent")),
-        strokeWidth=alt.condition(alt.datum.hit, alt.value(1.5), alt.value(0)),
+    pick = alt.selection_point(name=PICK, fields=_PICK_FIELDS, on="click")
+    rect = (
+        base.mark_rect(cursor="pointer")
+        .encode(
+            color=_color(_domain(df)),
+            stroke=alt.condition(alt.datum.hit, alt.value("black"), alt.value("transparent")),
+            strokeWidth=alt.condition(alt.datum.hit, alt.value(1.5), alt.value(0)),
+        )
+        .add_params(pick)
     )
     return (
         rect.properties(width=alt.Step(22), height=alt.Step(18))
@@ -186,9 +250,11 @@ def mlp_heatmap(mlps: pd.DataFrame, threshold: float = 0.0) -> alt.Chart:
     """Layer x matrix-kind heatmap of each MLP (and embedding) matrix's best cosine."""
     df = mlps.assign(hit=mlps["abs_cosine"] >= threshold)
     order = [KIND_NAMES[k] for k in KIND_NAMES if k not in HEAD_KINDS]
+    pick = alt.selection_point(name=PICK, fields=_PICK_FIELDS, on="click")
     return (
         alt.Chart(df)
-        .mark_rect()
+        .mark_rect(cursor="pointer")
+        .add_params(pick)
         .encode(
             x=alt.X("matrix:N", title=None, sort=order),
             y=alt.Y("layer:O", title="layer"),
@@ -214,3 +280,23 @@ def row_direction(row: pd.Series) -> tuple[str, int, int | None, int]:
     """The ``(kind, layer, head, index)`` of a :func:`results_frame` row."""
     head = None if pd.isna(row["head"]) else int(row["head"])
     return str(row["kind"]), int(row["layer"]), head, int(row["index"])
+
+
+def row_end(row: pd.Series) -> str:
+    """The grid end to open a :func:`results_frame` row on: its matching end."""
+    return str(row.get("end", "top"))
+
+
+def picked_cell(
+    selection: dict[str, list[dict[str, object]]] | None,
+) -> tuple[str, int, int | None, int, str] | None:
+    """The ``(kind, layer, head, index, end)`` of a heatmap cell a click picked (the
+    ``selection`` of ``st.altair_chart(..., on_select="rerun")``), or ``None``."""
+    rows = (selection or {}).get(PICK) or []
+    if not rows or not isinstance(rows[0], dict) or "kind" not in rows[0]:
+        return None
+    r = rows[0]
+    head = r.get("head")
+    head_i = None if head is None or pd.isna(head) else int(float(head))  # type: ignore[arg-type]
+    end = "bottom" if float(r.get("cosine") or 0.0) < 0 else "top"  # type: ignore[arg-type]
+    return str(r["kind"]), int(r["layer"]), head_i, int(r["index"]), end  # type: ignore[call-overload]

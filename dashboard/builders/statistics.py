@@ -132,15 +132,25 @@ def model_chart(df: pd.DataFrame) -> alt.FacetChart:
     )
 
 
-def index_chart(df: pd.DataFrame) -> alt.FacetChart:
-    """Fraction interpretable per singular-vector index (0 = largest singular value), per
-    block; solid lines for the weights, dashed for the control, one colour per labeller."""
-    data = fractions(df, ["block", "index"])
+def runs(data: pd.DataFrame, x: str, by: Sequence[str]) -> pd.DataFrame:
+    """``data`` with a ``run`` column: within each group of ``by``, rows whose ``x`` values
+    are consecutive integers share a run. Lines are drawn per run, so they never join
+    two values across one that has no labels (a lone value is a point)."""
+    if data.empty:
+        return data.assign(run=pd.Series(dtype=str))
+    out = data.sort_values([*by, x], kind="stable").copy()
+    step = out.groupby(list(by), observed=True)[x].diff().ne(1)
+    number = step.groupby([out[c] for c in by], observed=True).cumsum()
+    out["run"] = out[list(by)].astype(str).agg("|".join, axis=1) + "|" + number.astype(str)
+    return out.reset_index(drop=True)
+
+
+def _lines(data: pd.DataFrame, x: str, x_title: str) -> alt.Chart:
     return (
         alt.Chart(data)
         .mark_line(point=True)
         .encode(
-            x=alt.X("index:Q", title="singular vector index", axis=alt.Axis(tickMinStep=1)),
+            x=alt.X(f"{x}:Q", title=x_title, axis=alt.Axis(tickMinStep=1)),
             y=alt.Y(
                 "fraction:Q",
                 title="interpretable",
@@ -149,9 +159,10 @@ def index_chart(df: pd.DataFrame) -> alt.FacetChart:
             ),  # fmt: skip
             color=alt.Color("labeller:N"),
             strokeDash=alt.StrokeDash("source:N", sort=list(SOURCES), title=None),
+            detail="run:N",
             tooltip=[
                 "block",
-                "index",
+                x,
                 "labeller",
                 "source",
                 alt.Tooltip("fraction:Q", format=".1%"),
@@ -159,7 +170,25 @@ def index_chart(df: pd.DataFrame) -> alt.FacetChart:
             ],  # fmt: skip
         )
         .properties(width=260, height=180)
-        .facet(column=alt.Column("block:N", sort=BLOCK_ORDER, title=None))
+    )
+
+
+def index_chart(df: pd.DataFrame) -> alt.FacetChart:
+    """Fraction interpretable per singular-vector index (0 = largest singular value), per
+    block; solid lines for the weights, dashed for the control, one colour per labeller.
+    Indices without labels break the lines (:func:`runs`)."""
+    data = runs(fractions(df, ["block", "index"]), "index", ["block", "labeller", "source"])
+    return _lines(data, "index", "singular vector index").facet(
+        column=alt.Column("block:N", sort=BLOCK_ORDER, title=None)
+    )
+
+
+def layer_chart(df: pd.DataFrame) -> alt.FacetChart:
+    """Fraction interpretable per layer, per block (the per-layer breakdown of
+    :func:`block_chart`); lines as in :func:`index_chart`."""
+    data = runs(fractions(df, ["block", "layer"]), "layer", ["block", "labeller", "source"])
+    return _lines(data, "layer", "layer").facet(
+        column=alt.Column("block:N", sort=BLOCK_ORDER, title=None)
     )
 
 

@@ -1,7 +1,7 @@
 """Weight-editing page: remove or scale singular directions and see what changes.
 
-Edits live in this session's ``state.edit_history`` only; they are applied to a copy of
-the model, never to the shared one.
+Edits live in this session's ``state.edit_history`` (and the URL); they are applied to a
+copy of the model, never to the shared one.
 """
 
 import streamlit as st
@@ -74,30 +74,53 @@ with right:
         except CoreError as exc:
             st.error(plain(exc))
             found = ""
-        n_found = len(EditSet.parse(found)) if found else 0
+        found_set = EditSet.parse(found) if found else EditSet()
+        n_found = len(found_set)
+        have = {e.key for e in hist.current}
+        done = bool(n_found) and all(e.key in have for e in found_set)
         st.caption(
-            f"{n_found} OV/MLP directions match {plain(repr(search.query))} at "
-            f"|cosine| ≥ {search.threshold:.2f}."
+            f"{n_found} OV/MLP directions match every concept of {plain(repr(search.query))} "
+            f"at |cosine| ≥ {search.threshold:.2f} (of the top {search.top} hits; weak hits "
+            "are not removed)."
         )
         st.button(
-            f"Remove all {n_found}",
+            f"Remove all {n_found} matches",
             key="edit.add_search",
             on_click=_add_spec,
             args=(found,),
-            disabled=not n_found,
+            disabled=not n_found or done,
+            help="They are all in the edit set already." if done else None,
         )
 
 edits = hist.current
-c1, c2, _ = st.columns([1, 1, 4])
+c1, c2, c3 = st.columns([1, 1, 4])
 c1.button("Undo", key="edit.undo", on_click=_undo, disabled=len(hist.states) < 2)
 c2.button("Reset", key="edit.reset", on_click=_reset, disabled=not len(edits))
+if len(edits):
+    spec = edits.spec()
+    c3.download_button(
+        "Download the edited model (.zip)",
+        lambda: eb.export_zip(a, spec),
+        file_name="edited-model.zip",
+        mime="application/zip",
+        key="edit.export",
+        on_click="ignore",
+        help="A Hugging Face checkpoint folder (weights, config, tokenizer and the edit "
+        "list), built in a temporary folder when you click.",
+    )
+st.caption(f"Current edits ({len(edits)}): `{edits.spec()}`" if len(edits) else "No edits yet.")
 st.dataframe(eb.edits_frame(edits), hide_index=True, key="edit.table")
 
 # ----------------------------------------------------------------- measure
 p1, p2, p3 = st.columns([4, 2, 1])
+measure = state.measure_view()
+state.seed(
+    {"edit.prompt": measure.prompt, "edit.target": measure.target, "edit.max_new": measure.max_new}
+)
 prompt = p1.text_input("Prompt", key="edit.prompt", placeholder="e.g. The house was on")
 target = p2.text_input("Target", key="edit.target", placeholder="e.g. ' fire' (mind the space)")
-max_new = int(p3.number_input("New tokens", 0, 64, 20, key="edit.max_new"))
+max_new = int(p3.number_input("New tokens", 0, 64, key="edit.max_new"))
+state.set_measure_view(state.MeasureView(prompt, target, max_new))
 if not prompt.strip() or not target:
     st.info("Give a prompt and a target token to measure the edits.")
     st.stop()
@@ -140,11 +163,13 @@ try:
         key="edit.sweep_chart",
     )
     st.subheader("Directions before → after")
+    edited_here = {e.index for e in edits if e.component == (kind, layer, head)}
+    n_cmp = eb.comparison_size(edits, kind, layer, head, 12)
     cmp_ = loaders.cached_table(
-        "edit.compare", sel, eb.compute_comparison, edits.spec(), kind, layer, head, 12
+        "edit.compare", sel, eb.compute_comparison, edits.spec(), kind, layer, head, n_cmp
     )
     st.dataframe(
-        eb.comparison_frame(cmp_),
+        eb.comparison_frame(cmp_, first=12, keep=edited_here),
         hide_index=True,
         key="edit.compare_table",
         column_config={
@@ -154,8 +179,9 @@ try:
         },
     )
     st.caption(
-        "The edited matrix is decomposed afresh; directions are matched by |cosine|, so a "
-        "new index or a sign flip (cos −1, ends swapped) is the same direction."
+        "The first 12 directions and every edited one. The edited matrix is decomposed "
+        "afresh; directions are matched by |cosine|, so a new index or a sign flip "
+        "(cos −1, ends swapped) is the same direction."
     )
 except CoreError as exc:
     st.error(plain(exc))

@@ -2,7 +2,8 @@
 
 import streamlit as st
 from core.errors import CoreError
-from dashboard import components, loaders
+from core.svd.project import TOKEN_FILTERS
+from dashboard import components, loaders, state
 from dashboard.builders import grid
 from dashboard.labels_widget import render_label_controls
 from dashboard.markup import plain
@@ -10,20 +11,37 @@ from dashboard.markup import plain
 sel, a = components.setup()
 
 rank = a.svd.kinds[sel.kind].decomposition.rank
+view = state.grid_view()
+# The widgets start from the typed view (the URL's, or what a search hit asked for).
+state.seed(
+    {
+        "grid.end": view.end,
+        "grid.n": min(view.n, rank),
+        "grid.k": view.k,
+        "grid.filters": list(view.filters),
+        "grid.control": view.control,
+    }
+)
 c1, c2, c3, c4, c5 = st.columns([3, 2, 2, 3, 2])
 end = c1.radio(
     "Ends", list(grid.ENDS), format_func=lambda e: grid.ENDS[e], horizontal=True, key="grid.end"
 )
-n_default = min(10, rank)
-if sel.direction is not None:
-    n_default = min(rank, max(n_default, sel.direction + 1))
-n = c2.slider("Directions", 1, rank, n_default, key="grid.n") if rank > 1 else 1
-k = c3.slider("Tokens per direction (k)", 3, 100, 15, key="grid.k")
+if st.session_state["grid.n"] > rank:  # another matrix had more directions
+    st.session_state["grid.n"] = rank
+n = c2.slider("Directions", 1, rank, key="grid.n") if rank > 1 else 1
+k = c3.slider("Tokens per direction (k)", 3, 100, key="grid.k")
 filters = c4.multiselect(
     "Token filters",
-    ["alpha", "ascii"],
+    list(TOKEN_FILTERS),
     key="grid.filters",
-    help="alpha: alphabetic tokens only (a leading space allowed); ascii: printable ASCII.",
+    help="alpha: alphabetic tokens only (a leading space allowed); ascii: printable ASCII; "
+    "trained: hides tokens detected from the weights as under-trained (rarely or never "
+    "seen in training). "
+    + (
+        "This model's tokenizer lists no unused tokens to compare with, so trained keeps all."
+        if a.tokens.trained is None
+        else f"{int((~a.tokens.trained).sum())} tokens of this model are under-trained."
+    ),
 )
 control = c5.toggle(
     "Control",
@@ -31,22 +49,36 @@ control = c5.toggle(
     help="The same view of a random Gaussian matrix of this shape (one per layer).",
 )
 
+state.set_grid_view(
+    state.GridView(
+        end=end, n=n if rank > 1 else view.n, k=k, filters=tuple(filters), control=bool(control)
+    )  # fmt: skip
+)
+
 components.step_buttons(sel, a, key="grid")
 control = control and loaders.ensure_controls(a)
+highlight = None if control else sel.direction
 
 try:
-    dirs = loaders.component_directions(sel, n=n, k=k, filters=tuple(filters), control=control)
+    fetched = n if highlight is None else max(n, highlight + 1)
+    dirs = loaders.component_directions(
+        sel, n=fetched, k=k, filters=tuple(filters), control=control
+    )
 except CoreError as exc:
     st.error(plain(exc))
     st.stop()
+# A highlighted direction (a search hit, a link) is shown first, whatever its index.
+dirs = grid.shown_directions(dirs, n, highlight)
 
 what = f"random control for {sel.label()}" if control else sel.label()
 st.subheader(what)
-if sel.direction is not None and not control:
-    st.info(f"Highlighting direction #{sel.direction} (outlined in orange).")
+if highlight is not None:
+    st.info(
+        f"Highlighting direction #{highlight} (first column, marked ◀ and in bold) on the {grid.ENDS[end]}."
+    )
 tokens, values = grid.grid_frames(dirs, end)
 st.dataframe(
-    grid.style_grid(tokens, values, None if control else sel.direction, dirs),
+    grid.style_grid(tokens, values, highlight, dirs),
     height=min(36 * (len(tokens) + 1) + 3, 1200),
     key="grid.table",
 )

@@ -1,6 +1,7 @@
 """Home page: what the model is, what is cached, and how to read the other pages."""
 
 import streamlit as st
+from core.model import embedded
 from dashboard import components, loaders, state
 from dashboard.builders import overview
 
@@ -9,6 +10,10 @@ st.caption(
     "the unembedding (Millidge & Black, 2022)."
 )
 sel, a = components.setup(require_analysis=False)
+
+_entry = embedded.lookup(sel.model) or embedded.by_directory(sel.model)
+if _entry is not None:
+    st.info(f"**{_entry.name}**: {_entry.summary}")
 
 if a is not None:
     left, right = st.columns([1, 1])
@@ -39,6 +44,12 @@ if a is not None:
         )
         st.subheader("Cache")
         st.caption(f"Cache folder: `{state.cache_dir()}`")
+        if a.fill is not None and a.filling:
+            st.info(
+                f"Every page works now; the directions past the first few of each component "
+                f"are being projected in the background ({a.fill.generation} of "
+                f"{a.fill.total} matrix kinds done), and the entry is written when they are."
+            )
         cached = overview.cache_frame(state.cache_dir())
         if cached.empty:
             st.info("The cache is empty; opening a model builds its entry.")

@@ -3,8 +3,7 @@
 import streamlit as st
 from core.errors import CoreError
 from core.search import default_kinds
-from core.search.embed import DEFAULT_METHOD, METHODS
-from core.search.engine import DEFAULT_THRESHOLD, DEFAULT_TOP
+from core.search.embed import METHODS
 from core.settings import KIND_NAMES
 from dashboard import components, loaders, state
 from dashboard.builders import search as sb
@@ -13,31 +12,43 @@ from dashboard.markup import plain
 sel, a = components.setup()
 index = loaders.search_index(sel)
 
+# The widgets start from the last query (kept across pages, reloads and shared links).
+last = state.search_query()
+kind_options = list(index.kinds)
+state.seed(
+    {
+        "search.query": last.query,
+        "search.threshold": last.threshold,
+        "search.top": last.top,
+        "search.kinds": [k for k in (last.kinds or default_kinds(index)) if k in kind_options],
+        "search.method": last.method,
+    }
+)
 query = st.text_input(
     "Query",
     key="search.query",
     placeholder="comma-separated concepts, e.g. fire, flames",
     help="Each concept is looked up with and without a leading space; a word that is "
-    "several tokens is represented by its pieces.",
+    "several tokens is matched by its first token (the table under the query says which).",
 )
 c1, c2, c3, c4 = st.columns([2, 1, 3, 3])
-threshold = c1.slider(
-    "Threshold |cosine|", 0.0, 1.0, DEFAULT_THRESHOLD, 0.01, key="search.threshold"
-)
-top = int(c2.number_input("Top N", 1, 1000, DEFAULT_TOP, key="search.top"))
+threshold = c1.slider("Threshold |cosine|", 0.0, 1.0, step=0.01, key="search.threshold")
+top = int(c2.number_input("Top N", 1, 1000, key="search.top"))
 kinds = c3.multiselect(
-    "Matrices",
-    list(index.kinds),
-    default=list(default_kinds(index)),
-    format_func=lambda k: KIND_NAMES.get(k, k),
-    key="search.kinds",
+    "Matrices", kind_options, format_func=lambda k: KIND_NAMES.get(k, k), key="search.kinds"
 )
 method = c4.selectbox(
     "Query embedding",
     list(METHODS),
-    index=list(METHODS).index(DEFAULT_METHOD),
     format_func=lambda m: sb.METHOD_NAMES.get(m, m),
     key="search.method",
+)
+spec = state.SearchQuery(
+    query=query,
+    threshold=float(threshold),
+    top=top,
+    kinds=None if set(kinds) == set(default_kinds(index)) else tuple(kinds),
+    method=method,
 )
 
 if not query.strip():
@@ -54,44 +65,80 @@ except CoreError as exc:
     st.error(plain(exc))
     st.stop()
 
-state.record_search(state.LastSearch(sel.model, sel.processing, query, threshold, top))
+state.record_search(state.LastSearch(sel.model, sel.processing, spec))
 res = view.result
 st.caption(f"Query tokens: {plain(res.query.describe())}")
-st.subheader(f"{len(res.hits)} matches of {res.n_searched:,} directions")
-if res.hits:
+if res.query.truncated:
+    names = plain(", ".join(repr(c) for c in res.query.truncated))
+    st.warning(
+        f"{names} {'is' if len(res.query.truncated) == 1 else 'are'} several tokens in this "
+        "model's vocabulary and only the first token is matched, so the hits may be about "
+        "other words that start the same way; a single-token synonym searches better."
+    )
+with st.expander("How each concept was tokenised"):
+    st.dataframe(sb.query_tokens_frame(res), hide_index=True, key="search.tokens")
+
+COLUMNS = {
+    "kind": None,
+    "end": None,
+    "sigma": st.column_config.NumberColumn("σ", format="%.4g"),
+    "cosine": st.column_config.NumberColumn("cosine", format="%+.3f"),
+    "score": st.column_config.NumberColumn(
+        "score",
+        format="%.3f",
+        help="What rows are ranked by: |cosine|, or for the token-space match the mean "
+        "log-probability that each concept is among the direction's top tokens (0 is a "
+        "perfect match).",
+    ),
+    "index": st.column_config.NumberColumn("direction"),
+}
+
+
+def hits_table(df, key: str) -> None:
+    """The hits as a table whose row click opens the hit on the grid."""
     event = st.dataframe(
-        view.table,
+        df,
         hide_index=True,
         width="stretch",
         on_select="rerun",
         selection_mode="single-row",
-        key="search.table",
-        column_config={
-            "kind": None,
-            "sigma": st.column_config.NumberColumn("σ", format="%.4g"),
-            "cosine": st.column_config.NumberColumn("cosine", format="%+.3f"),
-            "score": st.column_config.NumberColumn(
-                "score",
-                format="%.3f",
-                help="What rows are ranked by: |cosine|, or for the token-space match the "
-                "mean log-probability that each concept is among the direction's top "
-                "tokens (0 is a perfect match).",
-            ),
-            "index": st.column_config.NumberColumn("direction"),
-        },
-    )
-    st.caption(
-        "Click a row to open that head or MLP on the cluster grid with the direction "
-        "highlighted. An antipodal match (negative cosine) matches the direction's "
-        "bottom end, whose tokens are shown."
+        key=key,
+        column_config=COLUMNS,
     )
     rows = event.selection.rows if event is not None else []
-    if rows and rows[0] < len(view.table):
-        state.open_component(*sb.row_direction(view.table.iloc[rows[0]]))
+    if rows and rows[0] < len(df):
+        row = df.iloc[rows[0]]
+        state.open_component(*sb.row_direction(row), end=sb.row_end(row))
+
+
+n_hits = len(view.table)
+st.subheader(f"{n_hits} matches of {res.n_searched:,} directions")
+if n_hits:
+    hits_table(view.table, "search.table")
+    st.caption(
+        "Click a row to open that head or MLP on the cluster grid with the direction "
+        "shown first and highlighted, on its matching end: an antipodal match (the query "
+        "matches the bottom end) opens the negative end."
+    )
+elif view.nothing_matches:
+    st.warning(sb.no_match_message(view))
 else:
     st.info("No direction reaches the threshold; lower it or try other words.")
+if len(view.weak):
+    with st.expander(f"Weak hits ({len(view.weak)}): they do not match every concept"):
+        hits_table(view.weak, "search.weak")
 
-if len(view.heads):
-    st.altair_chart(sb.head_heatmap(view.heads, threshold), key="search.heads")
-if len(view.mlps):
-    st.altair_chart(sb.mlp_heatmap(view.mlps, threshold), key="search.mlps")
+for name, frame, build in (
+    ("heads", view.heads, sb.head_heatmap),
+    ("mlps", view.mlps, sb.mlp_heatmap),
+):
+    if len(frame):
+        chart_event = st.altair_chart(
+            build(frame, threshold), key=f"search.{name}", on_select="rerun"
+        )
+        picked = sb.picked_cell(chart_event["selection"] if chart_event else None)
+        if picked is not None:
+            kind, layer, head, direction, end = picked
+            state.open_component(kind, layer, head, direction, end=end)
+if len(view.heads) or len(view.mlps):
+    st.caption("Click a cell to open that component on the grid at its best direction.")

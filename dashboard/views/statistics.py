@@ -66,6 +66,8 @@ else:
     else:
         st.subheader("Interpretable fraction per block")
         st.altair_chart(stats.block_chart(view))
+        st.subheader("Per layer")
+        st.altair_chart(stats.layer_chart(view))
         st.subheader("Per singular-vector index")
         st.altair_chart(stats.index_chart(view))
         st.dataframe(stats.summary_table(view), hide_index=True, width="stretch")

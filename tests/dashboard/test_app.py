@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.query import kind_result
+from dashboard.markup import JOINER
 from dashboard.registry import PAGES, page
 from tests.dashboard.conftest import APP, REPO
 
@@ -24,7 +27,8 @@ def app(params: dict[str, str] | None = None, script: str | None = None) -> AppT
 
 
 def errors(at: AppTest) -> list[str]:
-    return [e.value for e in at.error]
+    """The error boxes' text as a reader sees it (user text is escaped for markdown)."""
+    return [re.sub(r"\\(.)", r"\1", e.value).replace(JOINER, "") for e in at.error]
 
 
 def table(at: AppTest, i: int = 0):
@@ -169,7 +173,40 @@ def test_url_direction_is_highlighted():
     at = app({"kind": "ov", "layer": "0", "head": "1", "dir": "12"}, script=GRID)
     assert errors(at) == []
     assert any("#12" in i.value for i in at.info)
-    assert table(at).shape[1] == 13  # widened to show #12
+    # The highlighted direction comes first, then the usual first ten.
+    cols = list(table(at).columns)
+    assert len(cols) == 11 and cols[0].startswith("#12 ") and cols[1].startswith("#0 ")
+
+
+def test_url_keeps_the_grid_options():
+    params = {"kind": "ov", "layer": "1", "head": "2", "end": "bottom", "n": "4", "k": "6",
+              "filters": "alpha", "control": "1"}  # fmt: skip
+    at = app(params, script=GRID)
+    assert errors(at) == [] and not at.exception
+    assert at.radio(key="grid.end").value == "bottom"
+    assert (at.slider(key="grid.n").value, at.slider(key="grid.k").value) == (4, 6)
+    assert at.multiselect(key="grid.filters").value == ["alpha"]
+    assert at.toggle(key="grid.control").value is True
+    assert table(at).shape == (6, 4)
+    assert {k: at.query_params[k] for k in ("end", "n", "k", "filters", "control")} == {
+        k: params[k] for k in ("end", "n", "k", "filters", "control")
+    }
+    # Changing an option rewrites the URL; another page and back keeps the options.
+    at.radio(key="grid.end").set_value("both").run()
+    assert at.query_params["end"] == "both"
+    at.switch_page(page("spectra").script).run()
+    assert at.query_params["end"] == "both" and at.query_params["k"] == "6"
+    at.switch_page(GRID).run()
+    assert at.radio(key="grid.end").value == "both" and at.slider(key="grid.k").value == 6
+
+
+def test_bad_grid_options_in_the_url_are_one_sentence_each():
+    at = app({"end": "sideways", "k": "1000", "filters": "nope"}, script=GRID)
+    assert not at.exception
+    msgs = errors(at)
+    assert any("end='sideways'" in m for m in msgs) and any("k=1000" in m for m in msgs)
+    assert any("'nope'" in m for m in msgs)
+    assert at.radio(key="grid.end").value == "top" and table(at).shape == (15, 10)
 
 
 def test_mlp_kind_hides_head():
@@ -219,6 +256,14 @@ def test_empty_cache_dir_is_built_with_progress(tmp_path, monkeypatch, dash_env)
     monkeypatch.setenv("SVDLENS_CACHE_DIR", str(tmp_path / "fresh-cache"))
     at = app(script=page("overview").script)
     assert not at.exception and errors(at) == []
+    # The page came up after the first directions; the entry is written by the
+    # background fill (core.cache.fill), then listed.
+    from dashboard import loaders, state
+
+    slot = loaders._slot(state.default_model(), "post", str(state.cache_dir()))
+    assert slot.value is not None and slot.value.fill is not None
+    assert slot.value.fill.wait(120) and slot.value.fill.error is None
+    at.run()
     cache = table(at, 2)
     assert len(cache) == 1 and str(tmp_path) in cache["path"].iloc[0]
 
@@ -233,6 +278,36 @@ def test_spectra_controls():
     assert len(charts) == 2 and all('"linear"' in c.proto.spec for c in charts)
     at.toggle(key="spectra.control").set_value(False).run()
     assert not at.exception and len(at.get("vega_lite_chart")) == 1
+
+
+def test_spectra_overlay_in_the_url_and_a_click_opens_the_direction():
+    at = app({"kind": "ov", "layer": "1", "head": "2", "overlay": "heads"},
+             script=page("spectra").script)  # fmt: skip
+    assert errors(at) == [] and at.radio(key="spectra.overlay").value == "heads"
+    assert at.query_params["overlay"] == "heads"
+    assert "One colour per component" in at.main.caption[-1].value
+    at.radio(key="spectra.overlay").set_value("component").run()
+    assert "overlay" not in at.query_params and "Blue: the weights" in at.main.caption[-1].value
+    assert "dashed (grey)" in at.main.caption[-1].value
+    at.session_state["spectra.chart.0"] = {
+        "selection": {"pick_point": [{"layer": 1, "head": 3, "index": 5}]}
+    }
+    at.run()
+    assert not at.exception and at.title[0].value == "Cluster grid"
+    assert (at.query_params["head"], at.query_params["dir"]) == ("3", "5")
+
+
+def test_spectra_cut_applies_to_both_panels_in_every_layer_mode():
+    from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+
+    at = app({"kind": "mlp_in", "layer": "1"}, script=page("spectra").script)
+    at.radio(key="spectra.overlay").set_value("layers").run()
+    at.slider(key="spectra.cut").set_value(5).run()
+    charts = at.get("vega_lite_chart")
+    assert len(charts) == 2
+    for chart in charts:
+        frames = [convert_arrow_bytes_to_pandas_df(d.data.data) for d in chart.proto.datasets]
+        assert frames and max(int(f["index"].max()) for f in frames) == 4
 
 
 def test_atlas_filter_sort_and_open_in_grid(analysis):

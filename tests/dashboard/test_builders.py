@@ -63,6 +63,17 @@ def test_style_grid_colours_cells_and_highlights(analysis):
     assert "background-color: rgba(31, 119, 180" in html  # positive end, blue
     assert "background-color: rgba(214, 39, 40" in html  # negative end, red
     assert html.count("border: 2px solid #ff8c00") == 2 * 5  # both columns of #2
+    styled = grid.style_grid(tokens, values, highlight=2, dirs=dirs).data
+    marked = [c for c in styled.columns if c.endswith(grid.MARK)]
+    assert len(marked) == 2 and all(c.startswith("#2 ") for c in marked)
+    assert list(tokens.columns) == [c.removesuffix(grid.MARK) for c in styled.columns]
+
+
+def test_shown_directions_put_the_highlight_first(analysis):
+    dirs = directions(analysis, "ov", 0, 0, n=8, k=3)
+    assert [d.index for d in grid.shown_directions(dirs, 4, None)] == [0, 1, 2, 3]
+    assert [d.index for d in grid.shown_directions(dirs, 4, 6)] == [6, 0, 1, 2, 3]
+    assert [d.index for d in grid.shown_directions(dirs, 4, 2)] == [2, 0, 1, 3]
 
 
 def test_grid_downloads_round_trip(analysis):
@@ -128,6 +139,39 @@ def test_spectrum_chart_data_and_marks(analysis):
     assert {"series", "index", "value"} <= {t["field"] for t in layer[1]["encoding"]["tooltip"]}
     lin = spectra.spectrum_chart(df, log=False).to_dict()
     assert lin["layer"][0]["encoding"]["y"]["scale"]["type"] == "linear"
+
+
+def test_spectrum_noise_floor_rule_and_unresolvable_marks(analysis, monkeypatch):
+    """With a noise table, the floor is sigma (sqrt(m) + sqrt(n)) for a stored matrix,
+    values under it are flagged, and both panels draw it as a rule."""
+    from core.model.noise import QuantNoise
+
+    d = kind_result(analysis, "mlp_out").decomposition
+    S = d.S[d.index(0, None)]
+    m = analysis.meta
+    floor = float(S[len(S) // 2])
+    sigma = floor / (math.sqrt(m.d_mlp) + math.sqrt(m.d_model))
+    table = QuantNoise(
+        "test", m.n_heads, m.n_kv_heads, {"model.layers.0.mlp.down_proj.weight": {"sigma": sigma}}
+    )
+    monkeypatch.setattr(spectra, "noise_for_model", lambda spec: table)
+    df = spectra.spectrum_frame(analysis, "mlp_out", 0, None, "component", control=True)
+    real = df[~df["control"]]
+    assert real["floor"].to_numpy() == pytest.approx(floor)
+    assert (real["resolvable"] == (real["value"] >= floor)).all()
+    assert 0 < (~real["resolvable"]).sum() < len(real)
+    for side in (False, True):
+        spec = spectra.spectrum_chart(df, log=True, control=side).to_dict()
+        rules = [ly for ly in spec["layer"] if ly.get("mark", {}).get("type") == "rule"]
+        assert len(rules) == 1
+        lo, hi = spec["layer"][0]["encoding"]["y"]["scale"]["domain"]
+        assert lo < floor < hi
+    # Without a table (the tiny model is not quantized): no floor, everything resolvable.
+    monkeypatch.setattr(spectra, "noise_for_model", lambda spec: None)
+    plain = spectra.spectrum_frame(analysis, "mlp_out", 0, None, "component", control=False)
+    assert plain["floor"].isna().all() and plain["resolvable"].all()
+    spec = spectra.spectrum_chart(plain, log=True).to_dict()
+    assert not [ly for ly in spec["layer"] if ly.get("mark", {}).get("type") == "rule"]
 
 
 # ---------------------------------------------------------------------------- atlas

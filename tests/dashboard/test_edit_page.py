@@ -8,6 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.edit import Edit, EditSet
 from core.search import build_index
+from core.search.engine import MATCH_SCORE
 from dashboard.builders import edit as eb
 from dashboard.registry import page as registry_page
 from tests.dashboard.conftest import APP
@@ -44,7 +45,15 @@ def test_report_views(analysis):
     spec = eb.specificity_frame(rep)
     assert list(spec["measure"]) == ["target Δlog p", "reference KL", "reference Δloss"]
     assert spec["value"].iloc[1] == pytest.approx(rep.specificity.kl)
-    assert eb.specificity_chart(spec).to_dict()["mark"]["type"] == "bar"
+    # One small panel per measure, each on its own scale (titles, not crowded axis labels).
+    chart = eb.specificity_chart(spec).to_dict()
+    panels = chart["hconcat"]
+    assert [p["title"] for p in panels] == list(spec["measure"])
+    for p, v in zip(panels, spec["value"]):
+        bar, text = p["layer"]
+        assert bar["mark"]["type"] == "bar" and text["mark"]["type"] == "text"
+        lo, hi = bar["encoding"]["y"]["scale"]["domain"]
+        assert lo <= v <= hi and lo <= 0 <= hi
 
 
 def test_sweep_view_highlights_the_chosen_directions(analysis):
@@ -81,13 +90,48 @@ def test_comparison_frame_marks_removed_scaled_and_kept(analysis):
     assert list(none["after"]) == [0, 1, 2] and set(none["status"]) == {"kept"}
 
 
+def test_comparison_always_lists_the_edited_directions(analysis):
+    edits = EditSet.parse("ov:1:2:14,ov:1:2:1,mlp_in:0:30")  # OV heads have 16 here
+    assert eb.comparison_size(edits, "ov", 1, 2, 6) == 15
+    assert eb.comparison_size(edits, "ov", 0, 0, 6) == 6
+    c = eb.compute_comparison(analysis, edits.spec(), "ov", 1, 2, 15)
+    df = eb.comparison_frame(c, first=6, keep={14, 1})
+    assert list(df["index"]) == [*range(6), 14]
+    assert df.set_index("index").loc[14, "status"] == "removed"
+
+
+def test_export_zip_is_a_checkpoint_that_loads(analysis, tmp_path):
+    import io
+    import zipfile
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    data = eb.export_zip(analysis, "mlp_out:0:1")
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        names = set(z.namelist())
+        assert {"edited-model/config.json", "edited-model/svd_lens_edits.json"} <= names
+        z.extractall(tmp_path)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "edited-model")
+    assert model.config.n_layer == analysis.meta.n_layers
+    tok = AutoTokenizer.from_pretrained(tmp_path / "edited-model")
+    assert tok("the fire")["input_ids"] == analysis.model.tokenizer.encode(
+        "the fire", add_special_tokens=False
+    )
+    # Nothing was written beside the cache.
+    assert not list(analysis.settings.cache_dir.rglob("edited-model"))
+
+
 def test_search_spec_matches_core_search(analysis):
     from core.search import search
 
     index = build_index(analysis)
     spec = eb.compute_search_spec(index, "the, cat", 0.2, None)
     hits = search(index, "the, cat", threshold=0.2, top=None)
-    want = {(h.matrix, h.layer, h.head, h.index) for h in hits.hits if h.matrix != "qk"}
+    want = {
+        (h.matrix, h.layer, h.head, h.index)
+        for h in hits.hits
+        if h.matrix != "qk" and h.score >= MATCH_SCORE  # weak hits are not removed
+    }
     assert {e.key for e in EditSet.parse(spec)} == want if spec else not want
 
 
@@ -119,6 +163,16 @@ def test_page_adds_measures_undoes_and_resets(page):
     at.text_input(key="edit.target").input(" f")
     at.number_input(key="edit.max_new").set_value(3).run()
     assert not at.exception, at.exception
+    # The measurement inputs are in the URL with the edits: a link shows the same report.
+    assert (at.query_params["prompt"], at.query_params["target"]) == (PROMPT, " f")
+    assert at.query_params["new"] == "3" and at.query_params["edits"] == "ov:0:0:1"
+    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    for k, v in dict(at.query_params).items():
+        fresh.query_params[k] = v
+    fresh.switch_page(EDIT)
+    fresh.run()
+    assert not fresh.exception and fresh.text_input(key="edit.prompt").value == PROMPT
+    assert fresh.main.dataframe[1].value.equals(at.main.dataframe[1].value)
     tables = at.main.dataframe  # edits, target log-probs, before/after directions
     assert len(tables) == 3
     assert len(tables[1].value) == 1 and "delta" in tables[1].value
@@ -149,15 +203,48 @@ def test_search_page_hands_its_query_to_the_edit_page(page, analysis):
     want = eb.compute_search_spec(build_index(analysis), "the, cat", 0.2, 5)
     assert want, "the query should match some OV/MLP direction of the tiny model"
     btn = at.button(key="edit.add_search")
-    assert btn.label == f"Remove all {len(EditSet.parse(want))}"
+    assert btn.label == f"Remove all {len(EditSet.parse(want))} matches"
     btn.click().run()
     assert not at.exception, at.exception
     assert _edits(at) == [e.spec() for e in EditSet.parse(want)]
+    assert at.button(key="edit.add_search").disabled  # all of them are in the set now
+    # The URL holds the query and the edits; the search page still shows the query.
+    assert at.query_params["q"] == "the, cat" and at.query_params["edits"] == want
+    assert at.query_params["threshold"] == "0.2" and at.query_params["top"] == "5"
+    params = dict(at.query_params)
+    at.switch_page(registry_page("search").script).run()
+    assert at.text_input(key="search.query").value == "the, cat"
+    assert at.slider(key="search.threshold").value == pytest.approx(0.2)
+    assert at.number_input(key="search.top").value == 5
+    # A fresh session opened on that URL shows the same edits and the same query.
+    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    for k, v in params.items():
+        fresh.query_params[k] = v
+    fresh.switch_page(EDIT)
+    fresh.run()
+    assert not fresh.exception and _edits(fresh) == _edits(at.switch_page(EDIT).run())
+    assert fresh.button(key="edit.add_search").label == btn.label
     # Another processing: the search (and the edits, whose indices refer to it) are gone.
     at.sidebar.radio(key="w.processing").set_value("raw").run()
     assert not at.exception, at.exception
     assert not any(b.key == "edit.add_search" for b in at.button)
     assert _edits(at) == [] and any("were cleared" in i.value for i in at.info)
+
+
+def test_the_picker_follows_a_hit_and_bad_url_edits_are_one_sentence(dash_env, analysis):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    for k, v in {"kind": "ov", "layer": "1", "head": "2", "dir": "5"}.items():
+        at.query_params[k] = v
+    at.switch_page(EDIT)
+    at.run()
+    assert at.number_input(key="edit.index").value == 5
+    bad = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    bad.query_params["edits"] = "ov:1"
+    bad.switch_page(EDIT)
+    bad.run()
+    assert not bad.exception
+    assert any("edits could not be read" in e.value for e in bad.error)
+    assert _edits(bad) == []
 
 
 def test_edits_stay_in_their_session(dash_env, analysis):

@@ -7,7 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.errors import SpecError
-from core.search.engine import build_index, embed_query, search
+from core.search.engine import MATCH_SCORE, build_index, embed_query, search
 from dashboard.builders import search as sb
 from dashboard.markup import plain
 from dashboard.registry import page as registry_page
@@ -98,21 +98,60 @@ def test_page_runs_and_prompts_for_a_query(page):
     assert any("Type a query" in i.value for i in page.info)
 
 
+def hits(at) -> pd.DataFrame:
+    """The matches and the weak hits, one frame (the page's first dataframe is the
+    query's tokenisation)."""
+    return pd.concat([d.value for d in at.main.dataframe[1:]], ignore_index=True)
+
+
 def test_page_shows_ranked_results_and_heatmaps(page):
     page.slider(key="search.threshold").set_value(0.0)
     page.text_input(key="search.query").input("the, cat").run()
     assert not page.exception, page.exception
-    df = page.main.dataframe[0].value
+    tokens = page.main.dataframe[0].value
+    assert list(tokens["concept"]) == ["the", "cat"]
+    df = hits(page)
     assert len(df) == 20
-    assert list(df["rank"]) == list(range(1, 21))
-    score = df["score"].tolist()
+    assert sorted(df["rank"]) == list(range(1, 21))
+    score = df.sort_values("rank")["score"].tolist()
     assert score == sorted(score, reverse=True)
     assert len(page.get("vega_lite_chart")) == 2  # heads and MLPs
     page.selectbox(key="search.method").set_value("pinv").run()
     assert not page.exception
+    assert len(page.main.dataframe[1].value) == 20  # cosine methods: the threshold decides
     page.multiselect(key="search.kinds").set_value(["mlp_out"]).run()
-    assert set(page.main.dataframe[0].value["kind"]) == {"mlp_out"}
+    assert set(hits(page)["kind"]) == {"mlp_out"}
     assert len(page.get("vega_lite_chart")) == 1
+
+
+def test_search_view_separates_weak_hits(index):
+    view = sb.search_view(index, "the, cat", "token", 0.0, 20, ["ov", "mlp_in", "mlp_out"])
+    assert len(view.table) + len(view.weak) == 20
+    assert (view.table["score"] >= MATCH_SCORE).all() and (view.weak["score"] < MATCH_SCORE).all()
+    if view.nothing_matches:
+        assert "No direction matches every concept" in sb.no_match_message(view)
+    # A multi-token concept shows how it was tokenised and is flagged as truncated.
+    word = next(w for w in ("flames", "xylophone", "zzyzx", "antidisestablishment")
+                if len(index.tokenizer.encode(" " + w)) > 1 and len(index.tokenizer.encode(w)) > 1)  # fmt: skip
+    res = search(index, f"the, {word}", threshold=0.0, top=3)
+    frame = sb.query_tokens_frame(res)
+    assert list(frame["truncated"]) == [False, True]
+    assert "+" in frame["spelled as"].iloc[1] and res.query.truncated == (word,)
+    assert "(of " in res.query.describe()
+
+
+def test_nothing_matches_shows_a_message_and_keeps_weak_hits_one_click_away(page, index):
+    query = "zebra, quantum, the"
+    view = sb.search_view(index, query, "token", 0.0, 20, ["ov", "mlp_in", "mlp_out"])
+    if not view.nothing_matches:
+        pytest.skip("the tiny model matches this query")
+    page.slider(key="search.threshold").set_value(0.0)
+    page.text_input(key="search.query").input(query).run()
+    assert not page.exception
+    assert any("No direction matches every concept" in w.value for w in page.warning)
+    assert page.subheader[0].value.startswith("0 matches")
+    assert any(e.label.startswith("Weak hits (20)") for e in page.expander)
+    assert len(page.main.dataframe[1].value) == 20
 
 
 def test_page_reports_bad_queries(page):
@@ -126,11 +165,15 @@ def test_page_reports_bad_queries(page):
     assert any("at least one matrix kind" in e.value for e in page.error)
 
 
-def test_clicking_a_result_opens_it_on_the_grid(page):
+@pytest.mark.parametrize("sign", ["antipodal", "positive"])
+def test_clicking_a_result_opens_it_on_the_grid(page, sign):
     page.slider(key="search.threshold").set_value(0.0)
+    page.selectbox(key="search.method").set_value("pinv")
     page.text_input(key="search.query").input("the, cat").run()
-    hit = page.main.dataframe[0].value.iloc[3]
-    page.session_state["search.table"] = {"selection": {"rows": [3], "columns": [], "cells": []}}
+    df = page.main.dataframe[1].value
+    i = int((df["match"] == sign).to_numpy().nonzero()[0][0])
+    hit = df.iloc[i]
+    page.session_state["search.table"] = {"selection": {"rows": [i], "columns": [], "cells": []}}
     page.run()
     assert not page.exception, page.exception
     assert page.title[0].value == "Cluster grid"
@@ -138,3 +181,26 @@ def test_clicking_a_result_opens_it_on_the_grid(page):
     assert page.query_params["layer"] == str(hit["layer"])
     assert page.query_params["dir"] == str(hit["index"])
     assert any(f"#{hit['index']}" in i.value for i in page.info)
+    # The hit is the first column, on its matching end.
+    want = "bottom" if sign == "antipodal" else "top"
+    assert page.radio(key="grid.end").value == want
+    assert page.main.dataframe[0].value.columns[0].startswith(f"#{hit['index']} ")
+    assert page.query_params.get("end", "top") == want
+
+
+def test_clicking_a_heatmap_cell_opens_its_component(page):
+    page.slider(key="search.threshold").set_value(0.0)
+    page.text_input(key="search.query").input("the, cat").run()
+    cell = {"kind": "ov", "layer": 1, "head": 3, "index": 4, "cosine": -0.2}
+    page.session_state["search.heads"] = {"selection": {sb.PICK: [cell]}}
+    page.run()
+    assert not page.exception, page.exception
+    assert page.title[0].value == "Cluster grid"
+    assert (page.query_params["layer"], page.query_params["head"]) == ("1", "3")
+    assert page.query_params["dir"] == "4" and page.radio(key="grid.end").value == "bottom"
+
+
+def test_picked_cell_reads_a_selection():
+    assert sb.picked_cell(None) is None and sb.picked_cell({sb.PICK: []}) is None
+    mlp = {"kind": "mlp_in", "layer": 2, "head": None, "index": 7, "cosine": 0.3}
+    assert sb.picked_cell({sb.PICK: [mlp]}) == ("mlp_in", 2, None, 7, "top")

@@ -79,3 +79,35 @@ def test_edit_history_push_undo_reset():
     assert len(r.current) == 0 and r.undo().current == h2.current  # reset is undoable
     assert h2.push(h2.current) is h2
     assert h.matches("m", "post") and not h.matches("m", "raw")
+
+
+def test_view_options_round_trip_through_params():
+    from dashboard.viewstate import GridView, MeasureView, SearchQuery, SpectraView
+
+    g = GridView(end="bottom", n=36, k=6, filters=("alpha", "ascii"), control=True)
+    s = SearchQuery("fire, flames", 0.3, 7, ("ov", "mlp_in"), "pinv")
+    sp = SpectraView("layers")
+    m = MeasureView("The house was on", " fire", 5)
+    params = {**g.to_params(), **s.to_params(), **sp.to_params(), **m.to_params()}
+    errors: list[str] = []
+    assert MeasureView.from_params(params, errors) == m
+    assert GridView.from_params(params, errors) == g
+    assert SearchQuery.from_params(params, errors) == s
+    assert SpectraView.from_params(params, errors) == sp
+    assert errors == []
+    # Defaults write nothing: a plain view keeps a short URL.
+    assert GridView().to_params() == SpectraView().to_params() == SearchQuery().to_params() == {}
+    assert MeasureView().to_params() == {}
+    assert SearchQuery(query="  ").to_params() == {}
+
+
+def test_bad_view_params_fall_back_with_one_sentence_each():
+    from dashboard.viewstate import GridView, SearchQuery
+
+    errors: list[str] = []
+    g = GridView.from_params({"end": "up", "n": "x", "k": "2", "filters": "alpha,zz"}, errors)
+    assert g == GridView(filters=("alpha",)) and len(errors) == 4
+    errors.clear()
+    q = SearchQuery.from_params({"q": "fire", "threshold": "2", "method": "magic"}, errors)
+    assert q == SearchQuery("fire") and len(errors) == 2
+    assert all(e.endswith(".") for e in errors)

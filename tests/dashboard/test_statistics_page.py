@@ -72,7 +72,9 @@ def test_fractions_by_block_and_index(records) -> None:
 
 def test_charts_and_summary(records) -> None:
     df = stats.labels_frame(records)
-    for chart in (stats.block_chart(df), stats.index_chart(df), stats.model_chart(df)):
+    charts = (stats.block_chart(df), stats.index_chart(df), stats.layer_chart(df),
+              stats.model_chart(df))  # fmt: skip
+    for chart in charts:
         assert isinstance(chart, alt.FacetChart)
         spec = chart.to_dict()
         assert any(len(v) > 0 for v in spec["datasets"].values())
@@ -82,6 +84,28 @@ def test_charts_and_summary(records) -> None:
     assert int(row["n weights"].iloc[0]) == 4 and int(row["n control"].iloc[0]) == 4
     ov = s[(s["block"] == "OV heads") & (s["labeller"] == "offline")]
     assert math.isnan(float(ov["random control"].iloc[0]))
+
+
+def test_lines_break_where_an_index_has_no_labels() -> None:
+    # Indices 0, 1, 2 and 5 labelled; 3 and 4 not: the line must not join 2 to 5.
+    df = stats.labels_frame([rec(index=i) for i in (0, 1, 2, 5)] + [rec(index=9, control=True)])
+    data = stats.runs(stats.fractions(df, ["block", "index"]), "index",
+                      ["block", "labeller", "source"])  # fmt: skip
+    weights = data[data["source"] == "weights"].set_index("index")["run"]
+    assert weights[0] == weights[1] == weights[2] != weights[5]
+    assert data[data["source"] == "random control"]["run"].nunique() == 1
+    spec = stats.index_chart(df).to_dict()
+    assert spec["spec"]["encoding"]["detail"]["field"] == "run"
+
+
+def test_per_layer_fractions() -> None:
+    df = stats.labels_frame([rec(layer=0, index=0), rec(layer=0, index=1, interpretable=False),
+                             rec(layer=1, index=0, interpretable=False)])  # fmt: skip
+    data = stats.runs(stats.fractions(df, ["block", "layer"]), "layer",
+                      ["block", "labeller", "source"])  # fmt: skip
+    assert dict(zip(data["layer"], data["fraction"])) == {0: 0.5, 1: 0.0}
+    assert data["run"].nunique() == 1  # layers 0 and 1 are consecutive
+    assert stats.layer_chart(df).to_dict()["spec"]["encoding"]["x"]["field"] == "layer"
 
 
 def test_search(records) -> None:
@@ -150,7 +174,7 @@ def test_statistics_page_runs(tiny, monkeypatch) -> None:
     assert [e.value for e in at.error] == []
     assert at.title[0].value == "Labels & statistics"
     assert at.text_input(key="statistics.search") is not None
-    assert len(at.get("vega_lite_chart")) == 3  # block, index, model
+    assert len(at.get("vega_lite_chart")) == 4  # block, layer, index, model
     # a search narrows the table
     at.text_input(key="statistics.search").set_value("zzzz-no-such-label").run()
     assert not at.exception

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
-from core.cache import store
 from core.analysis import analysis_from_weights, raw_weights, settings_key
+from core.cache import store
 from core.errors import CacheError
 from core.model.loading import load_model
 from core.settings import Settings
@@ -74,7 +75,6 @@ def test_controls_are_built_on_first_use_then_read(model, tmp_path: Path, monkey
 
 def test_damaged_controls_are_rebuilt_and_keep_the_entry(model, tmp_path: Path) -> None:
     import core.analysis as analysis
-    import core.query as query
 
     a = _build(model, tmp_path)
     want = {k: r.decomposition.S for k, r in analysis.controls(a).items()}
@@ -96,7 +96,6 @@ def test_controls_are_built_once_for_concurrent_sessions(model, tmp_path: Path, 
     import threading
 
     import core.analysis as analysis
-    import core.query as query
 
     a = _build(model, tmp_path)
     real, calls = analysis.build_controls, []
@@ -117,7 +116,6 @@ def test_controls_are_built_once_for_concurrent_sessions(model, tmp_path: Path, 
 
 def test_rebuilding_an_entry_drops_its_old_controls(model, tmp_path: Path) -> None:
     import core.analysis as analysis
-    import core.query as query
 
     a = _build(model, tmp_path, k=10)
     analysis.controls(a)
@@ -149,6 +147,58 @@ def test_damaged_entry_is_detected_and_rebuilt(model, tmp_path: Path, damage: st
     assert not rebuilt.from_cache
     assert torch.equal(rebuilt.svd.kinds["ov"].decomposition.S, a.svd.kinds["ov"].decomposition.S)
     assert _build(model, tmp_path).from_cache
+
+
+@pytest.mark.parametrize("damage", ["flip", "flip-keep-mtime"])
+def test_verified_files_are_trusted_until_touched(
+    model, tmp_path: Path, monkeypatch, damage: str
+) -> None:
+    a = _build(model, tmp_path)
+    entry = store.entry_dir(tmp_path, a.meta, "post")
+    key = settings_key(a.settings)
+    hashed: list[str] = []
+    real = store._sha256
+    monkeypatch.setattr(store, "_sha256", lambda p: hashed.append(p.name) or real(p))
+    # Files written just now are hashed on every read (no stamp yet).
+    store.load(tmp_path, a.meta, "post", key)
+    store.load(tmp_path, a.meta, "post", key)
+    assert hashed.count("ov.safetensors") == 2 and not (entry / store.VERIFIED).exists()
+    # Once they have settled, one verified read stamps them and the next hashes none.
+    monkeypatch.setattr(store, "TRUST_AFTER_S", -60.0)
+    store.load(tmp_path, a.meta, "post", key)
+    hashed.clear()
+    store.load(tmp_path, a.meta, "post", key)
+    assert hashed == [] and (entry / store.VERIFIED).is_file()
+    # Any rewrite is seen, even one that puts the old mtime back.
+    target = entry / "ov.safetensors"
+    st = target.stat()
+    data = bytearray(target.read_bytes())
+    data[-5] ^= 0xFF
+    target.write_bytes(bytes(data))
+    if damage == "flip-keep-mtime":
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(CacheError):
+        store.load(tmp_path, a.meta, "post", key)
+    assert "ov.safetensors" in hashed
+
+
+def test_checkpoint_part_round_trip(model, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    a = _build(model, tmp_path)
+    key = settings_key(a.settings)
+    trained = torch.rand(a.meta.d_vocab) > 0.3
+    tokens = replace(a.tokens, trained=trained)
+    part = store.CheckpointPart("fp-1", a.W_U, a.W_E, tokens)
+    store.save_checkpoint(tmp_path, a.meta, "post", key, part)
+    assert store.find_by_fingerprint(tmp_path, a.meta.name, "post", key, "fp-2") is None
+    hit = store.find_by_fingerprint(tmp_path, a.meta.name, "post", key, "fp-1")
+    assert hit is not None
+    svd, got = hit
+    assert svd.meta == a.meta and torch.equal(got.W_U, a.W_U) and torch.equal(got.W_E, a.W_E)
+    assert got.tokens.raw == a.tokens.raw and got.tokens.display == a.tokens.display
+    assert got.tokens.trained is not None and torch.equal(got.tokens.trained, trained)
+    assert torch.equal(got.tokens.alpha, a.tokens.alpha)
 
 
 def test_stale_settings_or_format_rebuild(model, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from core.cli.main import main
 from core.edit.rank_one import EditSet
+from tests.core.cli import without_progress
 
 PROMPT = "the fire burned with hot"
 
@@ -140,4 +141,5 @@ def test_bad_specifications_give_one_sentence(capsys, checkpoints, cache, extra,
     code, out, err = run(capsys, *_edit(checkpoints, cache, *extra))
     assert code == 2 and out == ""
     assert message in err, err
+    err = without_progress(err)
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err

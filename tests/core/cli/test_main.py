@@ -12,6 +12,7 @@ import pytest
 
 from core.cli.main import main
 from tests.core import reference as ref
+from tests.core.cli import without_progress
 from tests.tiny_models import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -117,6 +118,7 @@ def test_bad_arguments_give_one_sentence(capsys, checkpoints, tmp_path, extra, m
     )
     assert code != 0 and out == ""
     assert message in err
+    err = without_progress(err)
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
 
 
@@ -186,3 +188,30 @@ def test_precompute_builds_controls_only_when_asked(capsys, checkpoints, tmp_pat
     assert set(info["controls"]) == set(info["kinds"])
     assert info["controls"]["ov"][0] == 2  # one control per layer, not per head
     assert len(list(tmp_path.rglob("controls.json"))) == 1
+
+
+def test_device_cuda_without_cuda_is_one_sentence(capsys, checkpoints, tmp_path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    args = [
+        "directions",
+        "--model",
+        str(checkpoints["gpt2"]),
+        "--device",
+        "cuda",
+        "--cache-dir",
+        str(tmp_path),
+        "--matrix",
+        "ov",
+        "--layer",
+        "0",
+        "--head",
+        "0",
+    ]
+    code, out, err = run(capsys, *args)
+    err = without_progress(err)
+    assert code == 2 and out == ""
+    assert err.startswith("error: --device cuda was asked for, but CUDA is not available")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1

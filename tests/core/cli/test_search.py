@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.cli.main import main
+from tests.core.cli import without_progress
 
 KEYS = {"matrix", "layer", "head", "index", "singular_value", "cosine", "sign", "top"}
 
@@ -81,10 +82,12 @@ def test_bad_arguments_exit_nonzero_with_one_sentence(
 ) -> None:
     code, out, err = _run(capsys, "search", *base, *args, "--json")
     assert code == 2 and out == ""
+    err = without_progress(err)
     assert err.startswith("error: ") and message in err
     assert err.count("\n") == 1 and err.rstrip().endswith(".")
 
 
 def test_missing_model_is_reported(capsys, tmp_path: Path) -> None:
     code, _, err = _run(capsys, "search", "--model", str(tmp_path / "nothing"), "--query", "x")
+    err = without_progress(err)
     assert code == 2 and err.startswith("error: ")

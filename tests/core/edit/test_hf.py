@@ -141,6 +141,20 @@ def test_export_reloads_as_the_edited_model(analyses, tmp_path):
         export(a, edits, out)
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+def test_exported_tokenizer_encodes_like_the_original(analyses, checkpoints, arch, tmp_path):
+    """The checkpoint's own tokenizer (not the bridge's, which adds a BOS) is exported."""
+    from transformers import AutoTokenizer
+
+    a = analyses(arch, "post")
+    out = export(a, EditSet.parse("mlp_out:0:1"), tmp_path / "edited")
+    original = AutoTokenizer.from_pretrained(checkpoints[arch])
+    exported = AutoTokenizer.from_pretrained(out)
+    for text in ("the fire burned with hot", " a", "Hello world"):
+        assert exported(text)["input_ids"] == original(text)["input_ids"], text
+        assert exported.encode(text) == original.encode(text), text
+
+
 def test_unknown_layouts_are_one_sentence(analyses):
     unknown = SimpleNamespace(config=SimpleNamespace(model_type="phi"))
     with pytest.raises(SpecError, match=r"model_type 'phi'.*use a GPT-2") as exc:

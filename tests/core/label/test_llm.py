@@ -271,3 +271,10 @@ def test_rate_limiter_spaces_calls() -> None:
     for _ in range(3):
         rl.wait()
     assert slept == [pytest.approx(0.5), pytest.approx(0.5)]
+
+
+def test_verdicts_are_stored_under_the_model_name(tmp_path: Path) -> None:
+    from core.label.store import llm_labeller
+
+    a = LLMLabeller(ChatClient(_settings("http://127.0.0.1:9")), ReplyCache(tmp_path / "c.sqlite"))
+    assert a.name == llm_labeller(a.client.settings.model) == f"llm:{a.client.settings.model}"

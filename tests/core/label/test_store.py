@@ -96,3 +96,30 @@ def test_bad_records_and_files(tmp_path: Path) -> None:
     bad.write_bytes(b"this is not a database" * 100)
     with pytest.raises(CacheError, match="move it aside"):
         LabelStore(bad)
+
+
+def test_llm_labels_are_keyed_by_model_and_old_rows_migrate(tmp_path: Path) -> None:
+    import sqlite3
+
+    from core.label.store import LLM_UNKNOWN, SCHEMA_VERSION, llm_labeller
+
+    # A store written before LLM labellers carried their model: plain "llm" rows.
+    with LabelStore.in_cache(tmp_path) as store:
+        store.put([_rec(labeller="llm", label="old"), _rec(labeller="llm", index=8)])
+    db = sqlite3.connect(labels_path(tmp_path))
+    db.execute("PRAGMA user_version=0")
+    db.execute("UPDATE labels SET labeller='llm'")
+    db.commit()
+    db.close()
+    with LabelStore.in_cache(tmp_path) as store:
+        old = store.query()
+        assert {r.labeller for r in old} == {LLM_UNKNOWN} and len(old) == 2
+        assert store.get("gpt2", "abc123", "mlp_in", 3, None, 7, LLM_UNKNOWN).label == "old"
+        # Two models' verdicts on one direction are kept apart.
+        store.put([_rec(labeller=llm_labeller("model-a"), label="a"),
+                   _rec(labeller=llm_labeller("model-b"), label="b")])  # fmt: skip
+        assert len(store.query(labeller="llm")) == 4  # every LLM's verdicts
+        assert [r.label for r in store.query(labeller="llm:model-b")] == ["b"]
+    db = sqlite3.connect(labels_path(tmp_path))
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    db.close()

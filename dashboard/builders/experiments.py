@@ -1,0 +1,147 @@
+"""Truncation experiments: loss recovered against kept rank, per layer, and a summary.
+
+The frame is long form (one row per layer, k and method); the chart and the summary are
+built from it, so a page renders what one cached run computed.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+from core.analysis import Analysis
+from core.edit.prompts import reference_ids, reference_texts
+from core.experiments import truncation_sweep
+
+SVD, RANDOM = "top-k singular directions", "k random singular directions"
+
+
+def truncation_frame(
+    a: Analysis, kind: str, layers: tuple[int, ...], ks: tuple[int, ...], draws: int
+) -> pd.DataFrame:
+    """Run the truncation sweep of ``kind`` over ``layers`` on the reference text.
+
+    Returns:
+        columns ``layer``, ``k``, ``method`` (:data:`SVD` or :data:`RANDOM`, the latter
+        averaged over ``draws``), ``recovered`` (loss recovered), ``loss``, ``loss_orig``,
+        ``loss_zero``, ``rank``; sorted by layer, method, k.
+    """
+    assert a.model is not None
+    ids = reference_ids(a.model.tokenizer, reference_texts())
+    rows = []
+    for c in truncation_sweep(a, kind, list(layers), ids, ks, draws):
+        common = {"layer": c.layer, "loss_orig": c.loss_orig, "loss_zero": c.loss_zero}
+        common["rank"] = c.rank
+        rec, loss = c.recovered_svd.tolist(), c.loss_svd.tolist()
+        for j, k in enumerate(c.ks.tolist()):
+            rows.append({**common, "k": k, "method": SVD, "recovered": rec[j], "loss": loss[j]})
+            if draws:
+                r = float(c.recovered_random[:, j].mean())
+                lr = float(c.loss_random[:, j].mean())
+                rows.append({**common, "k": k, "method": RANDOM, "recovered": r, "loss": lr})
+    return pd.DataFrame(rows).sort_values(["layer", "method", "k"], ignore_index=True)
+
+
+def truncation_chart(df: pd.DataFrame) -> alt.Chart:
+    """Loss recovered against k (symlog axis), a line per layer, dashed for random."""
+    return (
+        alt.Chart(df)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("k:Q", scale=alt.Scale(type="symlog"), title="kept rank k"),
+            y=alt.Y(
+                "recovered:Q",
+                title="loss recovered",
+                scale=alt.Scale(domain=[min(-0.25, float(df["recovered"].min())), 1.05]),
+            ),
+            color=alt.Color("layer:O", title="layer"),
+            strokeDash=alt.StrokeDash(
+                "method:N",
+                title=None,
+                # Solid for the singular directions, dashed for the random baseline.
+                scale=alt.Scale(domain=[SVD, RANDOM], range=[[1, 0], [5, 4]]),
+                legend=alt.Legend(
+                    orient="bottom",
+                    symbolType="stroke",
+                    symbolStrokeColor="gray",
+                    symbolStrokeWidth=2,
+                    labelLimit=300,
+                ),
+            ),
+            tooltip=["layer", "k", "method", alt.Tooltip("recovered:Q", format=".3f"), "loss"],
+        )
+        .properties(height=360)
+    )
+
+
+def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Per layer: loss unedited and zeroed, and the smallest grid k recovering 90% / 99%
+    with the top-k directions (empty where none does)."""
+    svd = df[df["method"] == SVD]
+    out = []
+    for layer, g in svd.groupby("layer", sort=True):
+
+        def k_at(f: float, g: pd.DataFrame = g) -> int | None:
+            ok = g[g["recovered"] >= f]["k"]
+            return int(ok.min()) if len(ok) else None
+
+        out.append(
+            {
+                "layer": int(layer),
+                "rank": int(g["rank"].iloc[0]),
+                "loss": float(g["loss_orig"].iloc[0]),
+                "loss zeroed": float(g["loss_zero"].iloc[0]),
+                "k for 90%": k_at(0.9),
+                "k for 99%": k_at(0.99),
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def probe_frame(a: Analysis, previous: bool, windows: int = 64) -> pd.DataFrame:
+    """Per-layer input-token probe on the reference text.
+
+    Returns:
+        columns ``layer``, ``measure`` (``top-1``, ``top-10``, ``chance``), ``accuracy``;
+        plus, per layer, ``embed_cosine``, ``embed_cosine_shuffled``, ``subspace_share``,
+        ``subspace_chance`` (repeated on each of its rows).
+    """
+    from core.edit.hf import plain_model
+    from core.experiments import probe_layers
+
+    assert a.model is not None
+    ids = reference_ids(a.model.tokenizer, reference_texts(), seq_len=64, n_seqs=windows)
+    res = probe_layers(plain_model(a), ids, a.raw.W_E, previous=previous)
+    rows = []
+    for j, layer in enumerate(res.layers.tolist()):
+        common = {
+            "layer": layer,
+            "embed_cosine": float(res.embed_cosine[j]),
+            "embed_cosine_shuffled": float(res.embed_cosine_shuffled[j]),
+            "subspace_share": float(res.subspace_share[j]),
+            "subspace_chance": res.subspace_chance,
+        }
+        for name, value in (
+            ("top-1", float(res.top1[j])),
+            ("top-10", float(res.top10[j])),
+            ("chance", res.chance),
+        ):
+            rows.append({**common, "measure": name, "accuracy": value})
+    return pd.DataFrame(rows)
+
+
+def probe_chart(df: pd.DataFrame) -> alt.Chart:
+    """Held-out probe accuracy against layer; chance dashed."""
+    return (
+        alt.Chart(df)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("layer:O", title="layer (residual stream entering the block)"),
+            y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]), title="held-out accuracy"),
+            color=alt.Color("measure:N", title=None),
+            strokeDash=alt.condition(
+                alt.datum.measure == "chance", alt.value([4, 3]), alt.value([1, 0])
+            ),
+            tooltip=["layer", "measure", alt.Tooltip("accuracy:Q", format=".3f")],
+        )
+        .properties(height=300)
+    )

@@ -1,0 +1,66 @@
+"""Experiments page: rank-k truncation and loss recovered; a per-layer input-token probe."""
+
+import streamlit as st
+from core.experiments import DEFAULT_KS
+from core.settings import KIND_NAMES
+from dashboard import components, loaders
+from dashboard.builders import experiments
+
+sel, a = components.setup()
+
+kinds = ["ov", "mlp_in", "mlp_out"] + (["mlp_gate"] if a.meta.gated else [])
+c1, c2, c3 = st.columns([2, 3, 1])
+kind = c1.selectbox("Matrix", kinds, format_func=KIND_NAMES.__getitem__, key="experiments.kind")
+rank = a.svd.kinds[kind].decomposition.rank
+grid = [k for k in DEFAULT_KS if k < rank] + [rank]
+ks = c2.multiselect("Kept ranks k", grid, default=grid, key="experiments.ks")
+draws = c3.number_input("Random draws", 0, 3, 1, key="experiments.draws")
+layers = st.multiselect(
+    "Layers",
+    list(range(a.meta.n_layers)),
+    default=list(range(a.meta.n_layers)),
+    key="experiments.layers",
+)
+st.caption(
+    "Each layer's matrix (OV: every head of the layer, each to its own top k) is replaced by "
+    "its top-k singular truncation, by k of its singular directions drawn at random (dashed), "
+    "and by zero; loss recovered = 1 − (L_k − L) / (L_zero − L) on the reference text. "
+    "Every point is a forward pass over the reference windows."
+)
+run = st.button("Run", type="primary", key="experiments.run", disabled=not (ks and layers))
+args = (kind, tuple(sorted(layers)), tuple(sorted(ks)), int(draws))
+if run:
+    st.session_state["experiments.last"] = args
+last = st.session_state.get("experiments.last")
+if last is None:
+    st.info("Choose a matrix, ranks and layers, then press Run.")
+else:
+    df = loaders.cached_table("truncation", sel, experiments.truncation_frame, *last)
+    st.altair_chart(experiments.truncation_chart(df), width="stretch", key="experiments.chart")
+    st.dataframe(
+        experiments.summary_frame(df), hide_index=True, width="stretch", key="experiments.summary"
+    )
+
+st.subheader("What the residual stream knows about its input")
+p1, p2 = st.columns([3, 1])
+previous = p1.toggle("Probe the previous token", value=False, key="experiments.previous")
+if p2.button("Run probe", key="experiments.probe"):
+    st.session_state["experiments.last_probe"] = previous
+if "experiments.last_probe" in st.session_state:
+    probe = loaders.cached_table(
+        "probe", sel, experiments.probe_frame, st.session_state["experiments.last_probe"]
+    )
+    st.altair_chart(experiments.probe_chart(probe), width="stretch", key="experiments.probe_chart")
+    st.dataframe(
+        probe[probe["measure"] == "top-1"].drop(columns=["measure"]),
+        hide_index=True,
+        width="stretch",
+        key="experiments.probe_table",
+    )
+    st.caption(
+        "A logistic-regression probe per layer (scikit-learn), trained on three quarters of "
+        "the reference windows and scored on the rest. embed_cosine: class vectors against "
+        "their tokens' W_E rows (shuffled: against other tokens'); subspace_share: share of "
+        "the probe's weight in W_E's top d_model/8 singular directions (chance: "
+        "subspace_chance)."
+    )

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# One command for the GPU figures BENCHMARKS.md lacks: whole-model precompute of random
+# GPT-2-small..XL-shaped models on the GPU, against TransformerLens's SVDInterpreter loop
+# on the same GPU (python -m core bench, pages off), then the markdown tables.
+#
+#   scripts/gpu_bench.sh                       # on a GPU machine: cuda, gpt2-small..gpt2-xl
+#   DEVICE=cpu SHAPES=demo scripts/gpu_bench.sh   # the same script on a CPU (a smoke run)
+#
+# Needs python3 with torch and transformers. Whatever else the benchmark imports and the
+# machine lacks (TransformerLens and the few packages it imports that a bare GPU image has
+# not got) is installed from wheels in .whl/ when that folder exists: `make gpu-wheels`
+# fetches them where pip can reach PyPI. Budget: under 10 minutes on one H100/H200; the
+# reference loop and the dense OV SVDs are timed on REF_LAYERS layers and scaled.
+#
+# Environment: DEVICE (cuda), SHAPES (gpt2-small,gpt2-medium,gpt2-large,gpt2-xl),
+# REF_LAYERS (2), QUERIES (30), OUT (docs/bench), PYTHON (python3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+DEVICE=${DEVICE:-cuda}
+SHAPES=${SHAPES:-gpt2-small,gpt2-medium,gpt2-large,gpt2-xl}
+REF_LAYERS=${REF_LAYERS:-2}
+QUERIES=${QUERIES:-30}
+OUT=${OUT:-docs/bench}
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
+
+if ! "$PY" -c "import transformer_lens.SVDInterpreter" >/dev/null 2>&1; then
+    if ! ls .whl/*.whl >/dev/null 2>&1; then
+        echo "error: TransformerLens is not installed and .whl/ holds no wheels; run" \
+             "\`make gpu-wheels\` where pip reaches PyPI, then carry .whl/ here." >&2
+        exit 2
+    fi
+    SITE=${TMPDIR:-/tmp}/svd-lens-site
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target "$SITE" .whl/*.whl
+    export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+fi
+
+mkdir -p "$OUT"
+stamp=$(date -u +%Y-%m-%dT%H%MZ)
+json="$OUT/$stamp-$DEVICE.json"
+echo "== $("$PY" -c 'import torch; print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")')" >&2
+echo "== $SHAPES on $DEVICE -> $json" >&2
+# Each shape's object also goes to stderr when it is done: a killed run keeps those.
+"$PY" -m core bench --device "$DEVICE" --shapes "$SHAPES" --reference-layers "$REF_LAYERS" \
+    --queries "$QUERIES" --no-pages --json > "$json"
+"$PY" scripts/bench_report.py "$json"

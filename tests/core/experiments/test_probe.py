@@ -1,0 +1,89 @@
+"""The per-layer probe: residual streams against HF's own hidden states, near-perfect
+recovery of the input token at layer 0, chance on scrambled embeddings."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from core.edit.hf import plain_model
+from core.errors import SpecError
+from core.experiments.probe import fit_probe, probe_layers, residual_streams
+
+V, T, N = 40, 32, 48  # classes, window length, windows
+
+
+def _ids(seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, V, (N, T), generator=g)
+
+
+def test_residual_streams_are_the_block_inputs(analyses, checkpoints):
+    from transformers import AutoModelForCausalLM
+
+    a = analyses("llama", "raw")
+    ids = _ids()[:2]
+    got = residual_streams(plain_model(a), ids)
+    hf = AutoModelForCausalLM.from_pretrained(checkpoints["llama"]).eval()
+    seen: list[torch.Tensor] = []
+    # Plain reference: each decoder layer's input, caught by a pre-hook.
+    handles = [
+        layer.register_forward_pre_hook(
+            lambda m, args, kwargs: seen.append(args[0] if args else kwargs["hidden_states"]),
+            with_kwargs=True,
+        )
+        for layer in hf.model.layers
+    ]
+    with torch.no_grad():
+        hf(ids)
+    for h in handles:
+        h.remove()
+    assert got.shape == (len(hf.model.layers), 2, T, hf.config.hidden_size)
+    for layer, ref in enumerate(seen):
+        assert torch.allclose(got[layer], ref.float(), atol=1e-5), layer
+
+
+def test_layer_zero_recovers_the_input_token(analyses):
+    # Bound: with V = 40 classes in d_model = 64 and distinct random embeddings, the
+    # token is linearly decodable from the embedding output: held-out top-1 >= 0.9.
+    a = analyses("gpt2", "raw")
+    res = probe_layers(plain_model(a), _ids(), a.weights.W_E, layers=[0], max_classes=V)
+    assert res.top1[0] >= 0.9 and res.top10[0] >= res.top1[0]
+    assert res.chance < 0.2 and res.n_test > 0 and res.n_classes == V
+    # The class vectors point along their tokens' embeddings, unlike shuffled ones.
+    assert res.embed_cosine[0] > res.embed_cosine_shuffled[0] + 0.2
+
+
+def test_previous_token_is_not_in_the_embedding(analyses):
+    a = analyses("gpt2", "raw")
+    res = probe_layers(plain_model(a), _ids(), a.weights.W_E, layers=[0], previous=True)
+    assert res.top1[0] <= res.chance + 0.1
+
+
+def test_scrambled_embedding_per_position_gives_chance():
+    # Each position has its own permutation of the embedding table: a vector no longer
+    # names one token. Chance here is the best any function of the vector can do: for
+    # each vector, its most frequent token (a few percent above 1/V by multiplicity).
+    g = torch.Generator().manual_seed(3)
+    W_E = torch.randn(V, 64, generator=g)
+    ids = _ids(1)
+    perms = torch.stack([torch.randperm(V, generator=g) for _ in range(T)])  # [T, V]
+    X = W_E[perms[torch.arange(T)[None, :].expand(N, T), ids]]  # [N, T, d]
+    train = torch.zeros(N, T, dtype=torch.bool)
+    train[: 3 * N // 4] = True
+    top1, _, _, _ = fit_probe(X.reshape(-1, 64), ids.reshape(-1), train.reshape(-1))
+    shown = perms[torch.arange(T)[None, :].expand(N, T), ids]  # which vector each position got
+    joint = torch.zeros(V, V)
+    joint.index_put_((shown.reshape(-1), ids.reshape(-1)), torch.ones(N * T), accumulate=True)
+    chance = float(joint.max(dim=1).values.sum()) / (N * T)
+    assert chance < 0.2
+    assert top1 <= chance + 0.03
+    # The same data unscrambled is decodable: the test can fail.
+    top1_plain, _, _, _ = fit_probe(W_E[ids].reshape(-1, 64), ids.reshape(-1), train.reshape(-1))
+    assert top1_plain >= 0.95
+
+
+def test_too_little_text_is_refused(analyses):
+    a = analyses("gpt2", "raw")
+    with pytest.raises(SpecError):
+        probe_layers(plain_model(a), _ids()[:1], a.weights.W_E)

@@ -1,0 +1,42 @@
+"""The registry of embedded models and what resolve_model makes of their names."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from core.errors import ModelLoadError
+from core.model import embedded
+from core.model.loading import resolve_model
+from core.settings import DEFAULT_MODEL_DIR
+
+
+def test_default_and_demo_name_the_demo_model() -> None:
+    assert embedded.lookup("default") is embedded.DEMO
+    assert embedded.lookup("") is embedded.DEMO
+    assert embedded.lookup("demo-gpt2") is embedded.DEMO
+    assert embedded.lookup("smollm2-135m") is embedded.SMOLLM2
+    assert embedded.lookup("gpt2") is None
+    assert resolve_model("default") == resolve_model("demo-gpt2") == str(DEFAULT_MODEL_DIR)
+
+
+def test_names_are_unique_and_summaries_are_two_sentences() -> None:
+    names = [n for m in embedded.EMBEDDED for n in (m.name, *m.aliases)]
+    assert len(names) == len(set(names))
+    for m in embedded.EMBEDDED:
+        assert m.summary.count(". ") == 1 and m.summary.endswith("."), m.name
+
+
+def test_a_missing_build_says_how_to_build_it(tmp_path: Path, monkeypatch) -> None:
+    gone = dataclasses.replace(embedded.SMOLLM2, directory=tmp_path / "nope")
+    monkeypatch.setattr(embedded, "EMBEDDED", (embedded.DEMO, gone))
+    assert not gone.built
+    with pytest.raises(ModelLoadError, match="make install"):
+        resolve_model("smollm2-135m")
+
+
+def test_by_directory_finds_the_entry() -> None:
+    assert embedded.by_directory(DEFAULT_MODEL_DIR) is embedded.DEMO
+    assert embedded.by_directory("/nonexistent/dir") is None

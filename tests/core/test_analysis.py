@@ -1,0 +1,212 @@
+"""Opening an analysis from the cache alone: no model load, no transformers import, the
+same answers as the model-loading path, and changed weights noticed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.analysis import open_analysis
+from core.cache import store
+from core.cli.main import main
+from core.settings import Settings
+from tests.tiny_models import save_checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+
+DIRECTIONS = [
+    "directions",
+    "--matrix",
+    "ov",
+    "--layer",
+    "1",
+    "--head",
+    "2",
+    "--n",
+    "5",
+    "--k",
+    "6",
+    "--json",
+]
+SEARCH = [
+    "search",
+    "--query",
+    "fire, water",
+    "--threshold",
+    "0",
+    "--top",
+    "8",
+    "--k",
+    "5",
+    "--json",
+]
+FILTERED = [
+    "directions",
+    "--matrix",
+    "mlp_in",
+    "--layer",
+    "0",
+    "--n",
+    "70",
+    "--k",
+    "4",
+    "--filter",
+    "alpha",
+    "--json",
+]
+
+# Runs the CLI in a fresh interpreter and reports its outputs and what it imported.
+_CHILD = """
+import contextlib, io, json, sys
+from core.cli.main import main
+outs = []
+for argv in json.loads(sys.argv[1]):
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main(argv)
+    outs.append([code, buf.getvalue()])
+mods = [m for m in ("transformers", "transformer_lens") if m in sys.modules]
+print(json.dumps({"outs": outs, "modules": mods}))
+"""
+
+
+def _child(commands: list[list[str]]) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, json.dumps(commands)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _with(args: list[str], model: Path, cache: Path) -> list[str]:
+    return [*args, "--model", str(model), "--cache-dir", str(cache), "--device", "cpu"]
+
+
+@pytest.fixture()
+def ckpt(tmp_path: Path) -> Path:
+    return save_checkpoint("gpt2", tmp_path / "gpt2", seed=77)
+
+
+def test_cached_cli_answers_without_the_model_and_agrees(
+    capsys, ckpt: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    commands = [_with(a, ckpt, cache) for a in (DIRECTIONS, SEARCH, FILTERED)]
+    loaded = []
+    for argv in commands:  # the first loads the model and builds the entry
+        assert main(argv) == 0
+        loaded.append(capsys.readouterr().out)
+    assert json.loads(loaded[1]), "the search should find something"
+    child = _child(commands)
+    assert child["modules"] == []
+    assert [code for code, _ in child["outs"]] == [0, 0, 0]
+    for (_, out), ref in zip(child["outs"], loaded):
+        _close(json.loads(out), json.loads(ref))
+
+
+def _close(a, b) -> None:
+    """Equal JSON, floats to float32 rounding: the first call projected the grid's rows
+    on demand while the entry was filling, the cached call reads the filled entry."""
+    if isinstance(a, float) or isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-5, abs=1e-7)
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b)
+        for x, y in zip(a, b):
+            _close(x, y)
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys()
+        for k in a:
+            _close(a[k], b[k])
+    else:
+        assert a == b
+
+
+def test_cached_analysis_loads_the_model_only_when_asked(ckpt: Path, tmp_path: Path) -> None:
+    s = Settings(model=str(ckpt), device="cpu", cache_dir=tmp_path / "cache")
+    built = open_analysis(s)
+    cached = open_analysis(s)
+    assert cached.from_cache and not cached.source.loaded
+    assert cached.meta == built.meta
+    assert torch.equal(cached.W_U, built.weights.W_U) and torch.equal(cached.W_E, built.W_E)
+    ct, bt = cached.tokens, built.tokens
+    assert ct.raw == bt.raw and ct.display == bt.display
+    assert torch.equal(ct.alpha, bt.alpha) and torch.equal(ct.ascii, bt.ascii)
+    assert (ct.trained is None) == (bt.trained is None)
+    # Something that needs the weights loads the model, once, and sees the same ones.
+    assert torch.equal(cached.weights.W_U, built.weights.W_U)
+    assert cached.source.loaded and cached.model is not None
+
+
+def _rewrite_one_weight(ckpt: Path) -> None:
+    """Same size, same header, one weight changed, mtime moved on."""
+    from safetensors.torch import load_file, save_file
+
+    path = ckpt / "model.safetensors"
+    before = path.stat()
+    t = load_file(str(path))
+    name = next(k for k in sorted(t) if k.endswith("mlp.c_proj.weight"))
+    t[name] = t[name].clone()
+    t[name][0, 0] += 1.0
+    save_file(t, str(path), metadata={"format": "pt"})
+    assert path.stat().st_size == before.st_size
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+
+
+def test_changed_weights_are_noticed(ckpt: Path, tmp_path: Path) -> None:
+    s = Settings(model=str(ckpt), device="cpu", cache_dir=tmp_path / "cache")
+    first = open_analysis(s)
+    assert open_analysis(s).from_cache
+    _rewrite_one_weight(ckpt)
+    second = open_analysis(s)
+    # The fingerprint no longer matched: the model was loaded and hashed, and the entry
+    # of the old weights was not used.
+    assert second.source.loaded and not second.from_cache
+    assert second.meta.weights_hash != first.meta.weights_hash
+    # The new entry answers the next open from the cache alone.
+    third = open_analysis(s)
+    assert third.from_cache and not third.source.loaded
+    assert third.meta.weights_hash == second.meta.weights_hash
+
+
+def test_touched_weights_keep_the_entry(ckpt: Path, tmp_path: Path) -> None:
+    s = Settings(model=str(ckpt), device="cpu", cache_dir=tmp_path / "cache")
+    first = open_analysis(s)
+    path = ckpt / "model.safetensors"
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    second = open_analysis(s)
+    # Loaded to rehash, same bytes: the entry is reused and its fingerprint refreshed.
+    assert second.source.loaded and second.from_cache
+    assert second.meta.weights_hash == first.meta.weights_hash
+    assert not open_analysis(s).source.loaded
+
+
+def test_a_damaged_checkpoint_part_falls_back_to_loading(ckpt: Path, tmp_path: Path) -> None:
+    s = Settings(model=str(ckpt), device="cpu", cache_dir=tmp_path / "cache")
+    first = open_analysis(s)
+    entry = store.entry_dir(s.cache_dir, first.meta, "post")
+    (entry / store.TOKENS_FILE).write_text("[]")
+    again = open_analysis(s)
+    assert again.source.loaded and again.from_cache
+    assert not open_analysis(s).source.loaded  # rewritten
+
+
+def test_a_copied_checkpoint_is_its_own_fingerprint(ckpt: Path, tmp_path: Path) -> None:
+    s = Settings(model=str(ckpt), device="cpu", cache_dir=tmp_path / "cache")
+    open_analysis(s)
+    other = tmp_path / "copy"
+    shutil.copytree(ckpt, other)  # new mtimes: checked by loading, not trusted
+    assert open_analysis(s.replace(model=str(other))).source.loaded

@@ -1,0 +1,70 @@
+"""The experiments page: its builders without Streamlit, and one run headless."""
+
+from __future__ import annotations
+
+import pytest
+
+from dashboard.builders import experiments
+from dashboard.registry import page
+from tests.dashboard.test_app import app, errors
+
+
+@pytest.fixture(scope="module")
+def frame(analysis):
+    return experiments.truncation_frame(analysis, "mlp_out", (0, 1), (0, 2, 8), 1)
+
+
+def test_frame_has_both_methods_and_ends_at_full_recovery(frame, analysis):
+    assert set(frame["method"]) == {experiments.SVD, experiments.RANDOM}
+    rank = analysis.svd.kinds["mlp_out"].decomposition.rank
+    assert sorted(set(frame["k"])) == [0, 2, 8, rank]
+    for _, g in frame.groupby(["layer", "method"]):
+        g = g.sort_values("k")
+        assert g["recovered"].iloc[0] == pytest.approx(0.0)
+        assert g["recovered"].iloc[-1] == pytest.approx(1.0)
+        assert (g["loss"].iloc[0] == g["loss_zero"]).all()
+
+
+def test_summary_k90_is_the_first_grid_k_reaching_it(frame):
+    s = experiments.summary_frame(frame)
+    assert list(s["layer"]) == [0, 1]
+    for _, row in s.iterrows():
+        svd = frame[(frame["layer"] == row["layer"]) & (frame["method"] == experiments.SVD)]
+        first = svd[svd["recovered"] >= 0.9]["k"].min()
+        assert row["k for 90%"] == first
+
+
+def test_chart_is_valid_vega_lite(frame):
+    spec = experiments.truncation_chart(frame).to_dict()
+    assert spec["encoding"]["x"]["scale"]["type"] == "symlog"
+
+
+@pytest.mark.usefixtures("dash_env")
+def test_page_runs_a_sweep():
+    at = app(script=page("experiments").script)
+    assert not at.exception and errors(at) == []
+    at.selectbox(key="experiments.kind").set_value("mlp_out")
+    at.multiselect(key="experiments.layers").set_value([0])
+    at.multiselect(key="experiments.ks").set_value([0, 4])
+    at.button(key="experiments.run").click().run()
+    assert not at.exception and errors(at) == []
+    summary = at.main.dataframe[0].value
+    assert list(summary["layer"]) == [0]
+
+
+def test_probe_frame_and_chart(analysis):
+    df = experiments.probe_frame(analysis, previous=False, windows=8)
+    assert set(df["measure"]) == {"top-1", "top-10", "chance"}
+    assert sorted(set(df["layer"])) == list(range(analysis.meta.n_layers))
+    top1 = df[df["measure"] == "top-1"].set_index("layer")["accuracy"]
+    top10 = df[df["measure"] == "top-10"].set_index("layer")["accuracy"]
+    assert ((top1 >= 0) & (top1 <= top10) & (top10 <= 1)).all()
+    experiments.probe_chart(df).to_dict()
+
+
+@pytest.mark.usefixtures("dash_env")
+def test_page_runs_the_probe():
+    at = app(script=page("experiments").script)
+    at.button(key="experiments.probe").click().run()
+    assert not at.exception and errors(at) == []
+    assert len(at.main.dataframe) == 1

@@ -1,0 +1,51 @@
+"""The dashboard on a warm cache: its first pages open without loading the model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.dashboard.conftest import APP, REPO
+
+# A fresh interpreter: which pages loaded the model, and what got imported.
+_CHILD = """
+import json, sys
+from streamlit.testing.v1 import AppTest
+from dashboard import loaders, state
+from dashboard.registry import page
+
+out = {}
+for key in json.loads(sys.argv[2]):
+    at = AppTest.from_file(sys.argv[1], default_timeout=180)
+    at.switch_page(page(key).script)
+    at.run()
+    slot = loaders._slot(state.default_model(), "post", str(state.cache_dir()))
+    out[key] = {
+        "errors": [e.value for e in at.error] + [str(e.value) for e in at.exception],
+        "loaded": None if slot.value is None else slot.value.source.loaded,
+    }
+out["modules"] = [m for m in ("transformers", "transformer_lens") if m in sys.modules]
+print(json.dumps(out))
+"""
+
+
+def test_first_pages_on_a_warm_cache_load_no_model(dash_env, analysis) -> None:
+    # `analysis` wrote the cache entry (and its checkpoint part) in this process.
+    # Not spectra: its random controls, until first built and cached, need the weights.
+    pages = ["overview", "grid", "atlas", "search", "statistics"]
+    env = {**os.environ, **dash_env, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, APP, json.dumps(pages)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key in pages:
+        assert out[key] == {"errors": [], "loaded": False}, (key, out[key])
+    assert out["modules"] == [], out

@@ -1,0 +1,66 @@
+"""The model picker lists the embedded models once each; an unbuilt default falls back."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from core.model import embedded
+from dashboard import components, state
+
+
+def test_picker_lists_every_embedded_model_once(monkeypatch, tmp_path) -> None:
+    models = tmp_path / "models"
+    (models / "mine").mkdir(parents=True)
+    (models / "mine" / "config.json").write_text("{}")
+    monkeypatch.setenv("SVDLENS_MODELS_DIR", str(models))
+    monkeypatch.setenv("SVDLENS_DEFAULT_MODEL", "default")
+    opts = components.model_options("default")
+    assert opts[0] == "default"
+    assert "smollm2-135m" in opts and "demo-gpt2" not in opts  # default already is the demo
+    assert str(models / "mine") in opts
+    assert components.model_options("gpt2")[-1] == "gpt2"
+    label = components._model_label("smollm2-135m")
+    assert "SmolLM2" in label and ("not built" in label) == (not embedded.SMOLLM2.built)
+
+
+def test_unbuilt_embedded_default_falls_back_to_the_demo(monkeypatch, tmp_path) -> None:
+    gone = dataclasses.replace(embedded.SMOLLM2, directory=tmp_path / "nope")
+    monkeypatch.setattr(embedded, "EMBEDDED", (embedded.DEMO, gone))
+    monkeypatch.setenv("SVDLENS_DEFAULT_MODEL", "smollm2-135m")
+    assert state.default_model() == "default"
+    monkeypatch.setenv("SVDLENS_DEFAULT_MODEL", "/some/ckpt")
+    assert state.default_model() == "/some/ckpt"
+
+
+def test_a_first_head_model_opens_on_its_chosen_head(dash_env, analysis, monkeypatch) -> None:
+    """A session without a component in its URL opens a ``first_head`` model on the head
+    core/label/first_head.py picks; a URL that names a component keeps it."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from core.label import first_head as fh
+    from tests.dashboard.conftest import APP
+
+    tiny = dataclasses.replace(
+        embedded.SMOLLM2, directory=Path(dash_env["SVDLENS_DEFAULT_MODEL"]), gguf=None
+    )
+    monkeypatch.setattr(embedded, "EMBEDDED", (embedded.DEMO, tiny))
+    words = frozenset(t.strip().lower() for t in analysis.tokens.raw if t.strip().isalpha())
+    monkeypatch.setattr(fh, "dictionary_words", lambda: words)
+    want = fh.first_head(analysis, store=False)
+
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    assert not at.exception
+    got = (
+        at.session_state["sel.kind"],
+        at.session_state["sel.layer"],
+        at.session_state["sel.head"],
+    )
+    assert got == ("ov", want.layer, want.head)
+
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.query_params["kind"] = "mlp_in"
+    at.query_params["layer"] = "0"
+    at.run()
+    assert (at.session_state["sel.kind"], at.session_state["sel.layer"]) == ("mlp_in", 0)
