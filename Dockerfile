@@ -11,7 +11,10 @@ COPY . .
 RUN python scripts/build_smollm2.py && python -m core precompute --model default \
  && (test ! -f models/smollm2-135m/config.json || python -m core precompute --model smollm2-135m)
 ENV SVDLENS_DEFAULT_MODEL=smollm2-135m
+# Loopback unless told otherwise (README "Serving to others"): publish with
+# -e SVDLENS_ADDRESS=0.0.0.0 -p 127.0.0.1:8501:8501 behind an authenticating proxy.
+ENV SVDLENS_ADDRESS=127.0.0.1
 EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \
-  CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://localhost:8501/_stcore/health').status != 200)"
-CMD ["streamlit", "run", "dashboard/app.py", "--server.address=0.0.0.0", "--server.port=8501", "--server.headless=true"]
+  CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health').status != 200)"
+CMD ["sh", "-c", "exec streamlit run dashboard/app.py --server.address=\"$SVDLENS_ADDRESS\" --server.port=8501 --server.headless=true"]

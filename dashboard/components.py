@@ -24,6 +24,7 @@ from core.query import check_component
 from core.settings import BLOCK_NAMES, HEAD_KINDS
 
 from dashboard import loaders, state
+from dashboard.markup import plain
 
 
 def available_kinds(a: Analysis) -> list[str]:
@@ -131,7 +132,7 @@ def sidebar() -> tuple[state.Selection, Analysis | None]:
     """
     state.init()
     for msg in state.take_url_errors():
-        st.error(msg)
+        st.error(plain(msg))
     # A session that starts without a component in its URL may open on a chosen head.
     first_run = not st.session_state.get(_FIRST_HEAD)
     st.session_state[_FIRST_HEAD] = True
@@ -148,9 +149,9 @@ def sidebar() -> tuple[state.Selection, Analysis | None]:
             accept_new_options=True,
             help=(
                 "An embedded model (demo-gpt2 answers at once; smollm2-135m is a real "
-                "pretrained model, built by make install), a checkpoint folder under "
-                f"{state.models_dir()} (set SVDLENS_MODELS_DIR), or type a Hugging Face id "
-                "or a checkpoint path and press Enter."
+                "pretrained model, built by make install) or a checkpoint folder under "
+                f"{state.models_dir()} (set SVDLENS_MODELS_DIR); type its path and press "
+                "Enter" + (", or a Hugging Face id." if state.allow_hub() else ".")
             ),
         )
         _bound(
@@ -169,7 +170,7 @@ def sidebar() -> tuple[state.Selection, Analysis | None]:
         return sel, None
     sel, errors = validate(sel, a)
     for msg in errors:
-        st.error(msg)
+        st.error(plain(msg))
     if choose_head:
         sel = _first_head(sel, a)
     state.set_now(kind=sel.kind, layer=sel.layer, head=sel.head, direction=sel.direction)
@@ -186,7 +187,9 @@ def sidebar() -> tuple[state.Selection, Analysis | None]:
             _bound(st.selectbox, "Layer", "layer", list(range(a.meta.n_layers)))
         if sel.kind in HEAD_KINDS:
             _bound(st.selectbox, "Head", "head", list(range(a.meta.n_heads)))
-        st.caption(f"Showing **{sel.label()}** of `{_model_label(sel.model)}` ({sel.processing}).")
+        st.caption(
+            f"Showing **{sel.label()}** of {plain(_model_label(sel.model), 100)} ({sel.processing})."
+        )
     state.sync_url(sel)
     return sel, a
 

@@ -20,6 +20,8 @@ from core.label.store import MANUAL, LabelRecord, LabelStore
 from core.query import Direction
 from core.settings import HEAD_KINDS
 
+from dashboard.markup import plain
+
 CHOICES = ("unset", "yes", "no")
 MAX_ROWS = 100  # a form of hundreds of radios is unusable and slow
 
@@ -62,7 +64,7 @@ def render_label_controls(
                 toks = [t for _, t, _ in d.top]
                 c = st.columns([1, 6, 3, 4])
                 c[0].markdown(f"**#{d.index}**")
-                c[1].caption(" ".join(toks))
+                c[1].caption(plain(" ".join(toks), 2000))  # tokens may hold markdown
                 auto = offline[d.index]
                 hint = (
                     f"offline: {'yes' if auto.interpretable else 'no'} · {auto.label}"

@@ -25,6 +25,7 @@ from core.settings import Processing, Settings
 
 from dashboard import state
 from dashboard.builders import edit as edit_views
+from dashboard.markup import plain
 
 
 class _Slot:
@@ -46,6 +47,7 @@ def _slot(model: str, processing: str, cache_dir: str) -> _Slot:
 def _load(
     model: str, processing: str, cache_dir: str, progress: Callable[[float, str], None]
 ) -> Analysis:
+    state.check_model(model)  # every load path, before a slot is made for it
     slot = _slot(model, processing, cache_dir)
     if slot.value is not None:
         return slot.value
@@ -81,6 +83,7 @@ def get_analysis(model: str, processing: str) -> Analysis:
         CoreError: the model fails to load or the cache cannot be built.
     """
     cdir = str(state.cache_dir())
+    state.check_model(model)
     slot = _slot(model, processing, cdir)
     if slot.value is not None:
         return slot.value
@@ -119,14 +122,18 @@ def get_analysis(model: str, processing: str) -> Analysis:
 
 def analysis_or_error(sel: state.Selection) -> Analysis | None:
     """The analysis for ``sel``, or ``None`` after showing the error with ``st.error``."""
+    name = sel.model if len(sel.model) <= 100 else sel.model[:99] + "…"
     try:
         return get_analysis(sel.model, sel.processing)
     except CoreError as exc:
-        st.error(f"Could not open model {sel.model!r}: {exc}")
+        st.error(plain(f"Could not open model {name!r}: {exc}", 600))
     except (OSError, ValueError, RuntimeError) as exc:
         st.error(
-            f"Could not open model {sel.model!r} ({type(exc).__name__}: {exc}); "
-            "pick another model in the sidebar."
+            plain(
+                f"Could not open model {name!r} ({type(exc).__name__}: {exc}); "
+                "pick another model in the sidebar.",
+                600,
+            )
         )
     return None
 
@@ -141,7 +148,7 @@ def ensure_controls(a: Analysis) -> bool:
         with st.spinner("Drawing and decomposing the random controls (once per model)…"):
             controls(a)
     except (CoreError, OSError, RuntimeError) as exc:
-        st.error(f"Could not build the random controls ({exc}); turn the control off.")
+        st.error(plain(f"Could not build the random controls ({exc}); turn the control off."))
         return False
     return True
 

@@ -28,9 +28,9 @@ from typing import Any
 
 import streamlit as st
 from core.edit import EditSet
-from core.errors import CoreError
+from core.errors import CoreError, SpecError
 from core.model import embedded
-from core.settings import DEFAULT_CACHE_DIR, HEAD_KINDS, REPO_ROOT
+from core.settings import DEFAULT_CACHE_DIR, DEFAULT_MODEL_DIR, HEAD_KINDS, REPO_ROOT
 
 from dashboard.builders.names import component_label
 from dashboard.registry import page as registry_page
@@ -81,6 +81,57 @@ def local_models() -> list[str]:
     if not root.is_dir():
         return []
     return sorted(str(d) for d in root.iterdir() if (d / "config.json").is_file())
+
+
+def allow_hub() -> bool:
+    """Whether visitors may open Hugging Face hub ids (``$SVDLENS_ALLOW_HUB=1``; off by
+    default: a shared link could otherwise make the server download any model)."""
+    return os.environ.get("SVDLENS_ALLOW_HUB", "").strip().lower() in ("1", "true", "yes")
+
+
+def check_model(spec: str) -> None:
+    """Refuse a model spec the dashboard must not open.
+
+    The dashboard opens the embedded models (:mod:`core.model.embedded`), checkpoints
+    under :func:`models_dir` (or the repository's ``models/``), the operator's
+    :func:`default_model`, and hub ids only when :func:`allow_hub`. The CLI has no such
+    limit.
+
+    Raises:
+        SpecError: one sentence naming what is allowed (whether a path exists is not
+            revealed).
+    """
+    if spec == default_model() or embedded.lookup(spec) is not None:
+        return
+    roots = [DEFAULT_MODEL_DIR.parent, models_dir()]
+    try:
+        path = Path(spec).expanduser()
+        # A hub id is "owner/name": anything else with a slash, or a "..", is a path.
+        looks_like_path = (
+            path.is_absolute()
+            or spec.startswith((".", "~"))
+            or ".." in path.parts
+            or spec.count("/") > 1
+            or "\\" in spec
+        )
+        if not (looks_like_path or path.exists()):
+            if allow_hub():
+                return
+            raise SpecError(
+                "Hugging Face ids are off in this dashboard; pick a model in the sidebar, "
+                f"put the checkpoint under {models_dir()}, or serve with SVDLENS_ALLOW_HUB=1."
+            )
+        # Normalised, not resolved: ".." cannot climb out, but a symlink the operator put
+        # in the models folder is honoured.
+        where = Path(os.path.abspath(path))
+        if any(where == r or r in where.parents for r in map(Path, map(os.path.abspath, roots))):
+            return
+    except OSError:  # a name too long for the file system, say: refused like any other
+        pass
+    raise SpecError(
+        "The dashboard opens only its embedded models and checkpoints under "
+        f"{models_dir()} (SVDLENS_MODELS_DIR); pick one in the sidebar."
+    )
 
 
 # ------------------------------------------------------------------------- selection

@@ -7,7 +7,9 @@ This package is the only place in ``core`` that reads the command line.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,6 +40,73 @@ def common_parser() -> _Parser:
     p.add_argument("--cache-dir", type=Path, default=None, help="cache root (default: ./cache)")
     p.add_argument("--json", action="store_true", help="print JSON on stdout")
     return p
+
+
+#: Longer than any hub id or sane path: a longer --model is a paste accident, refused
+#: before it reaches the file system (where it fails as "File name too long").
+MAX_MODEL_SPEC = 1024
+
+
+def check_common(args: argparse.Namespace) -> None:
+    """Refuse bad common options before any work starts: an over-long ``--model``, a
+    ``--cache-dir`` that cannot be written.
+    """
+    model = getattr(args, "model", None)
+    if model is not None and len(model) > MAX_MODEL_SPEC:
+        raise ArgError(
+            f"--model is {len(model):,} characters long; give a Hugging Face id or a "
+            f"checkpoint path of at most {MAX_MODEL_SPEC:,} characters."
+        )
+    if model is not None and getattr(args, "cache_dir", None) is not None:
+        writable_dir(args.cache_dir, "--cache-dir")
+
+
+def writable_dir(path: Path, flag: str) -> Path:
+    """``path`` as a directory this process can write (created if missing), else
+    :class:`ArgError` naming ``flag``.
+    """
+    try:
+        if path.exists() and not path.is_dir():
+            raise ArgError(f"{flag} {path} is a file, not a folder; give a folder.")
+        path.mkdir(parents=True, exist_ok=True)
+        # Permission bits say nothing for root or on /proc; a real write does.
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise ArgError(
+            f"Cannot write to {flag} {_short(path)} ({exc.strerror or exc}); "
+            "give a writable folder."
+        ) from exc
+    return path
+
+
+def writable_file(path: Path, flag: str) -> Path:
+    """``path`` as a file this process can create in an existing folder, else
+    :class:`ArgError` naming ``flag``.
+    """
+    if path.is_dir():
+        raise ArgError(f"{flag} {path} is a folder; give a file name inside it.")
+    if not path.parent.is_dir():
+        raise ArgError(f"{flag}: the folder {path.parent} does not exist; create it first.")
+    try:
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        raise ArgError(
+            f"Cannot write to {flag} {path} ({exc.strerror or exc}); give a writable folder."
+        ) from exc
+    return path
+
+
+def bounded(flag: str, value: float, low: float, high: float) -> None:
+    """:class:`ArgError` unless ``low <= value <= high`` (NaN is refused too)."""
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ArgError(f"{flag} must be between {low:g} and {high:g}, not {value:g}.")
+
+
+def _short(path: Path) -> str:
+    text = str(path)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:

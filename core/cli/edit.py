@@ -14,8 +14,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from core.cli.common import ArgError, open_from_args
+from core.cli.common import ArgError, bounded, open_from_args, writable_dir
 
+#: Longest continuation: each token is a forward pass of the model, twice (before/after).
+MAX_NEW_TOKENS = 256
 _SWEEP = re.compile(r"^(ov|mlp_in|mlp_gate|mlp_out):(\d+)(?::(\d+))?$")
 
 
@@ -82,8 +84,7 @@ def _edit(args: argparse.Namespace) -> Any:
         raise ArgError(f"--scale must be between 0 and 2, not {args.scale:g}.")
     if args.n < 1:
         raise ArgError(f"--n must be at least 1, not {args.n}.")
-    if args.max_new_tokens < 0:
-        raise ArgError(f"--max-new-tokens must be 0 or more, not {args.max_new_tokens}.")
+    bounded("--max-new-tokens", args.max_new_tokens, 0, MAX_NEW_TOKENS)
     for f in args.reference or ():
         if not f.is_file():
             raise ArgError(f"No reference file {f}; give a text file to --reference.")
@@ -93,8 +94,10 @@ def _edit(args: argparse.Namespace) -> Any:
         raise ArgError(f"--top must be at least 1, not {args.top}.")
     if args.sweep is not None and args.export is not None:
         raise ArgError("--export needs --remove (a sweep makes no single edited model).")
-    if args.export is not None and args.export.exists() and any(args.export.iterdir()):
-        raise ArgError(f"{args.export} is not empty; export into a new or empty directory.")
+    if args.export is not None:
+        if args.export.is_dir() and any(args.export.iterdir()):
+            raise ArgError(f"{args.export} is not empty; export into a new or empty directory.")
+        writable_dir(args.export, "--export")
     # Parse before loading, so a typo fails at once.
     edits = EditSet.parse(args.remove, args.scale) if args.remove is not None else None
     comp = parse_sweep(args.sweep) if args.sweep is not None else None

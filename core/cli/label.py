@@ -7,12 +7,19 @@ The LLM labeller's endpoint comes from flags, else the environment (read here, n
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from core.cli.common import ArgError, open_from_args, tqdm_progress
+from core.cli.common import (
+    ArgError,
+    bounded,
+    open_from_args,
+    tqdm_progress,
+    writable_file,
+)
 from core.settings import DEFAULT_CACHE_DIR, MATRIX_KINDS
 
 
@@ -37,19 +44,49 @@ def _llm_settings(args: argparse.Namespace) -> Any:
     )
 
 
+#: Directions per component and tokens per direction a sweep may ask for: beyond every
+#: rank and every useful prompt, and small enough that a typo cannot run for hours.
+MAX_N = 4096
+MAX_K = 100
+
+
+def _concepts(path: Path | None) -> tuple[str, ...] | None:
+    """The concept list at ``path`` (``None``: the labeller's own), read before any loading."""
+    if path is None:
+        return None
+    from core.label.concepts import load_concepts
+
+    try:
+        concepts = load_concepts(path)
+    except OSError as exc:
+        raise ArgError(
+            f"Cannot read the concept file {path} ({exc.strerror or exc}); give a text file."
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise ArgError(
+            f"The concept file {path} is not UTF-8 text; give one concept per line."
+        ) from exc
+    if not concepts:
+        raise ArgError(f"The concept file {path} is empty; give one per line.")
+    return concepts
+
+
 def _label(args: argparse.Namespace) -> Any:
     from core.label.sweep import (
         label_llm,
         label_offline,
+        layer_spans,
         offline_labeller,
         parse_layers,
         store_labels,
         token_sets,
     )
 
-    if args.n < 1 or args.k < 2:
-        raise ArgError("--n must be at least 1 and --k at least 2.")
+    bounded("--n", args.n, 1, MAX_N)
+    bounded("--k", args.k, 2, MAX_K)
+    layer_spans(args.layers)
     llm_settings = _llm_settings(args) if args.labeller == "llm" else None
+    concepts = _concepts(args.concepts) if args.labeller == "offline" else None
     a = open_from_args(args)
     layers = parse_layers(args.layers, 1 if args.matrix == "embed" else a.meta.n_layers)
     heads = None if args.head is None else [args.head]
@@ -57,16 +94,6 @@ def _label(args: argparse.Namespace) -> Any:
     items = {c: list(token_sets(a, args.matrix, layers, args.n, args.k, heads, c)) for c in groups}
     results = []
     if args.labeller == "offline":
-        concepts = None
-        if args.concepts is not None:
-            from core.label.concepts import load_concepts
-
-            try:
-                concepts = load_concepts(args.concepts)
-            except OSError as exc:
-                raise ArgError(f"Cannot read the concept file {args.concepts}: {exc}.") from exc
-            if not concepts:
-                raise ArgError(f"The concept file {args.concepts} is empty; give one per line.")
         offline = offline_labeller(a, concepts=concepts)
         for c in groups:
             results += label_offline(offline, items[c], args.matrix, c)
@@ -104,8 +131,19 @@ def _label_eval(args: argparse.Namespace) -> Any:
     from core.label.evaluate import evaluate_scores, offline_scores, read_label_file
     from core.label.offline import OfflineLabeller, OfflineParams, load_embedder
 
+    if not math.isfinite(args.threshold):
+        raise ArgError(
+            f"--threshold must be a number of standard deviations, not {args.threshold}."
+        )
     params = OfflineParams(threshold_z=args.threshold)
     files = {str(p): read_label_file(p) for p in args.data}
+    kinds = {s.interpretable for sets in files.values() for s in sets}
+    if len(kinds) < 2:
+        which = "interpretable" if True in kinds else "uninterpretable"
+        raise ArgError(
+            f"Every direction in --data is {which} by the reference, so AUC is undefined; "
+            "give files with both kinds."
+        )
     emb = load_embedder("cpu")
     per: dict[str, Any] = {}
     all_sets: list[Any] = []
@@ -124,6 +162,7 @@ def _label_eval(args: argparse.Namespace) -> Any:
 def _label_export(args: argparse.Namespace) -> Any:
     from core.label.store import LabelStore, labels_path
 
+    writable_file(args.out, "--out")
     cache = args.cache_dir or DEFAULT_CACHE_DIR
     if not labels_path(cache).exists():
         raise ArgError(f"No labels under {cache}; label some directions first.")

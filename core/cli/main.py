@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from core.cli import bench, directions, edit, label, precompute, probe, search, truncate
-from core.cli.common import ArgError, _Parser, common_parser, print_table
+from core.cli.common import ArgError, _Parser, check_common, common_parser, print_table
 from core.errors import CoreError
 
 #: The subcommands, in the order ``--help`` lists them.
@@ -37,9 +37,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        check_common(args)
         result = args.func(args)
     except (ArgError, CoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # Past the checks: a disk filling up or a folder vanishing mid-run.
+        where = f" {exc.filename}" if exc.filename else ""
+        print(
+            f"error: Cannot read or write{where} ({exc.strerror or exc}); "
+            "check the path, its permissions and the free space.",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         return 130

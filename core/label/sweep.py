@@ -87,31 +87,49 @@ class DirectionLabel:
         )
 
 
-def parse_layers(spec: str, n_layers: int) -> list[int]:
-    """``"all"``, ``"3"``, ``"0,2,5"`` or ``"4-7"`` (inclusive) as a sorted list of layers.
+def layer_spans(spec: str) -> list[tuple[int, int]]:
+    """``"all"`` -> ``[]``; ``"3"``, ``"0,2,5"`` or ``"4-7"`` -> inclusive ``(first, last)``
+    spans, read without knowing the model (so a bad spec fails before any loading).
 
     Raises:
-        SpecError: malformed, or a layer out of range.
+        SpecError: malformed, or a range that runs backwards.
     """
     if spec.strip().lower() == "all":
-        return list(range(n_layers))
-    out: set[int] = set()
+        return []
+    spans: list[tuple[int, int]] = []
     try:
         for part in spec.split(","):
             part = part.strip()
             if "-" in part[1:]:
                 a, b = part.split("-", 1)
-                out.update(range(int(a), int(b) + 1))
+                spans.append((int(a), int(b)))
             else:
-                out.add(int(part))
+                spans.append((int(part), int(part)))
     except ValueError as exc:
         raise SpecError(f"Cannot read layers {spec!r}; use 'all', '3', '0,2,5' or '4-7'.") from exc
-    bad = [x for x in sorted(out) if not 0 <= x < n_layers]
-    if bad:
-        raise SpecError(
-            f"Layer {bad[0]} is out of range; this model has layers 0 to {n_layers - 1}."
-        )
-    return sorted(out)
+    for first, last in spans:
+        if first > last:
+            raise SpecError(f"The layer range {first}-{last} runs backwards; write {last}-{first}.")
+    return spans
+
+
+def parse_layers(spec: str, n_layers: int) -> list[int]:
+    """``"all"``, ``"3"``, ``"0,2,5"`` or ``"4-7"`` (inclusive) as a sorted list of layers.
+
+    Raises:
+        SpecError: malformed, a backwards range, or a layer out of range (checked on the
+            ends of each range before it is built, so a huge range costs nothing).
+    """
+    spans = layer_spans(spec)
+    if not spans:
+        return list(range(n_layers))
+    for a, b in spans:
+        for x in (a, b):
+            if not 0 <= x < n_layers:
+                raise SpecError(
+                    f"Layer {x} is out of range; this model has layers 0 to {n_layers - 1}."
+                )
+    return sorted({x for a, b in spans for x in range(a, b + 1)})
 
 
 def token_sets(
@@ -127,8 +145,10 @@ def token_sets(
     component. A control has one component per layer (reported with head ``None``).
     """
     has_gate = analysis.meta.gated
-    kind_result(analysis, kind, control)
     per_head = kind in HEAD_KINDS
+    # A model without a gate is told so, not told to rebuild a cache that cannot hold one.
+    check_component(analysis.meta, kind, 0, 0 if per_head else None, has_gate)
+    kind_result(analysis, kind, control)
     for layer in layers:
         if control or not per_head:
             comps: list[int | None] = [0 if per_head else None]

@@ -7,6 +7,7 @@ says what to do; callers never see a Hugging Face stack trace.
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,14 @@ from core.model.families import supported
 from core.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+#: Held by every Hugging Face model load in the process, whatever the model. While
+#: ``from_pretrained`` builds a model it swaps process-wide functions
+#: (``PreTrainedModel.tie_weights``, ``torch.nn.init.*``) and puts them back after; two
+#: loads at once put back each other's stand-ins, so tied weights stay on the meta
+#: device ("Cannot copy out of meta tensor") for that load and every later one. Loads
+#: of different models are therefore not safe in parallel either.
+HF_LOAD_LOCK = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,7 @@ def load_model(settings: Settings) -> LoadedModel:
         ModelLoadError: the model is missing, the hub is unreachable, or the
             architecture is not supported; the message says what to do.
     """
+    from safetensors import SafetensorError
     from transformer_lens.model_bridge import TransformerBridge
 
     source = locate_model(settings.model)
@@ -89,14 +99,14 @@ def load_model(settings: Settings) -> LoadedModel:
 
     hf_logging.disable_progress_bar()
     try:
-        with warnings.catch_warnings():
+        with HF_LOAD_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             bridge = TransformerBridge.boot_transformers(
                 source, device=device, dtype=torch.float32, trust_remote_code=False
             )
     except ModelLoadError:
         raise
-    except OSError as exc:
+    except (OSError, SafetensorError) as exc:  # a damaged weights file is unreadable too
         logger.debug("load failed", exc_info=exc)
         if Path(source).is_dir():
             raise ModelLoadError(

@@ -7,9 +7,10 @@ copy of the model, never to the shared one.
 import streamlit as st
 from core.edit import EditSet
 from core.errors import CoreError
-from dashboard import components, loaders, state
+from dashboard import components, limits, loaders, state
 from dashboard.builders import edit as eb
 from dashboard.builders.names import component_label
+from dashboard.markup import plain
 
 sel, a = components.setup()
 hist, dropped = state.edit_history(sel)
@@ -71,15 +72,15 @@ with right:
         try:
             found = loaders.search_edit_spec(sel, search)
         except CoreError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
             found = ""
         found_set = EditSet.parse(found) if found else EditSet()
         n_found = len(found_set)
         have = {e.key for e in hist.current}
         done = bool(n_found) and all(e.key in have for e in found_set)
         st.caption(
-            f"{n_found} OV/MLP directions match every concept of {search.query!r} at "
-            f"|cosine| ≥ {search.threshold:.2f} (of the top {search.top} hits; weak hits "
+            f"{n_found} OV/MLP directions match every concept of {plain(repr(search.query))} "
+            f"at |cosine| ≥ {search.threshold:.2f} (of the top {search.top} hits; weak hits "
             "are not removed)."
         )
         st.button(
@@ -132,6 +133,7 @@ kind, layer, head = st.selectbox(
     "Matrix to inspect", view_options, format_func=lambda c: component_label(*c), key="edit.view"
 )
 
+limits.enter("this edit measurement")
 try:
     if len(edits):
         report = loaders.cached_table(
@@ -182,4 +184,6 @@ try:
         "(cos −1, ends swapped) is the same direction."
     )
 except CoreError as exc:
-    st.error(str(exc))
+    st.error(plain(exc))
+finally:
+    limits.leave()

@@ -6,6 +6,7 @@ from core.svd.project import TOKEN_FILTERS
 from dashboard import components, loaders, state
 from dashboard.builders import grid
 from dashboard.labels_widget import render_label_controls
+from dashboard.markup import plain
 
 sel, a = components.setup()
 
@@ -64,7 +65,7 @@ try:
         sel, n=fetched, k=k, filters=tuple(filters), control=control
     )
 except CoreError as exc:
-    st.error(str(exc))
+    st.error(plain(exc))
     st.stop()
 # A highlighted direction (a search hit, a link) is shown first, whatever its index.
 dirs = grid.shown_directions(dirs, n, highlight)
@@ -114,4 +115,4 @@ if not control:
         labelled = loaders.component_directions(sel, n=n, k=k)  # unfiltered: tokens are stored
         render_label_controls(a, labelled, sel.kind, sel.layer, sel.head, key="grid.labels")
     except CoreError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))

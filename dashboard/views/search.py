@@ -7,6 +7,7 @@ from core.search.embed import METHODS
 from core.settings import KIND_NAMES
 from dashboard import components, loaders, state
 from dashboard.builders import search as sb
+from dashboard.markup import plain
 
 sel, a = components.setup()
 index = loaders.search_index(sel)
@@ -61,14 +62,14 @@ if not query.strip():
 try:
     view = sb.search_view(index, query, method, threshold, top, kinds)
 except CoreError as exc:
-    st.error(str(exc))
+    st.error(plain(exc))
     st.stop()
 
 state.record_search(state.LastSearch(sel.model, sel.processing, spec))
 res = view.result
-st.caption(f"Query tokens: {res.query.describe()}")
+st.caption(f"Query tokens: {plain(res.query.describe())}")
 if res.query.truncated:
-    names = ", ".join(repr(c) for c in res.query.truncated)
+    names = plain(", ".join(repr(c) for c in res.query.truncated))
     st.warning(
         f"{names} {'is' if len(res.query.truncated) == 1 else 'are'} several tokens in this "
         "model's vocabulary and only the first token is matched, so the hits may be about "

@@ -4,9 +4,10 @@ model, for each labeller, beside the random control; searchable labels; offline 
 import streamlit as st
 from core.errors import CoreError
 from core.settings import BLOCK_NAMES
-from dashboard import components, loaders, state
+from dashboard import components, limits, loaders, state
 from dashboard.builders import statistics as stats
 from dashboard.labels_widget import render_label_controls
+from dashboard.markup import plain
 
 sel, a = components.setup()
 cache = state.cache_dir()
@@ -31,6 +32,7 @@ with st.expander("Label this model with the offline labeller", expanded=False):
     if st.button("Run offline labeller", key="statistics.run", disabled=not kinds):
         from core.label.sweep import store_labels, sweep_offline
 
+        limits.enter("the offline labeller")
         bar = st.progress(0.0, text="loading the embedding model")
         try:
 
@@ -40,7 +42,9 @@ with st.expander("Label this model with the offline labeller", expanded=False):
             out = sweep_offline(a, kinds, n=n, control=control, progress=report)
             st.success(f"Labelled {store_labels(a, out)} directions.")
         except CoreError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
+        finally:
+            limits.leave()
         bar.empty()
 
 df = stats.read_labels(cache)
@@ -95,7 +99,7 @@ else:
     )
     st.download_button(
         "Download all labels (CSV)",
-        stats.csv_text(cache),
+        limits.queued(lambda: stats.csv_text(cache)),  # built on click, one export at a time
         file_name="labels.csv",
         mime="text/csv",
         key="statistics.csv",

@@ -138,3 +138,61 @@ def test_bad_url_shows_error_in_browser(browser, server):
         page.wait_for_selector('[data-testid="stDataFrame"]', timeout=LOAD_MS)
     finally:
         page.close()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "[x](http://evil.example)![i](http://evil.example/i.png)",
+        "**b** :red[red] :material/home: me@evil.example www.evil.example $x^2$ <b>h</b>",
+    ],
+)
+def test_markdown_in_the_url_is_text_in_browser(browser, server, value):
+    """A shared link's ``?model=`` plants no live link, tracking image or styling."""
+    from urllib.parse import quote, urlparse
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    asked: list[str] = []
+    page.on(
+        "request",
+        lambda r: asked.append(r.url) if "evil" in (urlparse(r.url).hostname or "") else None,
+    )
+    try:
+        page.goto(f"{server}/{GRID.url_path}?model={quote(value)}")
+        wait_ready(page)
+        alert = page.locator('[data-testid="stAlertContentError"] p')
+        alert.wait_for(timeout=LOAD_MS)
+        text = alert.inner_text().replace("\u2060", "")
+        assert value in text and "only its embedded models" in text
+        # Plain text only: not one element (link, image, bold, icon, maths) inside.
+        assert alert.evaluate("p => p.children.length") == 0, alert.inner_html()
+        assert asked == []
+    finally:
+        page.close()
+
+
+def test_no_request_leaves_the_server(browser, server):
+    """Fonts, icons and the favicon are served by the dashboard itself."""
+    from urllib.parse import urlparse
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    outside: list[str] = []
+
+    def check(request) -> None:
+        if request.url.startswith(("data:", "blob:")):
+            return
+        if urlparse(request.url).hostname != "127.0.0.1":
+            outside.append(request.url)
+
+    page.on("request", check)
+    try:
+        for p in (registry.PAGES[0], GRID):
+            page.goto(f"{server}/{p.url_path}")
+            wait_ready(page)
+            page.wait_for_selector(p.rendered, timeout=LOAD_MS)
+        page.wait_for_load_state("networkidle")
+        assert outside == []
+        icon = page.eval_on_selector("link[rel='shortcut icon']", "e => e.href")
+        assert icon.startswith("data:image/svg+xml")  # dashboard/favicon.svg, inlined
+    finally:
+        page.close()

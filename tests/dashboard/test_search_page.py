@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 from core.errors import SpecError
 from core.search.engine import MATCH_SCORE, build_index, embed_query, search
 from dashboard.builders import search as sb
+from dashboard.markup import plain
 from dashboard.registry import page as registry_page
 from tests.dashboard.conftest import APP
 
@@ -156,8 +157,8 @@ def test_nothing_matches_shows_a_message_and_keeps_weak_hits_one_click_away(page
 def test_page_reports_bad_queries(page):
     page.text_input(key="search.query").input(" , ").run()
     assert not page.exception
-    assert [e.value for e in page.error] == [
-        'The query is empty; give one or more comma-separated words, e.g. "fire, flames".'
+    assert [e.value for e in page.error] == [  # shown as typed: escaped for markdown
+        plain('The query is empty; give one or more comma-separated words, e.g. "fire, flames".')
     ]
     page.text_input(key="search.query").input("the").run()
     page.multiselect(key="search.kinds").set_value([]).run()
