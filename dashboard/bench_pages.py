@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
+from dashboard.markup import shown
 from dashboard.registry import DASHBOARD, PAGES, Page
 
 #: The router; every page of :data:`dashboard.registry.PAGES` is timed through it.
@@ -69,7 +70,7 @@ def _run(at: Any, page: Page, timeout: float, component: int | None = None) -> f
     seconds = time.perf_counter() - t
     # A page that raised or showed an error stopped early: its time would look good
     # and mean nothing.
-    problems = [e.value for e in at.exception] + [e.value for e in at.error]
+    problems = [e.value for e in at.exception] + [shown(e.value) for e in at.error]
     if problems:
         raise RuntimeError(f"The {page.key} page failed: {problems[0]}")
     return seconds

@@ -33,3 +33,9 @@ def plain(text: object, limit: int = 300) -> str:
         if c in ":@":
             out.append(JOINER)
     return "".join(out)
+
+
+def shown(markdown: str) -> str:
+    """What a reader sees of :func:`plain`'s output: the escapes and joiners removed
+    (for messages passed on as plain text, such as a benchmark's error)."""
+    return re.sub(r"\\(.)", r"\1", markdown).replace(JOINER, "")

@@ -1,6 +1,6 @@
 """The on-disk cache: safetensors for tensors, JSON for metadata, never pickle.
 
-Layout: ``<cache_dir>/<model-slug>/<weights-hash>-<processing>/`` holding one
+Layout: ``<cache_dir>/<model folder>/<weights-hash>-<processing>/`` holding one
 ``<kind>.safetensors`` per matrix kind and a ``meta.json`` written last, which records
 the format version, the settings that shape the content, and the size and SHA-256 of
 every tensor file (rehashed on a read unless ``verified.json`` holds the file's
@@ -13,14 +13,21 @@ fingerprint (:mod:`core.model.fingerprint`), so that an entry can be found and a
 queries without loading the model (:func:`find_by_fingerprint`). Each file is written to a temporary
 name and renamed, so a reader sees either a whole part or none; a part whose manifest
 or files do not check out is reported as invalid and rebuilt by the caller.
+
+The model folder is a hash of the model's name (:func:`core.cache.manifest.model_folder`),
+and every entry path is checked to stay inside the cache folder. A reader owns what it
+reads: each file is read into memory through one descriptor, checked (its SHA-256, or the
+stamp of an earlier check, against that descriptor), and parsed from those bytes, so a
+file truncated or rewritten later can neither fault the process (no memory map) nor
+change the values it holds. Leftover ``.tmp`` files of a killed writer are removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -30,13 +37,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_bytes
+from safetensors.torch import save_file
 from torch import Tensor
 
-from core.svd.decompose import Decomposition
+from core.cache.manifest import check_manifest, inside, model_folder
 from core.errors import CacheError
-from core.svd.project import TokenTable, TopTokens, token_table_from_strings
 from core.model.weights import ModelMeta
+from core.svd.decompose import Decomposition
+from core.svd.project import TokenTable, TopTokens, token_table_from_strings
 
 FORMAT_VERSION = 2
 CONTROLS_MANIFEST = "controls.json"
@@ -102,15 +111,31 @@ class CheckpointPart:
     tokens: TokenTable
 
 
-def slug(name: str) -> str:
-    """A file-system-safe name for a model spec."""
-    base = Path(name).name if os.sep in name or name.startswith(".") else name
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("_") or "model"
-
-
 def entry_dir(cache_dir: Path, meta: ModelMeta, processing: str) -> Path:
-    """Where the entry for this model, hash and processing lives."""
-    return Path(cache_dir) / slug(meta.name) / f"{meta.weights_hash[:16]}-{processing}"
+    """Where the entry for this model, hash and processing lives.
+
+    Raises:
+        CacheError: the path would leave ``cache_dir`` (a weights hash read from a
+            damaged manifest, say).
+    """
+    out = Path(cache_dir) / model_folder(meta.name) / f"{meta.weights_hash[:16]}-{processing}"
+    return inside(cache_dir, out)
+
+
+#: A writer's temporary file older than this is a leftover of a killed process (a live
+#: writer renames its file within seconds).
+STALE_TMP_S = 15 * 60
+
+
+def _clean_tmp(out: Path) -> None:
+    """Remove ``out``'s leftover ``.*.tmp`` files (see :data:`STALE_TMP_S`)."""
+    old = time.time() - STALE_TMP_S
+    for p in out.glob(".*.tmp"):
+        try:
+            if p.stat().st_mtime < old:
+                p.unlink()
+        except OSError:  # gone already, or a read-only cache
+            pass
 
 
 def _sha256(path: Path) -> str:
@@ -217,6 +242,7 @@ def save(svd: ModelSVD, cache_dir: Path, settings_key: dict[str, Any]) -> Path:
     """
     out = entry_dir(cache_dir, svd.meta, svd.processing)
     out.mkdir(parents=True, exist_ok=True)
+    _clean_tmp(out)
     # The entry is invalid until rewritten, and controls of older content with it.
     (out / "meta.json").unlink(missing_ok=True)
     (out / CONTROLS_MANIFEST).unlink(missing_ok=True)
@@ -236,7 +262,8 @@ def save(svd: ModelSVD, cache_dir: Path, settings_key: dict[str, Any]) -> Path:
 
 def save_controls(svd: ModelSVD, cache_dir: Path, settings_key: dict[str, Any]) -> Path:
     """Write ``svd.controls`` as the controls part of its (existing) entry; returns the
-    entry directory. The kinds are not rewritten."""
+    entry directory. The kinds are not rewritten.
+    """
     out = entry_dir(cache_dir, svd.meta, svd.processing)
     out.mkdir(parents=True, exist_ok=True)
     (out / CONTROLS_MANIFEST).unlink(missing_ok=True)
@@ -251,9 +278,19 @@ def save_controls(svd: ModelSVD, cache_dir: Path, settings_key: dict[str, Any]) 
 
 
 def _read_checked(
-    out: Path, name: str, meta: ModelMeta, processing: str, settings_key: dict[str, Any]
-) -> dict[str, Any]:
-    """The manifest ``out / name`` after checking format, weights, settings and files."""
+    out: Path,
+    name: str,
+    meta: ModelMeta,
+    processing: str,
+    settings_key: dict[str, Any],
+    group: str | None,
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The manifest ``out / name`` and its files' bytes, after checking the manifest's
+    shape, format, weights and settings and each file's size and SHA-256.
+
+    ``group`` is the table the manifest indexes (``kinds``, ``controls``; ``None`` for
+    the checkpoint part). Malformed content of any shape is a :class:`CacheError`.
+    """
     mpath = out / name
     if not mpath.is_file():
         raise CacheError(f"No cache entry at {out}.")
@@ -261,38 +298,58 @@ def _read_checked(
         info = json.loads(mpath.read_text())
     except (OSError, ValueError) as exc:
         raise CacheError(f"The cache metadata {mpath} is unreadable ({exc}).") from exc
+    info = check_manifest(info, mpath, group)
     if info.get("format_version") != FORMAT_VERSION:
         raise CacheError(f"The cache entry {out} has another format version.")
-    if info.get("model", {}).get("weights_hash") != meta.weights_hash:
+    if info["model"]["weights_hash"] != meta.weights_hash:
         raise CacheError(f"The cache entry {out} was built from other weights.")
     if info.get("processing") != processing or info.get("settings") != settings_key:
         raise CacheError(f"The cache entry {out} was built with other settings.")
-    files = info.get("files", {})
-    stats: dict[str, os.stat_result] = {}
-    for fname, f in files.items():
-        p = out / fname
-        if not p.is_file() or p.stat().st_size != f["size"]:
-            raise CacheError(f"The cache file {p} is missing, truncated or corrupted.")
-        stats[fname] = p.stat()
+    files: dict[str, dict[str, Any]] = info["files"]
     stamps = _read_stamps(out)
-    todo = [n for n in files if stamps.get(n) != _stamp(stats[n], files[n]["sha256"])]
-    # hashlib releases the GIL on big blocks: the files hash in parallel, and the
-    # hashing is most of a cached answer's time (0.33 s of 0.52 s for SmolLM2-135M).
-    todo.sort(key=lambda n: -int(files[n]["size"]))
-    with ThreadPoolExecutor(max_workers=max(1, min(len(todo), os.cpu_count() or 1))) as pool:
-        digests = dict(zip(todo, pool.map(lambda n: _sha256(out / n), todo)))
-    for fname in todo:
-        if digests[fname] != files[fname]["sha256"]:
-            raise CacheError(f"The cache file {out / fname} is missing, truncated or corrupted.")
+    # Read (and hash) the biggest files first, in parallel: hashlib and file reads
+    # release the GIL, and the hashing is most of a cached answer's time.
+    names = sorted(files, key=lambda n: -int(files[n]["size"]))
+    with ThreadPoolExecutor(max_workers=max(1, min(len(names), os.cpu_count() or 1))) as pool:
+        read = dict(zip(names, pool.map(lambda n: _read_file(out, n, files[n], stamps), names)))
     settled = time.time() - TRUST_AFTER_S
     new = {
-        n: _stamp(stats[n], files[n]["sha256"])
-        for n in todo
-        if stats[n].st_mtime < settled and stats[n].st_ctime < settled
+        n: _stamp(st, files[n]["sha256"])
+        for n, (_, st, hashed) in read.items()
+        if hashed and st.st_mtime < settled and st.st_ctime < settled
     }
     if new:
         _write_stamps(out, {**stamps, **new})
-    return info
+    return info, {n: data for n, (data, _, _) in read.items()}
+
+
+def _read_file(
+    out: Path, fname: str, want: dict[str, Any], stamps: dict[str, Any]
+) -> tuple[bytes, os.stat_result, bool]:
+    """``out / fname``'s bytes, its stat, and whether they were hashed; :class:`CacheError`
+    unless they are the manifest's. The bytes are read through one descriptor whose stat
+    is taken before and after, so a stamp can vouch for exactly these bytes.
+    """
+    p = inside(out, out / fname)
+    damaged = CacheError(f"The cache file {p} is missing, truncated or corrupted.")
+    try:
+        with open(p, "rb") as f:
+            before = os.fstat(f.fileno())
+            data = f.read()
+            after = os.fstat(f.fileno())
+    except OSError as exc:
+        raise damaged from exc
+    if len(data) != want["size"] or _stamp(before, "") != _stamp(after, ""):
+        raise damaged
+    if stamps.get(fname) == _stamp(before, want["sha256"]):
+        return data, before, False
+    if _digest(data) != want["sha256"]:
+        raise damaged
+    return data, before, True
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 #: Files verified (SHA-256) when last written at least this long ago are trusted on
@@ -316,21 +373,21 @@ def _read_stamps(out: Path) -> dict[str, Any]:
 
 
 def _write_stamps(out: Path, stamps: dict[str, Any]) -> None:
-    try:
+    with contextlib.suppress(OSError):  # a read-only cache: verify again next time
         _atomic_write_bytes(out / VERIFIED, json.dumps(stamps).encode())
-    except OSError:  # a read-only cache: verify again next time
-        pass
 
 
-def _read_group(out: Path, info: dict[str, Any], group: str) -> dict[str, KindResult]:
+def _read_group(
+    out: Path, info: dict[str, Any], group: str, blobs: dict[str, bytes]
+) -> dict[str, KindResult]:
     table: dict[str, KindResult] = {}
     try:
-        for kind, k in info.get(group, {}).items():
-            t = load_file(str(out / k["file"]))
+        for kind, k in info[group].items():
+            t = load_bytes(blobs[k["file"]])  # tensors of their own, no memory map
             table[kind] = _kind_from_tensors(
                 kind, k["components"], int(k["n_projected"]), t, group == "controls"
             )
-    except (OSError, ValueError, KeyError) as exc:
+    except Exception as exc:  # any content that does not fit (names, shapes, dtypes)
         raise CacheError(f"The cache entry {out} does not parse ({exc}).") from exc
     return table
 
@@ -346,14 +403,19 @@ def load(
             corrupted; the message says which.
     """
     out = entry_dir(cache_dir, meta, processing)
-    info = _read_checked(out, "meta.json", meta, processing, settings_key)
-    kinds = _read_group(out, info, "kinds")
+    _clean_tmp(out)
+    info, blobs = _read_checked(out, "meta.json", meta, processing, settings_key, "kinds")
+    kinds = _read_group(out, info, "kinds", blobs)
+    try:
+        stored = ModelMeta(**info["model"])
+    except (TypeError, ValueError) as exc:
+        raise CacheError(f"The cache entry {out} does not parse ({exc}).") from exc
     try:
         controls = load_controls(cache_dir, meta, processing, settings_key)
     except CacheError:
         controls = {}
     return ModelSVD(
-        meta=ModelMeta(**info["model"]),
+        meta=stored,
         processing=processing,
         k=int(info["k"]),
         kinds=kinds,
@@ -370,8 +432,8 @@ def load_controls(
         CacheError: missing, stale, truncated or corrupted; the message says which.
     """
     out = entry_dir(cache_dir, meta, processing)
-    info = _read_checked(out, CONTROLS_MANIFEST, meta, processing, settings_key)
-    return _read_group(out, info, "controls")
+    info, blobs = _read_checked(out, CONTROLS_MANIFEST, meta, processing, settings_key, "controls")
+    return _read_group(out, info, "controls", blobs)
 
 
 def save_checkpoint(
@@ -418,17 +480,18 @@ def find_by_fingerprint(
 
     Reads no weight of the model, only the entry (checked as :func:`load` does).
     """
-    for mpath in sorted((Path(cache_dir) / slug(name)).glob(f"*-{processing}/{CHECKPOINT_MANIFEST}")):
+    folder = Path(cache_dir) / model_folder(name)
+    for mpath in sorted(folder.glob(f"*-{processing}/{CHECKPOINT_MANIFEST}")):
         try:
             info = json.loads(mpath.read_text())
-            if info.get("fingerprint") != fingerprint:
+            if not isinstance(info, dict) or info.get("fingerprint") != fingerprint:
                 continue
             meta = ModelMeta(**info["model"])
             svd = load(cache_dir, meta, processing, settings_key)
             out = mpath.parent
-            _read_checked(out, CHECKPOINT_MANIFEST, meta, processing, settings_key)
-            t = load_file(str(out / UNEMBED_FILE))
-            table = json.loads((out / TOKENS_FILE).read_text())
+            _, blobs = _read_checked(out, CHECKPOINT_MANIFEST, meta, processing, settings_key, None)
+            t = load_bytes(blobs[UNEMBED_FILE])
+            table = json.loads(blobs[TOKENS_FILE])
             trained = None
             if "undertrained" in table:
                 trained = torch.ones(len(table["raw"]), dtype=torch.bool)
@@ -447,15 +510,15 @@ def list_entries(cache_dir: Path) -> list[dict[str, Any]]:
     rows = []
     for mpath in sorted(Path(cache_dir).glob("*/*/meta.json")):
         try:
-            info = json.loads(mpath.read_text())
-        except (OSError, ValueError):
+            info = check_manifest(json.loads(mpath.read_text()), mpath, "kinds")
+            size = sum(p.stat().st_size for p in mpath.parent.iterdir() if p.is_file())
+        except (CacheError, OSError, ValueError):  # a damaged entry is rebuilt on open
             continue
-        size = sum(p.stat().st_size for p in mpath.parent.iterdir() if p.is_file())
         rows.append(
             {
-                "model": info.get("model", {}).get("name"),
-                "processing": info.get("processing"),
-                "kinds": ", ".join(info.get("kinds", {})),
+                "model": str(info["model"].get("name")),
+                "processing": str(info.get("processing")),
+                "kinds": ", ".join(info["kinds"]),
                 "controls": (mpath.parent / CONTROLS_MANIFEST).is_file(),
                 "size_mb": round(size / 2**20, 2),
                 "path": str(mpath.parent),

@@ -127,6 +127,20 @@ def llm_labeller(model: str) -> str:
     return f"llm:{model.strip() or 'unknown model'}"
 
 
+#: A text cell starting with one of these is a formula to a spreadsheet (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    """``value`` for a CSV cell: text that a spreadsheet would run as a formula (a label
+    or token such as ``=HYPERLINK(...)``) gets a leading apostrophe; numbers pass as they
+    are.
+    """
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 class LabelStore:
     """The SQLite label store; open one per thread (connections are not shared)."""
 
@@ -269,7 +283,7 @@ class LabelStore:
             row["interpretable"] = "" if r.interpretable is None else int(r.interpretable)
             row["score"] = "" if r.score is None else r.score
             row["control"] = int(r.control)
-            w.writerow(row)
+            w.writerow({k: _cell(v) for k, v in row.items()})
         text = buf.getvalue()
         if isinstance(out, (str, Path)):
             Path(out).write_text(text, encoding="utf-8")

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.query import kind_result
-from dashboard.markup import JOINER
+from dashboard.markup import shown
 from dashboard.registry import PAGES, page
 from tests.dashboard.conftest import APP, REPO
 
@@ -28,7 +26,7 @@ def app(params: dict[str, str] | None = None, script: str | None = None) -> AppT
 
 def errors(at: AppTest) -> list[str]:
     """The error boxes' text as a reader sees it (user text is escaped for markdown)."""
-    return [re.sub(r"\\(.)", r"\1", e.value).replace(JOINER, "") for e in at.error]
+    return [shown(e.value) for e in at.error]
 
 
 def table(at: AppTest, i: int = 0):

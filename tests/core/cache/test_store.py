@@ -156,13 +156,14 @@ def test_verified_files_are_trusted_until_touched(
     a = _build(model, tmp_path)
     entry = store.entry_dir(tmp_path, a.meta, "post")
     key = settings_key(a.settings)
-    hashed: list[str] = []
-    real = store._sha256
-    monkeypatch.setattr(store, "_sha256", lambda p: hashed.append(p.name) or real(p))
+    ov_sha = json.loads((entry / "meta.json").read_text())["files"]["ov.safetensors"]["sha256"]
+    hashed: list[str] = []  # the digests computed on reads
+    real = store._digest
+    monkeypatch.setattr(store, "_digest", lambda data: hashed.append(real(data)) or hashed[-1])
     # Files written just now are hashed on every read (no stamp yet).
     store.load(tmp_path, a.meta, "post", key)
     store.load(tmp_path, a.meta, "post", key)
-    assert hashed.count("ov.safetensors") == 2 and not (entry / store.VERIFIED).exists()
+    assert hashed.count(ov_sha) == 2 and not (entry / store.VERIFIED).exists()
     # Once they have settled, one verified read stamps them and the next hashes none.
     monkeypatch.setattr(store, "TRUST_AFTER_S", -60.0)
     store.load(tmp_path, a.meta, "post", key)
@@ -179,7 +180,7 @@ def test_verified_files_are_trusted_until_touched(
         os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
     with pytest.raises(CacheError):
         store.load(tmp_path, a.meta, "post", key)
-    assert "ov.safetensors" in hashed
+    assert hashed and ov_sha not in hashed  # rehashed, and found to differ
 
 
 def test_checkpoint_part_round_trip(model, tmp_path: Path) -> None:
@@ -239,3 +240,105 @@ def test_no_pickle_in_the_code() -> None:
     for py in list((root / "core").rglob("*.py")) + list((root / "dashboard").rglob("*.py")):
         text = py.read_text()
         assert "import pickle" not in text and "pickle.load" not in text, py
+
+
+# --------------------------------------------------------------- hardening (issue 21)
+
+
+@pytest.mark.parametrize(
+    "name", ["..", "models/demo-gpt2/heldout/..", "/", "../../../tmp/x", "a" * 5000, "a/b\\c"]
+)
+def test_entry_folders_hash_the_name_and_stay_inside(model, tmp_path: Path, name: str) -> None:
+    from dataclasses import replace
+
+    a = _build(model, tmp_path / "first")
+    cache = tmp_path / "cache"
+    svd = replace(a.svd, meta=replace(a.meta, name=name))
+    out = store.save(svd, cache, settings_key(a.settings))
+    assert cache.resolve() in out.resolve().parents  # written inside the cache folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "first"]
+    folder = out.parent.name
+    assert folder != name and len(folder) <= 60 and "." not in folder
+    back = store.load(cache, svd.meta, "post", settings_key(a.settings))
+    assert torch.equal(back.kinds["ov"].decomposition.S, a.svd.kinds["ov"].decomposition.S)
+
+
+def test_entry_path_from_a_damaged_hash_is_refused(model, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    a = _build(model, tmp_path)
+    with pytest.raises(CacheError, match="leaves the cache folder"):
+        store.entry_dir(tmp_path, replace(a.meta, weights_hash="../../../../etc"), "post")
+
+
+@pytest.mark.parametrize("age", ["old", "fresh"])
+def test_tmp_leftovers_of_a_killed_writer_are_cleaned(model, tmp_path: Path, age: str) -> None:
+    a = _build(model, tmp_path)
+    entry = store.entry_dir(tmp_path, a.meta, "post")
+    tmp = entry / ".ov.safetensors.x1y2.tmp"
+    tmp.write_bytes(b"half a file")
+    if age == "old":
+        then = tmp.stat().st_mtime - store.STALE_TMP_S - 60
+        os.utime(tmp, (then, then))
+    assert _build(model, tmp_path).from_cache
+    # An old leftover goes; a fresh one may be a live writer's and stays.
+    assert tmp.exists() == (age == "fresh")
+
+
+_HOLDER = """
+import json, sys
+import torch
+from core.cache import store
+from core.model.weights import ModelMeta
+
+cache, meta, key = sys.argv[1], ModelMeta(**json.loads(sys.argv[2])), json.loads(sys.argv[3])
+svd = store.load(cache, meta, "post", key)
+print("ready", flush=True)
+sys.stdin.readline()  # the test damages the files now
+out = {}
+for kind, r in svd.kinds.items():
+    d = r.decomposition
+    out[kind] = [float(d.S.double().sum()), float(d.directions.double().abs().sum()),
+                 float(r.tops.top_val.double().sum())]
+print(json.dumps(out), flush=True)
+"""
+
+
+def test_an_open_entry_survives_truncation_and_rewrites(model, tmp_path: Path) -> None:
+    """A process that opened an entry keeps its values when the files are truncated or
+    rewritten in place under it (no SIGBUS from a memory map, no changed values)."""
+    import subprocess
+    import sys
+
+    a = _build(model, tmp_path)
+    entry = store.entry_dir(tmp_path, a.meta, "post")
+    key = settings_key(a.settings)
+    root = Path(__file__).resolve().parents[3]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(tmp_path), json.dumps(a.meta.to_json()),
+         json.dumps(key)],
+        cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        # Truncate one file to its header's first bytes, overwrite 4 bytes of another.
+        with open(entry / "ov.safetensors", "r+b") as f:
+            f.truncate(64)
+        with open(entry / "mlp_in.safetensors", "r+b") as f:
+            f.seek(-64, os.SEEK_END)
+            f.write(b"\x00\x00\xc0\x7f")
+        out, err = proc.communicate("go\n", timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err  # -7 would be SIGBUS
+    held = json.loads(out)
+    for kind, r in a.svd.kinds.items():
+        d = r.decomposition
+        want = [float(d.S.double().sum()), float(d.directions.double().abs().sum()),
+                float(r.tops.top_val.double().sum())]  # fmt: skip
+        assert held[kind] == pytest.approx(want, rel=1e-12), kind
+    # A new open sees the damage, and the entry is rebuilt.
+    with pytest.raises(CacheError):
+        store.load(tmp_path, a.meta, "post", key)
+    assert not _build(model, tmp_path).from_cache and _build(model, tmp_path).from_cache

@@ -87,6 +87,16 @@ def test_csv_export(tmp_path: Path) -> None:
         assert store.export_csv(matrix="ov").count("\n") == 2
 
 
+def test_csv_export_neutralises_formulas(tmp_path: Path) -> None:
+    evil = '=HYPERLINK("http://evil.example","x")'
+    with LabelStore(tmp_path / "l.sqlite") as store:
+        store.put([_rec(label=evil, tokens="+1, -2, @a", score=-0.5)])
+        row = next(csv.DictReader(io.StringIO(store.export_csv())))
+    # Text shown as typed, never run by a spreadsheet; numbers stay numbers.
+    assert row["label"] == "'" + evil and row["tokens"] == "'+1, -2, @a"
+    assert float(row["score"]) == -0.5
+
+
 def test_bad_records_and_files(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         _rec(layer=-1)
