@@ -1,10 +1,12 @@
 """Experiments page: rank-k truncation and loss recovered; a per-layer input-token probe."""
 
 import streamlit as st
+from core.errors import CoreError
 from core.experiments import DEFAULT_KS
 from core.settings import KIND_NAMES
-from dashboard import components, loaders
+from dashboard import components, limits, loaders
 from dashboard.builders import experiments
+from dashboard.markup import plain
 
 sel, a = components.setup()
 
@@ -32,25 +34,51 @@ run = st.button("Run", type="primary", key="experiments.run", disabled=not (ks a
 args = (kind, tuple(sorted(layers)), tuple(sorted(ks)), int(draws))
 if run:
     st.session_state["experiments.last"] = args
+
+
+def cached_run(name: str, clicked: bool, build, *params):  # type: ignore[no-untyped-def]
+    """The cached result, computed in a job slot when ``clicked`` (a new run is a sweep of
+    forward passes); ``None`` after showing an error."""
+    try:
+        if clicked:
+            limits.enter("this experiment")
+            try:
+                return loaders.cached_table(name, sel, build, *params)
+            finally:
+                limits.leave()
+        return loaders.cached_table(name, sel, build, *params)
+    except CoreError as exc:
+        st.error(plain(exc))
+        return None
+
+
 last = st.session_state.get("experiments.last")
+df = None if last is None else cached_run("truncation", run, experiments.truncation_frame, *last)
 if last is None:
     st.info("Choose a matrix, ranks and layers, then press Run.")
-else:
-    df = loaders.cached_table("truncation", sel, experiments.truncation_frame, *last)
+elif df is not None:
     st.altair_chart(experiments.truncation_chart(df), width="stretch", key="experiments.chart")
     st.dataframe(
         experiments.summary_frame(df), hide_index=True, width="stretch", key="experiments.summary"
+    )
+    st.download_button(
+        "Download CSV", df.to_csv(index=False), "truncation.csv", "text/csv", key="experiments.csv"
     )
 
 st.subheader("What the residual stream knows about its input")
 p1, p2 = st.columns([3, 1])
 previous = p1.toggle("Probe the previous token", value=False, key="experiments.previous")
-if p2.button("Run probe", key="experiments.probe"):
+probe_run = p2.button("Run probe", key="experiments.probe")
+if probe_run:
     st.session_state["experiments.last_probe"] = previous
-if "experiments.last_probe" in st.session_state:
-    probe = loaders.cached_table(
-        "probe", sel, experiments.probe_frame, st.session_state["experiments.last_probe"]
+probe = (
+    cached_run(
+        "probe", probe_run, experiments.probe_frame, st.session_state["experiments.last_probe"]
     )
+    if "experiments.last_probe" in st.session_state
+    else None
+)
+if probe is not None:
     st.altair_chart(experiments.probe_chart(probe), width="stretch", key="experiments.probe_chart")
     st.dataframe(
         probe[probe["measure"] == "top-1"].drop(columns=["measure"]),
@@ -64,4 +92,11 @@ if "experiments.last_probe" in st.session_state:
         "their tokens' W_E rows (shuffled: against other tokens'); subspace_share: share of "
         "the probe's weight in W_E's top d_model/8 singular directions (chance: "
         "subspace_chance)."
+    )
+    st.download_button(
+        "Download CSV",
+        probe.to_csv(index=False),
+        "probe.csv",
+        "text/csv",
+        key="experiments.probe_csv",
     )

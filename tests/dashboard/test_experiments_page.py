@@ -56,6 +56,7 @@ def test_page_runs_a_sweep():
     assert not at.exception and errors(at) == []
     summary = at.main.dataframe[0].value
     assert list(summary["layer"]) == [0]
+    assert [b.label for b in at.get("download_button")] == ["Download CSV"]
 
 
 def test_probe_frame_and_chart(analysis):
