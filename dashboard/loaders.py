@@ -145,7 +145,7 @@ def ensure_controls(a: Analysis) -> bool:
     if controls_ready(a):
         return True
     try:
-        with st.spinner("Drawing and decomposing the random controls (once per model)…"):
+        with st.spinner("Reading the random controls (drawn and decomposed once per model)…"):
             controls(a)
     except (CoreError, OSError, RuntimeError) as exc:
         st.error(plain(f"Could not build the random controls ({exc}); turn the control off."))

@@ -52,6 +52,10 @@ CONTROLS_MANIFEST = "controls.json"
 CHECKPOINT_MANIFEST = "checkpoint.json"
 UNEMBED_FILE = "unembed.safetensors"
 TOKENS_FILE = "tokens.json"
+#: Derived parts (``part-<name>.json`` + ``part-<name>.safetensors``, e.g. the search
+#: index's statistics): computed from the entry by a later stage and dropped whenever
+#: the entry is rewritten.
+PART_PREFIX = "part-"
 #: Stat stamps of the files whose SHA-256 checked out (see :data:`TRUST_AFTER_S`).
 VERIFIED = "verified.json"
 
@@ -247,6 +251,8 @@ def save(svd: ModelSVD, cache_dir: Path, settings_key: dict[str, Any]) -> Path:
     (out / "meta.json").unlink(missing_ok=True)
     (out / CONTROLS_MANIFEST).unlink(missing_ok=True)
     (out / CHECKPOINT_MANIFEST).unlink(missing_ok=True)
+    for derived in out.glob(f"{PART_PREFIX}*.json"):
+        derived.unlink(missing_ok=True)
     files, index = _write_tables(out, {"kinds": svd.kinds})
     info = {
         **_manifest(svd.meta, svd.processing, settings_key),
@@ -393,10 +399,16 @@ def _read_group(
 
 
 def load(
-    cache_dir: Path, meta: ModelMeta, processing: str, settings_key: dict[str, Any]
+    cache_dir: Path,
+    meta: ModelMeta,
+    processing: str,
+    settings_key: dict[str, Any],
+    with_controls: bool = False,
 ) -> ModelSVD:
-    """Read and verify the entry for ``meta`` and ``processing``, with its controls when
-    a valid controls part exists (else ``controls`` is empty: they are rebuilt on use).
+    """Read and verify the entry for ``meta`` and ``processing``; with ``with_controls``
+    its controls too when a valid controls part exists (else ``controls`` is empty:
+    :func:`core.analysis.controls` reads or rebuilds them on first use, so an answer that
+    needs no control does not read them).
 
     Raises:
         CacheError: missing, stale (other format, weights or settings), truncated or
@@ -410,10 +422,10 @@ def load(
         stored = ModelMeta(**info["model"])
     except (TypeError, ValueError) as exc:
         raise CacheError(f"The cache entry {out} does not parse ({exc}).") from exc
-    try:
-        controls = load_controls(cache_dir, meta, processing, settings_key)
-    except CacheError:
-        controls = {}
+    controls: dict[str, KindResult] = {}
+    if with_controls:
+        with contextlib.suppress(CacheError):
+            controls = load_controls(cache_dir, meta, processing, settings_key)
     return ModelSVD(
         meta=stored,
         processing=processing,
@@ -530,3 +542,59 @@ def list_entries(cache_dir: Path) -> list[dict[str, Any]]:
 def remove_entry(cache_dir: Path, meta: ModelMeta, processing: str) -> None:
     """Delete an entry (used before a rebuild)."""
     shutil.rmtree(entry_dir(cache_dir, meta, processing), ignore_errors=True)
+
+
+def _part_names(name: str) -> tuple[str, str]:
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"a part name is letters, digits, '-' and '_', not {name!r}")
+    return f"{PART_PREFIX}{name}.json", f"{PART_PREFIX}{name}.safetensors"
+
+
+def save_part(
+    cache_dir: Path,
+    meta: ModelMeta,
+    processing: str,
+    settings_key: dict[str, Any],
+    name: str,
+    tensors: dict[str, Tensor],
+    extra: dict[str, Any],
+) -> Path:
+    """Write a derived part ``name`` of an (existing) entry: ``tensors`` and the JSON-able
+    ``extra`` (what the part was computed from, checked by its reader). Returns the
+    entry directory. Rewriting the entry drops every derived part.
+    """
+    manifest, fname = _part_names(name)
+    out = entry_dir(cache_dir, meta, processing)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / manifest).unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{fname}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
+        os.replace(tmp, out / fname)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    info = {
+        **_manifest(meta, processing, settings_key),
+        "files": {fname: {"size": (out / fname).stat().st_size, "sha256": _sha256(out / fname)}},
+        "extra": extra,
+    }
+    _atomic_write_bytes(out / manifest, json.dumps(info, indent=1).encode())
+    return out
+
+
+def load_part(
+    cache_dir: Path, meta: ModelMeta, processing: str, settings_key: dict[str, Any], name: str
+) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """Read and verify the derived part ``name``: its ``extra`` and its tensors.
+
+    Raises:
+        CacheError: missing, stale, truncated or corrupted; the message says which.
+    """
+    manifest, fname = _part_names(name)
+    out = entry_dir(cache_dir, meta, processing)
+    info, blobs = _read_checked(out, manifest, meta, processing, settings_key, None)
+    try:
+        return dict(info.get("extra") or {}), dict(load_bytes(blobs[fname]))
+    except Exception as exc:  # any content that does not fit
+        raise CacheError(f"The cache part {out / manifest} does not parse ({exc}).") from exc

@@ -6,6 +6,7 @@ Built once per :class:`~core.analysis.Analysis` (the dashboard caches it with
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,8 +15,10 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from core.analysis import settings_key
+from core.cache import store
 from core.cache.store import KindResult
-from core.errors import SpecError
+from core.errors import CacheError, SpecError
 from core.search.embed import DEFAULT_RIDGE, QueryEmbedder, build_embedder
 from core.search.score import TOP_TOKENS, logit_std, top_z
 from core.settings import MATRIX_KINDS
@@ -135,6 +138,77 @@ def _kth_logits(res: KindResult, C: int, r: int) -> Float[Tensor, "n 2"]:
     return out.reshape(C * r, 2)
 
 
+_Stats = tuple[QueryEmbedder, Tensor, Tensor, Tensor]
+#: The operators' and thresholds' tensors as the cache part stores them.
+_OPS = ("mean_u", "pinv_op", "ridge_op", "gc_root")
+
+
+def _stats(analysis: Any, kinds: Sequence[str], kth: Float[Tensor, "n 2"], ridge: float) -> _Stats:
+    """The query operators, each row's logit std and its thresholds ``tau_top``/``tau_bottom``."""
+    embedder = build_embedder(analysis.W_U, analysis.W_E, ridge, analysis.settings.vocab_chunk)
+    # From float32 vectors: the stored stack is in the index's (lower) precision.
+    held = analysis.svd.kinds
+    vec = torch.cat(
+        [
+            held[k].decomposition.directions.permute(0, 2, 1).reshape(-1, analysis.meta.d_model)
+            for k in kinds
+        ]
+    ).float()
+    vec = vec / vec.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    std = logit_std(vec, embedder.gc_root, embedder.d_vocab)
+    mean = vec @ embedder.mean_u.float()
+    # The z a logit needs to be among a direction's top (bottom) TOP_TOKENS tokens: from
+    # the cached projections where they reach that far, else the Gaussian value.
+    gauss = top_z(embedder.d_vocab)
+    tau_top = ((kth[:, 0] - mean) / std).nan_to_num(gauss)
+    tau_bottom = ((mean - kth[:, 1]) / std).nan_to_num(gauss)
+    return embedder, std, tau_top, tau_bottom
+
+
+def _part(analysis: Any, kinds: Sequence[str], ridge: float) -> tuple[str, dict[str, Any]]:
+    """The cache part's name for these kinds, and what it must have been computed from."""
+    held = analysis.svd.kinds
+    extra = {
+        "ridge": ridge,
+        "kinds": {k: [held[k].decomposition.rank, held[k].n_projected] for k in kinds},
+    }
+    return "search-" + "-".join(kinds), extra
+
+
+def _saved_stats(analysis: Any, kinds: Sequence[str], ridge: float) -> _Stats | None:
+    """The stats of an earlier :func:`build_index` on this entry, read from the cache
+    (the operators cost a float64 pass over ``W_U`` and the logit stds a
+    ``d_model x d_model`` product per direction), or ``None``.
+    """
+    s = analysis.settings
+    name, extra = _part(analysis, kinds, ridge)
+    try:
+        stored, t = store.load_part(s.cache_dir, analysis.meta, s.processing, settings_key(s), name)
+        if stored != extra:
+            return None
+        dtype = analysis.W_U.dtype
+        ops = {k: t[k].to(dtype) for k in _OPS}
+        embedder = QueryEmbedder(W_U=analysis.W_U, W_E=analysis.W_E, ridge=ridge, **ops)
+        return embedder, t["logit_std"], t["tau_top"], t["tau_bottom"]
+    except (CacheError, KeyError, ValueError, TypeError, OSError):
+        return None
+
+
+def _save_stats(analysis: Any, kinds: Sequence[str], ridge: float, stats: _Stats) -> None:
+    # Only a settled entry: during a fill the thresholds still read Gaussian values.
+    if not analysis.persist or analysis.filling:
+        return
+    embedder, std, tau_top, tau_bottom = stats
+    s = analysis.settings
+    name, extra = _part(analysis, kinds, ridge)
+    tensors = {k: getattr(embedder, k) for k in _OPS}
+    tensors.update(logit_std=std, tau_top=tau_top, tau_bottom=tau_bottom)
+    with contextlib.suppress(OSError, CacheError):  # a read-only cache: computed next time
+        store.save_part(
+            s.cache_dir, analysis.meta, s.processing, settings_key(s), name, tensors, extra
+        )
+
+
 def build_index(
     analysis: Any,
     kinds: Sequence[str] | None = None,
@@ -157,15 +231,22 @@ def build_index(
             f"or the cache does not hold it); use some of {', '.join(k for k in held)}."
         )
     parts: dict[str, list[Tensor]] = {
-        n: [] for n in ("vectors", "kind_of", "layer", "head", "index", "comp", "S", "deg", "kth")
+        n: [] for n in ("kind_of", "layer", "head", "index", "comp", "S", "deg", "kth")
     }
     spans: dict[str, tuple[int, int]] = {}
+    n_rows = sum(
+        held[k].decomposition.directions.shape[0] * held[k].decomposition.rank for k in kinds
+    )
+    # Written kind by kind into one buffer: no float32 copy of the whole stack, no cat.
+    vectors = torch.empty(n_rows, held[kinds[0]].decomposition.directions.shape[1], dtype=dtype)
     start = 0
     for ki, kind in enumerate(kinds):
         d = held[kind].decomposition
         C, dm, r = d.directions.shape
-        vec = d.directions.permute(0, 2, 1).reshape(C * r, dm).float()
-        parts["vectors"].append(vec / vec.norm(dim=1, keepdim=True).clamp_min(1e-12))
+        vec = d.directions.permute(0, 2, 1).float()
+        vectors[start : start + C * r].view(C, r, dm).copy_(
+            vec / vec.norm(dim=2, keepdim=True).clamp_min(1e-12)
+        )
         layers = torch.tensor([lay for lay, _ in d.components], dtype=torch.long)
         heads = torch.tensor([-1 if h is None else h for _, h in d.components], dtype=torch.long)
         parts["kind_of"].append(torch.full((C * r,), ki, dtype=torch.long))
@@ -179,16 +260,13 @@ def build_index(
         spans[kind] = (start, start + C * r)
         start += C * r
     cat = {k: torch.cat(v) for k, v in parts.items()}
-    embedder = build_embedder(analysis.W_U, analysis.W_E, ridge, analysis.settings.vocab_chunk)
-    std = logit_std(cat["vectors"], embedder.gc_root, embedder.d_vocab)
-    mean = cat["vectors"] @ embedder.mean_u.float()
-    # The z a logit needs to be among a direction's top (bottom) TOP_TOKENS tokens: from
-    # the cached projections where they reach that far, else the Gaussian value.
-    gauss = top_z(embedder.d_vocab)
-    tau_top = ((cat["kth"][:, 0] - mean) / std).nan_to_num(gauss)
-    tau_bottom = ((mean - cat["kth"][:, 1]) / std).nan_to_num(gauss)
+    stats = _saved_stats(analysis, kinds, ridge)
+    if stats is None:
+        stats = _stats(analysis, kinds, cat["kth"], ridge)
+        _save_stats(analysis, kinds, ridge, stats)
+    embedder, std, tau_top, tau_bottom = stats
     return SearchIndex(
-        vectors=cat["vectors"].to(dtype).contiguous(),
+        vectors=vectors,
         kind_of=cat["kind_of"],
         layer=cat["layer"],
         head=cat["head"],

@@ -65,12 +65,14 @@ def test_controls_are_built_on_first_use_then_read(model, tmp_path: Path, monkey
     calls: list[int] = []
     monkeypatch.setattr(analysis, "build_controls", lambda *a, **k: calls.append(1) or {})
     second = _build(model, tmp_path)  # a new process would see the same: read, not built
-    assert second.from_cache and analysis.controls_ready(second) and calls == []
+    # Opening the entry does not read the controls; the first use reads them.
+    assert second.from_cache and not second.svd.controls and not analysis.controls_ready(second)
     for kind, res in built.items():
         other = query.kind_result(second, kind, control=True)
         assert torch.equal(other.decomposition.S, res.decomposition.S)
         assert torch.equal(other.decomposition.directions, res.decomposition.directions)
         assert torch.equal(other.tops.bottom_idx, res.tops.bottom_idx)
+    assert calls == [] and analysis.controls_ready(second)
 
 
 def test_damaged_controls_are_rebuilt_and_keep_the_entry(model, tmp_path: Path) -> None:
