@@ -37,11 +37,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load as load_bytes
 from safetensors.torch import save_file
 from torch import Tensor
 
 from core.cache.manifest import check_manifest, inside, model_folder
+from core.cache.tensors import tensors_from_buffer
 from core.errors import CacheError
 from core.model.weights import ModelMeta
 from core.svd.decompose import Decomposition
@@ -290,7 +290,7 @@ def _read_checked(
     processing: str,
     settings_key: dict[str, Any],
     group: str | None,
-) -> tuple[dict[str, Any], dict[str, bytes]]:
+) -> tuple[dict[str, Any], dict[str, bytearray]]:
     """The manifest ``out / name`` and its files' bytes, after checking the manifest's
     shape, format, weights and settings and each file's size and SHA-256.
 
@@ -331,21 +331,31 @@ def _read_checked(
 
 def _read_file(
     out: Path, fname: str, want: dict[str, Any], stamps: dict[str, Any]
-) -> tuple[bytes, os.stat_result, bool]:
+) -> tuple[bytearray, os.stat_result, bool]:
     """``out / fname``'s bytes, its stat, and whether they were hashed; :class:`CacheError`
     unless they are the manifest's. The bytes are read through one descriptor whose stat
-    is taken before and after, so a stamp can vouch for exactly these bytes.
+    is taken before and after, so a stamp can vouch for exactly these bytes; they are a
+    private buffer that the parsed tensors then view (:mod:`core.cache.tensors`).
     """
     p = inside(out, out / fname)
     damaged = CacheError(f"The cache file {p} is missing, truncated or corrupted.")
     try:
-        with open(p, "rb") as f:
+        with open(p, "rb", buffering=0) as f:
             before = os.fstat(f.fileno())
-            data = f.read()
+            if before.st_size != want["size"]:
+                raise damaged
+            data = bytearray(before.st_size)
+            view, got = memoryview(data), 0
+            while got < len(data):
+                n = f.readinto(view[got:])
+                if not n:
+                    break
+                got += n
+            more = f.read(1)
             after = os.fstat(f.fileno())
     except OSError as exc:
         raise damaged from exc
-    if len(data) != want["size"] or _stamp(before, "") != _stamp(after, ""):
+    if got != want["size"] or more or _stamp(before, "") != _stamp(after, ""):
         raise damaged
     if stamps.get(fname) == _stamp(before, want["sha256"]):
         return data, before, False
@@ -354,7 +364,7 @@ def _read_file(
     return data, before, True
 
 
-def _digest(data: bytes) -> str:
+def _digest(data: bytes | bytearray) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
@@ -384,12 +394,12 @@ def _write_stamps(out: Path, stamps: dict[str, Any]) -> None:
 
 
 def _read_group(
-    out: Path, info: dict[str, Any], group: str, blobs: dict[str, bytes]
+    out: Path, info: dict[str, Any], group: str, blobs: dict[str, bytearray]
 ) -> dict[str, KindResult]:
     table: dict[str, KindResult] = {}
     try:
         for kind, k in info[group].items():
-            t = load_bytes(blobs[k["file"]])  # tensors of their own, no memory map
+            t = tensors_from_buffer(blobs[k["file"]])  # views of a private buffer
             table[kind] = _kind_from_tensors(
                 kind, k["components"], int(k["n_projected"]), t, group == "controls"
             )
@@ -502,7 +512,7 @@ def find_by_fingerprint(
             svd = load(cache_dir, meta, processing, settings_key)
             out = mpath.parent
             _, blobs = _read_checked(out, CHECKPOINT_MANIFEST, meta, processing, settings_key, None)
-            t = load_bytes(blobs[UNEMBED_FILE])
+            t = tensors_from_buffer(blobs[UNEMBED_FILE])
             table = json.loads(blobs[TOKENS_FILE])
             trained = None
             if "undertrained" in table:
@@ -595,6 +605,6 @@ def load_part(
     out = entry_dir(cache_dir, meta, processing)
     info, blobs = _read_checked(out, manifest, meta, processing, settings_key, None)
     try:
-        return dict(info.get("extra") or {}), dict(load_bytes(blobs[fname]))
+        return dict(info.get("extra") or {}), dict(tensors_from_buffer(blobs[fname]))
     except Exception as exc:  # any content that does not fit
         raise CacheError(f"The cache part {out / manifest} does not parse ({exc}).") from exc
