@@ -138,13 +138,23 @@ def _kth_logits(res: KindResult, C: int, r: int) -> Float[Tensor, "n 2"]:
     return out.reshape(C * r, 2)
 
 
-_Stats = tuple[QueryEmbedder, Tensor, Tensor, Tensor]
+#: The query operators, each row's logit std, ``tau_top``, ``tau_bottom``, and the
+#: stacked unit rows in the index's dtype.
+_Stats = tuple[QueryEmbedder, Tensor, Tensor, Tensor, Tensor]
 #: The operators' and thresholds' tensors as the cache part stores them.
 _OPS = ("mean_u", "pinv_op", "ridge_op", "gc_root")
 
 
-def _stats(analysis: Any, kinds: Sequence[str], kth: Float[Tensor, "n 2"], ridge: float) -> _Stats:
-    """The query operators, each row's logit std and its thresholds ``tau_top``/``tau_bottom``."""
+def _stats(
+    analysis: Any,
+    kinds: Sequence[str],
+    kth: Float[Tensor, "n 2"],
+    ridge: float,
+    dtype: torch.dtype,
+) -> _Stats:
+    """The query operators, each row's logit std, its thresholds ``tau_top``/``tau_bottom``
+    and the rows themselves (``[n, d_model]`` in ``dtype``).
+    """
     embedder = build_embedder(analysis.W_U, analysis.W_E, ridge, analysis.settings.vocab_chunk)
     # From float32 vectors: the stored stack is in the index's (lower) precision.
     held = analysis.svd.kinds
@@ -162,47 +172,56 @@ def _stats(analysis: Any, kinds: Sequence[str], kth: Float[Tensor, "n 2"], ridge
     gauss = top_z(embedder.d_vocab)
     tau_top = ((kth[:, 0] - mean) / std).nan_to_num(gauss)
     tau_bottom = ((mean - kth[:, 1]) / std).nan_to_num(gauss)
-    return embedder, std, tau_top, tau_bottom
+    return embedder, std, tau_top, tau_bottom, vec.to(dtype)
 
 
-def _part(analysis: Any, kinds: Sequence[str], ridge: float) -> tuple[str, dict[str, Any]]:
+def _part(
+    analysis: Any, kinds: Sequence[str], ridge: float, dtype: torch.dtype
+) -> tuple[str, dict[str, Any]]:
     """The cache part's name for these kinds, and what it must have been computed from."""
     held = analysis.svd.kinds
     extra = {
         "ridge": ridge,
+        "dtype": str(dtype),
         "kinds": {k: [held[k].decomposition.rank, held[k].n_projected] for k in kinds},
     }
     return "search-" + "-".join(kinds), extra
 
 
-def _saved_stats(analysis: Any, kinds: Sequence[str], ridge: float) -> _Stats | None:
+def _saved_stats(
+    analysis: Any, kinds: Sequence[str], ridge: float, dtype: torch.dtype = torch.bfloat16
+) -> _Stats | None:
     """The stats of an earlier :func:`build_index` on this entry, read from the cache
     (the operators cost a float64 pass over ``W_U`` and the logit stds a
-    ``d_model x d_model`` product per direction), or ``None``.
+    ``d_model x d_model`` product per direction, and stacking the rows a pass over every
+    direction), or ``None``.
     """
     s = analysis.settings
-    name, extra = _part(analysis, kinds, ridge)
+    name, extra = _part(analysis, kinds, ridge, dtype)
     try:
         stored, t = store.load_part(s.cache_dir, analysis.meta, s.processing, settings_key(s), name)
         if stored != extra:
             return None
-        dtype = analysis.W_U.dtype
-        ops = {k: t[k].to(dtype) for k in _OPS}
+        ops = {k: t[k].to(analysis.W_U.dtype) for k in _OPS}
         embedder = QueryEmbedder(W_U=analysis.W_U, W_E=analysis.W_E, ridge=ridge, **ops)
-        return embedder, t["logit_std"], t["tau_top"], t["tau_bottom"]
+        if t["vectors"].dtype != dtype or t["vectors"].shape[1] != analysis.meta.d_model:
+            return None
+        return embedder, t["logit_std"], t["tau_top"], t["tau_bottom"], t["vectors"]
     except (CacheError, KeyError, ValueError, TypeError, OSError):
         return None
 
 
-def _save_stats(analysis: Any, kinds: Sequence[str], ridge: float, stats: _Stats) -> None:
+def _save_stats(
+    analysis: Any, kinds: Sequence[str], ridge: float, dtype: torch.dtype, stats: _Stats
+) -> None:
     # Only a settled entry: during a fill the thresholds still read Gaussian values.
     if not analysis.persist or analysis.filling:
         return
-    embedder, std, tau_top, tau_bottom = stats
+    embedder, std, tau_top, tau_bottom, vectors = stats
     s = analysis.settings
-    name, extra = _part(analysis, kinds, ridge)
+    name, extra = _part(analysis, kinds, ridge, dtype)
     tensors = {k: getattr(embedder, k) for k in _OPS}
-    tensors.update(logit_std=std, tau_top=tau_top, tau_bottom=tau_bottom)
+    tensors.update(logit_std=std, tau_top=tau_top, tau_bottom=tau_bottom, vectors=vectors)
     with contextlib.suppress(OSError, CacheError):  # a read-only cache: computed next time
         store.save_part(
             s.cache_dir, analysis.meta, s.processing, settings_key(s), name, tensors, extra
@@ -234,19 +253,10 @@ def build_index(
         n: [] for n in ("kind_of", "layer", "head", "index", "comp", "S", "deg", "kth")
     }
     spans: dict[str, tuple[int, int]] = {}
-    n_rows = sum(
-        held[k].decomposition.directions.shape[0] * held[k].decomposition.rank for k in kinds
-    )
-    # Written kind by kind into one buffer: no float32 copy of the whole stack, no cat.
-    vectors = torch.empty(n_rows, held[kinds[0]].decomposition.directions.shape[1], dtype=dtype)
     start = 0
     for ki, kind in enumerate(kinds):
         d = held[kind].decomposition
-        C, dm, r = d.directions.shape
-        vec = d.directions.permute(0, 2, 1).float()
-        vectors[start : start + C * r].view(C, r, dm).copy_(
-            vec / vec.norm(dim=2, keepdim=True).clamp_min(1e-12)
-        )
+        C, _, r = d.directions.shape
         layers = torch.tensor([lay for lay, _ in d.components], dtype=torch.long)
         heads = torch.tensor([-1 if h is None else h for _, h in d.components], dtype=torch.long)
         parts["kind_of"].append(torch.full((C * r,), ki, dtype=torch.long))
@@ -260,11 +270,11 @@ def build_index(
         spans[kind] = (start, start + C * r)
         start += C * r
     cat = {k: torch.cat(v) for k, v in parts.items()}
-    stats = _saved_stats(analysis, kinds, ridge)
+    stats = _saved_stats(analysis, kinds, ridge, dtype)
     if stats is None:
-        stats = _stats(analysis, kinds, cat["kth"], ridge)
-        _save_stats(analysis, kinds, ridge, stats)
-    embedder, std, tau_top, tau_bottom = stats
+        stats = _stats(analysis, kinds, cat["kth"], ridge, dtype)
+        _save_stats(analysis, kinds, ridge, dtype, stats)
+    embedder, std, tau_top, tau_bottom, vectors = stats
     return SearchIndex(
         vectors=vectors,
         kind_of=cat["kind_of"],
