@@ -108,13 +108,22 @@ def read_progress(status_dir: Path, index: int) -> tuple[float, str] | None:
 
 @contextlib.contextmanager
 def one_thread() -> Iterator[None]:
-    """Torch on one thread for the block (restored after)."""
+    """Torch, and the BLAS/LAPACK/OpenMP pools below it, on one thread for the block
+    (restored after). The decompositions' float64 ``syevd`` runs in SciPy's OpenBLAS with
+    as many threads as that library has, and a threaded solve rounds differently from a
+    one-thread one: a worker Ray starts with ``OMP_NUM_THREADS=1`` then writes other
+    bytes than a serial run in a process with two threads. threadpoolctl only limits
+    libraries already loaded, so SciPy's LAPACK is loaded first.
+    """
+    import scipy.linalg  # noqa: F401  (loads SciPy's OpenBLAS so the limit reaches it)
     import torch
+    from threadpoolctl import threadpool_limits
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield
+        with threadpool_limits(limits=1):
+            yield
     finally:
         torch.set_num_threads(before)
 

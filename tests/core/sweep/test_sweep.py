@@ -14,7 +14,7 @@ import pytest
 from core.cache.store import VERIFIED
 from core.cli.main import main
 from core.sweep import SweepOptions, run_sweep
-from tests.tiny_models import save_checkpoint
+from tests.tiny_models import make_hf_model, make_tokenizer
 
 ray = pytest.importorskip("ray")
 
@@ -31,8 +31,17 @@ def cluster() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, ...]:
+    """Three GPT-2s with d_model 256: wide enough that LAPACK's eigensolver would use
+    more than one thread if the task let it (and then write other bytes)."""
     root = tmp_path_factory.mktemp("sweep-models")
-    return tuple(str(save_checkpoint("gpt2", root / f"step-{i}", seed=10 + i)) for i in range(3))
+    tok = make_tokenizer()
+    out = []
+    for i in range(3):
+        d = root / f"step-{i}"
+        make_hf_model("gpt2", seed=10 + i, n_embd=256).save_pretrained(d)
+        tok.save_pretrained(d)
+        out.append(str(d))
+    return tuple(out)
 
 
 def entry_files(cache: Path) -> dict[str, tuple[str, int]]:
