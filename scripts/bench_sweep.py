@@ -6,11 +6,7 @@ bytes.
 
     .venv/bin/python scripts/bench_sweep.py --shape tiny --n 10 --cpus 2
     .venv/bin/python scripts/bench_sweep.py --shape demo --n 10 --cpus 2
-    .venv/bin/python scripts/bench_sweep.py --shape gpt2-small --n 1 --no-ray
-
-Every shape uses the demo model's tokenizer (8,192 tokens), so gpt2-small here has
-GPT-2 small's layers and widths but a sixth of its vocabulary: its projection costs a
-sixth of the real model's.
+    .venv/bin/python scripts/bench_sweep.py --shape pythia-160m --n 1 --no-ray
 """
 
 from __future__ import annotations
@@ -30,11 +26,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-#: layers, d_model, heads, vocab (None: the demo tokenizer's)
+#: layers, d_model, heads, tokenizer (a folder under models/)
 SHAPES = {
-    "tiny": (2, 64, 4, None),
-    "demo": (4, 256, 4, None),
-    "gpt2-small": (12, 768, 12, None),
+    "tiny": (2, 64, 4, "demo-gpt2"),
+    "demo": (4, 256, 4, "demo-gpt2"),
+    # Pythia-160m's layers and widths (GPT-2 blocks) with SmolLM2's 49,152-token
+    # tokenizer, close to Pythia's 50,304: the per-model cost of the suite's 160m size.
+    "pythia-160m": (12, 768, 12, "smollm2-135m"),
 }
 
 
@@ -42,8 +40,8 @@ def make_series(root: Path, shape: str, n: int) -> list[str]:
     import torch
     from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
-    tok = AutoTokenizer.from_pretrained(REPO / "models" / "demo-gpt2")
-    layers, d, heads, _ = SHAPES[shape]
+    layers, d, heads, tok_dir = SHAPES[shape]
+    tok = AutoTokenizer.from_pretrained(REPO / "models" / tok_dir)
     out = []
     for i in range(n):
         torch.manual_seed(i)
