@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from core.cli.common import ArgError, open_from_args
+from core.cli.common import ArgError, bounded, open_from_args
 from core.settings import MATRIX_KINDS
 
 
@@ -22,6 +22,7 @@ def _run(args: argparse.Namespace) -> Any:
         raise ArgError(f"--n must be at least 1, not {args.n}.")
     if args.k < 1:
         raise ArgError(f"--k must be at least 1, not {args.k}.")
+    bounded("--threshold", args.threshold, 0.0, 1.0)
     a = open_from_args(args)
     b = open_from_args(args, model=args.other)
     m = match_component(a, b, args.matrix, args.layer, args.head, args.n, args.k, args.threshold)

@@ -22,6 +22,10 @@ mode = st.radio("Compare", MODES, horizontal=True, key="compare.mode")
 
 if mode == "Two models":
     options = components.model_options(sel.model)
+    # Every checkpoint of every series too: a checkpoint against the final model, say.
+    options += [
+        c for f in series_folders for c in map(str, list_checkpoints(Path(f))) if c not in options
+    ]
     other = st.selectbox(
         "Model B (model A is the sidebar's model)",
         options,
