@@ -58,7 +58,10 @@ class Trajectory:
         best: for each direction of the final checkpoint, ``|cos|`` of its optimal
             partner at each checkpoint ``[t, n]`` (1 on the last row).
         best_index: that partner's index at each checkpoint ``[t, n]``.
-        tokens: top tokens of that partner, ``tokens[checkpoint][direction]``.
+        sign: ``+1``/``-1``, the sign that turns the partner into the final direction ``[t, n]``.
+        tokens: top tokens of that partner, ``tokens[checkpoint][direction]``, read from
+            its end that points the final direction's way (its bottom end when the sign
+            is -1), so the tokens of one row are comparable across checkpoints.
         spectra: singular values of the component at each checkpoint ``[t, r]``.
     """
 
@@ -69,6 +72,7 @@ class Trajectory:
     steps: Float[Tensor, "pair n"]
     best: Float[Tensor, "t n"]
     best_index: Int[Tensor, "t n"]
+    sign: Int[Tensor, "t n"]
     tokens: tuple[tuple[tuple[str, ...], ...], ...]
     spectra: Float[Tensor, "t r"]
 
@@ -78,7 +82,12 @@ class Trajectory:
             raise ValueError(
                 f"best {tuple(self.best.shape)} / steps {tuple(self.steps.shape)} for {t} checkpoints"
             )
-        if self.best_index.shape != (t, n) or len(self.tokens) != t or self.spectra.shape[0] != t:
+        if (
+            self.best_index.shape != (t, n)
+            or self.sign.shape != (t, n)
+            or len(self.tokens) != t
+            or self.spectra.shape[0] != t
+        ):
             raise ValueError("best_index, tokens and spectra need one row per checkpoint")
 
     def appears(self, threshold: float = 0.9) -> list[int]:
@@ -110,6 +119,7 @@ class Trajectory:
                     "appears_at": a,
                     "cos": [round(float(self.best[i, j]), 6) for i in range(len(self.names))],
                     "partner": [int(self.best_index[i, j]) for i in range(len(self.names))],
+                    "sign": [int(self.sign[i, j]) for i in range(len(self.names))],
                     "top": [list(self.tokens[i][j]) for i in range(len(self.names))],
                 }
                 for j, a in enumerate(self.appears())
@@ -145,17 +155,21 @@ def series(
     for prev, cur in zip(images[:-1], images[1:], strict=True):
         _, pairs, matched, _, _ = match_images(cur, prev, 1)
         steps.append(matched[pairs[:, 0].argsort()])
-    best, index = [], []
+    best, index, signs = [], [], []
     final = images[-1]
     for img in images:
-        _, pairs, matched, _, _ = match_images(final, img, 1)
+        _, pairs, matched, sign, _ = match_images(final, img, 1)
         best.append(matched)
         index.append(pairs[:, 1])
-    best_index = torch.stack(index)
+        signs.append(sign)
+    best_index, best_sign = torch.stack(index), torch.stack(signs)
     tokens = []
-    for a, idx in zip(analyses, best_index, strict=True):
+    for a, idx, sg in zip(analyses, best_index, best_sign, strict=True):
         rows = directions(a, kind, layer, head, n=m, k=n_tokens)
-        tokens.append(tuple(tuple(t for _, t, _ in rows[int(i)].top) for i in idx))
+        ends = [
+            rows[int(i)].top if s > 0 else rows[int(i)].bottom for i, s in zip(idx, sg, strict=True)
+        ]
+        tokens.append(tuple(tuple(t for _, t, _ in end) for end in ends))
     spectra = [spectrum(a, kind, layer, head) for a in analyses]
     r = min(len(s) for s in spectra)
     return Trajectory(
@@ -166,6 +180,7 @@ def series(
         torch.stack(steps),
         torch.stack(best),
         best_index,
+        best_sign,
         tuple(tokens),
         torch.stack([s[:r] for s in spectra]),
     )

@@ -144,6 +144,11 @@ def test_series_follows_the_planted_direction(base: Analysis) -> None:
     )
     assert t.best_index[-1].tolist() == list(range(base.meta.d_head))
     assert len(t.tokens[0][0]) == 3
+    # Negated value/output weights: the cache's sign rule gives the same directions back,
+    # so every partner has sign +1 and the same tokens.
+    flipped = _variant(base, base.raw.replace(W_O=-base.raw.W_O))
+    f = series([flipped, base], "ov", L, H, n_tokens=3)
+    assert (f.sign == 1).all() and f.tokens[0] == f.tokens[1]
     assert torch.allclose(t.spectra[0], t.spectra[1], atol=1e-4)  # the plant keeps S
     with pytest.raises(SpecError):
         series([base], "ov", L, H)
