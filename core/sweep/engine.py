@@ -210,7 +210,8 @@ def _run_ray(
                 except Exception as exc:  # a RayTaskError wraps any exception of the task
                     n = attempts(Path(s.status_dir), s.index)
                     results[s.index] = TaskResult(s.model, "failed", n, 0.0, error=_one_line(exc))
-                progress(s.index, s.model, 1.0, results[s.index].state)
+                if shown.get(s.index) != (1.0, results[s.index].state):  # not said yet
+                    progress(s.index, s.model, 1.0, results[s.index].state)
         return [results[s.index] for s in specs]
     finally:
         if started:
