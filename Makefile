@@ -9,7 +9,7 @@ OPEN   ?= smollm2-135m
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install run test check bench bench-gpu gpu-wheels precompute demo-model format clean-cache
+.PHONY: install run test check bench bench-gpu gpu-wheels precompute demo-model demo-checkpoints format clean-cache
 
 $(STAMP): requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -62,6 +62,16 @@ demo-model: install
 	$(PY) scripts/demo_model/build_corpus.py
 	$(PY) scripts/demo_model/train_tokenizer.py
 	$(PY) scripts/demo_model/train.py --preset $(PRESET) --minutes $(MINUTES)
+
+# A checkpoint series of the demo model at log-spaced steps (0, 1, 2, 4, ..., last) in
+# CKPT_DIR, for the Compare page and `python -m core trajectory --models $(CKPT_DIR)`.
+# Not committed; the exported final model goes to /tmp/demo_ckpt_run/final, never over models/demo-gpt2.
+CKPT_DIR ?= checkpoints/demo
+CKPT_MINUTES ?= 10
+demo-checkpoints: install
+	test -f /tmp/demo_corpus/tokenizer/tokenizer.json || ($(PY) scripts/demo_model/build_corpus.py && $(PY) scripts/demo_model/train_tokenizer.py)
+	$(PY) scripts/demo_model/train.py --preset cpu --minutes $(CKPT_MINUTES) --checkpoints $(CKPT_DIR) \
+	  --out /tmp/demo_ckpt_run/final --heldout-dir models/demo-gpt2/heldout --run-dir /tmp/demo_ckpt_run
 
 format: install
 	$(VENV)/bin/ruff format .

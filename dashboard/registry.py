@@ -111,6 +111,7 @@ PAGES: tuple[Page, ...] = (
     Page("edit", "Weight editing", ":material/edit:", _TABLE),
     Page("experiments", "Experiments", ":material/science:", '[data-testid="stButton"]'),
     Page("statistics", "Labels & statistics", ":material/label:", '[data-testid="stForm"]'),
+    Page("compare", "Compare", ":material/compare_arrows:", _CHART),
 )
 
 

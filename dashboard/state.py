@@ -83,6 +83,21 @@ def local_models() -> list[str]:
     return sorted(str(d) for d in root.iterdir() if (d / "config.json").is_file())
 
 
+def checkpoint_series() -> list[str]:
+    """Folders directly under :func:`models_dir` that hold two or more checkpoint folders
+    (a training run's series, e.g. from ``make demo-checkpoints``), for the Compare page."""
+    root = models_dir()
+    if not root.is_dir():
+        return []
+    out = []
+    for d in sorted(root.iterdir()):
+        if d.is_dir() and not (d / "config.json").is_file():
+            n = sum(1 for c in d.iterdir() if (c / "config.json").is_file())
+            if n >= 2:
+                out.append(str(d))
+    return out
+
+
 def allow_hub() -> bool:
     """Whether visitors may open Hugging Face hub ids (``$SVDLENS_ALLOW_HUB=1``; off by
     default: a shared link could otherwise make the server download any model)."""

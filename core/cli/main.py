@@ -11,12 +11,36 @@ import json
 import sys
 from collections.abc import Sequence
 
-from core.cli import bench, directions, edit, label, precompute, probe, search, truncate
+from core.cli import (
+    bench,
+    directions,
+    edit,
+    label,
+    match,
+    precompute,
+    probe,
+    search,
+    sweep,
+    trajectory,
+    truncate,
+)
 from core.cli.common import ArgError, _Parser, check_common, common_parser, print_table
 from core.errors import CoreError
 
 #: The subcommands, in the order ``--help`` lists them.
-COMMANDS = (precompute, directions, search, edit, truncate, probe, label, bench)
+COMMANDS = (
+    precompute,
+    directions,
+    search,
+    edit,
+    truncate,
+    probe,
+    label,
+    bench,
+    match,
+    trajectory,
+    sweep,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -69,7 +69,25 @@ def resolve_model(spec: str) -> str:
         return str(path.resolve())
     if spec.startswith((".", "/", "~")):
         raise ModelLoadError(f"No directory {spec}; check the path or give a Hugging Face id.")
-    return spec
+    return split_revision(spec)[0]
+
+
+def split_revision(spec: str) -> tuple[str, str | None]:
+    """``("EleutherAI/pythia-160m", "step3000")`` for ``"EleutherAI/pythia-160m@step3000"``;
+    ``(spec, None)`` when the spec names no revision (or is a local path).
+
+    The full spec (revision included) stays the model's name, and so part of its cache
+    key: two revisions never share an entry.
+    """
+    if "@" not in spec or Path(spec).expanduser().exists() or embedded.lookup(spec) is not None:
+        return spec, None
+    repo, _, revision = spec.rpartition("@")
+    if not repo or not revision:
+        raise ModelLoadError(
+            f"{spec!r} has an empty name or revision; write it as org/name@revision "
+            "(a branch, tag or commit, e.g. EleutherAI/pythia-160m@step3000)."
+        )
+    return repo, revision
 
 
 def locate_model(spec: str) -> str:
@@ -80,7 +98,7 @@ def locate_model(spec: str) -> str:
         ModelLoadError: no such directory, or a hub id neither cached nor reachable.
     """
     source = resolve_model(spec)
-    return source if Path(source).is_dir() else _local_snapshot(source)
+    return source if Path(source).is_dir() else _local_snapshot(source, split_revision(spec)[1])
 
 
 def load_model(settings: Settings) -> LoadedModel:
@@ -94,6 +112,8 @@ def load_model(settings: Settings) -> LoadedModel:
     from transformer_lens.model_bridge import TransformerBridge
 
     source = locate_model(settings.model)
+    # A local snapshot is already the revision's files; a hub id is asked for it.
+    revision = None if Path(source).is_dir() else split_revision(settings.model)[1]
     device = settings.torch_device()
     from transformers.utils import logging as hf_logging
 
@@ -102,7 +122,11 @@ def load_model(settings: Settings) -> LoadedModel:
         with HF_LOAD_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             bridge = TransformerBridge.boot_transformers(
-                source, device=device, dtype=torch.float32, trust_remote_code=False
+                source,
+                device=device,
+                dtype=torch.float32,
+                trust_remote_code=False,
+                revision=revision,
             )
     except ModelLoadError:
         raise
@@ -145,7 +169,7 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:200] if text else type(exc).__name__
 
 
-def _local_snapshot(repo_id: str) -> str:
+def _local_snapshot(repo_id: str, revision: str | None = None) -> str:
     """The local cache directory of ``repo_id`` if it is complete there, else the id.
 
     When the model is not cached and the hub cannot be reached, fail at once instead of
@@ -155,7 +179,7 @@ def _local_snapshot(repo_id: str) -> str:
     from huggingface_hub.errors import HFValidationError
 
     try:
-        return snapshot_download(repo_id, local_files_only=True)
+        return snapshot_download(repo_id, revision=revision, local_files_only=True)
     except HFValidationError as exc:
         raise ModelLoadError(
             f"{repo_id!r} is neither a local directory nor a valid Hugging Face id; "
@@ -164,10 +188,11 @@ def _local_snapshot(repo_id: str) -> str:
     except Exception:  # not cached: fall through to the hub
         pass
     if constants.HF_HUB_OFFLINE or not _reachable(constants.ENDPOINT):
+        rev = f" --revision {revision}" if revision else ""
         raise ModelLoadError(
             f"Could not load {repo_id!r}: it is not a local directory, it is not in the local "
             "Hugging Face cache, and the hub is unreachable; download it where there is "
-            f"network (`hf download {repo_id}`) and pass that directory to --model."
+            f"network (`hf download {repo_id}{rev}`) and pass that directory to --model."
         )
     return repo_id
 

@@ -191,6 +191,12 @@ def main(argv=None):
     ap.add_argument(
         "--max-steps", type=int, default=None, help="debug: stop after N steps, no export"
     )
+    ap.add_argument(
+        "--checkpoints",
+        default=None,
+        help="also save Hugging Face checkpoints at log-spaced steps (0, 1, 2, 4, ...) and "
+        "the last into DIR/step-NNNNNN (a series for `python -m core trajectory`)",
+    )
     args = ap.parse_args(argv)
 
     P = dict(PRESETS[args.preset])
@@ -317,6 +323,10 @@ def main(argv=None):
         )
         os.replace(tmp, ckpt_path)
 
+    series_dir = Path(args.checkpoints) if args.checkpoints else None
+    if series_dir is not None and step in log_steps(step + 1):
+        save_series_checkpoint(model, tok, series_dir, step)
+
     model.train()
     t_start = time.time() - elapsed_prev
     last_eval = last_ckpt = time.time()
@@ -339,6 +349,8 @@ def main(argv=None):
         step += 1
         tokens_seen += tok_per_step
         tok_window += tok_per_step
+        if series_dir is not None and _is_power_of_two(step):
+            save_series_checkpoint(model, tok, series_dir, step)
         lv = loss.item()
         loss_ema = lv if loss_ema is None else 0.98 * loss_ema + 0.02 * lv
         if step % 50 == 0:
@@ -379,6 +391,8 @@ def main(argv=None):
     )
     log("FINAL " + json.dumps(history[-1]), fh)
     save_ckpt(elapsed)
+    if series_dir is not None and not _is_power_of_two(step):
+        save_series_checkpoint(model, tok, series_dir, step)
     if args.max_steps:
         log(f"--max-steps given: not exporting. {tokens_seen / elapsed:,.0f} tok/s overall", fh)
         return
@@ -437,6 +451,34 @@ def main(argv=None):
         ),
         fh,
     )
+
+
+def _is_power_of_two(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+def log_steps(n_steps: int) -> list[int]:
+    """The steps below ``n_steps`` saved by ``--checkpoints``: 0 and the powers of two
+    (log-spaced, as Pythia's early checkpoints; the last step is saved as well)."""
+    return [s for s in range(n_steps) if s == 0 or _is_power_of_two(s)]
+
+
+def save_series_checkpoint(model, tok, directory: Path, step: int) -> Path:
+    """Write the model at ``step`` (fp16 safetensors, as the export) with its tokenizer
+    into ``directory/step-NNNNNN``."""
+    import copy
+
+    out = Path(directory) / f"step-{step:06d}"
+    out.mkdir(parents=True, exist_ok=True)
+    copy.deepcopy(model).to("cpu").half().save_pretrained(str(out), safe_serialization=True)
+    tok.save_pretrained(str(out))
+    tc_path = out / "tokenizer_config.json"
+    tc = json.loads(tc_path.read_text())
+    tc["tokenizer_class"] = "PreTrainedTokenizerFast"
+    for k in ("is_local", "local_files_only"):
+        tc.pop(k, None)
+    tc_path.write_text(json.dumps(tc, indent=2) + "\n")
+    return out
 
 
 def heldout_sets_from_file(tok, path, n_ctx):

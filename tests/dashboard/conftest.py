@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
-from tests.tiny_models import save_checkpoint
+from tests.tiny_models import make_hf_model, make_tokenizer, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 APP = str(REPO / "dashboard" / "app.py")
@@ -62,3 +63,31 @@ def analysis(dash_env: dict[str, str]) -> Any:
             device="cpu",
         )
     )
+
+
+def save_series(root: Path, n: int = 3) -> list[Path]:
+    """A training-like series of the dashboard's tiny GPT-2: noise shrinking to zero, so
+    the last checkpoint is the model itself and earlier ones drift from it."""
+    tok = make_tokenizer()
+    out = []
+    for i in range(n):
+        model = make_hf_model("gpt2", seed=0)
+        g = torch.Generator().manual_seed(100 + i)
+        scale = 0.5 * (1 - i / (n - 1))
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.ndim == 2:
+                    p.add_(scale * p.std() * torch.randn(p.shape, generator=g))
+        d = root / f"step-{2**i:04d}"
+        model.save_pretrained(d)
+        tok.save_pretrained(d)
+        out.append(d)
+    return out
+
+
+@pytest.fixture(scope="session")
+def series_dir(dash_root: Path) -> Path:
+    folder = dash_root / "models" / "series-gpt2"
+    if not folder.exists():
+        save_series(folder)
+    return folder

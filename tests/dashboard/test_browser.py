@@ -196,3 +196,27 @@ def test_no_request_leaves_the_server(browser, server):
         assert icon.startswith("data:image/svg+xml")  # dashboard/favicon.svg, inlined
     finally:
         page.close()
+
+
+def test_compare_opens_a_trajectory_and_a_checkpoint(browser, server, series_dir, tmp_path):
+    compare = registry.page("compare")
+    tab = browser.new_page(viewport={"width": 1400, "height": 1400})
+    try:
+        tab.goto(f"{server}/{compare.url_path}?kind=ov&layer=1&head=2")
+        wait_ready(tab)
+        tab.wait_for_selector(compare.rendered, timeout=LOAD_MS)
+        tab.get_by_text("A direction's trajectory").wait_for(timeout=LOAD_MS)
+        tab.wait_for_selector('[data-testid="stDataFrame"]', timeout=LOAD_MS)
+        no_errors(tab)
+        tab.screenshot(path=str(shots_dir(tmp_path) / "compare-series.png"), full_page=True)
+        tab.get_by_role("button", name="Open on the grid").click()
+        tab.wait_for_url(f"**/{GRID.url_path}**", timeout=LOAD_MS)
+        wait_ready(tab)
+        tab.wait_for_selector(GRID.rendered, timeout=LOAD_MS)
+        no_errors(tab)
+        # The first checkpoint of the series, the same component, a direction picked.
+        assert "step-0001" in tab.url and "layer=1" in tab.url and "head=2" in tab.url
+        assert "dir=" in tab.url
+        tab.screenshot(path=str(shots_dir(tmp_path) / "compare-opened-grid.png"), full_page=True)
+    finally:
+        tab.close()

@@ -1,0 +1,166 @@
+"""One task of a sweep: build (or find) one model's cache entry.
+
+The same function runs in the serial engine and as a Ray task, so the two write the
+same bytes: it pins torch to one thread (a LAPACK call may round differently with more)
+and writes through the ordinary cache code (:func:`core.analysis.open_analysis`). A
+task whose entry is already in the cache reads it and reports ``cached``: a finished
+entry is never recomputed, whether it came from an earlier sweep or an earlier attempt.
+
+Progress and attempts are written as small JSON files into a folder every worker can
+reach (inside the shared cache folder), which the driver polls: the same on one machine
+and on a cluster with a shared file system.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: What a sweep can build per model. ``decompose``: the cache entry (decompositions and
+#: token projections); ``controls``: its random controls as well.
+WHAT = ("decompose", "controls")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One model to build.
+
+    Attributes:
+        index: the task's number in the sweep (names its progress files).
+        model: the model spec (embedded name, checkpoint folder, hub id[@revision]).
+        cache_dir: the shared cache folder.
+        processing, device: as in :class:`core.settings.Settings`.
+        what: parts to build (see :data:`WHAT`).
+        status_dir: where the task writes its progress and attempts.
+        crash_once: exit the worker process half-way through the first attempt (a test of
+            the retry path: what a killed or out-of-memory worker looks like to the engine).
+    """
+
+    index: int
+    model: str
+    cache_dir: str
+    processing: str
+    device: str
+    what: tuple[str, ...]
+    status_dir: str
+    crash_once: bool = False
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """What one task did.
+
+    Attributes:
+        model: the model spec.
+        state: ``built`` (written now), ``cached`` (found, nothing recomputed) or ``failed``.
+        attempts: attempts made (more than 1: retried after a failure).
+        seconds: wall time of the last attempt (0 for a failure).
+        entry: the entry folder (empty on failure).
+        error: one line, on failure.
+    """
+
+    model: str
+    state: str
+    attempts: int
+    seconds: float
+    entry: str = ""
+    error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON."""
+        return {
+            "model": self.model,
+            "state": self.state,
+            "attempts": self.attempts,
+            "seconds": round(self.seconds, 3),
+            "entry": self.entry,
+            "error": self.error,
+        }
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def attempts(status_dir: Path, index: int) -> int:
+    """Attempts task ``index`` has started (0 if none)."""
+    path = Path(status_dir) / f"{index:04d}.attempts"
+    return len(path.read_text().splitlines()) if path.is_file() else 0
+
+
+def read_progress(status_dir: Path, index: int) -> tuple[float, str] | None:
+    """The last progress task ``index`` reported, or ``None``."""
+    path = Path(status_dir) / f"{index:04d}.progress.json"
+    try:
+        data = json.loads(path.read_text())
+        return float(data["frac"]), str(data["msg"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Torch, and the BLAS/LAPACK/OpenMP pools below it, on one thread for the block
+    (restored after). The decompositions' float64 ``syevd`` runs in SciPy's OpenBLAS with
+    as many threads as that library has, and a threaded solve rounds differently from a
+    one-thread one: a worker Ray starts with ``OMP_NUM_THREADS=1`` then writes other
+    bytes than a serial run in a process with two threads. threadpoolctl only limits
+    libraries already loaded, so SciPy's LAPACK is loaded first.
+    """
+    import scipy.linalg  # noqa: F401  (loads SciPy's OpenBLAS so the limit reaches it)
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def run_task(spec: TaskSpec) -> TaskResult:
+    """Build or find ``spec.model``'s entry; raises what the build raises (the engine
+    retries and reports).
+    """
+    from core.analysis import controls, open_analysis
+    from core.cache.store import entry_dir
+    from core.settings import Settings
+
+    status = Path(spec.status_dir)
+    status.mkdir(parents=True, exist_ok=True)
+    with open(status / f"{spec.index:04d}.attempts", "a") as f:
+        f.write(f"{os.getpid()}\n")
+    attempt = attempts(status, spec.index)
+    t0 = time.perf_counter()
+    settings = Settings(
+        model=spec.model,
+        processing=spec.processing,  # type: ignore[arg-type]
+        device=spec.device,  # type: ignore[arg-type]
+        cache_dir=Path(spec.cache_dir),
+    )
+    progress_path = status / f"{spec.index:04d}.progress.json"
+
+    def progress(frac: float, msg: str) -> None:
+        _write_json(progress_path, {"frac": frac, "msg": msg, "attempt": attempt})
+        if spec.crash_once and attempt == 1 and frac >= 0.5:
+            os._exit(1)  # the process dies as a killed worker does: no cleanup, no exception
+
+    progress(0.0, "opening")
+    with one_thread():
+        a = open_analysis(settings, progress)
+        if "controls" in spec.what:
+            controls(a)
+    entry = entry_dir(settings.cache_dir, a.meta, settings.processing)
+    state = "cached" if a.from_cache else "built"
+    _write_json(progress_path, {"frac": 1.0, "msg": state, "attempt": attempt})
+    return TaskResult(spec.model, state, attempt, time.perf_counter() - t0, str(entry))
