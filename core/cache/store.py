@@ -41,6 +41,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from core.cache.manifest import check_manifest, inside, model_folder
+from core.cache.tables import KindResult, kind_from_tensors, kind_tensors
 from core.cache.tensors import tensors_from_buffer
 from core.errors import CacheError
 from core.model.weights import ModelMeta
@@ -58,24 +59,6 @@ TOKENS_FILE = "tokens.json"
 PART_PREFIX = "part-"
 #: Stat stamps of the files whose SHA-256 checked out (see :data:`TRUST_AFTER_S`).
 VERIFIED = "verified.json"
-
-
-@dataclass(frozen=True)
-class KindResult:
-    """A kind's decomposition with the cached token projection of its first directions.
-
-    ``tops`` rows are component-major: row ``c * n_projected + i`` is direction ``i`` of
-    component ``c``.
-    """
-
-    decomposition: Decomposition
-    tops: TopTokens
-    n_projected: int
-
-    def __post_init__(self) -> None:
-        c = len(self.decomposition.components)
-        if self.tops.top_idx.shape[0] != c * self.n_projected:
-            raise ValueError("tops must hold n_projected rows per component")
 
 
 @dataclass(frozen=True)
@@ -163,46 +146,6 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def _kind_tensors(res: KindResult) -> dict[str, torch.Tensor]:
-    d = res.decomposition
-    t: dict[str, torch.Tensor] = {
-        "S": d.S,
-        "degenerate": d.degenerate.to(torch.uint8),
-        "top_idx": res.tops.top_idx.to(torch.int32),
-        "top_val": res.tops.top_val,
-        "bottom_idx": res.tops.bottom_idx.to(torch.int32),
-        "bottom_val": res.tops.bottom_val,
-    }
-    if d.U is not None:
-        t["U"] = d.U
-    if d.V is not None:
-        t["V"] = d.V
-    return {k: v.detach().cpu().contiguous() for k, v in t.items()}
-
-
-def _kind_from_tensors(
-    kind: str, comps: list[list[Any]], n_projected: int, t: dict[str, torch.Tensor], control: bool
-) -> KindResult:
-    d = Decomposition(
-        kind=kind,
-        components=tuple((int(c[0]), None if c[1] is None else int(c[1])) for c in comps),
-        S=t["S"],
-        U=t.get("U"),
-        V=t.get("V"),
-        degenerate=t["degenerate"].bool(),
-        control=control,
-    )
-    # Token ids stay int32 as stored: widening every kind's ends to int64 was a third of
-    # a cached answer's time (indexing takes int32 ids as they are).
-    tops = TopTokens(
-        top_idx=t["top_idx"],
-        top_val=t["top_val"],
-        bottom_idx=t["bottom_idx"],
-        bottom_val=t["bottom_val"],
-    )
-    return KindResult(d, tops, n_projected)
-
-
 def _write_tables(
     out: Path, tables: dict[str, dict[str, KindResult]]
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
@@ -215,7 +158,7 @@ def _write_tables(
             fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{fname}.", suffix=".tmp")
             os.close(fd)
             try:
-                save_file(_kind_tensors(res), tmp)
+                save_file(kind_tensors(res), tmp)
                 os.replace(tmp, out / fname)
             finally:
                 Path(tmp).unlink(missing_ok=True)
@@ -400,7 +343,7 @@ def _read_group(
     try:
         for kind, k in info[group].items():
             t = tensors_from_buffer(blobs[k["file"]])  # views of a private buffer
-            table[kind] = _kind_from_tensors(
+            table[kind] = kind_from_tensors(
                 kind, k["components"], int(k["n_projected"]), t, group == "controls"
             )
     except Exception as exc:  # any content that does not fit (names, shapes, dtypes)

@@ -6,6 +6,7 @@ Example::
     python -m core sweep --models ckpts/ --engine ray --json
     python -m core sweep --models A,B,C --engine ray --address 10.0.0.1:6379 \\
         --gpus-per-task 1 --cache-dir /shared/svd-cache
+    python -m core sweep --models big-model/ --engine ray --layers-per-task 4
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def _run(args: argparse.Namespace) -> Any:
         num_cpus=args.num_cpus,
         gpus_per_task=args.gpus_per_task,
         max_retries=args.max_retries,
+        layers_per_task=args.layers_per_task,
     )
     report = run_sweep(options, _progress)
     out = report.to_json()
@@ -75,4 +77,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--gpus-per-task", type=float, default=0.0)
     p.add_argument("--max-retries", type=int, default=3, help="retries of a task whose worker died")
     p.add_argument("--what", default="decompose", help="decompose[,controls]")
+    p.add_argument(
+        "--layers-per-task",
+        type=int,
+        default=0,
+        help="split each model into tasks of N layers that read only their layers' tensors "
+        "(for models too big for one worker); 0: one task per model",
+    )
     p.set_defaults(func=_run)

@@ -41,7 +41,12 @@ class SweepOptions:
         num_cpus: CPUs of a local Ray cluster started here (``None``: all).
         gpus_per_task: GPUs Ray reserves per task (fractions allowed).
         max_retries: retries of a task whose worker died.
-        crash_once: model specs whose first attempt kills its worker half-way (tests).
+        crash_once: model specs whose first attempt kills its worker half-way (tests;
+            with a split, every piece of that model's first attempt).
+        layers_per_task: 0 builds each model in one task; ``N`` splits each model into
+            tasks of ``N`` layers (and one for the embedding) that read only their
+            layers' tensors, merged into the entry when all are done
+            (:mod:`core.sweep.layers`): for models too big for one worker's memory.
     """
 
     models: tuple[str, ...]
@@ -55,6 +60,7 @@ class SweepOptions:
     gpus_per_task: float = 0.0
     max_retries: int = 3
     crash_once: frozenset[str] = field(default_factory=frozenset)
+    layers_per_task: int = 0
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -66,6 +72,13 @@ class SweepOptions:
             raise SpecError(f"Unknown engine {self.engine!r}; use local or ray.")
         if self.gpus_per_task < 0 or self.max_retries < 0:
             raise SpecError("--gpus-per-task and the retries must not be negative.")
+        if self.layers_per_task < 0:
+            raise SpecError("--layers-per-task must be 0 (whole models) or a positive count.")
+        if self.layers_per_task and "controls" in self.what:
+            raise SpecError(
+                "A per-layer split cannot build the random controls (they draw the whole "
+                "model in one random stream); leave out --layers-per-task or 'controls'."
+            )
 
 
 @dataclass(frozen=True)
@@ -128,30 +141,115 @@ def run_sweep(options: SweepOptions, progress: SweepProgress = _quiet) -> SweepR
         SpecError: Ray is asked for and cannot start or reach the cluster.
     """
     status = _status_dir(options.cache_dir)
-    specs = _specs(options, status)
     t0 = time.perf_counter()
-    if options.engine == "local":
-        results = [_run_local(s, progress) for s in specs]
+    if options.layers_per_task:
+        results = _run_split(options, status, progress)
     else:
-        results = _run_ray(specs, options, progress)
+        results = _run_specs(_specs(options, status), options, progress)
     return SweepReport(options.engine, tuple(results), time.perf_counter() - t0)
+
+
+def _run_specs(
+    specs: Sequence[TaskSpec], options: SweepOptions, progress: SweepProgress
+) -> list[TaskResult]:
+    if not specs:
+        return []
+    if options.engine == "local":
+        return [_run_local(s, progress) for s in specs]
+    return _run_ray(specs, options, progress)
+
+
+def _settings(options: SweepOptions, model: str) -> Any:
+    from core.settings import Settings
+
+    return Settings(
+        model=model,
+        processing=options.processing,  # type: ignore[arg-type]
+        device=options.device,  # type: ignore[arg-type]
+        cache_dir=Path(options.cache_dir).resolve(),
+    )
+
+
+def _run_split(options: SweepOptions, status: Path, progress: SweepProgress) -> list[TaskResult]:
+    """Every model in pieces of ``layers_per_task`` layers: the pieces of all models run
+    as one pool of tasks, then each model whose pieces all finished is merged here.
+    """
+    from core.errors import CoreError
+    from core.model.loading import locate_model
+    from core.model.streamed import CheckpointReader
+    from core.sweep.layers import cached_entry, merge, part_name, plan
+
+    done: dict[str, TaskResult] = {}
+    pieces: dict[str, list[tuple[int, int]]] = {}
+    specs: list[TaskSpec] = []
+    for model in options.models:
+        t0 = time.perf_counter()
+        try:
+            source = Path(locate_model(model))
+            entry = cached_entry(_settings(options, model), source)
+            if entry is not None:
+                done[model] = TaskResult(model, "cached", 1, time.perf_counter() - t0, str(entry))
+                continue
+            ranges = plan(CheckpointReader(source).n_layers, options.layers_per_task)
+        except (CoreError, OSError, ValueError) as exc:
+            done[model] = TaskResult(model, "failed", 0, 0.0, error=_one_line(exc))
+            continue
+        pieces[model] = ranges
+        for layers in [*ranges, None]:
+            specs.append(
+                TaskSpec(
+                    len(specs),
+                    model,
+                    str(Path(options.cache_dir).resolve()),
+                    options.processing,
+                    options.device,
+                    tuple(options.what),
+                    str(status),
+                    model in options.crash_once,
+                    piece=part_name(layers),
+                    layers=layers,
+                )
+            )
+    results = _run_specs(specs, options, progress)
+    by_model: dict[str, list[TaskResult]] = {}
+    for spec, result in zip(specs, results, strict=True):
+        by_model.setdefault(spec.model, []).append(result)
+    for model, ranges in pieces.items():
+        parts = by_model[model]
+        tries = max(r.attempts for r in parts)
+        seconds = sum(r.seconds for r in parts)
+        failed = [r for r in parts if r.state == "failed"]
+        if failed:
+            done[model] = TaskResult(
+                model, "failed", tries, 0.0, error=f"{failed[0].model}: {failed[0].error}"
+            )
+            continue
+        t0 = time.perf_counter()
+        try:
+            entry = merge(_settings(options, model), Path(locate_model(model)), ranges)
+        except (CoreError, OSError, ValueError, RuntimeError) as exc:
+            done[model] = TaskResult(model, "failed", tries, 0.0, error=_one_line(exc))
+            continue
+        seconds += time.perf_counter() - t0
+        done[model] = TaskResult(model, "built", tries, seconds, str(entry))
+    return [done[m] for m in options.models]
 
 
 def _run_local(spec: TaskSpec, progress: SweepProgress) -> TaskResult:
     from core.errors import CoreError
 
-    progress(spec.index, spec.model, 0.0, "started")
+    progress(spec.index, spec.label, 0.0, "started")
     try:
         result = run_task(spec)
     except (CoreError, OSError, RuntimeError, ValueError) as exc:
         result = TaskResult(
-            spec.model,
+            spec.label,
             "failed",
             attempts(Path(spec.status_dir), spec.index),
             0.0,
             error=_one_line(exc),
         )
-    progress(spec.index, spec.model, 1.0, result.state)
+    progress(spec.index, spec.label, 1.0, result.state)
     return result
 
 
@@ -191,7 +289,7 @@ def _run_ray(
         shown: dict[int, tuple[float, str] | None] = {}
         pending = list(refs)
         for s in specs:
-            progress(s.index, s.model, 0.0, "queued")
+            progress(s.index, s.label, 0.0, "queued")
         while pending:
             ready, pending = ray.wait(pending, num_returns=1, timeout=0.5)
             for s in specs:
@@ -201,7 +299,7 @@ def _run_ray(
                         shown[s.index] = p
                         n = attempts(Path(s.status_dir), s.index)
                         progress(
-                            s.index, s.model, p[0], p[1] + (f" (attempt {n})" if n > 1 else "")
+                            s.index, s.label, p[0], p[1] + (f" (attempt {n})" if n > 1 else "")
                         )
             for ref in ready:
                 s = refs[ref]
@@ -209,9 +307,9 @@ def _run_ray(
                     results[s.index] = ray.get(ref)
                 except Exception as exc:  # a RayTaskError wraps any exception of the task
                     n = attempts(Path(s.status_dir), s.index)
-                    results[s.index] = TaskResult(s.model, "failed", n, 0.0, error=_one_line(exc))
+                    results[s.index] = TaskResult(s.label, "failed", n, 0.0, error=_one_line(exc))
                 if shown.get(s.index) != (1.0, results[s.index].state):  # not said yet
-                    progress(s.index, s.model, 1.0, results[s.index].state)
+                    progress(s.index, s.label, 1.0, results[s.index].state)
         return [results[s.index] for s in specs]
     finally:
         if started:

@@ -40,6 +40,9 @@ class TaskSpec:
         status_dir: where the task writes its progress and attempts.
         crash_once: exit the worker process half-way through the first attempt (a test of
             the retry path: what a killed or out-of-memory worker looks like to the engine).
+        piece: empty for the whole model; else one piece of a per-layer split
+            (:mod:`core.sweep.layers`): ``layers-A-B`` or ``embed``.
+        layers: the piece's layer range ``[a, b)`` (``None`` for the embedding piece).
     """
 
     index: int
@@ -50,6 +53,13 @@ class TaskSpec:
     what: tuple[str, ...]
     status_dir: str
     crash_once: bool = False
+    piece: str = ""
+    layers: tuple[int, int] | None = None
+
+    @property
+    def label(self) -> str:
+        """The model, and the piece when it is one."""
+        return f"{self.model} [{self.piece}]" if self.piece else self.model
 
 
 @dataclass(frozen=True)
@@ -155,6 +165,8 @@ def run_task(spec: TaskSpec) -> TaskResult:
         if spec.crash_once and attempt == 1 and frac >= 0.5:
             os._exit(1)  # the process dies as a killed worker does: no cleanup, no exception
 
+    if spec.piece:
+        return _run_piece(spec, settings, attempt, progress, t0)
     progress(0.0, "opening")
     with one_thread():
         a = open_analysis(settings, progress)
@@ -164,3 +176,16 @@ def run_task(spec: TaskSpec) -> TaskResult:
     state = "cached" if a.from_cache else "built"
     _write_json(progress_path, {"frac": 1.0, "msg": state, "attempt": attempt})
     return TaskResult(spec.model, state, attempt, time.perf_counter() - t0, str(entry))
+
+
+def _run_piece(spec: TaskSpec, settings: Any, attempt: int, progress: Any, t0: float) -> TaskResult:
+    from core.model.loading import locate_model
+    from core.sweep.layers import build_shard
+
+    progress(0.0, "reading the piece's tensors")
+    progress(0.5, "decomposing")
+    with one_thread():
+        out, built = build_shard(settings, Path(locate_model(spec.model)), spec.layers)
+    state = "built" if built else "cached"
+    progress(1.0, state)
+    return TaskResult(spec.label, state, attempt, time.perf_counter() - t0, str(out))

@@ -29,6 +29,13 @@ class Family:
         transposed: whether a module's ``weight`` is ``W^T`` for the ``x @ W`` matrix
             (``nn.Linear``, ``[d_out, d_in]``) rather than ``W`` itself (GPT-2's Conv1D).
         final_norm: module path of the norm before the unembedding.
+        embed: module path of the token embedding.
+        unembed: module path of the unembedding (absent from the files when tied to the
+            embedding).
+        qkv_layout: how a fused query/key/value weight is laid out: ``concat`` (GPT-2:
+            columns ``[Q | K | V]``), ``per_head`` (NeoX: rows ``[head, (q, k, v),
+            d_head]``), or ``separate`` (roles ``q``, ``k``, ``v``, one module each).
+        normalization: ``LN`` or ``RMS``, as :class:`core.model.weights.ModelMeta` names it.
     """
 
     name: str
@@ -41,6 +48,10 @@ class Family:
     modules: Mapping[str, str]
     transposed: bool
     final_norm: str
+    embed: str
+    unembed: str
+    qkv_layout: str
+    normalization: str
 
     def path(self, role: str, layer: int) -> str:
         """The full module path of ``role`` in ``layer`` (``KeyError`` if it has none)."""

@@ -27,4 +27,8 @@ FAMILY = Family(
     },
     transposed=False,
     final_norm="transformer.ln_f",
+    embed="transformer.wte",
+    unembed="lm_head",
+    qkv_layout="concat",
+    normalization="LN",
 )

@@ -23,6 +23,8 @@ FAMILY = Family(
     modules={
         "ln1": "input_layernorm",
         "ln2": "post_attention_layernorm",
+        "q": "self_attn.q_proj",
+        "k": "self_attn.k_proj",
         "v": "self_attn.v_proj",  # one block of d_head rows per key/value head
         "attn_out": "self_attn.o_proj",
         "mlp_in": "mlp.up_proj",
@@ -31,4 +33,8 @@ FAMILY = Family(
     },
     transposed=True,
     final_norm="model.norm",
+    embed="model.embed_tokens",
+    unembed="lm_head",
+    qkv_layout="separate",
+    normalization="RMS",
 )

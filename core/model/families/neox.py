@@ -27,4 +27,8 @@ FAMILY = Family(
     },
     transposed=True,
     final_norm="gpt_neox.final_layer_norm",
+    embed="gpt_neox.embed_in",
+    unembed="embed_out",
+    qkv_layout="per_head",
+    normalization="LN",
 )

@@ -1,0 +1,276 @@
+"""A checkpoint's weights read layer by layer from its safetensors files, without a model.
+
+A sweep over a model too big for one worker's memory splits into per-layer tasks
+(:mod:`core.sweep.layers`); each needs one layer's matrices and ``W_U``, not the model.
+:class:`CheckpointReader` memory-maps the files (``safe_open``) and converts the tensors
+one layer needs into the layout :func:`core.model.weights.weights_from_params` builds
+from TransformerLens (the tests hold the two equal, tensor for tensor), using only the
+family's data (:mod:`core.model.families`): where each weight lives and how a fused
+query/key/value weight is laid out.
+
+:func:`streamed_meta` gives the same :class:`~core.model.weights.ModelMeta` as a full
+load, weights hash included: :func:`~core.model.weights.hash_tensors` hashes each
+stacked tensor's bytes, which are its layers' bytes one after another, so the digest is
+computed one layer at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from core.errors import ModelLoadError
+from core.model.families import Family, family_for
+from core.model.weights import ModelMeta, ModelWeights
+
+#: Per-layer tensors of the weight view, as :class:`ModelWeights` names them (stacked).
+LAYER_KEYS = ("W_Q", "W_K", "W_V", "W_O", "W_in", "W_gate", "W_out", "ln1_w", "ln2_w")
+
+
+class CheckpointReader:
+    """One local Hugging Face checkpoint's weights, read tensor by tensor.
+
+    Attributes:
+        directory: the checkpoint folder.
+        config: its ``config.json``.
+        family: its architecture family.
+    """
+
+    def __init__(self, directory: Path | str) -> None:
+        self.directory = Path(directory)
+        cfg_path = self.directory / "config.json"
+        try:
+            self.config: dict[str, Any] = json.loads(cfg_path.read_text())
+        except (OSError, ValueError):
+            raise ModelLoadError(
+                f"{self.directory} has no readable config.json; give a Hugging Face "
+                "checkpoint folder."
+            ) from None
+        self.family: Family = family_for(str(self.config.get("model_type", "")), ModelLoadError)
+        self._where = self._index()
+        self._handles: dict[Path, Any] = {}
+
+    def _index(self) -> dict[str, Path]:
+        files = sorted(self.directory.glob("*.safetensors"))
+        if not files:
+            raise ModelLoadError(
+                f"{self.directory} has no .safetensors weights; a per-layer split reads "
+                "safetensors only (save the model with safe_serialization=True)."
+            )
+        from safetensors import safe_open
+
+        where: dict[str, Path] = {}
+        for f in files:
+            with safe_open(str(f), "pt") as s:
+                for key in s.keys():  # noqa: SIM118 (a safetensors handle is not a dict)
+                    where[key] = f
+        return where
+
+    def _cfg(self, name: str) -> int:
+        return int(self.config[self.family.config_keys[name]])
+
+    @property
+    def n_layers(self) -> int:
+        """Number of transformer blocks."""
+        return self._cfg("n_layers")
+
+    @property
+    def n_heads(self) -> int:
+        """Query heads."""
+        return self._cfg("n_heads")
+
+    @property
+    def n_kv_heads(self) -> int:
+        """Key/value heads (``n_heads`` without grouped-query attention)."""
+        key = self.family.config_keys.get("n_kv_heads")
+        value = self.config.get(key) if key else None
+        return int(value) if value else self.n_heads
+
+    @property
+    def d_head(self) -> int:
+        """Width of one head."""
+        value = self.config.get("head_dim")
+        return int(value) if value else self._cfg("d_model") // self.n_heads
+
+    def has(self, name: str) -> bool:
+        """Whether the files hold tensor ``name``."""
+        return name in self._where
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """Tensor ``name``'s shape, from the file's header (no data read)."""
+        return tuple(self._handle(name).get_slice(name).get_shape())
+
+    def _handle(self, name: str) -> Any:
+        from safetensors import safe_open
+
+        path = self._where.get(name)
+        if path is None:
+            raise ModelLoadError(
+                f"{self.directory} has no tensor {name}; is it a complete checkpoint?"
+            )
+        handle = self._handles.get(path)
+        if handle is None:
+            handle = self._handles[path] = safe_open(str(path), "pt")
+        return handle
+
+    def d_mlp(self) -> int:
+        """The MLP's width (from the header of layer 0's input matrix)."""
+        shape = self.shape(f"{self.family.path('mlp_in', 0)}.weight")
+        return shape[0] if self.family.transposed else shape[1]
+
+    def gated(self) -> bool:
+        """Whether the MLP has a gate."""
+        return "mlp_gate" in self.family.modules and self.has(
+            f"{self.family.path('mlp_gate', 0)}.weight"
+        )
+
+    def tensor(self, name: str) -> Tensor:
+        """Tensor ``name`` as float32 (read from the memory-mapped file)."""
+        return self._handle(name).get_tensor(name).to(torch.float32)
+
+    def _matrix(self, role: str, layer: int) -> Tensor:
+        """The ``x @ W`` matrix of ``role`` in ``layer``."""
+        w = self.tensor(f"{self.family.path(role, layer)}.weight")
+        return w.T if self.family.transposed else w
+
+    def _heads(self, w: Tensor, n: int) -> Tensor:
+        """``[d_model, n * d_head]`` -> ``[n, d_model, d_head]``."""
+        return w.reshape(w.shape[0], n, self.d_head).permute(1, 0, 2)
+
+    def attention(self, layer: int) -> dict[str, Tensor]:
+        """``W_Q``, ``W_K``, ``W_V`` ``[n_heads, d_model, d_head]`` and ``W_O``
+        ``[n_heads, d_head, d_model]`` of ``layer``; grouped key/value heads are repeated
+        for each query head of their group, as TransformerLens does.
+        """
+        nh, dh = self.n_heads, self.d_head
+        layout = self.family.qkv_layout
+        if layout == "concat":
+            w = self._matrix("qkv", layer)  # [d_model, 3 * nh * dh]
+            q, k, v = (self._heads(w[:, i * nh * dh : (i + 1) * nh * dh], nh) for i in range(3))
+        elif layout == "per_head":
+            w = self.tensor(f"{self.family.path('qkv', layer)}.weight")  # [nh * 3 * dh, d]
+            w = w.reshape(nh, 3, dh, -1)
+            q, k, v = (w[:, i].transpose(1, 2) for i in range(3))
+        elif layout == "separate":
+            group = nh // self.n_kv_heads
+            q = self._heads(self._matrix("q", layer), nh)
+            k, v = (
+                self._heads(self._matrix(r, layer), self.n_kv_heads).repeat_interleave(group, 0)
+                for r in ("k", "v")
+            )
+        else:  # a family whose data names a layout this reader does not know
+            raise ModelLoadError(f"Unknown query/key/value layout {layout!r}.")
+        o = self._matrix("attn_out", layer).reshape(nh, dh, -1)
+        return {"W_Q": q, "W_K": k, "W_V": v, "W_O": o}
+
+    def layer(self, layer: int) -> dict[str, Tensor | None]:
+        """Every per-layer tensor of :data:`LAYER_KEYS` for ``layer`` (unstacked)."""
+        out: dict[str, Tensor | None] = dict(self.attention(layer))
+        out["W_in"] = self._matrix("mlp_in", layer)
+        out["W_gate"] = (
+            self._matrix("mlp_gate", layer) if "mlp_gate" in self.family.modules else None
+        )
+        out["W_out"] = self._matrix("mlp_out", layer)
+        out["ln1_w"] = self.tensor(f"{self.family.path('ln1', layer)}.weight")
+        out["ln2_w"] = self.tensor(f"{self.family.path('ln2', layer)}.weight")
+        return out
+
+    def embed(self) -> Tensor:
+        """``W_E`` ``[d_vocab, d_model]``."""
+        return self.tensor(f"{self.family.embed}.weight")
+
+    def unembed(self) -> Tensor:
+        """``W_U`` ``[d_model, d_vocab]`` (the embedding's transpose when tied).
+
+        A transposed view, laid out as TransformerLens lays it out: a reduction over a
+        differently strided copy may round differently, and the entry must not depend
+        on which path read the weights.
+        """
+        name = f"{self.family.unembed}.weight"
+        return (self.tensor(name) if self.has(name) else self.embed()).T
+
+    def final_norm(self) -> Tensor:
+        """The final norm's scale ``[d_model]``."""
+        return self.tensor(f"{self.family.final_norm}.weight")
+
+    def architecture(self) -> str:
+        """The Hugging Face architecture name."""
+        archs = self.config.get("architectures") or [self.family.model_class]
+        return str(archs[0])
+
+    def parallel(self) -> bool:
+        """Whether attention and MLP read the same residual stream (NeoX's default)."""
+        return self.family.name == "neox" and bool(self.config.get("use_parallel_residual", True))
+
+
+def _stacked(reader: CheckpointReader, key: str) -> Iterator[Tensor]:
+    for layer in range(reader.n_layers):
+        t = reader.layer(layer)[key]
+        assert t is not None
+        yield t
+
+
+def streamed_meta(reader: CheckpointReader, name: str) -> ModelMeta:
+    """The model's :class:`ModelMeta`, its weights hash computed one layer at a time (the
+    same digest :func:`core.model.weights.hash_tensors` gives the stacked view).
+    """
+    first = reader.layer(0)
+    W_E, W_U = reader.embed(), reader.unembed()
+    gated = first["W_gate"] is not None
+    L = reader.n_layers
+    whole = {"W_E": W_E, "W_U": W_U, "lnf_w": reader.final_norm()}
+    h = hashlib.blake2b(digest_size=16)
+    keys = sorted([*whole, *(k for k in LAYER_KEYS if k != "W_gate" or gated)])
+    for key in keys:
+        if key in whole:
+            t = whole[key]
+            h.update(f"{key}:{tuple(t.shape)}".encode())
+            h.update(t.contiguous().numpy().tobytes())
+            continue
+        shape = first[key].shape  # type: ignore[union-attr]
+        h.update(f"{key}:{(L, *shape)}".encode())
+        for t in _stacked(reader, key):
+            h.update(t.contiguous().numpy().tobytes())
+    return ModelMeta(
+        name=name,
+        architecture=reader.architecture(),
+        n_layers=L,
+        n_heads=reader.n_heads,
+        n_kv_heads=reader.n_kv_heads,
+        d_model=int(W_E.shape[1]),
+        d_head=reader.d_head,
+        d_mlp=int(first["W_in"].shape[1]),  # type: ignore[union-attr]
+        d_vocab=int(W_U.shape[1]),
+        normalization=reader.family.normalization,
+        gated=gated,
+        parallel_attn_mlp=reader.parallel(),
+        weights_hash=h.hexdigest(),
+    )
+
+
+def layer_weights(reader: CheckpointReader, meta: ModelMeta, layers: range) -> ModelWeights:
+    """The raw view of ``layers`` alone (``meta.n_layers`` = their count; the embedding,
+    unembedding and final norm of the whole model).
+    """
+    parts = [reader.layer(i) for i in layers]
+
+    def stack(key: str) -> Tensor | None:
+        if parts[0][key] is None:
+            return None
+        return torch.stack([p[key] for p in parts])  # type: ignore[misc]
+
+    sub = ModelMeta(**{**meta.to_json(), "n_layers": len(layers)})
+    return ModelWeights(
+        meta=sub,
+        processing="raw",
+        W_E=reader.embed(),
+        W_U=reader.unembed(),
+        lnf_w=reader.final_norm(),
+        **{k: stack(k) for k in LAYER_KEYS},  # type: ignore[arg-type]
+    )

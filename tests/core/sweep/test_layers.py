@@ -1,0 +1,106 @@
+"""Per-layer split sweeps: each piece reads only its layers' tensors, and the merged entry
+equals a serial build of the whole model byte for byte, on the three families; on Ray a
+piece whose worker dies is retried; a finished entry or piece is not rebuilt."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from core.cli.main import main
+from core.errors import SpecError
+from core.model.streamed import CheckpointReader
+from core.settings import Settings
+from core.sweep import SweepOptions, run_sweep
+from core.sweep.layers import build_shard, shards_root
+from tests.core.sweep.test_sweep import entry_files
+from tests.tiny_models import ARCHS
+
+
+def hashes(cache: Path) -> dict[str, str]:
+    files = entry_files(cache)
+    assert not any(k.startswith(".shards") and "layers" in k for k in files), "shards left"
+    return {k: v[0] for k, v in files.items() if not k.startswith(".shards")}
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_split_equals_serial(checkpoints: dict[str, Path], arch: str, tmp_path: Path) -> None:
+    model = (str(checkpoints[arch]),)
+    serial = run_sweep(SweepOptions(model, tmp_path / "serial", device="cpu"))
+    seen: list[str] = []
+    split = run_sweep(
+        SweepOptions(model, tmp_path / "split", device="cpu", layers_per_task=1),
+        lambda i, m, f, msg: seen.append(m),
+    )
+    assert serial.results[0].state == split.results[0].state == "built"
+    a, b = hashes(tmp_path / "serial"), hashes(tmp_path / "split")
+    assert len(a) >= 9 and a == b
+    # Two layers, one piece each, and the embedding: progress named every piece.
+    assert {re.sub(r".* \[", "[", m) for m in seen} == {
+        "[layers-0000-0001]",
+        "[layers-0001-0002]",
+        "[embed]",
+    }
+    again = run_sweep(SweepOptions(model, tmp_path / "split", device="cpu", layers_per_task=1))
+    assert again.results[0].state == "cached"
+
+
+def test_a_piece_reads_only_its_layers(
+    checkpoints: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read: list[str] = []
+    original = CheckpointReader.tensor
+
+    def spy(self: CheckpointReader, name: str):  # type: ignore[no-untyped-def]
+        read.append(name)
+        return original(self, name)
+
+    monkeypatch.setattr(CheckpointReader, "tensor", spy)
+    path = checkpoints["llama"]
+    settings = Settings(model=str(path), device="cpu", cache_dir=tmp_path)
+    out, built = build_shard(settings, path, (1, 2))
+    assert built and (out / "shard.json").is_file()
+    layered = {n for n in read if ".layers." in n}
+    assert layered and all(".layers.1." in n for n in layered), sorted(layered)
+    # A second call finds the shard whole and reads nothing.
+    read.clear()
+    assert build_shard(settings, path, (1, 2)) == (out, False) and not read
+    assert out.parent == shards_root(settings, path)
+
+
+def test_split_on_ray_retries_a_killed_piece(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray")
+    model = (str(checkpoints["gpt2"]),)
+    serial = run_sweep(SweepOptions(model, tmp_path / "serial", device="cpu"))
+    assert serial.results[0].state == "built"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        report = run_sweep(
+            SweepOptions(
+                model,
+                tmp_path / "ray",
+                device="cpu",
+                engine="ray",
+                layers_per_task=1,
+                crash_once=frozenset(model),
+            )
+        )
+    finally:
+        ray.shutdown()
+    (result,) = report.results
+    assert result.state == "built" and result.attempts == 2, report.to_json()
+    assert hashes(tmp_path / "serial") == hashes(tmp_path / "ray")
+
+
+def test_split_refusals(checkpoints: dict[str, Path], tmp_path: Path, capsys) -> None:
+    with pytest.raises(SpecError, match="random controls"):
+        SweepOptions(("m",), tmp_path, what=("decompose", "controls"), layers_per_task=2)
+    with pytest.raises(SpecError, match="layers-per-task"):
+        SweepOptions(("m",), tmp_path, layers_per_task=-1)
+    args = ["sweep", "--models", str(checkpoints["neox"]), "--cache-dir", str(tmp_path)]
+    assert main([*args, "--layers-per-task", "2", "--device", "cpu", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["built"], out["failed"]) == (1, 0)
