@@ -76,7 +76,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray cluster")
     p.add_argument("--gpus-per-task", type=float, default=0.0)
     p.add_argument("--max-retries", type=int, default=3, help="retries of a task whose worker died")
-    p.add_argument("--what", default="decompose", help="decompose[,controls]")
+    p.add_argument(
+        "--what",
+        default="decompose",
+        help="decompose[,controls][,labels] (labels: the offline labeller, stored in labels.sqlite)",
+    )
     p.add_argument(
         "--layers-per-task",
         type=int,

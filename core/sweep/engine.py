@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,7 @@ class SweepReport:
     engine: str
     results: tuple[TaskResult, ...]
     seconds: float
+    labels: int = 0
 
     @property
     def failed(self) -> list[TaskResult]:
@@ -103,6 +104,7 @@ class SweepReport:
             "cached": sum(r.state == "cached" for r in self.results),
             "failed": len(self.failed),
             "retried": sum(r.attempts > 1 for r in self.results),
+            "labels": self.labels,
             "tasks": [r.to_json() for r in self.results],
         }
 
@@ -144,9 +146,61 @@ def run_sweep(options: SweepOptions, progress: SweepProgress = _quiet) -> SweepR
     t0 = time.perf_counter()
     if options.layers_per_task:
         results = _run_split(options, status, progress)
+        if "labels" in options.what:
+            results = _label_round(options, status, results, progress)
     else:
         results = _run_specs(_specs(options, status), options, progress)
-    return SweepReport(options.engine, tuple(results), time.perf_counter() - t0)
+    labelled = _store_labels(options, results) if "labels" in options.what else 0
+    return SweepReport(options.engine, tuple(results), time.perf_counter() - t0, labelled)
+
+
+def _label_round(
+    options: SweepOptions, status: Path, merged: list[TaskResult], progress: SweepProgress
+) -> list[TaskResult]:
+    """After a split sweep: label each merged model in a whole-model task (the entry is
+    read from the cache by fingerprint, so no task loads the model).
+    """
+    todo = [r for r in merged if r.state != "failed"]
+    specs = [
+        TaskSpec(
+            1000 + i,
+            r.model,
+            str(Path(options.cache_dir).resolve()),
+            options.processing,
+            options.device,
+            ("labels",),
+            str(status),
+        )
+        for i, r in enumerate(todo)
+    ]
+    labelled = {
+        s.model: res for s, res in zip(specs, _run_specs(specs, options, progress), strict=True)
+    }
+    out = []
+    for r in merged:
+        lab = labelled.get(r.model)
+        if lab is None:
+            out.append(r)
+        elif lab.state == "failed":
+            out.append(replace(r, state="failed", error=f"labels: {lab.error}"))
+        else:
+            state = "built" if "built" in (r.state, lab.state) else "cached"
+            out.append(replace(r, state=state, seconds=r.seconds + lab.seconds))
+    return out
+
+
+def _store_labels(options: SweepOptions, results: Sequence[TaskResult]) -> int:
+    """Copy every finished entry's verdicts into ``<cache_dir>/labels.sqlite`` (here, in
+    the driver: one writer, whatever file system the workers share); returns how many.
+    """
+    from core.label.store import LabelStore
+    from core.sweep.task import stored_labels
+
+    records = [rec for r in results if r.entry for rec in stored_labels(Path(r.entry))]
+    if not records:
+        return 0
+    with LabelStore.in_cache(Path(options.cache_dir)) as store:
+        return store.put(records)
 
 
 def _run_specs(

@@ -14,6 +14,7 @@ and on a cluster with a shared file system.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import time
@@ -23,8 +24,16 @@ from pathlib import Path
 from typing import Any
 
 #: What a sweep can build per model. ``decompose``: the cache entry (decompositions and
-#: token projections); ``controls``: its random controls as well.
-WHAT = ("decompose", "controls")
+#: token projections); ``controls``: its random controls as well; ``labels``: the
+#: offline labeller's verdicts on the first :data:`LABEL_N` directions of every OV, MLP-in
+#: and MLP-out component (and of their controls when ``controls`` is swept too).
+WHAT = ("decompose", "controls", "labels")
+#: Directions per component the ``labels`` part labels, and tokens shown per direction
+#: (as ``python -m core label`` does by default).
+LABEL_N, LABEL_K = 30, 15
+#: The derived cache part a task writes its verdicts to (the driver copies them into
+#: the SQLite label store: workers never write to one database over a shared file system).
+LABELS_PART = "labels-offline"
 
 
 @dataclass(frozen=True)
@@ -142,8 +151,8 @@ def run_task(spec: TaskSpec) -> TaskResult:
     """Build or find ``spec.model``'s entry; raises what the build raises (the engine
     retries and reports).
     """
-    from core.analysis import controls, open_analysis
-    from core.cache.store import entry_dir
+    from core.analysis import controls, controls_ready, open_analysis
+    from core.cache.store import CONTROLS_MANIFEST, entry_dir
     from core.settings import Settings
 
     status = Path(spec.status_dir)
@@ -170,10 +179,18 @@ def run_task(spec: TaskSpec) -> TaskResult:
     progress(0.0, "opening")
     with one_thread():
         a = open_analysis(settings, progress)
+        built_now = not a.from_cache
         if "controls" in spec.what:
+            # Read from the entry when its controls part is there, else built now.
+            on_disk = (
+                entry_dir(settings.cache_dir, a.meta, settings.processing) / CONTROLS_MANIFEST
+            ).is_file()
+            built_now |= not (controls_ready(a) or on_disk)
             controls(a)
+        if "labels" in spec.what:
+            built_now |= label_entry(a, "controls" in spec.what, progress)
     entry = entry_dir(settings.cache_dir, a.meta, settings.processing)
-    state = "cached" if a.from_cache else "built"
+    state = "built" if built_now else "cached"
     _write_json(progress_path, {"frac": 1.0, "msg": state, "attempt": attempt})
     return TaskResult(spec.model, state, attempt, time.perf_counter() - t0, str(entry))
 
@@ -189,3 +206,51 @@ def _run_piece(spec: TaskSpec, settings: Any, attempt: int, progress: Any, t0: f
     state = "built" if built else "cached"
     progress(1.0, state)
     return TaskResult(spec.label, state, attempt, time.perf_counter() - t0, str(out))
+
+
+def label_entry(analysis: Any, with_controls: bool, progress: Any) -> bool:
+    """Write the offline verdicts of ``analysis``'s entry as its :data:`LABELS_PART`
+    part, unless the part is there already; returns whether it labelled now.
+    """
+    from core.analysis import settings_key
+    from core.cache import store
+    from core.errors import CacheError
+    from core.label.sweep import sweep_offline
+
+    s, key = analysis.settings, settings_key(analysis.settings)
+    try:
+        extra, _ = store.load_part(s.cache_dir, analysis.meta, s.processing, key, LABELS_PART)
+        if extra.get("controls") == with_controls:
+            return False
+    except CacheError:
+        pass
+
+    def step(frac: float, msg: str) -> None:
+        progress(0.5 + frac / 2, msg)
+
+    labels = sweep_offline(analysis, n=LABEL_N, k=LABEL_K, control=with_controls, progress=step)
+    meta = analysis.meta
+    rows = [dataclasses.asdict(r.to_record(meta.name, meta.weights_hash)) for r in labels]
+    extra = {"n": LABEL_N, "k": LABEL_K, "controls": with_controls, "labels": rows}
+    store.save_part(s.cache_dir, analysis.meta, s.processing, key, LABELS_PART, {}, extra)
+    return True
+
+
+def stored_labels(entry: Path) -> list[Any]:
+    """The :class:`~core.label.store.LabelRecord` verdicts in entry folder ``entry``'s
+    :data:`LABELS_PART` part (empty when it has none).
+    """
+    from core.cache import store
+    from core.errors import CacheError
+    from core.label.store import LabelRecord
+    from core.model.weights import ModelMeta
+
+    try:
+        info = json.loads((entry / "meta.json").read_text())
+        meta = ModelMeta(**info["model"])
+        extra, _ = store.load_part(
+            entry.parent.parent, meta, info["processing"], info["settings"], LABELS_PART
+        )
+    except (OSError, ValueError, KeyError, TypeError, CacheError):
+        return []
+    return [LabelRecord(**row) for row in extra.get("labels", [])]

@@ -104,3 +104,37 @@ def test_split_refusals(checkpoints: dict[str, Path], tmp_path: Path, capsys) ->
     assert main([*args, "--layers-per-task", "2", "--device", "cpu", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert (out["built"], out["failed"]) == (1, 0)
+
+
+def test_labels_are_swept_into_the_store(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    """``--what labels`` leaves in labels.sqlite what ``python -m core label`` writes for
+    the same directions (whole-model and split sweeps alike), and is not redone."""
+    from core.label.store import LabelStore
+
+    def verdicts(cache: Path, model: str) -> dict[tuple, tuple]:
+        with LabelStore.in_cache(cache) as store:
+            recs = store.query(model=model, labeller="offline", matrix="ov")
+        return {(r.layer, r.head, r.index, r.control): (r.interpretable, r.label) for r in recs}
+
+    model = str(checkpoints["gpt2"])
+    cli = tmp_path / "cli"
+    for flag in ([], ["--control"]):
+        args = ["label", "--model", model, "--matrix", "ov", "--layers", "all", "--n", "30"]
+        assert main([*args, *flag, "--cache-dir", str(cli), "--device", "cpu"]) == 0
+    want = verdicts(cli, model)
+    assert any(k[3] for k in want) and any(not k[3] for k in want)
+
+    whole = SweepOptions((model,), tmp_path / "whole", device="cpu", what=("controls", "labels"))
+    report = run_sweep(whole)
+    assert report.results[0].state == "built" and report.labels > len(want)
+    assert verdicts(tmp_path / "whole", model) == want
+    again = run_sweep(whole)
+    assert again.results[0].state == "cached" and again.labels == report.labels
+
+    split = SweepOptions(
+        (model,), tmp_path / "split", device="cpu", what=("labels",), layers_per_task=1
+    )
+    got = verdicts(tmp_path / "split", model)
+    assert got == {}
+    assert run_sweep(split).results[0].state == "built"
+    assert verdicts(tmp_path / "split", model) == {k: v for k, v in want.items() if not k[3]}

@@ -126,7 +126,7 @@ def test_cli_sweep_local_then_cached(capsys, models, tmp_path: Path) -> None:
     assert json.loads(out)["cached"] == 2 and "[task 1]" in err
     assert entry_files(tmp_path) == before
     assert (
-        main(["sweep", "--models", models[0], "--what", "labels", "--cache-dir", str(tmp_path)])
+        main(["sweep", "--models", models[0], "--what", "everything", "--cache-dir", str(tmp_path)])
         == 2
     )
-    assert "Cannot sweep 'labels'" in capsys.readouterr().err
+    assert "Cannot sweep 'everything'" in capsys.readouterr().err
