@@ -173,8 +173,29 @@ def _label_export(args: argparse.Namespace) -> Any:
     return {"rows": text.count("\n") - 1, "out": str(args.out)}
 
 
+def _label_stats(args: argparse.Namespace) -> Any:
+    from core.label.calibrate import calibrated_fractions
+    from core.label.store import LabelStore, labels_path
+
+    if not 0.0 < args.rate < 0.5:
+        raise ArgError(f"--rate is a share between 0 and 0.5, such as 0.05, not {args.rate}.")
+    a = open_from_args(args)
+    cache = a.settings.cache_dir
+    if not labels_path(cache).exists():
+        raise ArgError(f"No labels under {cache}; run python -m core label --control first.")
+    with LabelStore.in_cache(cache) as store:
+        records = store.query(model=a.meta.name, weights_hash=a.meta.weights_hash)
+    rows = calibrated_fractions(records, args.by_index, args.rate)
+    if not rows:
+        raise ArgError(
+            f"No scored labels of {a.meta.name}'s random control to calibrate on; run "
+            "python -m core label --control (the offline labeller) first."
+        )
+    return [r.to_json() for r in rows]
+
+
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    """Add ``label``, ``label-eval`` and ``label-export``."""
+    """Add ``label``, ``label-eval``, ``label-export`` and ``label-stats``."""
     p = subparsers.add_parser(
         "label", parents=[common], help="label directions as interpretable or not"
     )
@@ -213,3 +234,12 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--search", default=None, help="label or token substring")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_label_export)
+
+    p = subparsers.add_parser(
+        "label-stats",
+        parents=[common],
+        help="interpretable fractions with the cut calibrated on the random control",
+    )
+    p.add_argument("--rate", type=float, default=0.05, help="control called interpretable")
+    p.add_argument("--by-index", action="store_true", help="per singular-vector index")
+    p.set_defaults(func=_label_stats)

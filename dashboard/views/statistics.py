@@ -5,6 +5,7 @@ import streamlit as st
 from core.errors import CoreError
 from core.settings import BLOCK_NAMES
 from dashboard import components, limits, loaders, state
+from dashboard.builders import calibration
 from dashboard.builders import statistics as stats
 from dashboard.labels_widget import render_label_controls
 from dashboard.markup import plain
@@ -26,8 +27,9 @@ with st.expander("Label this model with the offline labeller", expanded=False):
     control = c3.checkbox("Random control too", value=True, key="statistics.control")
     st.caption(
         "Scores each direction's top 15 tokens with all-MiniLM-L6-v2 against random token "
-        "sets of this vocabulary (no network); interpretable = z ≥ 2. Results are stored "
-        "in labels.sqlite beside the cache and replace earlier offline verdicts."
+        "sets of this vocabulary (no network); interpretable = z ≥ 2, or, below, the cut "
+        "calibrated on the random control. Results are stored in labels.sqlite beside the "
+        "cache and replace earlier offline verdicts."
     )
     if st.button("Run offline labeller", key="statistics.run", disabled=not kinds):
         from core.label.sweep import store_labels, sweep_offline
@@ -71,6 +73,33 @@ else:
         st.subheader("Per singular-vector index")
         st.altair_chart(stats.index_chart(view))
         st.dataframe(stats.summary_table(view), hide_index=True, width="stretch")
+        st.subheader("Calibrated against the random control")
+        rate = st.select_slider(
+            "Control called interpretable",
+            options=[0.01, 0.02, 0.05, 0.1],
+            value=0.05,
+            format_func=lambda r: f"{r:.0%}",
+            key="statistics.rate",
+            help="Each block's cut is set on half of its control directions so that this "
+            "share of them is called interpretable; the other half checks it.",
+        )
+        cal = calibration.calibrated(mine, rate=rate)
+        if cal.empty:
+            st.info(
+                "Calibration needs scored labels of this model's random control: run the "
+                "offline labeller above with 'Random control too'."
+            )
+        else:
+            st.caption(
+                f"Interpretable = score above the block's cut, which calls {rate:.0%} of the "
+                "control interpretable. The held-out column is the other half of the control "
+                "(it should be near that rate); the gap is weights minus held-out control, "
+                "with a 95% interval (Newcombe)."
+            )
+            st.altair_chart(calibration.gap_chart(cal))
+            st.dataframe(cal, hide_index=True, width="stretch")
+            per_index = calibration.calibrated(mine, by=["index"], rate=rate)
+            st.altair_chart(calibration.gap_chart(per_index, "index"))
     st.subheader("Per model")
     st.altair_chart(stats.model_chart(df))
 

@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import altair as alt
+import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.label.store import LabelRecord, LabelStore
+from dashboard.builders import calibration
 from dashboard.builders import statistics as stats
 from dashboard.registry import page
 from tests.dashboard.conftest import APP
@@ -165,8 +167,9 @@ def test_statistics_page_runs(tiny, monkeypatch) -> None:
     monkeypatch.setenv("SVDLENS_CACHE_DIR", str(tiny.settings.cache_dir))
     with LabelStore.in_cache(tiny.settings.cache_dir) as store:
         store.put([rec(model=tiny.meta.name, weights_hash=tiny.meta.weights_hash, index=i,
-                       interpretable=i % 2 == 0, control=c, label="page-test")
-                   for i in range(4) for c in (False, True)])  # fmt: skip
+                       interpretable=i % 2 == 0, control=c, label="page-test",
+                       score=float(i) + (1.5 if not c else 0.0))
+                   for i in range(8) for c in (False, True)])  # fmt: skip
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.switch_page(page("statistics").script)
     at.run()
@@ -174,7 +177,9 @@ def test_statistics_page_runs(tiny, monkeypatch) -> None:
     assert [e.value for e in at.error] == []
     assert at.title[0].value == "Labels & statistics"
     assert at.text_input(key="statistics.search") is not None
-    assert len(at.get("vega_lite_chart")) == 4  # block, layer, index, model
+    # block, layer, index, calibrated gap per block and per index, model
+    assert len(at.get("vega_lite_chart")) == 6
+    assert any("calls 5% of the control" in c.value for c in at.caption)
     # a search narrows the table
     at.text_input(key="statistics.search").set_value("zzzz-no-such-label").run()
     assert not at.exception
@@ -234,3 +239,36 @@ def test_label_widget_standalone(tiny, monkeypatch) -> None:
 def test_frame_types_survive_pandas(records) -> None:
     df = stats.labels_frame(records)
     assert isinstance(df["timestamp"].iloc[0], pd.Timestamp)
+
+
+def _planted(shift: float, n: int = 400, seed: int = 0) -> pd.DataFrame:
+    """Offline scores of one block: control ~ N(0, 1), weights ~ N(shift, 1)."""
+    rng = np.random.default_rng(seed)
+    recs = [
+        rec(index=i % 10, score=float(v), interpretable=bool(v >= 2), control=False)
+        for i, v in enumerate(rng.normal(shift, 1.0, n))
+    ]
+    recs += [rec(index=i % 10, score=float(v), interpretable=bool(v >= 2), control=True)
+             for i, v in enumerate(rng.normal(0.0, 1.0, n))]  # fmt: skip
+    return stats.labels_frame(recs)
+
+
+def test_calibrated_gap_finds_a_planted_shift_and_no_gap_without_one() -> None:
+    shifted = calibration.calibrated(_planted(1.5))
+    (row,) = shifted.to_dict("records")
+    assert row["block"] == "MLP in" and row["n"] == 400 and row["n control"] == 200
+    # Held-out control near the stated 5%; weights far above it, the interval excluding 0.
+    assert abs(row["control (held out)"] - 0.05) < 3 * math.sqrt(0.05 * 0.95 / 200)
+    assert row["gap low"] > 0.2 and row["gap"] > row["gap low"]
+    # The cut is the control's, so the weights' share matches a direct count.
+    df = _planted(1.5)
+    real = df[~df["control"]]["score"].to_numpy(dtype=float)
+    assert row["interpretable"] == pytest.approx((real > row["threshold"]).mean())
+    same = calibration.calibrated(_planted(0.0, seed=1)).iloc[0]
+    assert same["gap low"] < 0 < same["gap high"]
+    per_index = calibration.calibrated(_planted(1.5), by=["index"])
+    assert sorted(per_index["index"]) == list(range(10)) and (per_index["n"] == 40).all()
+    assert calibration.calibrated(_planted(1.5).assign(score=np.nan)).empty
+    assert isinstance(calibration.gap_chart(shifted), alt.LayerChart)
+    assert isinstance(calibration.gap_chart(per_index, "index"), alt.FacetChart)
+    calibration.gap_chart(per_index, "index").to_dict()  # a valid Vega-Lite spec

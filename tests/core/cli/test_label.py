@@ -92,3 +92,31 @@ def test_llm_estimate_only_sends_nothing(capsys, checkpoints, tmp_path: Path, mo
     est = json.loads(out)["estimate"]
     assert est["sets"] == 8 and est["cached"] == 0 and est["requests"] >= 8
     assert "estimate" in err
+
+
+def test_label_stats_calibrates_on_the_control(capsys, checkpoints, tmp_path: Path) -> None:
+    ckpt = str(checkpoints["gpt2"])
+    base = ["--model", ckpt, "--device", "cpu", "--cache-dir", str(tmp_path)]
+    code, _, err = run(capsys, "label-stats", *base, "--json")
+    assert code == 2 and "python -m core label" in err.strip().splitlines()[-1]
+    code, out, err = run(capsys, "label", *base, "--matrix", "mlp_in", "--layers", "all",
+                         "--n", "30", "--k", "8", "--control", "--json")  # fmt: skip
+    assert code == 0, err
+    labelled = json.loads(out)
+    code, out, err = run(capsys, "label-stats", *base, "--json")
+    assert code == 0, err
+    (row,) = json.loads(out)
+    real = [x["score"] for x in labelled if not x["control"]]
+    control = [x["score"] for x in labelled if x["control"]]
+    assert row["matrix"] == "mlp_in" and row["n"] == len(real) == 60 and row["rate"] == 0.05
+    # The cut is one of the control's scores; the weights' share is counted against it.
+    assert any(abs(c - row["threshold"]) < 1e-3 for c in control)
+    assert row["fraction"] == pytest.approx(
+        sum(s > row["threshold"] for s in real) / len(real), abs=1e-4
+    )
+    assert row["n_control_heldout"] == len(control) - len(control) // 2
+    assert row["gap_low"] <= row["gap"] <= row["gap_high"]
+    code, out, err = run(capsys, "label-stats", *base, "--by-index", "--json")
+    assert code == 0, err and sorted({x["index"] for x in json.loads(out)}) == list(range(30))
+    code, _, err = run(capsys, "label-stats", *base, "--rate", "0.7")
+    assert code == 2 and "--rate" in err
