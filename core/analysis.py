@@ -340,13 +340,16 @@ def open_analysis(
     progress: Progress = quiet,
     background: bool = False,
     fill_progress: Progress = quiet,
+    lazy: bool = False,
 ) -> Analysis:
     """Return ``settings.model``'s analysis: from the cache alone when an entry matches the
     checkpoint's fingerprint (no model load), else load the model and read the entry by
     its weights' hash, building it if missing.
 
     With ``background``, a missing entry is built as :func:`analysis_from_weights`
-    describes (first directions now, the rest in the background).
+    describes (first directions now, the rest in the background). With ``lazy`` an entry
+    found by fingerprint reads each kind when first asked for (:func:`core.cache.store.load`):
+    for a process that answers one question.
 
     Raises:
         ModelLoadError: the model cannot be loaded (the message says what to do).
@@ -357,16 +360,16 @@ def open_analysis(
     key = settings_key(settings)
     if fp is not None:
         hit = store.find_by_fingerprint(
-            settings.cache_dir, settings.model, settings.processing, key, fp
+            settings.cache_dir, settings.model, settings.processing, key, fp, lazy=lazy
         )
         if hit is not None:
             svd, part = hit
             # The entry keeps the name it was built under; this spec names it now.
             svd = replace(svd, meta=replace(svd.meta, name=settings.model))
-            lazy = ModelSource(
+            unloaded = ModelSource(
                 source, None, settings, svd.meta.weights_hash, partial(file_tokenizer, path)
             )
-            return Analysis(settings, svd, part.tokens, part.W_U, part.W_E, lazy, True, True)
+            return Analysis(settings, svd, part.tokens, part.W_U, part.W_E, unloaded, True, True)
     loaded = _load(settings, None, progress)
     assert loaded.model is not None
     return analysis_from_weights(

@@ -11,18 +11,17 @@ the grid's control toggle and the statistics read, so they are built on first us
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 
 import torch
 from torch import Tensor
 
-from core.progress import Progress, quiet
-from core.svd.decompose import Decomposition, control_weights, decompose_control, decompose_kind
-from core.svd.project import TopTokens, orient
-from core.settings import Settings
 from core.cache.store import KindResult, ModelSVD
 from core.model.weights import ModelWeights
+from core.progress import Progress, quiet
+from core.settings import Settings
+from core.svd.decompose import Decomposition, control_weights, decompose_control, decompose_kind
+from core.svd.project import TopTokens, orient
 
 #: Directions of each component projected before anything is shown (the atlas's
 #: columns; the grid projects what it shows on demand, in milliseconds).
@@ -51,9 +50,7 @@ def build_svd(weights: ModelWeights, settings: Settings, progress: Progress = qu
     return ModelSVD(weights.meta, weights.processing, settings.k, out)
 
 
-def build_first(
-    weights: ModelWeights, settings: Settings, progress: Progress = quiet
-) -> ModelSVD:
+def build_first(weights: ModelWeights, settings: Settings, progress: Progress = quiet) -> ModelSVD:
     """Every kind decomposed, with only the first :data:`FIRST_DIRECTIONS` directions of
     each component oriented and projected; :func:`fill_kind` adds the rest.
 
@@ -71,12 +68,15 @@ def build_first(
 def is_filled(res: KindResult, settings: Settings) -> bool:
     """Whether ``res`` holds every direction ``settings.n_project`` asks for."""
     rank = res.decomposition.rank
-    return res.n_projected >= (rank if settings.n_project is None else min(settings.n_project, rank))
+    return res.n_projected >= (
+        rank if settings.n_project is None else min(settings.n_project, rank)
+    )
 
 
 def fill_kind(res: KindResult, W_U: Tensor, settings: Settings) -> KindResult:
     """``res`` (from :func:`build_first`) with directions ``res.n_projected ..
-    n_project - 1`` of each component oriented and projected too; on the CPU."""
+    n_project - 1`` of each component oriented and projected too; on the CPU.
+    """
     if is_filled(res, settings):
         return res
     device = settings.torch_device()
@@ -107,7 +107,8 @@ def build_controls(
 ) -> dict[str, KindResult]:
     """The random Gaussian control of every kind in ``settings.kinds``: one matrix per
     layer of each kind's shape (head 0 stands for the heads), drawn from
-    ``settings.seed``, decomposed and projected through the real ``W_U``."""
+    ``settings.seed``, decomposed and projected through the real ``W_U``.
+    """
     device = settings.torch_device()
     kinds = [k for k in settings.kinds if k in weights.kinds()]
     W_U = weights.W_U.to(device)

@@ -79,7 +79,9 @@ class Fill:
                     self.svd.kinds[kind] = fill_kind(res, self._W_U, self._settings)
                 self.generation = i + 1
             self._on_done(self.svd)
-            self._progress(1.0, f"background: every direction projected in {time.perf_counter() - t0:.1f} s")
+            self._progress(
+                1.0, f"background: every direction projected in {time.perf_counter() - t0:.1f} s"
+            )
         except Exception as exc:  # reported, not raised: nobody waits on this thread
             logger.warning("background projection failed: %s", exc, exc_info=exc)
             self.error = exc

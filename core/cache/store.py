@@ -4,7 +4,10 @@ Layout: ``<cache_dir>/<model folder>/<weights-hash>-<processing>/`` holding one
 ``<kind>.safetensors`` per matrix kind and a ``meta.json`` written last, which records
 the format version, the settings that shape the content, and the size and SHA-256 of
 every tensor file (rehashed on a read unless ``verified.json`` holds the file's
-unchanged stat from an earlier check: :data:`TRUST_AFTER_S`). The random controls are a second, optional part of the same entry
+unchanged stat from an earlier check: :data:`core.cache.reading.TRUST_AFTER_S`). Opening
+an entry checks its manifest; each kind's file is read and checked when first asked for
+(:class:`core.cache.reading.LazyTable`). The random controls are a second, optional part
+of the same entry
 (``<kind>.control.safetensors`` and ``controls.json``, same checks): they are built on
 first use, so a precompute does not pay for them. The checkpoint part
 (``unembed.safetensors``, ``tokens.json`` and ``checkpoint.json``) is a third: the
@@ -31,9 +34,9 @@ import os
 import shutil
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -41,14 +44,20 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from core.cache.manifest import check_manifest, inside, model_folder
-from core.cache.tables import KindResult, kind_from_tensors, kind_tensors
+from core.cache.reading import (
+    FORMAT_VERSION,
+    VERIFIED,
+    LazyTable,
+    atomic_write_bytes,
+    read_checked,
+    read_group,
+)
+from core.cache.tables import KindResult, kind_tensors
 from core.cache.tensors import tensors_from_buffer
 from core.errors import CacheError
 from core.model.weights import ModelMeta
-from core.svd.decompose import Decomposition
-from core.svd.project import TokenTable, TopTokens, token_table_from_strings
+from core.svd.project import TokenTable, token_table_from_strings
 
-FORMAT_VERSION = 2
 CONTROLS_MANIFEST = "controls.json"
 CHECKPOINT_MANIFEST = "checkpoint.json"
 UNEMBED_FILE = "unembed.safetensors"
@@ -57,8 +66,6 @@ TOKENS_FILE = "tokens.json"
 #: index's statistics): computed from the entry by a later stage and dropped whenever
 #: the entry is rewritten.
 PART_PREFIX = "part-"
-#: Stat stamps of the files whose SHA-256 checked out (see :data:`TRUST_AFTER_S`).
-VERIFIED = "verified.json"
 
 
 @dataclass(frozen=True)
@@ -77,7 +84,9 @@ class ModelSVD:
     meta: ModelMeta
     processing: str
     k: int
-    kinds: dict[str, KindResult]
+    # A union rather than MutableMapping: a runtime type check of a mapping samples an
+    # item, which would read a lazy table's file.
+    kinds: dict[str, KindResult] | LazyTable
     controls: dict[str, KindResult] = field(default_factory=dict)
 
 
@@ -133,21 +142,8 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_tables(
-    out: Path, tables: dict[str, dict[str, KindResult]]
+    out: Path, tables: dict[str, Mapping[str, KindResult]]
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Write each kind's tensors; returns the files' sizes and hashes and the groups' index."""
     files: dict[str, dict[str, Any]] = {}
@@ -203,7 +199,7 @@ def save(svd: ModelSVD, cache_dir: Path, settings_key: dict[str, Any]) -> Path:
         "files": files,
         "kinds": index.get("kinds", {}),
     }
-    _atomic_write_bytes(out / "meta.json", json.dumps(info, indent=1).encode())
+    atomic_write_bytes(out / "meta.json", json.dumps(info, indent=1).encode())
     if svd.controls:
         save_controls(svd, cache_dir, settings_key)
     return out
@@ -222,133 +218,8 @@ def save_controls(svd: ModelSVD, cache_dir: Path, settings_key: dict[str, Any]) 
         "files": files,
         "controls": index.get("controls", {}),
     }
-    _atomic_write_bytes(out / CONTROLS_MANIFEST, json.dumps(info, indent=1).encode())
+    atomic_write_bytes(out / CONTROLS_MANIFEST, json.dumps(info, indent=1).encode())
     return out
-
-
-def _read_checked(
-    out: Path,
-    name: str,
-    meta: ModelMeta,
-    processing: str,
-    settings_key: dict[str, Any],
-    group: str | None,
-) -> tuple[dict[str, Any], dict[str, bytearray]]:
-    """The manifest ``out / name`` and its files' bytes, after checking the manifest's
-    shape, format, weights and settings and each file's size and SHA-256.
-
-    ``group`` is the table the manifest indexes (``kinds``, ``controls``; ``None`` for
-    the checkpoint part). Malformed content of any shape is a :class:`CacheError`.
-    """
-    mpath = out / name
-    if not mpath.is_file():
-        raise CacheError(f"No cache entry at {out}.")
-    try:
-        info = json.loads(mpath.read_text())
-    except (OSError, ValueError) as exc:
-        raise CacheError(f"The cache metadata {mpath} is unreadable ({exc}).") from exc
-    info = check_manifest(info, mpath, group)
-    if info.get("format_version") != FORMAT_VERSION:
-        raise CacheError(f"The cache entry {out} has another format version.")
-    if info["model"]["weights_hash"] != meta.weights_hash:
-        raise CacheError(f"The cache entry {out} was built from other weights.")
-    if info.get("processing") != processing or info.get("settings") != settings_key:
-        raise CacheError(f"The cache entry {out} was built with other settings.")
-    files: dict[str, dict[str, Any]] = info["files"]
-    stamps = _read_stamps(out)
-    # Read (and hash) the biggest files first, in parallel: hashlib and file reads
-    # release the GIL, and the hashing is most of a cached answer's time.
-    names = sorted(files, key=lambda n: -int(files[n]["size"]))
-    with ThreadPoolExecutor(max_workers=max(1, min(len(names), os.cpu_count() or 1))) as pool:
-        read = dict(zip(names, pool.map(lambda n: _read_file(out, n, files[n], stamps), names)))
-    settled = time.time() - TRUST_AFTER_S
-    new = {
-        n: _stamp(st, files[n]["sha256"])
-        for n, (_, st, hashed) in read.items()
-        if hashed and st.st_mtime < settled and st.st_ctime < settled
-    }
-    if new:
-        _write_stamps(out, {**stamps, **new})
-    return info, {n: data for n, (data, _, _) in read.items()}
-
-
-def _read_file(
-    out: Path, fname: str, want: dict[str, Any], stamps: dict[str, Any]
-) -> tuple[bytearray, os.stat_result, bool]:
-    """``out / fname``'s bytes, its stat, and whether they were hashed; :class:`CacheError`
-    unless they are the manifest's. The bytes are read through one descriptor whose stat
-    is taken before and after, so a stamp can vouch for exactly these bytes; they are a
-    private buffer that the parsed tensors then view (:mod:`core.cache.tensors`).
-    """
-    p = inside(out, out / fname)
-    damaged = CacheError(f"The cache file {p} is missing, truncated or corrupted.")
-    try:
-        with open(p, "rb", buffering=0) as f:
-            before = os.fstat(f.fileno())
-            if before.st_size != want["size"]:
-                raise damaged
-            data = bytearray(before.st_size)
-            view, got = memoryview(data), 0
-            while got < len(data):
-                n = f.readinto(view[got:])
-                if not n:
-                    break
-                got += n
-            more = f.read(1)
-            after = os.fstat(f.fileno())
-    except OSError as exc:
-        raise damaged from exc
-    if got != want["size"] or more or _stamp(before, "") != _stamp(after, ""):
-        raise damaged
-    if stamps.get(fname) == _stamp(before, want["sha256"]):
-        return data, before, False
-    if _digest(data) != want["sha256"]:
-        raise damaged
-    return data, before, True
-
-
-def _digest(data: bytes | bytearray) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-#: Files verified (SHA-256) when last written at least this long ago are trusted on
-#: later reads while their size, mtime, ctime and inode stay the same: every rewrite
-#: (even of one byte, even within the clock tick of the original write) lands after
-#: the verification and moves them. What this cannot see is a change that keeps every
-#: one of them (bit rot on the disk); a cached answer no longer rehashes every file.
-TRUST_AFTER_S = 2.0
-
-
-def _stamp(st: os.stat_result, sha256: str) -> list[Any]:
-    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, sha256]
-
-
-def _read_stamps(out: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((out / VERIFIED).read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _write_stamps(out: Path, stamps: dict[str, Any]) -> None:
-    with contextlib.suppress(OSError):  # a read-only cache: verify again next time
-        _atomic_write_bytes(out / VERIFIED, json.dumps(stamps).encode())
-
-
-def _read_group(
-    out: Path, info: dict[str, Any], group: str, blobs: dict[str, bytearray]
-) -> dict[str, KindResult]:
-    table: dict[str, KindResult] = {}
-    try:
-        for kind, k in info[group].items():
-            t = tensors_from_buffer(blobs[k["file"]])  # views of a private buffer
-            table[kind] = kind_from_tensors(
-                kind, k["components"], int(k["n_projected"]), t, group == "controls"
-            )
-    except Exception as exc:  # any content that does not fit (names, shapes, dtypes)
-        raise CacheError(f"The cache entry {out} does not parse ({exc}).") from exc
-    return table
 
 
 def load(
@@ -357,11 +228,18 @@ def load(
     processing: str,
     settings_key: dict[str, Any],
     with_controls: bool = False,
+    lazy: bool = False,
 ) -> ModelSVD:
     """Read and verify the entry for ``meta`` and ``processing``; with ``with_controls``
     its controls too when a valid controls part exists (else ``controls`` is empty:
     :func:`core.analysis.controls` reads or rebuilds them on first use, so an answer that
     needs no control does not read them).
+
+    With ``lazy`` only the manifest is checked now (and every file's size); each kind's
+    file is read and checked when first asked for (:class:`LazyTable`). That suits a
+    process answering one question (a CLI call reads the kinds it needs); a long-lived
+    reader keeps the default, which owns every value from the start, whatever happens to
+    the files later.
 
     Raises:
         CacheError: missing, stale (other format, weights or settings), truncated or
@@ -369,8 +247,15 @@ def load(
     """
     out = entry_dir(cache_dir, meta, processing)
     _clean_tmp(out)
-    info, blobs = _read_checked(out, "meta.json", meta, processing, settings_key, "kinds")
-    kinds = _read_group(out, info, "kinds", blobs)
+    kinds: dict[str, KindResult] | LazyTable
+    if lazy:
+        info, _ = read_checked(
+            out, "meta.json", meta, processing, settings_key, "kinds", frozenset()
+        )
+        kinds = LazyTable(out, info, "kinds")
+    else:
+        info, blobs = read_checked(out, "meta.json", meta, processing, settings_key, "kinds")
+        kinds = read_group(out, info, "kinds", blobs)
     try:
         stored = ModelMeta(**info["model"])
     except (TypeError, ValueError) as exc:
@@ -397,8 +282,8 @@ def load_controls(
         CacheError: missing, stale, truncated or corrupted; the message says which.
     """
     out = entry_dir(cache_dir, meta, processing)
-    info, blobs = _read_checked(out, CONTROLS_MANIFEST, meta, processing, settings_key, "controls")
-    return _read_group(out, info, "controls", blobs)
+    info, blobs = read_checked(out, CONTROLS_MANIFEST, meta, processing, settings_key, "controls")
+    return read_group(out, info, "controls", blobs)
 
 
 def save_checkpoint(
@@ -423,7 +308,7 @@ def save_checkpoint(
     table: dict[str, Any] = {"raw": list(part.tokens.raw), "display": list(part.tokens.display)}
     if part.tokens.trained is not None:  # the under-trained tokens, detected at the build
         table["undertrained"] = (~part.tokens.trained).nonzero()[:, 0].tolist()
-    _atomic_write_bytes(out / TOKENS_FILE, json.dumps(table).encode())
+    atomic_write_bytes(out / TOKENS_FILE, json.dumps(table).encode())
     files = {
         f: {"size": (out / f).stat().st_size, "sha256": _sha256(out / f)}
         for f in (UNEMBED_FILE, TOKENS_FILE)
@@ -433,12 +318,17 @@ def save_checkpoint(
         "fingerprint": part.fingerprint,
         "files": files,
     }
-    _atomic_write_bytes(out / CHECKPOINT_MANIFEST, json.dumps(info, indent=1).encode())
+    atomic_write_bytes(out / CHECKPOINT_MANIFEST, json.dumps(info, indent=1).encode())
     return out
 
 
 def find_by_fingerprint(
-    cache_dir: Path, name: str, processing: str, settings_key: dict[str, Any], fingerprint: str
+    cache_dir: Path,
+    name: str,
+    processing: str,
+    settings_key: dict[str, Any],
+    fingerprint: str,
+    lazy: bool = False,
 ) -> tuple[ModelSVD, CheckpointPart] | None:
     """The valid entry of model ``name`` whose checkpoint part carries ``fingerprint``,
     or ``None``: a miss, a stale entry or a damaged one (the caller loads the model).
@@ -452,9 +342,9 @@ def find_by_fingerprint(
             if not isinstance(info, dict) or info.get("fingerprint") != fingerprint:
                 continue
             meta = ModelMeta(**info["model"])
-            svd = load(cache_dir, meta, processing, settings_key)
+            svd = load(cache_dir, meta, processing, settings_key, lazy=lazy)
             out = mpath.parent
-            _, blobs = _read_checked(out, CHECKPOINT_MANIFEST, meta, processing, settings_key, None)
+            _, blobs = read_checked(out, CHECKPOINT_MANIFEST, meta, processing, settings_key, None)
             t = tensors_from_buffer(blobs[UNEMBED_FILE])
             table = json.loads(blobs[TOKENS_FILE])
             trained = None
@@ -532,7 +422,7 @@ def save_part(
         "files": {fname: {"size": (out / fname).stat().st_size, "sha256": _sha256(out / fname)}},
         "extra": extra,
     }
-    _atomic_write_bytes(out / manifest, json.dumps(info, indent=1).encode())
+    atomic_write_bytes(out / manifest, json.dumps(info, indent=1).encode())
     return out
 
 
@@ -546,7 +436,7 @@ def load_part(
     """
     manifest, fname = _part_names(name)
     out = entry_dir(cache_dir, meta, processing)
-    info, blobs = _read_checked(out, manifest, meta, processing, settings_key, None)
+    info, blobs = read_checked(out, manifest, meta, processing, settings_key, None)
     try:
         return dict(info.get("extra") or {}), dict(tensors_from_buffer(blobs[fname]))
     except Exception as exc:  # any content that does not fit

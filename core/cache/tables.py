@@ -31,7 +31,6 @@ class KindResult:
             raise ValueError("tops must hold n_projected rows per component")
 
 
-
 def kind_tensors(res: KindResult) -> dict[str, torch.Tensor]:
     """The tensors of ``res`` as a cache file stores them (CPU, contiguous)."""
     d = res.decomposition
@@ -54,7 +53,8 @@ def kind_from_tensors(
     kind: str, comps: list[list[Any]], n_projected: int, t: dict[str, torch.Tensor], control: bool
 ) -> KindResult:
     """The table of ``kind`` from its file's tensors ``t`` and its manifest's component
-    list and ``n_projected``."""
+    list and ``n_projected``.
+    """
     d = Decomposition(
         kind=kind,
         components=tuple((int(c[0]), None if c[1] is None else int(c[1])) for c in comps),

@@ -169,7 +169,8 @@ def open_from_args(args: argparse.Namespace, background: bool = False, **extra: 
     from core.analysis import open_analysis
 
     settings = settings_from_args(args, **extra)
-    return open_analysis(settings, tqdm_progress(), background, log_progress())
+    # One question per process: read only the kinds the answer needs.
+    return open_analysis(settings, tqdm_progress(), background, log_progress(), lazy=True)
 
 
 def print_table(rows: Sequence[dict[str, Any]]) -> None:

@@ -69,23 +69,22 @@ def gap_chart(table: pd.DataFrame, x: str = "block") -> alt.LayerChart | alt.Fac
     95% interval, one colour per labeller; zero is marked."""
     sort = BLOCK_ORDER if x == "block" else None
     kind = "N" if x == "block" else "Q"
+    tooltip: list[object] = ["block"] if x != "block" else []
+    tooltip += [
+        x,
+        "labeller",
+        alt.Tooltip("gap:Q", format="+.1%"),
+        alt.Tooltip("gap low:Q", format="+.1%"),
+        alt.Tooltip("gap high:Q", format="+.1%"),
+        alt.Tooltip("interpretable:Q", format=".1%", title="weights"),
+        alt.Tooltip("control (held out):Q", format=".1%"),
+        alt.Tooltip("threshold:Q", format=".2f"),
+    ]
     enc = {
         "x": alt.X(f"{x}:{kind}", title="singular vector index" if x == "index" else x, sort=sort),
         "color": alt.Color("labeller:N"),
-        "tooltip": [
-            "block",
-            x,
-            "labeller",
-            alt.Tooltip("gap:Q", format="+.1%"),
-            alt.Tooltip("gap low:Q", format="+.1%"),
-            alt.Tooltip("gap high:Q", format="+.1%"),
-            alt.Tooltip("interpretable:Q", format=".1%", title="weights"),
-            alt.Tooltip("control (held out):Q", format=".1%"),
-            alt.Tooltip("threshold:Q", format=".2f"),
-        ],
+        "tooltip": tooltip,
     }
-    if x == "block":
-        enc["tooltip"].remove("block")
     y = alt.Y("gap:Q", title="weights − control", axis=alt.Axis(format="%"))
     base = alt.Chart()
     points = base.mark_point(filled=True).encode(y=y, **enc)

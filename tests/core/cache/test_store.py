@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from core.analysis import analysis_from_weights, raw_weights, settings_key
-from core.cache import store
+from core.cache import reading, store
 from core.errors import CacheError
 from core.model.loading import load_model
 from core.settings import Settings
@@ -160,14 +160,14 @@ def test_verified_files_are_trusted_until_touched(
     key = settings_key(a.settings)
     ov_sha = json.loads((entry / "meta.json").read_text())["files"]["ov.safetensors"]["sha256"]
     hashed: list[str] = []  # the digests computed on reads
-    real = store._digest
-    monkeypatch.setattr(store, "_digest", lambda data: hashed.append(real(data)) or hashed[-1])
+    real = reading._digest
+    monkeypatch.setattr(reading, "_digest", lambda data: hashed.append(real(data)) or hashed[-1])
     # Files written just now are hashed on every read (no stamp yet).
     store.load(tmp_path, a.meta, "post", key)
     store.load(tmp_path, a.meta, "post", key)
     assert hashed.count(ov_sha) == 2 and not (entry / store.VERIFIED).exists()
     # Once they have settled, one verified read stamps them and the next hashes none.
-    monkeypatch.setattr(store, "TRUST_AFTER_S", -60.0)
+    monkeypatch.setattr(reading, "TRUST_AFTER_S", -60.0)
     store.load(tmp_path, a.meta, "post", key)
     hashed.clear()
     store.load(tmp_path, a.meta, "post", key)
@@ -290,7 +290,7 @@ def test_tmp_leftovers_of_a_killed_writer_are_cleaned(model, tmp_path: Path, age
 _HOLDER = """
 import json, sys
 import torch
-from core.cache import store
+from core.cache import reading, store
 from core.model.weights import ModelMeta
 
 cache, meta, key = sys.argv[1], ModelMeta(**json.loads(sys.argv[2])), json.loads(sys.argv[3])
@@ -344,3 +344,45 @@ def test_an_open_entry_survives_truncation_and_rewrites(model, tmp_path: Path) -
     with pytest.raises(CacheError):
         store.load(tmp_path, a.meta, "post", key)
     assert not _build(model, tmp_path).from_cache and _build(model, tmp_path).from_cache
+
+
+def test_lazy_load_reads_only_the_kinds_asked_for(model, tmp_path: Path, monkeypatch) -> None:
+    """A lazy entry reads a kind's file when asked (and once), with the eager read's values;
+    a file damaged after the open is refused in one sentence, the entry dropped, and the
+    next open rebuilds it; a truncated file is seen at the open already."""
+    a = _build(model, tmp_path)
+    key = settings_key(a.settings)
+    eager = store.load(tmp_path, a.meta, "post", key)
+    read: list[str] = []
+    real = reading.read_files
+
+    def spy(out: Path, files: dict, names: list[str]) -> dict:
+        read.extend(names)
+        return real(out, files, names)
+
+    monkeypatch.setattr(reading, "read_files", spy)
+    lazy = store.load(tmp_path, a.meta, "post", key, lazy=True)
+    assert read == [] and set(lazy.kinds) == set(eager.kinds)
+    ov = lazy.kinds["ov"]
+    assert lazy.kinds["ov"] is ov and read == ["ov.safetensors"]
+    for name in ("S", "U", "V"):
+        want = getattr(eager.kinds["ov"].decomposition, name)
+        assert torch.equal(getattr(ov.decomposition, name), want)
+    assert torch.equal(ov.tops.top_idx, eager.kinds["ov"].tops.top_idx)
+    # Same size, other bytes: only the read finds it.
+    entry = store.entry_dir(tmp_path, a.meta, "post")
+    target = entry / "mlp_in.safetensors"
+    data = bytearray(target.read_bytes())
+    data[-5] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(CacheError, match="rebuild") as info:
+        lazy.kinds["mlp_in"]
+    assert "\n" not in str(info.value)
+    assert not (entry / "meta.json").exists()
+    rebuilt = _build(model, tmp_path)
+    assert not rebuilt.from_cache
+    # A truncated file fails the open itself.
+    with open(entry / "mlp_out.safetensors", "r+b") as f:
+        f.truncate(64)
+    with pytest.raises(CacheError, match="truncated"):
+        store.load(tmp_path, a.meta, "post", key, lazy=True)
