@@ -250,6 +250,10 @@ class LazyTable(_Table):
             self._loaded.pop(kind, None)
             del self._index[kind]
 
+    def __contains__(self, kind: object) -> bool:
+        # Mapping's own test would look the kind up, reading its file.
+        return kind in self._index
+
     def __iter__(self) -> Iterator[str]:
         return iter(list(self._index))
 

@@ -362,6 +362,7 @@ def test_lazy_load_reads_only_the_kinds_asked_for(model, tmp_path: Path, monkeyp
 
     monkeypatch.setattr(reading, "read_files", spy)
     lazy = store.load(tmp_path, a.meta, "post", key, lazy=True)
+    assert "ov" in lazy.kinds and "nothing" not in lazy.kinds
     assert read == [] and set(lazy.kinds) == set(eager.kinds)
     ov = lazy.kinds["ov"]
     assert lazy.kinds["ov"] is ov and read == ["ov.safetensors"]
