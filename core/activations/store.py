@@ -57,6 +57,7 @@ def save_examples(analysis: Analysis, examples: Examples) -> None:
     extra = {
         "key": examples.key,
         "n_tokens": examples.n_tokens,
+        "context": examples.context,
         "seconds": examples.seconds,
         "sides": sides,
     }
@@ -96,7 +97,7 @@ def load_examples(analysis: Analysis, key: dict[str, Any]) -> Examples:
             )
             for name, info in extra["sides"].items()
         }
-        return Examples(key, int(extra["n_tokens"]), sides)
+        return Examples(key, int(extra["n_tokens"]), sides, int(extra["context"]))
     except Exception as exc:  # any content that does not fit
         raise CacheError(f"The cached examples do not parse ({exc}); build them again.") from exc
 
