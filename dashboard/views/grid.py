@@ -1,7 +1,7 @@
 """Cluster-grid page: the post's table of top tokens per singular direction."""
 
 import streamlit as st
-from core.activations import SIDES, direction_examples
+from core.activations import SIDES, ExampleJob, direction_examples
 from core.errors import CoreError
 from core.svd.project import TOKEN_FILTERS
 from dashboard import components, loaders, state
@@ -145,9 +145,10 @@ if not control and sel.kind in SIDES:
     if slot.value is None:
         job = slot.job
         if job is not None and not job.done.is_set():
+            running: ExampleJob = job
 
             @st.fragment(run_every=2.0)
-            def _progress() -> None:
+            def _progress(job: ExampleJob = running) -> None:
                 if job.done.is_set():
                     st.rerun()
                 st.progress(min(1.0, job.fraction), text=plain(job.message))
@@ -167,7 +168,7 @@ if not control and sel.kind in SIDES:
                 st.warning("The server is busy with other jobs; try again in a minute.")
     elif pick is not None:
         try:
-            view = direction_examples(
+            ex = direction_examples(
                 slot.value, loaders.reference_corpus(), a.tokenizer, a.tokens.raw,
                 sel.kind, sel.layer, sel.component_head, int(pick), str(side),
             )  # fmt: skip
@@ -175,24 +176,24 @@ if not control and sel.kind in SIDES:
             st.error(plain(exc))
         else:
             m1, m2, m3 = ex_cols[2].columns(3)
-            m1.metric("Strongly active", f"{view.strong:.2%}", help=STRONG_HELP)
-            m2.metric("Mean", f"{view.mean:.3g}")
-            m3.metric("Std", f"{view.std:.3g}")
-            scale = examples_view.scale_of(view)
+            m1.metric("Strongly active", f"{ex.strong:.2%}", help=STRONG_HELP)
+            m2.metric("Mean", f"{ex.mean:.3g}")
+            m3.metric("Std", f"{ex.std:.3g}")
+            scale = examples_view.scale_of(ex)
             t1, t2 = st.columns(2)
             t1.caption("Top: the tokens that push toward this direction's top tokens")
             t1.dataframe(
-                examples_view.style_examples(examples_view.example_frame(view.top), scale),
+                examples_view.style_examples(examples_view.example_frame(ex.top), scale),
                 key="grid.ex_top",
             )
             t2.caption("Bottom: the most negative activations")
             t2.dataframe(
-                examples_view.style_examples(examples_view.example_frame(view.bottom), scale),
+                examples_view.style_examples(examples_view.example_frame(ex.bottom), scale),
                 key="grid.ex_bottom",
             )
-            st.altair_chart(examples_view.histogram_chart(view), use_container_width=True)
+            st.altair_chart(examples_view.histogram_chart(ex), use_container_width=True)
             st.caption(
-                f"Activation of direction #{pick} ({side} side) over {view.n_tokens:,} "
+                f"Activation of direction #{pick} ({side} side) over {ex.n_tokens:,} "
                 "tokens of the reference corpus (train split); the activating token is "
                 "bold and coloured by its activation. " + DEFINITION
             )

@@ -31,9 +31,7 @@ def test_shipped_corpus_has_every_source_in_both_splits():
 def test_digest_follows_content(tmp_path):
     docs = [Document(0, "t", "train", "one"), Document(1, "t", "heldout", "two")]
     path = tmp_path / "c.jsonl.xz"
-    path.write_bytes(
-        lzma.compress("".join(json.dumps(d.__dict__) + "\n" for d in docs).encode())
-    )
+    path.write_bytes(lzma.compress("".join(json.dumps(d.__dict__) + "\n" for d in docs).encode()))
     c = load_corpus(path)
     assert c.digest == Corpus.of(docs).digest
     assert Corpus.of([docs[0], Document(1, "t", "heldout", "two!")]).digest != c.digest
