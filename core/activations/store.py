@@ -12,10 +12,12 @@ from typing import Any
 
 import torch
 
-from core.activations.examples import Examples, SideExamples
+from core.activations.corpus import Corpus
+from core.activations.examples import ExampleOptions, Examples, SideExamples, build_examples
 from core.analysis import Analysis, settings_key
 from core.cache import store
 from core.errors import CacheError
+from core.progress import Progress, quiet
 
 _FIELDS = (
     "top_doc",
@@ -104,17 +106,14 @@ def load_examples(analysis: Analysis, key: dict[str, Any]) -> Examples:
 
 def get_examples(
     analysis: Analysis,
-    corpus: Any,
-    options: Any = None,
-    progress: Any = None,
+    corpus: Corpus,
+    options: ExampleOptions | None = None,
+    progress: Progress = quiet,
     build: bool = True,
 ) -> Examples | None:
     """The examples for ``options`` (defaults when ``None``): from the cache, else built
     now and written (when ``build``; else ``None``).
     """
-    from core.activations.examples import ExampleOptions, build_examples
-    from core.progress import quiet
-
     opts = options if options is not None else ExampleOptions()
     key = opts.key(corpus)
     try:
@@ -122,7 +121,7 @@ def get_examples(
     except CacheError:
         if not build:
             return None
-    built = build_examples(analysis, corpus, opts, progress if progress is not None else quiet)
+    built = build_examples(analysis, corpus, opts, progress)
     if analysis.persist:
         save_examples(analysis, built)
     return built
