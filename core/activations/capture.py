@@ -42,7 +42,7 @@ def bare_norm(module: Any, x: Tensor, centre: bool) -> Tensor:
         eps = getattr(mod, "variance_epsilon", 1e-5)
     x = x.float()
     if centre:
-        x = x - x.mean(dim=-1, keepdim=True)
+        return torch.nn.functional.layer_norm(x, x.shape[-1:], eps=float(eps))
     return x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + float(eps))
 
 
