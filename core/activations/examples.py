@@ -25,8 +25,8 @@ from core.errors import SpecError
 from core.model.families import family_of
 from core.progress import Progress, quiet
 
-#: Corpus tokens read by default: SmolLM2-135M reads them in a few minutes on 2 CPU cores.
-DEFAULT_TOKENS = 20_000
+#: Corpus tokens read by default: a few minutes for SmolLM2-135M on a 2-core CPU (BENCHMARKS.md).
+DEFAULT_TOKENS = 5_000
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,9 @@ def _run(args: argparse.Namespace) -> Any:
         direction_examples,
         get_examples,
         load_corpus,
+        resolve_side,
     )
-    from core.query import check_component
+    from core.query import check_component, kind_result
 
     for flag in ("n", "tokens", "index"):
         low = 0 if flag == "index" else 1
@@ -33,6 +34,16 @@ def _run(args: argparse.Namespace) -> Any:
     corpus = load_corpus(args.corpus)
     a = open_from_args(args)
     check_component(a.meta, args.matrix, args.layer, args.head, a.meta.gated)
+    # Refused before the corpus is read, not after.
+    try:
+        resolve_side(args.matrix, args.side)
+    except ValueError as exc:
+        raise ArgError(str(exc)) from None
+    rank = kind_result(a, args.matrix).decomposition.rank
+    if args.index >= rank:
+        raise ArgError(
+            f"--index must be below {rank} (the rank of {args.matrix}), not {args.index}."
+        )
     opts = ExampleOptions(tokens=args.tokens or DEFAULT_TOKENS, n=max(args.n, 10), split=args.split)
     built = get_examples(a, corpus, opts, tqdm_progress())
     assert built is not None
@@ -75,7 +86,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="which side's activation (default: the matrix's first; QK: read=query, write=key)",
     )
     p.add_argument(
-        "--tokens", type=int, default=None, help="corpus tokens read when building (default 20000)"
+        "--tokens", type=int, default=None, help="corpus tokens read when building (default 5000)"
     )
     p.add_argument("--split", choices=("train", "heldout"), default="train")
     p.add_argument("--corpus", default=None, help="a .jsonl(.xz) corpus (default: the shipped one)")
