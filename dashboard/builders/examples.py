@@ -71,16 +71,16 @@ def histogram_frame(view: DirectionExamples) -> pd.DataFrame:
 
 
 def histogram_chart(view: DirectionExamples) -> alt.Chart:
-    """Bars of the histogram (log-scaled counts: the tails are what matters)."""
+    """Bars of the histogram (counts on a symlog scale: the tails are what matters)."""
     data = histogram_frame(view)
-    data["count1"] = data["count"] + 1
     return (
         alt.Chart(data)
         .mark_bar()
         .encode(
             x=alt.X("lo:Q", bin="binned", title="activation"),
             x2="hi:Q",
-            y=alt.Y("count1:Q", scale=alt.Scale(type="log"), title="tokens (+1, log scale)"),
+            # symlog: a log-like scale that has a zero, so bars have a base.
+            y=alt.Y("count:Q", scale=alt.Scale(type="symlog"), title="tokens (symlog scale)"),
             tooltip=["lo", "hi", "count", alt.Tooltip("share:Q", format=".2%")],
         )
         .properties(height=180)

@@ -180,14 +180,13 @@ if not control and sel.kind in SIDES:
             m2.metric("Mean", f"{ex.mean:.3g}")
             m3.metric("Std", f"{ex.std:.3g}")
             scale = examples_view.scale_of(ex)
-            t1, t2 = st.columns(2)
-            t1.caption("Top: the tokens that push toward this direction's top tokens")
-            t1.dataframe(
+            st.caption("Top: the tokens that push toward this direction's top tokens")
+            st.dataframe(
                 examples_view.style_examples(examples_view.example_frame(ex.top), scale),
                 key="grid.ex_top",
             )
-            t2.caption("Bottom: the most negative activations")
-            t2.dataframe(
+            st.caption("Bottom: the most negative activations")
+            st.dataframe(
                 examples_view.style_examples(examples_view.example_frame(ex.bottom), scale),
                 key="grid.ex_bottom",
             )
