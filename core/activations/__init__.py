@@ -3,7 +3,7 @@ corpus. Comes after ``edit`` in the pipeline (it runs the plain Hugging Face mod
 
 Modules: ``corpus`` (the shipped reference corpus), ``capture`` (forward hooks),
 ``readers`` (the exact definition of a direction's activation), ``running`` (streaming
-top/bottom N, histogram, strongly active share), ``examples`` (the build), ``store``
+top/bottom N, histogram, strongly active share), ``examples`` (the build), ``prompt`` (one sequence's activations), ``store``
 (the cache part), ``job`` (a background build), ``view`` (one direction's contexts).
 """
 
@@ -16,7 +16,8 @@ from core.activations.examples import (
     build_examples,
 )
 from core.activations.job import ExampleJob
-from core.activations.readers import SIDES, resolve_side
+from core.activations.prompt import token_activations
+from core.activations.readers import SIDES, SideReader, resolve_side, side_readers
 from core.activations.store import get_examples, load_examples, save_examples
 from core.activations.view import DirectionExamples, Example, direction_examples
 
@@ -32,6 +33,7 @@ __all__ = [
     "ExampleOptions",
     "Examples",
     "SideExamples",
+    "SideReader",
     "build_examples",
     "direction_examples",
     "get_examples",
@@ -39,4 +41,6 @@ __all__ = [
     "load_examples",
     "resolve_side",
     "save_examples",
+    "side_readers",
+    "token_activations",
 ]

@@ -57,3 +57,24 @@ def test_planted_direction_fires_on_its_token(tmp_path):
     assert all(ex.tokens[ex.at] == a.tokens.raw[target] for ex in view.top)
     assert f"[[{a.tokens.raw[target]}]]" in view.top[0].to_json()["context"]
     assert 0 < view.strong < 0.5
+
+
+def test_one_prompt_reads_as_the_corpus_pass(analyses):
+    """``token_activations`` on one document (BOS first) gives the values the corpus
+    pass stored for it."""
+    from core.activations.corpus import encode
+    from core.activations.prompt import token_activations
+
+    a = analyses("llama", "raw")
+    corpus = small_corpus()
+    doc = next(corpus.split("train"))
+    ids = encode(a.tokenizer, doc.text)
+    built = build_examples(a, corpus, ExampleOptions(tokens=len(ids), n=len(ids)))
+    got = token_activations(a, [a.model.tokenizer.bos_token_id, *ids])
+    for name, e in built.sides.items():
+        vals = got[name][1:]  # BOS dropped, as the corpus pass drops it
+        assert vals.shape == (len(ids), e.top_val.shape[0])
+        for row in range(0, e.top_val.shape[0], 5):
+            want = torch.zeros(len(ids))
+            want[e.top_pos[row].long()] = e.top_val[row]
+            assert torch.allclose(vals[:, row], want, atol=1e-5), name
