@@ -8,6 +8,7 @@ The pipeline, one subpackage per stage, each importing only the stages before it
     analysis the session object that ties the three together (open_analysis)
     query    one component's directions, from the cache or projected on demand
     search/  edit/  label/    what a researcher does with the directions
+    activations/              dataset examples: where each direction fires in a corpus
     bench/   cli/             timing the live paths; the command line on top
 
 ``core`` is pure computation and I/O and never imports streamlit. The names below are
@@ -39,6 +40,9 @@ _PUBLIC = {
     "EditSet": "core.edit",
     "apply_edits": "core.edit",
     "measure": "core.edit",
+    "load_corpus": "core.activations",
+    "get_examples": "core.activations",
+    "direction_examples": "core.activations",
 }
 
 __all__ = sorted(_PUBLIC)

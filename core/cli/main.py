@@ -15,6 +15,7 @@ from core.cli import (
     bench,
     directions,
     edit,
+    examples,
     label,
     match,
     precompute,
@@ -31,6 +32,7 @@ from core.errors import CoreError
 COMMANDS = (
     precompute,
     directions,
+    examples,
     search,
     edit,
     truncate,

@@ -42,6 +42,7 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "SVDLENS_DEFAULT_MODEL": str(DEMO),
         "SVDLENS_MODELS_DIR": str(DEMO.parent),
         "SVDLENS_CACHE_DIR": str(root / "cache"),
+        "SVDLENS_EXAMPLE_TOKENS": "400",  # the examples test's build: seconds, not minutes
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
     }
@@ -284,5 +285,32 @@ def test_heatmap_cell_opens_its_component(browser: Any, demo_server: str, tmp_pa
         info = page.locator('[data-testid="stAlertContentInfo"]').first.inner_text()
         assert f"#{cell['direction']}" in info and end in info
         shot(page, "heatmap-cell-on-grid")
+    finally:
+        page.close()
+
+
+def test_grid_direction_examples_build_and_show(
+    browser: Any, demo_server: str, tmp_path: Path
+) -> None:
+    """Build a model's dataset examples from the grid's button, then read a direction's."""
+    shot = Shots(tmp_path, "examples")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(f"{demo_server}/{GRID.url_path}?kind=mlp_in&layer=1")
+        settle(page)
+        shot(page, "grid")
+        no_errors(page)
+        button = page.get_by_role("button", name="Build dataset examples")
+        button.wait_for(timeout=LOAD_MS)
+        button.scroll_into_view_if_needed()
+        shot(page, "before-build")
+        button.click()
+        page.get_by_text("Strongly active").wait_for(timeout=4 * LOAD_MS)
+        settle(page)
+        no_errors(page)
+        page.get_by_text("the activating token is bold").scroll_into_view_if_needed()
+        assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 1  # the histogram
+        assert page.locator('[data-testid="stDataFrame"]').count() >= 3  # grid, top, bottom
+        shot(page, "examples-shown")
     finally:
         page.close()
