@@ -16,6 +16,7 @@ from core.cli import (
     directions,
     edit,
     label,
+    lens,
     match,
     precompute,
     probe,
@@ -40,6 +41,7 @@ COMMANDS = (
     match,
     trajectory,
     sweep,
+    lens,
 )
 
 
