@@ -79,10 +79,13 @@ def compute_lens(a: Analysis, prompt: str, target: str = "", k: int = 5) -> pd.D
     return df
 
 
-def lens_heatmap(df: pd.DataFrame, show: str = "rank") -> alt.Chart:
+def lens_heatmap(
+    df: pd.DataFrame, show: str = "rank", chosen: tuple[int, int] | None = None
+) -> alt.Chart:
     """Layers (embedding at the bottom) x positions, coloured by the target's rank (log
     scale) or probability, bright where the target is likely; the top token in the tooltip, and written in
-    the cell for short prompts. A click picks a cell (:data:`PICK`)."""
+    the cell for short prompts. A click picks a cell (:data:`PICK`); the ``chosen``
+    ``(position, row)`` is outlined."""
     if show not in SHOW:
         raise ValueError(f"show must be one of {', '.join(SHOW)}, not {show!r}")
     data = df.assign(rank=df["rank"].astype("float"))
@@ -115,6 +118,12 @@ def lens_heatmap(df: pd.DataFrame, show: str = "rank") -> alt.Chart:
         ],
     )
     rect = base.mark_rect(cursor="pointer").encode(color=color).add_params(pick)
+    if chosen is not None:
+        on = (alt.datum.position == chosen[0]) & (alt.datum.row == chosen[1])
+        rect = rect.encode(
+            stroke=alt.condition(on, alt.value("red"), alt.value("transparent")),
+            strokeWidth=alt.condition(on, alt.value(3), alt.value(0)),
+        )
     chart: alt.Chart | alt.LayerChart = rect
     if data["position"].nunique() <= MAX_TEXT_POSITIONS:
         # Both scales are bright where the target is likely: white text on the dark half.

@@ -60,12 +60,25 @@ if target:
     st.caption(f"Ranking the target token {plain(repr(lens['target'].iloc[0]))} at every position.")
 else:
     st.caption("Ranking each position's next token of the prompt (the last position has none).")
-event = st.altair_chart(pb.lens_heatmap(lens, show), key="prompt.heatmap", on_select="rerun")
+
+
+def _cell(position: int | None, layer: int | None) -> tuple[int, int]:
+    """The chosen position and block, the last ones when none is chosen."""
+    pos = n_pos - 1 if position is None else min(position, n_pos - 1)
+    return pos, n_layers - 1 if layer is None else min(layer, n_layers - 1)
+
+
+pos, layer = _cell(view.position, view.layer)
+chart = pb.lens_heatmap(lens, show, (pos, layer + 1))  # row l + 1 is after block l
+event = st.altair_chart(chart, key="prompt.heatmap", on_select="rerun")
 picked = pb.picked_cell(event["selection"] if event else None)
-if picked is not None and picked != st.session_state.get("prompt._picked"):
+if picked is None:  # so that clicking the same cell again later picks it again
+    st.session_state.pop("prompt._picked", None)
+elif picked != st.session_state.get("prompt._picked"):
     st.session_state["prompt._picked"] = picked
     view = replace(view, position=picked[0], layer=pb.block_of_row(picked[1]))
     state.set_prompt_view(view)
+    st.rerun()  # the outline follows the picked cell
 st.caption(
     "Each cell is the residual stream after that layer (the embedding at the bottom) "
     "through the final norm and the unembedding. Click a cell to show its position and "
@@ -79,8 +92,6 @@ def _chosen(name: str) -> None:
     )
 
 
-pos = n_pos - 1 if view.position is None else min(view.position, n_pos - 1)
-layer = n_layers - 1 if view.layer is None else min(view.layer, n_layers - 1)
 st.session_state["prompt.position"], st.session_state["prompt.layer"] = pos, layer
 p1, p2, p3 = st.columns([3, 2, 2])
 p1.selectbox(
