@@ -11,7 +11,7 @@ token of the prompt, or ``--target``'s first token at every position). For each 
 the ``--directions`` directions of its heads and MLP with the largest activation at
 that position, on the reading side (``read``: OV, MLP in/gate) and the writing side
 (``write``: OV, MLP out), each with the tokens of the end it pushes toward. The
-activation is defined in :mod:`core.lens.active` (and the README).
+activation is defined in :mod:`core.activations.readers` (and the README).
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ def _run(args: argparse.Namespace) -> Any:
         SIDES,
         active_directions,
         logit_lens,
+        prompt_activations,
         row_names,
         run_prompt,
         target_token,
@@ -85,11 +86,12 @@ def _run(args: argparse.Namespace) -> Any:
     n_pos = len(run.ids)
     active: dict[tuple[int, int, str], list[Any]] = {}
     if args.directions:
+        acts = prompt_activations(a, run.capture)
         for layer in range(a.meta.n_layers):
             for pos in range(n_pos):
                 for side in SIDES:
                     active[(layer, pos, side)] = active_directions(
-                        a, run.capture, layer, pos, side, args.directions
+                        a, acts, layer, pos, side, args.directions
                     )
     flat = [x for items in active.values() for x in items]
     tokens = dict(zip(map(id, flat), (d for _, d in with_tokens(a, flat, k=args.k))))

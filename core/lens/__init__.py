@@ -2,8 +2,8 @@
 
 Modules: ``capture`` (the hooked forward pass), ``prompt`` (tokens, checks, the run),
 ``logit`` (the lens: each layer's prediction through the final norm and ``W_U``),
-``active`` (each direction's activation at a position; its definition is in that
-module's docstring and the README).
+``active`` (the directions most active at a position, with the activation that
+:mod:`core.activations.readers` defines).
 """
 
 from core.lens.active import (
@@ -11,8 +11,10 @@ from core.lens.active import (
     SIDES,
     WRITE_KINDS,
     ActiveDirection,
+    PromptActivations,
     active_directions,
     direction_values,
+    prompt_activations,
     with_tokens,
 )
 from core.lens.capture import Capture, capture
@@ -27,6 +29,7 @@ __all__ = [
     "ActiveDirection",
     "Capture",
     "LogitLens",
+    "PromptActivations",
     "PromptRun",
     "active_directions",
     "capture",
@@ -34,6 +37,7 @@ __all__ = [
     "encode",
     "logit_lens",
     "next_token_targets",
+    "prompt_activations",
     "row_names",
     "run_prompt",
     "target_token",

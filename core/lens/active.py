@@ -1,29 +1,17 @@
 """Which singular directions a prompt uses: each direction's activation at a position.
 
-Definition (the one the README states):
+The activation is :mod:`core.activations.readers`'s (its docstring and the README
+define it exactly): a reading side's is the dot product of the unit read vector ``u_i``
+with the input the matrix receives at that token (the norm's output under ``raw``, the
+bare normalisation ``n(x)`` under ``post``); a writing side's is the component along
+the unit write vector ``v_i`` of what that head (``z_h @ W_O[h]``) or MLP (its output,
+bias included) writes there; signs follow the cache's sign rule, so a positive
+activation pushes toward the direction's top tokens and a negative one toward its
+bottom tokens.
 
-* **Reading side** (OV's read vectors ``U``, MLP in and gate): the activation of
-  direction ``i`` of a matrix at a token is ``x · u_i``, the dot product of the unit
-  read-side singular vector with the input the matrix receives at that token. Under
-  ``raw`` that input is the output of the norm before it (``ln1`` for a head, ``ln2``
-  for the MLP), scale and bias included. Under ``post`` the scale (and LayerNorm's
-  centring) is folded into the matrix, so the input is the bare normalisation
-  ``n(x)`` (the norm's output minus its bias, divided by its scale); ``u_i`` is then
-  the folded matrix's read vector.
-* **Writing side** (OV's write vectors ``V``, MLP out): the activation is ``w · v_i``,
-  the component along the unit write-side singular vector of what that head or MLP
-  writes at that token through the matrix: a head's ``z_h @ W_O[h]`` (its
-  attention-weighted values through its own rows of the output projection), the MLP's
-  ``h @ W_out`` (its hidden activations through the out matrix). Output biases are
-  not part of any matrix and are left out. Writing matrices are the same under both
-  processings.
-* **Sign**: each direction has the sign the cache gives it (the sign rule of
-  :func:`core.svd.project.token_signs`: its largest-magnitude token projection is
-  positive), so a positive activation pushes toward the direction's top tokens and a
-  negative one toward its bottom tokens. Directions past the cache's projected ones get
-  the rule applied here, as :func:`core.query.directions` does for their tokens.
-
-Directions are ranked by ``|activation|``.
+Here the reading side of a layer is its heads' OV read vectors and its MLP's in (and
+gate) vectors; the writing side is its heads' OV write vectors and its MLP's out
+vectors. Directions are ranked by ``|activation|``.
 """
 
 from __future__ import annotations
@@ -32,22 +20,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from core.activations.readers import side_readers
 from core.analysis import Analysis
 from core.errors import SpecError
 from core.lens.capture import Capture
 from core.query import Direction, directions, kind_result
-from core.svd.project import token_signs
 
-#: Kinds whose reading side is scored, and the norm (0 before attention, 1 before the
-#: MLP) whose output they read.
-READ_KINDS: dict[str, int] = {"ov": 0, "mlp_in": 1, "mlp_gate": 1}
-#: Kinds whose writing side is scored.
-WRITE_KINDS: tuple[str, ...] = ("ov", "mlp_out")
-SIDES = ("read", "write")
+#: Per side of a layer, the ``(kind, side)`` pairs of :mod:`core.activations.readers`
+#: it scores.
+SIDE_PARTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "read": (("ov", "read"), ("mlp_in", "read"), ("mlp_gate", "read")),
+    "write": (("ov", "write"), ("mlp_out", "write")),
+}
+SIDES = tuple(SIDE_PARTS)
+READ_KINDS = tuple(k for k, _ in SIDE_PARTS["read"])
+WRITE_KINDS = tuple(k for k, _ in SIDE_PARTS["write"])
 
 
 @dataclass(frozen=True)
@@ -75,29 +65,57 @@ class ActiveDirection:
         return "top" if self.value >= 0 else "bottom"
 
 
-def _signs(analysis: Analysis, kind: str, c: int) -> Float[Tensor, " rank"]:
-    """+1/-1 per direction of component row ``c``: the cache's orientation, with the sign
-    rule applied to directions the cache has not projected.
+@dataclass(frozen=True)
+class PromptActivations:
+    """Every scored direction's activation at every position of one prompt.
+
+    Attributes:
+        n_positions: the prompt's length.
+        values: per ``(kind, side)``, ``[pos, components * rank]``; column
+            ``c * rank + i`` is direction ``i`` of the kind's component row ``c``.
+        components: per kind, its decomposition's ``(layer, head)`` rows.
+        rank: per kind, directions per component.
     """
-    res = kind_result(analysis, kind)
-    d = res.decomposition
-    signs = torch.ones(d.rank)
-    m = min(res.n_projected, d.rank)
-    if m < d.rank:
-        flip, _ = token_signs(
-            d.directions[c, :, m:].T, analysis.W_U, 1, analysis.settings.vocab_chunk
+
+    n_positions: int
+    values: dict[tuple[str, str], Float[Tensor, "pos n"]]
+    components: dict[str, tuple[tuple[int, int | None], ...]]
+    rank: dict[str, int]
+
+    def __post_init__(self) -> None:
+        for (kind, side), v in self.values.items():
+            want = (self.n_positions, len(self.components[kind]) * self.rank[kind])
+            if tuple(v.shape) != want:
+                raise ValueError(f"{kind}.{side} values are {tuple(v.shape)}, not {want}")
+
+
+def prompt_activations(analysis: Analysis, cap: Capture) -> PromptActivations:
+    """The activations of every direction the lens scores (:data:`SIDE_PARTS`) at every
+    position of ``cap``, from :func:`core.activations.readers.side_readers`.
+
+    Raises:
+        SpecError: ``cap`` was captured for another processing than the analysis's.
+    """
+    if cap.processing != analysis.settings.processing:
+        raise SpecError(
+            f"The prompt was captured for {cap.processing} but the analysis is "
+            f"{analysis.settings.processing}; run the prompt again."
         )
-        signs[m:] = torch.where(flip, -1.0, 1.0)
-    return signs
-
-
-def _read_input(analysis: Analysis, cap: Capture, layer: int, which: int) -> Tensor:
-    x = cap.norm_bare if analysis.settings.processing == "post" else cap.norm_out
-    return x[layer, which]
+    wanted = {p for parts in SIDE_PARTS.values() for p in parts}
+    batch = cap.captured()
+    values: dict[tuple[str, str], Tensor] = {}
+    components: dict[str, tuple[tuple[int, int | None], ...]] = {}
+    rank: dict[str, int] = {}
+    for reader in side_readers(analysis):
+        if (reader.kind, reader.side) in wanted:
+            values[(reader.kind, reader.side)] = reader(batch)
+            components[reader.kind] = reader.components
+            rank[reader.kind] = reader.rank
+    return PromptActivations(int(cap.ids.shape[0]), values, components, rank)
 
 
 def direction_values(
-    analysis: Analysis, cap: Capture, layer: int, side: str
+    acts: PromptActivations, layer: int, side: str
 ) -> dict[tuple[str, int | None], Float[Tensor, "pos rank"]]:
     """Every direction's activation at every position, for the components of ``layer``
     on ``side``: ``{(kind, head): [pos, rank]}``.
@@ -107,36 +125,27 @@ def direction_values(
     """
     if side not in SIDES:
         raise SpecError(f"Unknown side {side!r}; use read or write.")
-    if not 0 <= layer < cap.n_layers:
-        raise SpecError(
-            f"Layer {layer} is out of range; this model has layers 0 to {cap.n_layers - 1}."
-        )
+    layers = {c[0] for comps in acts.components.values() for c in comps}
+    if layer not in layers:
+        raise SpecError(f"Layer {layer} is out of range; this model has layers 0 to {max(layers)}.")
     out: dict[tuple[str, int | None], Tensor] = {}
-    meta = analysis.meta
-    kinds = [k for k in (READ_KINDS if side == "read" else WRITE_KINDS) if k in analysis.svd.kinds]
-    writes: dict[tuple[str, int | None], Tensor] = {}
-    if side == "write":
-        raw = analysis.raw
-        for h in range(meta.n_heads):
-            writes[("ov", h)] = cap.attn_z[layer, :, h] @ raw.W_O[layer, h].float()
-        writes[("mlp_out", None)] = cap.mlp_hidden[layer] @ raw.W_out[layer].float()
-    for kind in kinds:
-        d = kind_result(analysis, kind).decomposition
-        heads: Sequence[int | None] = range(meta.n_heads) if kind == "ov" else (None,)
-        for h in heads:
-            c = d.index(layer, h)
-            if side == "read":
-                assert d.U is not None
-                vals = _read_input(analysis, cap, layer, READ_KINDS[kind]) @ d.U[c].float()
-            else:
-                assert d.V is not None
-                vals = writes[(kind, h)] @ d.V[c].float()
-            out[(kind, h)] = vals * _signs(analysis, kind, c)
+    for kind, part in SIDE_PARTS[side]:
+        if (kind, part) not in acts.values:
+            continue
+        v, r = acts.values[(kind, part)], acts.rank[kind]
+        for c, (lyr, head) in enumerate(acts.components[kind]):
+            if lyr == layer:
+                out[(kind, head)] = v[:, c * r : (c + 1) * r]
     return out
 
 
 def active_directions(
-    analysis: Analysis, cap: Capture, layer: int, position: int, side: str, n: int = 10
+    analysis: Analysis,
+    acts: PromptActivations,
+    layer: int,
+    position: int,
+    side: str,
+    n: int = 10,
 ) -> list[ActiveDirection]:
     """The ``n`` directions of ``layer``'s heads and MLP with the largest ``|activation|``
     at ``position`` on ``side`` (``read`` or ``write``), largest first.
@@ -144,23 +153,22 @@ def active_directions(
     Raises:
         SpecError: bad layer, position or side.
     """
-    t = int(cap.ids.shape[0])
-    if not 0 <= position < t:
+    if not 0 <= position < acts.n_positions:
         raise SpecError(
-            f"Position {position} is out of range; the prompt has positions 0 to {t - 1}."
+            f"Position {position} is out of range; the prompt has positions 0 to "
+            f"{acts.n_positions - 1}."
         )
-    values = direction_values(analysis, cap, layer, side)
     flat: list[tuple[float, str, int | None, int]] = []
-    for (kind, head), v in values.items():
+    for (kind, head), v in direction_values(acts, layer, side).items():
         row = v[position]
         for i in row.abs().topk(min(n, row.shape[0])).indices.tolist():
             flat.append((float(row[i]), kind, head, i))
     flat.sort(key=lambda r: -abs(r[0]))
     items = []
     for value, kind, head, i in flat[:n]:
-        S = kind_result(analysis, kind).decomposition.S
-        c = kind_result(analysis, kind).decomposition.index(layer, head)
-        items.append(ActiveDirection(kind, layer, head, i, side, value, float(S[c, i])))
+        d = kind_result(analysis, kind).decomposition
+        S = float(d.S[d.index(layer, head), i])
+        items.append(ActiveDirection(kind, layer, head, i, side, value, S))
     return items
 
 

@@ -2,10 +2,9 @@
 
 The model is the plain module (:func:`core.edit.hf.plain_model`), not the
 TransformerLens bridge, so the numbers are the model's own. Forward hooks on each
-block (its output is the residual stream after it), on the norms before attention and
-the MLP (their output is what the reading matrices receive), and forward pre-hooks on
-attention's output projection and the MLP's out matrix (their input is what the
-writing matrices multiply) record everything one pass needs; nothing is run twice.
+block (its output is the residual stream after it), and :mod:`core.activations`'s hooks
+(what each matrix receives and each head and MLP writes, the inputs of a direction's
+activation) record everything one pass needs; nothing is run twice.
 
 The last block's output is taken from its hook, not from HF's ``hidden_states``, whose
 last entry already has the final norm applied (GPT-2, GPT-NeoX and Llama alike): the
@@ -22,6 +21,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from core.activations.capture import Captured, hooks
 from core.model.families import family_of
 
 
@@ -39,16 +39,11 @@ class Capture:
             last row is exactly what the model unembeds.
         W_U: the unembedding the model applies, ``x @ W_U`` ``[d_model, d_vocab]``.
         b_U: its bias ``[d_vocab]``, or ``None``.
-        norm_out: output of the norm before attention (``[:, 0]``) and before the MLP
-            (``[:, 1]``), ``[layer, 2, pos, d_model]``: the input the reading matrices
-            receive as stored (``raw``).
-        norm_bare: the bare normalisation ``n(x)`` of the same norms (output minus bias,
-            divided by scale), ``[layer, 2, pos, d_model]``: the input the ``post``
-            (folded) matrices receive.
-        attn_z: each head's input to attention's output projection (its attention-weighted
-            values), ``[layer, pos, head, d_head]``.
-        mlp_hidden: the MLP's hidden activations, the input of its out matrix,
-            ``[layer, pos, d_mlp]``.
+        processing: the view the next four were captured for (``raw`` or ``post``).
+        attn_in, mlp_in, z, mlp_out: per layer, what each matrix receives and what the
+            MLP writes, as :mod:`core.activations.capture` defines them (its hooks
+            recorded them): ``[layer, pos, d_model]``, ``[layer, pos, d_model]``,
+            ``[layer, pos, n_heads * d_head]``, ``[layer, pos, d_model]``.
     """
 
     ids: Int[Tensor, " pos"]
@@ -56,10 +51,11 @@ class Capture:
     normed: Float[Tensor, "rows pos d_model"]
     W_U: Float[Tensor, "d_model d_vocab"]
     b_U: Float[Tensor, " d_vocab"] | None
-    norm_out: Float[Tensor, "layer 2 pos d_model"]
-    norm_bare: Float[Tensor, "layer 2 pos d_model"]
-    attn_z: Float[Tensor, "layer pos head d_head"]
-    mlp_hidden: Float[Tensor, "layer pos d_mlp"]
+    processing: str
+    attn_in: Float[Tensor, "layer pos d_model"]
+    mlp_in: Float[Tensor, "layer pos d_model"]
+    z: Float[Tensor, "layer pos hd"]
+    mlp_out: Float[Tensor, "layer pos d_model"]
 
     def __post_init__(self) -> None:
         rows, t, d = self.resid.shape
@@ -70,11 +66,11 @@ class Capture:
             self.b_U is not None and self.b_U.shape[0] != self.W_U.shape[1]
         ):
             raise ValueError(f"W_U {tuple(self.W_U.shape)} does not fit d_model {d}")
-        for name in ("norm_out", "norm_bare"):
-            if getattr(self, name).shape != (L, 2, t, d):
-                raise ValueError(f"{name} must be [{L}, 2, {t}, {d}]")
-        if self.attn_z.shape[:2] != (L, t) or self.mlp_hidden.shape[:2] != (L, t):
-            raise ValueError("attn_z and mlp_hidden must be [layer, pos, ...]")
+        for name in ("attn_in", "mlp_in", "mlp_out"):
+            if getattr(self, name).shape != (L, t, d):
+                raise ValueError(f"{name} must be [{L}, {t}, {d}]")
+        if self.z.shape[:2] != (L, t):
+            raise ValueError(f"z must be [{L}, {t}, n_heads * d_head]")
 
     @property
     def n_layers(self) -> int:
@@ -86,28 +82,37 @@ class Capture:
         out = self.normed[row] @ self.W_U
         return out if self.b_U is None else out + self.b_U
 
+    def captured(self) -> Captured:
+        """The per-layer tensors as :mod:`core.activations`'s readers take them."""
+        return Captured(
+            attn_in=list(self.attn_in),
+            mlp_in=list(self.mlp_in),
+            z=list(self.z),
+            mlp_out=list(self.mlp_out),
+        )
+
 
 def _first(output: Any) -> Tensor:
     return output[0] if isinstance(output, tuple) else output
 
 
 @torch.no_grad()
-def capture(model: Any, ids: Sequence[int]) -> Capture:
+def capture(
+    model: Any, ids: Sequence[int], processing: str = "raw", centre: bool = True
+) -> Capture:
     """Run ``model`` (a plain HF causal LM) on ``ids`` once and record the lens's inputs.
+
+    ``processing`` and ``centre`` (whether the norms are LayerNorm, which centres) say
+    which input the reading matrices receive (:func:`core.activations.capture.hooks`).
 
     Raises:
         SpecError: the model's family is unknown (its module layout is needed).
     """
     family = family_of(model)
-    cfg = model.config
-    L = int(getattr(cfg, family.config_keys["n_layers"]))
-    H = int(getattr(cfg, family.config_keys["n_heads"]))
+    L = int(getattr(model.config, family.config_keys["n_layers"]))
     dev = next(model.parameters()).device
     x = torch.tensor([list(ids)], device=dev)
     resid: list[Tensor | None] = [None] * (L + 1)
-    norms: dict[tuple[int, int], tuple[Tensor, Tensor]] = {}
-    z: list[Tensor | None] = [None] * L
-    hidden: list[Tensor | None] = [None] * L
 
     def embed_hook(mod: Any, args: Any, kwargs: Any) -> None:
         h = args[0] if args else kwargs["hidden_states"]
@@ -119,50 +124,18 @@ def capture(model: Any, ids: Sequence[int]) -> Capture:
 
         return hook
 
-    def norm_hook(layer: int, which: int) -> Any:
-        def hook(mod: Any, args: Any, output: Any) -> None:
-            out = _first(output)[0].detach().float()
-            bare = out
-            bias = getattr(mod, "bias", None)
-            if bias is not None:
-                bare = bare - bias.detach().float()
-            weight = getattr(mod, "weight", None)
-            if weight is not None:
-                bare = bare / weight.detach().float()
-            norms[(layer, which)] = (out.cpu(), bare.cpu())
-
-        return hook
-
-    def z_hook(layer: int) -> Any:
-        def hook(mod: Any, args: Any) -> None:
-            h = args[0][0].detach().float().cpu()
-            z[layer] = h.reshape(h.shape[0], H, -1)
-
-        return hook
-
-    def hidden_hook(layer: int) -> Any:
-        def hook(mod: Any, args: Any) -> None:
-            hidden[layer] = args[0][0].detach().float().cpu()
-
-        return hook
-
+    block = family.block.format
     handles = [
-        model.get_submodule(family.block.format(0)).register_forward_pre_hook(
-            embed_hook, with_kwargs=True
-        )
+        model.get_submodule(block(0)).register_forward_pre_hook(embed_hook, with_kwargs=True)
     ]
     try:
         for layer in range(L):
-            block = model.get_submodule(family.block.format(layer))
-            handles.append(block.register_forward_hook(block_hook(layer)))
-            for which, role in ((0, "ln1"), (1, "ln2")):
-                mod = family.module(model, role, layer)
-                handles.append(mod.register_forward_hook(norm_hook(layer, which)))
-            attn_out = family.module(model, "attn_out", layer)
-            handles.append(attn_out.register_forward_pre_hook(z_hook(layer)))
-            mlp_out = family.module(model, "mlp_out", layer)
-            handles.append(mlp_out.register_forward_pre_hook(hidden_hook(layer)))
-        model(input_ids=x)
+            handles.append(
+                model.get_submodule(block(layer)).register_forward_hook(block_hook(layer))
+            )
+        with hooks(model, L, processing, centre) as (cap, mask):
+            mask[0] = torch.ones(x.shape, dtype=torch.bool)
+            model(input_ids=x)
     finally:
         for h in handles:
             h.remove()
@@ -170,17 +143,20 @@ def capture(model: Any, ids: Sequence[int]) -> Capture:
     final_norm = model.get_submodule(family.final_norm)
     normed = _first(final_norm(stream.to(dev))).detach().float().cpu()
     unembed = model.get_output_embeddings()
-    W_U = unembed.weight.detach().float().cpu().T
     bias = getattr(unembed, "bias", None)
-    pairs = [[norms[(layer, w)] for w in (0, 1)] for layer in range(L)]
+
+    def stacked(role: str) -> Tensor:
+        return torch.stack([cap.get(role, layer).cpu() for layer in range(L)])
+
     return Capture(
         ids=torch.tensor(list(ids)),
         resid=stream,
         normed=normed,
-        W_U=W_U,
+        W_U=unembed.weight.detach().float().cpu().T,
         b_U=None if bias is None else bias.detach().float().cpu(),
-        norm_out=torch.stack([torch.stack([p[0] for p in row]) for row in pairs]),
-        norm_bare=torch.stack([torch.stack([p[1] for p in row]) for row in pairs]),
-        attn_z=torch.stack([t for t in z if t is not None]),
-        mlp_hidden=torch.stack([t for t in hidden if t is not None]),
+        processing=processing,
+        attn_in=stacked("attn_in"),
+        mlp_in=stacked("mlp_in"),
+        z=stacked("z"),
+        mlp_out=stacked("mlp_out"),
     )

@@ -75,4 +75,6 @@ def run_prompt(analysis: Analysis, prompt: str, max_tokens: int = MAX_TOKENS) ->
     ids = encode(analysis.model.tokenizer, prompt, context_length(model), max_tokens)
     display = analysis.tokens.display
     tokens = tuple(display[i] if 0 <= i < len(display) else str(i) for i in ids)
-    return PromptRun(prompt, tuple(ids), tokens, capture(model, ids))
+    centre = analysis.meta.normalization == "LN"
+    cap = capture(model, ids, analysis.settings.processing, centre)
+    return PromptRun(prompt, tuple(ids), tokens, cap)

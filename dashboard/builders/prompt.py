@@ -15,6 +15,7 @@ from core.analysis import Analysis
 from core.lens import (
     active_directions,
     logit_lens,
+    prompt_activations,
     row_names,
     run_prompt,
     target_token,
@@ -173,7 +174,7 @@ def compute_active(
         CoreError: bad prompt, layer, position or side (one sentence).
     """
     run = run_prompt(a, prompt)
-    items = active_directions(a, run.capture, layer, position, side, n)
+    items = active_directions(a, prompt_activations(a, run.capture), layer, position, side, n)
     rows = []
     for x, d in with_tokens(a, items, k=k):
         end = d.top if x.end == "top" else d.bottom

@@ -8,7 +8,13 @@ import torch
 import torch.nn.functional as F
 
 from core.errors import SpecError
-from core.lens import active_directions, direction_values, run_prompt, with_tokens
+from core.lens import (
+    active_directions,
+    direction_values,
+    prompt_activations,
+    run_prompt,
+    with_tokens,
+)
 from tests.core.reference import centres, component, module, out_matrix
 from tests.tiny_models import ARCHS
 
@@ -32,7 +38,7 @@ def hooked(model, ids, layer: int, processing: str) -> dict[str, torch.Tensor]:
         module(model, "ln1", layer).register_forward_pre_hook(save("ln1_in", True)),
         module(model, "ln2", layer).register_forward_pre_hook(save("ln2_in", True)),
         module(model, "attn_out", layer).register_forward_pre_hook(save("z", True)),
-        module(model, "mlp_out", layer).register_forward_pre_hook(save("hidden", True)),
+        module(model, "mlp_out", layer).register_forward_hook(save("mlp_out")),
     ]
     try:
         with torch.no_grad():
@@ -86,7 +92,7 @@ def reference_values(a, model, ids, layer: int, side: str, processing: str):
                         @ out_matrix(model, layer, head).double()
                     )
                 else:
-                    x = got["hidden"] @ component(model, "mlp_out", layer, None, "raw")
+                    x = got["mlp_out"]  # what the MLP adds to the stream, bias included
             cos = (vecs * mine).sum(0)
             keep = ~d.degenerate[c]
             assert (cos.abs()[keep] > 0.999).all(), cos
@@ -101,7 +107,7 @@ def test_values_are_hand_dot_products(arch, processing, side, lens_analyses, hf_
     a, model = lens_analyses(arch, processing), hf_models(arch)
     run = run_prompt(a, PROMPT)
     for layer in range(a.meta.n_layers):
-        mine = direction_values(a, run.capture, layer, side)
+        mine = direction_values(prompt_activations(a, run.capture), layer, side)
         ref = reference_values(a, model, run.ids, layer, side, processing)
         assert set(mine) == set(ref)
         for key, (want, keep) in ref.items():
@@ -121,7 +127,7 @@ def test_top_directions_are_the_largest(arch, lens_analyses, hf_models):
             ((float(v[pos, i]), k, i) for k, (v, _) in ref.items() for i in range(v.shape[1])),
             key=lambda r: -abs(r[0]),
         )[:n]
-        got = active_directions(a, run.capture, layer, pos, side, n)
+        got = active_directions(a, prompt_activations(a, run.capture), layer, pos, side, n)
         assert [(g.kind, g.head, g.index) for g in got] == [(k[0], k[1], i) for _, k, i in flat]
         for g, (v, _, _) in zip(got, flat):
             assert g.value == pytest.approx(v, abs=1e-4, rel=1e-4)
@@ -133,13 +139,16 @@ def test_top_directions_are_the_largest(arch, lens_analyses, hf_models):
 
 def test_bad_layer_position_side(lens_analyses):
     a = lens_analyses("gpt2")
-    run = run_prompt(a, PROMPT)
+    acts = prompt_activations(a, run_prompt(a, PROMPT).capture)
     with pytest.raises(SpecError, match="Layer 9 is out of range"):
-        direction_values(a, run.capture, 9, "read")
+        direction_values(acts, 9, "read")
     with pytest.raises(SpecError, match="Position 99 is out of range"):
-        active_directions(a, run.capture, 0, 99, "read")
+        active_directions(a, acts, 0, 99, "read")
     with pytest.raises(SpecError, match="Unknown side"):
-        direction_values(a, run.capture, 0, "sideways")
+        direction_values(acts, 0, "sideways")
+    post = lens_analyses("gpt2", "post")
+    with pytest.raises(SpecError, match="captured for raw"):
+        prompt_activations(post, run_prompt(a, PROMPT).capture)
 
 
 def test_unprojected_directions_take_the_sign_rule(checkpoints, lens_analyses, tmp_path):
@@ -160,7 +169,7 @@ def test_unprojected_directions_take_the_sign_rule(checkpoints, lens_analyses, t
     )
     run = run_prompt(full, PROMPT)
     for side in ("read", "write"):
-        a = direction_values(full, run.capture, 1, side)
-        b = direction_values(part, run.capture, 1, side)
+        a = direction_values(prompt_activations(full, run.capture), 1, side)
+        b = direction_values(prompt_activations(part, run.capture), 1, side)
         for key in a:
             torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-5, msg=str(key))
