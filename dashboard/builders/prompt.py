@@ -82,7 +82,7 @@ def compute_lens(a: Analysis, prompt: str, target: str = "", k: int = 5) -> pd.D
 
 def lens_heatmap(
     df: pd.DataFrame, show: str = "rank", chosen: tuple[int, int] | None = None
-) -> alt.Chart:
+) -> alt.Chart | alt.LayerChart:
     """Layers (embedding at the bottom) x positions, coloured by the target's rank (log
     scale) or probability, bright where the target is likely; the top token in the tooltip, and written in
     the cell for short prompts. A click picks a cell (:data:`PICK`); the ``chosen``
