@@ -84,9 +84,10 @@ def lens_heatmap(
     df: pd.DataFrame, show: str = "rank", chosen: tuple[int, int] | None = None
 ) -> alt.Chart | alt.LayerChart:
     """Layers (embedding at the bottom) x positions, coloured by the target's rank (log
-    scale) or probability, bright where the target is likely; the top token in the tooltip, and written in
-    the cell for short prompts. A click picks a cell (:data:`PICK`); the ``chosen``
-    ``(position, row)`` is outlined."""
+    scale) or probability (up to the largest shown), bright where the target is likely;
+    the top tokens in the tooltip, the top one written in the cell for short prompts. A
+    click picks a cell (:data:`PICK`); the ``chosen`` ``(position, row)`` is outlined.
+    """
     if show not in SHOW:
         raise ValueError(f"show must be one of {', '.join(SHOW)}, not {show!r}")
     data = df.assign(rank=df["rank"].astype("float"))
@@ -101,8 +102,13 @@ def lens_heatmap(
             scale=alt.Scale(type="log", domain=[1, worst], scheme="viridis", reverse=True),
         )
     else:
+        # Up to the largest probability shown: a weak model's targets stay far below 1.
+        top = float(data["prob"].max()) if data["prob"].notna().any() else 1.0
+        worst = max(top, 1e-6)
         color = alt.Color(
-            "prob:Q", title="target probability", scale=alt.Scale(domain=[0, 1], scheme="viridis")
+            "prob:Q",
+            title="target probability",
+            scale=alt.Scale(domain=[0, worst], scheme="viridis"),
         )
     pick = alt.selection_point(name=PICK, fields=["position", "row"], on="click")
     base = alt.Chart(data).encode(
@@ -131,7 +137,7 @@ def lens_heatmap(
         dark = (
             f"isValid(datum.rank) && log(datum.rank) > {math.log(worst) / 2!r}"
             if show == "rank"
-            else "isValid(datum.prob) && datum.prob < 0.5"
+            else f"isValid(datum.prob) && datum.prob < {worst / 2!r}"
         )
         text = base.mark_text(fontSize=10, limit=60).encode(
             text="top1:N",
