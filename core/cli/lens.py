@@ -44,6 +44,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "--directions", type=int, default=3, help="active directions per block, position and side"
     )
     p.add_argument("--k", type=int, default=8, help="tokens shown per active direction")
+    p.add_argument(
+        "--by",
+        choices=("activation", "scaled"),
+        default="activation",
+        help="rank by |activation|, or on the reading side by |singular value x activation|",
+    )
     p.set_defaults(func=_run)
 
 
@@ -91,7 +97,7 @@ def _run(args: argparse.Namespace) -> Any:
             for pos in range(n_pos):
                 for side in SIDES:
                     active[(layer, pos, side)] = active_directions(
-                        a, acts, layer, pos, side, args.directions
+                        a, acts, layer, pos, side, args.directions, args.by
                     )
     flat = [x for items in active.values() for x in items]
     tokens = dict(zip(map(id, flat), (d for _, d in with_tokens(a, flat, k=args.k))))

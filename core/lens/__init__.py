@@ -7,6 +7,7 @@ Modules: ``capture`` (the hooked forward pass), ``prompt`` (tokens, checks, the 
 """
 
 from core.lens.active import (
+    RANKINGS,
     READ_KINDS,
     SIDES,
     WRITE_KINDS,
@@ -23,6 +24,7 @@ from core.lens.prompt import MAX_TOKENS, PromptRun, encode, run_prompt, target_t
 
 __all__ = [
     "MAX_TOKENS",
+    "RANKINGS",
     "READ_KINDS",
     "SIDES",
     "WRITE_KINDS",

@@ -139,6 +139,13 @@ def direction_values(
     return out
 
 
+#: How :func:`active_directions` ranks: by ``|activation|``, or on the reading side by
+#: ``|σ · activation|`` (how much the direction passes on to the matrix's output; a tiny
+#: σ can meet a huge input, e.g. a model's massive-activation dimension). On the
+#: writing side both are ``|activation|``, which is already what is written.
+RANKINGS = ("activation", "scaled")
+
+
 def active_directions(
     analysis: Analysis,
     acts: PromptActivations,
@@ -146,29 +153,37 @@ def active_directions(
     position: int,
     side: str,
     n: int = 10,
+    by: str = "activation",
 ) -> list[ActiveDirection]:
     """The ``n`` directions of ``layer``'s heads and MLP with the largest ``|activation|``
-    at ``position`` on ``side`` (``read`` or ``write``), largest first.
+    (or, ``by="scaled"``, ``|σ · activation|`` on the reading side; :data:`RANKINGS`) at
+    ``position`` on ``side`` (``read`` or ``write``), largest first.
 
     Raises:
-        SpecError: bad layer, position or side.
+        SpecError: bad layer, position, side or ranking.
     """
+    if by not in RANKINGS:
+        raise SpecError(f"Unknown ranking {by!r}; use {' or '.join(RANKINGS)}.")
     if not 0 <= position < acts.n_positions:
         raise SpecError(
             f"Position {position} is out of range; the prompt has positions 0 to "
             f"{acts.n_positions - 1}."
         )
-    flat: list[tuple[float, str, int | None, int]] = []
+    scaled = by == "scaled" and side == "read"
+    flat: list[tuple[float, float, str, int | None, int]] = []
     for (kind, head), v in direction_values(acts, layer, side).items():
-        row = v[position]
-        for i in row.abs().topk(min(n, row.shape[0])).indices.tolist():
-            flat.append((float(row[i]), kind, head, i))
-    flat.sort(key=lambda r: -abs(r[0]))
-    items = []
-    for value, kind, head, i in flat[:n]:
         d = kind_result(analysis, kind).decomposition
-        S = float(d.S[d.index(layer, head), i])
-        items.append(ActiveDirection(kind, layer, head, i, side, value, S))
+        S = d.S[d.index(layer, head)].float()
+        row = v[position]
+        score = (row * S).abs() if scaled else row.abs()
+        for i in score.topk(min(n, row.shape[0])).indices.tolist():
+            flat.append((float(score[i]), float(row[i]), kind, head, i))
+    flat.sort(key=lambda r: -r[0])
+    items = []
+    for _, value, kind, head, i in flat[:n]:
+        d = kind_result(analysis, kind).decomposition
+        S_i = float(d.S[d.index(layer, head), i])
+        items.append(ActiveDirection(kind, layer, head, i, side, value, S_i))
     return items
 
 

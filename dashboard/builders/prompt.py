@@ -167,10 +167,18 @@ def block_of_row(row: int) -> int:
 
 
 def compute_active(
-    a: Analysis, prompt: str, layer: int, position: int, side: str, n: int = 10, k: int = 10
+    a: Analysis,
+    prompt: str,
+    layer: int,
+    position: int,
+    side: str,
+    n: int = 10,
+    k: int = 10,
+    by: str = "activation",
 ) -> pd.DataFrame:
     """The ``n`` directions of ``layer``'s heads and MLP with the largest activation at
-    ``position`` on ``side`` (:func:`core.lens.active_directions`), one row each.
+    ``position`` on ``side``, ranked ``by`` (:func:`core.lens.active_directions`), one
+    row each.
 
     Columns: ``component`` (``L2 H1 OV``), ``kind``, ``matrix``, ``layer``, ``head``
     (NA for the MLP), ``index``, ``activation``, ``sigma``, ``end`` (the end it pushes
@@ -180,7 +188,8 @@ def compute_active(
         CoreError: bad prompt, layer, position or side (one sentence).
     """
     run = run_prompt(a, prompt)
-    items = active_directions(a, prompt_activations(a, run.capture), layer, position, side, n)
+    acts = prompt_activations(a, run.capture)
+    items = active_directions(a, acts, layer, position, side, n, by)
     rows = []
     for x, d in with_tokens(a, items, k=k):
         end = d.top if x.end == "top" else d.bottom

@@ -93,7 +93,7 @@ def _chosen(name: str) -> None:
 
 
 st.session_state["prompt.position"], st.session_state["prompt.layer"] = pos, layer
-p1, p2, p3 = st.columns([3, 2, 2])
+p1, p2, p3, p4 = st.columns([3, 2, 2, 3])
 p1.selectbox(
     "Position",
     range(n_pos),
@@ -111,6 +111,16 @@ p2.selectbox(
     args=("layer",),
 )
 n = int(p3.number_input("Directions", 1, 50, 10, key="prompt.n"))
+by = p4.radio(
+    "Rank reading side by",
+    ("activation", "scaled"),
+    key="prompt.by",
+    format_func={"activation": "|activation|", "scaled": "|σ × activation|"}.get,
+    horizontal=True,
+    help="|σ × activation| is how much a reading direction passes on to the matrix's "
+    "output; a direction with a tiny σ can read a huge input (e.g. a massive-activation "
+    "dimension). The writing side is always ranked by |activation|.",
+)
 
 COLUMNS = {
     "kind": None,
@@ -141,7 +151,7 @@ for side, (title, what) in SIDES.items():
     limits.enter("this prompt's active directions")
     try:
         df = loaders.cached_table(
-            "prompt.active", sel, pb.compute_active, text, layer, pos, side, n, 10
+            "prompt.active", sel, pb.compute_active, text, layer, pos, side, n, 10, by
         )
     except CoreError as exc:
         st.error(plain(exc))

@@ -100,6 +100,12 @@ def reference_values(a, model, ids, layer: int, side: str, processing: str):
     return out
 
 
+def _singular_values(a, model, key, layer: int) -> torch.Tensor:
+    """The dense SVD's singular values of one component (raw)."""
+    kind, head = key
+    return torch.linalg.svdvals(component(model, kind, layer, head, "raw"))
+
+
 @pytest.mark.parametrize("processing", ["raw", "post"])
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("side", ["read", "write"])
@@ -127,11 +133,27 @@ def test_top_directions_are_the_largest(arch, lens_analyses, hf_models):
             ((float(v[pos, i]), k, i) for k, (v, _) in ref.items() for i in range(v.shape[1])),
             key=lambda r: -abs(r[0]),
         )[:n]
-        got = active_directions(a, prompt_activations(a, run.capture), layer, pos, side, n)
+        acts = prompt_activations(a, run.capture)
+        got = active_directions(a, acts, layer, pos, side, n)
         assert [(g.kind, g.head, g.index) for g in got] == [(k[0], k[1], i) for _, k, i in flat]
         for g, (v, _, _) in zip(got, flat):
             assert g.value == pytest.approx(v, abs=1e-4, rel=1e-4)
             assert g.end == ("top" if v >= 0 else "bottom") and g.side == side
+        # Ranked by |σ x activation| instead (the reading side only).
+        S = {k: _singular_values(a, model, k, layer) for k in ref}
+        scaled = sorted(
+            (
+                (abs(float(v[pos, i]) * float(S[k][i])), k, i)
+                for k, (v, _) in ref.items()
+                for i in range(v.shape[1])
+            ),
+            key=lambda r: -r[0],
+        )[:n]
+        got_s = active_directions(a, acts, layer, pos, side, n, by="scaled")
+        want = flat if side == "write" else scaled
+        assert [(g.kind, g.head, g.index) for g in got_s] == [
+            (w[1][0], w[1][1], w[2]) for w in want
+        ]
         # Each comes with its token ends, the ones the grid shows for that direction.
         for g, d in with_tokens(a, got, k=4):
             assert d.index == g.index and len(d.top) == 4
@@ -144,6 +166,8 @@ def test_bad_layer_position_side(lens_analyses):
         direction_values(acts, 9, "read")
     with pytest.raises(SpecError, match="Position 99 is out of range"):
         active_directions(a, acts, 0, 99, "read")
+    with pytest.raises(SpecError, match="Unknown ranking"):
+        active_directions(a, acts, 0, 0, "read", by="size")
     with pytest.raises(SpecError, match="Unknown side"):
         direction_values(acts, 0, "sideways")
     post = lens_analyses("gpt2", "post")
