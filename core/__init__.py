@@ -8,6 +8,7 @@ The pipeline, one subpackage per stage, each importing only the stages before it
     analysis the session object that ties the three together (open_analysis)
     query    one component's directions, from the cache or projected on demand
     search/  edit/  label/    what a researcher does with the directions
+    lens/    the logit lens of a prompt and the directions it uses
     bench/   cli/             timing the live paths; the command line on top
 
 ``core`` is pure computation and I/O and never imports streamlit. The names below are
@@ -39,6 +40,9 @@ _PUBLIC = {
     "EditSet": "core.edit",
     "apply_edits": "core.edit",
     "measure": "core.edit",
+    "run_prompt": "core.lens",
+    "logit_lens": "core.lens",
+    "active_directions": "core.lens",
 }
 
 __all__ = sorted(_PUBLIC)
