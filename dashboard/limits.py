@@ -43,6 +43,12 @@ def enter(what: str) -> None:
         st.stop()
 
 
+def try_enter() -> bool:
+    """Take a job slot without waiting or drawing anything (for work handed to a
+    background thread, which gives it back with :func:`leave`); whether one was free."""
+    return _JOBS.acquire(blocking=False)
+
+
 def leave() -> None:
     """Give back the slot :func:`enter` took."""
     _JOBS.release()

@@ -17,13 +17,21 @@ from pathlib import Path
 from typing import Any, cast
 
 import streamlit as st
+from core.activations import (
+    Corpus,
+    ExampleJob,
+    ExampleOptions,
+    Examples,
+    get_examples,
+    load_corpus,
+)
 from core.analysis import Analysis, controls, controls_ready, open_analysis
 from core.errors import CoreError
 from core.query import Direction, directions
 from core.search import SearchIndex, build_index
 from core.settings import Processing, Settings
 
-from dashboard import state
+from dashboard import limits, state
 from dashboard.builders import edit as edit_views
 from dashboard.markup import plain
 
@@ -357,3 +365,63 @@ def compare_series(
     out["components"] = [component_label(kind, c[0], c[1]) for c in comps]
     out["kind_spectra"] = kind_spectra(analyses, kind).tolist()
     return out
+
+
+class _Examples:
+    """One model's dataset examples (for one token budget): loaded once built, and the
+    background build, if one was started."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.value: Examples | None = None
+        self.job: ExampleJob | None = None
+
+
+@st.cache_resource(show_spinner=False, max_entries=1)
+def reference_corpus() -> Corpus:
+    """The shipped reference corpus (read once per server)."""
+    return load_corpus()
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _examples_slot(model: str, processing: str, cache_dir: str, tokens: int) -> _Examples:
+    return _Examples()
+
+
+def _example_options() -> ExampleOptions:
+    return ExampleOptions(tokens=state.example_tokens())
+
+
+def examples_slot(sel: state.Selection) -> _Examples:
+    """The shared examples holder of ``sel``'s model, read from the cache when built."""
+    slot = _examples_slot(sel.model, sel.processing, str(state.cache_dir()), state.example_tokens())
+    if slot.value is None:
+        a = get_analysis(sel.model, sel.processing)
+        with slot.lock:
+            if slot.value is None:
+                with st.spinner("Reading the dataset examples…"):
+                    slot.value = get_examples(
+                        a, reference_corpus(), _example_options(), build=False
+                    )
+    return slot
+
+
+def start_examples(sel: state.Selection) -> bool:
+    """Start building ``sel``'s model's examples in the background (one build per model,
+    in one of :mod:`dashboard.limits`'s job slots); ``False`` when every slot is busy."""
+    slot = examples_slot(sel)
+    with slot.lock:
+        if slot.job is not None and not slot.job.done.is_set():
+            return True
+        if not limits.try_enter():
+            return False
+        a = get_analysis(sel.model, sel.processing)
+
+        def done() -> None:
+            limits.leave()
+            if job.result is not None:
+                slot.value = job.result
+
+        job = ExampleJob(a, reference_corpus(), _example_options(), done)
+        slot.job = job.start()
+    return True

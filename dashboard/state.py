@@ -77,6 +77,17 @@ def cache_dir() -> Path:
     return Path(p) if p else DEFAULT_CACHE_DIR
 
 
+def example_tokens() -> int:
+    """Corpus tokens read to build dataset examples (``$SVDLENS_EXAMPLE_TOKENS``, else
+    core's default, so the dashboard and ``python -m core examples`` share a build)."""
+    from core.activations import DEFAULT_TOKENS
+
+    try:
+        return max(1, int(os.environ.get("SVDLENS_EXAMPLE_TOKENS", "").strip() or DEFAULT_TOKENS))
+    except ValueError:
+        return DEFAULT_TOKENS
+
+
 def local_models() -> list[str]:
     """Checkpoint directories (with a ``config.json``) directly under :func:`models_dir`."""
     root = models_dir()

@@ -197,7 +197,9 @@ def main(argv: list[str] | None = None) -> None:
         rows += [{"source": name, "split": "heldout", "text": t} for t in held]
         chars = sum(len(t) for t in train + held)
         table.append((name, origin, len(train), len(held), chars))
-        print(f"{name:12s} {len(train):6d} train {len(held):5d} held-out {chars / 1e3:7.0f} k chars")
+        print(
+            f"{name:12s} {len(train):6d} train {len(held):5d} held-out {chars / 1e3:7.0f} k chars"
+        )
     rows.sort(key=lambda r: _key(r["source"] + "\0" + r["text"]))
     args.out.mkdir(parents=True, exist_ok=True)
     data = "".join(

@@ -4,7 +4,7 @@ corpus. Comes after ``edit`` in the pipeline (it runs the plain Hugging Face mod
 Modules: ``corpus`` (the shipped reference corpus), ``capture`` (forward hooks),
 ``readers`` (the exact definition of a direction's activation), ``running`` (streaming
 top/bottom N, histogram, strongly active share), ``examples`` (the build), ``store``
-(the cache part), ``view`` (one direction's contexts).
+(the cache part), ``job`` (a background build), ``view`` (one direction's contexts).
 """
 
 from core.activations.corpus import DEFAULT_CORPUS, Corpus, Document, load_corpus
@@ -15,6 +15,7 @@ from core.activations.examples import (
     SideExamples,
     build_examples,
 )
+from core.activations.job import ExampleJob
 from core.activations.readers import SIDES, resolve_side
 from core.activations.store import get_examples, load_examples, save_examples
 from core.activations.view import DirectionExamples, Example, direction_examples
@@ -27,6 +28,7 @@ __all__ = [
     "DirectionExamples",
     "Document",
     "Example",
+    "ExampleJob",
     "ExampleOptions",
     "Examples",
     "SideExamples",

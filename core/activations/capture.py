@@ -37,12 +37,12 @@ def bare_norm(module: Any, x: Tensor, centre: bool) -> Tensor:
     matrix (:mod:`core.model.fold`) and drops the LayerNorm bias (a constant input).
     """
     mod = getattr(module, "original_component", module)
-    eps = getattr(mod, "eps", None)
+    eps: Any = getattr(mod, "eps", None)
     if eps is None:
         eps = getattr(mod, "variance_epsilon", 1e-5)
     x = x.float()
     if centre:
-        x = x - x.mean(dim=-1, keepdim=True)
+        return torch.nn.functional.layer_norm(x, x.shape[-1:], eps=float(eps))
     return x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + float(eps))
 
 
@@ -76,7 +76,8 @@ def hooks(
     in order). Removes the hooks on exit.
     """
     family = family_of(model)
-    cap = Captured(*([None] * n_layers for _ in range(4)))
+    empty: list[Tensor | None] = [None] * n_layers
+    cap = Captured(list(empty), list(empty), list(empty), list(empty))
     mask: list[Tensor] = [torch.ones(0, 0, dtype=torch.bool)]
     handles = []
 

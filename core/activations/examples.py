@@ -22,10 +22,11 @@ from core.activations.running import HIST_SPAN, STRONG_SD, Running
 from core.analysis import Analysis
 from core.edit.hf import plain_model
 from core.errors import SpecError
+from core.model.families import family_of
 from core.progress import Progress, quiet
 
-#: Corpus tokens read by default: SmolLM2-135M reads them in a few minutes on 2 CPU cores.
-DEFAULT_TOKENS = 20_000
+#: Corpus tokens read by default: a few minutes for SmolLM2-135M on a 2-core CPU (BENCHMARKS.md).
+DEFAULT_TOKENS = 5_000
 
 
 @dataclass(frozen=True)
@@ -138,26 +139,29 @@ class Examples:
         key: the build's :meth:`ExampleOptions.key`.
         n_tokens: corpus tokens read (BOS tokens not counted).
         sides: by ``<kind>.<side>``.
+        context: the longest window read (``options.context``, less where the model's
+            context is shorter).
         seconds: how long the build took (0 when read from the cache).
     """
 
     key: dict[str, Any]
     n_tokens: int
     sides: dict[str, SideExamples]
+    context: int
     seconds: float = 0.0
 
 
 def windows(
-    corpus: Corpus, tokenizer: Any, options: ExampleOptions
+    corpus: Corpus, tokenizer: Any, options: ExampleOptions, context: int
 ) -> Iterator[tuple[int, int, list[int]]]:
-    """``(document id, first position, token ids)`` of each window read, in order, until
-    the token budget is spent (the last window is cut to fit).
+    """``(document id, first position, token ids)`` of each window of at most ``context``
+    tokens read, in order, until the token budget is spent (the last window is cut to fit).
     """
     left = options.tokens
     for doc in corpus.split(options.split):
         ids = encode(tokenizer, doc.text)
-        for start in range(0, len(ids), options.context):
-            w = ids[start : start + options.context][:left]
+        for start in range(0, len(ids), context):
+            w = ids[start : start + context][:left]
             if w:
                 yield doc.id, start, w
                 left -= len(w)
@@ -166,15 +170,19 @@ def windows(
 
 
 def _batches(
-    corpus: Corpus, tokenizer: Any, options: ExampleOptions, bos: int | None
+    corpus: Corpus, tokenizer: Any, options: ExampleOptions, context: int, bos: int | None
 ) -> Iterator[list[tuple[int, int, list[int]]]]:
-    per = options.batch_tokens // (options.context + (bos is not None))
+    """Windows grouped so that each padded batch holds at most ``batch_tokens`` tokens."""
+    lead = 0 if bos is None else 1
     batch: list[tuple[int, int, list[int]]] = []
-    for w in windows(corpus, tokenizer, options):
-        batch.append(w)
-        if len(batch) >= max(1, per):
+    longest = 0
+    for w in windows(corpus, tokenizer, options, context):
+        size = max(longest, len(w[2]) + lead)
+        if batch and (len(batch) + 1) * size > options.batch_tokens:
             yield batch
-            batch = []
+            batch, size = [], len(w[2]) + lead
+        batch.append(w)
+        longest = size
     if batch:
         yield batch
 
@@ -202,6 +210,8 @@ def build_examples(
     readers = side_readers(analysis, device)
     model = plain_model(analysis).to(device)
     meta = analysis.meta
+    lead = 0 if bos is None else 1
+    context = min(options.context, family_of(model).n_ctx(model.config) - lead)
     running = {
         side_name(r.kind, r.side): Running(r.n, options.n, options.bins, device) for r in readers
     }
@@ -217,8 +227,7 @@ def build_examples(
             mask,
         ),
     ):
-        for batch in _batches(corpus, tokenizer, options, bos):
-            lead = 0 if bos is None else 1
+        for batch in _batches(corpus, tokenizer, options, context, bos):
             width = lead + max(len(w) for _, _, w in batch)
             ids = torch.zeros(len(batch), width, dtype=torch.long)
             attn = torch.zeros(len(batch), width, dtype=torch.long)
@@ -245,7 +254,7 @@ def build_examples(
     doc_of = torch.cat(docs)
     pos_of = torch.cat(poss)
     sides = {name: _side(r, running[name], doc_of, pos_of) for r, name in zip(readers, running)}
-    return Examples(options.key(corpus), seen, sides, time.perf_counter() - t0)
+    return Examples(options.key(corpus), seen, sides, context, time.perf_counter() - t0)
 
 
 def _side(reader: Any, run: Running, doc_of: Tensor, pos_of: Tensor) -> SideExamples:

@@ -144,7 +144,11 @@ class SideReader:
             x = cap.get(self.role, layer)
             if out is None:
                 out = torch.empty(x.shape[0], self.n, dtype=x.dtype, device=x.device)
-            out[:, cols] = x @ M
+            if cols.numel() and int(cols[-1]) - int(cols[0]) + 1 == cols.numel():
+                # A layer's components are contiguous rows: write in place, no scatter.
+                torch.matmul(x, M, out=out[:, int(cols[0]) : int(cols[-1]) + 1])
+            else:
+                out[:, cols] = x @ M
         assert out is not None
         return out
 

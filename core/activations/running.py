@@ -48,13 +48,17 @@ class Running:
         T = vals.shape[0]
         if T == 0:
             return
-        idx = torch.arange(start, start + T, device=vals.device)[:, None].expand(T, self.n)
-        self.top_val, self.top_idx = _merge(self.top_val, self.top_idx, vals, idx, self.k)
-        neg, self.bot_idx = _merge(-self.bot_val, self.bot_idx, -vals, idx, self.k)
+        k = min(self.k, T)
+        # Each end of the batch first, then merged with the ends so far: two small
+        # top-k's instead of one over every token.
+        top, at = vals.topk(k, dim=0)
+        self.top_val, self.top_idx = _merge(self.top_val, self.top_idx, top, at + start, self.k)
+        low, at = (-vals).topk(k, dim=0)
+        neg, self.bot_idx = _merge(-self.bot_val, self.bot_idx, low, at + start, self.k)
         self.bot_val = -neg
-        v64 = vals.double()
-        self.total += v64.sum(0)
-        self.total_sq += v64.pow(2).sum(0)
+        # Per-batch float32 sums (a batch is at most a few thousand tokens), kept in float64.
+        self.total += vals.sum(0).double()
+        self.total_sq += vals.pow(2).sum(0).double()
         self.count += T
         if self.mu0 is None:
             self.mu0 = vals.mean(0)
@@ -64,12 +68,15 @@ class Running:
             self.lo = self.mu0 - HIST_SPAN * self.sd0
             self.width = 2 * HIST_SPAN * self.sd0 / self.bins
         assert self.lo is not None and self.width is not None and self.sd0 is not None
-        b = ((vals - self.lo) / self.width).floor().clamp_(0, self.bins - 1).long()
+        z = vals - self.lo
+        z.div_(self.width).floor_().clamp_(0, self.bins - 1)
+        b = z.long()
         b += torch.arange(self.n, device=vals.device) * self.bins
         self.hist += torch.bincount(b.reshape(-1), minlength=self.n * self.bins).reshape(
             self.n, self.bins
         )
-        self.strong += ((vals - self.mu0).abs() > STRONG_SD * self.sd0).sum(0)
+        z = vals - self.mu0
+        self.strong += (z.abs_() > STRONG_SD * self.sd0).sum(0)
 
     def mean_std(self) -> tuple[Tensor, Tensor]:
         """Exact mean and (population) standard deviation over every token, ``[n]`` each."""

@@ -12,10 +12,12 @@ from typing import Any
 
 import torch
 
-from core.activations.examples import Examples, SideExamples
+from core.activations.corpus import Corpus
+from core.activations.examples import ExampleOptions, Examples, SideExamples, build_examples
 from core.analysis import Analysis, settings_key
 from core.cache import store
 from core.errors import CacheError
+from core.progress import Progress, quiet
 
 _FIELDS = (
     "top_doc",
@@ -57,6 +59,7 @@ def save_examples(analysis: Analysis, examples: Examples) -> None:
     extra = {
         "key": examples.key,
         "n_tokens": examples.n_tokens,
+        "context": examples.context,
         "seconds": examples.seconds,
         "sides": sides,
     }
@@ -96,24 +99,21 @@ def load_examples(analysis: Analysis, key: dict[str, Any]) -> Examples:
             )
             for name, info in extra["sides"].items()
         }
-        return Examples(key, int(extra["n_tokens"]), sides)
+        return Examples(key, int(extra["n_tokens"]), sides, int(extra["context"]))
     except Exception as exc:  # any content that does not fit
         raise CacheError(f"The cached examples do not parse ({exc}); build them again.") from exc
 
 
 def get_examples(
     analysis: Analysis,
-    corpus: Any,
-    options: Any = None,
-    progress: Any = None,
+    corpus: Corpus,
+    options: ExampleOptions | None = None,
+    progress: Progress = quiet,
     build: bool = True,
 ) -> Examples | None:
     """The examples for ``options`` (defaults when ``None``): from the cache, else built
     now and written (when ``build``; else ``None``).
     """
-    from core.activations.examples import ExampleOptions, build_examples
-    from core.progress import quiet
-
     opts = options if options is not None else ExampleOptions()
     key = opts.key(corpus)
     try:
@@ -121,7 +121,7 @@ def get_examples(
     except CacheError:
         if not build:
             return None
-    built = build_examples(analysis, corpus, opts, progress if progress is not None else quiet)
+    built = build_examples(analysis, corpus, opts, progress)
     if analysis.persist:
         save_examples(analysis, built)
     return built

@@ -129,7 +129,7 @@ def direction_examples(
             + f"; use a layer, head and an index below {e.rank}."
         ) from None
     docs = corpus.by_id()
-    window = int(examples.key.get("context", 1 << 30))
+    window = examples.context
     cache: dict[int, list[int]] = {}
 
     def make(doc: int, pos: int, value: float) -> Example:

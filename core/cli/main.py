@@ -15,6 +15,7 @@ from core.cli import (
     bench,
     directions,
     edit,
+    examples,
     label,
     lens,
     match,
@@ -32,6 +33,7 @@ from core.errors import CoreError
 COMMANDS = (
     precompute,
     directions,
+    examples,
     search,
     edit,
     truncate,

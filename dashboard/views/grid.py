@@ -1,12 +1,26 @@
 """Cluster-grid page: the post's table of top tokens per singular direction."""
 
 import streamlit as st
+from core.activations import SIDES, ExampleJob, direction_examples
 from core.errors import CoreError
 from core.svd.project import TOKEN_FILTERS
 from dashboard import components, loaders, state
+from dashboard.builders import examples as examples_view
 from dashboard.builders import grid
 from dashboard.labels_widget import render_label_controls
 from dashboard.markup import plain
+
+DEFINITION = (
+    "A reading side's activation is the dot product of its unit singular vector with the "
+    "input the matrix receives at that token (the norm's output; under post, the "
+    "normalised stream before the norm's scale); a writing side's is the component along "
+    "its unit singular vector of what the head or MLP writes there. Signs follow the "
+    "token rule, so positive activations push toward the direction's top tokens."
+)
+STRONG_HELP = (
+    "Share of corpus tokens whose activation is more than 3 standard deviations from "
+    "its mean (both measured on the first batch of the corpus)."
+)
 
 sel, a = components.setup()
 
@@ -109,6 +123,80 @@ d2.download_button(
     "application/json",
     key="grid.json",
 )
+
+if not control and sel.kind in SIDES:
+    st.subheader("Dataset examples")
+    ex_cols = st.columns([2, 2, 3])
+    options = [d.index for d in dirs]
+    pick = ex_cols[0].selectbox(
+        "Direction",
+        options,
+        format_func=lambda i: f"#{i}",
+        key="grid.ex_dir",
+        help="Which direction's examples to show (the columns above).",
+    )
+    sides = SIDES[sel.kind]
+    side = (
+        ex_cols[1].radio("Side", sides, horizontal=True, key="grid.ex_side")
+        if len(sides) > 1
+        else sides[0]
+    )
+    slot = loaders.examples_slot(sel)
+    if slot.value is None:
+        job = slot.job
+        if job is not None and not job.done.is_set():
+            running: ExampleJob = job
+
+            @st.fragment(run_every=2.0)
+            def _progress(job: ExampleJob = running) -> None:
+                if job.done.is_set():
+                    st.rerun()
+                st.progress(min(1.0, job.fraction), text=plain(job.message))
+
+            _progress()
+        else:
+            if job is not None and job.error is not None:
+                st.error(plain(f"Building the examples failed ({job.error}); try again."))
+            st.caption(
+                f"No dataset examples for this model yet: building them reads "
+                f"{state.example_tokens():,} tokens of the reference corpus with the model "
+                "once (minutes on a CPU), in the background; the pages stay usable."
+            )
+            if st.button("Build dataset examples", key="grid.ex_build"):
+                if loaders.start_examples(sel):
+                    st.rerun()
+                st.warning("The server is busy with other jobs; try again in a minute.")
+    elif pick is not None:
+        try:
+            ex = direction_examples(
+                slot.value, loaders.reference_corpus(), a.tokenizer, a.tokens.raw,
+                sel.kind, sel.layer, sel.component_head, int(pick), str(side),
+            )  # fmt: skip
+        except CoreError as exc:
+            st.error(plain(exc))
+        else:
+            m1, m2, m3 = ex_cols[2].columns(3)
+            m1.metric("Strongly active", f"{ex.strong:.2%}", help=STRONG_HELP)
+            m2.metric("Mean", f"{ex.mean:.3g}")
+            m3.metric("Std", f"{ex.std:.3g}")
+            scale = examples_view.scale_of(ex)
+            t1, t2 = st.columns(2)
+            t1.caption("Top: the tokens that push toward this direction's top tokens")
+            t1.dataframe(
+                examples_view.style_examples(examples_view.example_frame(ex.top), scale),
+                key="grid.ex_top",
+            )
+            t2.caption("Bottom: the most negative activations")
+            t2.dataframe(
+                examples_view.style_examples(examples_view.example_frame(ex.bottom), scale),
+                key="grid.ex_bottom",
+            )
+            st.altair_chart(examples_view.histogram_chart(ex), use_container_width=True)
+            st.caption(
+                f"Activation of direction #{pick} ({side} side) over {ex.n_tokens:,} "
+                "tokens of the reference corpus (train split); the activating token is "
+                "bold and coloured by its activation. " + DEFINITION
+            )
 
 if not control:
     try:

@@ -38,7 +38,12 @@ def test_planted_direction_fires_on_its_token(tmp_path):
     model.save_pretrained(tmp_path / "planted")
     tok.save_pretrained(tmp_path / "planted")
     a = open_analysis(
-        Settings(model=str(tmp_path / "planted"), processing="raw", device="cpu", cache_dir=tmp_path / "c")
+        Settings(
+            model=str(tmp_path / "planted"),
+            processing="raw",
+            device="cpu",
+            cache_dir=tmp_path / "c",
+        )
     )
     built = build_examples(a, corpus, ExampleOptions(tokens=500, n=len(where)))
     e = built.sides["mlp_in.read"]

@@ -61,7 +61,11 @@ def _reference(ckpt, corpus, processing: str):
 
     model = AutoModelForCausalLM.from_pretrained(ckpt).eval()
     tok = AutoTokenizer.from_pretrained(ckpt)
-    L = model.config.num_hidden_layers if hasattr(model.config, "num_hidden_layers") else model.config.n_layer
+    L = (
+        model.config.num_hidden_layers
+        if hasattr(model.config, "num_hidden_layers")
+        else model.config.n_layer
+    )
     centre = ref.centres(model)
     got: dict[tuple[str, int], torch.Tensor] = {}
     handles = []
@@ -70,7 +74,7 @@ def _reference(ckpt, corpus, processing: str):
         def hook(mod, args, out=None):
             x = args[0] if use_input else out
             if bare:
-                eps = getattr(mod, "eps", None) or getattr(mod, "variance_epsilon")
+                eps = getattr(mod, "eps", None) or mod.variance_epsilon
                 x = _bare(x, centre, eps)
             got[name, layer] = x[0, 1:].detach().double()
 
@@ -102,10 +106,14 @@ def _cases(arch: str, processing: str):
         kinds.append("mlp_gate.read")
     if processing == "post":  # the fold matters on the reading sides
         kinds = ["ov.read", "mlp_in.read"]
-    return [(k, layer, head, i) for k in kinds for layer in (0, 1) for head in (1, 3) for i in (0, 2)]
+    return [
+        (k, layer, head, i) for k in kinds for layer in (0, 1) for head in (1, 3) for i in (0, 2)
+    ]
 
 
-@pytest.mark.parametrize(("arch", "processing"), [(a, "raw") for a in ARCHS] + [("gpt2", "post"), ("llama", "post")])
+@pytest.mark.parametrize(
+    ("arch", "processing"), [(a, "raw") for a in ARCHS] + [("gpt2", "post"), ("llama", "post")]
+)
 def test_activations_match_hooked_forward_pass(analyses, checkpoints, arch, processing):
     a = analyses(arch, processing)
     corpus = small_corpus()
@@ -117,7 +125,6 @@ def test_activations_match_hooked_forward_pass(analyses, checkpoints, arch, proc
     W_U = ref.unembed(model)
     if processing == "post":  # the sign rule reads the folded unembedding
         W_U = ref.fold(W_U, ref.final_norm(model).weight.detach().double(), ref.centres(model))
-    done = set()
     for name, layer, head, i in _cases(arch, processing):
         kind, side = name.split(".")
         head = head if kind in ("ov", "qk") else None
@@ -165,7 +172,9 @@ def test_top_and_bottom_n_are_the_true_ends(analyses):
     """Small batches, so the ends are merged across many of them."""
     a = analyses("gpt2", "raw")
     corpus = small_corpus()
-    everything = build_examples(a, corpus, ExampleOptions(tokens=500, n=500, batch_tokens=40, context=20))
+    everything = build_examples(
+        a, corpus, ExampleOptions(tokens=500, n=500, batch_tokens=40, context=20)
+    )
     few = build_examples(a, corpus, ExampleOptions(tokens=500, n=4, batch_tokens=40, context=20))
     for name, e in few.sides.items():
         full = everything.sides[name]

@@ -20,12 +20,24 @@ def test_examples_round_trip_and_rebuild(analyses):
     assert built is not None and built.seconds > 0
     again = load_examples(a, opts.key(corpus))
     assert again.n_tokens == built.n_tokens == 60
-    assert again.sides.keys() == built.sides.keys() == {
-        "ov.read", "ov.write", "qk.query", "qk.key", "mlp_in.read", "mlp_gate.read", "mlp_out.write"
-    }
+    assert (
+        again.sides.keys()
+        == built.sides.keys()
+        == {
+            "ov.read",
+            "ov.write",
+            "qk.query",
+            "qk.key",
+            "mlp_in.read",
+            "mlp_gate.read",
+            "mlp_out.write",
+        }
+    )
     for name, e in built.sides.items():
         for f in ("top_doc", "top_pos", "top_val", "bottom_val", "hist", "strong", "mean"):
-            assert torch.equal(getattr(e, f).to(getattr(again.sides[name], f).dtype), getattr(again.sides[name], f)), (name, f)
+            assert torch.equal(
+                getattr(e, f).to(getattr(again.sides[name], f).dtype), getattr(again.sides[name], f)
+            ), (name, f)
     # Another corpus, another budget: not in the cache, and not built when asked not to.
     other = small_corpus(heldout="another held-out text")
     assert other.digest != corpus.digest
