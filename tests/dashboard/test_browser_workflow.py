@@ -307,6 +307,9 @@ def test_prompt_active_direction_opens_on_grid(
         page.locator('[data-testid="stVegaLiteChart"]').first.wait_for(timeout=LOAD_MS)
         reading = table_with(page, "activation")
         reading.wait_for(timeout=LOAD_MS)
+        # Both sides' tables (the writing side is drawn after the reading side).
+        page.locator('[data-testid="stDataFrame"]').nth(1).wait_for(timeout=LOAD_MS)
+        settle(page)
         assert page.locator('[data-testid="stDataFrame"]').count() == 2
         shot(page, "lens")
         # 2. The heatmap's tooltip names the layer's top tokens.
