@@ -146,7 +146,7 @@ SIDES = {
 }
 token = tokens[pos]
 for side, (title, what) in SIDES.items():
-    st.subheader(f"{title}: L{layer} at position {pos} ({token})")
+    st.subheader(f"{title}: L{layer} at position {pos} ({plain(token, 40)})")
     st.caption(what)
     limits.enter("this prompt's active directions")
     try:

@@ -298,6 +298,7 @@ def test_prompt_active_direction_opens_on_grid(
         # 1. Type a prompt: the lens heatmap and both sides' tables appear.
         page.goto(f"{demo_server}/{PROMPT.url_path}")
         settle(page)
+        page.wait_for_selector(PROMPT.rendered, timeout=LOAD_MS)  # the first open builds the cache
         box = page.get_by_role("textbox", name="Prompt", exact=True)
         box.fill("The fire burned in the old house")
         box.press("Enter")
