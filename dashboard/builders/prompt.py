@@ -90,14 +90,17 @@ def lens_heatmap(
     """
     if show not in SHOW:
         raise ValueError(f"show must be one of {', '.join(SHOW)}, not {show!r}")
-    data = df.assign(rank=df["rank"].astype("float"))
+    data = df.assign(rank=df["rank"].astype("float"), has_target=df["rank"].notna())
+    # Vega drops a mark whose colour field is null; cells without a target get a filler
+    # value there and are drawn grey by the condition below (pickable and outlined).
+    data["shade"] = (data["rank"] if show == "rank" else data["prob"]).fillna(1.0)
     labels = list(dict.fromkeys(data.sort_values("position")["label"]))
     layers = list(dict.fromkeys(data.sort_values("row", ascending=False)["layer"]))
     worst = 2.0
     if show == "rank":
         worst = max(float(data["rank"].max()) if data["rank"].notna().any() else 2.0, 2.0)
         color = alt.Color(
-            "rank:Q",
+            "shade:Q",
             title="target rank",
             scale=alt.Scale(type="log", domain=[1, worst], scheme="viridis", reverse=True),
         )
@@ -106,7 +109,7 @@ def lens_heatmap(
         top = float(data["prob"].max()) if data["prob"].notna().any() else 1.0
         worst = max(top, 1e-6)
         color = alt.Color(
-            "prob:Q",
+            "shade:Q",
             title="target probability",
             scale=alt.Scale(domain=[0, worst], scheme="viridis"),
         )
@@ -124,7 +127,8 @@ def lens_heatmap(
             alt.Tooltip("top:N", title="top tokens"),
         ],
     )
-    rect = base.mark_rect(cursor="pointer").encode(color=color).add_params(pick)
+    fill = alt.condition(alt.datum.has_target, color, alt.value("#e8eaf0"))
+    rect = base.mark_rect(cursor="pointer").encode(color=fill).add_params(pick)
     if chosen is not None:
         on = (alt.datum.position == chosen[0]) & (alt.datum.row == chosen[1])
         rect = rect.encode(
@@ -132,7 +136,8 @@ def lens_heatmap(
             strokeWidth=alt.condition(on, alt.value(3), alt.value(0)),
         )
     chart: alt.Chart | alt.LayerChart = rect
-    if data["position"].nunique() <= MAX_TEXT_POSITIONS:
+    text_shown = data["position"].nunique() <= MAX_TEXT_POSITIONS
+    if text_shown:
         # Both scales are bright where the target is likely: white text on the dark half.
         dark = (
             f"isValid(datum.rank) && log(datum.rank) > {math.log(worst) / 2!r}"
@@ -147,7 +152,8 @@ def lens_heatmap(
     return chart.properties(
         width=alt.Step(max(46, min(90, 1200 // max(len(labels), 1)))),
         height=alt.Step(24),
-        title=f"Logit lens: the {SHOW[show]} per layer and position (text: top token)",
+        title=f"Logit lens: the {SHOW[show]} per layer and position "
+        + ("(text: top token)" if text_shown else "(tooltip: top tokens)"),
     )
 
 

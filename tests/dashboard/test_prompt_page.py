@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
@@ -47,13 +48,20 @@ def test_lens_frame_and_heatmap(analysis):
         spec = pb.lens_heatmap(df, show).to_dict()
         rect = spec["layer"][0]
         assert rect["mark"]["type"] == "rect"
-        assert rect["encoding"]["color"]["field"] == show
+        color = rect["encoding"]["color"]
+        assert color["condition"]["field"] == "shade"  # cells without a target are grey
+        assert color["condition"]["title"] == pb.SHOW[show]
         assert {t["field"] for t in rect["encoding"]["tooltip"]} >= {"top", "token", "rank"}
         params = spec.get("params", []) + rect.get("params", [])
         assert [p["name"] for p in params] == [pb.PICK]
     with pytest.raises(ValueError):
         pb.lens_heatmap(df, "nope")
     # A typed target is ranked at every position.
+    # The colour is the rank or the probability; cells without a target are flagged.
+    chart_data = pd.DataFrame(pb.lens_heatmap(df, "prob").to_dict()["datasets"].popitem()[1])
+    has = chart_data["has_target"]
+    assert (chart_data.loc[has, "shade"] == chart_data.loc[has, "prob"]).all()
+    assert (~has).sum() == n_rows  # the last position
     typed = pb.compute_lens(analysis, PROMPT, " fire", 3)
     assert typed["target"].nunique() == 1 and typed["rank"].notna().all()
 
