@@ -9,6 +9,7 @@ The pipeline, one subpackage per stage, each importing only the stages before it
     query    one component's directions, from the cache or projected on demand
     search/  edit/  label/    what a researcher does with the directions
     activations/              dataset examples: where each direction fires in a corpus
+    lens/    the logit lens of a prompt and the directions it uses
     bench/   cli/             timing the live paths; the command line on top
 
 ``core`` is pure computation and I/O and never imports streamlit. The names below are
@@ -43,6 +44,9 @@ _PUBLIC = {
     "load_corpus": "core.activations",
     "get_examples": "core.activations",
     "direction_examples": "core.activations",
+    "run_prompt": "core.lens",
+    "logit_lens": "core.lens",
+    "active_directions": "core.lens",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -108,6 +108,7 @@ PAGES: tuple[Page, ...] = (
     Page("grid", "Cluster grid", ":material/grid_on:", _TABLE),
     Page("atlas", "Atlas", ":material/table_rows:", _TABLE),
     Page("search", "Semantic search", ":material/search:", '[data-testid="stTextInput"]'),
+    Page("prompt", "Prompt", ":material/keyboard:", '[data-testid="stTextInput"]'),
     Page("edit", "Weight editing", ":material/edit:", _TABLE),
     Page("experiments", "Experiments", ":material/science:", '[data-testid="stButton"]'),
     Page("statistics", "Labels & statistics", ":material/label:", '[data-testid="stForm"]'),

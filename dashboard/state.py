@@ -10,7 +10,8 @@ each other. This module owns every ``st.session_state`` key that more than one p
   set their keys; it calls :func:`request` (applied at the start of the next run) or
   :func:`open_component` instead.
 * The view options (:mod:`dashboard.viewstate`): the grid's (:func:`grid_view`), the
-  spectra overlay (:func:`spectra_view`), the last search (:class:`LastSearch`,
+  spectra overlay (:func:`spectra_view`), the Prompt page's inputs
+  (:func:`prompt_view`), the last search (:class:`LastSearch`,
   :func:`record_search`, :func:`last_search`), and the edit set
   (:class:`EditHistory`, :func:`edit_history`, :func:`set_edit_history`). They are
   seeded from the URL on a session's first run and written back to it with the
@@ -39,6 +40,7 @@ from dashboard.viewstate import (
     GridView,
     LastSearch,
     MeasureView,
+    PromptView,
     SearchQuery,
     SpectraView,
 )
@@ -300,6 +302,7 @@ def url_params(sel: Selection) -> dict[str, str]:
     out.update(grid_view().to_params())
     out.update(spectra_view().to_params())
     out.update(measure_view().to_params())
+    out.update(prompt_view().to_params())
     search = last_search(sel)
     if search is not None:
         out.update(search.spec.to_params())
@@ -359,6 +362,7 @@ _EDIT_HISTORY = "state.edit_history"
 _GRID = "state.grid_view"
 _SPECTRA = "state.spectra_view"
 _MEASURE = "state.measure_view"
+_PROMPT = "state.prompt_view"
 
 
 def seed(values: dict[str, Any]) -> None:
@@ -390,6 +394,18 @@ def measure_view() -> MeasureView:
 def set_measure_view(view: MeasureView) -> None:
     """Remember the edit page's measurement inputs (and write them to the URL)."""
     st.session_state[_MEASURE] = view
+    sync_url()
+
+
+def prompt_view() -> PromptView:
+    """The Prompt page's prompt, target, chosen position and layer."""
+    v = st.session_state.get(_PROMPT)
+    return v if isinstance(v, PromptView) else PromptView()
+
+
+def set_prompt_view(view: PromptView) -> None:
+    """Remember the Prompt page's inputs (and write them to the URL)."""
+    st.session_state[_PROMPT] = view
     sync_url()
 
 
@@ -433,6 +449,7 @@ def _views_from_params(sel: Selection, params: dict[str, Any], errors: list[str]
     ss[_GRID] = GridView.from_params(params, errors)
     ss[_SPECTRA] = SpectraView.from_params(params, errors)
     ss[_MEASURE] = MeasureView.from_params(params, errors)
+    ss[_PROMPT] = PromptView.from_params(params, errors)
     query = SearchQuery.from_params(params, errors)
     if query.query:
         ss[_LAST_SEARCH] = LastSearch(sel.model, sel.processing, query)

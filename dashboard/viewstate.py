@@ -3,7 +3,7 @@
 :mod:`dashboard.state` keeps one value of each class in the session and writes them to
 the URL beside the :class:`~dashboard.state.Selection`, so a shared link reproduces the
 whole view: the grid's options (:class:`GridView`), the spectra overlay
-(:class:`SpectraView`), the last search (:class:`SearchQuery`, kept with the model it
+(:class:`SpectraView`), the Prompt page's inputs (:class:`PromptView`), the last search (:class:`SearchQuery`, kept with the model it
 ran on as :class:`LastSearch`) and the edit set (:class:`EditHistory`; its current
 spec in the URL as ``edits=``). Each ``to_params`` writes only values that differ from the default,
 so a plain view keeps a short URL; each ``from_params`` reads what it can and appends one
@@ -157,6 +157,69 @@ class MeasureView:
             prompt=str(params.get("prompt") or ""),
             target=str(params.get("target") or ""),
             max_new=_int(params, "new", 20, 0, 64, errors),
+        )
+
+
+#: What the Prompt page's heatmap colours.
+PROMPT_SHOW = ("rank", "prob")
+#: The longest prompt a URL may carry, in characters (the lens caps tokens too).
+MAX_PROMPT_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class PromptView:
+    """The Prompt page's inputs.
+
+    Attributes:
+        prompt: the text run through the model ('' when none).
+        target: a token to rank at every position ('': each position's next token).
+        position: the position whose active directions are shown (``None``: the last).
+        layer: the block whose directions are shown (``None``: the last).
+        show: what the heatmap colours, ``rank`` or ``prob``.
+    """
+
+    prompt: str = ""
+    target: str = ""
+    position: int | None = None
+    layer: int | None = None
+    show: str = "rank"
+
+    def to_params(self) -> dict[str, str]:
+        """URL parameters ``lens``, ``lens_target``, ``lens_pos``, ``lens_layer``,
+        ``lens_show`` (non-defaults; nothing without a prompt)."""
+        if not self.prompt:
+            return {}
+        out = {"lens": self.prompt}
+        if self.target:
+            out["lens_target"] = self.target
+        if self.position is not None:
+            out["lens_pos"] = str(self.position)
+        if self.layer is not None:
+            out["lens_layer"] = str(self.layer)
+        if self.show != "rank":
+            out["lens_show"] = self.show
+        return out
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], errors: list[str]) -> PromptView:
+        """The Prompt page's inputs in ``params`` (an empty view when ``lens`` is missing)."""
+        prompt = str(params.get("lens") or "")
+        if not prompt:
+            return cls()
+        if len(prompt) > MAX_PROMPT_CHARS:
+            errors.append(
+                f"The URL's prompt is {len(prompt):,} characters long; it was cut to "
+                f"{MAX_PROMPT_CHARS:,}."
+            )
+            prompt = prompt[:MAX_PROMPT_CHARS]
+        pos = _int(params, "lens_pos", -1, 0, 100_000, errors)
+        layer = _int(params, "lens_layer", -1, 0, 10_000, errors)
+        return cls(
+            prompt=prompt,
+            target=str(params.get("lens_target") or ""),
+            position=None if pos < 0 else pos,
+            layer=None if layer < 0 else layer,
+            show=_choice(params, "lens_show", PROMPT_SHOW, "rank", errors),
         )
 
 

@@ -17,6 +17,7 @@ from core.cli import (
     edit,
     examples,
     label,
+    lens,
     match,
     precompute,
     probe,
@@ -42,6 +43,7 @@ COMMANDS = (
     match,
     trajectory,
     sweep,
+    lens,
 )
 
 

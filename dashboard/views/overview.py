@@ -72,6 +72,10 @@ st.markdown(
 * **Atlas**: one row per OV head and MLP matrix with the top tokens of its first directions,
   its largest singular value and effective rank; filter by a token and click a row to open
   it in the grid.
+* **Prompt**: type a prompt to see, for every layer and position, what the residual stream
+  predicts through the final norm and the unembedding (the logit lens; colour: the next
+  token's rank or probability), and which directions of a layer's heads and MLP read and
+  write most at a position; click one to open it in the grid.
 * **Processing**: *post* folds the normalisation's scale (and LayerNorm's centring) into the
   matrices that read the residual stream, as in the post; *raw* uses the stored weights.
 * Use the sidebar to pick the model, matrix kind, layer and head; the URL keeps the view,

@@ -1,6 +1,7 @@
 """The main workflow end to end in a real browser, on the demo model: open the app, step
 heads, search, click a hit, hand the query to the edit page, remove the matches, read
-before/after, and open the copied URL in a fresh browser context.
+before/after, and open the copied URL in a fresh browser context; run a prompt on the
+Prompt page and click one of its active directions through to the grid.
 
 Screenshots of each step go to the test's tmp folder, and are copied to
 ``$SVDLENS_SHOTS_DIR`` when it is set (look at them: the assertions cannot see layout).
@@ -28,7 +29,7 @@ DEMO = REPO / "models" / "demo-gpt2"
 #: A query the demo model has a real, antipodal match for (its best hit's bottom end
 #: holds both words), so the hit must open on the negative end.
 QUERY = "the, a"
-GRID, SEARCH, EDIT = (registry.page(k) for k in ("grid", "search", "edit"))
+GRID, SEARCH, EDIT, PROMPT = (registry.page(k) for k in ("grid", "search", "edit", "prompt"))
 HEADER_PX, ROW_PX = 35, 35  # st.dataframe's default header and row heights
 
 
@@ -312,5 +313,54 @@ def test_grid_direction_examples_build_and_show(
         assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 1  # the histogram
         assert page.locator('[data-testid="stDataFrame"]').count() >= 3  # grid, top, bottom
         shot(page, "examples-shown")
+    finally:
+        page.close()
+
+
+def test_prompt_active_direction_opens_on_grid(
+    browser: Any, demo_server: str, tmp_path: Path
+) -> None:
+    shot = Shots(tmp_path, "prompt")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        # 1. Type a prompt: the lens heatmap and both sides' tables appear.
+        page.goto(f"{demo_server}/{PROMPT.url_path}")
+        settle(page)
+        page.wait_for_selector(PROMPT.rendered, timeout=LOAD_MS)  # the first open builds the cache
+        box = page.get_by_role("textbox", name="Prompt", exact=True)
+        box.fill("The fire burned in the old house")
+        box.press("Enter")
+        page.wait_for_url("**lens=**", timeout=LOAD_MS)
+        settle(page)
+        no_errors(page)
+        page.locator('[data-testid="stVegaLiteChart"]').first.wait_for(timeout=LOAD_MS)
+        reading = table_with(page, "activation")
+        reading.wait_for(timeout=LOAD_MS)
+        # Both sides' tables (the writing side is drawn after the reading side).
+        page.locator('[data-testid="stDataFrame"]').nth(1).wait_for(timeout=LOAD_MS)
+        settle(page)
+        assert page.locator('[data-testid="stDataFrame"]').count() == 2
+        shot(page, "lens")
+        # 2. The heatmap's tooltip names the layer's top tokens.
+        chart = page.locator('[data-testid="stVegaLiteChart"]').first
+        _, _, tip = hover_until(page, chart, "top tokens")
+        assert "target rank" in tip
+        # 3. Click the strongest reading-side direction: the grid opens on it.
+        head = headers(reading)
+        cells = [c.strip() for c in reading.locator('[role="gridcell"]').all_inner_texts()]
+        first = dict(zip(head, cells[: len(head)]))
+        reading.scroll_into_view_if_needed()
+        bb = reading.bounding_box()
+        page.mouse.click(bb["x"] + 18, bb["y"] + HEADER_PX + ROW_PX / 2)
+        page.wait_for_url(f"**/{GRID.url_path}?**", timeout=LOAD_MS)
+        settle(page)
+        no_errors(page)
+        assert f"dir={first['direction']}" in page.url, (first, page.url)
+        assert (first["end"] == "bottom") == ("end=bottom" in page.url)
+        assert first["component"] in page.inner_text('[data-testid="stMain"]')
+        grid = table_with(page, "σ=")
+        grid.wait_for(timeout=LOAD_MS)
+        assert headers(grid)[1].startswith(f"#{first['direction']} ")
+        shot(page, "direction-on-grid")
     finally:
         page.close()

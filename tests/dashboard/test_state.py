@@ -82,22 +82,27 @@ def test_edit_history_push_undo_reset():
 
 
 def test_view_options_round_trip_through_params():
-    from dashboard.viewstate import GridView, MeasureView, SearchQuery, SpectraView
+    from dashboard.viewstate import GridView, MeasureView, PromptView, SearchQuery, SpectraView
 
     g = GridView(end="bottom", n=36, k=6, filters=("alpha", "ascii"), control=True)
     s = SearchQuery("fire, flames", 0.3, 7, ("ov", "mlp_in"), "pinv")
     sp = SpectraView("layers")
     m = MeasureView("The house was on", " fire", 5)
-    params = {**g.to_params(), **s.to_params(), **sp.to_params(), **m.to_params()}
+    # The Prompt page's prompt and target have names of their own: both pages keep theirs.
+    pv = PromptView("The king and the queen", " castle", 3, 1, "prob")
+    views = (g.to_params(), s.to_params(), sp.to_params(), m.to_params(), pv.to_params())
+    assert sum(map(len, views)) == len({k for v in views for k in v})
+    params = {k: v for view in views for k, v in view.items()}
     errors: list[str] = []
     assert MeasureView.from_params(params, errors) == m
+    assert PromptView.from_params(params, errors) == pv
     assert GridView.from_params(params, errors) == g
     assert SearchQuery.from_params(params, errors) == s
     assert SpectraView.from_params(params, errors) == sp
     assert errors == []
     # Defaults write nothing: a plain view keeps a short URL.
     assert GridView().to_params() == SpectraView().to_params() == SearchQuery().to_params() == {}
-    assert MeasureView().to_params() == {}
+    assert MeasureView().to_params() == PromptView().to_params() == {}
     assert SearchQuery(query="  ").to_params() == {}
 
 

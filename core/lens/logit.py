@@ -1,0 +1,106 @@
+"""The logit lens: what the residual stream predicts after each layer.
+
+For each row of a :class:`~core.lens.capture.Capture` (the embedding, then the stream
+after each block) and each position, the stream goes through the model's final norm
+and unembedding, ``softmax(norm(x) @ W_U + b_U)``: the top tokens with their
+probabilities, and one target token's rank and probability. The last row is the
+model's own next-token distribution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from core.lens.capture import Capture
+
+
+@dataclass(frozen=True)
+class LogitLens:
+    """The logit lens of one prompt.
+
+    ``rows`` is ``n_layers + 1`` (row 0 the embedding, row ``l + 1`` after block ``l``).
+
+    Attributes:
+        ids: the prompt's token ids ``[pos]``.
+        top_idx: the ``k`` most probable tokens ``[rows, pos, k]``, most probable first.
+        top_prob: their probabilities ``[rows, pos, k]``.
+        target: the target token at each position ``[pos]``; ``-1`` where there is none
+            (the last position when the target is the next token of the prompt).
+        target_rank: the target's rank ``[rows, pos]``: 1 when it is the most probable
+            token (1 + the tokens with a strictly larger logit); 0 where no target.
+        target_prob: the target's probability ``[rows, pos]``; NaN where no target.
+    """
+
+    ids: Int[Tensor, " pos"]
+    top_idx: Int[Tensor, "rows pos k"]
+    top_prob: Float[Tensor, "rows pos k"]
+    target: Int[Tensor, " pos"]
+    target_rank: Int[Tensor, "rows pos"]
+    target_prob: Float[Tensor, "rows pos"]
+
+    def __post_init__(self) -> None:
+        rows, t, k = self.top_idx.shape
+        if self.top_prob.shape != (rows, t, k) or self.ids.shape != (t,):
+            raise ValueError("top_idx, top_prob and ids must share rows and positions")
+        if self.target.shape != (t,):
+            raise ValueError(f"target must be [{t}]")
+        if self.target_rank.shape != (rows, t) or self.target_prob.shape != (rows, t):
+            raise ValueError(f"target_rank and target_prob must be [{rows}, {t}]")
+
+    @property
+    def n_rows(self) -> int:
+        """Rows: the embedding and each block."""
+        return int(self.top_idx.shape[0])
+
+
+def row_names(n_layers: int) -> list[str]:
+    """Labels of the lens's rows: ``embed``, then ``L0`` .. ``L{n_layers-1}``."""
+    return ["embed", *(f"L{i}" for i in range(n_layers))]
+
+
+def next_token_targets(ids: Sequence[int]) -> Int[Tensor, " pos"]:
+    """Each position's next token of the prompt, ``-1`` at the last position."""
+    ids = list(ids)
+    return torch.tensor([*ids[1:], -1])
+
+
+@torch.no_grad()
+def logit_lens(cap: Capture, k: int = 5, target: int | None = None) -> LogitLens:
+    """The logit lens of a captured prompt.
+
+    Args:
+        cap: one forward pass (:func:`core.lens.capture.capture`).
+        k: top tokens kept per row and position (capped at the vocabulary).
+        target: a token id to rank at every position; ``None``: each position's next
+            token of the prompt (none at the last position).
+    """
+    t = cap.ids.shape[0]
+    tgt = next_token_targets(cap.ids.tolist()) if target is None else torch.full((t,), target)
+    has = tgt >= 0
+    safe = tgt.clamp_min(0)
+    k = max(1, min(k, cap.W_U.shape[1]))
+    top_idx, top_prob, ranks, probs = [], [], [], []
+    for row in range(cap.resid.shape[0]):  # one [pos, d_vocab] block at a time
+        logits = cap.logits(row)
+        p = torch.softmax(logits, dim=-1)
+        v, i = p.topk(k, dim=-1)
+        top_idx.append(i)
+        top_prob.append(v)
+        own = logits.gather(1, safe[:, None])
+        rank = 1 + (logits > own).sum(dim=-1)
+        ranks.append(torch.where(has, rank, torch.zeros_like(rank)))
+        tp = p.gather(1, safe[:, None])[:, 0]
+        probs.append(torch.where(has, tp, torch.full_like(tp, float("nan"))))
+    return LogitLens(
+        ids=cap.ids,
+        top_idx=torch.stack(top_idx),
+        top_prob=torch.stack(top_prob),
+        target=torch.where(has, tgt, torch.full_like(tgt, -1)),
+        target_rank=torch.stack(ranks),
+        target_prob=torch.stack(probs),
+    )
