@@ -90,9 +90,7 @@ def test_every_set_matches_a_dense_hand_deletion(analyses, checkpoints):
         delta = (lp1 - lp0)[:, :-1].gather(2, nxt)[..., 0]
         assert float(res.loss[s]) == pytest.approx(loss, abs=1e-4), specs
         assert float(res.kl[s]) == pytest.approx(kl, abs=1e-4), specs
-        assert float(res.dlogprob_target[s]) == pytest.approx(
-            float(delta[target].mean()), abs=1e-4
-        )
+        assert float(res.dlogprob_target[s]) == pytest.approx(float(delta[target].mean()), abs=1e-4)
 
 
 def test_matched_set_is_nearest_in_singular_value_and_fills_from_unlabelled(analyses):
