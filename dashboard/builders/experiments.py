@@ -143,7 +143,11 @@ def probe_chart(df: pd.DataFrame) -> alt.Chart:
         alt.Chart(df)
         .mark_line(point=True)
         .encode(
-            x=alt.X("layer:O", title="layer (residual stream entering the block)"),
+            x=alt.X(
+                "layer:O",
+                title="layer (residual stream entering the block)",
+                axis=alt.Axis(labelAngle=0),
+            ),
             y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]), title="held-out accuracy"),
             color=alt.Color("measure:N", title=None),
             strokeDash=alt.condition(
@@ -204,14 +208,17 @@ def knockout_frame(
 
 
 def knockout_chart(df: pd.DataFrame) -> alt.FacetChart:
-    """Per measure, a bar per set (random: the mean of its draws) and a point per draw."""
+    """Per measure (two by two, each its own y scale), a bar per set (random: the mean
+    of its draws) and a point per draw."""
     order = [t for _, t in KNOCKOUT_MEASURES]
     color = alt.Color(
         "set:N",
         scale=alt.Scale(domain=list(KNOCKOUT_SETS), range=["#d62728", "#1f77b4", "#7f7f7f"]),
         legend=None,
     )
-    x = alt.X("set:N", sort=list(KNOCKOUT_SETS), title=None, axis=alt.Axis(labelAngle=0))
+    # Every set named under its bar: Vega-Lite otherwise drops labels it thinks overlap.
+    axis = alt.Axis(labelAngle=0, labelOverlap=False, labelFontSize=11)
+    x = alt.X("set:N", sort=list(KNOCKOUT_SETS), title=None, axis=axis)
     bars = (
         alt.Chart()
         .mark_bar(opacity=0.7)
@@ -240,11 +247,11 @@ def knockout_chart(df: pd.DataFrame) -> alt.FacetChart:
     )
     return (
         alt.layer(bars, points, data=df)
-        .properties(width=150, height=220)
+        .properties(width=330, height=200)
+        # Two by two: four columns side by side overflow the page's width.
         .facet(
-            column=alt.Column(
-                "measure:N", sort=order, title=None, header=alt.Header(labelLimit=220)
-            )
+            facet=alt.Facet("measure:N", sort=order, title=None, header=alt.Header(labelLimit=300)),
+            columns=2,
         )
         .resolve_scale(y="independent")
     )

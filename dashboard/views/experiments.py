@@ -124,7 +124,7 @@ if ko is not None:
         f"{first['sigma_sum'].iloc[1]:.2f}); unedited loss {ko['loss_orig'].iloc[0]:.3f} "
         "nats. Bars: the set (random: mean of the draws); dots: each draw."
     )
-    d1, d2 = st.columns(2)
+    d1, d2, _ = st.columns([1, 1, 4])
     d1.download_button(
         "Download CSV", ko.to_csv(index=False), "knockout.csv", "text/csv", key="experiments.ko_csv"
     )
@@ -152,7 +152,9 @@ probe = (
 if probe is not None:
     st.altair_chart(experiments.probe_chart(probe), width="stretch", key="experiments.probe_chart")
     st.dataframe(
-        probe[probe["measure"] == "top-1"].drop(columns=["measure"]),
+        probe[probe["measure"] == "top-1"]
+        .drop(columns=["measure"])
+        .rename(columns={"accuracy": "top-1 accuracy"}),
         hide_index=True,
         width="stretch",
         key="experiments.probe_table",
