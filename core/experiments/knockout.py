@@ -501,15 +501,14 @@ def _load(analysis: Analysis, digest: str, options: KnockoutOptions) -> Knockout
         )
         if extra.get("digest") != digest:
             return None
+        scalars = ("loss_orig", "n_target", "n_labelled", "n_fill", "n_tokens")
+        fields: dict[str, Any] = {**{k: t[k] for k in _TENSORS}, **{k: extra[k] for k in scalars}}
         return KnockoutResult(
             options=options,
             layers=tuple(extra["layers"]),
             names=tuple(extra["names"]),
             deleted=tuple(tuple(d) for d in extra["deleted"]),
-            **{k: t[k] for k in _TENSORS},
-            **{
-                k: extra[k] for k in ("loss_orig", "n_target", "n_labelled", "n_fill", "n_tokens")
-            },  # fmt: skip
+            **fields,
         )
     except (CacheError, KeyError, ValueError, TypeError, OSError):
         return None
