@@ -47,7 +47,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 def _knockout(args: argparse.Namespace) -> Any:
     from core.edit.prompts import reference_ids, reference_texts
-    from core.experiments.knockout import KNOCKOUT_KINDS, KnockoutOptions, cached_knockout
+    from core.experiments.knockout import KNOCKOUT_KINDS, KnockoutOptions
+    from core.experiments.knockout_cache import cached_knockout
     from core.label.sweep import layer_spans, parse_layers
 
     kinds = tuple(dict.fromkeys(k.strip() for k in args.matrices.split(",") if k.strip()))

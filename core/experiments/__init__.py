@@ -6,14 +6,8 @@ the directions labelled interpretable deleted, against singular-value-matched an
 sets of the same size. ``probe``: a per-layer linear probe of the input token.
 """
 
-from core.experiments.knockout import (
-    KnockoutOptions,
-    KnockoutResult,
-    cached_knockout,
-    knockout,
-    label_missing,
-    stored_verdicts,
-)
+from core.experiments.knockout import KnockoutOptions, KnockoutResult, knockout
+from core.experiments.knockout_cache import cached_knockout
 from core.experiments.probe import ProbeResult, probe_layers
 from core.experiments.truncation import (
     DEFAULT_KS,
@@ -21,6 +15,7 @@ from core.experiments.truncation import (
     truncation_curve,
     truncation_sweep,
 )
+from core.experiments.verdicts import label_missing, stored_verdicts
 
 __all__ = [
     "DEFAULT_KS",

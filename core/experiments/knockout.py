@@ -18,16 +18,12 @@ next-token distributions (unedited against edited, every position, as
 directions' top tokens (the set's own, ``dlogprob_own``; and the interpretable set's,
 ``dlogprob_target``, so every set is read on the same positions too).
 
-Verdicts come from the label store (:mod:`core.label.store`): the chosen labeller's
-(``offline``, ``llm`` for any LLM's, or ``manual``), a manual label of the same
-direction overriding it, the newest when several LLMs spoke.
+Verdicts come from the label store (:mod:`core.experiments.verdicts`); results are
+cached by :mod:`core.experiments.knockout_cache`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,24 +32,18 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from core.analysis import Analysis, settings_key
-from core.cache import store
+from core.analysis import Analysis
 from core.edit.hf import apply_edits, plain_model
 from core.edit.prompts import logprobs
 from core.edit.rank_one import Edit
-from core.errors import CacheError, SpecError
-from core.label.store import MANUAL, LabelStore
+from core.errors import SpecError
+from core.experiments.verdicts import LABEL_SOURCES, Key, components
 from core.progress import Progress, quiet
-from core.query import check_component, kind_result
-from core.settings import HEAD_KINDS
+from core.query import kind_result
 from core.svd.project import project_topk
 
-#: ``(kind, layer, head, index)``: one direction, as labels and edits name it.
-Key = tuple[str, int, int | None, int]
 #: Kinds whose directions can be deleted.
 KNOCKOUT_KINDS: tuple[str, ...] = ("ov", "mlp_in", "mlp_gate", "mlp_out")
-#: Where verdicts come from (``llm``: any LLM labeller's).
-LABEL_SOURCES: tuple[str, ...] = ("offline", "llm", "manual")
 INTERPRETABLE, MATCHED, RANDOM = "interpretable", "matched", "random"
 MAX_DRAWS = 10
 
@@ -199,84 +189,6 @@ def _num(x: Tensor) -> float | None:
     return None if v != v else v
 
 
-# ----------------------------------------------------------------------------- labels
-
-
-def _components(
-    analysis: Analysis, kinds: Sequence[str], layers: Sequence[int]
-) -> list[tuple[str, int, int | None]]:
-    """Every ``(kind, layer, head)`` of the chosen matrices (OV: each head)."""
-    meta = analysis.meta
-    out: list[tuple[str, int, int | None]] = []
-    for kind in kinds:
-        heads: list[int | None] = list(range(meta.n_heads)) if kind in HEAD_KINDS else [None]
-        for layer in layers:
-            for head in heads:
-                check_component(meta, kind, layer, head, meta.gated)
-                out.append((kind, layer, head))
-        kind_result(analysis, kind)  # a kind the entry lacks is one sentence
-    return out
-
-
-def _source_matches(labeller: str, source: str) -> bool:
-    return labeller == source or (source == "llm" and labeller.startswith("llm"))
-
-
-def stored_verdicts(
-    analysis: Analysis, kinds: Sequence[str], layers: Sequence[int], source: str = "offline"
-) -> dict[Key, bool]:
-    """The stored yes/no verdicts on directions of ``kinds`` in ``layers``: ``source``'s
-    (:data:`LABEL_SOURCES`), a manual label of the same direction winning, and the
-    newest when several labellers of the source spoke. Controls are left out.
-    """
-    meta, wanted = analysis.meta, set(layers)
-    best: dict[Key, tuple[int, float, bool]] = {}
-    with LabelStore.in_cache(analysis.settings.cache_dir) as labels:
-        for kind in kinds:
-            for r in labels.query(meta.name, meta.weights_hash, kind, control=False):
-                if r.layer not in wanted or r.interpretable is None:
-                    continue
-                if r.labeller == MANUAL:
-                    rank = 2
-                elif _source_matches(r.labeller, source):
-                    rank = 1
-                else:
-                    continue
-                key: Key = (kind, r.layer, r.head, r.index)
-                if key not in best or best[key][:2] < (rank, r.timestamp):
-                    best[key] = (rank, r.timestamp, r.interpretable)
-    return {k: v[2] for k, v in best.items()}
-
-
-def label_missing(
-    analysis: Analysis,
-    kinds: Sequence[str],
-    layers: Sequence[int],
-    n: int = 30,
-    progress: Progress = quiet,
-) -> int:
-    """Label offline (and store) the first ``n`` directions of every chosen component
-    that has no offline or manual verdict yet; returns how many were labelled.
-    """
-    from core.label.sweep import label_offline, offline_labeller, store_labels, token_sets
-
-    have = {k[:3] for k in stored_verdicts(analysis, kinds, layers, "offline")}
-    todo = sorted(
-        {(k, la) for k, la, h in _components(analysis, kinds, layers) if (k, la, h) not in have},
-        key=lambda x: (kinds.index(x[0]), x[1]),
-    )
-    labeller = None
-    count = 0
-    for j, (kind, layer) in enumerate(todo):
-        progress(j / len(todo), f"labelling {kind} of layer {layer} offline")
-        items = [it for it in token_sets(analysis, kind, [layer], n) if (kind, *it[:2]) not in have]
-        labeller = labeller or offline_labeller(analysis)
-        count += store_labels(analysis, label_offline(labeller, items, kind))
-    if todo:
-        progress(1.0, f"labelled {count} directions offline")
-    return count
-
-
 # ----------------------------------------------------------------------------- sets
 
 
@@ -395,7 +307,7 @@ def knockout(
             interpretable, or a matrix or layer the model does not have.
     """
     layers = list(range(analysis.meta.n_layers)) if options.layers is None else options.layers
-    comps = _components(analysis, options.kinds, layers)
+    comps = components(analysis, options.kinds, layers)
     chosen = {k: v for k, v in verdicts.items() if k[:3] in set(comps)}
     sets, fill = choose_sets(analysis, chosen, comps, options.draws, options.seed)
     if not sets[0]:
@@ -455,86 +367,3 @@ def _sigma(analysis: Analysis, key: Key) -> float:
 def _spec(key: Key) -> str:
     kind, layer, head, index = key
     return Edit(kind, layer, head, index).spec()
-
-
-# ----------------------------------------------------------------------------- caching
-
-_TENSORS = ("draw", "n_deleted", "sigma_sum", "loss", "kl", "dlogprob_own", "n_own",
-            "dlogprob_target")  # fmt: skip
-
-
-def _digest(ids: Tensor, verdicts: Mapping[Key, bool], options: KnockoutOptions) -> str:
-    h = hashlib.sha256()
-    h.update(json.dumps(options.to_json(), sort_keys=True).encode())
-    h.update(ids.to(torch.int64).contiguous().numpy().tobytes())
-    h.update(json.dumps(sorted([list(k), v] for k, v in verdicts.items())).encode())
-    return h.hexdigest()[:20]
-
-
-def _save(analysis: Analysis, digest: str, res: KnockoutResult) -> None:
-    if not analysis.persist or analysis.filling:
-        return
-    s = analysis.settings
-    extra = {
-        "digest": digest,
-        "names": list(res.names),
-        "layers": list(res.layers),
-        "deleted": [list(d) for d in res.deleted],
-        **{
-            k: getattr(res, k)
-            for k in ("loss_orig", "n_target", "n_labelled", "n_fill", "n_tokens")
-        },  # fmt: skip
-    }
-    tensors = {k: getattr(res, k) for k in _TENSORS}
-    with contextlib.suppress(OSError, CacheError):  # a read-only cache: computed next time
-        store.save_part(
-            s.cache_dir, analysis.meta, s.processing, settings_key(s), f"knockout-{digest}",
-            tensors, extra,
-        )  # fmt: skip
-
-
-def _load(analysis: Analysis, digest: str, options: KnockoutOptions) -> KnockoutResult | None:
-    s = analysis.settings
-    try:
-        extra, t = store.load_part(
-            s.cache_dir, analysis.meta, s.processing, settings_key(s), f"knockout-{digest}"
-        )
-        if extra.get("digest") != digest:
-            return None
-        scalars = ("loss_orig", "n_target", "n_labelled", "n_fill", "n_tokens")
-        fields: dict[str, Any] = {**{k: t[k] for k in _TENSORS}, **{k: extra[k] for k in scalars}}
-        return KnockoutResult(
-            options=options,
-            layers=tuple(extra["layers"]),
-            names=tuple(extra["names"]),
-            deleted=tuple(tuple(d) for d in extra["deleted"]),
-            **fields,
-        )
-    except (CacheError, KeyError, ValueError, TypeError, OSError):
-        return None
-
-
-def cached_knockout(
-    analysis: Analysis,
-    ids: Int[Tensor, "n t"],
-    options: KnockoutOptions = KnockoutOptions(),
-    progress: Progress = quiet,
-    label: bool = True,
-) -> tuple[KnockoutResult, bool]:
-    """:func:`knockout` with the stored verdicts (offline: labelling components that
-    have none first, when ``label``), read from the cache when the same options, text
-    and verdicts ran before. Returns the result and whether it came from the cache.
-    """
-    layers = list(range(analysis.meta.n_layers)) if options.layers is None else options.layers
-    _components(analysis, options.kinds, layers)  # refuse bad matrices before labelling
-    if label and options.labeller == "offline":
-        label_missing(analysis, options.kinds, layers, options.n_label, progress)
-    verdicts = stored_verdicts(analysis, options.kinds, layers, options.labeller)
-    digest = _digest(ids, verdicts, options)
-    hit = _load(analysis, digest, options)
-    if hit is not None:
-        progress(1.0, "knockout read from the cache")
-        return hit, True
-    res = knockout(analysis, ids, verdicts, options, progress)
-    _save(analysis, digest, res)
-    return res, False

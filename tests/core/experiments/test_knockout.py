@@ -17,12 +17,12 @@ from core.experiments.knockout import (
     MATCHED,
     RANDOM,
     KnockoutOptions,
-    cached_knockout,
     choose_sets,
     knockout,
-    stored_verdicts,
     top_token_ids,
 )
+from core.experiments.knockout_cache import cached_knockout
+from core.experiments.verdicts import stored_verdicts
 from core.label.store import LabelRecord, LabelStore
 from core.query import directions
 from tests.core import reference as ref
