@@ -4,7 +4,6 @@ token while its matched control does not, and where the verdicts come from."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,6 @@ from core.experiments.knockout import (
     top_token_ids,
 )
 from core.experiments.knockout_cache import cached_knockout
-from core.experiments.verdicts import stored_verdicts
 from core.label.store import LabelRecord, LabelStore
 from core.query import directions
 from tests.core import reference as ref
@@ -159,28 +157,6 @@ def test_planted_direction_carries_its_token_and_the_matched_set_does_not(tmp_pa
         labels.put(LabelRecord(meta.name, meta.weights_hash, "mlp_out", 1, None, 2, "manual", True))
     changed, hit = cached_knockout(a, ids, opts, label=False)
     assert not hit and sorted(changed.deleted[0]) == ["mlp_out:1:0", "mlp_out:1:2"]
-
-
-def test_verdicts_prefer_manual_then_the_newest_of_the_source(analyses, tmp_path):
-    a = analyses("neox", "raw")
-    meta = a.meta
-    now = time.time()
-
-    def rec(i, labeller, yes, dt=0.0):
-        return LabelRecord(meta.name, meta.weights_hash, "mlp_in", 0, None, i, labeller, yes,
-                           timestamp=now + dt)  # fmt: skip
-
-    with LabelStore.in_cache(a.settings.cache_dir) as labels:
-        labels.put([rec(0, "offline", True), rec(0, "manual", False), rec(1, "offline", True),
-                    rec(1, "llm:a", False, 1.0), rec(1, "llm:b", True, 2.0),
-                    rec(2, "llm:a", True), rec(3, "offline", None)])  # fmt: skip
-    offline = stored_verdicts(a, ["mlp_in"], [0], "offline")
-    assert offline == {("mlp_in", 0, None, 0): False, ("mlp_in", 0, None, 1): True}
-    llm = stored_verdicts(a, ["mlp_in"], [0], "llm")
-    assert llm == {k: True for k in [("mlp_in", 0, None, i) for i in (1, 2)]} | {
-        ("mlp_in", 0, None, 0): False
-    }
-    assert stored_verdicts(a, ["mlp_in"], [1], "offline") == {}
 
 
 def test_top_token_ids_are_the_listed_tokens(analyses):
