@@ -17,7 +17,7 @@ from typing import Any
 from core.cli.common import ArgError, open_from_args, tqdm_progress
 
 #: Bounds checked before any work starts: each grid point is a forward pass per draw.
-MAX_RANKS, MAX_DRAWS = 32, 10
+MAX_RANKS, MAX_DRAWS, MAX_WINDOWS = 32, 10, 256
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -34,6 +34,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--head", type=int, default=None, help="OV only: one head (default: all)")
     p.add_argument("--ranks", default="0,1,2,4,8,16,32,64,128,256", help="kept ranks, e.g. 0,4,16")
     p.add_argument("--draws", type=int, default=2, help="random draws per k")
+    p.add_argument("--windows", type=int, default=8, help="reference windows of 64 tokens")
     p.add_argument("--reference", type=Path, action="append", help="text file for the loss")
     p.set_defaults(func=_truncate)
 
@@ -59,6 +60,8 @@ def _truncate(args: argparse.Namespace) -> Any:
     ks = parse_ranks(args.ranks)
     if not 0 <= args.draws <= MAX_DRAWS:
         raise ArgError(f"--draws must be between 0 and {MAX_DRAWS}, not {args.draws}.")
+    if not 1 <= args.windows <= MAX_WINDOWS:
+        raise ArgError(f"--windows must be between 1 and {MAX_WINDOWS}, not {args.windows}.")
     if args.head is not None and args.matrix != "ov":
         raise ArgError(f"{args.matrix} has no heads; leave --head out.")
     for f in args.reference or ():
@@ -72,7 +75,7 @@ def _truncate(args: argparse.Namespace) -> Any:
         if args.reference
         else reference_texts()
     )
-    ids = reference_ids(a.model.tokenizer, texts)
+    ids = reference_ids(a.model.tokenizer, texts, seq_len=64, n_seqs=args.windows)
     if args.head is not None:
         from core.experiments import truncation_curve
 

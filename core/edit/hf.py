@@ -96,10 +96,15 @@ def apply_edits(analysis: Analysis, edits: EditSet | Iterable[Edit]) -> EditedMo
     edits = edits if isinstance(edits, EditSet) else EditSet().add(*edits)
     updates = rank_one_updates(analysis, edits)
     model = plain_model(analysis)
-    deltas: dict[tuple[str, int], Tensor] = {}
+    by_target: dict[tuple[str, int], list[RankOne]] = {}
     for u in updates:
-        d = torch.outer(u.left, u.right)
-        deltas[u.target] = deltas[u.target] + d if u.target in deltas else d
+        by_target.setdefault(u.target, []).append(u)
+    # One product per matrix: summing hundreds of dense outer products (a truncation
+    # removes most of a matrix's directions) costs a full matrix of memory traffic each.
+    deltas = {
+        target: torch.stack([u.left for u in us]).T @ torch.stack([u.right for u in us])
+        for target, us in by_target.items()
+    }
     for target, delta in deltas.items():
         mod, transposed = target_module(model, target)
         old = mod.weight.detach()

@@ -232,16 +232,29 @@ def rank_one_updates(analysis: Analysis, edits: Iterable[Edit]) -> list[RankOne]
     for e in edits:
         by_comp.setdefault(e.component, []).append(e)
     out: list[RankOne] = []
+    # Each matrix in float64 once per call, not once per edit: a truncation removes
+    # hundreds of directions of one matrix.
+    memo: dict[tuple[str, str, int], Tensor] = {}
     for (kind, layer, head), group in by_comp.items():
         vecs = token_vectors(analysis, kind, layer, head, [e.index for e in group])
         for e, t in zip(group, vecs.T):
-            out.append(_update(analysis, e, t))
+            out.append(_update(analysis, e, t, memo))
     return out
 
 
-def _update(analysis: Analysis, e: Edit, t: Tensor) -> RankOne:
+def _update(
+    analysis: Analysis, e: Edit, t: Tensor, memo: dict[tuple[str, str, int], Tensor]
+) -> RankOne:
     coef = 1.0 - e.scale
     raw, w = analysis.raw, analysis.weights
+
+    def matrix(view: str) -> Tensor:
+        key = (view, e.kind, e.layer)
+        if key not in memo:
+            src = raw.W_out[e.layer] if view == "raw" else w.matrix(e.kind, e.layer)
+            memo[key] = f64(src)
+        return memo[key]
+
     if e.kind == "ov":
         assert e.head is not None
         m = analysis.meta
@@ -250,10 +263,10 @@ def _update(analysis: Analysis, e: Edit, t: Tensor) -> RankOne:
         left[block] = -coef * (f64(raw.W_O[e.layer, e.head]) @ t)
         return RankOne(("attn_out", e.layer), left, t)
     if e.kind == "mlp_out":
-        return RankOne(("mlp_out", e.layer), -coef * (f64(raw.W_out[e.layer]) @ t), t)
+        return RankOne(("mlp_out", e.layer), -coef * (matrix("raw") @ t), t)
     # ``w.matrix`` is the folded matrix under ``post``; its update is realised on the
     # stored (unfolded) one, whose fold is then exactly the folded update.
     left = -coef * t
     if w.processing == "post":
         left = unfold_rows(raw, FIELDS[e.kind], e.layer, left)
-    return RankOne((e.kind, e.layer), left, f64(w.matrix(e.kind, e.layer)).T @ t)
+    return RankOne((e.kind, e.layer), left, matrix("processed").T @ t)

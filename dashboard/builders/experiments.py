@@ -1,7 +1,10 @@
-"""Truncation experiments: loss recovered against kept rank, per layer, and a summary.
+"""Experiments: truncation (loss recovered against kept rank, per layer, and a summary),
+knockout of the labelled-interpretable directions against matched and random sets, and
+the per-layer input-token probe.
 
-The frame is long form (one row per layer, k and method); the chart and the summary are
-built from it, so a page renders what one cached run computed.
+Each frame is long form (truncation: one row per layer, k and method; knockout: per set
+and measure); the charts and summaries are built from it, so a page renders what one
+cached run computed.
 """
 
 from __future__ import annotations
@@ -140,7 +143,11 @@ def probe_chart(df: pd.DataFrame) -> alt.Chart:
         alt.Chart(df)
         .mark_line(point=True)
         .encode(
-            x=alt.X("layer:O", title="layer (residual stream entering the block)"),
+            x=alt.X(
+                "layer:O",
+                title="layer (residual stream entering the block)",
+                axis=alt.Axis(labelAngle=0),
+            ),
             y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]), title="held-out accuracy"),
             color=alt.Color("measure:N", title=None),
             strokeDash=alt.condition(
@@ -149,4 +156,102 @@ def probe_chart(df: pd.DataFrame) -> alt.Chart:
             tooltip=["layer", "measure", alt.Tooltip("accuracy:Q", format=".3f")],
         )
         .properties(height=300)
+    )
+
+
+#: The knockout measures, in the chart's column order: (frame column, title).
+KNOCKOUT_MEASURES = (
+    ("loss_change", "loss change (nats)"),
+    ("kl", "KL on reference text (nats)"),
+    ("dlogprob_own", "Δ log p, own top tokens"),
+    ("dlogprob_target", "Δ log p, interpretable set's tokens"),
+)
+KNOCKOUT_SETS = ("interpretable", "matched", "random")
+
+
+def knockout_frame(
+    a: Analysis, kinds: tuple[str, ...], layers: tuple[int, ...], labeller: str, draws: int
+) -> pd.DataFrame:
+    """Knock out the directions labelled interpretable in ``kinds`` of ``layers``, and
+    the matched and random controls, on the reference text (cached on disk; offline:
+    components without verdicts are labelled first).
+
+    Returns:
+        one row per set and measure: ``set`` (:data:`KNOCKOUT_SETS`), ``draw``,
+        ``measure`` (titles of :data:`KNOCKOUT_MEASURES`), ``value`` (nan: no position),
+        ``n_deleted``, ``sigma_sum``, ``n_positions`` (positions a log-prob change is
+        averaged over; empty for loss and KL), ``loss_orig``.
+    """
+    from core.experiments import KnockoutOptions, cached_knockout
+
+    assert a.model is not None
+    ids = reference_ids(a.model.tokenizer, reference_texts())
+    opts = KnockoutOptions(kinds=kinds, layers=layers, labeller=labeller, draws=draws)
+    res, _ = cached_knockout(a, ids, opts)
+    rows = []
+    for r in res.rows():
+        positions = {"dlogprob_own": r["n_own"], "dlogprob_target": res.n_target}
+        for col, title in KNOCKOUT_MEASURES:
+            rows.append(
+                {
+                    "set": r["set"],
+                    "draw": r["draw"],
+                    "measure": title,
+                    "value": float("nan") if r[col] is None else r[col],
+                    "n_deleted": r["n_deleted"],
+                    "sigma_sum": r["sigma_sum"],
+                    "n_positions": positions.get(col),
+                    "loss_orig": res.loss_orig,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def knockout_chart(df: pd.DataFrame) -> alt.FacetChart:
+    """Per measure (two by two, each its own y scale), a bar per set (random: the mean
+    of its draws) and a point per draw."""
+    order = [t for _, t in KNOCKOUT_MEASURES]
+    color = alt.Color(
+        "set:N",
+        scale=alt.Scale(domain=list(KNOCKOUT_SETS), range=["#d62728", "#1f77b4", "#7f7f7f"]),
+        legend=None,
+    )
+    # Every set named under its bar: Vega-Lite otherwise drops labels it thinks overlap.
+    axis = alt.Axis(labelAngle=0, labelOverlap=False, labelFontSize=11)
+    x = alt.X("set:N", sort=list(KNOCKOUT_SETS), title=None, axis=axis)
+    bars = (
+        alt.Chart()
+        .mark_bar(opacity=0.7)
+        .encode(
+            x=x,
+            y=alt.Y("mean(value):Q", title=None),
+            color=color,
+            tooltip=["set", alt.Tooltip("mean(value):Q", title="mean", format=".4f")],
+        )
+    )
+    points = (
+        alt.Chart()
+        .mark_point(filled=True, color="black", size=30)
+        .encode(
+            x=x,
+            y="value:Q",
+            tooltip=[
+                "set",
+                "draw",
+                alt.Tooltip("value:Q", format=".4f"),
+                "n_deleted",
+                alt.Tooltip("sigma_sum:Q", format=".3f"),
+                "n_positions",
+            ],
+        )
+    )
+    return (
+        alt.layer(bars, points, data=df)
+        .properties(width=330, height=200)
+        # Two by two: four columns side by side overflow the page's width.
+        .facet(
+            facet=alt.Facet("measure:N", sort=order, title=None, header=alt.Header(labelLimit=300)),
+            columns=2,
+        )
+        .resolve_scale(y="independent")
     )

@@ -1,4 +1,5 @@
-"""Experiments page: rank-k truncation and loss recovered; a per-layer input-token probe."""
+"""Experiments page: rank-k truncation and loss recovered; knockout of the directions
+labelled interpretable against matched and random ones; a per-layer input-token probe."""
 
 import streamlit as st
 from core.errors import CoreError
@@ -65,6 +66,76 @@ elif df is not None:
         "Download CSV", df.to_csv(index=False), "truncation.csv", "text/csv", key="experiments.csv"
     )
 
+st.subheader("Knock out the interpretable directions, or as many others")
+k1, k2, k3 = st.columns([3, 2, 1])
+ko_kinds = k1.multiselect(
+    "Matrices",
+    kinds,
+    default=["mlp_in", "mlp_out"],
+    format_func=KIND_NAMES.__getitem__,
+    key="experiments.ko_kinds",
+)
+ko_labeller = k2.selectbox(
+    "Labels",
+    ["offline", "llm", "manual"],
+    format_func={
+        "offline": "offline labeller (labels missing ones first)",
+        "llm": "LLM labeller (stored verdicts)",
+        "manual": "manual labels only",
+    }.__getitem__,
+    key="experiments.ko_labeller",
+)
+ko_draws = k3.number_input("Random sets", 0, 5, 3, key="experiments.ko_draws")
+ko_layers = st.multiselect(
+    "Layers",
+    list(range(a.meta.n_layers)),
+    default=list(range(a.meta.n_layers)),
+    key="experiments.ko_layers",
+)
+st.caption(
+    "Every direction the stored labels call interpretable (a manual label overrides the "
+    "labeller's) is deleted at once; so are as many uninterpretable ones, each nearest in "
+    "singular value within the same matrix and layer, and random sets of the same size. "
+    "Δ log p is the mean change of log p(next token) where the next token is among the "
+    "deleted directions' top 15 tokens (their own, or the interpretable set's)."
+)
+ko_run = st.button(
+    "Run knockout", key="experiments.knockout", disabled=not (ko_kinds and ko_layers)
+)
+if ko_run:
+    st.session_state["experiments.last_knockout"] = (
+        tuple(k for k in kinds if k in ko_kinds),
+        tuple(sorted(ko_layers)),
+        ko_labeller,
+        int(ko_draws),
+    )
+ko_last = st.session_state.get("experiments.last_knockout")
+ko = (
+    None
+    if ko_last is None
+    else cached_run("knockout", ko_run, experiments.knockout_frame, *ko_last)
+)
+if ko is not None:
+    st.altair_chart(experiments.knockout_chart(ko), key="experiments.knockout_chart")
+    first = ko.drop_duplicates("set")
+    st.caption(
+        f"Deleted {int(first['n_deleted'].iloc[0])} directions per set (sum of singular "
+        f"values: interpretable {first['sigma_sum'].iloc[0]:.2f}, matched "
+        f"{first['sigma_sum'].iloc[1]:.2f}); unedited loss {ko['loss_orig'].iloc[0]:.3f} "
+        "nats. Bars: the set (random: mean of the draws); dots: each draw."
+    )
+    d1, d2, _ = st.columns([1, 1, 4])
+    d1.download_button(
+        "Download CSV", ko.to_csv(index=False), "knockout.csv", "text/csv", key="experiments.ko_csv"
+    )
+    d2.download_button(
+        "Download JSON",
+        ko.to_json(orient="records"),
+        "knockout.json",
+        "application/json",
+        key="experiments.ko_json",
+    )
+
 st.subheader("What the residual stream knows about its input")
 p1, p2 = st.columns([3, 1])
 previous = p1.toggle("Probe the previous token", value=False, key="experiments.previous")
@@ -81,7 +152,9 @@ probe = (
 if probe is not None:
     st.altair_chart(experiments.probe_chart(probe), width="stretch", key="experiments.probe_chart")
     st.dataframe(
-        probe[probe["measure"] == "top-1"].drop(columns=["measure"]),
+        probe[probe["measure"] == "top-1"]
+        .drop(columns=["measure"])
+        .rename(columns={"accuracy": "top-1 accuracy"}),
         hide_index=True,
         width="stretch",
         key="experiments.probe_table",

@@ -220,3 +220,23 @@ def test_compare_opens_a_trajectory_and_a_checkpoint(browser, server, series_dir
         tab.screenshot(path=str(shots_dir(tmp_path) / "compare-opened-grid.png"), full_page=True)
     finally:
         tab.close()
+
+
+def test_experiments_page_runs_a_truncation(browser, server, tmp_path):
+    """The default sweep (OV, every k, both layers of the tiny model) from one click:
+    its chart, its summary table and its download appear, and nothing errs."""
+    exp = registry.page("experiments")
+    tab = browser.new_page(viewport={"width": 1400, "height": 1400})
+    try:
+        tab.goto(f"{server}/{exp.url_path}")
+        wait_ready(tab)
+        tab.wait_for_selector(exp.rendered, timeout=LOAD_MS)
+        tab.get_by_role("button", name="Run", exact=True).click()
+        tab.locator('[data-testid="stVegaLiteChart"]').first.wait_for(timeout=LOAD_MS)
+        tab.wait_for_selector('[data-testid="stDataFrame"]', timeout=LOAD_MS)
+        wait_ready(tab)
+        no_errors(tab)
+        assert tab.get_by_role("button", name="Download CSV").count() == 1
+        tab.screenshot(path=str(shots_dir(tmp_path) / "experiments-run.png"), full_page=True)
+    finally:
+        tab.close()

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from core.experiments.truncation import MIN_GAP
+from core.label.store import LabelRecord, LabelStore
 from dashboard.builders import experiments
 from dashboard.registry import page
 from tests.dashboard.test_app import app, errors
@@ -75,3 +76,57 @@ def test_page_runs_the_probe():
     at.button(key="experiments.probe").click().run()
     assert not at.exception and errors(at) == []
     assert len(at.main.dataframe) == 1
+
+
+@pytest.fixture(scope="module")
+def labelled(analysis):
+    """Manual verdicts on the tiny model's layer-0 MLP out: direction 1 interpretable."""
+    meta = analysis.meta
+    with LabelStore.in_cache(analysis.settings.cache_dir) as labels:
+        labels.put(
+            LabelRecord(meta.name, meta.weights_hash, "mlp_out", 0, None, i, "manual", i == 1)
+            for i in range(8)
+        )
+    return analysis
+
+
+def test_knockout_frame_and_chart(labelled):
+    df = experiments.knockout_frame(labelled, ("mlp_out",), (0,), "manual", 2)
+    titles = [t for _, t in experiments.KNOCKOUT_MEASURES]
+    assert list(df["measure"].unique()) == titles
+    assert list(df.drop_duplicates(["set", "draw"])["set"]) == [
+        "interpretable",
+        "matched",
+        "random",
+        "random",
+    ]
+    assert (df["n_deleted"] == 1).all()
+    kl = df[df["measure"] == titles[1]]["value"]
+    assert (kl >= -1e-9).all()
+    spec = experiments.knockout_chart(df).to_dict()
+    assert spec["resolve"]["scale"]["y"] == "independent"
+
+
+@pytest.mark.usefixtures("dash_env")
+def test_page_runs_a_knockout(labelled):
+    at = app(script=page("experiments").script)
+    at.multiselect(key="experiments.ko_kinds").set_value(["mlp_out"])
+    at.multiselect(key="experiments.ko_layers").set_value([0])
+    at.selectbox(key="experiments.ko_labeller").set_value("manual")
+    at.number_input(key="experiments.ko_draws").set_value(1)
+    at.button(key="experiments.knockout").click().run()
+    assert not at.exception and errors(at) == []
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Download CSV", "Download JSON"]
+    assert any("Deleted 1 directions" in c.value for c in at.caption)
+
+
+@pytest.mark.usefixtures("dash_env")
+def test_page_says_when_nothing_is_labelled_interpretable(labelled):
+    at = app(script=page("experiments").script)
+    at.multiselect(key="experiments.ko_kinds").set_value(["mlp_in"])
+    at.multiselect(key="experiments.ko_layers").set_value([1])
+    at.selectbox(key="experiments.ko_labeller").set_value("manual")
+    at.button(key="experiments.knockout").click().run()
+    assert not at.exception
+    assert any("labelled interpretable" in e for e in errors(at))

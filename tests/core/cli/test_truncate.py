@@ -20,6 +20,7 @@ def test_truncate_json_runs_from_zero_to_full_rank(capsys, checkpoints, tmp_path
         capsys,
         *("truncate", "--model", str(checkpoints["gpt2"]), "--cache-dir", str(tmp_path)),
         *("--matrix", "mlp_out", "--layers", "1", "--ranks", "0,2", "--draws", "1", "--json"),
+        *("--windows", "2"),
     )
     assert code == 0, err
     (row,) = json.loads(out)
@@ -34,6 +35,7 @@ def test_truncate_json_runs_from_zero_to_full_rank(capsys, checkpoints, tmp_path
         (["--ranks", "a,b"], "Cannot read --ranks"),
         (["--ranks=-1,2"], "0 or more"),
         (["--draws", "99"], "--draws must be between"),
+        (["--windows", "0"], "--windows must be between"),
         (["--matrix", "mlp_in", "--head", "1"], "has no heads"),
     ],
 )

@@ -30,7 +30,7 @@ def _hand_loss(hf, ids):
     return float(-lp.gather(2, ids[:, 1:, None]).mean())
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("arch", ["gpt2", "neox", "llama"])
 def test_mlp_out_truncation_matches_a_dense_hand_truncation(analyses, checkpoints, arch):
     a = analyses(arch, "raw")
     ids = _ids(a)
@@ -45,11 +45,12 @@ def test_mlp_out_truncation_matches_a_dense_hand_truncation(analyses, checkpoint
     assert curve.loss_orig == pytest.approx(_hand_loss(_hf(checkpoints, arch), ids), abs=1e-4)
 
 
-def test_ov_head_truncation_matches_a_dense_hand_truncation(analyses, checkpoints):
-    a = analyses("gpt2", "raw")
+@pytest.mark.parametrize("arch", ["gpt2", "neox", "llama"])
+def test_ov_head_truncation_matches_a_dense_hand_truncation(analyses, checkpoints, arch):
+    a = analyses(arch, "raw")
     ids = _ids(a)
     curve = truncation_curve(a, "ov", 0, 1, ids, ks=(2,), draws=0)
-    hf = _hf(checkpoints, "gpt2")
+    hf = _hf(checkpoints, arch)
     _, _, Vh = torch.linalg.svd(ref.ov_matrix(hf, 0, 1))
     W_O = ref.out_matrix(hf, 0, 1)
     with torch.no_grad():  # W_V W_O' = (W_V W_O) P_k: the top-2 truncation of the OV circuit

@@ -1,0 +1,31 @@
+"""Where the knockout's verdicts come from: the chosen labeller's, a manual label
+overriding it, the newest of several LLMs; undecided rows and other layers left out."""
+
+from __future__ import annotations
+
+import time
+
+from core.experiments.verdicts import stored_verdicts
+from core.label.store import LabelRecord, LabelStore
+
+
+def test_verdicts_prefer_manual_then_the_newest_of_the_source(analyses, tmp_path):
+    a = analyses("neox", "raw")
+    meta = a.meta
+    now = time.time()
+
+    def rec(i, labeller, yes, dt=0.0):
+        return LabelRecord(meta.name, meta.weights_hash, "mlp_in", 0, None, i, labeller, yes,
+                           timestamp=now + dt)  # fmt: skip
+
+    with LabelStore.in_cache(a.settings.cache_dir) as labels:
+        labels.put([rec(0, "offline", True), rec(0, "manual", False), rec(1, "offline", True),
+                    rec(1, "llm:a", False, 1.0), rec(1, "llm:b", True, 2.0),
+                    rec(2, "llm:a", True), rec(3, "offline", None)])  # fmt: skip
+    offline = stored_verdicts(a, ["mlp_in"], [0], "offline")
+    assert offline == {("mlp_in", 0, None, 0): False, ("mlp_in", 0, None, 1): True}
+    llm = stored_verdicts(a, ["mlp_in"], [0], "llm")
+    assert llm == {k: True for k in [("mlp_in", 0, None, i) for i in (1, 2)]} | {
+        ("mlp_in", 0, None, 0): False
+    }
+    assert stored_verdicts(a, ["mlp_in"], [1], "offline") == {}
