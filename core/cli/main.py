@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from core.cli import (
     bench,
+    compare_methods,
     directions,
     edit,
     label,
@@ -40,6 +41,7 @@ COMMANDS = (
     match,
     trajectory,
     sweep,
+    compare_methods,
 )
 
 

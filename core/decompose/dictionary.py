@@ -264,7 +264,7 @@ def _sub(progress: Progress, step: int, total: int, tag: str) -> Progress:
 
 
 def _cg(
-    A: Tensor, B: Float[Tensor, "K d"], X0: Float[Tensor, "K d"], ridge: float, steps: int = 25
+    A: Tensor, B: Float[Tensor, "K d"], X0: Float[Tensor, "K d"], ridge: float, steps: int = 10
 ) -> Float[Tensor, "K d"]:
     """Conjugate gradients for ``(A + ridge I) X = B`` (``A`` sparse, symmetric positive
     semi-definite), every column at once, from ``X0``.
