@@ -182,15 +182,22 @@ def method_components(
     control: bool = False,
     options: DecomposeOptions | None = None,
     progress: Progress = quiet,
-) -> Components:
+    build: bool = True,
+) -> Components | Any:
     """``method``'s components of ``kind`` at ``layer`` (``ov``: the layer's stacked heads),
-    read from the cache entry's parts or built now (see :func:`core.decompose.components`).
+    read from the cache entry's parts or built now (see :func:`core.decompose.components`);
+    with ``build=False``, ``None`` when not built yet.
 
     Raises:
         SpecError: the method does not read that matrix, or the layer is out of range.
     """
+    from core.decompose.build import load_components
+
     opts = (options or DecomposeOptions(seed=analysis.settings.seed)).replace(method=method)
     key = settings_key(analysis.settings)
+    if not build:
+        check_method(method, kind, layer, analysis.meta.n_layers)
+        return load_components(analysis, key, opts, kind, layer, control)
     return decompose_components(analysis, key, opts, kind, layer, control, progress)
 
 
