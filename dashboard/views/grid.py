@@ -12,11 +12,26 @@ from dashboard.markup import plain
 
 sel, a = components.setup()
 
+view = state.grid_view()
+# The widgets start from the typed view (the URL's, or what a search hit asked for).
+state.seed(
+    {
+        "grid.end": view.end,
+        "grid.n": view.n,  # clamped to the rank below
+        "grid.k": view.k,
+        "grid.filters": list(view.filters),
+        "grid.control": view.control,
+    }
+)
 method = components.method_selector("grid", st.columns([2, 6])[0])
 if method != "svd":
     if sel.kind not in METHOD_MATRICES[method]:
         names = ", ".join(KIND_NAMES[k] for k in METHOD_MATRICES[method])
         st.info(f"{METHOD_NAMES[method]} reads {names}; pick one in the sidebar, or Method SVD.")
+        # The options' widgets are not drawn on this run, and Streamlit would forget their
+        # values: the typed view keeps them for the next run.
+        for key in ("grid.end", "grid.n", "grid.k", "grid.filters", "grid.control"):
+            st.session_state.pop(key, None)
         st.stop()
     built = loaders.ensure_method(a, method, sel.kind, sel.layer)
     if built is None:
@@ -24,17 +39,6 @@ if method != "svd":
     rank = built.n
 else:
     rank = a.svd.kinds[sel.kind].decomposition.rank
-view = state.grid_view()
-# The widgets start from the typed view (the URL's, or what a search hit asked for).
-state.seed(
-    {
-        "grid.end": view.end,
-        "grid.n": min(view.n, rank),
-        "grid.k": view.k,
-        "grid.filters": list(view.filters),
-        "grid.control": view.control,
-    }
-)
 c1, c2, c3, c4, c5 = st.columns([3, 2, 2, 3, 2])
 end = c1.radio(
     "Ends", list(grid.ENDS), format_func=lambda e: grid.ENDS[e], horizontal=True, key="grid.end"
