@@ -148,3 +148,9 @@ def method_caption(method: str, built: Any) -> str:
         f"{built.n} components; {err} {built.fvu:.3f} "
         f"(fraction of squared norm unexplained); {built.note}."
     )
+
+
+def share_headers(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with ``σ=`` in its column names read as ``share=`` (a method's
+    components carry their share of squared norm where SVD directions carry σ)."""
+    return frame.rename(columns=lambda c: str(c).replace("σ=", "share="))

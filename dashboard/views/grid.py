@@ -106,6 +106,8 @@ if highlight is not None:
         f"Highlighting direction #{highlight} (first column, marked ◀ and in bold) on the {grid.ENDS[end]}."
     )
 tokens, values = grid.grid_frames(dirs, end)
+if method != "svd":  # a component's header value is its share of squared norm, not a σ
+    tokens, values = grid.share_headers(tokens), grid.share_headers(values)
 st.dataframe(
     grid.style_grid(tokens, values, highlight, dirs),
     height=min(36 * (len(tokens) + 1) + 3, 1200),

@@ -64,7 +64,8 @@ st.download_button(
 st.caption(
     "A sparse overbasis is only real where the dictionary's curve (solid) falls below the "
     "same dictionary fitted to a random Gaussian matrix of the same shape and scale "
-    "(dashed), and below the SVD with as many parameters. " + " ".join(rep["notes"])
+    "(dashed), and below the SVD with as many parameters. "
+    + " ".join(f"{note[0].upper()}{note[1:]}." for note in rep["notes"])
 )
 if rep["interpretable"]:
     st.subheader("Interpretable components (offline labeller)")
