@@ -20,7 +20,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
         help="atoms (dictionary; default 4 x d_model) or components (nmf, ica; default 32)",
     )
     g.add_argument("--nnz", type=int, default=3, help="non-zeros per row of the dictionary codes")
-    g.add_argument("--iters", type=int, default=None, help="iterations (default 8 / 200 / 200)")
+    g.add_argument("--iters", type=int, default=None, help="iterations (default 8 / 100 / 200)")
     g.add_argument("--max-rows", type=int, default=4096, help="rows a fit sees at most")
     g.add_argument("--seed", type=int, default=0, help="seed of sampling, start and control")
     g.add_argument(

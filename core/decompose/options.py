@@ -42,7 +42,7 @@ class DecomposeOptions:
             ``4 * d_model`` atoms for a dictionary, 32 components for NMF and ICA.
         nnz: non-zeros per row of the dictionary's OMP codes.
         n_iter: dictionary updates (OMP codes, then a least-squares dictionary) or the
-            NMF/ICA solver's iteration limit (``None``: 8 / 200 / 200).
+            NMF/ICA solver's iteration limit (``None``: 8 / 100 / 200).
         max_rows: rows the fit sees at most (a weighted or uniform sample without
             replacement, seeded); errors are always measured on every row.
         seed: seed of the sampling, the initialisation and the random control.
@@ -80,7 +80,7 @@ class DecomposeOptions:
         """The iteration limit (see ``n_iter``)."""
         if self.n_iter is not None:
             return self.n_iter
-        return 8 if self.method == "dictionary" else 200
+        return {"dictionary": 8, "nmf": 100}.get(self.method, 200)
 
     def replace(self, **changes: Any) -> DecomposeOptions:
         """A copy with some fields changed (validated again)."""
