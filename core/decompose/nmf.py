@@ -70,6 +70,6 @@ def nmf(
     tokens = H[:, :V] - H[:, V:]
     dirs = W.T @ X.float()  # [c, d]
     energy = (W**2).sum(0) * (H**2).sum(1)
-    dirs, share, tokens = order_and_sign(dirs, energy, W_U, tokens)
+    dirs, share, ordered = order_and_sign(dirs, energy, W_U, tokens)
     progress(1.0, "NMF done")
-    return Components("nmf", matrix, layer, dirs, share, tokens, err, n, n, control)
+    return Components("nmf", matrix, layer, dirs, share, ordered, err, n, n, control)
