@@ -70,10 +70,20 @@ def part_name(options: DecomposeOptions, matrix: str, layer: int, control: bool)
     return f"decomp-{options.method}-{matrix}-{layer}" + ("-control" if control else "")
 
 
-def _extra(options: DecomposeOptions, d_model: int) -> dict[str, Any]:
+def n_rows(meta: Any, matrix: str) -> int:
+    """Rows of ``matrix`` (see :func:`core.decompose.rows.matrix_rows`) for a model's shapes."""
+    return {
+        "embed": meta.d_vocab,
+        "mlp_out": meta.d_mlp,
+        "mlp_in": meta.d_mlp,
+        "ov": meta.n_heads * meta.d_head,
+    }[matrix]
+
+
+def _extra(options: DecomposeOptions, meta: Any, matrix: str) -> dict[str, Any]:
     return {
         "options": options.to_json(),
-        "n_components": options.components_for(d_model),
+        "n_components": options.components_for(meta.d_model, n_rows(meta, matrix)),
         "n_iter": options.iterations(),
     }
 
@@ -84,7 +94,7 @@ def load_components(
 ) -> Components | None:  # fmt: skip
     """The cached build, or ``None`` when there is none for these options."""
     s = analysis.settings
-    want = _extra(options, analysis.meta.d_model)
+    want = _extra(options, analysis.meta, matrix)
     name = part_name(options, matrix, layer, control)
     try:
         extra, t = store.load_part(s.cache_dir, analysis.meta, s.processing, key, name)
@@ -114,7 +124,7 @@ def save_components(
     tensors = {"directions": comps.directions, "strength": comps.strength}
     if comps.token_weights is not None:
         tensors["token_weights"] = comps.token_weights
-    extra = _extra(options, analysis.meta.d_model)
+    extra = _extra(options, analysis.meta, comps.matrix)
     extra.update(fvu=comps.fvu, n_rows=comps.n_rows, n_fit=comps.n_fit)
     name = part_name(options, comps.matrix, comps.layer, comps.control)
     with contextlib.suppress(OSError, CacheError):

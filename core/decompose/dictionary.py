@@ -163,7 +163,7 @@ def dictionary(
     w = uniform(n) if w is None else w
     if control:
         X = gaussian_like(X, options.seed)
-    K = options.components_for(d)
+    K = options.components_for(d, n)
     fit = sample_rows(w, options.max_rows, options.seed)
     D = learn(X[fit], K, options.nnz, options.iterations(), options.seed, progress)
     codes = omp(D, X, options.nnz)
@@ -217,7 +217,9 @@ def dictionary_curves(
     w = uniform(n) if w is None else w
     out: list[CurvePoint] = []
     jobs = [(False, X), (True, gaussian_like(X, options.seed))]
-    K0 = options.components_for(d)
+    K0 = options.components_for(d, n)
+    # As many atoms as rows would code each row by itself: those sizes are left out.
+    k_steps = [k for k in k_steps if k * d <= n // 2 or k * d == K0]
     total = len(jobs) * (1 + len(k_steps))
     step = 0
     for control, M in jobs:

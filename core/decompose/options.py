@@ -39,7 +39,8 @@ class DecomposeOptions:
     Attributes:
         method: ``dictionary``, ``nmf`` or ``ica`` (``svd`` is the cached SVD).
         n_components: atoms (dictionary, ``K``) or components (NMF, ICA); ``None``:
-            ``4 * d_model`` atoms for a dictionary, 32 components for NMF and ICA.
+            ``4 * d_model`` atoms (at most half the rows) for a dictionary, 32
+            components for NMF and ICA.
         nnz: non-zeros per row of the dictionary's OMP codes.
         n_iter: dictionary updates (OMP codes, then a least-squares dictionary) or the
             NMF/ICA solver's iteration limit (``None``: 8 / 100 / 200).
@@ -70,11 +71,18 @@ class DecomposeOptions:
         if self.max_rows < 2:
             raise ValueError(f"max_rows must be at least 2, not {self.max_rows}.")
 
-    def components_for(self, d_model: int) -> int:
-        """The number of atoms or components for a model of width ``d_model``."""
+    def components_for(self, d_model: int, n_rows: int | None = None) -> int:
+        """The number of atoms or components for ``n_rows`` rows of width ``d_model``.
+
+        A default dictionary has ``4 d_model`` atoms but at most ``n_rows / 2``: with as
+        many atoms as rows (MLP out has only ``4 d_model`` rows) every row would be an
+        atom of its own and the error trivially zero.
+        """
         if self.n_components is not None:
             return self.n_components
-        return 4 * d_model if self.method == "dictionary" else 32
+        if self.method != "dictionary":
+            return 32
+        return 4 * d_model if n_rows is None else max(1, min(4 * d_model, n_rows // 2))
 
     def iterations(self) -> int:
         """The iteration limit (see ``n_iter``)."""
