@@ -21,7 +21,7 @@ kinds = c1.multiselect(
     have,
     default=default,
     format_func=KIND_NAMES.__getitem__,
-    key=f"atlas.kinds.{method}",
+    key="atlas.kinds" if method == "svd" else f"atlas.kinds.{method}",
 )
 text = c2.text_input("Filter by token", key="atlas.filter", placeholder="e.g. fire")
 sort = c3.selectbox(

@@ -61,3 +61,13 @@ def test_methods_page_compares_and_downloads():
     ]
     assert len(at.get("arrow_vega_lite_chart")) + len(at.get("vega_lite_chart")) >= 1
     assert {b.label for b in at.get("download_button")} == {"Download CSV"}
+
+
+def test_method_view_round_trips_through_the_url():
+    from dashboard.viewstate import MethodView
+
+    errors_: list[str] = []
+    assert MethodView().to_params() == {}
+    assert MethodView.from_params(MethodView("nmf").to_params(), errors_) == MethodView("nmf")
+    assert MethodView.from_params({"decomp": "pca"}, errors_) == MethodView()
+    assert errors_ == ["The URL's decomp='pca' is unknown; use one of svd, dictionary, nmf, ica."]
