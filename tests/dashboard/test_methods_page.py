@@ -71,3 +71,12 @@ def test_method_view_round_trips_through_the_url():
     assert MethodView.from_params(MethodView("nmf").to_params(), errors_) == MethodView("nmf")
     assert MethodView.from_params({"decomp": "pca"}, errors_) == MethodView()
     assert errors_ == ["The URL's decomp='pca' is unknown; use one of svd, dictionary, nmf, ica."]
+
+
+def test_control_toggle_shows_the_method_fitted_to_noise():
+    at = app({"kind": "mlp_out", "layer": "1", "decomp": "dictionary"}, GRID)
+    real = table(at)
+    at.toggle(key="grid.control").set_value(True).run()
+    assert not at.exception, at.exception
+    assert at.subheader[0].value.startswith("random control for L1 MLP out")
+    assert not table(at).equals(real)
