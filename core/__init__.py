@@ -5,6 +5,7 @@ The pipeline, one subpackage per stage, each importing only the stages before it
     model/   load a checkpoint; one weight view for every architecture (families/)
     svd/     decompose each component; project its directions to tokens
     cache/   build once, store as safetensors + JSON, read back checked
+    decompose/ beyond the SVD: sparse dictionaries, NMF, ICA, with random controls
     analysis the session object that ties the three together (open_analysis)
     query    one component's directions, from the cache or projected on demand
     search/  edit/  label/    what a researcher does with the directions
@@ -37,6 +38,7 @@ _PUBLIC = {
     "controls": "core.analysis",
     "Direction": "core.query",
     "directions": "core.query",
+    "method_directions": "core.query",
     "build_index": "core.search",
     "EditSet": "core.edit",
     "apply_edits": "core.edit",

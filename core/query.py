@@ -12,9 +12,12 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from core.analysis import Analysis, controls
+from core.analysis import Analysis, controls, settings_key
 from core.cache.store import KindResult
+from core.decompose import Components, DecomposeOptions, check_method
+from core.decompose import components as decompose_components
 from core.errors import SpecError
+from core.progress import Progress, quiet
 from core.settings import HEAD_KINDS, MATRIX_KINDS
 from core.svd.project import TokenTable, TopTokens, project_topk, token_signs
 
@@ -169,3 +172,80 @@ def _named(
     # tolist() once: indexing tensors element by element cost ~16 ms per grid.
     raw, display = tokens.raw, tokens.display
     return [(raw[i], display[i], v) for i, v in zip(idx.tolist(), val.tolist())]
+
+
+def method_components(
+    analysis: Analysis,
+    method: str,
+    kind: str,
+    layer: int,
+    control: bool = False,
+    options: DecomposeOptions | None = None,
+    progress: Progress = quiet,
+    build: bool = True,
+) -> Components | Any:
+    """``method``'s components of ``kind`` at ``layer`` (``ov``: the layer's stacked heads),
+    read from the cache entry's parts or built now (see :func:`core.decompose.components`);
+    with ``build=False``, ``None`` when not built yet.
+
+    Raises:
+        SpecError: the method does not read that matrix, or the layer is out of range.
+    """
+    from core.decompose.build import load_components
+
+    opts = (options or DecomposeOptions(seed=analysis.settings.seed)).replace(method=method)
+    key = settings_key(analysis.settings)
+    if not build:
+        check_method(method, kind, layer, analysis.meta.n_layers)
+        return load_components(analysis, key, opts, kind, layer, control)
+    return decompose_components(analysis, key, opts, kind, layer, control, progress)
+
+
+def method_directions(
+    analysis: Analysis,
+    method: str,
+    kind: str,
+    layer: int,
+    head: int | None = None,
+    n: int = 10,
+    k: int = 20,
+    filters: Sequence[str] = (),
+    control: bool = False,
+    options: DecomposeOptions | None = None,
+    progress: Progress = quiet,
+) -> list[Direction]:
+    """:func:`directions` for any method: ``svd`` is :func:`directions` itself; the others
+    give their first ``n`` components (strongest first; ``singular_value`` is the share
+    of squared norm each explains) with ``k`` tokens at each end, read through ``W_U``
+    (NMF: from the component's own token weights). ``head`` is ignored for them.
+    """
+    if method == "svd":
+        return directions(analysis, kind, layer, head, n, k, filters, control)
+    if k < 1:
+        raise SpecError(f"k must be at least 1, not {k}.")
+    if n < 1:
+        raise SpecError(f"n must be at least 1, not {n}.")
+    check_method(method, kind, layer, analysis.meta.n_layers)
+    c = method_components(analysis, method, kind, layer, control, options, progress)
+    n = min(n, c.n)
+    mask = analysis.tokens.mask(tuple(filters)) if filters else None
+    if c.token_weights is not None:
+        tw = c.token_weights[:n].float()
+        if mask is not None:
+            tw = tw.masked_fill(~mask[None, :], float("nan"))
+        kk = min(k, tw.shape[1])
+        hi = tw.nan_to_num(float("-inf")).topk(kk, dim=1)
+        lo = tw.nan_to_num(float("inf")).topk(kk, dim=1, largest=False)
+        tops = TopTokens(hi.indices, hi.values, lo.indices, lo.values)
+    else:
+        tops = project_topk(c.directions[:n], analysis.W_U, k, analysis.settings.vocab_chunk, mask)
+    return [
+        Direction(
+            index=i,
+            singular_value=float(c.strength[i]),
+            degenerate=False,
+            top=_named(analysis.tokens, tops.top_idx[i], tops.top_val[i]),
+            bottom=_named(analysis.tokens, tops.bottom_idx[i], tops.bottom_val[i]),
+        )
+        for i in range(n)
+    ]

@@ -264,3 +264,30 @@ def step_buttons(sel: state.Selection, a: Analysis, key: str = "step") -> None:
         args=(sel.layer + 1, sel.head),
         width="stretch",
     )
+
+
+def method_selector(page_key: str, container: Any = None) -> str:
+    """The **Method** selector (svd, dictionary, nmf, ica) the grid and the atlas share:
+    its widget ``<page_key>.method`` starts from, and writes back to, the typed
+    :func:`state.method_view` (in the URL as ``decomp=``). Returns the method."""
+    from core.decompose import METHOD_MATRICES, METHOD_NAMES, METHODS
+    from core.settings import KIND_NAMES
+
+    key = f"{page_key}.method"
+    state.seed({key: state.method_view().method})
+    where = container if container is not None else st
+    method = where.selectbox(
+        "Method",
+        list(METHODS),
+        format_func=METHOD_NAMES.__getitem__,
+        key=key,
+        help="svd: the singular directions. "
+        + " ".join(
+            f"{METHOD_NAMES[m]}: {', '.join(KIND_NAMES[k] for k in kinds)}."
+            for m, kinds in METHOD_MATRICES.items()
+        )
+        + " Built on first use (seconds to a minute) and cached beside the SVD.",
+    )
+    if method != state.method_view().method:
+        state.set_method_view(state.MethodView(method))
+    return str(method)

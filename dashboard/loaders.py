@@ -26,8 +26,9 @@ from core.activations import (
     load_corpus,
 )
 from core.analysis import Analysis, controls, controls_ready, open_analysis
+from core.decompose import Components
 from core.errors import CoreError
-from core.query import Direction, directions
+from core.query import Direction, directions, method_components, method_directions
 from core.search import SearchIndex, build_index
 from core.settings import Processing, Settings
 
@@ -202,6 +203,63 @@ def component_directions(
         tuple(filters),
         control,
     )
+
+
+def ensure_method(
+    a: Analysis, method: str, kind: str, layer: int, control: bool = False
+) -> Components | None:
+    """``method``'s components of ``kind`` at ``layer``: read from the cache entry, or
+    built now with a progress bar (seconds to a minute, once per option set). Shows
+    ``st.error`` and returns ``None`` when they cannot be had."""
+    bar = st.progress(0.0, text=f"Reading the {method} decomposition…")
+
+    def progress(fraction: float, message: str) -> None:
+        bar.progress(min(1.0, max(0.0, fraction)), text=message)
+
+    try:
+        return method_components(a, method, kind, layer, control, progress=progress)
+    except CoreError as exc:
+        st.error(plain(exc))
+        return None
+    finally:
+        bar.empty()
+
+
+@st.cache_data(show_spinner="Building the view…", max_entries=512)
+def _method_directions(
+    model: str,
+    processing: str,
+    cache_dir: str,
+    method: str,
+    kind: str,
+    layer: int,
+    n: int,
+    k: int,
+    filters: tuple[str, ...],
+    control: bool,
+) -> list[Direction]:
+    a = _load(model, processing, cache_dir, _quiet)
+    return method_directions(a, method, kind, layer, None, n, k, filters, control)
+
+
+def method_component_directions(
+    sel: state.Selection,
+    method: str,
+    n: int = 10,
+    k: int = 20,
+    filters: tuple[str, ...] = (),
+    control: bool = False,
+) -> list[Direction]:
+    """The first ``n`` components of ``method`` for the selected matrix and layer (cached
+    per arguments; call :func:`ensure_method` first so a build shows its progress).
+
+    Raises:
+        CoreError: the method does not read this matrix, or a bad layer.
+    """
+    return _method_directions(
+        sel.model, sel.processing, str(state.cache_dir()), method, sel.kind, sel.layer,
+        n, k, tuple(filters), control,
+    )  # fmt: skip
 
 
 def cached_table(name: str, sel: state.Selection, build: Callable[..., Any], *args: Any) -> Any:

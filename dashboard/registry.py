@@ -113,6 +113,13 @@ PAGES: tuple[Page, ...] = (
     Page("experiments", "Experiments", ":material/science:", '[data-testid="stButton"]'),
     Page("statistics", "Labels & statistics", ":material/label:", '[data-testid="stForm"]'),
     Page("compare", "Compare", ":material/compare_arrows:", _CHART),
+    Page(
+        "methods",
+        "Methods",
+        ":material/stacked_line_chart:",
+        '[data-testid="stButton"]',
+        h1="SVD, dictionaries, NMF and ICA",
+    ),  # fmt: skip
 )
 
 

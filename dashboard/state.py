@@ -10,8 +10,9 @@ each other. This module owns every ``st.session_state`` key that more than one p
   set their keys; it calls :func:`request` (applied at the start of the next run) or
   :func:`open_component` instead.
 * The view options (:mod:`dashboard.viewstate`): the grid's (:func:`grid_view`), the
-  spectra overlay (:func:`spectra_view`), the Prompt page's inputs
-  (:func:`prompt_view`), the last search (:class:`LastSearch`,
+  spectra overlay (:func:`spectra_view`), the decomposition the grid and atlas show
+  (:func:`method_view`), the Prompt page's inputs (:func:`prompt_view`), the last search
+  (:class:`LastSearch`,
   :func:`record_search`, :func:`last_search`), and the edit set
   (:class:`EditHistory`, :func:`edit_history`, :func:`set_edit_history`). They are
   seeded from the URL on a session's first run and written back to it with the
@@ -41,6 +42,7 @@ from dashboard.viewstate import (
     LastSearch,
     MeasureView,
     PromptView,
+    MethodView,
     SearchQuery,
     SpectraView,
 )
@@ -300,6 +302,7 @@ def url_params(sel: Selection) -> dict[str, str]:
     ss = st.session_state
     out = sel.to_params()
     out.update(grid_view().to_params())
+    out.update(method_view().to_params())
     out.update(spectra_view().to_params())
     out.update(measure_view().to_params())
     out.update(prompt_view().to_params())
@@ -363,6 +366,7 @@ _GRID = "state.grid_view"
 _SPECTRA = "state.spectra_view"
 _MEASURE = "state.measure_view"
 _PROMPT = "state.prompt_view"
+_METHOD = "state.method_view"
 
 
 def seed(values: dict[str, Any]) -> None:
@@ -382,6 +386,18 @@ def grid_view() -> GridView:
 def set_grid_view(view: GridView) -> None:
     """Remember the grid's options (and write them to the URL)."""
     st.session_state[_GRID] = view
+    sync_url()
+
+
+def method_view() -> MethodView:
+    """The decomposition the grid and the atlas show (``svd`` unless chosen)."""
+    v = st.session_state.get(_METHOD)
+    return v if isinstance(v, MethodView) else MethodView()
+
+
+def set_method_view(view: MethodView) -> None:
+    """Remember the decomposition the grid and the atlas show (and write it to the URL)."""
+    st.session_state[_METHOD] = view
     sync_url()
 
 
@@ -448,6 +464,7 @@ def _views_from_params(sel: Selection, params: dict[str, Any], errors: list[str]
     ss = st.session_state
     ss[_GRID] = GridView.from_params(params, errors)
     ss[_SPECTRA] = SpectraView.from_params(params, errors)
+    ss[_METHOD] = MethodView.from_params(params, errors)
     ss[_MEASURE] = MeasureView.from_params(params, errors)
     ss[_PROMPT] = PromptView.from_params(params, errors)
     query = SearchQuery.from_params(params, errors)

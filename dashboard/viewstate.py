@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from core.decompose import METHODS as DECOMPOSITIONS
 from core.edit import EditSet
 from core.search.embed import DEFAULT_METHOD, METHODS
 from core.search.engine import DEFAULT_THRESHOLD, DEFAULT_TOP
@@ -107,6 +108,24 @@ class GridView:
             filters=tuple(f for f in filters if f in GRID_FILTERS),
             control=params.get("control") in ("1", "true"),
         )
+
+
+@dataclass(frozen=True)
+class MethodView:
+    """The decomposition the grid and the atlas show: ``svd`` (default), ``dictionary``,
+    ``nmf`` or ``ica`` (:data:`core.decompose.METHODS`). URL parameter ``decomp`` (the
+    search's ``method`` is another thing)."""
+
+    method: str = "svd"
+
+    def to_params(self) -> dict[str, str]:
+        """URL parameter ``decomp`` (when not ``svd``)."""
+        return {} if self.method == "svd" else {"decomp": self.method}
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], errors: list[str]) -> MethodView:
+        """The decomposition in ``params``."""
+        return cls(_choice(params, "decomp", DECOMPOSITIONS, "svd", errors))
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,11 @@
 Example::
 
     python -m core directions --model default --matrix ov --layer 3 --head 0 --n 10 --k 20 --json
+    python -m core directions --model default --method dictionary --matrix embed --layer 0 --json
+
+With ``--method`` other than ``svd`` the directions are that decomposition's components
+(strongest first; ``singular_value`` is the share of squared norm each explains), built
+on first use and cached beside the SVD; ``ov`` is then the layer's stacked heads.
 """
 
 from __future__ import annotations
@@ -10,20 +15,31 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from core.cli.common import ArgError, open_from_args
+from core.cli.common import ArgError, open_from_args, tqdm_progress
+from core.cli.decompose_args import add_options, options_from_args
+from core.decompose import METHODS
 from core.settings import MATRIX_KINDS
 from core.svd.project import TOKEN_FILTERS
 
 
 def _run(args: argparse.Namespace) -> Any:
-    from core.query import directions
+    from core.query import directions, method_directions
 
     if args.k < 1:
         raise ArgError(f"--k must be at least 1, not {args.k}.")
     if args.n < 1:
         raise ArgError(f"--n must be at least 1, not {args.n}.")
-    a = open_from_args(args, background=True)
-    rows = directions(a, args.matrix, args.layer, args.head, args.n, args.k, args.filter or ())
+    if args.method == "svd":
+        a = open_from_args(args, background=True)
+        rows = directions(a, args.matrix, args.layer, args.head, args.n, args.k, args.filter or ())
+    else:
+        opts = options_from_args(args, args.method)
+        a = open_from_args(args)
+        head = None if args.matrix == "ov" else args.head
+        rows = method_directions(
+            a, args.method, args.matrix, args.layer, head, args.n, args.k, args.filter or (),
+            options=opts, progress=tqdm_progress(),
+        )  # fmt: skip
     if args.json:
         return [r.to_json() for r in rows]
     return [
@@ -41,6 +57,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the ``directions`` subcommand."""
     p = sub.add_parser("directions", parents=[common], help="top tokens of one matrix's directions")
     p.add_argument("--matrix", required=True, choices=MATRIX_KINDS)
+    p.add_argument(
+        "--method",
+        choices=METHODS,
+        default="svd",
+        help="decomposition: svd (default), dictionary (embed, mlp_out, ov), nmf (mlp_out, "
+        "ov) or ica (embed, mlp_in)",
+    )
     p.add_argument("--layer", type=int, required=True)
     p.add_argument("--head", type=int, default=None)
     p.add_argument("--n", type=int, default=10, help="directions")
@@ -51,4 +74,5 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         choices=TOKEN_FILTERS,
         help="token filter (trained: hide tokens detected as under-trained)",
     )
+    add_options(p)
     p.set_defaults(func=_run)

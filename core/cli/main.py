@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from core.cli import (
     bench,
+    compare_methods,
     directions,
     edit,
     examples,
@@ -46,6 +47,7 @@ COMMANDS = (
     trajectory,
     sweep,
     lens,
+    compare_methods,
 )
 
 

@@ -124,3 +124,44 @@ def row_component(row: pd.Series) -> tuple[str, int, int | None]:
     """The ``(kind, layer, head)`` of an :func:`atlas_table` row."""
     head = str(row["head"])
     return str(row["kind"]), int(row["layer"]), int(head) if head.isdigit() else None
+
+
+def method_atlas_frame(
+    a: Analysis, method: str, kinds: tuple[str, ...], n_dirs: int = 3, n_tokens: int = 6
+) -> pd.DataFrame:
+    """:func:`atlas_frame` for a decomposition beyond the SVD: one row per matrix and
+    layer of ``kinds`` that ``method`` reads and has built (builds are not started here).
+
+    ``sigma_max`` is then the strongest component's share of squared norm,
+    ``effective_rank`` that of the shares, ``rank`` the number of components.
+    """
+    from core.decompose import METHOD_MATRICES
+    from core.query import method_components, method_directions
+
+    rows = []
+    for kind in kinds:
+        if kind not in METHOD_MATRICES.get(method, ()):
+            continue
+        for layer in range(1 if kind == "embed" else a.meta.n_layers):
+            c = method_components(a, method, kind, layer, build=False)
+            if c is None:
+                continue
+            dirs = method_directions(a, method, kind, layer, n=n_dirs, k=n_tokens)
+            row: dict[str, object] = {
+                "component": f"L{layer} OV heads"
+                if kind == "ov"
+                else component_label(kind, layer, None),
+                "kind": kind,
+                "layer": layer,
+                "head": None,
+                "sigma_max": float(c.strength[0]),
+                "effective_rank": float(effective_rank(c.strength[None].sqrt())[0]),
+                "rank": c.n,
+            }
+            for i in range(n_dirs):
+                row[f"dir {i}"] = " · ".join(t for _, t, _ in dirs[i].top) if i < len(dirs) else ""
+            rows.append(row)
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        df["head"] = df["head"].astype("Int64")
+    return df

@@ -14,6 +14,8 @@ import pandas as pd
 from core.query import Direction
 from pandas.io.formats.style import Styler
 
+from dashboard.builders.names import component_label
+
 End = Literal["top", "bottom", "both"]
 ENDS: dict[str, str] = {"top": "positive end", "bottom": "negative end", "both": "both ends"}
 
@@ -128,3 +130,27 @@ def grid_csv(tokens: pd.DataFrame, values: pd.DataFrame) -> str:
 def grid_json(dirs: list[Direction], meta: dict[str, Any] | None = None) -> str:
     """:func:`grid_records` as a JSON string."""
     return json.dumps(grid_records(dirs, meta), ensure_ascii=False, indent=1)
+
+
+def method_label(method: str, kind: str, layer: int) -> str:
+    """The grid's heading for a decomposition beyond the SVD, e.g. ``L2 MLP out · NMF``
+    (``ov`` is the layer's stacked heads)."""
+    from core.decompose import METHOD_NAMES
+
+    what = f"L{layer} OV heads (stacked)" if kind == "ov" else component_label(kind, layer, None)
+    return f"{what} · {METHOD_NAMES[method]}"
+
+
+def method_caption(method: str, built: Any) -> str:
+    """One line on a build: components, error, and what the fit saw."""
+    err = "token-image FVU" if method == "nmf" else "FVU"
+    return (
+        f"{built.n} components; {err} {built.fvu:.3f} "
+        f"(fraction of squared norm unexplained); {built.note}."
+    )
+
+
+def share_headers(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with ``σ=`` in its column names read as ``share=`` (a method's
+    components carry their share of squared norm where SVD directions carry σ)."""
+    return frame.rename(columns=lambda c: str(c).replace("σ=", "share="))

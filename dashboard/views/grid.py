@@ -2,7 +2,9 @@
 
 import streamlit as st
 from core.activations import SIDES, ExampleJob, direction_examples
+from core.decompose import METHOD_MATRICES, METHOD_NAMES
 from core.errors import CoreError
+from core.settings import KIND_NAMES
 from core.svd.project import TOKEN_FILTERS
 from dashboard import components, loaders, state
 from dashboard.builders import examples as examples_view
@@ -24,18 +26,33 @@ STRONG_HELP = (
 
 sel, a = components.setup()
 
-rank = a.svd.kinds[sel.kind].decomposition.rank
 view = state.grid_view()
 # The widgets start from the typed view (the URL's, or what a search hit asked for).
 state.seed(
     {
         "grid.end": view.end,
-        "grid.n": min(view.n, rank),
+        "grid.n": view.n,  # clamped to the rank below
         "grid.k": view.k,
         "grid.filters": list(view.filters),
         "grid.control": view.control,
     }
 )
+method = components.method_selector("grid", st.columns([2, 6])[0])
+if method != "svd":
+    if sel.kind not in METHOD_MATRICES[method]:
+        names = ", ".join(KIND_NAMES[k] for k in METHOD_MATRICES[method])
+        st.info(f"{METHOD_NAMES[method]} reads {names}; pick one in the sidebar, or Method SVD.")
+        # The options' widgets are not drawn on this run, and Streamlit would forget their
+        # values: the typed view keeps them for the next run.
+        for key in ("grid.end", "grid.n", "grid.k", "grid.filters", "grid.control"):
+            st.session_state.pop(key, None)
+        st.stop()
+    built = loaders.ensure_method(a, method, sel.kind, sel.layer)
+    if built is None:
+        st.stop()
+    rank = built.n
+else:
+    rank = a.svd.kinds[sel.kind].decomposition.rank
 c1, c2, c3, c4, c5 = st.columns([3, 2, 2, 3, 2])
 end = c1.radio(
     "Ends", list(grid.ENDS), format_func=lambda e: grid.ENDS[e], horizontal=True, key="grid.end"
@@ -70,39 +87,59 @@ state.set_grid_view(
 )
 
 components.step_buttons(sel, a, key="grid")
-control = control and loaders.ensure_controls(a)
-highlight = None if control else sel.direction
+if method == "svd":
+    control = control and loaders.ensure_controls(a)
+elif control:
+    control = loaders.ensure_method(a, method, sel.kind, sel.layer, control=True) is not None
+# A highlighted direction is an SVD direction (a search hit, a link).
+highlight = None if control or method != "svd" else sel.direction
 
 try:
     fetched = n if highlight is None else max(n, highlight + 1)
-    dirs = loaders.component_directions(
-        sel, n=fetched, k=k, filters=tuple(filters), control=control
-    )
+    if method == "svd":
+        dirs = loaders.component_directions(
+            sel, n=fetched, k=k, filters=tuple(filters), control=control
+        )
+    else:
+        dirs = loaders.method_component_directions(
+            sel, method, n=fetched, k=k, filters=tuple(filters), control=control
+        )
 except CoreError as exc:
     st.error(plain(exc))
     st.stop()
 # A highlighted direction (a search hit, a link) is shown first, whatever its index.
 dirs = grid.shown_directions(dirs, n, highlight)
 
-what = f"random control for {sel.label()}" if control else sel.label()
+label = sel.label() if method == "svd" else grid.method_label(method, sel.kind, sel.layer)
+what = f"random control for {label}" if control else label
 st.subheader(what)
+if method != "svd" and built is not None:
+    st.caption(grid.method_caption(method, built))
 if highlight is not None:
     st.info(
         f"Highlighting direction #{highlight} (first column, marked ◀ and in bold) on the {grid.ENDS[end]}."
     )
 tokens, values = grid.grid_frames(dirs, end)
+if method != "svd":  # a component's header value is its share of squared norm, not a σ
+    tokens, values = grid.share_headers(tokens), grid.share_headers(values)
 st.dataframe(
     grid.style_grid(tokens, values, highlight, dirs),
     height=min(36 * (len(tokens) + 1) + 3, 1200),
     key="grid.table",
 )
 st.caption(
-    "Columns: singular directions by singular value (σ in the header; ≈ near-degenerate). "
-    "Cells: tokens whose unembedding has the largest (blue) or most negative (red) dot "
-    "product with the direction; colour strength is the projection, on one scale per table."
+    (
+        "Columns: singular directions by singular value (σ in the header; ≈ near-degenerate). "
+        if method == "svd"
+        else "Columns: components by the share of squared norm they explain (in the header). "
+    )
+    + "Cells: tokens whose unembedding has the largest (blue) or most negative (red) dot "
+    "product with the direction"
+    + (" (NMF: the component's promoted and suppressed token weights)" if method == "nmf" else "")
+    + "; colour strength is the projection, on one scale per table."
 )
 
-stem = sel.label().replace(" ", "_") + ("_control" if control else "")
+stem = label.replace(" ", "_") + ("_control" if control else "")
 meta = {
     "model": sel.model,
     "processing": sel.processing,
@@ -111,6 +148,7 @@ meta = {
     "head": sel.component_head,
     "control": control,
     "filters": list(filters),
+    "method": method,
 }
 d1, d2, _ = st.columns([1, 1, 4])
 d1.download_button(
@@ -124,7 +162,7 @@ d2.download_button(
     key="grid.json",
 )
 
-if not control and sel.kind in SIDES:
+if not control and method == "svd" and sel.kind in SIDES:
     st.subheader("Dataset examples")
     ex_cols = st.columns([2, 2, 3])
     options = [d.index for d in dirs]
@@ -197,7 +235,7 @@ if not control and sel.kind in SIDES:
                 "bold and coloured by its activation. " + DEFINITION
             )
 
-if not control:
+if not control and method == "svd":
     try:
         labelled = loaders.component_directions(sel, n=n, k=k)  # unfiltered: tokens are stored
         render_label_controls(a, labelled, sel.kind, sel.layer, sel.head, key="grid.labels")
