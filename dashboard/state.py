@@ -41,8 +41,8 @@ from dashboard.viewstate import (
     GridView,
     LastSearch,
     MeasureView,
-    PromptView,
     MethodView,
+    PromptView,
     SearchQuery,
     SpectraView,
 )
