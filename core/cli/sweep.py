@@ -79,7 +79,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--what",
         default="decompose",
-        help="decompose[,controls][,labels] (labels: the offline labeller, stored in labels.sqlite)",
+        help="decompose[,controls][,labels][,examples] (labels: the offline labeller, stored in "
+        "labels.sqlite; examples: dataset examples over the reference corpus)",
     )
     p.add_argument(
         "--layers-per-task",

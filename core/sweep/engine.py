@@ -146,19 +146,25 @@ def run_sweep(options: SweepOptions, progress: SweepProgress = _quiet) -> SweepR
     t0 = time.perf_counter()
     if options.layers_per_task:
         results = _run_split(options, status, progress)
-        if "labels" in options.what:
-            results = _label_round(options, status, results, progress)
+        after = tuple(w for w in ("labels", "examples") if w in options.what)
+        if after:
+            results = _whole_round(options, status, results, progress, after)
     else:
         results = _run_specs(_specs(options, status), options, progress)
     labelled = _store_labels(options, results) if "labels" in options.what else 0
     return SweepReport(options.engine, tuple(results), time.perf_counter() - t0, labelled)
 
 
-def _label_round(
-    options: SweepOptions, status: Path, merged: list[TaskResult], progress: SweepProgress
+def _whole_round(
+    options: SweepOptions,
+    status: Path,
+    merged: list[TaskResult],
+    progress: SweepProgress,
+    what: tuple[str, ...],
 ) -> list[TaskResult]:
-    """After a split sweep: label each merged model in a whole-model task (the entry is
-    read from the cache by fingerprint, so no task loads the model).
+    """After a split sweep: label each merged model, or build its examples, in a
+    whole-model task (the entry is read from the cache by fingerprint; labelling loads no
+    model, the examples' forward pass does).
     """
     todo = [r for r in merged if r.state != "failed"]
     specs = [
@@ -168,7 +174,7 @@ def _label_round(
             str(Path(options.cache_dir).resolve()),
             options.processing,
             options.device,
-            ("labels",),
+            what,
             str(status),
         )
         for i, r in enumerate(todo)
@@ -182,7 +188,7 @@ def _label_round(
         if lab is None:
             out.append(r)
         elif lab.state == "failed":
-            out.append(replace(r, state="failed", error=f"labels: {lab.error}"))
+            out.append(replace(r, state="failed", error=f"{', '.join(what)}: {lab.error}"))
         else:
             state = "built" if "built" in (r.state, lab.state) else "cached"
             out.append(replace(r, state=state, seconds=r.seconds + lab.seconds))

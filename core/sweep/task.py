@@ -26,8 +26,10 @@ from typing import Any
 #: What a sweep can build per model. ``decompose``: the cache entry (decompositions and
 #: token projections); ``controls``: its random controls as well; ``labels``: the
 #: offline labeller's verdicts on the first :data:`LABEL_N` directions of every OV, MLP-in
-#: and MLP-out component (and of their controls when ``controls`` is swept too).
-WHAT = ("decompose", "controls", "labels")
+#: and MLP-out component (and of their controls when ``controls`` is swept too);
+#: ``examples``: every direction's dataset examples over the shipped reference corpus
+#: (:func:`core.activations.get_examples`, default options: a forward pass of the model).
+WHAT = ("decompose", "controls", "labels", "examples")
 #: Directions per component the ``labels`` part labels, and tokens shown per direction
 #: (as ``python -m core label`` does by default).
 LABEL_N, LABEL_K = 30, 15
@@ -189,6 +191,8 @@ def run_task(spec: TaskSpec) -> TaskResult:
             controls(a)
         if "labels" in spec.what:
             built_now |= label_entry(a, "controls" in spec.what, progress)
+        if "examples" in spec.what:
+            built_now |= examples_entry(a, progress)
     entry = entry_dir(settings.cache_dir, a.meta, settings.processing)
     state = "built" if built_now else "cached"
     _write_json(progress_path, {"frac": 1.0, "msg": state, "attempt": attempt})
@@ -254,3 +258,20 @@ def stored_labels(entry: Path) -> list[Any]:
     except (OSError, ValueError, KeyError, TypeError, CacheError):
         return []
     return [LabelRecord(**row) for row in extra.get("labels", [])]
+
+
+def examples_entry(analysis: Any, progress: Any) -> bool:
+    """Build ``analysis``'s dataset examples (default options, the shipped corpus) unless
+    its entry holds them; returns whether it built them now.
+    """
+    from core.activations import get_examples, load_corpus
+
+    corpus = load_corpus()
+    if get_examples(analysis, corpus, build=False) is not None:
+        return False
+
+    def step(frac: float, msg: str) -> None:
+        progress(0.5 + frac / 2, f"examples: {msg}")
+
+    get_examples(analysis, corpus, progress=step)
+    return True

@@ -138,3 +138,30 @@ def test_labels_are_swept_into_the_store(checkpoints: dict[str, Path], tmp_path:
     assert got == {}
     assert run_sweep(split).results[0].state == "built"
     assert verdicts(tmp_path / "split", model) == {k: v for k, v in want.items() if not k[3]}
+
+
+def test_examples_are_swept_into_the_entry(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    """``--what examples`` leaves the entry holding the examples a direct build gives (same
+    contexts and values), in a whole-model sweep and after a split one; a rerun builds
+    nothing."""
+    import torch
+
+    from core.activations import build_examples, get_examples, load_corpus
+    from core.analysis import open_analysis
+
+    model = str(checkpoints["llama"])
+    corpus = load_corpus()
+    for name, extra in (("whole", {}), ("split", {"layers_per_task": 1})):
+        opts = SweepOptions((model,), tmp_path / name, device="cpu", what=("examples",), **extra)
+        assert run_sweep(opts).results[0].state == "built"
+        a = open_analysis(Settings(model=model, device="cpu", cache_dir=tmp_path / name))
+        got = get_examples(a, corpus, build=False)
+        assert got is not None
+        want = build_examples(a, corpus)
+        for side, ex in want.sides.items():
+            theirs = got.sides[side]
+            assert torch.equal(ex.top_doc, theirs.top_doc) and torch.equal(
+                ex.top_pos, theirs.top_pos
+            )
+            assert torch.allclose(ex.top_val, theirs.top_val, atol=1e-5)
+        assert run_sweep(opts).results[0].state == "cached"
