@@ -425,6 +425,18 @@ def compare_series(
     return out
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def compare_dictionary(
+    models: tuple[str, ...], processing: str, cache_dir: str
+) -> list[dict[str, Any]]:
+    """:func:`core.compare.dictionary_series` through ``models`` as JSON (each build is
+    cached in its checkpoint's entry; the first costs seconds per checkpoint)."""
+    from core.compare import dictionary_series
+
+    analyses = [_series_analysis(m, processing, cache_dir) for m in models]
+    return [p.to_json() for p in dictionary_series(analyses)]
+
+
 class _Examples:
     """One model's dataset examples (for one token budget): loaded once built, and the
     background build, if one was started."""

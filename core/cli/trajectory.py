@@ -36,6 +36,8 @@ def model_list(text: str) -> list[str]:
 def _run(args: argparse.Namespace) -> Any:
     from core.compare import series
 
+    if args.nnz < 1:
+        raise ArgError(f"--nnz must be at least 1, not {args.nnz}.")
     if args.n is not None and args.n < 1:
         raise ArgError(f"--n must be at least 1, not {args.n}.")
     names = model_list(args.models)
@@ -44,6 +46,14 @@ def _run(args: argparse.Namespace) -> Any:
     analyses = [open_from_args(args, model=m) for m in names]
     t = series(analyses, args.matrix, args.layer, args.head, args.n, args.tokens)
     out = t.to_json()
+    if args.embed_dictionary:
+        from core.cli.common import tqdm_progress
+        from core.compare import dictionary_series
+        from core.decompose import DecomposeOptions
+
+        opts = DecomposeOptions(method="dictionary", nnz=args.nnz)
+        points = dictionary_series(analyses, opts, tqdm_progress())
+        out["embed_dictionary"] = [p.to_json() for p in points]
     if args.json:
         return out
     return [
@@ -70,4 +80,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--head", type=int, default=None)
     p.add_argument("--n", type=int, default=None, help="directions to follow (default: all)")
     p.add_argument("--tokens", type=int, default=5, help="top tokens per checkpoint")
+    p.add_argument(
+        "--embed-dictionary",
+        action="store_true",
+        help="also the embedding's sparse dictionary error at every checkpoint, beside a "
+        "random matrix's (one build per checkpoint, cached)",
+    )
+    p.add_argument("--nnz", type=int, default=3, help="non-zeros per token (--embed-dictionary)")
     p.set_defaults(func=_run)

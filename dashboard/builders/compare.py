@@ -172,3 +172,27 @@ def spectra_chart(
             tooltip=["checkpoint", "index", alt.Tooltip("singular value:Q", format=".4g")],
         )
     )
+
+
+def dictionary_chart(points: Sequence[dict[str, Any]]) -> alt.Chart:
+    """The embedding dictionary's unexplained fraction at each checkpoint (training order),
+    solid for the weights and dashed for the random matrix of the same shape and scale."""
+    labels = [short(p["checkpoint"]) for p in points]
+    df = pd.DataFrame(
+        [
+            {"checkpoint": labels[i], "order": i, "matrix": who, "fvu": p[field]}
+            for i, p in enumerate(points)
+            for who, field in (("W_E", "fvu"), ("random control", "control_fvu"))
+        ]
+    )
+    k, nnz = (points[0]["n_atoms"], points[0]["nnz"]) if points else (0, 0)
+    return (
+        alt.Chart(df, title=f"Embedding dictionary ({k} atoms, {nnz} non-zeros per token)")
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("checkpoint:N", sort=labels, title=None),
+            y=alt.Y("fvu:Q", title="unexplained fraction", scale=alt.Scale(domain=[0, 1])),
+            strokeDash=alt.StrokeDash("matrix:N", sort=["W_E", "random control"], title=None),
+            tooltip=["checkpoint", "matrix", alt.Tooltip("fvu:Q", format=".3f")],
+        )
+    )

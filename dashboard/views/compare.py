@@ -8,7 +8,7 @@ from pathlib import Path
 import streamlit as st
 from core.compare import list_checkpoints
 from core.errors import CoreError
-from dashboard import components, loaders, state
+from dashboard import components, limits, loaders, state
 from dashboard.builders import compare
 from dashboard.markup import plain
 
@@ -122,6 +122,25 @@ if c2.button("Open on the grid", key="compare.open"):
     state.open_component(
         sel.kind, sel.layer, head, direction=int(dirs[j]["partner"][at]), model=models[at]
     )
+with st.expander("The embedding's sparse dictionary over training"):
+    st.caption(
+        "Each checkpoint's W_E gets the Methods page's dictionary (cached in its entry), "
+        "beside the same fit to a random matrix of its shape and scale: a sparse overbasis "
+        "is real only where the solid line falls below the dashed one."
+    )
+    if st.toggle("Build and show", key="compare.dictionary"):
+        limits.enter("the dictionary builds")
+        try:
+            with st.spinner(f"Fitting the embedding dictionary of {len(models)} checkpoints…"):
+                points = loaders.compare_dictionary(models, sel.processing, cdir)
+        except CoreError as exc:
+            st.error(plain(str(exc)))
+        else:
+            st.altair_chart(
+                compare.dictionary_chart(points), width="stretch", key="compare.dict_chart"
+            )
+        finally:
+            limits.leave()
 with st.expander("Every component of this kind, and the kind's spectrum"):
     st.altair_chart(
         compare.drift_heatmap(t["drift"], t["checkpoints"], t["components"]),

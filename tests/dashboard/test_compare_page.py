@@ -68,6 +68,20 @@ def test_two_models_self_match_and_tokenizer_refusal(dash_env, analysis, dash_ro
         shutil.rmtree(other)
 
 
+def test_series_embedding_dictionary(page: AppTest) -> None:
+    """The toggle builds every checkpoint's embedding dictionary and charts it beside the
+    random control."""
+    page.toggle(key="compare.dictionary").set_value(True).run()
+    assert not page.exception, page.exception
+    assert page.error == []
+    charts = [c for c in page.get("vega_lite_chart") if "Embedding dictionary" in str(c.proto)]
+    assert len(charts) == 1
+    points = cb.dictionary_chart(
+        [{"checkpoint": "/m/step-1", "fvu": 0.4, "control_fvu": 0.6, "n_atoms": 8, "nnz": 3}]
+    ).to_dict()
+    assert points["title"] == "Embedding dictionary (8 atoms, 3 non-zeros per token)"
+
+
 def test_builders() -> None:
     m = {
         "pairs": [

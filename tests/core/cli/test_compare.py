@@ -136,3 +136,36 @@ def test_revision_specs(tmp_path: Path, monkeypatch) -> None:
         loading.load_model(Settings(model="EleutherAI/pythia-160m@step3000", device="cpu"))
     assert seen["snap"] == ("EleutherAI/pythia-160m", "step3000")
     assert seen["source"] == "EleutherAI/pythia-160m" and seen["revision"] == "step3000"
+
+
+def test_trajectory_embed_dictionary(capsys, series_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """``--embed-dictionary``: every checkpoint's embedding dictionary error beside its random
+    control, each the Methods page's build (same numbers), read from the cache on a rerun."""
+    from core.analysis import open_analysis, settings_key
+    from core.decompose import DecomposeOptions, build, components
+    from core.settings import Settings
+
+    args = ["trajectory", "--models", str(series_dir), "--matrix", "ov", "--layer", "0",
+            "--head", "0", "--device", "cpu", "--cache-dir", str(tmp_path), "--n", "2",
+            "--embed-dictionary", "--nnz", "2", "--json"]  # fmt: skip
+    code, out, err = run(capsys, *args)
+    assert code == 0, err
+    points = json.loads(out)["embed_dictionary"]
+    assert [Path(p["checkpoint"]).name for p in points] == ["step-2", "step-10"]  # training order
+    opts = DecomposeOptions(method="dictionary", nnz=2)
+    for p in points:
+        a = open_analysis(Settings(model=p["checkpoint"], device="cpu", cache_dir=tmp_path))
+        for field, control in (("fvu", False), ("control_fvu", True)):
+            c = components(a, settings_key(a.settings), opts, "embed", 0, control)
+            assert p[field] == round(c.fvu, 5)
+        assert 0.0 <= p["fvu"] <= 1.0 and p["nnz"] == 2
+
+    # A rerun fits nothing: every build is in its checkpoint's entry.
+    def no_fit(*a, **k):  # type: ignore[no-untyped-def]
+        raise AssertionError("refitted")
+
+    monkeypatch.setattr(build, "fit_components", no_fit)
+    code, out, err = run(capsys, *args)
+    assert code == 0, err and json.loads(out)["embed_dictionary"] == points
+    code, _, err = run(capsys, *args[:-3], "--embed-dictionary", "--nnz", "0")
+    assert code == 2 and "--nnz" in err
