@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,6 +28,44 @@ from core.svd.project import TokenTable
 #: Kinds searched when none are named: the ones that write to or read from tokens'
 #: meaning (QK and the embedding are opt-in).
 DEFAULT_KINDS: tuple[str, ...] = ("ov", "mlp_in", "mlp_gate", "mlp_out")
+
+
+@dataclass(frozen=True)
+class PartStore:
+    """Where an index keeps small derived parts (the significance nulls): its analysis's
+    cache entry. ``base`` is what every part was computed from (checked on reading);
+    ``writable`` is false for an unsettled or non-persisting entry (computed, not saved).
+    """
+
+    cache_dir: Path
+    meta: Any
+    processing: str
+    key: dict[str, Any]
+    base: dict[str, Any]
+    writable: bool
+
+    def load(self, name: str, extra: dict[str, Any]) -> dict[str, Tensor] | None:
+        """The part's tensors when it was computed from ``base`` and ``extra``, else ``None``."""
+        try:
+            stored, t = store.load_part(self.cache_dir, self.meta, self.processing, self.key, name)
+        except (CacheError, ValueError, OSError):
+            return None
+        return t if stored == {**self.base, **extra} else None
+
+    def save(self, name: str, tensors: dict[str, Tensor], extra: dict[str, Any]) -> None:
+        """Write the part (silently not, where the entry is read-only or unsettled)."""
+        if not self.writable:
+            return
+        with contextlib.suppress(OSError, CacheError, ValueError):
+            store.save_part(
+                self.cache_dir,
+                self.meta,
+                self.processing,
+                self.key,
+                name,
+                tensors,
+                {**self.base, **extra},
+            )
 
 
 @dataclass(frozen=True)
@@ -58,6 +97,9 @@ class SearchIndex:
         tokens: the model's token table.
         embedder: the query embedder (``W_U``-side operators).
         tokenizer: the model's tokenizer, or ``None`` (exact vocabulary lookup).
+        store: where derived parts (significance nulls) are cached, or ``None``.
+        nulls: the nulls computed so far (:func:`core.search.null.null_for`'s memo; the
+            only thing about an index that changes after it is built).
     """
 
     vectors: Float[Tensor, "n d_model"]
@@ -77,6 +119,8 @@ class SearchIndex:
     tokens: TokenTable
     embedder: QueryEmbedder
     tokenizer: Any = None
+    store: PartStore | None = None
+    nulls: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         n, d = self.vectors.shape
@@ -293,6 +337,20 @@ def build_index(
         tokens=analysis.tokens,
         embedder=embedder,
         tokenizer=tokenizer if tokenizer is not None else analysis.tokenizer,
+        store=_part_store(analysis, kinds, ridge, dtype),
+    )
+
+
+def _part_store(analysis: Any, kinds: Sequence[str], ridge: float, dtype: torch.dtype) -> PartStore:
+    s = analysis.settings
+    _, base = _part(analysis, kinds, ridge, dtype)
+    return PartStore(
+        cache_dir=s.cache_dir,
+        meta=analysis.meta,
+        processing=s.processing,
+        key=settings_key(s),
+        base=base,
+        writable=bool(analysis.persist and not analysis.filling),
     )
 
 
