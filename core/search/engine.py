@@ -50,7 +50,6 @@ __all__ = [
     "DEFAULT_KINDS",
     "DEFAULT_THRESHOLD",
     "DEFAULT_TOP",
-    "MATCH_SCORE",
     "SearchHit",
     "SearchIndex",
     "SearchResult",
@@ -60,7 +59,6 @@ __all__ = [
     "describe_rows",
     "embed_query",
     "exact_vectors",
-    "is_match",
     "query_columns",
     "rank",
     "score_rows",
@@ -73,21 +71,6 @@ __all__ = [
 #: significance test (:mod:`core.search.null`) decides what is a match.
 DEFAULT_THRESHOLD = 0.0
 DEFAULT_TOP = 20
-#: The least ``token`` score of a direction that matches every concept of a query:
-#: ``log 1/2``, a mean over concepts of log P(concept among the direction's top
-#: ``core.search.score.TOP_TOKENS`` tokens) as high as each concept sitting exactly at
-#: that edge. On the demo model real matches ("the, a", "he, she", "water") score
-#: above -0.3 and queries with no matching direction ("fire, flames") below -1.4.
-MATCH_SCORE = math.log(0.5)
-
-
-def is_match(hit: SearchHit, method: str) -> bool:
-    """Whether ``hit`` matches every concept of its query: a ``token`` score of at least
-    :data:`MATCH_SCORE`; for the cosine methods, reaching the threshold is the match.
-    """
-    return method != "token" or hit.score >= MATCH_SCORE
-
-
 @dataclass(frozen=True)
 class SearchHit:
     """One matching direction.

@@ -35,7 +35,7 @@ from core.search.embed import QueryTokens, parse_query
 from core.search.index import SearchIndex
 
 #: Random queries per null.
-N_DRAWS = 200
+N_DRAWS = 100
 #: The significance level: hits with ``p <= ALPHA`` are significant.
 ALPHA = 0.05
 #: Seed of the random queries (a null is the same every time it is computed).
@@ -115,7 +115,7 @@ def random_queries(
     tokenizer: object,
     d_vocab: int,
     n_concepts: int,
-    draws: int = N_DRAWS,
+    draws: int,
     seed: int = SEED,
     trained: Tensor | None = None,
 ) -> list[QueryTokens]:
@@ -144,13 +144,14 @@ def null_for(
     method: str,
     kinds: Sequence[str],
     threshold: float,
-    draws: int = N_DRAWS,
+    draws: int | None = None,
 ) -> Null:
     """The null of one query shape: from the index's memo, else its cache part, else
-    computed (``draws`` rankings of the whole index) and saved.
+    computed (``draws`` rankings of the whole index, default :data:`N_DRAWS`) and saved.
     """
     from core.search.engine import rank
 
+    draws = N_DRAWS if draws is None else draws
     kinds = tuple(kinds)
     key = (method, n_concepts, kinds, round(threshold, 6), draws)
     if key in index.nulls:

@@ -28,7 +28,6 @@ from core.edit import (
 )
 from core.edit.from_search import edits_from_hits
 from core.search import SearchIndex, search
-from core.search.engine import is_match
 from core.settings import KIND_NAMES
 
 TOKENS_SHOWN = 6
@@ -140,14 +139,16 @@ def export_zip(a: Analysis, spec: str) -> bytes:
 
 def compute_search_spec(index: SearchIndex, query: str, threshold: float, top: int | None) -> str:
     """The edits removing every OV/MLP direction that matches ``query`` (the search page's
-    matches: at least ``threshold`` in ``|cosine|`` and, for its default token method,
-    matching every concept, :func:`core.search.engine.is_match`), as a spec ('' if none).
+    significant matches: at least ``threshold`` in ``|cosine|`` and better than random
+    queries of the same shape, :mod:`core.search.null`), as a spec ('' if none).
     ``index`` is the search page's cached index (``loaders.search_index``)."""
     kinds = [k for k in index.kinds if k in EDIT_KINDS]
     if not kinds:
         return ""
-    res = search(index, query, threshold=threshold, top=top, kinds=kinds, k=1)
-    return edits_from_hits([h for h in res.hits if is_match(h, res.method)]).spec()
+    res = search(
+        index, query, threshold=threshold, top=top, kinds=kinds, k=1, significant_only=True
+    )
+    return edits_from_hits(res.hits).spec()
 
 
 # --------------------------------------------------------------------------- views

@@ -79,9 +79,9 @@ with right:
         have = {e.key for e in hist.current}
         done = bool(n_found) and all(e.key in have for e in found_set)
         st.caption(
-            f"{n_found} OV/MLP directions match every concept of {plain(repr(search.query))} "
-            f"at |cosine| ≥ {search.threshold:.2f} (of the top {search.top} hits; weak hits "
-            "are not removed)."
+            f"{n_found} OV/MLP directions match {plain(repr(search.query))} significantly "
+            f"at |cosine| ≥ {search.threshold:.2f} (of the top {search.top} hits; hits no "
+            "better than random queries of the same shape are not removed)."
         )
         st.button(
             f"Remove all {n_found} matches",
