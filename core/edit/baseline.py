@@ -160,7 +160,7 @@ def vocabulary_shift(
     delta = after.double() - before.double()
     rank = 1 + int((delta < delta[token]).sum())
     others = torch.cat([delta[:token], delta[token + 1 :]]).abs()
-    return rank, float(others.median())
+    return rank, float(others.quantile(0.5))  # the midpoint for an even count, as numpy
 
 
 def sweep_baselines(
