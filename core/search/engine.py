@@ -316,7 +316,7 @@ def search(
     null = None
     if significance or significant_only:
         null = null_for(index, len(qt.concepts), method, kinds, threshold)
-        if significant_only:
+        if significant_only and null is not None:
             sc = sc.take(sc.score > null.cut)
     hits = describe_rows(
         index, sc.rows.tolist(), sc.cosine.tolist(), k, sc.score.tolist(), sc.antipodal.tolist()

@@ -145,9 +145,10 @@ def null_for(
     kinds: Sequence[str],
     threshold: float,
     draws: int | None = None,
-) -> Null:
+) -> Null | None:
     """The null of one query shape: from the index's memo, else its cache part, else
-    computed (``draws`` rankings of the whole index, default :data:`N_DRAWS`) and saved.
+    computed (``draws`` rankings of the whole index, default :data:`N_DRAWS`) and saved;
+    ``None`` when the vocabulary has no word to draw random queries from.
     """
     from core.search.engine import rank
 
@@ -161,6 +162,8 @@ def null_for(
     stored = index.store.load(name, extra) if index.store is not None else None
     if stored is not None and stored.get("best") is not None and len(stored["best"]) == draws:
         best = stored["best"].float()
+    elif not word_pool(index.tokens.raw, index.tokens.trained):
+        return None
     else:
         queries = random_queries(
             index.tokens.raw,

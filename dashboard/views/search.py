@@ -140,7 +140,7 @@ show_all = st.toggle(
     disabled=view.weak.empty,
 )
 if show_all and not view.weak.empty:
-    hits_table(view.every_hit, "search.table_all")
+    hits_table(view.every_hit, "search.table")
 elif n_hits:
     hits_table(view.table, "search.table")
 if n_hits or (show_all and not view.weak.empty):
