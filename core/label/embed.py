@@ -86,5 +86,3 @@ def load_embedder(device: str = "cpu") -> Embedder:
     with HF_LOAD_LOCK:  # it loads through from_pretrained too (see HF_LOAD_LOCK)
         model = pkg.load_model(device=device)
     return Embedder(model, dictionary_words())
-
-

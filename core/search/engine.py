@@ -71,6 +71,8 @@ __all__ = [
 #: significance test (:mod:`core.search.null`) decides what is a match.
 DEFAULT_THRESHOLD = 0.0
 DEFAULT_TOP = 20
+
+
 @dataclass(frozen=True)
 class SearchHit:
     """One matching direction.

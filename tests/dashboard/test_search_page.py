@@ -140,7 +140,10 @@ def test_search_view_separates_non_significant_hits(index):
                 if len(index.tokenizer.encode(" " + w)) > 1 and len(index.tokenizer.encode(w)) > 1)  # fmt: skip
     res = search(index, f"the, {word}", threshold=0.0, top=3)
     frame = sb.query_tokens_frame(res)
-    assert list(frame["tokens"]) == [1, min(len(index.tokenizer.encode(w)) for w in (word, " " + word))]
+    assert list(frame["tokens"]) == [
+        1,
+        min(len(index.tokenizer.encode(w)) for w in (word, " " + word)),
+    ]
     assert "+" in frame["spelled as"].iloc[1] and "+" in res.query.describe()
 
 

@@ -89,7 +89,10 @@ def test_rank_and_median_match_two_plain_hf_forward_passes(analyses, checkpoints
 def test_vocabulary_shift_counts_ties_in_the_tokens_favour() -> None:
     before = torch.zeros(5)
     after = torch.tensor([-1.0, -2.0, -1.0, 0.5, 0.0])
-    assert vocabulary_shift(before, after, 0) == (2, pytest.approx(float(np.median([2, 1, 0.5, 0]))))
+    assert vocabulary_shift(before, after, 0) == (
+        2,
+        pytest.approx(float(np.median([2, 1, 0.5, 0]))),
+    )
     assert vocabulary_shift(before, after, 1)[0] == 1
 
 

@@ -4,7 +4,6 @@ an index of the edit kinds or of every kind (the search page's)."""
 from __future__ import annotations
 
 import pytest
-
 import torch
 
 import core.search.engine as engine

@@ -83,7 +83,9 @@ def test_parse_multi_token_word_is_matched_by_all_its_tokens(tokenizer) -> None:
     plain = tokenizer.encode("photosynthesis")
     spaced = tokenizer.encode(" photosynthesis")
     assert len(plain) > 1 and len(spaced) > 1
-    q = parse_query("photosynthesis", tokenizer, vocab, len(tokenizer), words=frozenset({"photosynthesis"}))
+    q = parse_query(
+        "photosynthesis", tokenizer, vocab, len(tokenizer), words=frozenset({"photosynthesis"})
+    )
     shortest = min(len(plain), len(spaced))
     want = [v for v in (plain, spaced) if len(v) == shortest]
     # Every token of each shortest spelling, not just the first.

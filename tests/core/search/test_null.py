@@ -165,7 +165,7 @@ def test_nonsense_query_is_refused(planted) -> None:
 
 
 def test_multi_token_word_is_matched_whole(planted, tokenizer) -> None:
-    """"mountain" is several tokens here: the direction writing all of them ranks above
+    """ "mountain" is several tokens here: the direction writing all of them ranks above
     the one writing only its first piece (which matching the first piece alone prefers).
     """
     _, index = planted
@@ -190,6 +190,7 @@ def test_random_queries_have_the_shape(planted) -> None:
     _, index = planted
     qs = random_queries(index.tokens.raw, index.tokenizer, index.embedder.d_vocab, 3, 5)
     assert all(len(q.concepts) == 3 for q in qs)
-    assert qs[0].text == random_queries(
-        index.tokens.raw, index.tokenizer, index.embedder.d_vocab, 3, 5
-    )[0].text
+    assert (
+        qs[0].text
+        == random_queries(index.tokens.raw, index.tokenizer, index.embedder.d_vocab, 3, 5)[0].text
+    )
