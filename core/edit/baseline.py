@@ -131,7 +131,8 @@ def single_deltas(
     """
     from core.edit.prompts import target_scores
 
-    updates = rank_one_updates(analysis, edits)
+    # One call per edit: rank_one_updates groups a list by component, out of its order.
+    updates = [rank_one_updates(analysis, [e])[0] for e in edits]
     out = [math.nan] * len(edits)
     groups: dict[Any, list[int]] = {}
     for j, u in enumerate(updates):

@@ -106,7 +106,7 @@ def hits(at) -> pd.DataFrame:
 
 def test_page_shows_ranked_results_and_heatmaps(page):
     page.slider(key="search.threshold").set_value(0.0)
-    page.toggle(key="search.show_all").set_value(True)
+    page.session_state["search.show_all"] = True  # the toggle appears with the results
     page.text_input(key="search.query").input("the, cat").run()
     assert not page.exception, page.exception
     tokens = page.main.dataframe[0].value
@@ -142,7 +142,7 @@ def test_search_view_separates_non_significant_hits(index):
     frame = sb.query_tokens_frame(res)
     assert list(frame["tokens"]) == [
         1,
-        min(len(index.tokenizer.encode(w)) for w in (word, " " + word)),
+        min(len(index.tokenizer.encode(w, add_special_tokens=False)) for w in (word, " " + word)),
     ]
     assert "+" in frame["spelled as"].iloc[1] and "+" in res.query.describe()
 
@@ -184,7 +184,7 @@ def test_page_reports_bad_queries(page):
 @pytest.mark.parametrize("sign", ["antipodal", "positive"])
 def test_clicking_a_result_opens_it_on_the_grid(page, sign):
     page.slider(key="search.threshold").set_value(0.0)
-    page.toggle(key="search.show_all").set_value(True)
+    page.session_state["search.show_all"] = True  # the toggle appears with the results
     page.selectbox(key="search.method").set_value("pinv")
     page.text_input(key="search.query").input("the, cat").run()
     df = page.main.dataframe[1].value

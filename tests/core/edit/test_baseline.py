@@ -115,6 +115,25 @@ def test_sweep_baselines_are_single_edits_measured_alone(analyses) -> None:
         )
 
 
+def test_single_deltas_keep_the_order_of_edits_across_components(analyses) -> None:
+    from core.edit.baseline import single_deltas
+    from core.edit.hf import plain_model
+    from core.edit.prompts import prompt_ids, score, target_ids
+
+    a = analyses("gpt2")
+    tok = a.model.tokenizer
+    p, t = prompt_ids(tok, "the cat"), target_ids(tok, " ran", "the cat")
+    base = plain_model(a)
+    before = score(base, p, t)
+    # Interleaved components and matrices: batched by matrix, answered in this order.
+    edits = [Edit("ov", 1, 0, 0), Edit("ov", 0, 2, 1), Edit("ov", 1, 3, 2), Edit("mlp_in", 0, None, 1),
+             Edit("ov", 0, 2, 0)]  # fmt: skip
+    got = single_deltas(a, base, p, t, edits, before)
+    for e, d in zip(edits, got):
+        want = target_logprob(apply_edits(a, [e]).model, tok, "the cat", " ran") - before
+        assert d == pytest.approx(want, abs=1e-5)
+
+
 def test_empty_baseline() -> None:
     b = RandomBaseline((), ())
     assert b.exceeded_by(1.0) is None and math.isnan(b.mean)
