@@ -231,9 +231,11 @@ def _domain(df: pd.DataFrame) -> float:
 def head_heatmap(heads: pd.DataFrame, threshold: float = 0.0) -> alt.Chart:
     """Layer x head heatmap of each head's best signed cosine (one panel per kind).
 
-    Cells at or above ``threshold`` in ``|cosine|`` are outlined.
+    Cells at or above a positive ``threshold`` in ``|cosine|`` are outlined.
     """
-    df = heads.assign(head=heads["head"].astype(float), hit=heads["abs_cosine"] >= threshold)
+    df = heads.assign(
+        head=heads["head"].astype(float), hit=(heads["abs_cosine"] >= threshold) & (threshold > 0)
+    )
     tooltip = [
         alt.Tooltip("matrix:N"),
         alt.Tooltip("layer:O"),
@@ -265,7 +267,7 @@ def head_heatmap(heads: pd.DataFrame, threshold: float = 0.0) -> alt.Chart:
 
 def mlp_heatmap(mlps: pd.DataFrame, threshold: float = 0.0) -> alt.Chart:
     """Layer x matrix-kind heatmap of each MLP (and embedding) matrix's best cosine."""
-    df = mlps.assign(hit=mlps["abs_cosine"] >= threshold)
+    df = mlps.assign(hit=(mlps["abs_cosine"] >= threshold) & (threshold > 0))
     order = [KIND_NAMES[k] for k in KIND_NAMES if k not in HEAD_KINDS]
     pick = alt.selection_point(name=PICK, fields=_PICK_FIELDS, on="click")
     return (

@@ -129,11 +129,16 @@ def hits_table(df, key: str) -> None:
 n_hits = len(view.table)
 st.subheader(f"{n_hits} significant matches of {res.n_searched:,} directions")
 if res.null is not None:
+    n_words = len(res.query.concepts)
     st.caption(
         f"Each hit's score is compared with the best hit of {len(res.null.best)} random "
-        f"queries of {len(res.query.concepts)} word(s) (whole-word tokens of this model): "
-        f"significant when p ≤ {sb.ALPHA:g}."
+        f"queries of {n_words} word{'s' if n_words > 1 else ''} (whole-word tokens of this "
+        f"model): significant when p ≤ {sb.ALPHA:g}."
     )
+if not n_hits and view.nothing_matches:
+    st.warning(sb.no_match_message(view))
+elif not n_hits:
+    st.info("No direction reaches the threshold; lower it or try other words.")
 show_all = st.toggle(
     f"Show non-significant hits ({len(view.weak)})",
     key="search.show_all",
@@ -149,10 +154,6 @@ if n_hits or (show_all and not view.weak.empty):
         "shown first and highlighted, on its matching end: an antipodal match (the query "
         "matches the bottom end) opens the negative end."
     )
-if not n_hits and view.nothing_matches:
-    st.warning(sb.no_match_message(view))
-elif not n_hits:
-    st.info("No direction reaches the threshold; lower it or try other words.")
 
 for name, frame, build in (
     ("heads", view.heads, sb.head_heatmap),
