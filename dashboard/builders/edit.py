@@ -186,19 +186,18 @@ def logprob_frame(report: EditReport) -> pd.DataFrame:
 def baseline_frame(report: EditReport) -> pd.DataFrame:
     """The edit's Δlog p(target) beside its matched random draws.
 
-    Columns ``edits`` (the spec), ``kind`` (``this edit``, ``random draw``, ``random
-    mean ± std``), ``delta`` (nats), ``std`` (for the mean row).
+    Columns ``edits`` (the spec; empty for the summary row), ``kind`` (``this edit``,
+    ``random draw``, then ``random mean (std …)``) and ``delta`` (nats).
     """
     b = report.random
-    rows = [{"edits": report.edits.spec(), "kind": "this edit", "delta": report.delta, "std": None}]
+    rows = [{"edits": report.edits.spec(), "kind": "this edit", "delta": report.delta}]
     rows += [
-        {"edits": d.spec(), "kind": "random draw", "delta": x, "std": None}
-        for d, x in zip(b.draws, b.deltas)
+        {"edits": d.spec(), "kind": "random draw", "delta": x} for d, x in zip(b.draws, b.deltas)
     ]
     if b.deltas:
-        std = None if b.std != b.std else b.std
-        rows.append({"edits": "", "kind": "random mean ± std", "delta": b.mean, "std": std})
-    return pd.DataFrame(rows, columns=["edits", "kind", "delta", "std"])
+        std = "" if b.std != b.std else f" (std {b.std:.4f})"
+        rows.append({"edits": "", "kind": f"random mean{std}", "delta": b.mean})
+    return pd.DataFrame(rows, columns=["edits", "kind", "delta"])
 
 
 def baseline_summary(report: EditReport) -> str:

@@ -149,7 +149,6 @@ try:
             key="edit.baseline",
             column_config={
                 "delta": st.column_config.NumberColumn("Δ log p(target)", format="%+.4f"),
-                "std": st.column_config.NumberColumn("std", format="%.4f"),
             },
         )
         st.altair_chart(eb.specificity_chart(eb.specificity_frame(report)), key="edit.spec")

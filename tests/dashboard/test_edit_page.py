@@ -98,7 +98,7 @@ def test_baseline_frame_and_summary(analysis):
     r = eb.compute_report(analysis, "ov:1:2:0", PROMPT, " f", 0)
     df = eb.baseline_frame(r)
     assert list(df["kind"]) == ["this edit", *["random draw"] * len(r.random.deltas),
-                                "random mean ± std"]  # fmt: skip
+                                f"random mean (std {r.random.std:.4f})"]  # fmt: skip
     assert df["delta"].iloc[0] == pytest.approx(r.delta)
     assert df["delta"].iloc[-1] == pytest.approx(r.random.mean)
     text = eb.baseline_summary(r)
