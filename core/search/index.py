@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,6 +20,7 @@ from core.cache import store
 from core.cache.store import KindResult
 from core.errors import CacheError, SpecError
 from core.search.embed import DEFAULT_RIDGE, QueryEmbedder, build_embedder
+from core.search.parts import PartStore
 from core.search.score import TOP_TOKENS, logit_std, top_z
 from core.settings import MATRIX_KINDS
 from core.svd.project import TokenTable
@@ -28,44 +28,6 @@ from core.svd.project import TokenTable
 #: Kinds searched when none are named: the ones that write to or read from tokens'
 #: meaning (QK and the embedding are opt-in).
 DEFAULT_KINDS: tuple[str, ...] = ("ov", "mlp_in", "mlp_gate", "mlp_out")
-
-
-@dataclass(frozen=True)
-class PartStore:
-    """Where an index keeps small derived parts (the significance nulls): its analysis's
-    cache entry. ``base`` is what every part was computed from (checked on reading);
-    ``writable`` is false for an unsettled or non-persisting entry (computed, not saved).
-    """
-
-    cache_dir: Path
-    meta: Any
-    processing: str
-    key: dict[str, Any]
-    base: dict[str, Any]
-    writable: bool
-
-    def load(self, name: str, extra: dict[str, Any]) -> dict[str, Tensor] | None:
-        """The part's tensors when it was computed from ``base`` and ``extra``, else ``None``."""
-        try:
-            stored, t = store.load_part(self.cache_dir, self.meta, self.processing, self.key, name)
-        except (CacheError, ValueError, OSError):
-            return None
-        return t if stored == {**self.base, **extra} else None
-
-    def save(self, name: str, tensors: dict[str, Tensor], extra: dict[str, Any]) -> None:
-        """Write the part (silently not, where the entry is read-only or unsettled)."""
-        if not self.writable:
-            return
-        with contextlib.suppress(OSError, CacheError, ValueError):
-            store.save_part(
-                self.cache_dir,
-                self.meta,
-                self.processing,
-                self.key,
-                name,
-                tensors,
-                {**self.base, **extra},
-            )
 
 
 @dataclass(frozen=True)
