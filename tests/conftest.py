@@ -22,6 +22,16 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _few_null_draws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Search significance with 20 random queries, not 100: each is a ranking of the
+    whole index (tests of the null itself pass their own ``draws``).
+    """
+    import core.search.null
+
+    monkeypatch.setattr(core.search.null, "N_DRAWS", 20)
+
+
 @pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """One tiny random-init checkpoint directory per architecture."""

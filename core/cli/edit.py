@@ -2,9 +2,13 @@
 
     python -m core edit --remove ov:3:1:0,mlp_in:2:5 --prompt "The house was on" --target " fire"
     python -m core edit --sweep ov:3:1 --prompt "The house was on" --target " fire" --json
-    python -m core edit --remove-search "fire, flames" --threshold 0.3 --prompt ... --target ...
+    python -m core edit --remove-search "fire, flames" --prompt ... --target ...
 
 Indices are the ones ``python -m core directions`` lists under the same --processing.
+Every report carries baselines: the same measurement for --random-draws random edits
+matched in kind, direction index and singular value; the target's rank among all tokens
+by decrease; the median change of the other tokens. --remove-search removes only hits
+that are significant against random queries of the same shape.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from core.cli.common import ArgError, bounded, open_from_args, writable_dir
+from core.search.engine import DEFAULT_THRESHOLD
 
 #: Longest continuation: each token is a forward pass of the model, twice (before/after).
 MAX_NEW_TOKENS = 256
@@ -44,9 +49,14 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     what.add_argument(
         "--remove-search",
         metavar="QUERY",
-        help="remove every OV/MLP direction a semantic search for QUERY returns (--threshold)",
+        help="remove every OV/MLP direction a semantic search for QUERY matches significantly",
     )
-    p.add_argument("--threshold", type=float, default=0.15, help="search: minimum |cosine|")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help="search: minimum |cosine| (default 0: none; significance decides)",
+    )
     p.add_argument("--top", type=int, default=None, help="search: at most this many directions")
     p.add_argument("--prompt", required=True, help="text the target follows")
     p.add_argument(
@@ -56,6 +66,12 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--scale", type=float, default=0.0, help="0 removes, 1 keeps, 2 doubles")
     p.add_argument("--n", type=int, default=20, help="directions in a sweep")
+    p.add_argument(
+        "--random-draws",
+        type=int,
+        default=3,
+        help="matched random edits measured as a baseline (default 3; 0: none)",
+    )
     p.add_argument("--max-new-tokens", type=int, default=20, help="continuation length")
     p.add_argument(
         "--reference",
@@ -85,6 +101,7 @@ def _edit(args: argparse.Namespace) -> Any:
     if args.n < 1:
         raise ArgError(f"--n must be at least 1, not {args.n}.")
     bounded("--max-new-tokens", args.max_new_tokens, 0, MAX_NEW_TOKENS)
+    bounded("--random-draws", args.random_draws, 0, 20)
     for f in args.reference or ():
         if not f.is_file():
             raise ArgError(f"No reference file {f}; give a text file to --reference.")
@@ -107,7 +124,22 @@ def _edit(args: argparse.Namespace) -> Any:
     if comp is not None:
         kind, layer, head = comp
         rows = sweep(a, kind, layer, head, args.prompt, args.target, args.n, args.scale)
-        return [{"index": r.index, "delta_logprob": r.delta_logprob} for r in rows]
+        from core.edit.baseline import sweep_baselines
+
+        base = sweep_baselines(
+            a, kind, layer, head, rows, args.prompt, args.target, args.scale, args.random_draws
+        )
+        return [
+            {
+                "index": r.index,
+                "delta_logprob": r.delta_logprob,
+                "random_mean": None if b.mean != b.mean else b.mean,
+                "random_std": None if b.std != b.std else b.std,
+                "random_deltas": list(b.deltas),
+                "exceeds_random": b.exceeded_by(r.delta_logprob),
+            }
+            for r, b in zip(rows, base)
+        ]
     if args.remove_search is not None:
         from core.edit import EDIT_KINDS, search_edits
         from core.search import build_index
@@ -116,8 +148,9 @@ def _edit(args: argparse.Namespace) -> Any:
         edits = search_edits(index, args.remove_search, args.threshold, args.top, args.scale)
         if not len(edits):
             raise ArgError(
-                f"No OV or MLP direction matches {args.remove_search!r} at |cosine| >= "
-                f"{args.threshold:g}; lower --threshold."
+                f"No OV or MLP direction matches {args.remove_search!r} better than random "
+                "queries of the same shape; try other words (python -m core search --all "
+                "lists the hits with their p-values)."
             )
     assert edits is not None
     validate(a, edits)
@@ -125,7 +158,9 @@ def _edit(args: argparse.Namespace) -> Any:
     if args.reference:
         texts = [f.read_text(encoding="utf-8", errors="replace") for f in args.reference]
         ref = reference_ids(a.model.tokenizer, texts)
-    report = measure(a, edits, args.prompt, args.target, ref, args.max_new_tokens)
+    report = measure(
+        a, edits, args.prompt, args.target, ref, args.max_new_tokens, args.random_draws
+    )
     out = report.to_json()
     if args.export is not None:
         from core.edit import export

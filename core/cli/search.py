@@ -3,6 +3,9 @@
 Example::
 
     python -m core search --model default --query "fire, flames" --top 20 --json
+
+Only hits significant against random queries of the same shape are listed (``--all``:
+every hit, each with ``p``, ``z`` and ``significant``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 
 from core.cli.common import ArgError, open_from_args
 from core.search.embed import DEFAULT_METHOD, METHODS, split_concepts
+from core.search.engine import DEFAULT_THRESHOLD
 from core.settings import MATRIX_KINDS
 
 
@@ -48,7 +52,16 @@ def _search(args: argparse.Namespace) -> Any:
     a = open_from_args(args)
     # Only the kinds searched: the index costs time per direction it stacks.
     index = build_index(a, kinds if kinds is not None else DEFAULT_KINDS)
-    res = search(index, args.query, args.embed, args.threshold, args.top, kinds, args.k)
+    res = search(
+        index,
+        args.query,
+        args.embed,
+        args.threshold,
+        args.top,
+        kinds,
+        args.k,
+        significant_only=not args.all,
+    )
     if args.json:
         return [h.to_json() for h in res.hits]
     return [
@@ -60,6 +73,8 @@ def _search(args: argparse.Namespace) -> Any:
             "sigma": f"{h.singular_value:.4g}",
             "cosine": f"{h.cosine:+.3f}",
             "score": f"{h.score:.3f}",
+            "p": f"{h.p:.3f}" if h.p is not None else "",
+            "significant": h.significant,
             "sign": h.sign,
             "tokens": ("(bottom) " if h.end == "bottom" else "")
             + " ".join(t for _, t, _ in h.tokens[:8]),
@@ -76,8 +91,20 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         help="singular directions closest to a query (comma-separated words)",
     )
     p.add_argument("--query", required=True, help='comma-separated concepts, e.g. "fire, flames"')
-    p.add_argument("--threshold", type=float, default=0.15, help="minimum |cosine| (default 0.15)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help="minimum |cosine| of the method's query vector (default 0: none; significance "
+        "decides what matches)",
+    )
     p.add_argument("--top", type=int, default=20, help="at most this many matches (default 20)")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="also list hits that are not significant against random queries of the same "
+        "shape (p > 0.05; they are marked significant: false)",
+    )
     p.add_argument(
         "--matrices",
         default=None,

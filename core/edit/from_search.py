@@ -13,6 +13,7 @@ from typing import Any
 from core.edit.rank_one import EDIT_KINDS, EditSet
 from core.errors import SpecError
 from core.search import SearchIndex, search
+from core.search.engine import DEFAULT_THRESHOLD
 
 
 def edits_from_hits(hits: Iterable[Any], scale: float = 0.0) -> EditSet:
@@ -30,13 +31,15 @@ def edits_from_hits(hits: Iterable[Any], scale: float = 0.0) -> EditSet:
 def search_edits(
     index: SearchIndex,
     query: str,
-    threshold: float = 0.15,
+    threshold: float = DEFAULT_THRESHOLD,
     top: int | None = None,
     scale: float = 0.0,
     signs: Sequence[str] = ("positive", "antipodal"),
 ) -> EditSet:
-    """Edits of every OV/MLP direction of ``index`` whose |cosine| with ``query`` is at
-    least ``threshold`` (across heads and layers; ``top`` caps the count, best first).
+    """Edits of every OV/MLP direction of ``index`` that matches ``query`` significantly
+    (better than random queries of the same shape, :mod:`core.search.null`) with a
+    |cosine| of at least ``threshold`` (across heads and layers; ``top`` caps the count,
+    best first).
 
     ``index`` may hold other kinds too (the search page's does); only the editable ones
     are searched. ``signs`` keeps positive matches, antipodal ones (the query matches
@@ -48,5 +51,7 @@ def search_edits(
             "This search index holds no OV or MLP directions; build it with "
             "core.search.build_index(analysis, EDIT_KINDS)."
         )
-    res = search(index, query, threshold=threshold, top=top, kinds=kinds, k=1)
+    res = search(
+        index, query, threshold=threshold, top=top, kinds=kinds, k=1, significant_only=True
+    )
     return edits_from_hits([h for h in res.hits if h.sign in signs], scale)

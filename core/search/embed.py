@@ -1,11 +1,16 @@
 """Query embedding for semantic search: words -> token weights -> a residual-stream vector.
 
-A query is comma-separated concepts (``"fire, flames"``). Each concept is tokenized with
-and without a leading space (GPT-2-style tokenizers give ``"fire"`` and ``" fire"``
-different ids); spellings that are a single token are kept, and a concept none of whose
-spellings is a single token is represented by the first token of its shortest
-spellings (what a direction writing that word promotes first). Every concept gets the
-same total weight, split evenly over its token ids.
+A query is concepts separated by commas, colons or semicolons (``"fire, flames"``;
+``"colours: red, blue"`` is three concepts). Each concept is tokenized with and without a
+leading space (GPT-2-style tokenizers give ``"fire"`` and ``" fire"`` different ids).
+
+A concept is *known* when one of its spellings is a single token of the model, or when it
+is made of English words (:func:`core.words.dictionary_words`, about 22,000 words) and so
+is matched as a whole: a word of several tokens is represented by all the tokens of its
+shortest spellings, as one unit (``"flames"`` on GPT-2-style vocabularies is
+``fl``+``ames``, never ``fl`` alone). A concept that is neither (``"qqqzzzxxyy"``) is
+refused: its pieces are fragments shared with unrelated words. Every concept gets the
+same total weight, split evenly over its spellings and then over each spelling's tokens.
 
 The token weights ``t`` (a sparse vector over the vocabulary) are then mapped into the
 residual stream by one of these methods:
@@ -31,6 +36,7 @@ few ``W_U`` columns and one small matrix-vector product. The self-retrieval benc
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +47,7 @@ from torch import Tensor
 
 from core.errors import SpecError
 from core.svd.decompose import sym_eigh
+from core.words import known_words
 
 #: Query methods, default first.
 METHODS: tuple[str, ...] = ("token", "ridge", "pinv", "embed")
@@ -67,9 +74,10 @@ class QueryTokens:
         ids: token ids ``[m]``, concept by concept (an id may recur in two concepts).
         weights: their weights ``[m]`` (each concept sums to 1).
         groups: the concept each id belongs to ``[m]``.
-        spellings: per concept, the full tokenisation (token strings) of each spelling
-            it is represented by; a spelling of several tokens is matched by its first
-            token only (see :attr:`truncated`).
+        spellings: per concept, the tokenisation (token strings) of each spelling it is
+            represented by; a spelling of several tokens is matched by all of them.
+        pieces: the spelling each id belongs to ``[m]`` (numbered across the query; ids
+            of one spelling are consecutive); ``None``: every id is its own spelling.
     """
 
     text: str
@@ -79,36 +87,51 @@ class QueryTokens:
     weights: Float[Tensor, " m"]
     groups: Int[Tensor, " m"]
     spellings: tuple[tuple[tuple[str, ...], ...], ...] = ()
+    pieces: Int[Tensor, " m"] | None = None
 
     def __post_init__(self) -> None:
         if self.ids.ndim != 1 or not self.ids.shape == self.weights.shape == self.groups.shape:
             raise ValueError("ids, weights and groups must be 1-d tensors of one length")
+        if self.pieces is not None and self.pieces.shape != self.ids.shape:
+            raise ValueError("pieces must have the shape of ids")
 
     @property
-    def truncated(self) -> tuple[str, ...]:
-        """The concepts whose every spelling is several tokens: matched by the first."""
-        return tuple(
-            c for c, sp in zip(self.concepts, self.spellings) if sp and all(len(s) > 1 for s in sp)
-        )
+    def spelling_of(self) -> Int[Tensor, " m"]:
+        """The spelling of each id ``[m]`` (``0 .. n_spellings-1``)."""
+        return torch.arange(len(self.ids)) if self.pieces is None else self.pieces
+
+    @property
+    def spelling_groups(self) -> Int[Tensor, " s"]:
+        """The concept of each spelling ``[s]``."""
+        sp = self.spelling_of
+        out = torch.zeros(int(sp.max()) + 1 if len(sp) else 0, dtype=torch.long)
+        out[sp] = self.groups
+        return out
 
     def describe(self) -> str:
-        """``fire -> 'fire', ' fire'; flames -> 'fl' (of 'fl'+'ames')`` for display: a
-        spelling of several tokens shows its pieces after the first, which is matched.
+        """``fire -> 'fire', ' fire'; flames -> 'fl'+'ames', ' fl'+'ames'`` for display:
+        each spelling with all the tokens it is matched by.
         """
         parts = []
         for i, (c, toks) in enumerate(zip(self.concepts, self.concept_tokens)):
-            sp = self.spellings[i] if i < len(self.spellings) else ()
-            shown = [
-                repr(t) + (f" (of {'+'.join(repr(p) for p in s)})" if len(s) > 1 else "")
-                for t, s in zip(toks, sp or [(t,) for t in toks])
-            ]
-            parts.append(f"{c} -> {', '.join(shown)}")
+            sp = self.spellings[i] if i < len(self.spellings) else tuple((t,) for t in toks)
+            parts.append(f"{c} -> {', '.join('+'.join(repr(p) for p in s) for s in sp)}")
         return "; ".join(parts)
 
 
+#: What separates the concepts of a query: ``"label: a, b"`` is three concepts.
+SEPARATORS = re.compile(r"[,:;]")
+
+
 def split_concepts(query: str) -> tuple[str, ...]:
-    """The non-empty, stripped comma-separated parts of ``query``."""
-    return tuple(p.strip() for p in query.split(",") if p.strip())
+    """The non-empty, stripped parts of ``query`` between commas, colons and semicolons."""
+    return tuple(p.strip() for p in SEPARATORS.split(query) if p.strip())
+
+
+def is_word(concept: str, words: frozenset[str]) -> bool:
+    """Whether ``concept`` is English words only (each in ``words``, case-insensitive)."""
+    parts = concept.lower().split()
+    return bool(parts) and all(p.isalpha() and p in words for p in parts)
 
 
 def _encode(tokenizer: Any, text: str, vocab: Sequence[str]) -> list[int] | None:
@@ -129,23 +152,34 @@ def _encode(tokenizer: Any, text: str, vocab: Sequence[str]) -> list[int] | None
     return ids
 
 
-def parse_query(query: str, tokenizer: Any, vocab: Sequence[str], d_vocab: int) -> QueryTokens:
-    """Tokenize ``query`` into weighted token ids.
+def parse_query(
+    query: str,
+    tokenizer: Any,
+    vocab: Sequence[str],
+    d_vocab: int,
+    words: frozenset[str] | None = None,
+) -> QueryTokens:
+    """Tokenize ``query`` into weighted token ids (see the module docstring for which
+    concepts are known).
 
     ``vocab`` is the decoded string of each id (``TokenTable.raw``), used for display and,
-    when ``tokenizer`` is ``None``, for lookup.
+    when ``tokenizer`` is ``None``, for lookup (then only single tokens are known).
+    ``words`` is the word list of multi-token concepts (default
+    :func:`core.words.known_words`).
 
     Raises:
-        SpecError: the query is empty, or a concept maps to no token of this model.
+        SpecError: the query is empty, or a concept is no known word of this model.
     """
     concepts = split_concepts(query)
     if not concepts:
         raise SpecError(
             'The query is empty; give one or more comma-separated words, e.g. "fire, flames".'
         )
+    words = known_words() if words is None else words
     ids: list[int] = []
     weights: list[float] = []
     groups: list[int] = []
+    pieces: list[int] = []
     concept_tokens: list[tuple[str, ...]] = []
     spellings: list[tuple[tuple[str, ...], ...]] = []
 
@@ -158,26 +192,20 @@ def parse_query(query: str, tokenizer: Any, vocab: Sequence[str], d_vocab: int) 
             enc = _encode(tokenizer, text, vocab)
             if enc is not None and all(0 <= i < d_vocab for i in enc) and enc not in variants:
                 variants.append(enc)
-        if not variants:
+        shortest = min((len(v) for v in variants), default=0)
+        if not variants or (shortest > 1 and not is_word(concept, words)):
             raise SpecError(
-                f"No token of this model's vocabulary matches {concept!r}; "
-                "try another spelling or a more common word."
+                f"{concept!r} is not a known word for this model (not one of its tokens, nor "
+                "an English word matched by all its tokens); try another spelling or word."
             )
-        # A word that is several tokens is represented by the first token of each of
-        # its shortest spellings: a direction that writes the word promotes that first
-        # token; later pieces ("ames" of "fl|ames") are shared with unrelated words.
-        shortest = min(len(v) for v in variants)
-        ids_c: list[int] = []
-        spelled: list[tuple[str, ...]] = []
-        for v in variants:
-            if len(v) == shortest and v[0] not in ids_c:
-                ids_c.append(v[0])
-                spelled.append(tuple(show(i) for i in v))
-        ids += ids_c
-        weights += [1.0 / len(ids_c)] * len(ids_c)
-        groups += [g] * len(ids_c)
-        concept_tokens.append(tuple(show(i) for i in ids_c))
-        spellings.append(tuple(spelled))
+        kept = [v for v in variants if len(v) == shortest]
+        for v in kept:
+            ids += v
+            weights += [1.0 / (len(kept) * len(v))] * len(v)
+            groups += [g] * len(v)
+            pieces += [pieces[-1] + 1 if pieces else 0] * len(v)
+        concept_tokens.append(tuple(show(i) for v in kept for i in v))
+        spellings.append(tuple(tuple(show(i) for i in v) for v in kept))
     return QueryTokens(
         text=query,
         concepts=concepts,
@@ -186,6 +214,7 @@ def parse_query(query: str, tokenizer: Any, vocab: Sequence[str], d_vocab: int) 
         weights=torch.tensor(weights, dtype=torch.float32),
         groups=torch.tensor(groups, dtype=torch.long),
         spellings=tuple(spellings),
+        pieces=torch.tensor(pieces, dtype=torch.long),
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -20,6 +20,7 @@ from core.cache import store
 from core.cache.store import KindResult
 from core.errors import CacheError, SpecError
 from core.search.embed import DEFAULT_RIDGE, QueryEmbedder, build_embedder
+from core.search.parts import PartStore
 from core.search.score import TOP_TOKENS, logit_std, top_z
 from core.settings import MATRIX_KINDS
 from core.svd.project import TokenTable
@@ -58,6 +59,9 @@ class SearchIndex:
         tokens: the model's token table.
         embedder: the query embedder (``W_U``-side operators).
         tokenizer: the model's tokenizer, or ``None`` (exact vocabulary lookup).
+        store: where derived parts (significance nulls) are cached, or ``None``.
+        nulls: the nulls computed so far (:func:`core.search.null.null_for`'s memo; the
+            only thing about an index that changes after it is built).
     """
 
     vectors: Float[Tensor, "n d_model"]
@@ -77,6 +81,8 @@ class SearchIndex:
     tokens: TokenTable
     embedder: QueryEmbedder
     tokenizer: Any = None
+    store: PartStore | None = None
+    nulls: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         n, d = self.vectors.shape
@@ -293,6 +299,20 @@ def build_index(
         tokens=analysis.tokens,
         embedder=embedder,
         tokenizer=tokenizer if tokenizer is not None else analysis.tokenizer,
+        store=_part_store(analysis, kinds, ridge, dtype),
+    )
+
+
+def _part_store(analysis: Any, kinds: Sequence[str], ridge: float, dtype: torch.dtype) -> PartStore:
+    s = analysis.settings
+    _, base = _part(analysis, kinds, ridge, dtype)
+    return PartStore(
+        cache_dir=s.cache_dir,
+        meta=analysis.meta,
+        processing=s.processing,
+        key=settings_key(s),
+        base=base,
+        writable=bool(analysis.persist and not analysis.filling),
     )
 
 

@@ -7,7 +7,8 @@ z-score in every direction is one column of a matrix product with the stacked in
 and ``std_v`` is precomputed per direction.
 
 A query's concepts are matched directly against those z-scores: a concept scores the
-best z of its tokens (its spellings are alternatives), and the direction's score is the
+best z of its spellings (alternatives; a spelling of several tokens scores the mean z
+of its tokens, i.e. its mean centred ``W_U`` column), and the direction's score is the
 mean over concepts of ``log sigmoid((z - tau) / s)``, a soft "is this concept among the
 direction's top tokens" with ``tau`` the z of the direction's ``TOP_TOKENS``-th highest
 logit (read from the cached projections; the Gaussian value where they are missing:
@@ -62,9 +63,10 @@ def query_scores(
     """Scores of directions from one query's token z-scores, the one scorer of search.
 
     Args:
-        zt: z-score of each query token ``m`` in each direction ``n``, transposed so each
-            token's row is contiguous (a loop over the few concepts beats a scatter).
-        groups: the concept of each token (``0 .. n_groups-1``).
+        zt: z-score of each query spelling ``m`` (a token, or the mean of a multi-token
+            word's tokens) in each direction ``n``, transposed so each row is contiguous
+            (a loop over the few concepts beats a scatter).
+        groups: the concept of each spelling (``0 .. n_groups-1``).
         n_groups: how many concepts the query has.
         tau_top: per direction, the z of its ``TOP_TOKENS``-th highest logit.
         tau_bottom: per direction, minus the z of its ``TOP_TOKENS``-th lowest logit.

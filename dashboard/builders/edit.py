@@ -26,9 +26,9 @@ from core.edit import (
     measure,
     sweep,
 )
+from core.edit.baseline import RandomBaseline, sweep_baselines
 from core.edit.from_search import edits_from_hits
 from core.search import SearchIndex, search
-from core.search.engine import is_match
 from core.settings import KIND_NAMES
 
 TOKENS_SHOWN = 6
@@ -106,6 +106,14 @@ def compute_sweep(
     return sweep(a, kind, layer, head, prompt, target, n=n)
 
 
+def compute_sweep_baselines(
+    a: Analysis, kind: str, layer: int, head: int | None, prompt: str, target: str, n: int
+) -> list[RandomBaseline]:
+    """Matched random draws for each row of :func:`compute_sweep` (same arguments)."""
+    rows = sweep(a, kind, layer, head, prompt, target, n=n)
+    return sweep_baselines(a, kind, layer, head, rows, prompt, target)
+
+
 def compute_comparison(
     a: Analysis, spec: str, kind: str, layer: int, head: int | None, n: int
 ) -> Comparison:
@@ -140,14 +148,16 @@ def export_zip(a: Analysis, spec: str) -> bytes:
 
 def compute_search_spec(index: SearchIndex, query: str, threshold: float, top: int | None) -> str:
     """The edits removing every OV/MLP direction that matches ``query`` (the search page's
-    matches: at least ``threshold`` in ``|cosine|`` and, for its default token method,
-    matching every concept, :func:`core.search.engine.is_match`), as a spec ('' if none).
+    significant matches: at least ``threshold`` in ``|cosine|`` and better than random
+    queries of the same shape, :mod:`core.search.null`), as a spec ('' if none).
     ``index`` is the search page's cached index (``loaders.search_index``)."""
     kinds = [k for k in index.kinds if k in EDIT_KINDS]
     if not kinds:
         return ""
-    res = search(index, query, threshold=threshold, top=top, kinds=kinds, k=1)
-    return edits_from_hits([h for h in res.hits if is_match(h, res.method)]).spec()
+    res = search(
+        index, query, threshold=threshold, top=top, kinds=kinds, k=1, significant_only=True
+    )
+    return edits_from_hits(res.hits).spec()
 
 
 # --------------------------------------------------------------------------- views
@@ -170,6 +180,43 @@ def logprob_frame(report: EditReport) -> pd.DataFrame:
                 "p_after": math.exp(report.logprob_after),
             }
         ]
+    )
+
+
+def baseline_frame(report: EditReport) -> pd.DataFrame:
+    """The edit's Δlog p(target) beside its matched random draws.
+
+    Columns ``edits`` (the spec; empty for the summary row), ``kind`` (``this edit``,
+    ``random draw``, then ``random mean (std …)``) and ``delta`` (nats).
+    """
+    b = report.random
+    rows = [{"edits": report.edits.spec(), "kind": "this edit", "delta": report.delta}]
+    rows += [
+        {"edits": d.spec(), "kind": "random draw", "delta": x} for d, x in zip(b.draws, b.deltas)
+    ]
+    if b.deltas:
+        std = "" if b.std != b.std else f" (std {b.std:.4f})"
+        rows.append({"edits": "", "kind": f"random mean{std}", "delta": b.mean})
+    return pd.DataFrame(rows, columns=["edits", "kind", "delta"])
+
+
+def baseline_summary(report: EditReport) -> str:
+    """One sentence: the edit against its random draws, the target's rank by decrease
+    and the other tokens' median change."""
+    b = report.random
+    if b.deltas:
+        beyond = b.exceeded_by(report.delta)
+        versus = (
+            f"{'more' if beyond else 'no more'} than every one of {len(b.deltas)} random "
+            f"edits matched in kind, index and σ (mean {b.mean:+.3f} nats)"
+        )
+    else:
+        versus = "with no matched random edit to compare (no other component of that kind)"
+    return (
+        f"The edit moves log p(target) by {report.delta:+.3f} nats, {versus}. At the "
+        f"prompt's last position the target's first token is the {report.target_rank:,}th "
+        f"most decreased of {report.n_vocab:,} tokens; the others moved by a median "
+        f"|Δ| of {report.median_abs_delta:.3f} nats."
     )
 
 
@@ -214,9 +261,13 @@ def specificity_chart(df: pd.DataFrame) -> alt.HConcatChart:
     return alt.hconcat(*panels, title="Effect on the target vs on reference text (nats)")
 
 
-def sweep_frame(rows: list[SweepRow], chosen: set[int]) -> pd.DataFrame:
-    """Columns ``index``, ``sigma``, ``logprob``, ``delta``, ``chosen`` (in the edit set)."""
-    return pd.DataFrame(
+def sweep_frame(
+    rows: list[SweepRow], chosen: set[int], baselines: list[RandomBaseline] | None = None
+) -> pd.DataFrame:
+    """Columns ``index``, ``sigma``, ``logprob``, ``delta``, ``chosen`` (in the edit set),
+    and with ``baselines`` (one per row) ``random_mean``, ``random_max`` (the largest
+    ``|Δ|`` of the draws) and ``beyond_random`` (``|delta|`` above every draw's)."""
+    df = pd.DataFrame(
         {
             "index": [r.index for r in rows],
             "sigma": [r.singular_value for r in rows],
@@ -225,11 +276,44 @@ def sweep_frame(rows: list[SweepRow], chosen: set[int]) -> pd.DataFrame:
             "chosen": [r.index in chosen for r in rows],
         }
     )
+    if baselines is not None:
+        df["random_mean"] = [b.mean for b in baselines]
+        df["random_max"] = [
+            max((abs(x) for x in b.deltas), default=float("nan")) for b in baselines
+        ]
+        df["beyond_random"] = [
+            bool(b.exceeded_by(r.delta_logprob)) for r, b in zip(rows, baselines)
+        ]
+    return df
 
 
-def sweep_chart(df: pd.DataFrame, title: str) -> alt.Chart:
-    """Bars of Δlog p(target) per removed direction; directions in the edit set in red."""
-    return (
+def sweep_random_frame(rows: list[SweepRow], baselines: list[RandomBaseline]) -> pd.DataFrame:
+    """One row per random draw of each swept direction: ``index``, ``delta``, ``edit``."""
+    out = [
+        {"index": r.index, "delta": x, "edit": d.spec()}
+        for r, b in zip(rows, baselines)
+        for d, x in zip(b.draws, b.deltas)
+    ]
+    return pd.DataFrame(out, columns=["index", "delta", "edit"])
+
+
+def sweep_chart(df: pd.DataFrame, title: str, randoms: pd.DataFrame | None = None) -> alt.Chart:
+    """Bars of Δlog p(target) per removed direction; directions in the edit set in red.
+
+    With ``randoms`` (:func:`sweep_random_frame`) each direction's matched random draws
+    are black ticks over its bar, and bars not beyond every draw are faded.
+    """
+    tooltip = [
+        "index",
+        alt.Tooltip("sigma:Q", format=".4g", title="σ"),
+        alt.Tooltip("delta:Q", format="+.4f", title="Δ log p"),
+        alt.Tooltip("logprob:Q", format=".4f", title="log p after"),
+    ]
+    enc: dict[str, object] = {}
+    if "beyond_random" in df:
+        tooltip.append(alt.Tooltip("beyond_random:N", title="beyond random"))
+        enc["opacity"] = alt.condition(alt.datum.beyond_random, alt.value(1.0), alt.value(0.35))
+    bars = (
         alt.Chart(df, title=title)
         .mark_bar()
         .encode(
@@ -240,15 +324,25 @@ def sweep_chart(df: pd.DataFrame, title: str) -> alt.Chart:
                 scale=alt.Scale(domain=[True, False], range=[CHOSEN, OTHER]),
                 legend=alt.Legend(title="in edit set"),
             ),
+            tooltip=tooltip,
+            **enc,
+        )
+    )
+    if randoms is None or randoms.empty:
+        return bars.properties(height=220)
+    ticks = (
+        alt.Chart(randoms)
+        .mark_tick(color="black", thickness=2, size=12)
+        .encode(
+            x="index:O",
+            y="delta:Q",
             tooltip=[
-                "index",
-                alt.Tooltip("sigma:Q", format=".4g", title="σ"),
-                alt.Tooltip("delta:Q", format="+.4f", title="Δ log p"),
-                alt.Tooltip("logprob:Q", format=".4f", title="log p after"),
+                alt.Tooltip("edit:N", title="random draw"),
+                alt.Tooltip("delta:Q", format="+.4f"),
             ],
         )
-        .properties(height=220)
     )
+    return (bars + ticks).properties(height=220)
 
 
 def _ends(d: object) -> tuple[str, str]:

@@ -14,14 +14,13 @@ import altair as alt
 import pandas as pd
 import torch
 from core.search.engine import (
-    MATCH_SCORE,
     SearchIndex,
     SearchResult,
     embed_query,
-    is_match,
     search,
     similarities,
 )
+from core.search.null import ALPHA
 from core.settings import HEAD_KINDS, KIND_NAMES
 
 METHOD_NAMES: dict[str, str] = {
@@ -40,9 +39,9 @@ _PICK_FIELDS = ["kind", "layer", "head", "index", "cosine"]
 class SearchView:
     """Everything the page shows for one query.
 
-    ``table`` holds the hits that match every concept of the query
-    (:func:`core.search.engine.is_match`), ``weak`` the other hits that reach the
-    threshold (the page keeps them one click away).
+    ``table`` holds the significant hits (their score beats random queries of the same
+    shape, ``p <= ALPHA``), ``weak`` the other hits that reach the threshold: not
+    significant, hidden unless the page's toggle shows them.
     """
 
     result: SearchResult
@@ -53,15 +52,24 @@ class SearchView:
 
     @property
     def nothing_matches(self) -> bool:
-        """Hits reach the threshold, but none matches every concept."""
+        """Hits reach the threshold, but none is significant."""
         return self.table.empty and not self.weak.empty
+
+    @property
+    def every_hit(self) -> pd.DataFrame:
+        """Significant and non-significant hits together, best first."""
+        if self.weak.empty:
+            return self.table
+        if self.table.empty:
+            return self.weak
+        return pd.concat([self.table, self.weak]).sort_values("rank").reset_index(drop=True)
 
 
 def query_tokens_frame(result: SearchResult) -> pd.DataFrame:
     """How each concept of the query was tokenised: one row per concept with columns
-    ``concept``, ``matched by`` (the token strings it is matched by), ``spelled as``
-    (each spelling's full tokenisation, pieces joined by ``+``) and ``truncated``
-    (every spelling is several tokens, so only the first piece is matched)."""
+    ``concept``, ``spelled as`` (each spelling's tokens, pieces joined by ``+``; a
+    spelling of several tokens is matched by all of them) and ``tokens`` (how many the
+    longest spelling has)."""
     q = result.query
     rows = []
     for i, (c, toks) in enumerate(zip(q.concepts, q.concept_tokens)):
@@ -69,12 +77,11 @@ def query_tokens_frame(result: SearchResult) -> pd.DataFrame:
         rows.append(
             {
                 "concept": c,
-                "matched by": ", ".join(repr(t) for t in toks),
                 "spelled as": ", ".join("+".join(repr(p) for p in s) for s in sp),
-                "truncated": c in q.truncated,
+                "tokens": max((len(s) for s in sp), default=0),
             }
         )
-    return pd.DataFrame(rows, columns=["concept", "matched by", "spelled as", "truncated"])
+    return pd.DataFrame(rows, columns=["concept", "spelled as", "tokens"])
 
 
 def results_frame(result: SearchResult) -> pd.DataFrame:
@@ -82,7 +89,8 @@ def results_frame(result: SearchResult) -> pd.DataFrame:
 
     Columns: ``rank``, ``matrix`` (display name), ``layer``, ``head`` (nullable),
     ``index``, ``sigma``, ``cosine`` (signed), ``score`` (what the rows are ranked by),
-    ``match`` (``positive``/``antipodal``), ``end`` (``top``/``bottom``: the matching one),
+    ``p`` and ``z`` (the score against random queries of the same shape),
+    ``significant`` (``p <= ALPHA``), ``match`` (``positive``/``antipodal``), ``end`` (``top``/``bottom``: the matching one),
     ``tokens`` (the matching end, strongest first; ``(bottom)`` marks an antipodal
     match), ``kind`` (the raw kind, for opening the component).
     """
@@ -96,6 +104,9 @@ def results_frame(result: SearchResult) -> pd.DataFrame:
             "sigma": h.singular_value,
             "cosine": h.cosine,
             "score": h.score,
+            "p": h.p,
+            "z": h.z,
+            "significant": bool(h.significant) if h.significant is not None else True,
             "match": h.sign,
             "end": h.end,
             "tokens": ("(bottom) " if h.end == "bottom" else "")
@@ -115,6 +126,9 @@ def results_frame(result: SearchResult) -> pd.DataFrame:
             "sigma",
             "cosine",
             "score",
+            "p",
+            "z",
+            "significant",
             "match",
             "end",
             "tokens",
@@ -181,20 +195,23 @@ def search_view(
     heads = best[best["kind"].isin(list(HEAD_KINDS))].reset_index(drop=True)
     mlps = best[~best["kind"].isin(list(HEAD_KINDS))].reset_index(drop=True)
     table = results_frame(result)
-    strong = pd.Series([is_match(h, method) for h in result.hits], dtype=bool)
+    strong = pd.Series([h.significant is not False for h in result.hits], dtype=bool)
     weak = table[~strong.to_numpy()].reset_index(drop=True) if len(table) else table
     table = table[strong.to_numpy()].reset_index(drop=True) if len(table) else table
     return SearchView(result, table, heads, mlps, weak)
 
 
 def no_match_message(view: SearchView) -> str:
-    """The sentence shown when hits reach the threshold but none matches every concept."""
+    """The sentence shown when hits reach the threshold but none is significant."""
     best = float(view.weak["score"].max())
+    p = float(view.weak["p"].min())
+    null = view.result.null
+    n = len(null.best) if null is not None else 0
     return (
-        f"No direction matches every concept of the query: the best score is {best:.2f}, "
-        f"below {MATCH_SCORE:.2f} (log 1/2: each concept on average at the edge of a "
-        f"direction's top tokens). The {len(view.weak)} closest directions are listed "
-        "under “Weak hits”."
+        f"No direction matches significantly: the best score, {best:.3f}, is reached or "
+        f"beaten by the best hit of random {len(view.result.query.concepts)}-word queries "
+        f"often enough (p = {p:.3f} > {ALPHA:g} over {n} random queries). Switch on "
+        "“Show non-significant hits” to see them."
     )
 
 
@@ -214,9 +231,11 @@ def _domain(df: pd.DataFrame) -> float:
 def head_heatmap(heads: pd.DataFrame, threshold: float = 0.0) -> alt.Chart:
     """Layer x head heatmap of each head's best signed cosine (one panel per kind).
 
-    Cells at or above ``threshold`` in ``|cosine|`` are outlined.
+    Cells at or above a positive ``threshold`` in ``|cosine|`` are outlined.
     """
-    df = heads.assign(head=heads["head"].astype(float), hit=heads["abs_cosine"] >= threshold)
+    df = heads.assign(
+        head=heads["head"].astype(float), hit=(heads["abs_cosine"] >= threshold) & (threshold > 0)
+    )
     tooltip = [
         alt.Tooltip("matrix:N"),
         alt.Tooltip("layer:O"),
@@ -248,7 +267,7 @@ def head_heatmap(heads: pd.DataFrame, threshold: float = 0.0) -> alt.Chart:
 
 def mlp_heatmap(mlps: pd.DataFrame, threshold: float = 0.0) -> alt.Chart:
     """Layer x matrix-kind heatmap of each MLP (and embedding) matrix's best cosine."""
-    df = mlps.assign(hit=mlps["abs_cosine"] >= threshold)
+    df = mlps.assign(hit=(mlps["abs_cosine"] >= threshold) & (threshold > 0))
     order = [KIND_NAMES[k] for k in KIND_NAMES if k not in HEAD_KINDS]
     pick = alt.selection_point(name=PICK, fields=_PICK_FIELDS, on="click")
     return (

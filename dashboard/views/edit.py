@@ -79,9 +79,9 @@ with right:
         have = {e.key for e in hist.current}
         done = bool(n_found) and all(e.key in have for e in found_set)
         st.caption(
-            f"{n_found} OV/MLP directions match every concept of {plain(repr(search.query))} "
-            f"at |cosine| ≥ {search.threshold:.2f} (of the top {search.top} hits; weak hits "
-            "are not removed)."
+            f"{n_found} OV/MLP directions match {plain(repr(search.query))} significantly "
+            f"at |cosine| ≥ {search.threshold:.2f} (of the top {search.top} hits; hits no "
+            "better than random queries of the same shape are not removed)."
         )
         st.button(
             f"Remove all {n_found} matches",
@@ -141,6 +141,16 @@ try:
         )
         st.subheader("Target")
         st.dataframe(eb.logprob_frame(report), hide_index=True, key="edit.logprob")
+        st.subheader("Against random edits")
+        st.markdown(plain(eb.baseline_summary(report)))
+        st.dataframe(
+            eb.baseline_frame(report),
+            hide_index=True,
+            key="edit.baseline",
+            column_config={
+                "delta": st.column_config.NumberColumn("Δ log p(target)", format="%+.4f"),
+            },
+        )
         st.altair_chart(eb.specificity_chart(eb.specificity_frame(report)), key="edit.spec")
         st.caption(
             f"Reference: KL(before‖after) of next-token distributions over "
@@ -157,10 +167,20 @@ try:
     rows = loaders.cached_table(
         "edit.sweep", sel, eb.compute_sweep, kind, layer, head, prompt, target, n_sweep
     )
+    base = loaders.cached_table(
+        "edit.sweep_base", sel, eb.compute_sweep_baselines, kind, layer, head, prompt, target,
+        n_sweep,
+    )  # fmt: skip
     chosen = {e.index for e in edits if e.component == (kind, layer, head)}
+    frame = eb.sweep_frame(rows, chosen, base)
     st.altair_chart(
-        eb.sweep_chart(eb.sweep_frame(rows, chosen), "Each direction removed alone"),
+        eb.sweep_chart(frame, "Each direction removed alone", eb.sweep_random_frame(rows, base)),
         key="edit.sweep_chart",
+    )
+    st.caption(
+        f"{int(frame['beyond_random'].sum())} of {len(frame)} directions move the target more "
+        "than each of their matched random draws (black ticks: the same direction index in "
+        "other components of this kind, nearest in σ); the others are faded."
     )
     st.subheader("Directions before → after")
     edited_here = {e.index for e in edits if e.component == (kind, layer, head)}

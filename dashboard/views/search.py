@@ -28,11 +28,21 @@ query = st.text_input(
     "Query",
     key="search.query",
     placeholder="comma-separated concepts, e.g. fire, flames",
-    help="Each concept is looked up with and without a leading space; a word that is "
-    "several tokens is matched by its first token (the table under the query says which).",
+    help="Concepts are separated by commas, colons or semicolons. Each is looked up with "
+    "and without a leading space; a word that is several tokens is matched by all of "
+    "them; a concept that is neither a token nor an English word is refused.",
 )
 c1, c2, c3, c4 = st.columns([2, 1, 3, 3])
-threshold = c1.slider("Threshold |cosine|", 0.0, 1.0, step=0.01, key="search.threshold")
+threshold = c1.slider(
+    "Min |cosine|",
+    0.0,
+    1.0,
+    step=0.01,
+    key="search.threshold",
+    help="An optional pre-filter on the cosine of the method's query vector (for the "
+    "token-space match: the ridge vector's, not the post's pinv). 0: none; significance "
+    "against random queries decides what matches.",
+)
 top = int(c2.number_input("Top N", 1, 1000, key="search.top"))
 kinds = c3.multiselect(
     "Matrices", kind_options, format_func=lambda k: KIND_NAMES.get(k, k), key="search.kinds"
@@ -68,13 +78,6 @@ except CoreError as exc:
 state.record_search(state.LastSearch(sel.model, sel.processing, spec))
 res = view.result
 st.caption(f"Query tokens: {plain(res.query.describe())}")
-if res.query.truncated:
-    names = plain(", ".join(repr(c) for c in res.query.truncated))
-    st.warning(
-        f"{names} {'is' if len(res.query.truncated) == 1 else 'are'} several tokens in this "
-        "model's vocabulary and only the first token is matched, so the hits may be about "
-        "other words that start the same way; a single-token synonym searches better."
-    )
 with st.expander("How each concept was tokenised"):
     st.dataframe(sb.query_tokens_frame(res), hide_index=True, key="search.tokens")
 
@@ -89,6 +92,18 @@ COLUMNS = {
         help="What rows are ranked by: |cosine|, or for the token-space match the mean "
         "log-probability that each concept is among the direction's top tokens (0 is a "
         "perfect match).",
+    ),
+    "p": st.column_config.NumberColumn(
+        "p",
+        format="%.3f",
+        help="Share of random queries with as many words whose best hit anywhere scores "
+        "at least this (add-one; the smallest possible is 1/(draws+1)).",
+    ),
+    "z": st.column_config.NumberColumn(
+        "z", format="%.1f", help="The score in standard deviations of those random bests."
+    ),
+    "significant": st.column_config.CheckboxColumn(
+        "significant", help=f"p ≤ {sb.ALPHA:g}: better than random queries of the same shape."
     ),
     "index": st.column_config.NumberColumn("direction"),
 }
@@ -112,21 +127,33 @@ def hits_table(df, key: str) -> None:
 
 
 n_hits = len(view.table)
-st.subheader(f"{n_hits} matches of {res.n_searched:,} directions")
-if n_hits:
+st.subheader(f"{n_hits} significant matches of {res.n_searched:,} directions")
+if res.null is not None:
+    n_words = len(res.query.concepts)
+    st.caption(
+        f"Each hit's score is compared with the best hit of {len(res.null.best)} random "
+        f"queries of {n_words} word{'s' if n_words > 1 else ''} (whole-word tokens of this "
+        f"model): significant when p ≤ {sb.ALPHA:g}."
+    )
+if not n_hits and view.nothing_matches:
+    st.warning(sb.no_match_message(view))
+elif not n_hits:
+    st.info("No direction reaches the threshold; lower it or try other words.")
+show_all = st.toggle(
+    f"Show non-significant hits ({len(view.weak)})",
+    key="search.show_all",
+    disabled=view.weak.empty,
+)
+if show_all and not view.weak.empty:
+    hits_table(view.every_hit, "search.table")
+elif n_hits:
     hits_table(view.table, "search.table")
+if n_hits or (show_all and not view.weak.empty):
     st.caption(
         "Click a row to open that head or MLP on the cluster grid with the direction "
         "shown first and highlighted, on its matching end: an antipodal match (the query "
         "matches the bottom end) opens the negative end."
     )
-elif view.nothing_matches:
-    st.warning(sb.no_match_message(view))
-else:
-    st.info("No direction reaches the threshold; lower it or try other words.")
-if len(view.weak):
-    with st.expander(f"Weak hits ({len(view.weak)}): they do not match every concept"):
-        hits_table(view.weak, "search.weak")
 
 for name, frame, build in (
     ("heads", view.heads, sb.head_heatmap),

@@ -150,7 +150,7 @@ def test_search_hit_edit_and_shared_link(browser: Any, demo_server: str, tmp_pat
     hits = table_with(page, "cosine")
     hits.wait_for(timeout=LOAD_MS)
     main = page.inner_text('[data-testid="stMain"]')
-    assert re.search(r"[1-9]\d* matches of [\d,]+ directions", main), main
+    assert re.search(r"[1-9]\d* significant matches of [\d,]+ directions", main), main
     cells = [c.strip() for c in hits.locator('[role="gridcell"]').all_inner_texts()]
     head = headers(hits)
     width = len(head)

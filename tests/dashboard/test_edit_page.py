@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
+import core.search.engine as engine
 from core.edit import Edit, EditSet
 from core.search import build_index
-from core.search.engine import MATCH_SCORE
+from core.search.null import Null
 from dashboard.builders import edit as eb
 from dashboard.registry import page as registry_page
 from tests.dashboard.conftest import APP
@@ -20,6 +22,17 @@ PROMPT = "the fire burned with hot"
 
 
 # ------------------------------------------------------------------------- builders
+
+
+@pytest.fixture
+def low_null(monkeypatch):
+    """A null whose random bests all score -2: a random model has no real matches, so
+    this makes its better hits significant."""
+
+    def fake(index, n, method, kinds, threshold):
+        return Null(method, n, threshold, tuple(kinds), torch.full((20,), -2.0))
+
+    monkeypatch.setattr(engine, "null_for", fake)
 
 
 def test_edits_frame_and_selection():
@@ -69,6 +82,27 @@ def test_sweep_view_highlights_the_chosen_directions(analysis):
     spec = eb.sweep_chart(df, "t").to_dict()
     assert spec["encoding"]["x"]["field"] == "index"
     assert spec["encoding"]["color"]["scale"]["range"] == [eb.CHOSEN, eb.OTHER]
+    # With matched random draws: ticks over the bars, and the bars beyond them marked.
+    base = eb.compute_sweep_baselines(analysis, "ov", 1, 2, PROMPT, " f", 5)
+    df = eb.sweep_frame(rows, {1, 3}, base)
+    for (_, r), b in zip(df.iterrows(), base):
+        assert r["beyond_random"] == (abs(r["delta"]) > max(abs(x) for x in b.deltas))
+        assert r["random_mean"] == pytest.approx(sum(b.deltas) / len(b.deltas))
+    randoms = eb.sweep_random_frame(rows, base)
+    assert len(randoms) == sum(len(b.deltas) for b in base)
+    layered = eb.sweep_chart(df, "t", randoms).to_dict()
+    assert [lay["mark"]["type"] for lay in layered["layer"]] == ["bar", "tick"]
+
+
+def test_baseline_frame_and_summary(analysis):
+    r = eb.compute_report(analysis, "ov:1:2:0", PROMPT, " f", 0)
+    df = eb.baseline_frame(r)
+    assert list(df["kind"]) == ["this edit", *["random draw"] * len(r.random.deltas),
+                                f"random mean (std {r.random.std:.4f})"]  # fmt: skip
+    assert df["delta"].iloc[0] == pytest.approx(r.delta)
+    assert df["delta"].iloc[-1] == pytest.approx(r.random.mean)
+    text = eb.baseline_summary(r)
+    assert f"{r.target_rank:,}th most decreased of {r.n_vocab:,}" in text
 
 
 def test_comparison_frame_marks_removed_scaled_and_kept(analysis):
@@ -121,7 +155,7 @@ def test_export_zip_is_a_checkpoint_that_loads(analysis, tmp_path):
     assert not list(analysis.settings.cache_dir.rglob("edited-model"))
 
 
-def test_search_spec_matches_core_search(analysis):
+def test_search_spec_is_the_significant_hits(analysis, low_null):
     from core.search import search
 
     index = build_index(analysis)
@@ -130,9 +164,10 @@ def test_search_spec_matches_core_search(analysis):
     want = {
         (h.matrix, h.layer, h.head, h.index)
         for h in hits.hits
-        if h.matrix != "qk" and h.score >= MATCH_SCORE  # weak hits are not removed
+        if h.matrix != "qk" and h.significant  # non-significant hits are not removed
     }
-    assert {e.key for e in EditSet.parse(spec)} == want if spec else not want
+    assert want and any(not h.significant for h in hits.hits)
+    assert {e.key for e in EditSet.parse(spec)} == want
 
 
 # ----------------------------------------------------------------------------- page
@@ -173,10 +208,12 @@ def test_page_adds_measures_undoes_and_resets(page):
     fresh.run()
     assert not fresh.exception and fresh.text_input(key="edit.prompt").value == PROMPT
     assert fresh.main.dataframe[1].value.equals(at.main.dataframe[1].value)
-    tables = at.main.dataframe  # edits, target log-probs, before/after directions
-    assert len(tables) == 3
+    tables = at.main.dataframe  # edits, target log-probs, baselines, before/after directions
+    assert len(tables) == 4
     assert len(tables[1].value) == 1 and "delta" in tables[1].value
-    assert len(tables[2].value) == 12 and tables[2].value["status"].iloc[1] == "removed"
+    assert list(tables[2].value["kind"])[0] == "this edit" and len(tables[2].value) == 5
+    assert any("most decreased of" in m.value for m in at.markdown)
+    assert len(tables[3].value) == 12 and tables[3].value["status"].iloc[1] == "removed"
     assert len(at.get("vega_lite_chart")) == 2  # specificity and sweep
     assert len(at.code) == 2  # both continuations
     # A second edit, then undo and reset, one click each.
@@ -190,7 +227,7 @@ def test_page_adds_measures_undoes_and_resets(page):
     assert not at.exception, at.exception
 
 
-def test_search_page_hands_its_query_to_the_edit_page(page, analysis):
+def test_search_page_hands_its_query_to_the_edit_page(page, analysis, low_null):
     at = page
     assert not any(b.key == "edit.add_search" for b in at.button)  # no search yet
     at.switch_page(registry_page("search").script).run()

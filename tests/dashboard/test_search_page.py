@@ -7,7 +7,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.errors import SpecError
-from core.search.engine import MATCH_SCORE, build_index, embed_query, search
+from core.search.engine import build_index, embed_query, search
+from core.search.null import ALPHA
 from dashboard.builders import search as sb
 from dashboard.markup import plain
 from dashboard.registry import page as registry_page
@@ -91,7 +92,7 @@ def test_page_runs_and_prompts_for_a_query(page):
     assert not page.exception, page.exception
     assert page.title[0].value == "Semantic search"
     assert page.text_input(key="search.query").value == ""
-    assert page.slider(key="search.threshold").value == pytest.approx(0.15)
+    assert page.slider(key="search.threshold").value == pytest.approx(0.0)
     assert page.number_input(key="search.top").value == 20
     assert page.selectbox(key="search.method").value == "token"
     assert set(page.multiselect(key="search.kinds").value) == {"ov", "mlp_in", "mlp_out"}
@@ -99,19 +100,21 @@ def test_page_runs_and_prompts_for_a_query(page):
 
 
 def hits(at) -> pd.DataFrame:
-    """The matches and the weak hits, one frame (the page's first dataframe is the
-    query's tokenisation)."""
+    """The hits table (the page's first dataframe is the query's tokenisation)."""
     return pd.concat([d.value for d in at.main.dataframe[1:]], ignore_index=True)
 
 
 def test_page_shows_ranked_results_and_heatmaps(page):
     page.slider(key="search.threshold").set_value(0.0)
+    page.session_state["search.show_all"] = True  # the toggle appears with the results
     page.text_input(key="search.query").input("the, cat").run()
     assert not page.exception, page.exception
     tokens = page.main.dataframe[0].value
     assert list(tokens["concept"]) == ["the", "cat"]
     df = hits(page)
     assert len(df) == 20
+    assert set(df.columns) >= {"p", "z", "significant"}
+    assert (df["significant"] == (df["p"] <= ALPHA)).all()
     assert sorted(df["rank"]) == list(range(1, 21))
     score = df.sort_values("rank")["score"].tolist()
     assert score == sorted(score, reverse=True)
@@ -124,23 +127,27 @@ def test_page_shows_ranked_results_and_heatmaps(page):
     assert len(page.get("vega_lite_chart")) == 1
 
 
-def test_search_view_separates_weak_hits(index):
+def test_search_view_separates_non_significant_hits(index):
     view = sb.search_view(index, "the, cat", "token", 0.0, 20, ["ov", "mlp_in", "mlp_out"])
     assert len(view.table) + len(view.weak) == 20
-    assert (view.table["score"] >= MATCH_SCORE).all() and (view.weak["score"] < MATCH_SCORE).all()
+    assert view.table["significant"].all() and not view.weak["significant"].any()
+    assert (view.table["p"] <= ALPHA).all() and (view.weak["p"] > ALPHA).all()
+    assert list(view.every_hit["rank"]) == list(range(1, 21))
     if view.nothing_matches:
-        assert "No direction matches every concept" in sb.no_match_message(view)
-    # A multi-token concept shows how it was tokenised and is flagged as truncated.
-    word = next(w for w in ("flames", "xylophone", "zzyzx", "antidisestablishment")
+        assert "No direction matches significantly" in sb.no_match_message(view)
+    # A multi-token concept shows all the tokens it is matched by.
+    word = next(w for w in ("flames", "xylophone", "zebra", "mountain")
                 if len(index.tokenizer.encode(" " + w)) > 1 and len(index.tokenizer.encode(w)) > 1)  # fmt: skip
     res = search(index, f"the, {word}", threshold=0.0, top=3)
     frame = sb.query_tokens_frame(res)
-    assert list(frame["truncated"]) == [False, True]
-    assert "+" in frame["spelled as"].iloc[1] and res.query.truncated == (word,)
-    assert "(of " in res.query.describe()
+    assert list(frame["tokens"]) == [
+        1,
+        min(len(index.tokenizer.encode(w, add_special_tokens=False)) for w in (word, " " + word)),
+    ]
+    assert "+" in frame["spelled as"].iloc[1] and "+" in res.query.describe()
 
 
-def test_nothing_matches_shows_a_message_and_keeps_weak_hits_one_click_away(page, index):
+def test_nothing_significant_shows_a_message_and_hides_the_rest_behind_a_toggle(page, index):
     query = "zebra, quantum, the"
     view = sb.search_view(index, query, "token", 0.0, 20, ["ov", "mlp_in", "mlp_out"])
     if not view.nothing_matches:
@@ -148,10 +155,19 @@ def test_nothing_matches_shows_a_message_and_keeps_weak_hits_one_click_away(page
     page.slider(key="search.threshold").set_value(0.0)
     page.text_input(key="search.query").input(query).run()
     assert not page.exception
-    assert any("No direction matches every concept" in w.value for w in page.warning)
-    assert page.subheader[0].value.startswith("0 matches")
-    assert any(e.label.startswith("Weak hits (20)") for e in page.expander)
+    assert any("No direction matches significantly" in w.value for w in page.warning)
+    assert page.subheader[0].value.startswith("0 significant matches")
+    assert page.toggle(key="search.show_all").label == "Show non-significant hits (20)"
+    assert len(page.main.dataframe) == 1  # only the tokenisation
+    page.toggle(key="search.show_all").set_value(True).run()
     assert len(page.main.dataframe[1].value) == 20
+    assert not page.main.dataframe[1].value["significant"].any()
+
+
+def test_nonsense_query_is_refused_on_the_page(page):
+    page.text_input(key="search.query").input("qqqzzzxxyy").run()
+    assert not page.exception
+    assert any("is not a known word" in e.value for e in page.error)
 
 
 def test_page_reports_bad_queries(page):
@@ -168,6 +184,7 @@ def test_page_reports_bad_queries(page):
 @pytest.mark.parametrize("sign", ["antipodal", "positive"])
 def test_clicking_a_result_opens_it_on_the_grid(page, sign):
     page.slider(key="search.threshold").set_value(0.0)
+    page.session_state["search.show_all"] = True  # the toggle appears with the results
     page.selectbox(key="search.method").set_value("pinv")
     page.text_input(key="search.query").input("the, cat").run()
     df = page.main.dataframe[1].value

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
+import core.search.engine as engine
 from core.cli.main import main
 from core.edit.rank_one import EditSet
 from tests.core.cli import without_progress
@@ -59,6 +61,17 @@ def test_remove_prints_the_report(capsys, checkpoints, cache, tmp_path):
     ):
         assert key in rep
     assert rep["kl_reference"] >= 0 and rep["edits"] == "ov:1:2:0,mlp_in:0:3"
+    # Baselines: matched random draws, the target's rank, the other tokens' change.
+    draws = rep["random_baseline"]["draws"]
+    assert len(draws) == 3
+    for d in draws:
+        got = [(e.kind, e.index) for e in EditSet.parse(d["edits"])]
+        assert got == [("ov", 0), ("mlp_in", 3)]
+    assert rep["exceeds_random"] == (
+        abs(rep["delta_logprob"]) > max(abs(d["delta_logprob"]) for d in draws)
+    )
+    assert 1 <= rep["target_rank_by_decrease"] <= rep["vocabulary_size"]
+    assert rep["median_abs_delta_other_tokens"] >= 0
     assert (tmp_path / "x" / "config.json").is_file()
 
 
@@ -71,7 +84,13 @@ def test_sweep_agrees_with_single_removals(capsys, checkpoints, cache):
     )
     assert code == 0, err
     rows = json.loads(out)
-    assert [set(r) for r in rows] == [{"index", "delta_logprob"}] * 3
+    keys = {"index", "delta_logprob", "random_mean", "random_std", "random_deltas"}
+    assert [set(r) for r in rows] == [keys | {"exceeds_random"}] * 3
+    for r in rows:
+        assert len(r["random_deltas"]) == 3
+        assert r["exceeds_random"] == (
+            abs(r["delta_logprob"]) > max(abs(x) for x in r["random_deltas"])
+        )
     for r in rows:
         code, out, err = run(
             capsys,
@@ -87,11 +106,21 @@ def test_sweep_agrees_with_single_removals(capsys, checkpoints, cache):
         assert delta == pytest.approx(r["delta_logprob"], abs=1e-4)
 
 
-def test_remove_search_removes_the_hits(capsys, checkpoints, cache):
+def test_remove_search_removes_the_significant_hits(capsys, checkpoints, cache, monkeypatch):
+    # A random model has no real matches: a null whose random bests all score -2 makes
+    # the hits above it significant.
+    from core.search.null import Null
+
+    def fake(index, n, method, kinds, threshold):
+        return Null(method, n, threshold, tuple(kinds), torch.full((20,), -2.0))
+
+    monkeypatch.setattr(engine, "null_for", fake)
     args = ["--remove-search", "fire, flames", "--threshold", "0.2", "--target", " f", "--json"]
-    code, out, err = run(capsys, *_edit(checkpoints, cache, *args, "--max-new-tokens", "0"))
+    code, out, err = run(capsys, *_edit(checkpoints, cache, *args, "--max-new-tokens", "0",
+                                        "--random-draws", "0"))  # fmt: skip
     assert code == 0, err
     rep = json.loads(out)
+    assert rep["random_baseline"]["draws"] == [] and rep["exceeds_random"] is None
     code, out2, _ = run(
         capsys,
         "search",
@@ -107,9 +136,17 @@ def test_remove_search_removes_the_hits(capsys, checkpoints, cache):
         "0.2",
         "--top",
         "100000",
+        "--all",
         "--json",
     )
-    hits = [h for h in json.loads(out2) if h["matrix"] in ("ov", "mlp_in", "mlp_gate", "mlp_out")]
+    every = json.loads(out2)
+    assert any(not h["significant"] for h in every)
+    hits = [
+        h
+        for h in every
+        if h["matrix"] in ("ov", "mlp_in", "mlp_gate", "mlp_out") and h["significant"]
+    ]
+    assert hits
     want = EditSet.from_components([(h["matrix"], h["layer"], h["head"], h["index"]) for h in hits])
     assert set(EditSet.parse(rep["edits"])) == set(want)
     code, _, err = run(
@@ -118,7 +155,7 @@ def test_remove_search_removes_the_hits(capsys, checkpoints, cache):
             checkpoints, cache, "--remove-search", "fire", "--threshold", "1.0", "--target", " f"
         ),
     )
-    assert code == 2 and "lower --threshold" in err
+    assert code == 2 and "better than random queries of the same shape" in err
 
 
 BAD = [

@@ -10,7 +10,10 @@ import pytest
 from core.cli.main import main
 from tests.core.cli import without_progress
 
-KEYS = {"matrix", "layer", "head", "index", "singular_value", "cosine", "sign", "top"}
+KEYS = {
+    "matrix", "layer", "head", "index", "singular_value", "cosine", "sign", "top", "p", "z",
+    "significant",
+}  # fmt: skip
 
 
 def _run(capsys, *args: str) -> tuple[int, str, str]:
@@ -27,7 +30,7 @@ def base(checkpoints, tmp_path_factory) -> list[str]:
 
 def test_json_ranked_matches(capsys, base) -> None:
     code, out, err = _run(capsys, "search", *base, "--query", "the, fire", "--threshold", "0.1",
-                          "--top", "7", "--json")  # fmt: skip
+                          "--top", "7", "--all", "--json")  # fmt: skip
     assert code == 0, err
     rows = json.loads(out)
     assert 0 < len(rows) <= 7
@@ -37,11 +40,12 @@ def test_json_ranked_matches(capsys, base) -> None:
         assert r["end"] == ("top" if r["sign"] == "positive" else "bottom")
         assert (r["head"] is None) == (r["matrix"] != "ov")
         assert all(isinstance(t, str) and isinstance(v, float) for t, v in r["top"])
+        assert 0 < r["p"] <= 1 and r["significant"] == (r["p"] <= 0.05)
     # The default (token) method ranks by its score; the cosine methods by |cosine|.
     score = [r["score"] for r in rows]
     assert score == sorted(score, reverse=True)
     code, out, _ = _run(capsys, "search", *base, "--query", "the, fire", "--embed", "pinv",
-                        "--threshold", "0.1", "--json")  # fmt: skip
+                        "--threshold", "0.1", "--all", "--json")  # fmt: skip
     rows = json.loads(out)
     cos = [abs(r["cosine"]) for r in rows]
     assert code == 0 and cos == sorted(cos, reverse=True)
@@ -52,7 +56,7 @@ def test_json_ranked_matches(capsys, base) -> None:
 def test_matrices_embed_and_processing(capsys, base, embed: str) -> None:
     code, out, err = _run(capsys, "search", *base, "--query", "the", "--matrices", "mlp_out,ov",
                           "--embed", embed, "--processing", "raw", "--threshold", "0",
-                          "--top", "50", "--json")  # fmt: skip
+                          "--top", "50", "--all", "--json")  # fmt: skip
     assert code == 0, err
     rows = json.loads(out)
     assert len(rows) == 50
@@ -60,10 +64,28 @@ def test_matrices_embed_and_processing(capsys, base, embed: str) -> None:
 
 
 def test_table_output(capsys, base) -> None:
-    code, out, _ = _run(capsys, "search", *base, "--query", "the", "--threshold", "0", "--top", "3")
+    code, out, _ = _run(capsys, "search", *base, "--query", "the", "--all", "--top", "3")
     assert code == 0
     lines = out.strip().splitlines()
     assert lines[0].split()[:3] == ["matrix", "layer", "head"] and len(lines) == 4
+    assert "significant" in lines[0].split()
+
+
+def test_without_all_only_significant_hits(capsys, base) -> None:
+    _, out, _ = _run(capsys, "search", *base, "--query", "the, fire", "--top", "50", "--all",
+                     "--json")  # fmt: skip
+    every = json.loads(out)
+    _, out, _ = _run(capsys, "search", *base, "--query", "the, fire", "--top", "50", "--json")
+    kept = json.loads(out)
+    assert kept == [r for r in every if r["significant"]]
+    assert len(every) == 50 and len(kept) < 50
+
+
+def test_nonsense_query_is_refused_in_one_sentence(capsys, base) -> None:
+    code, out, err = _run(capsys, "search", *base, "--query", "qqqzzzxxyy", "--json")
+    err = without_progress(err)
+    assert code == 2 and out == ""
+    assert err.startswith("error: 'qqqzzzxxyy' is not a known word") and err.count("\n") == 1
 
 
 @pytest.mark.parametrize(

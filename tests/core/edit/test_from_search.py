@@ -4,11 +4,14 @@ an index of the edit kinds or of every kind (the search page's)."""
 from __future__ import annotations
 
 import pytest
+import torch
 
+import core.search.engine as engine
 from core.edit.from_search import edits_from_hits, search_edits
 from core.edit.rank_one import EDIT_KINDS
 from core.errors import SpecError
 from core.search import build_index, search
+from core.search.null import Null
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +30,32 @@ def test_hits_become_edits():
     assert edits_from_hits(hits, 0.5).spec() == "ov:1:2:0*0.5,mlp_out:0:4*0.5"
 
 
-def test_search_edits_are_the_editable_hits(indexes):
+@pytest.fixture
+def cut(monkeypatch):
+    """A null whose random bests all score ``score``: hits above it are significant
+    (a random model has no real matches to find)."""
+    level = {"score": 0.0}
+
+    def fake(index, n, method, kinds, threshold):
+        return Null(method, n, threshold, tuple(kinds), torch.full((20,), level["score"]))
+
+    monkeypatch.setattr(engine, "null_for", fake)
+    return level
+
+
+def test_search_edits_are_the_significant_editable_hits(indexes, cut):
     edit_index, full_index = indexes
     assert "qk" in full_index.kinds and "qk" not in edit_index.kinds
+    every = search(edit_index, "the, cat", threshold=0.2, top=None).hits
+    cut["score"] = sorted(h.score for h in every)[len(every) // 2]
     res = search(full_index, "the, cat", threshold=0.2, top=None)
-    want = {(h.matrix, h.layer, h.head, h.index) for h in res.hits if h.matrix in EDIT_KINDS}
+    want = {
+        (h.matrix, h.layer, h.head, h.index)
+        for h in res.hits
+        if h.matrix in EDIT_KINDS and h.significant
+    }
     assert want, "the query should match something"
+    assert any(not h.significant for h in res.hits)
     for index in indexes:
         got = search_edits(index, "the, cat", threshold=0.2)
         assert {e.key for e in got} == want
@@ -41,11 +64,17 @@ def test_search_edits_are_the_editable_hits(indexes):
     assert len(top) == 2 and {e.scale for e in top} == {0.5}
 
 
-def test_signs_pick_one_end(indexes):
+def test_signs_pick_one_end(indexes, cut):
     index = indexes[0]
+    every = search(index, "the, cat", threshold=0.2, top=None).hits
+    cut["score"] = sorted(h.score for h in every)[len(every) // 2]
     res = search(index, "the, cat", threshold=0.2, top=None)
     for sign in ("positive", "antipodal"):
-        want = {(h.matrix, h.layer, h.head, h.index) for h in res.hits if h.sign == sign}
+        want = {
+            (h.matrix, h.layer, h.head, h.index)
+            for h in res.hits
+            if h.sign == sign and h.significant
+        }
         assert want, sign
         got = search_edits(index, "the, cat", threshold=0.2, signs=(sign,))
         assert {e.key for e in got} == want

@@ -78,15 +78,37 @@ def test_parse_uses_both_space_variants_when_distinct(tokenizer) -> None:
     assert float(q.weights.sum()) == pytest.approx(2.0)
 
 
-def test_parse_multi_token_concept_uses_first_pieces_of_shortest_spellings(tokenizer) -> None:
+def test_parse_multi_token_word_is_matched_by_all_its_tokens(tokenizer) -> None:
     vocab = [tokenizer.decode([i]) for i in range(len(tokenizer))]
-    q = parse_query("photosynthesis", tokenizer, vocab, len(tokenizer))
     plain = tokenizer.encode("photosynthesis")
     spaced = tokenizer.encode(" photosynthesis")
     assert len(plain) > 1 and len(spaced) > 1
-    want = {vocab[v[0]] for v in (plain, spaced) if len(v) == min(len(plain), len(spaced))}
-    assert set(q.concept_tokens[0]) == want
+    q = parse_query(
+        "photosynthesis", tokenizer, vocab, len(tokenizer), words=frozenset({"photosynthesis"})
+    )
+    shortest = min(len(plain), len(spaced))
+    want = [v for v in (plain, spaced) if len(v) == shortest]
+    # Every token of each shortest spelling, not just the first.
+    assert q.ids.tolist() == [i for v in want for i in v]
+    assert q.spellings[0] == tuple(tuple(vocab[i] for i in v) for v in want)
+    assert q.pieces is not None and q.spelling_groups.tolist() == [0] * len(want)
     assert float(q.weights.sum()) == pytest.approx(1.0)
+    # Pieces of one spelling share its weight evenly.
+    assert q.weights.tolist() == pytest.approx([1.0 / (len(want) * shortest)] * len(q.ids))
+
+
+def test_nonsense_is_refused_in_one_sentence(tokenizer) -> None:
+    vocab = [tokenizer.decode([i]) for i in range(len(tokenizer))]
+    assert len(tokenizer.encode(" qqqzzzxxyy")) > 1
+    with pytest.raises(SpecError, match=r"^'qqqzzzxxyy' is not a known word for this model") as e:
+        parse_query("fire, qqqzzzxxyy", tokenizer, vocab, len(tokenizer), words=frozenset({"fire"}))
+    assert "\n" not in str(e.value) and str(e.value).count(". ") == 0
+
+
+def test_colons_and_semicolons_separate_concepts(tokenizer) -> None:
+    vocab = [tokenizer.decode([i]) for i in range(len(tokenizer))]
+    q = parse_query("numbers: one, two; three", tokenizer, vocab, len(tokenizer))
+    assert q.concepts == ("numbers", "one", "two", "three")
 
 
 @pytest.mark.parametrize("query", ["", "   ", " , ,, "])
@@ -116,7 +138,7 @@ def test_unknown_concept_is_one_sentence() -> None:
     tok = _UnkTokenizer()
     vocab = list(tok.words)
     assert parse_query("fire", tok, vocab, 3).concept_tokens == (("fire",),)
-    with pytest.raises(SpecError, match=r"^No token of this model's vocabulary matches 'qzx'"):
+    with pytest.raises(SpecError, match=r"^'qzx' is not a known word for this model"):
         parse_query("fire, qzx", tok, vocab, 3)
 
 
@@ -124,7 +146,7 @@ def test_without_tokenizer_exact_vocabulary_lookup() -> None:
     vocab = ["a", " fire", "fire", " ice"]
     q = parse_query("fire, ice", None, vocab, 4)
     assert q.concept_tokens == (("fire", " fire"), (" ice",))
-    with pytest.raises(SpecError, match="matches 'lava'"):
+    with pytest.raises(SpecError, match="'lava' is not a known word"):
         parse_query("lava", None, vocab, 4)
 
 

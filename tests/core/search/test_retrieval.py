@@ -107,7 +107,9 @@ def test_benchmark_figures_are_what_search_returns(one_name_per_token, method):
     r1 = r10 = 0
     for src, toks in zip(sources.tolist(), ids.tolist()):
         query = ", ".join(index.tokens.raw[t] for t in toks)
-        hits = search(index, query, method, threshold=0.0, top=10, kinds=index.kinds)
+        hits = search(
+            index, query, method, threshold=0.0, top=10, kinds=index.kinds, significance=False
+        )
         where = [
             j
             for j, h in enumerate(hits.hits)

@@ -1,0 +1,200 @@
+"""Baselines for edits: the same measurement for random directions matched in index and
+singular value, and how the whole vocabulary moved.
+
+Removing almost any direction moves a target's log-probability a little, so an edit's
+effect means something only beside what comparable random edits do. A *matched draw*
+replaces each edit ``(kind, layer, head, index)`` by the direction of the same ``index``
+in another component of the same kind (another head for OV, another layer for MLP
+matrices), chosen at random (seeded) among the ``POOL`` components whose singular value
+at that index is nearest in ratio to the edited one's; components the edit set touches
+are never drawn, and one draw never picks one direction twice. ``N_DRAWS`` draws give a
+mean and spread.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from core.analysis import Analysis
+from core.edit.ablate import run_with_row_updates
+from core.edit.prompts import logprobs
+from core.edit.rank_one import Edit, EditSet, rank_one_updates
+from core.query import kind_result
+
+#: Matched random draws per baseline.
+N_DRAWS = 3
+#: Candidates per edit: the components nearest in singular value at the same index.
+POOL = 5
+
+
+@dataclass(frozen=True)
+class RandomBaseline:
+    """Matched random draws of an edit and the target's log-prob change under each.
+
+    ``draws`` are the drawn edit sets (each matched to the real one, edit for edit),
+    ``deltas`` the change of the target's log-prob each caused (nats).
+    """
+
+    draws: tuple[EditSet, ...]
+    deltas: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        """Mean change over the draws (NaN with none)."""
+        return statistics.fmean(self.deltas) if self.deltas else math.nan
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation of the changes (NaN with fewer than two)."""
+        return statistics.stdev(self.deltas) if len(self.deltas) > 1 else math.nan
+
+    def exceeded_by(self, delta: float) -> bool | None:
+        """Whether ``delta`` moves the target more (in absolute value) than every draw;
+        ``None`` with no draws.
+        """
+        if not self.deltas:
+            return None
+        return abs(delta) > max(abs(d) for d in self.deltas)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return {
+            "matched": "same kind and direction index, another component, nearest σ",
+            "draws": [
+                {"edits": s.spec(), "delta_logprob": d} for s, d in zip(self.draws, self.deltas)
+            ],
+            "mean": None if math.isnan(self.mean) else self.mean,
+            "std": None if math.isnan(self.std) else self.std,
+        }
+
+
+def _sigma(analysis: Analysis, kind: str) -> tuple[list[tuple[int, int | None]], Tensor]:
+    d = kind_result(analysis, kind).decomposition
+    return list(d.components), d.S
+
+
+def matched_draw(analysis: Analysis, edits: Sequence[Edit], seed: int) -> EditSet:
+    """One random edit set matched to ``edits`` in kind, index and σ (module docstring).
+
+    An edit with no other component to draw from (one head, one layer) is dropped.
+    """
+    g = torch.Generator().manual_seed(seed)
+    touched = {e.component for e in edits}
+    taken: set[tuple[str, int, int | None, int]] = set()
+    out: list[Edit] = []
+    for e in edits:
+        comps, S = _sigma(analysis, e.kind)
+        row = comps.index((e.layer, e.head))
+        target = float(S[row, e.index])
+        cands = []
+        for c, (layer, head) in enumerate(comps):
+            key = (e.kind, layer, head, e.index)
+            if (e.kind, layer, head) in touched or key in taken or e.index >= S.shape[1]:
+                continue
+            s = float(S[c, e.index])
+            gap = abs(math.log(max(s, 1e-30)) - math.log(max(target, 1e-30)))
+            cands.append((gap, layer, head))
+        if not cands:
+            continue
+        cands.sort(key=lambda t: t[0])
+        pool = cands[:POOL]
+        _, layer, head = pool[int(torch.randint(len(pool), (1,), generator=g))]
+        taken.add((e.kind, layer, head, e.index))
+        out.append(Edit(e.kind, layer, head, e.index, e.scale))
+    return EditSet(tuple(out))
+
+
+def matched_draws(analysis: Analysis, edits: Sequence[Edit], n: int = N_DRAWS) -> list[EditSet]:
+    """``n`` matched draws, seeds ``0 .. n-1``."""
+    return [matched_draw(analysis, list(edits), seed) for seed in range(n)]
+
+
+def single_deltas(
+    analysis: Analysis,
+    base: Any,
+    prompt: Sequence[int],
+    target: Sequence[int],
+    edits: Sequence[Edit],
+    before: float,
+    batch: int = 16,
+) -> list[float]:
+    """The target log-prob change of each edit applied alone to ``base`` (edits of one
+    matrix share a batched forward pass: :func:`core.edit.ablate.run_with_row_updates`).
+    """
+    from core.edit.prompts import target_scores
+
+    # One call per edit: rank_one_updates groups a list by component, out of its order.
+    updates = [rank_one_updates(analysis, [e])[0] for e in edits]
+    out = [math.nan] * len(edits)
+    groups: dict[Any, list[int]] = {}
+    for j, u in enumerate(updates):
+        groups.setdefault(u.target, []).append(j)
+    for js in groups.values():
+        for a in range(0, len(js), batch):
+            part = js[a : a + batch]
+            ids = torch.tensor([[*prompt, *target[:-1]]] * len(part))
+            lp = run_with_row_updates(base, ids, [updates[j] for j in part])
+            for j, s in zip(part, target_scores(lp, len(prompt), target).tolist()):
+                out[j] = s - before
+    return out
+
+
+def next_token_logprobs(model: Any, prompt: Sequence[int]) -> Float[Tensor, " vocab"]:
+    """Log-probs of the token after ``prompt`` (its last position) ``[vocab]``."""
+    return logprobs(model, torch.tensor([list(prompt)]))[0, -1]
+
+
+def vocabulary_shift(
+    before: Float[Tensor, " vocab"], after: Float[Tensor, " vocab"], token: int
+) -> tuple[int, float]:
+    """``(rank, median)``: the rank of ``token`` among all tokens by decrease of log-prob
+    (1: decreased most; ties count in its favour) and the median ``|Δ|`` of the others.
+    """
+    delta = after.double() - before.double()
+    rank = 1 + int((delta < delta[token]).sum())
+    others = torch.cat([delta[:token], delta[token + 1 :]]).abs()
+    return rank, float(others.quantile(0.5))  # the midpoint for an even count, as numpy
+
+
+def sweep_baselines(
+    analysis: Analysis,
+    kind: str,
+    layer: int,
+    head: int | None,
+    rows: Sequence[Any],
+    prompt: str,
+    target: str,
+    scale: float = 0.0,
+    n_draws: int = N_DRAWS,
+) -> list[RandomBaseline]:
+    """For each row of :func:`core.edit.ablate.sweep` (direction ``row.index`` of one
+    matrix removed alone), the same measurement for ``n_draws`` matched random
+    directions (:func:`matched_draw`), on the unedited model.
+    """
+    from core.edit.hf import plain_model
+    from core.edit.prompts import prompt_ids, score, target_ids
+
+    assert analysis.model is not None
+    tok = analysis.model.tokenizer
+    p, t = prompt_ids(tok, prompt), target_ids(tok, target, prompt)
+    base = plain_model(analysis)
+    before = score(base, p, t)
+    per_row: list[list[EditSet]] = [
+        [d for d in matched_draws(analysis, [Edit(kind, layer, head, r.index, scale)], n_draws)]
+        for r in rows
+    ]
+    singles = [d.edits[0] for draws in per_row for d in draws if len(d)]
+    deltas = iter(single_deltas(analysis, base, p, t, singles, before))
+    out = []
+    for draws in per_row:
+        kept = tuple(d for d in draws if len(d))
+        out.append(RandomBaseline(kept, tuple(next(deltas) for _ in kept)))
+    return out

@@ -1,0 +1,186 @@
+"""Significance of search hits: each hit's score against the best scores that random
+queries of the same shape reach.
+
+A search ranks thousands of directions, so its best hits score well even for a query of
+random words. The null is that maximum: ``N_DRAWS`` random queries with as many concepts
+as the real one, each concept a word drawn from :func:`word_pool` (whole-word tokens of
+the model: a leading space, then at least three letters; under-trained tokens left out
+where detected), ranked over the same kinds, method and ``|cosine|`` threshold. A hit
+scoring ``s`` gets
+
+* ``p = (1 + #{null best >= s}) / (N_DRAWS + 1)``: the chance that a random query's *best*
+  hit anywhere in the model scores at least ``s`` (a family-wise p-value: no further
+  correction for the number of directions searched), and
+* ``z = (s - mean) / std`` of the null bests;
+
+it is *significant* when ``p <= ALPHA``. By construction a random query's best hit is
+significant about ``ALPHA`` of the time.
+
+A null depends on the model, the processing, the method, the number of concepts, the
+kinds and the threshold; it is computed once and saved as a small derived part of the
+cache entry (:func:`core.cache.store.save_part`), and kept in memory on the index.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from core.search.embed import QueryTokens, parse_query
+from core.search.index import SearchIndex
+
+#: Random queries per null.
+N_DRAWS = 100
+#: The significance level: hits with ``p <= ALPHA`` are significant.
+ALPHA = 0.05
+#: Seed of the random queries (a null is the same every time it is computed).
+SEED = 0
+#: Shortest word (letters after the leading space) a random query draws.
+MIN_LETTERS = 3
+
+
+@dataclass(frozen=True)
+class Null:
+    """The best score of each of ``len(best)`` random queries of one shape.
+
+    Attributes:
+        method: the query method.
+        n_concepts: concepts per random query.
+        threshold: the ``|cosine|`` threshold the ranking applied.
+        kinds: the kinds searched.
+        best: each random query's best score ``[n]``, ascending (``-inf`` where no
+            direction reached the threshold).
+    """
+
+    method: str
+    n_concepts: int
+    threshold: float
+    kinds: tuple[str, ...]
+    best: Float[Tensor, " n"]
+
+    def __post_init__(self) -> None:
+        if self.best.ndim != 1 or len(self.best) == 0:
+            raise ValueError("best must be a non-empty 1-d tensor")
+
+    def p(self, score: float) -> float:
+        """Share of random queries whose best hit scores at least ``score`` (add-one)."""
+        return (1 + int((self.best >= score).sum())) / (len(self.best) + 1)
+
+    def z(self, score: float) -> float:
+        """``score`` in standard deviations of the null bests above their mean."""
+        finite = self.best[torch.isfinite(self.best)].double()
+        if len(finite) < 2:
+            return math.nan
+        sd = float(finite.std())
+        return (score - float(finite.mean())) / sd if sd > 0 else math.nan
+
+    @property
+    def cut(self) -> float:
+        """The least score that is significant: the best score the top ``ALPHA`` share of
+        random queries reach (a hit needs strictly more than all but that share).
+        """
+        n = len(self.best)
+        # p <= ALPHA  <=>  #{best >= s} <= ALPHA (n + 1) - 1
+        allowed = math.floor(ALPHA * (n + 1) - 1 + 1e-9)
+        if allowed < 0:
+            return math.inf
+        return float(self.best[n - 1 - allowed]) if allowed < n else -math.inf
+
+
+def word_pool(raw: Sequence[str], trained: Tensor | None = None) -> list[int]:
+    """Ids of whole-word tokens: a leading space, then ``MIN_LETTERS`` or more letters
+    (trained ones only, where ``trained`` says). Falls back to every alphabetic token
+    when the vocabulary has fewer than 20 such.
+    """
+    keep = [
+        i
+        for i, t in enumerate(raw)
+        if t.startswith(" ")
+        and len(t) > MIN_LETTERS
+        and t[1:].isalpha()
+        and (trained is None or bool(trained[i]))
+    ]
+    if len(keep) >= 20:
+        return keep
+    return [i for i, t in enumerate(raw) if t.strip().isalpha()]
+
+
+def random_queries(
+    raw: Sequence[str],
+    tokenizer: object,
+    d_vocab: int,
+    n_concepts: int,
+    draws: int,
+    seed: int = SEED,
+    trained: Tensor | None = None,
+) -> list[QueryTokens]:
+    """``draws`` random queries of ``n_concepts`` distinct pool words each, parsed as a
+    typed query would be (so each word gets the spellings a real concept gets).
+    """
+    pool = word_pool(raw, trained)
+    if not pool:
+        raise ValueError("the vocabulary has no alphabetic token to draw random queries from")
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(draws):
+        pick = torch.randperm(len(pool), generator=g)[: min(n_concepts, len(pool))]
+        text = ", ".join(raw[pool[int(j)]].strip() for j in pick)
+        out.append(parse_query(text, tokenizer, raw, d_vocab, words=frozenset()))
+    return out
+
+
+def _part_name(method: str, n_concepts: int, kinds: Sequence[str], threshold: float) -> str:
+    return f"searchnull-{method}-{n_concepts}-{'-'.join(kinds)}-t{round(threshold * 1e4)}"
+
+
+def null_for(
+    index: SearchIndex,
+    n_concepts: int,
+    method: str,
+    kinds: Sequence[str],
+    threshold: float,
+    draws: int | None = None,
+) -> Null | None:
+    """The null of one query shape: from the index's memo, else its cache part, else
+    computed (``draws`` rankings of the whole index, default :data:`N_DRAWS`) and saved;
+    ``None`` when the vocabulary has no word to draw random queries from.
+    """
+    from core.search.engine import rank
+
+    draws = N_DRAWS if draws is None else draws
+    kinds = tuple(kinds)
+    key = (method, n_concepts, kinds, round(threshold, 6), draws)
+    if key in index.nulls:
+        return index.nulls[key]
+    name = _part_name(method, n_concepts, kinds, threshold)
+    extra = {"draws": draws, "seed": SEED, "min_letters": MIN_LETTERS, "threshold": threshold}
+    stored = index.store.load(name, extra) if index.store is not None else None
+    if stored is not None and stored.get("best") is not None and len(stored["best"]) == draws:
+        best = stored["best"].float()
+    elif not word_pool(index.tokens.raw, index.tokens.trained):
+        return None
+    else:
+        queries = random_queries(
+            index.tokens.raw,
+            index.tokenizer,
+            index.embedder.d_vocab,
+            n_concepts,
+            draws,
+            SEED,
+            index.tokens.trained,
+        )
+        vals = []
+        for q in queries:
+            sc, _ = rank(index, q, method, kinds, threshold, top=1)
+            vals.append(float(sc.score[0]) if len(sc.rows) else -math.inf)
+        best = torch.tensor(vals).sort().values
+        if index.store is not None:
+            index.store.save(name, {"best": best}, extra)
+    null = Null(method, n_concepts, threshold, kinds, best)
+    index.nulls[key] = null
+    return null

@@ -1,0 +1,196 @@
+"""Search significance: planted concepts against random queries of the same shape, the
+null's p and z against a brute-force reference, refusals, multi-token words."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import core.search.null as null_mod
+from core.analysis import Analysis, analysis_from_weights
+from core.errors import SpecError
+from core.model.random import random_weights
+from core.model.weights import process
+from core.search.engine import SearchIndex, build_index, search
+from core.search.null import ALPHA, Null, null_for, random_queries, word_pool
+from core.settings import Settings
+from tests.tiny_models import make_tokenizer
+
+KINDS = ("ov", "mlp_in", "mlp_out")
+
+
+def _indicator(tok, pieces: list[str], d_vocab: int) -> torch.Tensor:
+    t = torch.zeros(d_vocab)
+    for p in pieces:
+        for i in tok.encode(p, add_special_tokens=False):
+            t[i] = 1.0
+    return t
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return make_tokenizer(1000)
+
+
+@pytest.fixture(scope="module")
+def planted(tokenizer, tmp_path_factory) -> tuple[Analysis, SearchIndex]:
+    """A random model with a fire/flames direction in one head's W_O, a direction writing
+    every piece of "mountain" in one MLP, and one writing only its first piece in another.
+    """
+    raw = random_weights(2, 4, 64, 256, len(tokenizer), seed=3)
+    V = raw.meta.d_vocab
+    pinv = torch.linalg.pinv(process(raw, "post").W_U)
+    fire = _indicator(tokenizer, [" fire", " flames"], V) @ pinv
+    whole = _indicator(tokenizer, ["mountain"], V) @ pinv
+    first = _indicator(tokenizer, ["m"], V) @ pinv
+    W_O, W_out = raw.W_O.clone(), raw.W_out.clone()
+    W_O[1, 2, 0] = 40 * fire / fire.norm()
+    W_out[0, 7] = 40 * whole / whole.norm()
+    W_out[1, 9] = 40 * first / first.norm()
+    a = analysis_from_weights(
+        raw.replace(W_O=W_O, W_out=W_out),
+        tokenizer,
+        Settings(
+            model="planted", cache_dir=tmp_path_factory.mktemp("c"), kinds=KINDS, device="cpu"
+        ),
+    )
+    return a, build_index(a, tokenizer=tokenizer)
+
+
+@pytest.fixture
+def draws(monkeypatch) -> int:
+    monkeypatch.setattr(null_mod, "N_DRAWS", 200)
+    return 200
+
+
+def test_planted_concept_is_significant_and_a_random_query_is_not(planted, draws) -> None:
+    _, index = planted
+    res = search(index, "fire, flames", top=5)
+    best = res.hits[0]
+    assert (best.matrix, best.layer, best.head, best.index) == ("ov", 1, 2, 0)
+    assert best.significant and best.p is not None and best.p <= ALPHA
+    assert best.z is not None and best.z > 1  # the token score is capped at 0: p decides
+    assert res.null is not None and len(res.null.best) == draws
+    # Random two-word queries drawn apart from the null's own draws (another seed), with
+    # neither planted word: their best hit anywhere is significant only at about the
+    # nominal rate ALPHA (a family-wise p), and typically far from it.
+    raw = index.tokens.raw
+    queries = random_queries(raw, index.tokenizer, index.embedder.d_vocab, 2, 40, seed=99)
+    ps = []
+    for q in queries:
+        if {"fire", "flames"} & set(q.concepts):
+            continue
+        (hit,) = search(index, q.text, top=1).hits
+        assert hit.p is not None and hit.significant == (hit.p <= ALPHA)
+        ps.append(hit.p)
+    assert len(ps) >= 18
+    assert sum(p <= ALPHA for p in ps) <= 4  # nominally ALPHA of them: about 2
+    assert sorted(ps)[len(ps) // 2] > 0.2
+
+
+def test_null_p_and_z_match_a_brute_force_reference(planted) -> None:
+    a, index = planted
+    n = 40
+    nul = null_for(index, 2, "pinv", KINDS, 0.0, draws=n)
+    # Brute force: the same random queries, each embedded as t @ pinv(W_U) densely, and
+    # its best |cosine| over every direction of every kind, all in float64.
+    W_U = a.weights.W_U.double()
+    pinv = torch.linalg.pinv(W_U, rtol=1e-5)  # [V, d]
+    dirs = torch.cat(
+        [
+            a.svd.kinds[k].decomposition.directions.permute(0, 2, 1).reshape(-1, W_U.shape[0])
+            for k in KINDS
+        ]
+    ).double()
+    dirs = dirs / dirs.norm(dim=1, keepdim=True)
+    queries = random_queries(
+        index.tokens.raw,
+        index.tokenizer,
+        index.embedder.d_vocab,
+        2,
+        n,
+        null_mod.SEED,
+        index.tokens.trained,
+    )
+    bests = []
+    for q in queries:
+        t = torch.zeros(W_U.shape[1], dtype=torch.float64)
+        t.index_add_(0, q.ids, q.weights.double())
+        v = t @ pinv
+        bests.append(float((dirs @ (v / v.norm())).abs().max()))
+    ref = torch.tensor(sorted(bests), dtype=torch.float64)
+    torch.testing.assert_close(nul.best.double(), ref, atol=2e-4, rtol=0)
+    for s in (float(ref[n // 2]), float(ref[-3]) + 1e-3, float(ref[-1]) + 0.01, 0.0):
+        p_ref = (1 + sum(b >= s for b in bests)) / (n + 1)
+        z_ref = (s - sum(bests) / n) / float(torch.tensor(bests).std())
+        # Scores within rounding of a null value may count either way.
+        if min(abs(b - s) for b in bests) > 1e-3:
+            assert nul.p(s) == pytest.approx(p_ref)
+        assert nul.z(s) == pytest.approx(z_ref, rel=1e-3, abs=1e-3)
+
+
+def test_cut_agrees_with_p() -> None:
+    best = torch.linspace(-3.0, 0.0, 100)
+    nul = Null("token", 2, 0.0, ("ov",), best)
+    for s in torch.linspace(-3.5, 0.5, 400).tolist():
+        assert (s > nul.cut) == (nul.p(s) <= ALPHA)
+
+
+def test_significant_only_keeps_exactly_the_significant_hits(planted) -> None:
+    _, index = planted
+    every = search(index, "fire, flames", top=50)
+    kept = search(index, "fire, flames", top=50, significant_only=True)
+    assert [h.index for h in kept.hits] == [h.index for h in every.hits if h.significant]
+    assert any(not h.significant for h in every.hits)
+
+
+def test_null_is_saved_in_the_cache_and_read_back(planted) -> None:
+    a, index = planted
+    first = null_for(index, 3, "ridge", KINDS, 0.0, draws=10)
+    fresh = build_index(a, tokenizer=index.tokenizer)  # a new index: empty memo, same cache entry
+    assert not fresh.nulls
+    assert fresh.store is not None and fresh.store.load(
+        "searchnull-ridge-3-ov-mlp_in-mlp_out-t0",
+        {"draws": 10, "seed": null_mod.SEED, "min_letters": 3, "threshold": 0.0},
+    )
+    again = null_for(fresh, 3, "ridge", KINDS, 0.0, draws=10)
+    torch.testing.assert_close(again.best, first.best)
+
+
+def test_nonsense_query_is_refused(planted) -> None:
+    _, index = planted
+    with pytest.raises(SpecError, match=r"^'qqqzzzxxyy' is not a known word") as exc:
+        search(index, "qqqzzzxxyy")
+    assert "\n" not in str(exc.value)
+
+
+def test_multi_token_word_is_matched_whole(planted, tokenizer) -> None:
+    """ "mountain" is several tokens here: the direction writing all of them ranks above
+    the one writing only its first piece (which matching the first piece alone prefers).
+    """
+    _, index = planted
+    assert len(tokenizer.encode("mountain")) > 1
+    res = search(index, "mountain", top=5)
+    found = [(h.matrix, h.layer, h.index) for h in res.hits]
+    # The planted rows are each layer's strongest W_out direction (index 0).
+    assert found[0] == ("mlp_out", 0, 0)
+    assert ("mlp_out", 1, 0) in found[1:]
+    assert all(len(sp) > 1 for sp in res.query.spellings[0])
+    assert "".join(res.query.spellings[0][0]).strip() == "mountain"
+
+
+def test_word_pool_is_whole_words() -> None:
+    raw = [" fire", "fl", " ab", " water", "ames", " 123", *[f" w{'a' * i}" for i in range(30)]]
+    pool = word_pool(raw)
+    assert 0 in pool and 3 in pool and all(raw[i].startswith(" ") for i in pool)
+    assert not {1, 2, 4, 5} & set(pool)
+
+
+def test_random_queries_have_the_shape(planted) -> None:
+    _, index = planted
+    qs = random_queries(index.tokens.raw, index.tokenizer, index.embedder.d_vocab, 3, 5)
+    assert all(len(q.concepts) == 3 for q in qs)
+    assert (
+        qs[0].text
+        == random_queries(index.tokens.raw, index.tokenizer, index.embedder.d_vocab, 3, 5)[0].text
+    )
