@@ -45,6 +45,7 @@ SEARCH = [
     "8",
     "--k",
     "5",
+    "--all",  # a random tiny model has no significant hit; the test compares every hit
     "--json",
 ]
 FILTERED = [
@@ -65,7 +66,10 @@ FILTERED = [
 # Runs the CLI in a fresh interpreter and reports its outputs and what it imported.
 _CHILD = """
 import contextlib, io, json, sys
+import core.search.null
 from core.cli.main import main
+# As tests/conftest.py sets it in this process: the stored null is then read, not redrawn.
+core.search.null.N_DRAWS = 20
 outs = []
 for argv in json.loads(sys.argv[1]):
     buf = io.StringIO()

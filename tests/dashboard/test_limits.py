@@ -58,7 +58,8 @@ def test_edit_measurement_waits_for_a_slot(edit_page: AppTest, all_slots_taken) 
 def test_edit_measurement_runs_when_a_slot_is_free(edit_page: AppTest) -> None:
     at = edit_page.run()
     assert not at.exception, at.exception
-    assert busy(at) == [] and len(at.main.dataframe) == 3
+    # The edit list, the measurements, the random baselines and the continuations.
+    assert busy(at) == [] and len(at.main.dataframe) == 4
     # The slot was given back: all of them can be taken again.
     for _ in range(limits.SLOTS):
         assert limits._JOBS.acquire(timeout=5)
