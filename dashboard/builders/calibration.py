@@ -85,14 +85,14 @@ def gap_chart(table: pd.DataFrame, x: str = "block") -> alt.LayerChart | alt.Fac
         "color": alt.Color("labeller:N"),
         "tooltip": tooltip,
     }
-    y = alt.Y("gap:Q", title="weights − control", axis=alt.Axis(format="%"))
+    y = alt.Y("gap:Q", title="gap", axis=alt.Axis(format="%"))
     base = alt.Chart()
     points = base.mark_point(filled=True).encode(y=y, **enc)
     bars = base.mark_rule().encode(y="gap low:Q", y2="gap high:Q", **enc)
     zero = base.mark_rule(strokeDash=[3, 3], color="grey").encode(y=alt.datum(0))
     chart = alt.layer(zero, bars, points, data=table)
     if x == "block":
-        return chart.properties(width=alt.Step(60), height=200)
+        return chart.properties(width=alt.Step(60), height=240)
     return chart.properties(width=260, height=180).facet(
         column=alt.Column("block:N", sort=BLOCK_ORDER, title=None)
     )
