@@ -120,9 +120,9 @@ def measure(
         for page in PAGES:
             _run(at, page, WARM_TIMEOUT)
         # An empty cache starts a background fill: the timed runs are of a whole entry.
-        from dashboard import loaders, state
+        from dashboard import config, loaders
 
-        slot = loaders._slot(state.default_model(), "post", str(state.cache_dir()))
+        slot = loaders._slot(config.default_model(), "post", str(config.cache_dir()))
         if slot.value is not None and slot.value.fill is not None:
             slot.value.fill.wait()
         warm_s = time.perf_counter() - t

@@ -23,7 +23,7 @@ from core.model import embedded
 from core.query import check_component
 from core.settings import BLOCK_NAMES, HEAD_KINDS
 
-from dashboard import loaders, state
+from dashboard import config, loaders, state
 from dashboard.markup import plain
 
 
@@ -38,7 +38,7 @@ def _model_label(spec: str) -> str:
         name = spec if spec == m.name else f"{spec} = {m.name}"
         return f"{name} ({m.title})" + ("" if m.built else ", not built: run make install")
     p = Path(spec)
-    if p.is_absolute() and p.parent == state.models_dir():
+    if p.is_absolute() and p.parent == config.models_dir():
         return f"{p.name} (local)"
     return spec
 
@@ -46,10 +46,10 @@ def _model_label(spec: str) -> str:
 def model_options(current: str) -> list[str]:
     """The picker's models: the app's default, every embedded model, the checkpoint
     folders under the models directory that are not embedded ones, and ``current``."""
-    options = [state.default_model()]
+    options = [config.default_model()]
     first = embedded.lookup(options[0])
     options += [m.name for m in embedded.EMBEDDED if m is not first]
-    options += [p for p in state.local_models() if embedded.by_directory(p) is None]
+    options += [p for p in config.local_models() if embedded.by_directory(p) is None]
     return options if current in options else [*options, current]
 
 
@@ -150,8 +150,8 @@ def sidebar() -> tuple[state.Selection, Analysis | None]:
             help=(
                 "An embedded model (demo-gpt2 answers at once; smollm2-135m is a real "
                 "pretrained model, built by make install) or a checkpoint folder under "
-                f"{state.models_dir()} (set SVDLENS_MODELS_DIR); type its path and press "
-                "Enter" + (", or a Hugging Face id." if state.allow_hub() else ".")
+                f"{config.models_dir()} (set SVDLENS_MODELS_DIR); type its path and press "
+                "Enter" + (", or a Hugging Face id." if config.allow_hub() else ".")
             ),
         )
         _bound(

@@ -8,14 +8,15 @@ from pathlib import Path
 import streamlit as st
 from core.compare import list_checkpoints
 from core.errors import CoreError
-from dashboard import components, limits, loaders, state
+from dashboard import components, config, limits, state
 from dashboard.builders import compare
+from dashboard.loaders import compare as compare_loaders
 from dashboard.markup import plain
 
 sel, a = components.setup()
 head = sel.component_head
-cdir = str(state.cache_dir())
-series_folders = state.checkpoint_series()
+cdir = str(config.cache_dir())
+series_folders = config.checkpoint_series()
 MODES = ["Checkpoint series", "Two models"]
 state.seed({"compare.mode": MODES[0] if series_folders else MODES[1]})
 mode = st.radio("Compare", MODES, horizontal=True, key="compare.mode")
@@ -35,7 +36,7 @@ if mode == "Two models":
     )
     try:
         with st.spinner(f"Matching {sel.label()}…"):
-            m = loaders.compare_match(
+            m = compare_loaders.compare_match(
                 sel.model, other, sel.processing, cdir, sel.kind, sel.layer, head
             )
     except CoreError as exc:
@@ -66,7 +67,7 @@ if mode == "Two models":
 
 if not series_folders:
     st.info(
-        f"No checkpoint series under {plain(str(state.models_dir()))}: put a folder of "
+        f"No checkpoint series under {plain(str(config.models_dir()))}: put a folder of "
         "checkpoint folders there (make demo-checkpoints CKPT_DIR=models/demo-series writes one)."
     )
     st.stop()
@@ -76,7 +77,7 @@ folder = st.selectbox(
 models = tuple(str(p) for p in list_checkpoints(Path(folder)))
 try:
     with st.spinner(f"Following {sel.label()} through {len(models)} checkpoints…"):
-        t = loaders.compare_series(models, sel.processing, cdir, sel.kind, sel.layer, head)
+        t = compare_loaders.compare_series(models, sel.processing, cdir, sel.kind, sel.layer, head)
 except CoreError as exc:
     st.error(plain(str(exc)))
     st.stop()
@@ -132,7 +133,7 @@ with st.expander("The embedding's sparse dictionary over training"):
         limits.enter("the dictionary builds")
         try:
             with st.spinner(f"Fitting the embedding dictionary of {len(models)} checkpoints…"):
-                points = loaders.compare_dictionary(models, sel.processing, cdir)
+                points = compare_loaders.compare_dictionary(models, sel.processing, cdir)
         except CoreError as exc:
             st.error(plain(str(exc)))
         else:

@@ -6,10 +6,11 @@ from core.decompose import METHOD_MATRICES, METHOD_NAMES
 from core.errors import CoreError
 from core.settings import KIND_NAMES
 from core.svd.project import TOKEN_FILTERS
-from dashboard import components, loaders, state
+from dashboard import components, config, loaders, state
 from dashboard.builders import examples as examples_view
 from dashboard.builders import grid
 from dashboard.labels_widget import render_label_controls
+from dashboard.loaders import examples as example_loaders
 from dashboard.markup import plain
 
 DEFINITION = (
@@ -179,7 +180,7 @@ if not control and method == "svd" and sel.kind in SIDES:
         if len(sides) > 1
         else sides[0]
     )
-    slot = loaders.examples_slot(sel)
+    slot = example_loaders.examples_slot(sel)
     if slot.value is None:
         job = slot.job
         if job is not None and not job.done.is_set():
@@ -197,17 +198,17 @@ if not control and method == "svd" and sel.kind in SIDES:
                 st.error(plain(f"Building the examples failed ({job.error}); try again."))
             st.caption(
                 f"No dataset examples for this model yet: building them reads "
-                f"{state.example_tokens():,} tokens of the reference corpus with the model "
+                f"{config.example_tokens():,} tokens of the reference corpus with the model "
                 "once (minutes on a CPU), in the background; the pages stay usable."
             )
             if st.button("Build dataset examples", key="grid.ex_build"):
-                if loaders.start_examples(sel):
+                if example_loaders.start_examples(sel):
                     st.rerun()
                 st.warning("The server is busy with other jobs; try again in a minute.")
     elif pick is not None:
         try:
             ex = direction_examples(
-                slot.value, loaders.reference_corpus(), a.tokenizer, a.tokens.raw,
+                slot.value, example_loaders.reference_corpus(), a.tokenizer, a.tokens.raw,
                 sel.kind, sel.layer, sel.component_head, int(pick), str(side),
             )  # fmt: skip
         except CoreError as exc:

@@ -2,7 +2,7 @@
 
 import streamlit as st
 from core.model import embedded
-from dashboard import components, loaders, state
+from dashboard import components, config, loaders
 from dashboard.builders import overview
 
 st.caption(
@@ -43,14 +43,14 @@ if a is not None:
             },
         )
         st.subheader("Cache")
-        st.caption(f"Cache folder: `{state.cache_dir()}`")
+        st.caption(f"Cache folder: `{config.cache_dir()}`")
         if a.fill is not None and a.filling:
             st.info(
                 f"Every page works now; the directions past the first few of each component "
                 f"are being projected in the background ({a.fill.generation} of "
                 f"{a.fill.total} matrix kinds done), and the entry is written when they are."
             )
-        cached = overview.cache_frame(state.cache_dir())
+        cached = overview.cache_frame(config.cache_dir())
         if cached.empty:
             st.info("The cache is empty; opening a model builds its entry.")
         else:

@@ -4,14 +4,14 @@ model, for each labeller, beside the random control; searchable labels; offline 
 import streamlit as st
 from core.errors import CoreError
 from core.settings import BLOCK_NAMES
-from dashboard import components, limits, loaders, state
+from dashboard import components, config, limits, loaders
 from dashboard.builders import calibration
 from dashboard.builders import statistics as stats
 from dashboard.labels_widget import render_label_controls
 from dashboard.markup import plain
 
 sel, a = components.setup()
-cache = state.cache_dir()
+cache = config.cache_dir()
 
 with st.expander("Label this model with the offline labeller", expanded=False):
     have = components.available_kinds(a)

@@ -256,9 +256,9 @@ def test_empty_cache_dir_is_built_with_progress(tmp_path, monkeypatch, dash_env)
     assert not at.exception and errors(at) == []
     # The page came up after the first directions; the entry is written by the
     # background fill (core.cache.fill), then listed.
-    from dashboard import loaders, state
+    from dashboard import config, loaders
 
-    slot = loaders._slot(state.default_model(), "post", str(state.cache_dir()))
+    slot = loaders._slot(config.default_model(), "post", str(config.cache_dir()))
     assert slot.value is not None and slot.value.fill is not None
     assert slot.value.fill.wait(120) and slot.value.fill.error is None
     at.run()

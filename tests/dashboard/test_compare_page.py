@@ -108,6 +108,6 @@ def test_builders() -> None:
 
 
 def test_series_listing(dash_env, series_dir: Path) -> None:
-    from dashboard import state
+    from dashboard import config
 
-    assert str(series_dir) in state.checkpoint_series()
+    assert str(series_dir) in config.checkpoint_series()

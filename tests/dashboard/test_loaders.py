@@ -13,7 +13,7 @@ from tests.dashboard.conftest import APP, REPO
 _CHILD = """
 import json, sys
 from streamlit.testing.v1 import AppTest
-from dashboard import loaders, state
+from dashboard import config, loaders, state
 from dashboard.registry import page
 
 out = {}
@@ -21,7 +21,7 @@ for key in json.loads(sys.argv[2]):
     at = AppTest.from_file(sys.argv[1], default_timeout=180)
     at.switch_page(page(key).script)
     at.run()
-    slot = loaders._slot(state.default_model(), "post", str(state.cache_dir()))
+    slot = loaders._slot(config.default_model(), "post", str(config.cache_dir()))
     out[key] = {
         "errors": [e.value for e in at.error] + [str(e.value) for e in at.exception],
         "loaded": None if slot.value is None else slot.value.source.loaded,

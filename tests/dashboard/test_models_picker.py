@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from core.model import embedded
-from dashboard import components, state
+from dashboard import components, config
 
 
 def test_picker_lists_every_embedded_model_once(monkeypatch, tmp_path) -> None:
@@ -27,9 +27,9 @@ def test_unbuilt_embedded_default_falls_back_to_the_demo(monkeypatch, tmp_path) 
     gone = dataclasses.replace(embedded.SMOLLM2, directory=tmp_path / "nope")
     monkeypatch.setattr(embedded, "EMBEDDED", (embedded.DEMO, gone))
     monkeypatch.setenv("SVDLENS_DEFAULT_MODEL", "smollm2-135m")
-    assert state.default_model() == "default"
+    assert config.default_model() == "default"
     monkeypatch.setenv("SVDLENS_DEFAULT_MODEL", "/some/ckpt")
-    assert state.default_model() == "/some/ckpt"
+    assert config.default_model() == "/some/ckpt"
 
 
 def test_a_first_head_model_opens_on_its_chosen_head(dash_env, analysis, monkeypatch) -> None:

@@ -14,7 +14,7 @@ import pytest
 from markdown_it import MarkdownIt
 
 from core.errors import SpecError
-from dashboard import state
+from dashboard import config
 from dashboard.markup import JOINER, plain
 from dashboard.registry import page
 from tests.dashboard.test_app import app, errors, table
@@ -63,9 +63,9 @@ def test_plain_shows_text_literally(text: str) -> None:
 
 
 def test_check_model_allows_only_embedded_and_models_dir(dash_root: Path, monkeypatch) -> None:
-    state.check_model("default")
-    state.check_model(str(dash_root / "models" / "tiny-gpt2"))
-    state.check_model(str(dash_root / "models" / "not-there-yet"))  # fails later, to load
+    config.check_model("default")
+    config.check_model(str(dash_root / "models" / "tiny-gpt2"))
+    config.check_model(str(dash_root / "models" / "not-there-yet"))  # fails later, to load
     for spec in (
         "/etc",
         str(dash_root / "models" / ".." / "cache"),
@@ -76,11 +76,11 @@ def test_check_model_allows_only_embedded_and_models_dir(dash_root: Path, monkey
         "a/b/c",
     ):
         with pytest.raises(SpecError, match="only its embedded models"):
-            state.check_model(spec)
+            config.check_model(spec)
     with pytest.raises(SpecError, match="Hugging Face ids are off"):
-        state.check_model("attacker/huge-model")
+        config.check_model("attacker/huge-model")
     monkeypatch.setenv("SVDLENS_ALLOW_HUB", "1")
-    state.check_model("attacker/huge-model")
+    config.check_model("attacker/huge-model")
 
 
 @pytest.mark.parametrize(

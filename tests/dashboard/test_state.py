@@ -6,7 +6,7 @@ from pathlib import Path
 
 from core.edit import Edit, EditSet
 from core.settings import BLOCK_NAMES, KIND_NAMES, MATRIX_KINDS
-from dashboard import state
+from dashboard import config, state
 from dashboard.builders.names import component_label
 from dashboard.components import available_kinds, validate
 
@@ -37,10 +37,10 @@ def test_settings_from_environment(monkeypatch, tmp_path):
     (tmp_path / "not-a-model").mkdir()
     monkeypatch.setenv("SVDLENS_MODELS_DIR", str(tmp_path))
     monkeypatch.setenv("SVDLENS_CACHE_DIR", str(tmp_path / "c"))
-    assert state.local_models() == [str(tmp_path / "a")]
-    assert state.cache_dir() == tmp_path / "c"
+    assert config.local_models() == [str(tmp_path / "a")]
+    assert config.cache_dir() == tmp_path / "c"
     monkeypatch.delenv("SVDLENS_MODELS_DIR")
-    assert state.models_dir() == Path(state.REPO_ROOT) / "models"
+    assert config.models_dir() == Path(config.REPO_ROOT) / "models"
 
 
 def test_validate_against_a_model(analysis):

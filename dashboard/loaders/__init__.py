@@ -6,6 +6,9 @@ Pages get the analysis from ``components.setup()`` (which calls :func:`analysis_
 and everything else from the functions here, keyed by a ``state.Selection``. Never
 mutate what these return: it is shared across sessions. Loading a model or building a
 missing cache entry shows a progress bar with core's messages.
+
+Page-specific loaders sit beside this module: :mod:`dashboard.loaders.compare` (the
+Compare page) and :mod:`dashboard.loaders.examples` (dataset examples on the grid).
 """
 
 from __future__ import annotations
@@ -17,14 +20,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import streamlit as st
-from core.activations import (
-    Corpus,
-    ExampleJob,
-    ExampleOptions,
-    Examples,
-    get_examples,
-    load_corpus,
-)
 from core.analysis import Analysis, controls, controls_ready, open_analysis
 from core.decompose import Components
 from core.errors import CoreError
@@ -32,7 +27,7 @@ from core.query import Direction, directions, method_components, method_directio
 from core.search import SearchIndex, build_index
 from core.settings import Processing, Settings
 
-from dashboard import limits, state
+from dashboard import config, state
 from dashboard.builders import edit as edit_views
 from dashboard.markup import plain
 
@@ -56,7 +51,7 @@ def _slot(model: str, processing: str, cache_dir: str) -> _Slot:
 def _load(
     model: str, processing: str, cache_dir: str, progress: Callable[[float, str], None]
 ) -> Analysis:
-    state.check_model(model)  # every load path, before a slot is made for it
+    config.check_model(model)  # every load path, before a slot is made for it
     slot = _slot(model, processing, cache_dir)
     if slot.value is not None:
         return slot.value
@@ -91,8 +86,8 @@ def get_analysis(model: str, processing: str) -> Analysis:
     Raises:
         CoreError: the model fails to load or the cache cannot be built.
     """
-    cdir = str(state.cache_dir())
-    state.check_model(model)
+    cdir = str(config.cache_dir())
+    config.check_model(model)
     slot = _slot(model, processing, cdir)
     if slot.value is not None:
         return slot.value
@@ -194,7 +189,7 @@ def component_directions(
     return _directions(
         sel.model,
         sel.processing,
-        str(state.cache_dir()),
+        str(config.cache_dir()),
         sel.kind,
         sel.layer,
         sel.component_head,
@@ -257,7 +252,7 @@ def method_component_directions(
         CoreError: the method does not read this matrix, or a bad layer.
     """
     return _method_directions(
-        sel.model, sel.processing, str(state.cache_dir()), method, sel.kind, sel.layer,
+        sel.model, sel.processing, str(config.cache_dir()), method, sel.kind, sel.layer,
         n, k, tuple(filters), control,
     )  # fmt: skip
 
@@ -283,7 +278,7 @@ def _cached(
     name: str, sel: state.Selection, build: Callable[..., Any], args: tuple[Any, ...], as_spec: bool
 ) -> Any:
     key = f"{build.__module__}.{build.__qualname__}"
-    cache = str(state.cache_dir())
+    cache = str(config.cache_dir())
     return _built(name, key, sel.model, sel.processing, cache, args, as_spec, _build=build)
 
 
@@ -321,7 +316,7 @@ def _generation(model: str, processing: str, cache_dir: str) -> int:
 def search_index(sel: state.Selection) -> SearchIndex:
     """The search index of every direction of ``sel``'s model (built once per model and
     processing, shared by every session; the search and edit pages both read it)."""
-    cdir = str(state.cache_dir())
+    cdir = str(config.cache_dir())
     return _search_index(
         sel.model, sel.processing, cdir, _generation(sel.model, sel.processing, cdir)
     )
@@ -345,153 +340,8 @@ def search_edit_spec(sel: state.Selection, search: state.LastSearch) -> str:
     return _search_edit_spec(
         sel.model,
         sel.processing,
-        str(state.cache_dir()),
+        str(config.cache_dir()),
         search.query,
         search.threshold,
         search.top,
     )
-
-
-# ------------------------------------------------------------------------- compare
-
-
-def _series_analysis(model: str, processing: str, cache_dir: str) -> Analysis:
-    """One checkpoint of a series, opened without a shared slot (a series is longer than
-    the slots kept); its cache entry is built if missing."""
-    state.check_model(model)
-    settings = Settings(
-        model=model, processing=cast(Processing, processing), cache_dir=Path(cache_dir)
-    )
-    return open_analysis(settings)
-
-
-def _tops(a: Analysis, kind: str, layer: int, head: int | None, k: int = 6) -> list[list[str]]:
-    rank = a.svd.kinds[kind].decomposition.rank
-    return [[t for _, t, _ in d.top] for d in directions(a, kind, layer, head, n=rank, k=k)]
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def compare_match(
-    model_a: str,
-    model_b: str,
-    processing: str,
-    cache_dir: str,
-    kind: str,
-    layer: int,
-    head: int | None,
-) -> dict[str, Any]:
-    """:func:`core.compare.match_component` of two models as JSON, with the ``|cos|``
-    matrix (``cos``) and both sides' top tokens (``tops_a``, ``tops_b``).
-
-    Raises:
-        CoreError: a model cannot be opened, or the two do not share a tokenizer.
-    """
-    from core.compare import match_component
-
-    a = _load(model_a, processing, cache_dir, _quiet)
-    b = _load(model_b, processing, cache_dir, _quiet)
-    m = match_component(a, b, kind, layer, head)
-    out = m.to_json()
-    out["cos"] = m.cos.abs().tolist()
-    out["tops_a"], out["tops_b"] = _tops(a, kind, layer, head), _tops(b, kind, layer, head)
-    return out
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def compare_series(
-    models: tuple[str, ...],
-    processing: str,
-    cache_dir: str,
-    kind: str,
-    layer: int,
-    head: int | None,
-) -> dict[str, Any]:
-    """:func:`core.compare.series` through ``models`` as JSON, with the kind's drift map
-    (``drift``, ``components``) and mean spectra over training (``kind_spectra``).
-
-    Raises:
-        CoreError: a checkpoint cannot be opened, or they do not share a tokenizer.
-    """
-    from core.compare import drift, kind_spectra, series
-
-    from dashboard.builders.names import component_label
-
-    analyses = [_series_analysis(m, processing, cache_dir) for m in models]
-    out = series(analyses, kind, layer, head, n_tokens=6).to_json()
-    out["drift"] = drift(analyses, kind).tolist()
-    comps = analyses[-1].svd.kinds[kind].decomposition.components
-    out["components"] = [component_label(kind, c[0], c[1]) for c in comps]
-    out["kind_spectra"] = kind_spectra(analyses, kind).tolist()
-    return out
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def compare_dictionary(
-    models: tuple[str, ...], processing: str, cache_dir: str
-) -> list[dict[str, Any]]:
-    """:func:`core.compare.dictionary_series` through ``models`` as JSON (each build is
-    cached in its checkpoint's entry; the first costs seconds per checkpoint)."""
-    from core.compare import dictionary_series
-
-    analyses = [_series_analysis(m, processing, cache_dir) for m in models]
-    return [p.to_json() for p in dictionary_series(analyses)]
-
-
-class _Examples:
-    """One model's dataset examples (for one token budget): loaded once built, and the
-    background build, if one was started."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.value: Examples | None = None
-        self.job: ExampleJob | None = None
-
-
-@st.cache_resource(show_spinner=False, max_entries=1)
-def reference_corpus() -> Corpus:
-    """The shipped reference corpus (read once per server)."""
-    return load_corpus()
-
-
-@st.cache_resource(show_spinner=False, max_entries=8)
-def _examples_slot(model: str, processing: str, cache_dir: str, tokens: int) -> _Examples:
-    return _Examples()
-
-
-def _example_options() -> ExampleOptions:
-    return ExampleOptions(tokens=state.example_tokens())
-
-
-def examples_slot(sel: state.Selection) -> _Examples:
-    """The shared examples holder of ``sel``'s model, read from the cache when built."""
-    slot = _examples_slot(sel.model, sel.processing, str(state.cache_dir()), state.example_tokens())
-    if slot.value is None:
-        a = get_analysis(sel.model, sel.processing)
-        with slot.lock:
-            if slot.value is None:
-                with st.spinner("Reading the dataset examples…"):
-                    slot.value = get_examples(
-                        a, reference_corpus(), _example_options(), build=False
-                    )
-    return slot
-
-
-def start_examples(sel: state.Selection) -> bool:
-    """Start building ``sel``'s model's examples in the background (one build per model,
-    in one of :mod:`dashboard.limits`'s job slots); ``False`` when every slot is busy."""
-    slot = examples_slot(sel)
-    with slot.lock:
-        if slot.job is not None and not slot.job.done.is_set():
-            return True
-        if not limits.try_enter():
-            return False
-        a = get_analysis(sel.model, sel.processing)
-
-        def done() -> None:
-            limits.leave()
-            if job.result is not None:
-                slot.value = job.result
-
-        job = ExampleJob(a, reference_corpus(), _example_options(), done)
-        slot.job = job.start()
-    return True
