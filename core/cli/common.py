@@ -184,3 +184,24 @@ def print_table(rows: Sequence[dict[str, Any]]) -> None:
     print("  ".join(c.ljust(width[c]) for c in cols))
     for r in rows:
         print("  ".join(str(r.get(c, ""))[: width[c]].ljust(width[c]) for c in cols))
+
+
+def check_reference(paths: list[Path] | None) -> None:
+    """Refuse a ``--reference`` file that is not there, before any model is loaded."""
+    for f in paths or ():
+        if not f.is_file():
+            raise ArgError(f"No reference file {f}; give a text file to --reference.")
+
+
+def reference_windows(tokenizer: Any, paths: list[Path] | None, windows: int) -> Any:
+    """Token windows ``[windows, 64]`` of the ``--reference`` files, or of the model's
+    held-out text when none is given (what the experiments measure loss on).
+    """
+    from core.edit.prompts import reference_ids, reference_texts
+
+    texts = (
+        [f.read_text(encoding="utf-8", errors="replace") for f in paths]
+        if paths
+        else reference_texts()
+    )
+    return reference_ids(tokenizer, texts, seq_len=64, n_seqs=windows)

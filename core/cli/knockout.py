@@ -18,7 +18,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from core.cli.common import ArgError, bounded, open_from_args, tqdm_progress
+from core.cli.common import (
+    ArgError,
+    bounded,
+    check_reference,
+    open_from_args,
+    reference_windows,
+    tqdm_progress,
+)
 
 #: Bounds checked before any work starts.
 MAX_DRAWS, MAX_WINDOWS, MAX_TOKENS, MAX_LABEL = 10, 256, 100, 4096
@@ -46,7 +53,6 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _knockout(args: argparse.Namespace) -> Any:
-    from core.edit.prompts import reference_ids, reference_texts
     from core.experiments.knockout import KNOCKOUT_KINDS, KnockoutOptions
     from core.experiments.knockout_cache import cached_knockout
     from core.label.sweep import layer_spans, parse_layers
@@ -62,18 +68,11 @@ def _knockout(args: argparse.Namespace) -> Any:
     bounded("--tokens", args.tokens, 1, MAX_TOKENS)
     bounded("--n-label", args.n_label, 1, MAX_LABEL)
     layer_spans(args.layers)
-    for f in args.reference or ():
-        if not f.is_file():
-            raise ArgError(f"No reference file {f}; give a text file to --reference.")
+    check_reference(args.reference)
     a = open_from_args(args)
     assert a.model is not None
     layers = parse_layers(args.layers, a.meta.n_layers)
-    texts = (
-        [f.read_text(encoding="utf-8", errors="replace") for f in args.reference]
-        if args.reference
-        else reference_texts()
-    )
-    ids = reference_ids(a.model.tokenizer, texts, seq_len=64, n_seqs=args.windows)
+    ids = reference_windows(a.model.tokenizer, args.reference, args.windows)
     opts = KnockoutOptions(
         kinds=kinds,
         layers=tuple(layers),

@@ -14,7 +14,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from core.cli.common import ArgError, open_from_args, tqdm_progress
+from core.cli.common import (
+    ArgError,
+    check_reference,
+    open_from_args,
+    reference_windows,
+    tqdm_progress,
+)
 
 #: Bounds checked before any work starts.
 MAX_CLASSES, MAX_WINDOWS = 1000, 512
@@ -39,7 +45,6 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 def _probe(args: argparse.Namespace) -> Any:
     from core.edit.hf import plain_model
-    from core.edit.prompts import reference_ids, reference_texts
     from core.experiments import probe_layers
     from core.label.sweep import parse_layers
 
@@ -47,18 +52,11 @@ def _probe(args: argparse.Namespace) -> Any:
         raise ArgError(f"--classes must be between 2 and {MAX_CLASSES}, not {args.classes}.")
     if not 2 <= args.windows <= MAX_WINDOWS:
         raise ArgError(f"--windows must be between 2 and {MAX_WINDOWS}, not {args.windows}.")
-    for f in args.reference or ():
-        if not f.is_file():
-            raise ArgError(f"No reference file {f}; give a text file to --reference.")
+    check_reference(args.reference)
     a = open_from_args(args)
     assert a.model is not None
     layers = parse_layers(args.layers, a.meta.n_layers)
-    texts = (
-        [f.read_text(encoding="utf-8", errors="replace") for f in args.reference]
-        if args.reference
-        else reference_texts()
-    )
-    ids = reference_ids(a.model.tokenizer, texts, seq_len=64, n_seqs=args.windows)
+    ids = reference_windows(a.model.tokenizer, args.reference, args.windows)
     res = probe_layers(
         plain_model(a),
         ids,

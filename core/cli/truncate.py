@@ -14,7 +14,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from core.cli.common import ArgError, open_from_args, tqdm_progress
+from core.cli.common import (
+    ArgError,
+    check_reference,
+    open_from_args,
+    reference_windows,
+    tqdm_progress,
+)
 
 #: Bounds checked before any work starts: each grid point is a forward pass per draw.
 MAX_RANKS, MAX_DRAWS, MAX_WINDOWS = 32, 10, 256
@@ -53,7 +59,6 @@ def parse_ranks(text: str) -> list[int]:
 
 
 def _truncate(args: argparse.Namespace) -> Any:
-    from core.edit.prompts import reference_ids, reference_texts
     from core.experiments import truncation_sweep
     from core.label.sweep import parse_layers
 
@@ -64,18 +69,11 @@ def _truncate(args: argparse.Namespace) -> Any:
         raise ArgError(f"--windows must be between 1 and {MAX_WINDOWS}, not {args.windows}.")
     if args.head is not None and args.matrix != "ov":
         raise ArgError(f"{args.matrix} has no heads; leave --head out.")
-    for f in args.reference or ():
-        if not f.is_file():
-            raise ArgError(f"No reference file {f}; give a text file to --reference.")
+    check_reference(args.reference)
     a = open_from_args(args)
     assert a.model is not None
     layers = parse_layers(args.layers, a.meta.n_layers)
-    texts = (
-        [f.read_text(encoding="utf-8", errors="replace") for f in args.reference]
-        if args.reference
-        else reference_texts()
-    )
-    ids = reference_ids(a.model.tokenizer, texts, seq_len=64, n_seqs=args.windows)
+    ids = reference_windows(a.model.tokenizer, args.reference, args.windows)
     if args.head is not None:
         from core.experiments import truncation_curve
 

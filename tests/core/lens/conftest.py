@@ -1,6 +1,5 @@
-"""One analysis per (architecture, processing) of the tiny checkpoints, and the plain
-Hugging Face model of each checkpoint loaded on its own (the tests' reference), for the
-lens tests."""
+"""The lens tests share the activation tests' analyses of the tiny checkpoints, and load
+each checkpoint's plain Hugging Face model on its own (the tests' reference)."""
 
 from __future__ import annotations
 
@@ -8,29 +7,7 @@ from typing import Any
 
 import pytest
 
-from core.analysis import Analysis, open_analysis
-from core.settings import Settings
-
-
-@pytest.fixture(scope="session")
-def lens_analyses(checkpoints, tmp_path_factory):
-    """``get(arch, processing="raw")``: one analysis per pair, opened on first use."""
-    cache = tmp_path_factory.mktemp("lens-cache")
-    made: dict[tuple[str, str], Analysis] = {}
-
-    def get(arch: str, processing: str = "raw") -> Analysis:
-        if (arch, processing) not in made:
-            made[arch, processing] = open_analysis(
-                Settings(
-                    model=str(checkpoints[arch]),
-                    processing=processing,
-                    device="cpu",
-                    cache_dir=cache,
-                )
-            )
-        return made[arch, processing]
-
-    return get
+from tests.core.activations.conftest import analyses  # noqa: F401  (a fixture)
 
 
 @pytest.fixture(scope="session")

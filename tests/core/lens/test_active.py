@@ -109,8 +109,8 @@ def _singular_values(a, model, key, layer: int) -> torch.Tensor:
 @pytest.mark.parametrize("processing", ["raw", "post"])
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("side", ["read", "write"])
-def test_values_are_hand_dot_products(arch, processing, side, lens_analyses, hf_models):
-    a, model = lens_analyses(arch, processing), hf_models(arch)
+def test_values_are_hand_dot_products(arch, processing, side, analyses, hf_models):
+    a, model = analyses(arch, processing), hf_models(arch)
     run = run_prompt(a, PROMPT)
     for layer in range(a.meta.n_layers):
         mine = direction_values(prompt_activations(a, run.capture), layer, side)
@@ -123,8 +123,8 @@ def test_values_are_hand_dot_products(arch, processing, side, lens_analyses, hf_
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_top_directions_are_the_largest(arch, lens_analyses, hf_models):
-    a, model = lens_analyses(arch), hf_models(arch)
+def test_top_directions_are_the_largest(arch, analyses, hf_models):
+    a, model = analyses(arch), hf_models(arch)
     run = run_prompt(a, PROMPT)
     layer, pos, n = a.meta.n_layers - 1, 3, 6
     for side in ("read", "write"):
@@ -159,8 +159,8 @@ def test_top_directions_are_the_largest(arch, lens_analyses, hf_models):
             assert d.index == g.index and len(d.top) == 4
 
 
-def test_bad_layer_position_side(lens_analyses):
-    a = lens_analyses("gpt2")
+def test_bad_layer_position_side(analyses):
+    a = analyses("gpt2")
     acts = prompt_activations(a, run_prompt(a, PROMPT).capture)
     with pytest.raises(SpecError, match="Layer 9 is out of range"):
         direction_values(acts, 9, "read")
@@ -170,18 +170,18 @@ def test_bad_layer_position_side(lens_analyses):
         active_directions(a, acts, 0, 0, "read", by="size")
     with pytest.raises(SpecError, match="Unknown side"):
         direction_values(acts, 0, "sideways")
-    post = lens_analyses("gpt2", "post")
+    post = analyses("gpt2", "post")
     with pytest.raises(SpecError, match="captured for raw"):
         prompt_activations(post, run_prompt(a, PROMPT).capture)
 
 
-def test_unprojected_directions_take_the_sign_rule(checkpoints, lens_analyses, tmp_path):
+def test_unprojected_directions_take_the_sign_rule(checkpoints, analyses, tmp_path):
     """A cache that projects only 2 directions per matrix gives the same activations as
     one that projects them all: the sign rule is applied to the rest on the fly."""
     from core.analysis import open_analysis
     from core.settings import Settings
 
-    full = lens_analyses("gpt2")
+    full = analyses("gpt2")
     part = open_analysis(
         Settings(
             model=str(checkpoints["gpt2"]),

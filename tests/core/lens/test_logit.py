@@ -26,8 +26,8 @@ def _hand_norm(model, x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_last_layer_is_the_models_own_logits(arch, lens_analyses, hf_models):
-    a, model = lens_analyses(arch), hf_models(arch)
+def test_last_layer_is_the_models_own_logits(arch, analyses, hf_models):
+    a, model = analyses(arch), hf_models(arch)
     run = run_prompt(a, PROMPT)
     ids = torch.tensor([run.ids])
     with torch.no_grad():
@@ -51,8 +51,8 @@ def test_last_layer_is_the_models_own_logits(arch, lens_analyses, hf_models):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_intermediate_layers_match_hooked_hidden_states(arch, lens_analyses, hf_models):
-    a, model = lens_analyses(arch), hf_models(arch)
+def test_intermediate_layers_match_hooked_hidden_states(arch, analyses, hf_models):
+    a, model = analyses(arch), hf_models(arch)
     run = run_prompt(a, PROMPT)
     with torch.no_grad():
         out = model(input_ids=torch.tensor([run.ids]), output_hidden_states=True)
@@ -84,8 +84,8 @@ def test_row_names():
     assert row_names(2) == ["embed", "L0", "L1"]
 
 
-def test_bad_prompts_are_one_sentence(lens_analyses):
-    a = lens_analyses("gpt2")
+def test_bad_prompts_are_one_sentence(analyses):
+    a = analyses("gpt2")
     tok = a.model.tokenizer
     for bad in ("", "   "):
         with pytest.raises(SpecError, match=r"^The prompt is empty; [^.]*\.$"):
