@@ -81,6 +81,14 @@ def kind_result(analysis: Analysis, kind: str, control: bool = False) -> KindRes
     return controls(analysis)[kind] if control else analysis.svd.kinds[kind]
 
 
+def _check_counts(n: int, k: int) -> None:
+    """Refuse a direction count or token count below one."""
+    if k < 1:
+        raise SpecError(f"k must be at least 1, not {k}.")
+    if n < 1:
+        raise SpecError(f"n must be at least 1, not {n}.")
+
+
 def directions(
     analysis: Analysis,
     kind: str,
@@ -96,10 +104,7 @@ def directions(
     For a control, ``head`` is ignored (one control per layer). Served from the cache
     when it holds them unfiltered, else projected on demand.
     """
-    if k < 1:
-        raise SpecError(f"k must be at least 1, not {k}.")
-    if n < 1:
-        raise SpecError(f"n must be at least 1, not {n}.")
+    _check_counts(n, k)
     check_component(analysis.meta, kind, layer, head, analysis.meta.gated)
     res = kind_result(analysis, kind, control)
     d = res.decomposition
@@ -221,10 +226,7 @@ def method_directions(
     """
     if method == "svd":
         return directions(analysis, kind, layer, head, n, k, filters, control)
-    if k < 1:
-        raise SpecError(f"k must be at least 1, not {k}.")
-    if n < 1:
-        raise SpecError(f"n must be at least 1, not {n}.")
+    _check_counts(n, k)
     check_method(method, kind, layer, analysis.meta.n_layers)
     c = method_components(analysis, method, kind, layer, control, options, progress)
     n = min(n, c.n)

@@ -16,9 +16,9 @@ computed one layer at a time.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +169,17 @@ class CheckpointReader:
         o = self._matrix("attn_out", layer).reshape(nh, dh, -1)
         return {"W_Q": q, "W_K": k, "W_V": v, "W_O": o}
 
+    def layer_tensor(self, layer: int, key: str) -> Tensor | None:
+        """One tensor of :data:`LAYER_KEYS` for ``layer``, reading only what it needs."""
+        if key in ("W_Q", "W_K", "W_V", "W_O"):
+            return self.attention(layer)[key]
+        if key == "W_gate":
+            return self._matrix("mlp_gate", layer) if self.gated() else None
+        if key in ("W_in", "W_out"):
+            return self._matrix("mlp_in" if key == "W_in" else "mlp_out", layer)
+        role = {"ln1_w": "ln1", "ln2_w": "ln2"}[key]
+        return self.tensor(f"{self.family.path(role, layer)}.weight")
+
     def layer(self, layer: int) -> dict[str, Tensor | None]:
         """Every per-layer tensor of :data:`LAYER_KEYS` for ``layer`` (unstacked)."""
         out: dict[str, Tensor | None] = dict(self.attention(layer))
@@ -209,49 +220,53 @@ class CheckpointReader:
         return self.family.name == "neox" and bool(self.config.get("use_parallel_residual", True))
 
 
-def _stacked(reader: CheckpointReader, key: str) -> Iterator[Tensor]:
-    for layer in range(reader.n_layers):
-        t = reader.layer(layer)[key]
-        assert t is not None
-        yield t
+def header_meta(reader: CheckpointReader, name: str, weights_hash: str = "") -> ModelMeta:
+    """The model's :class:`ModelMeta` from its config and the files' headers, reading no
+    weight (``weights_hash`` as given: :func:`streamed_meta` computes the real one).
+    """
+    d_vocab, d_model = reader.shape(f"{reader.family.embed}.weight")
+    unembed = f"{reader.family.unembed}.weight"
+    if reader.has(unembed):
+        d_vocab = reader.shape(unembed)[0]
+    return ModelMeta(
+        name=name,
+        architecture=reader.architecture(),
+        n_layers=reader.n_layers,
+        n_heads=reader.n_heads,
+        n_kv_heads=reader.n_kv_heads,
+        d_model=d_model,
+        d_head=reader.d_head,
+        d_mlp=reader.d_mlp(),
+        d_vocab=d_vocab,
+        normalization=reader.family.normalization,
+        gated=reader.gated(),
+        parallel_attn_mlp=reader.parallel(),
+        weights_hash=weights_hash,
+    )
 
 
 def streamed_meta(reader: CheckpointReader, name: str) -> ModelMeta:
-    """The model's :class:`ModelMeta`, its weights hash computed one layer at a time (the
+    """The model's :class:`ModelMeta`, its weights hash computed one tensor at a time (the
     same digest :func:`core.model.weights.hash_tensors` gives the stacked view).
     """
-    first = reader.layer(0)
-    W_E, W_U = reader.embed(), reader.unembed()
-    gated = first["W_gate"] is not None
+    meta = header_meta(reader, name)
+    whole = {"W_E": reader.embed(), "W_U": reader.unembed(), "lnf_w": reader.final_norm()}
     L = reader.n_layers
-    whole = {"W_E": W_E, "W_U": W_U, "lnf_w": reader.final_norm()}
     h = hashlib.blake2b(digest_size=16)
-    keys = sorted([*whole, *(k for k in LAYER_KEYS if k != "W_gate" or gated)])
+    keys = sorted([*whole, *(k for k in LAYER_KEYS if k != "W_gate" or meta.gated)])
     for key in keys:
         if key in whole:
             t = whole[key]
             h.update(f"{key}:{tuple(t.shape)}".encode())
             h.update(t.contiguous().numpy().tobytes())
             continue
-        shape = first[key].shape  # type: ignore[union-attr]
-        h.update(f"{key}:{(L, *shape)}".encode())
-        for t in _stacked(reader, key):
+        for layer in range(L):
+            t = reader.layer_tensor(layer, key)
+            assert t is not None
+            if layer == 0:
+                h.update(f"{key}:{(L, *t.shape)}".encode())
             h.update(t.contiguous().numpy().tobytes())
-    return ModelMeta(
-        name=name,
-        architecture=reader.architecture(),
-        n_layers=L,
-        n_heads=reader.n_heads,
-        n_kv_heads=reader.n_kv_heads,
-        d_model=int(W_E.shape[1]),
-        d_head=reader.d_head,
-        d_mlp=int(first["W_in"].shape[1]),  # type: ignore[union-attr]
-        d_vocab=int(W_U.shape[1]),
-        normalization=reader.family.normalization,
-        gated=gated,
-        parallel_attn_mlp=reader.parallel(),
-        weights_hash=h.hexdigest(),
-    )
+    return dataclasses.replace(meta, weights_hash=h.hexdigest())
 
 
 def layer_weights(reader: CheckpointReader, meta: ModelMeta, layers: range) -> ModelWeights:

@@ -36,8 +36,8 @@ from core.cache.build import build_svd
 from core.cache.manifest import model_folder
 from core.cache.tables import KindResult, kind_from_tensors, kind_tensors
 from core.model.fingerprint import fingerprint
-from core.model.streamed import CheckpointReader, layer_weights, streamed_meta
-from core.model.weights import ModelMeta, process
+from core.model.streamed import CheckpointReader, header_meta, layer_weights, streamed_meta
+from core.model.weights import process
 from core.settings import Settings
 from core.svd.project import TopTokens, token_table
 
@@ -86,7 +86,7 @@ def build_shard(
     if (out / SHARD_MANIFEST).is_file():
         return out, False
     reader = CheckpointReader(source)
-    meta = _placeholder_meta(reader, settings.model)
+    meta = header_meta(reader, settings.model)
     # The embedding piece needs no layer; one is read to build a valid view (its kinds
     # are not decomposed).
     rng = range(*layers) if layers is not None else range(0, 1)
@@ -115,31 +115,6 @@ def build_shard(
             raise
         return out, False
     return out, True
-
-
-def _placeholder_meta(reader: CheckpointReader, name: str) -> ModelMeta:
-    """The model's shape from its config and the files' headers, reading no weight (the
-    hash is the merge's).
-    """
-    d_vocab, d_model = reader.shape(f"{reader.family.embed}.weight")
-    unembed = f"{reader.family.unembed}.weight"
-    if reader.has(unembed):
-        d_vocab = reader.shape(unembed)[0]
-    return ModelMeta(
-        name=name,
-        architecture=reader.architecture(),
-        n_layers=reader.n_layers,
-        n_heads=reader.n_heads,
-        n_kv_heads=reader.n_kv_heads,
-        d_model=d_model,
-        d_head=reader.d_head,
-        d_mlp=reader.d_mlp(),
-        d_vocab=d_vocab,
-        normalization=reader.family.normalization,
-        gated=reader.gated(),
-        parallel_attn_mlp=reader.parallel(),
-        weights_hash="",
-    )
 
 
 def _read_shard(path: Path) -> dict[str, KindResult]:
