@@ -12,15 +12,17 @@
 # fetches them where pip can reach PyPI. Budget: under 10 minutes on one H100/H200; the
 # reference loop and the dense OV SVDs are timed on REF_LAYERS layers and scaled.
 #
-# Environment: DEVICE (cuda), SHAPES (gpt2-small,gpt2-medium,gpt2-large,gpt2-xl),
-# REF_LAYERS (2), QUERIES (30), OUT (docs/bench), PYTHON (python3).
+# Environment: DEVICE (cuda), SHAPES (gpt2-small,smollm2-135m,gpt2-medium,gpt2-large,gpt2-xl),
+# REF_LAYERS (2), REPEAT (3: each timing the median of 3, the first run of a process
+# included in precompute_runs_s), QUERIES (30), OUT (docs/bench), PYTHON (python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
-SHAPES=${SHAPES:-gpt2-small,gpt2-medium,gpt2-large,gpt2-xl}
+SHAPES=${SHAPES:-gpt2-small,smollm2-135m,gpt2-medium,gpt2-large,gpt2-xl}
 REF_LAYERS=${REF_LAYERS:-2}
+REPEAT=${REPEAT:-3}
 QUERIES=${QUERIES:-30}
 OUT=${OUT:-docs/bench}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
@@ -43,6 +45,6 @@ json="$OUT/$stamp-$DEVICE.json"
 echo "== $("$PY" -c 'import torch; print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")')" >&2
 echo "== $SHAPES on $DEVICE -> $json" >&2
 # Each shape's object also goes to stderr when it is done: a killed run keeps those.
-"$PY" -m core bench --device "$DEVICE" --shapes "$SHAPES" --reference-layers "$REF_LAYERS" \
+"$PY" -m core bench --device "$DEVICE" --shapes "$SHAPES" --reference-layers "$REF_LAYERS" --repeat "$REPEAT" \
     --queries "$QUERIES" --no-pages --json > "$json"
 "$PY" scripts/bench_report.py "$json"

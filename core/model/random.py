@@ -35,7 +35,13 @@ SHAPES: dict[str, tuple[int, int, int, int]] = {
     "gpt2-medium": (24, 1024, 16, 50257),
     "gpt2-large": (36, 1280, 20, 50257),
     "gpt2-xl": (48, 1600, 25, 50257),
+    "smollm2-135m": (30, 576, 9, 49152),
 }
+#: MLP widths of the shapes whose MLP is not ``4 * n_embd``. ``smollm2-135m`` is
+#: SmolLM2-135M's size (GPT-2-style random weights: its grouped-query attention shares
+#: ``W_V`` between heads, which changes no matrix a precompute decomposes, and its gate
+#: matrix is not among the benchmark's kinds).
+INNER: dict[str, int] = {"smollm2-135m": 1536}
 
 
 def shape_config(name: str) -> Any:
@@ -54,6 +60,7 @@ def shape_config(name: str) -> Any:
         n_embd=n_embd,
         n_head=n_head,
         vocab_size=vocab,
+        n_inner=INNER.get(name),
         bos_token_id=vocab - 1,
         eos_token_id=vocab - 1,
     )
