@@ -12,7 +12,12 @@ from hypothesis import strategies as st
 from core.analysis import open_analysis
 from core.query import directions, kind_result
 from core.settings import Settings
-from core.svd.decompose import degenerate_mask, factored_svd
+from core.svd.decompose import (
+    batched_gram_eighs,
+    degenerate_mask,
+    factored_svd,
+    gram_factored_svd,
+)
 from tests.core import reference as ref
 
 K = 5
@@ -142,3 +147,56 @@ def test_filtered_directions_match_a_masked_plain_projection(raw_analyses, filte
         assert [a.tokens.raw.index(t) for t, _, _ in row.top] == hi.indices.tolist()
         assert [a.tokens.raw.index(t) for t, _, _ in row.bottom] == lo.indices.tolist()
         assert all(mask[a.tokens.raw.index(t)] for t, _, _ in row.top + row.bottom)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    m=st.integers(4, 40),
+    n=st.integers(4, 40),
+    r=st.integers(1, 4),
+    batch=st.integers(1, 3),
+    seed=st.integers(0, 10_000),
+)
+def test_gram_factored_svd_equals_dense_svd(m: int, n: int, r: int, batch: int, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    A = torch.randn(batch, m, r, generator=g, dtype=torch.float64)
+    B = torch.randn(batch, r, n, generator=g, dtype=torch.float64)
+    U, S, V = gram_factored_svd(A, B)
+    dense = torch.linalg.svdvals(A @ B)[:, :r]
+    assert torch.allclose(S, dense, rtol=1e-8, atol=1e-10)
+    assert torch.allclose(U @ torch.diag_embed(S) @ V.transpose(-1, -2), A @ B, atol=1e-8)
+    eye = torch.eye(r, dtype=A.dtype).expand(batch, r, r)
+    assert torch.allclose(U.transpose(-1, -2) @ U, eye, atol=1e-8)
+    assert torch.allclose(V.transpose(-1, -2) @ V, eye, atol=1e-8)
+
+
+def test_gram_factored_svd_float32_heads_and_a_singular_head_match_dense() -> None:
+    # GPT-2-like scale in float32, as a GPU precompute sees it; head 1 has a zero column,
+    # so its Gram is singular and it takes the QR fallback.
+    g = torch.Generator().manual_seed(3)
+    A = torch.randn(4, 96, 16, generator=g) * 0.02
+    B = torch.randn(4, 16, 96, generator=g) * 0.02
+    A[1, :, 5] = 0
+    U, S, V = gram_factored_svd(A, B)
+    for h in range(4):
+        ref = torch.linalg.svdvals(A[h].double() @ B[h].double())[:16]
+        assert torch.allclose(S[h].double(), ref, rtol=1e-4, atol=1e-9), h
+        rec = U[h] @ torch.diag(S[h]) @ V[h].T
+        assert torch.allclose(rec, A[h] @ B[h], atol=1e-6), h
+
+
+@pytest.mark.parametrize("side", ["in", "out"])
+def test_batched_gram_eighs_give_the_dense_svd(side: str) -> None:
+    # The GPU route of the MLP decompositions, run here on the CPU: 5 matrices in
+    # groups of 2 (a ragged last group), against torch.linalg.svd of each matrix.
+    g = torch.Generator().manual_seed(1)
+    W = torch.randn(5, 12, 30, generator=g) * 0.02
+    if side == "out":
+        W = W.transpose(-1, -2).contiguous()
+    for b, (ev, Q) in enumerate(batched_gram_eighs(W, side, group=2)):
+        U, S, Vh = torch.linalg.svd(W[b].double(), full_matrices=False)
+        assert torch.allclose(ev.flip(0).clamp_min(0).sqrt(), S, rtol=1e-9)
+        ref = U if side == "in" else Vh.T
+        # Eigenvectors match the singular vectors up to sign.
+        dots = (Q.flip(1) * ref).sum(0).abs()
+        assert torch.allclose(dots, torch.ones_like(dots), atol=1e-9)

@@ -1,0 +1,67 @@
+"""Side-by-side GPU timings of the two routes each decomposition could take, on random
+weights of GPT-2-medium and GPT-2-XL shapes: OV heads by batched QR (``factored_svd``)
+against batched Cholesky (``gram_factored_svd``), and MLP Gram eigendecompositions one
+matrix at a time against batched groups (``batched_gram_eighs``). Prints one JSON line per
+shape; run by ``scripts/gpu_bench.sh`` before the benchmark (``--device cpu`` for a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from core.svd.decompose import _gram_eigh, batched_gram_eighs, factored_svd, gram_factored_svd
+
+SHAPES = {"gpt2-medium": (24, 16, 1024), "gpt2-xl": (48, 25, 1600), "tiny": (2, 2, 64)}
+
+
+def clock(fn: Callable[[], object], device: str, reps: int = 3) -> float:
+    """Median wall seconds of ``fn`` after one warm-up, synchronised on ``device``."""
+    fn()
+    times = []
+    for _ in range(reps):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
+
+
+def time_shape(name: str, dev: str) -> dict[str, object]:
+    """The four timings for one shape."""
+    L, H, d = SHAPES[name]
+    g = torch.Generator().manual_seed(0)
+    A = (torch.randn(L * H, d, 64, generator=g) * 0.02).to(dev)
+    B = (torch.randn(L * H, 64, d, generator=g) * 0.02).to(dev)
+    W = (torch.randn(L, d, 4 * d, generator=g) * 0.02).to(dev)
+    return {
+        "shape": name,
+        "device": dev,
+        "ov_qr_s": clock(lambda: factored_svd(A, B), dev),
+        "ov_cholesky_s": clock(lambda: gram_factored_svd(A, B), dev),
+        "mlp_one_by_one_s": clock(lambda: [_gram_eigh(W[i], "in") for i in range(L)], dev),
+        "mlp_batched_s": clock(lambda: batched_gram_eighs(W, "in"), dev),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--shapes", default="gpt2-medium,gpt2-xl")
+    args = ap.parse_args()
+    for name in args.shapes.split(","):
+        print(json.dumps(time_shape(name, args.device)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
