@@ -79,9 +79,7 @@ def render_label_controls(
         manual = {d.index: stored(d.index, MANUAL) for d in dirs}
         offline = {d.index: stored(d.index, "offline") for d in dirs}
         with st.form(key=f"{ekey}.form", border=True):
-            st.markdown(
-                f"**Label directions: {END_NAMES[end]}** (saved for this model's weights)"
-            )
+            st.markdown(f"**Label directions: {END_NAMES[end]}** (saved for this model's weights)")
             rows = []
             for d in dirs:
                 ends = d.top if end == "top" else d.bottom

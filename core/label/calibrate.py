@@ -203,8 +203,18 @@ def calibrated_fractions(
             share = sum(said) / len(said) if said else float("nan")
             out.append(
                 CalibratedFraction(
-                    model, labeller, matrix, index, cal, len(part), above, share, d, lo, hi,
-                    ENDS[e],
-                )  # fmt: skip
+                    model,
+                    labeller,
+                    matrix,
+                    index,
+                    cal,
+                    len(part),
+                    above,
+                    share,
+                    d,
+                    lo,
+                    hi,
+                    end=ENDS[e],
+                )
             )
     return out

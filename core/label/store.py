@@ -124,7 +124,9 @@ def labels_path(cache_dir: Path) -> Path:
 
 
 def _from_row(row: Sequence[Any]) -> LabelRecord:
-    model, wh, matrix, layer, head, idx, control, labeller, interp, label, score, toks, ts, end = row
+    model, wh, matrix, layer, head, idx, control, labeller, interp, label, score, toks, ts, end = (
+        row
+    )
     return LabelRecord(
         model=model,
         weights_hash=wh,

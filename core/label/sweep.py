@@ -236,7 +236,8 @@ def label_llm(
     end: str = "top",
 ) -> list[DirectionLabel]:
     """LLM verdicts for ``items`` of ``end`` (``labeller`` is a
-    :class:`~core.label.llm.LLMLabeller`)."""
+    :class:`~core.label.llm.LLMLabeller`).
+    """
     out = []
     for i, (layer, head, index, toks) in enumerate(items):
         progress(i / max(1, len(items)), f"LLM labelling {kind} L{layer} #{index}")

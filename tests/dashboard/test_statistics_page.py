@@ -290,7 +290,11 @@ def test_ends_are_shown_apart() -> None:
     assert top["threshold"] <= 7 and bottom["threshold"] <= 7
     assert top["gap"] > bottom["gap"]
     assert list(calibration.calibrated(df, by=["index"]).columns[:5]) == [
-        "model", "labeller", "block", "end", "index"
+        "model",
+        "labeller",
+        "block",
+        "end",
+        "index",
     ]
     spec = calibration.gap_chart(cal).to_dict()
     layers = spec["layer"]

@@ -71,8 +71,9 @@ def test_each_end_is_calibrated_on_the_same_end_of_the_control() -> None:
         (True, "bottom"): rng.normal(1.0, 1.0, n),
     }
     recs = [
-        LabelRecord("m", "h", "ov", 0, i % 4, i // 4, "offline", None, "", float(v),
-                    control=c, end=e)  # fmt: skip
+        LabelRecord(
+            "m", "h", "ov", 0, i % 4, i // 4, "offline", None, "", float(v), control=c, end=e
+        )  # fmt: skip
         for (c, e), scores in draws.items()
         for i, v in enumerate(scores)
     ]

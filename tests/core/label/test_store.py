@@ -172,7 +172,11 @@ def test_version_1_store_migrates_in_place_to_top_ends(tmp_path: Path) -> None:
         by = {(r.matrix, r.index, r.labeller): r for r in got}
         off = by[("ov", 0, "offline")]
         assert (off.head, off.interpretable, off.label, off.score, off.timestamp) == (
-            2, True, "fire", 2.5, 10.0
+            2,
+            True,
+            "fire",
+            2.5,
+            10.0,
         )
         assert by[("ov", 0, "manual")].interpretable is None
         ctl = by[("mlp_in", 3, "offline")]

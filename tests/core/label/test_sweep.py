@@ -4,7 +4,6 @@ top end of ``-v``, projected here with a plain matrix product through ``W_U``.""
 from __future__ import annotations
 
 import pytest
-import torch
 
 from core.analysis import controls
 from core.errors import SpecError
@@ -17,7 +16,6 @@ from core.label.sweep import (
     token_sets,
 )
 from core.settings import HEAD_KINDS
-from tests.core.edit.conftest import analyses  # noqa: F401  (a fixture)
 
 CONCEPTS = ("fire", "water", "animal", "number", "colour")
 K = 8

@@ -116,8 +116,7 @@ def test_labels_are_swept_into_the_store(checkpoints: dict[str, Path], tmp_path:
         with LabelStore.in_cache(cache) as store:
             recs = store.query(model=model, labeller="offline", matrix="ov")
         return {
-            (r.layer, r.head, r.index, r.control, r.end): (r.interpretable, r.label)
-            for r in recs
+            (r.layer, r.head, r.index, r.control, r.end): (r.interpretable, r.label) for r in recs
         }
 
     model = str(checkpoints["gpt2"])
