@@ -70,8 +70,8 @@ def calibrated(
 
 def gap_chart(table: pd.DataFrame, x: str = "block") -> alt.LayerChart | alt.FacetChart:
     """Real-minus-control gap per ``x`` with its 95% interval, one colour per labeller;
-    zero is marked. ``block``: the two ends side by side in each block (filled circle:
-    top, open square: bottom); ``index``: one panel per block and end."""
+    zero is marked. ``block``: the two ends side by side in each block (circle: top,
+    square: bottom); ``index``: one panel per block and end."""
     sort = BLOCK_ORDER if x == "block" else None
     kind = "N" if x == "block" else "Q"
     tooltip: list[object] = ["block"] if x != "block" else []
@@ -86,25 +86,33 @@ def gap_chart(table: pd.DataFrame, x: str = "block") -> alt.LayerChart | alt.Fac
         alt.Tooltip("control (held out):Q", format=".1%"),
         alt.Tooltip("threshold:Q", format=".2f"),
     ]
+    angle = {"axis": alt.Axis(labelAngle=0)} if x == "block" else {}
     enc: dict[str, object] = {
-        "x": alt.X(f"{x}:{kind}", title="singular vector index" if x == "index" else x, sort=sort),
+        "x": alt.X(
+            f"{x}:{kind}",
+            title="singular vector index" if x == "index" else x,
+            sort=sort,
+            **angle,
+        ),
         "color": alt.Color("labeller:N"),
         "tooltip": tooltip,
     }
     if x == "block":
-        enc["xOffset"] = alt.XOffset("end:N", sort=list(ENDS))
+        enc["xOffset"] = alt.XOffset("end:N", sort=list(ENDS), scale=alt.Scale(padding=0.5))
     y = alt.Y("gap:Q", title="gap", axis=alt.Axis(format="%"))
     base = alt.Chart()
     shape = alt.Shape(
-        "end:N", sort=list(ENDS), scale=alt.Scale(domain=list(ENDS), range=["circle", "square"])
+        "end:N",
+        sort=list(ENDS),
+        scale=alt.Scale(domain=list(ENDS), range=["circle", "square"]),
+        legend=alt.Legend(symbolFillColor="grey", symbolStrokeColor="grey"),
     )
-    fill = alt.condition(alt.datum.end == "top", alt.Color("labeller:N"), alt.value("white"))
-    points = base.mark_point(size=50, opacity=1).encode(y=y, shape=shape, fill=fill, **enc)
+    points = base.mark_point(filled=True, size=60, opacity=1).encode(y=y, shape=shape, **enc)
     bars = base.mark_rule().encode(y="gap low:Q", y2="gap high:Q", **enc)
     zero = base.mark_rule(strokeDash=[3, 3], color="grey").encode(y=alt.datum(0))
     chart = alt.layer(zero, bars, points, data=table)
     if x == "block":
-        return chart.properties(width=alt.Step(40), height=240)
-    return chart.properties(width=260, height=180).facet(
+        return chart.properties(width=alt.Step(80), height=240)
+    return chart.properties(width=240, height=180).facet(
         column=alt.Column("block:N", sort=BLOCK_ORDER, title=None), row=END_ROW
     )

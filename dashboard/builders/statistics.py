@@ -26,7 +26,9 @@ COLUMNS = ["model", "weights_hash", "matrix", "block", "layer", "head", "index",
            "control", "source", "labeller", "interpretable", "label", "score", "tokens",
            "timestamp"]  # fmt: skip
 #: The facet of a chart's two ends: one row each, top end first.
-END_ROW = alt.Row("end:N", sort=list(ENDS), title="end")
+END_ROW = alt.Row(
+    "end:N", sort=list(ENDS), title=None, header=alt.Header(labelExpr="datum.value + ' end'")
+)
 
 
 def labels_frame(records: Sequence[LabelRecord]) -> pd.DataFrame:
@@ -178,7 +180,7 @@ def _lines(data: pd.DataFrame, x: str, x_title: str) -> alt.Chart:
                 "n",
             ],  # fmt: skip
         )
-        .properties(width=260, height=180)
+        .properties(width=240, height=180)
     )
 
 

@@ -101,7 +101,7 @@ else:
             st.caption(
                 f"Interpretable = score above the block's cut, which calls {rate:.0%} of the "
                 "control interpretable; each end has its own cut, fitted on the same end of "
-                "the control (filled circles: top ends, open squares: bottom ends). The "
+                "the control (circles: top ends, squares: bottom ends). The "
                 "held-out column is the other half of the control (it should be near that "
                 "rate); the gap is weights minus held-out control, with a 95% interval "
                 "(Newcombe)."
