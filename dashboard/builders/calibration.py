@@ -86,13 +86,12 @@ def gap_chart(table: pd.DataFrame, x: str = "block") -> alt.LayerChart | alt.Fac
         alt.Tooltip("control (held out):Q", format=".1%"),
         alt.Tooltip("threshold:Q", format=".2f"),
     ]
-    angle = {"axis": alt.Axis(labelAngle=0)} if x == "block" else {}
     enc: dict[str, object] = {
         "x": alt.X(
             f"{x}:{kind}",
             title="singular vector index" if x == "index" else x,
             sort=sort,
-            **angle,
+            axis=alt.Axis(labelAngle=0) if x == "block" else alt.Axis(),
         ),
         "color": alt.Color("labeller:N"),
         "tooltip": tooltip,
