@@ -44,6 +44,12 @@ def _llm_settings(args: argparse.Namespace) -> Any:
     )
 
 
+#: ``--ends``: which ends of each direction to label.
+ENDS_CHOICES: dict[str, tuple[str, ...]] = {
+    "top": ("top",),
+    "bottom": ("bottom",),
+    "both": ("top", "bottom"),
+}
 #: Directions per component and tokens per direction a sweep may ask for: beyond every
 #: rank and every useful prompt, and small enough that a typo cannot run for hours.
 MAX_N = 4096
@@ -73,6 +79,7 @@ def _concepts(path: Path | None) -> tuple[str, ...] | None:
 
 def _label(args: argparse.Namespace) -> Any:
     from core.label.sweep import (
+        check_ends,
         label_llm,
         label_offline,
         layer_spans,
@@ -90,24 +97,28 @@ def _label(args: argparse.Namespace) -> Any:
     a = open_from_args(args)
     layers = parse_layers(args.layers, 1 if args.matrix == "embed" else a.meta.n_layers)
     heads = None if args.head is None else [args.head]
-    groups = [False, True] if args.control else [False]
-    items = {c: list(token_sets(a, args.matrix, layers, args.n, args.k, heads, c)) for c in groups}
+    ends = check_ends(ENDS_CHOICES[args.ends])
+    groups = [(c, e) for c in ([False, True] if args.control else [False]) for e in ends]
+    items = {
+        (c, e): list(token_sets(a, args.matrix, layers, args.n, args.k, heads, c, e))
+        for c, e in groups
+    }
     results = []
     if args.labeller == "offline":
         offline = offline_labeller(a, concepts=concepts)
-        for c in groups:
-            results += label_offline(offline, items[c], args.matrix, c)
+        for c, e in groups:
+            results += label_offline(offline, items[c, e], args.matrix, c, e)
     else:
         from core.label.llm import open_llm_labeller
 
         assert llm_settings is not None
         lab = open_llm_labeller(llm_settings, a.settings.cache_dir)
-        est = lab.estimate([toks for c in groups for *_, toks in items[c]])
+        est = lab.estimate([toks for g in groups for *_, toks in items[g]])
         print(f"LLM sweep estimate: {est.to_json()}", file=sys.stderr)
         if args.estimate_only:
             return {"estimate": est.to_json()}
-        for c in groups:
-            results += label_llm(lab, items[c], args.matrix, c, tqdm_progress())
+        for c, e in groups:
+            results += label_llm(lab, items[c, e], args.matrix, c, tqdm_progress(), e)
     if not args.no_store:
         store_labels(a, results)
     if args.json:
@@ -117,6 +128,7 @@ def _label(args: argparse.Namespace) -> Any:
             "layer": r.layer,
             "head": "" if r.head is None else r.head,
             "index": r.index,
+            "end": r.end,
             "control": "yes" if r.control else "",
             "interp": "yes" if r.interpretable else "no",
             "score": "" if r.score is None else f"{r.score:.2f}",
@@ -203,7 +215,14 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", default="all", help="'all', '3', '0,2,5' or '4-7'")
     p.add_argument("--head", type=int, default=None, help="one head (ov/qk; default all)")
     p.add_argument("--n", type=int, default=30, help="directions per component")
-    p.add_argument("--k", type=int, default=15, help="top tokens shown to the labeller")
+    p.add_argument("--k", type=int, default=15, help="tokens of an end shown to the labeller")
+    p.add_argument(
+        "--ends",
+        choices=tuple(ENDS_CHOICES),
+        default="both",
+        help="which ends of each direction to label (default both: the sign rule only "
+        "decides which end is called top)",
+    )
     p.add_argument("--labeller", choices=("offline", "llm"), default="offline")
     p.add_argument("--control", action="store_true", help="also label the random control")
     p.add_argument("--concepts", type=Path, default=None, help="concept list, one per line")

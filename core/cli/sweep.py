@@ -79,7 +79,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--what",
         default="decompose",
-        help="decompose[,controls][,labels][,examples] (labels: the offline labeller, stored in "
+        help="decompose[,controls][,labels][,examples] (labels: the offline labeller on both ends, in "
         "labels.sqlite; examples: dataset examples over the reference corpus)",
     )
     p.add_argument(

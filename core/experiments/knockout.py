@@ -18,7 +18,8 @@ next-token distributions (unedited against edited, every position, as
 directions' top tokens (the set's own, ``dlogprob_own``; and the interpretable set's,
 ``dlogprob_target``, so every set is read on the same positions too).
 
-Verdicts come from the label store (:mod:`core.experiments.verdicts`); results are
+Verdicts come from the label store (:mod:`core.experiments.verdicts`), which labels
+each end of a direction: a direction is interpretable when either end is. Results are
 cached by :mod:`core.experiments.knockout_cache`.
 """
 

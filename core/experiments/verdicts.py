@@ -2,8 +2,10 @@
 
 Verdicts come from the label store (:mod:`core.label.store`): the chosen labeller's
 (``offline``, ``llm`` for any LLM's, or ``manual``), a manual label of the same direction
-overriding it, the newest when several LLMs spoke. :func:`label_missing` runs the offline
-labeller on the components that have no verdict yet.
+and end overriding it, the newest when several LLMs spoke. Labels are per end (top and
+bottom); a direction is *interpretable* when either of its ends is, uninterpretable when
+every end with a verdict is not. :func:`label_missing` runs the offline labeller on both
+ends of the components that have no verdict yet.
 """
 
 from __future__ import annotations
@@ -45,12 +47,14 @@ def _source_matches(labeller: str, source: str) -> bool:
 def stored_verdicts(
     analysis: Analysis, kinds: Sequence[str], layers: Sequence[int], source: str = "offline"
 ) -> dict[Key, bool]:
-    """The stored yes/no verdicts on directions of ``kinds`` in ``layers``: ``source``'s
-    (:data:`LABEL_SOURCES`), a manual label of the same direction winning, and the
-    newest when several labellers of the source spoke. Controls are left out.
+    """The stored yes/no verdict on each direction of ``kinds`` in ``layers``: per end,
+    ``source``'s (:data:`LABEL_SOURCES`), a manual label of the same end winning, and
+    the newest when several labellers of the source spoke; then one bool per direction,
+    true when either end is interpretable (false when every decided end is not).
+    Controls are left out.
     """
     meta, wanted = analysis.meta, set(layers)
-    best: dict[Key, tuple[int, float, bool]] = {}
+    best: dict[tuple[Key, str], tuple[int, float, bool]] = {}
     with LabelStore.in_cache(analysis.settings.cache_dir) as labels:
         for kind in kinds:
             for r in labels.query(meta.name, meta.weights_hash, kind, control=False):
@@ -62,10 +66,13 @@ def stored_verdicts(
                     rank = 1
                 else:
                     continue
-                key: Key = (kind, r.layer, r.head, r.index)
+                key = ((kind, r.layer, r.head, r.index), r.end)
                 if key not in best or best[key][:2] < (rank, r.timestamp):
                     best[key] = (rank, r.timestamp, r.interpretable)
-    return {k: v[2] for k, v in best.items()}
+    out: dict[Key, bool] = {}
+    for (direction, _), (_, _, yes) in best.items():
+        out[direction] = out.get(direction, False) or yes
+    return out
 
 
 def label_missing(
@@ -75,9 +82,11 @@ def label_missing(
     n: int = 30,
     progress: Progress = quiet,
 ) -> int:
-    """Label offline (and store) the first ``n`` directions of every chosen component
-    that has no offline or manual verdict yet; returns how many were labelled.
+    """Label offline (and store) both ends of the first ``n`` directions of every chosen
+    component that has no offline or manual verdict yet; returns how many verdicts (two
+    per direction) were stored.
     """
+    from core.label.store import ENDS
     from core.label.sweep import label_offline, offline_labeller, store_labels, token_sets
 
     have = {k[:3] for k in stored_verdicts(analysis, kinds, layers, "offline")}
@@ -89,9 +98,14 @@ def label_missing(
     count = 0
     for j, (kind, layer) in enumerate(todo):
         progress(j / len(todo), f"labelling {kind} of layer {layer} offline")
-        items = [it for it in token_sets(analysis, kind, [layer], n) if (kind, *it[:2]) not in have]
         labeller = labeller or offline_labeller(analysis)
-        count += store_labels(analysis, label_offline(labeller, items, kind))
+        for end in ENDS:
+            items = [
+                it
+                for it in token_sets(analysis, kind, [layer], n, end=end)
+                if (kind, *it[:2]) not in have
+            ]
+            count += store_labels(analysis, label_offline(labeller, items, kind, end=end))
     if todo:
         progress(1.0, f"labelled {count} directions offline")
     return count

@@ -1,6 +1,7 @@
 """Labelling: is a direction's token set about one thing? An offline labeller
 (MiniLM embeddings against a random-set null), an optional LLM labeller, and the
-SQLite store both write to beside the manual labels.
+SQLite store both write to beside the manual labels. Each direction's two ends (top and
+bottom) are labelled separately.
 """
 
 from core.label.store import LabelRecord, LabelStore, labels_path

@@ -8,8 +8,11 @@ sets the cut so that the control is called interpretable at a stated ``rate``. T
 "interpretable" means "more coherent than all but ``rate`` of what random directions
 through this model's unembedding give".
 
-The cut is fitted on a random half of the control scores and checked on the other half
-(:class:`Calibration`). Real-against-control differences carry a 95% interval
+The cut is fitted per block *and per end*: a direction's top and bottom ends (see
+:mod:`core.label.store`) are scored separately, and each end of the weights is compared
+with the same end of the control, since the sign rule that names the ends treats real
+and random directions alike. It is fitted on a random half of the control scores and
+checked on the other half (:class:`Calibration`). Real-against-control differences carry a 95% interval
 (:func:`gap_interval`: Newcombe's hybrid score interval for a difference of two
 independent proportions, method 10 of Newcombe 1998, built from Wilson intervals).
 """
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.label.store import LabelRecord
+from core.label.store import ENDS, LabelRecord
 
 #: The stated false-positive rate on the control.
 DEFAULT_RATE = 0.05
@@ -114,11 +117,12 @@ def gap_interval(x1: int, n1: int, x2: int, n2: int, z: float = Z95) -> tuple[fl
 
 @dataclass(frozen=True)
 class CalibratedFraction:
-    """One block's (or one index's) share of interpretable directions under the cut
-    calibrated on that block's control.
+    """One block's (or one index's) share of interpretable directions, on one end, under
+    the cut calibrated on the same end of that block's control.
 
     Attributes:
         model, labeller, matrix: whose verdicts.
+        end: which end of the directions (``top`` or ``bottom``).
         index: the singular-vector index, or ``None`` for the whole block.
         calibration: the block's cut and its held-out check.
         n: directions of the weights scored.
@@ -140,6 +144,7 @@ class CalibratedFraction:
     gap: float
     gap_low: float
     gap_high: float
+    end: str = "top"
 
     @property
     def fraction(self) -> float:
@@ -153,6 +158,7 @@ class CalibratedFraction:
             "model": self.model,
             "labeller": self.labeller,
             "matrix": self.matrix,
+            "end": self.end,
             "index": self.index,
             "rate": c.rate,
             "threshold": round(c.threshold, 4),
@@ -170,16 +176,17 @@ class CalibratedFraction:
 def calibrated_fractions(
     records: Sequence[LabelRecord], by_index: bool = False, rate: float = DEFAULT_RATE
 ) -> list[CalibratedFraction]:
-    """Per model, labeller and matrix (and index, with ``by_index``) of ``records``: the
-    calibrated share and its gap to the held-out control. Records without a score are
-    left out, and so is a block with fewer than 4 scored control directions.
+    """Per model, labeller, matrix and end (and index, with ``by_index``) of ``records``:
+    the calibrated share and its gap to the held-out control of the same end (top end
+    first). Records without a score are left out, and so is a block's end with fewer
+    than 4 scored control directions.
     """
-    groups: dict[tuple[str, str, str], list[LabelRecord]] = {}
+    groups: dict[tuple[str, str, str, int], list[LabelRecord]] = {}
     for r in records:
         if r.score is not None and math.isfinite(r.score):
-            groups.setdefault((r.model, r.labeller, r.matrix), []).append(r)
+            groups.setdefault((r.model, r.labeller, r.matrix, ENDS.index(r.end)), []).append(r)
     out = []
-    for (model, labeller, matrix), recs in sorted(groups.items()):
+    for (model, labeller, matrix, e), recs in sorted(groups.items()):
         ctrl = np.array([r.score for r in recs if r.control], dtype=float)
         if len(ctrl) < 4:
             continue
@@ -196,7 +203,18 @@ def calibrated_fractions(
             share = sum(said) / len(said) if said else float("nan")
             out.append(
                 CalibratedFraction(
-                    model, labeller, matrix, index, cal, len(part), above, share, d, lo, hi
+                    model,
+                    labeller,
+                    matrix,
+                    index,
+                    cal,
+                    len(part),
+                    above,
+                    share,
+                    d,
+                    lo,
+                    hi,
+                    end=ENDS[e],
                 )
             )
     return out

@@ -1,9 +1,14 @@
 """Direction labels on disk: one SQLite file, ``<cache_dir>/labels.sqlite``.
 
 A label is keyed by ``(model, weights_hash, matrix, layer, head, index, control,
-labeller)``: manual labels (``labeller="manual"``) sit beside the offline and LLM
-labellers' verdicts for the same direction, and random-control directions beside the
-real ones. Writes are upserts, so re-labelling replaces; the file can be exported as CSV.
+labeller, end)``: manual labels (``labeller="manual"``) sit beside the offline and LLM
+labellers' verdicts for the same direction, random-control directions beside the real
+ones, and each direction's two ends beside each other. ``end`` is ``top`` (the tokens
+with the largest projections of the oriented direction) or ``bottom`` (the most
+negative ones, which are the top end of the negated direction): the sign rule
+(:func:`core.svd.project.token_signs`) only decides which end is called "top", so
+both are labelled. Writes are upserts, so re-labelling replaces; the file can be
+exported as CSV.
 """
 
 from __future__ import annotations
@@ -24,12 +29,15 @@ MANUAL = "manual"
 #: LLM verdicts are stored as ``llm:<model>``; rows from before the model was part of
 #: the name (plain ``llm``) are renamed to this by the store's version-1 migration.
 LLM_UNKNOWN = "llm:unknown model"
-#: ``PRAGMA user_version`` of the current layout (1: LLM labellers carry their model).
-SCHEMA_VERSION = 1
+#: ``PRAGMA user_version`` of the current layout (1: LLM labellers carry their model;
+#: 2: the ``end`` column, part of the key; older rows become ``top``).
+SCHEMA_VERSION = 2
+#: A direction's two ends: its largest and its most negative token projections.
+ENDS: tuple[str, ...] = ("top", "bottom")
 _NO_HEAD = -1  # SQLite treats NULLs as distinct in keys, so "no head" is stored as -1
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS labels (
+CREATE TABLE IF NOT EXISTS {table} (
     model TEXT NOT NULL,
     weights_hash TEXT NOT NULL,
     matrix TEXT NOT NULL,
@@ -43,12 +51,19 @@ CREATE TABLE IF NOT EXISTS labels (
     score REAL,
     tokens TEXT NOT NULL,
     timestamp REAL NOT NULL,
-    PRIMARY KEY (model, weights_hash, matrix, layer, head, idx, control, labeller)
+    "end" TEXT NOT NULL DEFAULT 'top',
+    PRIMARY KEY (model, weights_hash, matrix, layer, head, idx, control, labeller, "end")
 )
 """
-_COLS = (
+#: The columns of version 1 (no ``end``), copied over by the version-2 migration.
+_COLS_V1 = (
     "model, weights_hash, matrix, layer, head, idx, control, labeller, "
     "interpretable, label, score, tokens, timestamp"
+)
+_COLS = _COLS_V1 + ', "end"'
+_KEY_WHERE = (
+    "model=? AND weights_hash=? AND matrix=? AND layer=? AND head=? AND idx=? AND control=? "
+    'AND labeller=? AND "end"=?'
 )
 
 
@@ -69,6 +84,8 @@ class LabelRecord:
         score: the labeller's score (offline: z-score), if any.
         tokens: the top tokens shown to the labeller, comma-separated.
         control: whether this is a random-control direction.
+        end: which end of the direction the verdict is on (:data:`ENDS`): ``top``, the
+            tokens with the largest projections, or ``bottom``, the most negative ones.
         timestamp: seconds since the epoch of the last write.
     """
 
@@ -84,6 +101,7 @@ class LabelRecord:
     score: float | None = None
     tokens: str = ""
     control: bool = False
+    end: str = "top"
     timestamp: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
@@ -91,11 +109,13 @@ class LabelRecord:
             raise ValueError("layer and index must be non-negative")
         if not self.labeller:
             raise ValueError("labeller must be non-empty")
+        if self.end not in ENDS:
+            raise ValueError(f"end must be one of {', '.join(ENDS)}, not {self.end!r}")
 
     def key(self) -> tuple[Any, ...]:
         h = _NO_HEAD if self.head is None else self.head
         return (self.model, self.weights_hash, self.matrix, self.layer, h, self.index,
-                int(self.control), self.labeller)  # fmt: skip
+                int(self.control), self.labeller, self.end)  # fmt: skip
 
 
 def labels_path(cache_dir: Path) -> Path:
@@ -104,7 +124,9 @@ def labels_path(cache_dir: Path) -> Path:
 
 
 def _from_row(row: Sequence[Any]) -> LabelRecord:
-    model, wh, matrix, layer, head, idx, control, labeller, interp, label, score, toks, ts = row
+    model, wh, matrix, layer, head, idx, control, labeller, interp, label, score, toks, ts, end = (
+        row
+    )
     return LabelRecord(
         model=model,
         weights_hash=wh,
@@ -118,6 +140,7 @@ def _from_row(row: Sequence[Any]) -> LabelRecord:
         score=score,
         tokens=toks,
         control=bool(control),
+        end=end,
         timestamp=float(ts),
     )
 
@@ -150,7 +173,10 @@ class LabelStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=30.0)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(_SCHEMA)
+            # One opener at a time creates or migrates the table (another process may be
+            # opening a version-1 store at the same moment).
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(_SCHEMA.format(table="labels"))
             self._migrate()
             self._db.commit()
         except sqlite3.DatabaseError as exc:
@@ -168,7 +194,19 @@ class LabelStore:
                 "UPDATE OR IGNORE labels SET labeller=? WHERE labeller='llm'", (LLM_UNKNOWN,)
             )
             self._db.execute("DELETE FROM labels WHERE labeller='llm'")
+        if version < 2 and "end" not in self._columns():
+            # Version 1 labelled the top end only, and ``end`` joins the primary key, which
+            # SQLite cannot alter: copy every row into the new layout as ``top``.
+            self._db.execute(_SCHEMA.format(table="labels_v2"))
+            self._db.execute(
+                f"INSERT INTO labels_v2 ({_COLS}) SELECT {_COLS_V1}, 'top' FROM labels"
+            )
+            self._db.execute("DROP TABLE labels")
+            self._db.execute("ALTER TABLE labels_v2 RENAME TO labels")
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _columns(self) -> set[str]:
+        return {row[1] for row in self._db.execute("PRAGMA table_info(labels)")}
 
     @classmethod
     def in_cache(cls, cache_dir: Path) -> LabelStore:
@@ -189,19 +227,20 @@ class LabelStore:
         recs = [records] if isinstance(records, LabelRecord) else list(records)
         rows = [
             (
-                *r.key(),
+                *r.key()[:-1],
                 None if r.interpretable is None else int(r.interpretable),
                 r.label,
                 r.score,
                 r.tokens,
                 r.timestamp,
+                r.end,
             )  # fmt: skip
             for r in recs
         ]
         with self._db:
             self._db.executemany(
                 f"INSERT OR REPLACE INTO labels ({_COLS}) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
         return len(rows)
@@ -216,13 +255,13 @@ class LabelStore:
         index: int,
         labeller: str = MANUAL,
         control: bool = False,
+        end: str = "top",
     ) -> LabelRecord | None:
         """The record under one key, or ``None``."""
         h = _NO_HEAD if head is None else head
         cur = self._db.execute(
-            f"SELECT {_COLS} FROM labels WHERE model=? AND weights_hash=? AND matrix=? AND "
-            "layer=? AND head=? AND idx=? AND control=? AND labeller=?",
-            (model, weights_hash, matrix, layer, h, index, int(control), labeller),
+            f"SELECT {_COLS} FROM labels WHERE {_KEY_WHERE}",
+            (model, weights_hash, matrix, layer, h, index, int(control), labeller, end),
         )
         row = cur.fetchone()
         return None if row is None else _from_row(row)
@@ -230,11 +269,7 @@ class LabelStore:
     def delete(self, record: LabelRecord) -> bool:
         """Remove the record with ``record``'s key; whether one was there."""
         with self._db:
-            cur = self._db.execute(
-                "DELETE FROM labels WHERE model=? AND weights_hash=? AND matrix=? AND layer=? "
-                "AND head=? AND idx=? AND control=? AND labeller=?",
-                record.key(),
-            )
+            cur = self._db.execute(f"DELETE FROM labels WHERE {_KEY_WHERE}", record.key())
         return cur.rowcount > 0
 
     def query(
@@ -245,9 +280,10 @@ class LabelStore:
         labeller: str | None = None,
         control: bool | None = None,
         search: str | None = None,
+        end: str | None = None,
     ) -> list[LabelRecord]:
         """Records matching every given filter; ``search`` matches label or tokens (substring,
-        case-insensitive).
+        case-insensitive); ``end``: one end's verdicts only (default both).
         """
         where: list[str] = []
         args: list[Any] = []
@@ -261,6 +297,9 @@ class LabelStore:
         if control is not None:
             where.append("control=?")
             args.append(int(control))
+        if end is not None:
+            where.append('"end"=?')
+            args.append(end)
         if search:
             where.append("(label LIKE ? ESCAPE '\\' OR tokens LIKE ? ESCAPE '\\')")
             pat = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -268,7 +307,7 @@ class LabelStore:
         sql = f"SELECT {_COLS} FROM labels"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY model, matrix, control, layer, head, idx, labeller"
+        sql += ' ORDER BY model, matrix, control, layer, head, idx, labeller, "end" DESC'
         return [_from_row(r) for r in self._db.execute(sql, args)]
 
     def export_csv(self, out: Path | TextIO | None = None, **filters: Any) -> str:

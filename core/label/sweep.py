@@ -3,8 +3,11 @@
 Two labellers share one interface: ``offline`` (default, no network; see
 :mod:`core.label.offline`) and ``llm`` (an OpenAI-compatible endpoint; see
 :mod:`core.label.llm`). Manual labels come from the dashboard and live in the same
-store (:mod:`core.label.store`). Each direction is shown to a labeller as its top ``k``
-tokens, as in the original post (15 tokens of the oriented direction's top end).
+store (:mod:`core.label.store`). Each direction is shown to a labeller as ``k`` tokens
+of one end, as in the original post (15 tokens), and both ends are labelled: the sign
+rule (:func:`core.svd.project.token_signs`) only decides which end is called "top". The
+``bottom`` end is the most negative projections, strongest first: the top end of the
+negated direction.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 from core.analysis import Analysis
 from core.errors import SpecError
 from core.label.offline import OfflineLabeller, OfflineParams, load_embedder
-from core.label.store import LabelRecord
+from core.label.store import ENDS, LabelRecord
 from core.progress import Progress, quiet
 from core.query import check_component, directions, kind_result
 from core.settings import HEAD_KINDS
@@ -35,11 +38,12 @@ class DirectionLabel:
         index: singular-vector index.
         control: whether it is a random-control direction.
         labeller: ``offline`` or ``llm:<model>``.
-        tokens: the top tokens the labeller saw.
+        tokens: the tokens of ``end`` the labeller saw, strongest first.
         interpretable: the yes/no verdict.
         label: the concept or theme ("" if none).
         score: offline z-score; ``None`` for the LLM.
         detail: labeller-specific extras (percentile, LLM responses, ...).
+        end: which end of the direction was labelled (``top`` or ``bottom``).
     """
 
     matrix: str
@@ -53,6 +57,7 @@ class DirectionLabel:
     label: str
     score: float | None
     detail: dict[str, Any]
+    end: str = "top"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,6 +66,7 @@ class DirectionLabel:
             "head": self.head,
             "index": self.index,
             "control": self.control,
+            "end": self.end,
             "labeller": self.labeller,
             "interpretable": self.interpretable,
             "label": self.label,
@@ -84,6 +90,7 @@ class DirectionLabel:
             score=self.score,
             tokens=", ".join(self.tokens),
             control=self.control,
+            end=self.end,
         )
 
 
@@ -132,6 +139,19 @@ def parse_layers(spec: str, n_layers: int) -> list[int]:
     return sorted({x for a, b in spans for x in range(a, b + 1)})
 
 
+def check_ends(ends: Sequence[str]) -> tuple[str, ...]:
+    """``ends`` in :data:`~core.label.store.ENDS` order, each once.
+
+    Raises:
+        SpecError: an unknown end, or none.
+    """
+    bad = [e for e in ends if e not in ENDS]
+    if bad or not ends:
+        what = repr(bad[0]) if bad else "none"
+        raise SpecError(f"Unknown end {what}; use top, bottom or both.")
+    return tuple(e for e in ENDS if e in ends)
+
+
 def token_sets(
     analysis: Analysis,
     kind: str,
@@ -140,10 +160,14 @@ def token_sets(
     k: int = 15,
     heads: Sequence[int] | None = None,
     control: bool = False,
+    end: str = "top",
 ) -> Iterator[tuple[int, int | None, int, tuple[str, ...]]]:
-    """``(layer, head, index, top k raw tokens)`` for the first ``n`` directions of each
-    component. A control has one component per layer (reported with head ``None``).
+    """``(layer, head, index, k raw tokens of end)`` for the first ``n`` directions of
+    each component: the ``top`` end's largest projections, or the ``bottom`` end's most
+    negative ones (strongest first). A control has one component per layer (reported
+    with head ``None``).
     """
+    check_ends([end])
     has_gate = analysis.meta.gated
     per_head = kind in HEAD_KINDS
     # A model without a gate is told so, not told to rebuild a cache that cannot hold one.
@@ -157,7 +181,8 @@ def token_sets(
         for head in comps:
             check_component(analysis.meta, kind, layer, head, has_gate)
             for d in directions(analysis, kind, layer, head, n=n, k=k, control=control):
-                yield layer, None if control else head, d.index, tuple(t for t, _, _ in d.top)
+                toks = d.top if end == "top" else d.bottom
+                yield layer, None if control else head, d.index, tuple(t for t, _, _ in toks)
 
 
 def offline_labeller(
@@ -179,8 +204,9 @@ def label_offline(
     items: Sequence[tuple[int, int | None, int, tuple[str, ...]]],
     kind: str,
     control: bool = False,
+    end: str = "top",
 ) -> list[DirectionLabel]:
-    """Offline verdicts for ``items`` from :func:`token_sets`."""
+    """Offline verdicts for ``items`` from :func:`token_sets` (of ``end``)."""
     scores = labeller.score_many([toks for *_, toks in items])
     return [
         DirectionLabel(
@@ -195,6 +221,7 @@ def label_offline(
             label=s.label,
             score=s.z,
             detail={"percentile": round(s.percentile, 4), "alternatives": list(s.alternatives)},
+            end=end,
         )
         for (layer, head, index, toks), s in zip(items, scores)
     ]
@@ -206,8 +233,11 @@ def label_llm(
     kind: str,
     control: bool = False,
     progress: Progress = quiet,
+    end: str = "top",
 ) -> list[DirectionLabel]:
-    """LLM verdicts for ``items`` (``labeller`` is a :class:`~core.label.llm.LLMLabeller`)."""
+    """LLM verdicts for ``items`` of ``end`` (``labeller`` is a
+    :class:`~core.label.llm.LLMLabeller`).
+    """
     out = []
     for i, (layer, head, index, toks) in enumerate(items):
         progress(i / max(1, len(items)), f"LLM labelling {kind} L{layer} #{index}")
@@ -225,6 +255,7 @@ def label_llm(
                 label=v.label,
                 score=None,
                 detail={"response": v.response, "verifier_response": v.verifier_response},
+                end=end,
             )
         )
     progress(1.0, "done")
@@ -244,22 +275,26 @@ def sweep_offline(
     control: bool = True,
     labeller: OfflineLabeller | None = None,
     progress: Progress = quiet,
+    ends: Sequence[str] = ENDS,
 ) -> list[DirectionLabel]:
-    """Offline verdicts on the first ``n`` directions of every component of ``kinds``
-    (those the cache entry holds), and of their random controls when ``control``.
+    """Offline verdicts on ``ends`` (default both) of the first ``n`` directions of every
+    component of ``kinds`` (those the cache entry holds), and of their random controls
+    when ``control``.
     """
+    ends = check_ends(ends)
     lab = labeller or offline_labeller(analysis)
     have = [kd for kd in kinds if kd in analysis.svd.kinds]
-    groups = [False, True] if control else [False]
+    groups = [(c, e) for c in ([False, True] if control else [False]) for e in ends]
     out: list[DirectionLabel] = []
     steps = max(1, len(have) * len(groups))
     for i, kind in enumerate(have):
         n_layers = 1 if kind == "embed" else analysis.meta.n_layers
         ls = list(layers) if layers is not None else list(range(n_layers))
-        for j, c in enumerate(groups):
-            progress((i * len(groups) + j) / steps, f"labelling {'control ' if c else ''}{kind}")
-            items = list(token_sets(analysis, kind, ls, n, k, None, c))
-            out += label_offline(lab, items, kind, c)
+        for j, (c, e) in enumerate(groups):
+            what = f"labelling {'control ' if c else ''}{kind} ({e} ends)"
+            progress((i * len(groups) + j) / steps, what)
+            items = list(token_sets(analysis, kind, ls, n, k, None, c, e))
+            out += label_offline(lab, items, kind, c, e)
     progress(1.0, "done")
     return out
 

@@ -25,8 +25,9 @@ from typing import Any
 
 #: What a sweep can build per model. ``decompose``: the cache entry (decompositions and
 #: token projections); ``controls``: its random controls as well; ``labels``: the
-#: offline labeller's verdicts on the first :data:`LABEL_N` directions of every OV, MLP-in
-#: and MLP-out component (and of their controls when ``controls`` is swept too);
+#: offline labeller's verdicts on both ends of the first :data:`LABEL_N` directions of
+#: every OV, MLP-in and MLP-out component (and of their controls when ``controls`` is
+#: swept too);
 #: ``examples``: every direction's dataset examples over the shipped reference corpus
 #: (:func:`core.activations.get_examples`, default options: a forward pass of the model).
 WHAT = ("decompose", "controls", "labels", "examples")
@@ -213,18 +214,20 @@ def _run_piece(spec: TaskSpec, settings: Any, attempt: int, progress: Any, t0: f
 
 
 def label_entry(analysis: Any, with_controls: bool, progress: Any) -> bool:
-    """Write the offline verdicts of ``analysis``'s entry as its :data:`LABELS_PART`
-    part, unless the part is there already; returns whether it labelled now.
+    """Write the offline verdicts on both ends of ``analysis``'s entry's directions as
+    its :data:`LABELS_PART` part, unless the part is there already (a part from before
+    both ends were labelled is redone); returns whether it labelled now.
     """
     from core.analysis import settings_key
     from core.cache import store
     from core.errors import CacheError
+    from core.label.store import ENDS
     from core.label.sweep import sweep_offline
 
     s, key = analysis.settings, settings_key(analysis.settings)
     try:
         extra, _ = store.load_part(s.cache_dir, analysis.meta, s.processing, key, LABELS_PART)
-        if extra.get("controls") == with_controls:
+        if extra.get("controls") == with_controls and extra.get("ends") == list(ENDS):
             return False
     except CacheError:
         pass
@@ -235,14 +238,21 @@ def label_entry(analysis: Any, with_controls: bool, progress: Any) -> bool:
     labels = sweep_offline(analysis, n=LABEL_N, k=LABEL_K, control=with_controls, progress=step)
     meta = analysis.meta
     rows = [dataclasses.asdict(r.to_record(meta.name, meta.weights_hash)) for r in labels]
-    extra = {"n": LABEL_N, "k": LABEL_K, "controls": with_controls, "labels": rows}
+    extra = {
+        "n": LABEL_N,
+        "k": LABEL_K,
+        "controls": with_controls,
+        "ends": list(ENDS),
+        "labels": rows,
+    }
     store.save_part(s.cache_dir, analysis.meta, s.processing, key, LABELS_PART, {}, extra)
     return True
 
 
 def stored_labels(entry: Path) -> list[Any]:
     """The :class:`~core.label.store.LabelRecord` verdicts in entry folder ``entry``'s
-    :data:`LABELS_PART` part (empty when it has none).
+    :data:`LABELS_PART` part (empty when it has none; rows of a part written before
+    verdicts named their end are top-end verdicts).
     """
     from core.cache import store
     from core.errors import CacheError

@@ -1,5 +1,9 @@
 """Label statistics: stored verdicts as a table, interpretable fractions, and their charts.
 
+Each direction has two ends, labelled separately (:mod:`core.label.store`); fractions
+are per end and every chart shows the two ends in separate rows, since a labeller can
+tell the weights from the control on one end and not on the other.
+
 Every function takes plain data (label records or the frame built from them) and returns
 a ``pd.DataFrame`` or an ``alt.Chart``; nothing here imports Streamlit.
 """
@@ -12,22 +16,27 @@ from pathlib import Path
 
 import altair as alt
 import pandas as pd
-from core.label.store import LabelRecord, LabelStore, labels_path
+from core.label.store import ENDS, LabelRecord, LabelStore, labels_path
 from core.settings import BLOCK_NAMES
 
 #: The blocks (display names of the matrix kinds, ``core.settings.BLOCK_NAMES``) in order.
 BLOCK_ORDER = list(BLOCK_NAMES.values())
 SOURCES = ("weights", "random control")
-COLUMNS = ["model", "weights_hash", "matrix", "block", "layer", "head", "index", "control",
-           "source", "labeller", "interpretable", "label", "score", "tokens", "timestamp"]  # fmt: skip
+COLUMNS = ["model", "weights_hash", "matrix", "block", "layer", "head", "index", "end",
+           "control", "source", "labeller", "interpretable", "label", "score", "tokens",
+           "timestamp"]  # fmt: skip
+#: The facet of a chart's two ends: one row each, top end first.
+END_ROW = alt.Row(
+    "end:N", sort=list(ENDS), title=None, header=alt.Header(labelExpr="datum.value + ' end'")
+)
 
 
 def labels_frame(records: Sequence[LabelRecord]) -> pd.DataFrame:
     """One row per stored verdict.
 
     Returns:
-        columns :data:`COLUMNS`: the record's fields plus ``block`` (display name of the
-        matrix) and ``source`` (``weights`` or ``random control``); ``head`` is a
+        columns :data:`COLUMNS`: the record's fields (``end``: ``top`` or ``bottom``) plus
+        ``block`` (display name of the matrix) and ``source`` (``weights`` or ``random control``); ``head`` is a
         nullable integer, ``interpretable`` a nullable boolean, ``timestamp`` a datetime.
     """
     rows = [
@@ -39,6 +48,7 @@ def labels_frame(records: Sequence[LabelRecord]) -> pd.DataFrame:
             "layer": r.layer,
             "head": r.head,
             "index": r.index,
+            "end": r.end,
             "control": r.control,
             "source": SOURCES[int(r.control)],
             "labeller": r.labeller,
@@ -117,18 +127,19 @@ def _bars(data: pd.DataFrame, x: str, x_title: str, sort: list[str] | None) -> a
 
 def block_chart(df: pd.DataFrame) -> alt.FacetChart:
     """Fraction interpretable per block (OV heads, MLP in, MLP out, ...), weights beside
-    their random control, one panel per labeller."""
-    data = fractions(df, ["block"])
+    their random control, one panel per labeller and end."""
+    data = fractions(df, ["block", "end"])
     return _bars(data, "block", "block", BLOCK_ORDER).facet(
-        column=alt.Column("labeller:N", title="labeller")
+        column=alt.Column("labeller:N", title="labeller"), row=END_ROW
     )
 
 
 def model_chart(df: pd.DataFrame) -> alt.FacetChart:
-    """Fraction interpretable per model, weights beside control, one panel per labeller."""
-    data = fractions(df, ["model"])
+    """Fraction interpretable per model, weights beside control, one panel per labeller
+    and end."""
+    data = fractions(df, ["model", "end"])
     return _bars(data, "model", "model", None).facet(
-        column=alt.Column("labeller:N", title="labeller")
+        column=alt.Column("labeller:N", title="labeller"), row=END_ROW
     )
 
 
@@ -169,49 +180,55 @@ def _lines(data: pd.DataFrame, x: str, x_title: str) -> alt.Chart:
                 "n",
             ],  # fmt: skip
         )
-        .properties(width=260, height=180)
+        .properties(width=240, height=180)
     )
 
 
 def index_chart(df: pd.DataFrame) -> alt.FacetChart:
     """Fraction interpretable per singular-vector index (0 = largest singular value), per
-    block; solid lines for the weights, dashed for the control, one colour per labeller.
-    Indices without labels break the lines (:func:`runs`)."""
-    data = runs(fractions(df, ["block", "index"]), "index", ["block", "labeller", "source"])
+    block and end; solid lines for the weights, dashed for the control, one colour per
+    labeller. Indices without labels break the lines (:func:`runs`)."""
+    data = runs(fractions(df, ["block", "end", "index"]), "index",
+                ["block", "end", "labeller", "source"])  # fmt: skip
     return _lines(data, "index", "singular vector index").facet(
-        column=alt.Column("block:N", sort=BLOCK_ORDER, title=None)
+        column=alt.Column("block:N", sort=BLOCK_ORDER, title=None), row=END_ROW
     )
 
 
 def layer_chart(df: pd.DataFrame) -> alt.FacetChart:
-    """Fraction interpretable per layer, per block (the per-layer breakdown of
+    """Fraction interpretable per layer, per block and end (the per-layer breakdown of
     :func:`block_chart`); lines as in :func:`index_chart`."""
-    data = runs(fractions(df, ["block", "layer"]), "layer", ["block", "labeller", "source"])
+    data = runs(fractions(df, ["block", "end", "layer"]), "layer",
+                ["block", "end", "labeller", "source"])  # fmt: skip
     return _lines(data, "layer", "layer").facet(
-        column=alt.Column("block:N", sort=BLOCK_ORDER, title=None)
+        column=alt.Column("block:N", sort=BLOCK_ORDER, title=None), row=END_ROW
     )
 
 
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Fractions per model, block and labeller, weights and control side by side.
+    """Fractions per model, block, end and labeller, weights and control side by side.
 
     Returns:
-        columns ``model``, ``block``, ``labeller``, ``weights`` and ``random control``
-        (fractions, NaN when missing), ``n weights``, ``n control``.
+        columns ``model``, ``block``, ``end``, ``labeller``, ``weights`` and ``random
+        control`` (fractions, NaN when missing), ``n weights``, ``n control``; top ends
+        before bottom ones.
     """
-    f = fractions(df, ["model", "block"])
+    keys = ["model", "block", "end", "labeller"]
+    f = fractions(df, ["model", "block", "end"])
     if f.empty:
-        return pd.DataFrame(columns=["model", "block", "labeller", *SOURCES, "n weights",
-                                     "n control"])  # fmt: skip
-    wide = f.pivot_table(index=["model", "block", "labeller"], columns="source",
-                         values=["fraction", "n"], observed=True)  # fmt: skip
+        return pd.DataFrame(columns=[*keys, *SOURCES, "n weights", "n control"])
+    f["end"] = pd.Categorical(f["end"], categories=list(ENDS))
+    wide = f.pivot_table(index=keys, columns="source", values=["fraction", "n"],
+                         observed=True)  # fmt: skip
     out = pd.DataFrame(index=wide.index)
     for s in SOURCES:
         out[s] = wide["fraction"][s] if s in wide["fraction"] else float("nan")
     out["n weights"] = wide["n"].get("weights", pd.Series(0, index=wide.index)).fillna(0)
     out["n control"] = wide["n"].get("random control", pd.Series(0, index=wide.index)).fillna(0)
     out[["n weights", "n control"]] = out[["n weights", "n control"]].astype(int)
-    return out.reset_index()
+    out = out.reset_index()
+    out["end"] = out["end"].astype(str)
+    return out
 
 
 def search_labels(

@@ -239,6 +239,6 @@ if not control and method == "svd" and sel.kind in SIDES:
 if not control and method == "svd":
     try:
         labelled = loaders.component_directions(sel, n=n, k=k)  # unfiltered: tokens are stored
-        render_label_controls(a, labelled, sel.kind, sel.layer, sel.head, key="grid.labels")
+        render_label_controls(a, labelled, sel.kind, sel.layer, sel.head, "grid.labels", end)
     except CoreError as exc:
         st.error(plain(exc))

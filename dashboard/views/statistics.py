@@ -1,5 +1,6 @@
 """Labels & statistics page: how many directions are interpretable, by block, index and
-model, for each labeller, beside the random control; searchable labels; offline sweep."""
+model, for each labeller and each end of the directions, beside the random control;
+searchable labels; offline sweep."""
 
 import streamlit as st
 from core.errors import CoreError
@@ -26,10 +27,11 @@ with st.expander("Label this model with the offline labeller", expanded=False):
     n = c2.slider("Directions per component", 1, 50, 30, key="statistics.n")
     control = c3.checkbox("Random control too", value=True, key="statistics.control")
     st.caption(
-        "Scores each direction's top 15 tokens with all-MiniLM-L6-v2 against random token "
-        "sets of this vocabulary (no network); interpretable = z ≥ 2, or, below, the cut "
-        "calibrated on the random control. Results are stored in labels.sqlite beside the "
-        "cache and replace earlier offline verdicts."
+        "Scores both ends of each direction (its 15 largest and its 15 most negative "
+        "tokens, each on its own) with all-MiniLM-L6-v2 against random token sets of this "
+        "vocabulary (no network); interpretable = z ≥ 2, or, below, the cut calibrated on "
+        "the random control. Results are stored in labels.sqlite beside the cache and "
+        "replace earlier offline verdicts."
     )
     if st.button("Run offline labeller", key="statistics.run", disabled=not kinds):
         from core.label.sweep import store_labels, sweep_offline
@@ -67,6 +69,11 @@ else:
         st.info("No labels for this model yet.")
     else:
         st.subheader("Interpretable fraction per block")
+        st.caption(
+            "Each end of a direction is labelled on its own: the top end (largest token "
+            "projections; the sign rule makes it the stronger one) and the bottom end (most "
+            "negative), one row of panels each."
+        )
         st.altair_chart(stats.block_chart(view))
         st.subheader("Per layer")
         st.altair_chart(stats.layer_chart(view))
@@ -80,8 +87,9 @@ else:
             value=0.05,
             format_func=lambda r: f"{r:.0%}",
             key="statistics.rate",
-            help="Each block's cut is set on half of its control directions so that this "
-            "share of them is called interpretable; the other half checks it.",
+            help="Each block's cut is set, per end, on half of the same end of its control "
+            "directions so that this share of them is called interpretable; the other half "
+            "checks it.",
         )
         cal = calibration.calibrated(mine, rate=rate)
         if cal.empty:
@@ -92,9 +100,11 @@ else:
         else:
             st.caption(
                 f"Interpretable = score above the block's cut, which calls {rate:.0%} of the "
-                "control interpretable. The held-out column is the other half of the control "
-                "(it should be near that rate); the gap is weights minus held-out control, "
-                "with a 95% interval (Newcombe)."
+                "control interpretable; each end has its own cut, fitted on the same end of "
+                "the control (circles: top ends, squares: bottom ends). The "
+                "held-out column is the other half of the control (it should be near that "
+                "rate); the gap is weights minus held-out control, with a 95% interval "
+                "(Newcombe)."
             )
             st.altair_chart(calibration.gap_chart(cal))
             st.dataframe(cal, hide_index=True, width="stretch")

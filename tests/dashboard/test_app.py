@@ -198,6 +198,16 @@ def test_url_keeps_the_grid_options():
     assert at.radio(key="grid.end").value == "both" and at.slider(key="grid.k").value == 6
 
 
+def test_grid_labels_the_end_it_shows(analysis):
+    """The manual labels under the grid start on the grid's end (top when it shows both)."""
+    wkey = f"grid.labels.{analysis.meta.weights_hash[:12]}.ov.1.2"
+    for shown_end, label_end in (("top", "top"), ("bottom", "bottom"), ("both", "top")):
+        at = app({"kind": "ov", "layer": "1", "head": "2", "end": shown_end}, script=GRID)
+        assert errors(at) == [] and not at.exception
+        assert at.radio(key=f"{wkey}.end").value == label_end
+        assert at.radio(key=f"{wkey}.{label_end}.0.interp").value == "unset"
+
+
 def test_bad_grid_options_in_the_url_are_one_sentence_each():
     at = app({"end": "sideways", "k": "1000", "filters": "nope"}, script=GRID)
     assert not at.exception

@@ -152,8 +152,10 @@ def test_sweep_offline_with_control(tiny) -> None:
     lab = offline_labeller(tiny, OfflineParams(null_sets=50), concepts=CONCEPTS)
     out = sweep_offline(tiny, ("ov", "mlp_in", "mlp_out"), n=3, control=True, labeller=lab)
     L, H = tiny.meta.n_layers, tiny.meta.n_heads
-    # n=3 per component: OV heads + one control per layer; MLP in and out, each + control
-    assert len(out) == 3 * (L * H + L) + 2 * 3 * (L + L)
+    # n=3 per component, both ends: OV heads + one control per layer; MLP in and out,
+    # each + control
+    assert len(out) == 2 * (3 * (L * H + L) + 2 * 3 * (L + L))
+    assert {r.end for r in out} == {"top", "bottom"}
     assert store_labels(tiny, out) == len(out)
     df = stats.read_labels(tiny.settings.cache_dir)
     f = stats.fractions(df, ["block"])
@@ -167,9 +169,10 @@ def test_statistics_page_runs(tiny, monkeypatch) -> None:
     monkeypatch.setenv("SVDLENS_CACHE_DIR", str(tiny.settings.cache_dir))
     with LabelStore.in_cache(tiny.settings.cache_dir) as store:
         store.put([rec(model=tiny.meta.name, weights_hash=tiny.meta.weights_hash, index=i,
-                       interpretable=i % 2 == 0, control=c, label="page-test",
-                       score=float(i) + (1.5 if not c else 0.0))
-                   for i in range(8) for c in (False, True)])  # fmt: skip
+                       interpretable=i % 2 == 0, control=c, label="page-test", end=e,
+                       labeller="page-scorer",
+                       score=float(i) + (1.5 if not c and e == "top" else 0.0))
+                   for i in range(8) for c in (False, True) for e in ("top", "bottom")])  # fmt: skip
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.switch_page(page("statistics").script)
     at.run()
@@ -180,6 +183,12 @@ def test_statistics_page_runs(tiny, monkeypatch) -> None:
     # block, layer, index, calibrated gap per block and per index, model
     assert len(at.get("vega_lite_chart")) == 6
     assert any("calls 5% of the control" in c.value for c in at.caption)
+    # The calibrated table has a row per end, each with its own gap.
+    cal = next(d.value for d in at.dataframe if "gap low" in d.value.columns)
+    mine = cal[cal["labeller"] == "page-scorer"]
+    assert list(mine["end"]) == ["top", "bottom"]
+    gaps = dict(zip(mine["end"], mine["gap"]))
+    assert gaps["top"] > gaps["bottom"]
     # a search narrows the table
     at.text_input(key="statistics.search").set_value("zzzz-no-such-label").run()
     assert not at.exception
@@ -213,10 +222,12 @@ def test_label_widget_standalone(tiny, monkeypatch) -> None:
     at = AppTest.from_function(_widget_script, default_timeout=TIMEOUT).run()
     assert not at.exception, at.exception
     wkey = f"labels.{tiny.meta.weights_hash[:12]}.ov.1.2"
-    assert at.radio(key=f"{wkey}.0.interp").value == "unset"
-    at.radio(key=f"{wkey}.0.interp").set_value("yes")
-    at.text_input(key=f"{wkey}.0.label").set_value("fire and flames")
-    at.radio(key=f"{wkey}.2.interp").set_value("no")
+    assert at.radio(key=f"{wkey}.end").value == "top"  # the default end
+    top = f"{wkey}.top"
+    assert at.radio(key=f"{top}.0.interp").value == "unset"
+    at.radio(key=f"{top}.0.interp").set_value("yes")
+    at.text_input(key=f"{top}.0.label").set_value("fire and flames")
+    at.radio(key=f"{top}.2.interp").set_value("no")
     at.button[0].click().run()
     assert not at.exception, at.exception
     with LabelStore.in_cache(tiny.settings.cache_dir) as store:
@@ -224,16 +235,72 @@ def test_label_widget_standalone(tiny, monkeypatch) -> None:
         r2 = store.get(tiny.meta.name, tiny.meta.weights_hash, "ov", 1, 2, 2)
         assert store.get(tiny.meta.name, tiny.meta.weights_hash, "ov", 1, 2, 1) is None
     assert r0 is not None and r0.interpretable and r0.label == "fire and flames"
-    assert r0.labeller == "manual" and len(r0.tokens.split(", ")) == 15
+    assert r0.labeller == "manual" and len(r0.tokens.split(", ")) == 15 and r0.end == "top"
     assert r2 is not None and r2.interpretable is False
     # a rerun shows the stored values; resetting one clears it
     at = AppTest.from_function(_widget_script, default_timeout=TIMEOUT).run()
-    assert at.radio(key=f"{wkey}.0.interp").value == "yes"
-    assert at.text_input(key=f"{wkey}.0.label").value == "fire and flames"
+    assert at.radio(key=f"{top}.0.interp").value == "yes"
+    assert at.text_input(key=f"{top}.0.label").value == "fire and flames"
     assert any("manual=2" in m.value for m in at.markdown)
-    at.radio(key=f"{wkey}.2.interp").set_value("unset")
+    at.radio(key=f"{top}.2.interp").set_value("unset")
     at.button[0].click().run()
     assert any("manual=1" in m.value for m in at.markdown)
+    # The bottom end is labelled on its own, with its own tokens.
+    at.radio(key=f"{wkey}.end").set_value("bottom").run()
+    bottom = f"{wkey}.bottom"
+    assert at.radio(key=f"{bottom}.0.interp").value == "unset"
+    at.radio(key=f"{bottom}.0.interp").set_value("no")
+    at.text_input(key=f"{bottom}.0.label").set_value("water")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert any("manual=2" in m.value for m in at.markdown)
+    from core.query import directions
+
+    (d,) = directions(tiny, "ov", 1, 2, n=1, k=15)
+    with LabelStore.in_cache(tiny.settings.cache_dir) as store:
+        b0 = store.get(tiny.meta.name, tiny.meta.weights_hash, "ov", 1, 2, 0, end="bottom")
+        t0 = store.get(tiny.meta.name, tiny.meta.weights_hash, "ov", 1, 2, 0)
+    assert b0 is not None and b0.interpretable is False and b0.label == "water"
+    assert b0.tokens == ", ".join(raw for raw, _, _ in d.bottom)
+    assert t0 is not None and t0.label == "fire and flames"  # the top end's is untouched
+    assert t0.tokens == ", ".join(raw for raw, _, _ in d.top)
+
+
+def test_ends_are_shown_apart() -> None:
+    """Top ends of the weights all interpretable, bottom ends none: every table and chart
+    keeps the two ends apart."""
+    recs = [rec(index=i, end=e, control=c, interpretable=(e == "top" and not c) or i == 0,
+                score=float(i) + (3.0 if e == "top" and not c else 0.0))
+            for i in range(8) for e in ("top", "bottom") for c in (False, True)]  # fmt: skip
+    df = stats.labels_frame(recs)
+    assert "end" in stats.COLUMNS and set(df["end"]) == {"top", "bottom"}
+    f = stats.fractions(df, ["block", "end"])
+    got = {(r.end, r.source): r.fraction for r in f.itertuples()}
+    assert got == {("top", "weights"): 1.0, ("top", "random control"): 1 / 8,
+                   ("bottom", "weights"): 1 / 8, ("bottom", "random control"): 1 / 8}  # fmt: skip
+    s = stats.summary_table(df)
+    assert list(s["end"]) == ["top", "bottom"] and list(s["weights"]) == [1.0, 1 / 8]
+    for chart in (stats.block_chart(df), stats.index_chart(df), stats.layer_chart(df),
+                  stats.model_chart(df)):  # fmt: skip
+        assert chart.to_dict()["facet"]["row"]["field"] == "end"
+    cal = calibration.calibrated(df)
+    assert list(cal["end"]) == ["top", "bottom"]
+    top, bottom = cal.to_dict("records")
+    # Each end's cut is the same end's control: 8 control scores 0..7, fitted on 4.
+    assert top["threshold"] <= 7 and bottom["threshold"] <= 7
+    assert top["gap"] > bottom["gap"]
+    assert list(calibration.calibrated(df, by=["index"]).columns[:5]) == [
+        "model",
+        "labeller",
+        "block",
+        "end",
+        "index",
+    ]
+    spec = calibration.gap_chart(cal).to_dict()
+    layers = spec["layer"]
+    assert any(lay["encoding"].get("xOffset", {}).get("field") == "end" for lay in layers)
+    per_index = calibration.gap_chart(calibration.calibrated(df, by=["index"]), "index")
+    assert per_index.to_dict()["facet"]["row"]["field"] == "end"
 
 
 def test_frame_types_survive_pandas(records) -> None:

@@ -24,7 +24,10 @@ def test_knockout_labels_then_runs_then_reads_the_cache(capsys, checkpoints, tmp
     code, out, err = _run(capsys, *base, *opts, "--json")
     with LabelStore.in_cache(tmp_path) as labels:
         recs = labels.query(matrix="mlp_out", labeller="offline")
-    assert [(r.layer, r.index) for r in recs] == [(1, i) for i in range(6)]  # labelled first
+    # Labelled first, both ends of each direction.
+    assert [(r.layer, r.index, r.end) for r in recs] == [
+        (1, i, e) for i in range(6) for e in ("top", "bottom")
+    ]
     if not any(r.interpretable for r in recs):  # a random model may read as noise
         assert code == 2 and "labelled interpretable" in err
     # A person's verdict counts too, and overrides the offline one.

@@ -40,10 +40,11 @@ def test_label_offline_stores_and_exports(capsys, checkpoints, tmp_path: Path) -
                          "--json")  # fmt: skip
     assert code == 0, err
     rows = json.loads(out)
-    assert len(rows) == 2 * 2 * 3  # (real + control) x 2 layers x 3 directions
+    assert len(rows) == 2 * 2 * 2 * 3  # (real + control) x 2 ends x 2 layers x 3 directions
     r = rows[0]
-    assert {"matrix", "layer", "head", "index", "control", "labeller", "interpretable", "label",
-            "score", "tokens", "percentile"} <= set(r)  # fmt: skip
+    assert {"matrix", "layer", "head", "index", "control", "end", "labeller", "interpretable",
+            "label", "score", "tokens", "percentile"} <= set(r)  # fmt: skip
+    assert {x["end"] for x in rows} == {"top", "bottom"}
     assert r["labeller"] == "offline" and r["matrix"] == "mlp_in" and len(r["tokens"]) == 8
     # A direction whose tokens are all byte pieces keeps none to name: label "", never
     # interpretable (the tiny tokenizer has many; the controls' draw decides how many).
@@ -51,21 +52,24 @@ def test_label_offline_stores_and_exports(capsys, checkpoints, tmp_path: Path) -
     assert not any(x["interpretable"] for x in rows if x["label"] == "")
     assert sum(x["label"] != "" for x in rows) >= len(rows) // 2
     assert list((tmp_path / "labeller").glob("concepts-*.safetensors"))
-    assert sum(x["control"] for x in rows) == 6
+    assert sum(x["control"] for x in rows) == 12
     with LabelStore.in_cache(tmp_path) as store:
         recs = store.query()
-        assert len(recs) == 12 and {x.labeller for x in recs} == {"offline"}
+        assert len(recs) == 24 and {x.labeller for x in recs} == {"offline"}
         assert {x.control for x in recs} == {False, True}
-    # OV is per head: all heads by default, one with --head
+        assert {x.end for x in recs} == {"top", "bottom"}
+    # OV is per head: all heads by default, one with --head; one end with --ends
     code, out, err = run(capsys, "label", *base, "--matrix", "ov", "--layers", "1", "--head",
                          "2", "--n", "2", "--k", "8", "--concepts", str(concepts),
-                         "--json")  # fmt: skip
+                         "--ends", "bottom", "--json")  # fmt: skip
     assert code == 0, err
-    assert [(x["layer"], x["head"]) for x in json.loads(out)] == [(1, 2), (1, 2)]
+    got = [(x["layer"], x["head"], x["end"]) for x in json.loads(out)]
+    assert got == [(1, 2, "bottom"), (1, 2, "bottom")]
     code, out, err = run(capsys, "label-export", "--cache-dir", str(tmp_path), "--out",
                          str(tmp_path / "l.csv"), "--json")  # fmt: skip
-    assert code == 0, err and json.loads(out)["rows"] == 14
-    assert len(list(csv.DictReader(io.StringIO((tmp_path / "l.csv").read_text())))) == 14
+    assert code == 0, err and json.loads(out)["rows"] == 26
+    exported = list(csv.DictReader(io.StringIO((tmp_path / "l.csv").read_text())))
+    assert len(exported) == 26 and {x["end"] for x in exported} == {"top", "bottom"}
 
 
 def test_label_errors(capsys, checkpoints, tmp_path: Path, monkeypatch) -> None:
@@ -90,7 +94,7 @@ def test_llm_estimate_only_sends_nothing(capsys, checkpoints, tmp_path: Path, mo
                          "--labeller", "llm", "--estimate-only", "--json")  # fmt: skip
     assert code == 0, err
     est = json.loads(out)["estimate"]
-    assert est["sets"] == 8 and est["cached"] == 0 and est["requests"] >= 8
+    assert est["sets"] == 16 and est["cached"] == 0 and est["requests"] >= 16
     assert "estimate" in err
 
 
@@ -105,18 +109,26 @@ def test_label_stats_calibrates_on_the_control(capsys, checkpoints, tmp_path: Pa
     labelled = json.loads(out)
     code, out, err = run(capsys, "label-stats", *base, "--json")
     assert code == 0, err
-    (row,) = json.loads(out)
-    real = [x["score"] for x in labelled if not x["control"]]
-    control = [x["score"] for x in labelled if x["control"]]
-    assert row["matrix"] == "mlp_in" and row["n"] == len(real) == 60 and row["rate"] == 0.05
-    # The cut is one of the control's scores; the weights' share is counted against it.
-    assert any(abs(c - row["threshold"]) < 1e-3 for c in control)
-    assert row["fraction"] == pytest.approx(
-        sum(s > row["threshold"] for s in real) / len(real), abs=1e-4
-    )
-    assert row["n_control_heldout"] == len(control) - len(control) // 2
-    assert row["gap_low"] <= row["gap"] <= row["gap_high"]
+    rows = json.loads(out)
+    assert [row["end"] for row in rows] == ["top", "bottom"]
+    for row in rows:
+        mine = [x for x in labelled if x["end"] == row["end"]]
+        real = [x["score"] for x in mine if not x["control"]]
+        control = [x["score"] for x in mine if x["control"]]
+        assert row["matrix"] == "mlp_in" and row["n"] == len(real) == 60 and row["rate"] == 0.05
+        # The cut is one of the same end's control scores; the weights' share is counted
+        # against it.
+        assert any(abs(c - row["threshold"]) < 1e-3 for c in control)
+        assert row["fraction"] == pytest.approx(
+            sum(s > row["threshold"] for s in real) / len(real), abs=1e-4
+        )
+        assert row["n_control_heldout"] == len(control) - len(control) // 2
+        assert row["gap_low"] <= row["gap"] <= row["gap_high"]
     code, out, err = run(capsys, "label-stats", *base, "--by-index", "--json")
-    assert code == 0, err and sorted({x["index"] for x in json.loads(out)}) == list(range(30))
+    assert code == 0, err
+    by_index = json.loads(out)
+    assert sorted({(x["end"], x["index"]) for x in by_index}) == sorted(
+        (e, i) for e in ("top", "bottom") for i in range(30)
+    )
     code, _, err = run(capsys, "label-stats", *base, "--rate", "0.7")
     assert code == 2 and "--rate" in err

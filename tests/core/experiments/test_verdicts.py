@@ -29,3 +29,24 @@ def test_verdicts_prefer_manual_then_the_newest_of_the_source(analyses, tmp_path
         ("mlp_in", 0, None, 0): False
     }
     assert stored_verdicts(a, ["mlp_in"], [1], "offline") == {}
+
+
+def test_a_direction_is_interpretable_when_either_end_is(analyses):
+    a = analyses("neox", "raw")
+    meta = a.meta
+    now = time.time()
+
+    def rec(i, end, labeller, yes, dt=0.0):
+        return LabelRecord(meta.name, meta.weights_hash, "mlp_out", 0, None, i, labeller, yes,
+                           end=end, timestamp=now + dt)  # fmt: skip
+
+    with LabelStore.in_cache(a.settings.cache_dir) as labels:
+        labels.put([rec(0, "top", "offline", False), rec(0, "bottom", "offline", True),
+                    rec(1, "top", "offline", False), rec(1, "bottom", "offline", False),
+                    rec(2, "bottom", "offline", True), rec(2, "bottom", "manual", False),
+                    rec(3, "top", "offline", True), rec(3, "bottom", "offline", None),
+                    rec(4, "bottom", "offline", False)])  # fmt: skip
+    got = stored_verdicts(a, ["mlp_out"], [0], "offline")
+    # 0: its bottom end; 2: a manual "no" overrides the bottom end's "yes", on that end only.
+    assert got == {("mlp_out", 0, None, i): yes
+                   for i, yes in [(0, True), (1, False), (2, False), (3, True), (4, False)]}  # fmt: skip

@@ -54,3 +54,45 @@ def test_intervals_match_newcombe() -> None:
     d, lo, hi = gap_interval(9, 10, 3, 10)
     assert (round(lo, 4), round(hi, 4)) == (0.1705, 0.809)
     assert all(math.isnan(v) for v in gap_interval(1, 0, 1, 2))
+
+
+def test_each_end_is_calibrated_on_the_same_end_of_the_control() -> None:
+    """Top ends of the weights shifted above their control, bottom ends drawn like theirs;
+    the two ends' controls differ, so one pooled cut would mislead on both."""
+    from core.label.calibrate import calibrated_fractions
+    from core.label.store import LabelRecord
+
+    rng = np.random.default_rng(5)
+    n = 600
+    draws = {  # (control, end) -> scores
+        (False, "top"): rng.normal(1.5, 1.0, n),
+        (True, "top"): rng.normal(0.0, 1.0, n),
+        (False, "bottom"): rng.normal(1.0, 1.0, n),
+        (True, "bottom"): rng.normal(1.0, 1.0, n),
+    }
+    recs = [
+        LabelRecord(
+            "m", "h", "ov", 0, i % 4, i // 4, "offline", None, "", float(v), control=c, end=e
+        )  # fmt: skip
+        for (c, e), scores in draws.items()
+        for i, v in enumerate(scores)
+    ]
+    top, bottom = calibrated_fractions(recs)
+    assert (top.end, bottom.end) == ("top", "bottom")
+    assert top.to_json()["end"] == "top" and bottom.to_json()["end"] == "bottom"
+    for row, e in ((top, "top"), (bottom, "bottom")):
+        ctrl = draws[True, e]
+        real = draws[False, e]
+        # The cut is one of this end's control scores, and the weights' share is a
+        # direct count above it.
+        assert np.isclose(ctrl, row.calibration.threshold).any()
+        assert row.n == n and row.interpretable == int((real > row.calibration.threshold).sum())
+        assert row.calibration.n_fit + row.calibration.n_heldout == n
+    assert top.gap_low > 0.2
+    assert bottom.gap_low < 0 < bottom.gap_high
+    # Calibrating the bottom end on the top end's control would have found a gap.
+    assert (draws[False, "bottom"] > top.calibration.threshold).mean() > 0.2
+    by_index = calibrated_fractions(recs, by_index=True)
+    assert {(r.end, r.index) for r in by_index} == {
+        (e, i) for e in ("top", "bottom") for i in range(n // 4)
+    }

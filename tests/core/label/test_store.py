@@ -133,3 +133,81 @@ def test_llm_labels_are_keyed_by_model_and_old_rows_migrate(tmp_path: Path) -> N
     db = sqlite3.connect(labels_path(tmp_path))
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     db.close()
+
+
+#: The version-1 layout, written out here as it was (not taken from the store module).
+_V1_TABLE = """
+CREATE TABLE labels (
+    model TEXT NOT NULL, weights_hash TEXT NOT NULL, matrix TEXT NOT NULL,
+    layer INTEGER NOT NULL, head INTEGER NOT NULL, idx INTEGER NOT NULL,
+    control INTEGER NOT NULL, labeller TEXT NOT NULL, interpretable INTEGER,
+    label TEXT NOT NULL, score REAL, tokens TEXT NOT NULL, timestamp REAL NOT NULL,
+    PRIMARY KEY (model, weights_hash, matrix, layer, head, idx, control, labeller)
+)
+"""
+
+
+def test_version_1_store_migrates_in_place_to_top_ends(tmp_path: Path) -> None:
+    import sqlite3
+
+    from core.label.store import SCHEMA_VERSION
+
+    path = labels_path(tmp_path)
+    db = sqlite3.connect(path)
+    db.execute(_V1_TABLE)
+    rows = [
+        ("gpt2", "abc", "ov", 1, 2, 0, 0, "offline", 1, "fire", 2.5, "a, b", 10.0),
+        ("gpt2", "abc", "ov", 1, 2, 0, 0, "manual", None, "", None, "a, b", 11.0),
+        ("gpt2", "abc", "mlp_in", 0, -1, 3, 1, "offline", 0, "", -0.5, "c", 12.0),
+        ("gpt2", "abc", "mlp_in", 0, -1, 4, 0, "llm:m", 1, "=sum", None, "d", 13.0),
+    ]
+    db.executemany("INSERT INTO labels VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+
+    with LabelStore(path) as store:
+        got = store.query()
+        assert len(got) == len(rows) and {r.end for r in got} == {"top"}
+        by = {(r.matrix, r.index, r.labeller): r for r in got}
+        off = by[("ov", 0, "offline")]
+        assert (off.head, off.interpretable, off.label, off.score, off.timestamp) == (
+            2,
+            True,
+            "fire",
+            2.5,
+            10.0,
+        )
+        assert by[("ov", 0, "manual")].interpretable is None
+        ctl = by[("mlp_in", 3, "offline")]
+        assert ctl.head is None and ctl.control and ctl.interpretable is False
+        # The bottom end of a migrated direction is a new row beside its top end.
+        store.put(_rec(matrix="ov", head=2, layer=1, index=0, weights_hash="abc",
+                       labeller="offline", label="water", end="bottom"))  # fmt: skip
+        top = store.get("gpt2", "abc", "ov", 1, 2, 0, "offline")
+        bottom = store.get("gpt2", "abc", "ov", 1, 2, 0, "offline", end="bottom")
+        assert top is not None and top.label == "fire" and top.end == "top"
+        assert bottom is not None and bottom.label == "water"
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    cols = [r[1] for r in db.execute("PRAGMA table_info(labels)")]
+    pk = [r[1] for r in sorted(db.execute("PRAGMA table_info(labels)"), key=lambda r: r[5]) if r[5]]
+    db.close()
+    assert "end" in cols and pk[-1] == "end" and len(pk) == 9
+    # Opening again is a no-op: nothing copied twice, nothing lost.
+    with LabelStore(path) as store:
+        assert len(store.query()) == len(rows) + 1
+
+
+def test_ends_are_kept_apart(tmp_path: Path) -> None:
+    with LabelStore(tmp_path / "l.sqlite") as store:
+        store.put([_rec(label="animals"), _rec(label="numbers", end="bottom")])
+        assert [r.end for r in store.query()] == ["top", "bottom"]
+        assert [r.label for r in store.query(end="bottom")] == ["numbers"]
+        assert store.get("gpt2", "abc123", "mlp_in", 3, None, 7).label == "animals"
+        assert store.delete(_rec(end="bottom"))
+        assert [r.end for r in store.query()] == ["top"]
+        rows = list(csv.DictReader(io.StringIO(store.export_csv())))
+        assert rows[0]["end"] == "top"
+    with pytest.raises(ValueError, match="end"):
+        _rec(end="middle")

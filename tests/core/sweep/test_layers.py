@@ -108,13 +108,16 @@ def test_split_refusals(checkpoints: dict[str, Path], tmp_path: Path, capsys) ->
 
 def test_labels_are_swept_into_the_store(checkpoints: dict[str, Path], tmp_path: Path) -> None:
     """``--what labels`` leaves in labels.sqlite what ``python -m core label`` writes for
-    the same directions (whole-model and split sweeps alike), and is not redone."""
+    the same directions, both ends of each (whole-model and split sweeps alike), and is
+    not redone."""
     from core.label.store import LabelStore
 
     def verdicts(cache: Path, model: str) -> dict[tuple, tuple]:
         with LabelStore.in_cache(cache) as store:
             recs = store.query(model=model, labeller="offline", matrix="ov")
-        return {(r.layer, r.head, r.index, r.control): (r.interpretable, r.label) for r in recs}
+        return {
+            (r.layer, r.head, r.index, r.control, r.end): (r.interpretable, r.label) for r in recs
+        }
 
     model = str(checkpoints["gpt2"])
     cli = tmp_path / "cli"
@@ -123,6 +126,7 @@ def test_labels_are_swept_into_the_store(checkpoints: dict[str, Path], tmp_path:
         assert main([*args, *flag, "--cache-dir", str(cli), "--device", "cpu"]) == 0
     want = verdicts(cli, model)
     assert any(k[3] for k in want) and any(not k[3] for k in want)
+    assert {k[4] for k in want} == {"top", "bottom"}
 
     whole = SweepOptions((model,), tmp_path / "whole", device="cpu", what=("controls", "labels"))
     report = run_sweep(whole)
