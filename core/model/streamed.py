@@ -261,11 +261,11 @@ def streamed_meta(reader: CheckpointReader, name: str) -> ModelMeta:
             h.update(t.contiguous().numpy().tobytes())
             continue
         for layer in range(L):
-            t = reader.layer_tensor(layer, key)
-            assert t is not None
+            lt = reader.layer_tensor(layer, key)
+            assert lt is not None
             if layer == 0:
-                h.update(f"{key}:{(L, *t.shape)}".encode())
-            h.update(t.contiguous().numpy().tobytes())
+                h.update(f"{key}:{(L, *lt.shape)}".encode())
+            h.update(lt.contiguous().numpy().tobytes())
     return dataclasses.replace(meta, weights_hash=h.hexdigest())
 
 
