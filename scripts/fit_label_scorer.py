@@ -29,7 +29,7 @@ from sklearn.linear_model import LogisticRegression
 
 from core.label.evaluate import read_label_file, roc_auc
 from core.label.offline import OfflineLabeller, OfflineParams, load_embedder
-from core.label.scorer import FEATURES, SCORER_FILE, Scorer
+from core.label.scorer import SCORER_FILE, Scorer
 
 
 def features(path: Path, emb: object) -> tuple[np.ndarray, np.ndarray]:
