@@ -15,11 +15,12 @@ __all__ = ["CoherenceScore", "NullDistribution"]
 
 @dataclass(frozen=True)
 class NullDistribution:
-    """Coherence of random token sets of one size.
+    """A statistic (the raw coherence, or the combined logit) of random token sets of one
+    size.
 
     Attributes:
         size: tokens per random set.
-        samples: the sorted coherence of each random set.
+        samples: the sorted statistic of each random set.
     """
 
     size: int
