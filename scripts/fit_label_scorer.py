@@ -68,7 +68,7 @@ def main() -> None:
             "method": "scikit-learn LogisticRegression(C=1.0) on the features, pooled over "
             "the fitted files; reference: interpretable = a theme named and the verifier "
             "said yes (core.label.evaluate.reference_decision)",
-            "params": "OfflineParams() defaults (form_weight 0.25, chosen on the fitted files)",
+            "params": "OfflineParams() defaults (form_weight 0.25, chosen on the GPT-2 small files)",
             "auc_of_logit": aucs,
             "script": "scripts/fit_label_scorer.py",
         },
