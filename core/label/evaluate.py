@@ -44,7 +44,11 @@ class EvalResult:
         auc: ROC AUC of the score (NaN when the reference has only one class).
         accuracy: agreement of the labeller's yes/no with the reference.
         threshold: the score threshold behind the yes/no.
-        baselines: AUC of trivial scores (share of alphabetic tokens, of dictionary words).
+        baselines: AUC of trivial scores (share of alphabetic tokens, of dictionary words,
+            mean word frequency).
+
+    ``majority_accuracy`` is the accuracy of always answering the reference's more common
+    class: the bar ``accuracy`` has to clear to mean anything.
     """
 
     n: int
@@ -54,11 +58,16 @@ class EvalResult:
     threshold: float
     baselines: dict[str, float]
 
+    @property
+    def majority_accuracy(self) -> float:
+        return max(self.base_rate, 1.0 - self.base_rate)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "n": self.n,
             "auc": _finite(self.auc),
             "accuracy": round(self.accuracy, 4),
+            "majority_accuracy": round(self.majority_accuracy, 4),
             "threshold": self.threshold,
             "base_rate": round(self.base_rate, 4),
             "baselines": {k: _finite(v) for k, v in self.baselines.items()},
@@ -196,7 +205,9 @@ def offline_scores(
 def evaluate_scores(
     sets: Sequence[LabelledSet], scores: Sequence[Any], threshold: float
 ) -> EvalResult:
-    """:func:`evaluate` for offline scores, with the alphabetic and dictionary-word baselines."""
+    """:func:`evaluate` for offline scores (their ``z``), with the alphabetic, dictionary-word
+    and word-frequency (mean Zipf frequency) baselines.
+    """
     return evaluate(
         sets,
         [r.z for r in scores],
@@ -205,6 +216,7 @@ def evaluate_scores(
         {
             "alpha_fraction": [r.alpha_fraction for r in scores],
             "word_fraction": [r.word_fraction for r in scores],
+            "word_frequency": [r.word_frequency for r in scores],
         },
     )
 

@@ -11,16 +11,23 @@ any model under study. The statistic, for a set of ``n`` tokens:
    tokens without letters, byte tokens and padding. Case variants collapse to one entry.
 2. Each kept entry's coherence is the mean cosine similarity to its ``neighbours`` nearest
    other entries, times its weight; dropped tokens and duplicates count as 0. Cosines are
-   taken after subtracting the vocabulary's mean embedding (``centre``).
+   taken after subtracting the vocabulary's mean embedding (``centre``). A number or a
+   punctuation token (:func:`~core.label.scorer.form_class`) has no useful embedding; its
+   value is ``form_weight`` times the share of the other tokens of its form class, so a
+   set of numbers or of punctuation marks is coherent in form.
 3. The set's coherence is the mean of the largest ``top_fraction`` of the ``n`` values
    ("most of these words are ..." needs a majority, not all of them). So fragments,
-   punctuation and repeats lower the score, and a coherent half is enough to lift it.
+   mixed junk and repeats lower the score, and a coherent half is enough to lift it.
 
 Calibration: the same statistic on ``null_sets`` random sets of ``n`` tokens drawn from the
-same vocabulary gives a null distribution; the score is ``z = (coherence - mean) / sd``
-and the percentile in that null. A direction is *interpretable* when ``z >= threshold_z``
-(default 2.0: about 1 random set in 35 passes). The label is the concept (from
-``core/data/concepts.txt``) closest in cosine to the weighted centroid of the kept entries.
+same vocabulary gives a null distribution and ``coherence_z = (coherence - mean) / sd``.
+The verdict's score combines ``coherence_z`` with the share of common words and of
+repeated tokens in a fixed logit (:mod:`core.label.scorer`, coefficients shipped in
+``core/label/data/scorer.json``); that logit, computed for the same random sets, is turned
+into ``z`` (standard deviations above random sets) and a percentile the same way. A
+direction is *interpretable* when ``z >= threshold_z`` (default 2.0). The label is the
+concept (from ``core/data/concepts.txt``) closest in cosine to the weighted centroid of the
+kept entries.
 """
 
 from __future__ import annotations
@@ -29,9 +36,8 @@ import hashlib
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -39,6 +45,8 @@ from torch import Tensor
 
 from core.label.concepts import load_concepts
 from core.label.embed import Embedder, clean_token, is_byte_token, load_embedder
+from core.label.scorer import Scorer, form_class, load_scorer, token_features
+from core.label.verdict import CoherenceScore, NullDistribution
 
 __all__ = [
     "CoherenceScore",
@@ -62,6 +70,8 @@ class OfflineParams:
         top_fraction: share of the ``n`` per-token values the set's coherence averages.
         fragment_weight: weight of alphabetic tokens that are not dictionary words.
         other_weight: weight of tokens mixing letters with digits or punctuation.
+        form_weight: value of a number or punctuation token whose set-mates all share
+            its form class (module docstring, step 2).
         threshold_z: z-score at or above which a set counts as interpretable.
         null_sets: random sets in each null distribution.
         null_pool: vocabulary tokens sampled (once) to draw the random sets from.
@@ -75,6 +85,7 @@ class OfflineParams:
     top_fraction: float = 0.5
     fragment_weight: float = 0.5
     other_weight: float = 0.25
+    form_weight: float = 0.25
     threshold_z: float = 2.0
     null_sets: int = 500
     null_pool: int = 4000
@@ -86,89 +97,10 @@ class OfflineParams:
             raise ValueError(f"neighbours must be at least 1, not {self.neighbours}.")
         if not 0.0 < self.top_fraction <= 1.0:
             raise ValueError(f"top_fraction must be in (0, 1], not {self.top_fraction}.")
+        if self.form_weight < 0.0:
+            raise ValueError(f"form_weight must be at least 0, not {self.form_weight}.")
         if self.null_sets < 10:
             raise ValueError(f"null_sets must be at least 10, not {self.null_sets}.")
-
-
-@dataclass(frozen=True)
-class NullDistribution:
-    """Coherence of random token sets of one size.
-
-    Attributes:
-        size: tokens per random set.
-        samples: the sorted coherence of each random set.
-    """
-
-    size: int
-    samples: Float[Tensor, " s"]
-
-    def __post_init__(self) -> None:
-        if self.samples.ndim != 1 or self.samples.numel() < 2:
-            raise ValueError("samples must be a 1-D tensor of at least two values")
-
-    @property
-    def mean(self) -> float:
-        return float(self.samples.mean())
-
-    @property
-    def std(self) -> float:
-        return max(float(self.samples.std()), 1e-6)
-
-    def percentile(self, value: float) -> float:
-        """Fraction of random sets below ``value`` (ties count half)."""
-        below = float((self.samples < value).sum())
-        ties = float((self.samples == value).sum())
-        return (below + 0.5 * ties) / self.samples.numel()
-
-
-@dataclass(frozen=True)
-class CoherenceScore:
-    """The offline verdict on one token set.
-
-    Attributes:
-        tokens: the tokens as given.
-        kept: cleaned distinct entries that carried weight.
-        weights: weight of each kept entry.
-        word_fraction: share of ``tokens`` that are dictionary words.
-        alpha_fraction: share of ``tokens`` that are alphabetic after cleaning.
-        coherence: the raw statistic (module docstring).
-        z: coherence in standard deviations above the null mean.
-        percentile: share of random sets less coherent.
-        interpretable: ``z >= threshold_z``.
-        label: nearest concept to the weighted centroid ("" when nothing was kept).
-        label_similarity: cosine between centroid and ``label``.
-        alternatives: the next-nearest concepts.
-    """
-
-    tokens: tuple[str, ...]
-    kept: tuple[str, ...]
-    weights: tuple[float, ...]
-    word_fraction: float
-    alpha_fraction: float
-    coherence: float
-    z: float
-    percentile: float
-    interpretable: bool
-    label: str
-    label_similarity: float
-    alternatives: tuple[str, ...] = field(default=())
-
-    def __post_init__(self) -> None:
-        if len(self.kept) != len(self.weights):
-            raise ValueError("kept and weights must have the same length")
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "tokens": list(self.tokens),
-            "interpretable": self.interpretable,
-            "label": self.label,
-            "z": round(self.z, 4),
-            "percentile": round(self.percentile, 4),
-            "coherence": round(self.coherence, 4),
-            "word_fraction": round(self.word_fraction, 4),
-            "label_similarity": round(self.label_similarity, 4),
-            "alternatives": list(self.alternatives),
-        }
 
 
 # ----------------------------------------------------------------------------- tokens
@@ -198,6 +130,7 @@ class OfflineLabeller:
         concepts: names to label with (default: ``core/data/concepts.txt``).
         cache_dir: if given, concept embeddings are kept in
             ``<cache_dir>/labeller/concepts-<hash>.safetensors`` across runs.
+        scorer: the combined score's coefficients (default: the shipped ones).
     """
 
     def __init__(
@@ -207,13 +140,15 @@ class OfflineLabeller:
         params: OfflineParams = OfflineParams(),
         concepts: Sequence[str] | None = None,
         cache_dir: Path | None = None,
+        scorer: Scorer | None = None,
     ) -> None:
         self.embedder = embedder
+        self.scorer = scorer if scorer is not None else load_scorer()
         self.cache_dir = cache_dir
         self.params = params
         self.concepts = tuple(concepts) if concepts is not None else load_concepts()
         self._concept_vecs: Tensor | None = None
-        self._nulls: dict[int, NullDistribution] = {}
+        self._nulls: dict[int, tuple[NullDistribution, NullDistribution]] = {}
         vocab = [t for t in vocabulary if clean_token(t)]
         if len(vocab) < 2:
             raise ValueError("the vocabulary needs at least two non-empty tokens")
@@ -246,38 +181,60 @@ class OfflineLabeller:
                 self._centre = torch.zeros(self.embedder.dim)
         return self._centre
 
-    def _coherence(self, n: int, vecs: Tensor, weights: Tensor) -> float:
-        m = vecs.shape[0]
-        if m < 2 or n < 2:
+    def _coherence(self, tokens: Sequence[str], vecs: Tensor, weights: Tensor) -> float:
+        n, m = len(tokens), vecs.shape[0]
+        if n < 2:
             return 0.0
-        vecs = vecs - self.centre()
-        vecs = vecs / vecs.norm(dim=1, keepdim=True).clamp_min(1e-9)
-        sim = vecs @ vecs.T
-        sim.fill_diagonal_(-2.0)
-        k = min(self.params.neighbours, m - 1)
-        per = sim.topk(k, dim=1).values.mean(dim=1) * weights
-        per = torch.cat([per, torch.zeros(max(0, n - m))])
+        per = torch.zeros(0)
+        if m >= 2:
+            vecs = vecs - self.centre()
+            vecs = vecs / vecs.norm(dim=1, keepdim=True).clamp_min(1e-9)
+            sim = vecs @ vecs.T
+            sim.fill_diagonal_(-2.0)
+            k = min(self.params.neighbours, m - 1)
+            per = sim.topk(k, dim=1).values.mean(dim=1) * weights
+        forms = [form_class(clean_token(t)) for t in tokens]
+        if self.params.form_weight > 0:
+            # a number among numbers (or a comma among punctuation) reads as one theme
+            # to a person although its embedding says little
+            same = [sum(1 for g in forms if g == f) - 1 for f in forms if f is not None]
+            form = torch.tensor([self.params.form_weight * s / (n - 1) for s in same])
+            per = torch.cat([per, form])
+        per = torch.cat([per, torch.zeros(max(0, n - per.numel()))])
         top = max(1, round(n * self.params.top_fraction))
         return float(per.sort(descending=True).values[:top].mean())
 
     def coherence(self, tokens: Sequence[str]) -> float:
         """The raw statistic of one set (module docstring, steps 1-3)."""
         kept, weights = self._entries(tokens)
-        return self._coherence(len(tokens), self.embedder.encode(kept), torch.tensor(weights))
+        return self._coherence(tokens, self.embedder.encode(kept), torch.tensor(weights))
 
-    def null(self, size: int) -> NullDistribution:
-        """The null distribution for sets of ``size`` tokens (computed once per size)."""
+    def _logit(self, coherence: float, null: NullDistribution, tokens: Sequence[str]) -> float:
+        z = (coherence - null.mean) / null.std
+        return self.scorer.logit(z if math.isfinite(z) else 0.0, token_features(tokens))
+
+    def nulls(self, size: int) -> tuple[NullDistribution, NullDistribution]:
+        """Null distributions of the raw coherence and of the combined logit for sets of
+        ``size`` random tokens (computed once per size).
+        """
         if size not in self._nulls:
             g = torch.Generator().manual_seed(self.params.seed + size)
             pool = self._pool
             self.centre()  # embeds the pool
             size_eff = min(size, len(pool))
-            vals = []
+            sets = []
             for _ in range(self.params.null_sets):
                 idx = torch.randperm(len(pool), generator=g)[:size_eff].tolist()
-                vals.append(self.coherence([pool[i] for i in idx]))
-            self._nulls[size] = NullDistribution(size, torch.tensor(vals).sort().values)
+                sets.append([pool[i] for i in idx])
+            coh = torch.tensor([self.coherence(s) for s in sets])
+            cnull = NullDistribution(size, coh.sort().values)
+            logits = torch.tensor([self._logit(float(c), cnull, s) for c, s in zip(coh, sets)])
+            self._nulls[size] = (cnull, NullDistribution(size, logits.sort().values))
         return self._nulls[size]
+
+    def null(self, size: int) -> NullDistribution:
+        """The null distribution of the raw coherence for sets of ``size`` tokens."""
+        return self.nulls(size)[0]
 
     # -- naming
 
@@ -325,9 +282,13 @@ class OfflineLabeller:
         tokens = tuple(tokens)
         n = len(tokens)
         kept, weights = self._entries(tokens)
-        coh = self._coherence(n, self.embedder.encode(kept), torch.tensor(weights))
-        null = self.null(n)
-        z = (coh - null.mean) / null.std
+        coh = self._coherence(tokens, self.embedder.encode(kept), torch.tensor(weights))
+        cnull, lnull = self.nulls(n)
+        cz = (coh - cnull.mean) / cnull.std
+        feats = token_features(tokens)
+        logit = self.scorer.logit(cz if math.isfinite(cz) else 0.0, feats)
+        z = (logit - lnull.mean) / lnull.std
+        z = z if math.isfinite(z) else 0.0
         cleaned = [clean_token(t) for t in tokens]
         words = sum(1 for c in cleaned if c.lower() in self.embedder.words)
         alpha = sum(1 for c in cleaned if c.isalpha())
@@ -339,8 +300,11 @@ class OfflineLabeller:
             word_fraction=words / n if n else 0.0,
             alpha_fraction=alpha / n if n else 0.0,
             coherence=coh,
-            z=z if math.isfinite(z) else 0.0,
-            percentile=null.percentile(coh),
+            coherence_z=cz if math.isfinite(cz) else 0.0,
+            features=feats,
+            logit=logit,
+            z=z,
+            percentile=lnull.percentile(logit),
             interpretable=z >= self.params.threshold_z,
             label=label,
             label_similarity=sim,

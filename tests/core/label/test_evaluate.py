@@ -11,7 +11,14 @@ from sklearn.metrics import roc_auc_score
 
 from core.cli.main import main
 from core.errors import SpecError
-from core.label.evaluate import read_label_file, reference_decision, roc_auc, split_test_string
+from core.label.evaluate import (
+    evaluate_scores,
+    offline_scores,
+    read_label_file,
+    reference_decision,
+    roc_auc,
+    split_test_string,
+)
 
 NO = "these words have no shared semantic meaning."
 THEMED = [
@@ -103,7 +110,8 @@ def test_cli_label_eval(capsys, tmp_path: Path) -> None:
     one = json.loads(capsys.readouterr().out)
     assert one["n"] == 8 and one["threshold"] == 2.0
     assert one["auc"] >= 0.9 and one["accuracy"] >= 0.75
-    assert set(one["baselines"]) == {"alpha_fraction", "word_fraction"}
+    assert set(one["baselines"]) == {"alpha_fraction", "word_fraction", "word_frequency"}
+    assert one["majority_accuracy"] == 0.5
     assert main(["label-eval", "--data", str(a), str(b), "--json"]) == 0
     two = json.loads(capsys.readouterr().out)
     assert two["n"] == 16 and set(two["files"]) == {str(a), str(b)}
@@ -111,3 +119,36 @@ def test_cli_label_eval(capsys, tmp_path: Path) -> None:
     assert {"n", "auc", "accuracy", "threshold"} <= set(two["files"][str(b)])
     assert main(["label-eval", "--data", str(tmp_path / "none.json")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+FORM = [
+    ("6, 5, 35, 13, 625, 7, 55, 42, seventeen, 10, 1, 15, 14, 620, 8",
+     "most of these words are numbers.", "yes"),
+    ('., ;, .",", .(, .<, !,, !., .[, .], !, .</, ,, .\'\'., .\', ."',
+     "most of these words are punctuation marks.", "yes"),
+    ("of, OF, Of, of, with, With, WITH, to, TO, in, IN, on, ON, at, AT",
+     "most of these words are prepositions.", "yes"),
+]  # fmt: skip
+
+
+def test_offline_scores_rank_coherent_sets_above_junk(tmp_path: Path) -> None:
+    from wordfreq import zipf_frequency
+
+    from core.label.offline import OfflineLabeller, OfflineParams, load_embedder
+
+    emb = load_embedder("cpu")
+    sets = read_label_file(write_file(tmp_path / "f.json", THEMED + FORM + JUNK))
+    lab, scores = offline_scores(
+        sets, lambda vocab: OfflineLabeller(emb, vocab, OfflineParams(null_sets=100))
+    )
+    res = evaluate_scores(sets, scores, lab.params.threshold_z)
+    ref = [s.interpretable for s in sets]
+    z = [r.z for r in scores]
+    assert res.auc == pytest.approx(roc_auc_score(ref, z))
+    junk_best = max(z[len(THEMED) + len(FORM) :])
+    assert min(z[: len(THEMED)]) > junk_best  # every semantic theme above every junk set
+    assert sum(v > junk_best for v in z[len(THEMED) : len(THEMED) + len(FORM)]) >= 2
+    freq = [sum(zipf_frequency(t, "en") for t in s.tokens) / len(s.tokens) for s in sets]
+    assert res.baselines["word_frequency"] == pytest.approx(roc_auc_score(ref, freq), abs=1e-9)
+    base = sum(ref) / len(ref)
+    assert res.majority_accuracy == pytest.approx(max(base, 1 - base))

@@ -104,6 +104,31 @@ def test_other_themes_are_named(labeller: OfflineLabeller) -> None:
     assert labeller.score(()).label == "" and not labeller.score(()).interpretable
 
 
+NUMBERS = ("6", "5", "35", "13", "625", "7", "55", "42", "10", "1", "15", "14", "620", "8", "19")
+PUNCT = (".", ";", ".(", ".<", ",", '.",', "!", "!,", ".--", ".[", ".</", ".]", "!.", ".,", ":(")
+
+
+def test_numbers_and_punctuation_are_coherent_in_form(embedder, labeller) -> None:
+    frag = labeller.score(FRAGMENTS)
+    nums, punct = labeller.score(NUMBERS), labeller.score(PUNCT)
+    assert nums.z > frag.z + 2 and punct.z > frag.z + 2
+    assert nums.coherence == pytest.approx(OfflineParams().form_weight)  # all mates are numbers
+    # without the form route neither has anything the embedding statistic keeps
+    plain = OfflineLabeller(embedder, make_vocab(embedder.words),
+                            OfflineParams(null_sets=150, form_weight=0.0), CONCEPTS)  # fmt: skip
+    assert plain.coherence(NUMBERS) == plain.coherence(PUNCT) == 0.0
+
+
+def test_score_combines_coherence_with_token_features(labeller: OfflineLabeller) -> None:
+    a = labeller.score(ANIMALS)
+    cnull, lnull = labeller.nulls(len(ANIMALS))
+    assert a.coherence_z == pytest.approx((a.coherence - cnull.mean) / cnull.std)
+    assert a.logit == pytest.approx(labeller.scorer.logit(a.coherence_z, a.features))
+    assert a.z == pytest.approx((a.logit - lnull.mean) / lnull.std)
+    assert a.features.common_share == 1.0 and a.features.repeat_share == 0.0
+    assert {"z", "coherence_z", "logit", "common_share", "word_frequency"} <= set(a.to_json())
+
+
 def test_null_distribution_and_params() -> None:
     null = NullDistribution(5, torch.tensor([0.1, 0.2, 0.3, 0.4]))
     assert null.percentile(0.25) == 0.5 and null.percentile(0.3) == 0.625
@@ -114,14 +139,16 @@ def test_null_distribution_and_params() -> None:
         OfflineParams(top_fraction=0.0)
     with pytest.raises(ValueError):
         OfflineParams(neighbours=0)
+    with pytest.raises(ValueError):
+        OfflineParams(form_weight=-0.1)
 
 
 def test_null_is_seeded(embedder) -> None:
     vocab = make_vocab(embedder.words)
     p = OfflineParams(null_sets=20)
-    a = OfflineLabeller(embedder, vocab, p, CONCEPTS).null(10)
-    b = OfflineLabeller(embedder, vocab, p, CONCEPTS).null(10)
-    assert torch.equal(a.samples, b.samples)
+    a = OfflineLabeller(embedder, vocab, p, CONCEPTS).nulls(10)
+    b = OfflineLabeller(embedder, vocab, p, CONCEPTS).nulls(10)
+    assert torch.equal(a[0].samples, b[0].samples) and torch.equal(a[1].samples, b[1].samples)
 
 
 def test_concept_file_is_broad() -> None:
