@@ -6,7 +6,7 @@ Built once per :class:`~core.analysis.Analysis` (the dashboard caches it with
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,7 +76,9 @@ class SearchIndex:
     tau_bottom: Float[Tensor, " n"]
     kinds: tuple[str, ...]
     spans: dict[str, tuple[int, int]]
-    results: Mapping[str, KindResult]
+    # A view, not a subscripted Mapping: a runtime type checker (the tests' beartype)
+    # would sample an item, reading a kind's file that no query asked for.
+    results: stored.KindsView
     tokens: TokenTable
     embedder: QueryEmbedder
     tokenizer: Any = None

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -67,7 +67,9 @@ def one_question(analysis: Any) -> bool:
     return isinstance(analysis.svd.kinds, LazyTable)
 
 
-def _counts(held: Mapping[str, KindResult], kind: str) -> list[int]:
+# ``held`` is typed Any here and below: a runtime type checker (the tests' beartype)
+# samples an item of a subscripted Mapping, which reads a lazily read kind's file.
+def _counts(held: Any, kind: str) -> list[int]:
     """``[components, n_projected]`` of a kind: from the manifest when the kind is not
     read yet (no file read), else from its value.
     """
@@ -162,12 +164,20 @@ def part_store(analysis: Any, kinds: Sequence[str], ridge: float, dtype: torch.d
     )
 
 
-class KindsView(Mapping[str, KindResult]):
+if TYPE_CHECKING:
+    _Kinds = Mapping[str, KindResult]
+else:
+    # Unsubscripted at run time, as core.cache.reading.LazyTable: a runtime type checker
+    # samples an item of a subscripted mapping.
+    _Kinds = Mapping
+
+
+class KindsView(_Kinds):
     """Some kinds of an analysis's table, each looked up when first used: an index read
     from its part reads no kind's file until a query needs its cached ends or vectors.
     """
 
-    def __init__(self, held: Mapping[str, KindResult], kinds: Sequence[str]) -> None:
+    def __init__(self, held: Any, kinds: Sequence[str]) -> None:
         self._held, self._kinds = held, tuple(kinds)
 
     def __getitem__(self, kind: str) -> KindResult:
