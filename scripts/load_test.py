@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,12 @@ async def _wait_ready(page: Any, selector: str, timeout_ms: int, heading: str = 
     await page.wait_for_function(IDLE_JS, timeout=timeout_ms)
 
 
+def _param(url: str, name: str) -> str | None:
+    """The query parameter ``name`` of ``url`` (``None`` when absent)."""
+    values = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query).get(name)
+    return values[0] if values else None
+
+
 async def _problems(page: Any) -> list[str]:
     out = []
     for sel, what in (
@@ -145,16 +152,23 @@ async def session(
 
                 await timed(p.title, click, p.rendered, p.heading)
                 if p == grid:
-                    for button, param, value in (
-                        ("head ▶", "head", "1"),
-                        ("layer ▶", "layer", "1"),
-                        ("◀ head", "head", "0"),
-                        ("◀ layer", "layer", "0"),
+                    # Relative steps: the grid opens on the model's documented head (L27 H0
+                    # on SmolLM2-135M), not on layer 0, so each waits for its parameter to
+                    # change rather than for a fixed value.
+                    for button, param in (
+                        ("head ▶", "head"),
+                        ("layer ▶", "layer"),
+                        ("◀ head", "head"),
+                        ("◀ layer", "layer"),
                     ):
 
-                        async def step(b: str = button, q: str = param, v: str = value) -> None:
+                        async def step(b: str = button, q: str = param) -> None:
+                            before = _param(tab.url, q)
                             await tab.get_by_role("button", name=b).click()
-                            await tab.wait_for_url(f"**{q}={v}**", timeout=timeout_ms)
+                            await tab.wait_for_url(
+                                lambda url, q=q, before=before: _param(url, q) != before,
+                                timeout=timeout_ms,
+                            )
 
                         await timed(f"grid {button}", step, grid.rendered, grid.heading)
             if r == 0:
@@ -165,9 +179,17 @@ async def session(
                     await tab.wait_for_url(f"**/{spectra.url_path}?**", timeout=timeout_ms)
                     await _wait_ready(tab, spectra.rendered, timeout_ms, spectra.heading)
                     box = tab.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]')
+                    before = _param(tab.url, "layer")
                     await box.filter(has_text="Layer").click()
-                    await tab.get_by_role("option", name="1", exact=True).click()
-                    await tab.wait_for_url("**layer=1**", timeout=timeout_ms)
+                    # The list is virtualised (only options near the current layer are
+                    # drawn: 19-29 around SmolLM2's L27): take a drawn one that differs.
+                    options = tab.get_by_role("option")
+                    names = [t.strip() for t in await options.all_inner_texts()]
+                    target = next(t for t in names if t != before)
+                    await tab.get_by_role("option", name=target, exact=True).click()
+                    await tab.wait_for_url(
+                        lambda url: _param(url, "layer") == target, timeout=timeout_ms
+                    )
 
                 await timed(
                     "spectra sidebar layer", sidebar_layer, spectra.rendered, spectra.heading

@@ -6,9 +6,11 @@ A cached search on SmolLM2-135M spent a third of a second parsing ``tokenizer.js
 query concept is encoded as itself and with a leading space (:func:`parse_query`), and
 a random query of the significance null draws whole-word tokens; so the first
 cache-only index build encodes, with the checkpoint's own tokenizer, ``w`` and ``" " + w``
-for every token's stripped text ``w`` and keeps the ids (:class:`MemoTokenizer`). Later
-calls read those and load the tokenizer only for a text the memo does not hold: the
-same ids either way, as they are the tokenizer's own.
+for every token's stripped text ``w`` and every English word search knows
+(:func:`core.words.known_words`: a word of several tokens such as ``flames`` on the demo
+model) and keeps the ids (:class:`MemoTokenizer`). Later calls read those and load the
+tokenizer only for a text the memo does not hold: the same ids either way, as they are
+the tokenizer's own.
 
 The memo is checked against the SHA-256 of the tokenizer files it was built from, so an
 edited tokenizer is noticed even when the weights (and so the entry) stay the same.
@@ -30,10 +32,11 @@ from core.analysis import settings_key
 from core.cache import store
 from core.errors import CacheError
 from core.model.tokenizer import FileTokenizer
+from core.words import known_words
 
 PART = "searchtokens"
 #: Bumped when the memo's content changes.
-VERSION = 1
+VERSION = 2
 #: Encodings longer than this are not kept (a fallback to the tokenizer).
 MAX_IDS = 8
 #: What the tokenizer of a cache-only analysis reads (core.model.tokenizer).
@@ -92,8 +95,10 @@ class MemoTokenizer:
 
 
 def stripped_words(raw: Sequence[str]) -> list[str]:
-    """Each token's text without surrounding whitespace (what the memo is keyed by)."""
-    return [t.strip() for t in raw]
+    """What the memo is keyed by: each token's text without surrounding whitespace, then
+    the known English words (:func:`core.words.known_words`), sorted.
+    """
+    return [t.strip() for t in raw] + sorted(known_words())
 
 
 def _encodings(tokenizer: Any, texts: Sequence[str]) -> Tensor:
@@ -140,7 +145,8 @@ def memo_tokenizer(analysis: Any, mapped: bool) -> Any:
     extra: dict[str, Any] = {
         "version": VERSION,
         "max_ids": MAX_IDS,
-        "d_vocab": len(words),
+        "d_vocab": len(analysis.tokens.raw),
+        "words_sha256": hashlib.sha256("\n".join(words).encode()).hexdigest(),
         "tokenizer_sha256": digest,
     }
     with contextlib.suppress(CacheError, KeyError, ValueError, TypeError, OSError):
