@@ -348,7 +348,7 @@ def find_by_fingerprint(
                 out, CHECKPOINT_MANIFEST, meta, processing, settings_key, None, mapped=lazy
             )
             t = tensors_from_buffer(blobs[UNEMBED_FILE])
-            table = json.loads(blobs[TOKENS_FILE])
+            table = json.loads(bytes(blobs[TOKENS_FILE]))
             trained = None
             if "undertrained" in table:
                 trained = torch.ones(len(table["raw"]), dtype=torch.bool)
