@@ -6,7 +6,12 @@ one-click buttons. Reports errors (there should be none), per-page times (click 
 rendered content), and the server's peak RSS.
 
     .venv/bin/python scripts/load_test.py --sessions 20
+    .venv/bin/python scripts/load_test.py --sessions 1,20 --model models/smollm2-135m --json
     .venv/bin/python scripts/load_test.py --url http://127.0.0.1:8501   # an existing server
+
+With a list of session counts each runs in turn on the same warm server; its JSON has one
+object per count under ``runs``, with ``page_p50_s`` (the slowest page's median
+click-to-rendered time) and the server's peak RSS during that run.
 
 Without --url it starts ``streamlit run dashboard/app.py`` itself (on a free port, with
 SVDLENS_DEFAULT_MODEL / SVDLENS_CACHE_DIR from --model / --cache-dir when given) and
@@ -26,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +94,12 @@ async def _wait_ready(page: Any, selector: str, timeout_ms: int, heading: str = 
     await page.wait_for_function(IDLE_JS, timeout=timeout_ms)
 
 
+def _param(url: str, name: str) -> str | None:
+    """The query parameter ``name`` of ``url`` (``None`` when absent)."""
+    values = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query).get(name)
+    return values[0] if values else None
+
+
 async def _problems(page: Any) -> list[str]:
     out = []
     for sel, what in (
@@ -114,7 +126,7 @@ async def session(
 
     async def timed(name: str, action: Any, selector: str, heading: str = "") -> None:
         if verbose:
-            print(f"session {sid}: {name}", file=sys.stderr, flush=True)
+            print(f"{time.strftime('%H:%M:%S')} session {sid}: {name}", file=sys.stderr, flush=True)
         t = time.perf_counter()
         try:
             await action()
@@ -140,16 +152,23 @@ async def session(
 
                 await timed(p.title, click, p.rendered, p.heading)
                 if p == grid:
-                    for button, param, value in (
-                        ("head ▶", "head", "1"),
-                        ("layer ▶", "layer", "1"),
-                        ("◀ head", "head", "0"),
-                        ("◀ layer", "layer", "0"),
+                    # Relative steps: the grid opens on the model's documented head (L27 H0
+                    # on SmolLM2-135M), not on layer 0, so each waits for its parameter to
+                    # change rather than for a fixed value.
+                    for button, param in (
+                        ("head ▶", "head"),
+                        ("layer ▶", "layer"),
+                        ("◀ head", "head"),
+                        ("◀ layer", "layer"),
                     ):
 
-                        async def step(b: str = button, q: str = param, v: str = value) -> None:
+                        async def step(b: str = button, q: str = param) -> None:
+                            before = _param(tab.url, q)
                             await tab.get_by_role("button", name=b).click()
-                            await tab.wait_for_url(f"**{q}={v}**", timeout=timeout_ms)
+                            await tab.wait_for_url(
+                                lambda url, q=q, before=before: _param(url, q) != before,
+                                timeout=timeout_ms,
+                            )
 
                         await timed(f"grid {button}", step, grid.rendered, grid.heading)
             if r == 0:
@@ -160,9 +179,17 @@ async def session(
                     await tab.wait_for_url(f"**/{spectra.url_path}?**", timeout=timeout_ms)
                     await _wait_ready(tab, spectra.rendered, timeout_ms, spectra.heading)
                     box = tab.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]')
+                    before = _param(tab.url, "layer")
                     await box.filter(has_text="Layer").click()
-                    await tab.get_by_role("option", name="1", exact=True).click()
-                    await tab.wait_for_url("**layer=1**", timeout=timeout_ms)
+                    # The list is virtualised (only options near the current layer are
+                    # drawn: 19-29 around SmolLM2's L27): take a drawn one that differs.
+                    options = tab.get_by_role("option")
+                    names = [t.strip() for t in await options.all_inner_texts()]
+                    target = next(t for t in names if t != before)
+                    await tab.get_by_role("option", name=target, exact=True).click()
+                    await tab.wait_for_url(
+                        lambda url: _param(url, "layer") == target, timeout=timeout_ms
+                    )
 
                 await timed(
                     "spectra sidebar layer", sidebar_layer, spectra.rendered, spectra.heading
@@ -209,9 +236,57 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--sessions takes counts like 1,20, not {text!r}"
+        ) from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"--sessions takes counts of at least 1, not {text!r}")
+    return counts
+
+
+def _server_runs(timing_log: Path | None, start: int) -> tuple[dict[str, Any], int]:
+    """Per page, the server's script-run seconds logged since line ``start``."""
+    runs: dict[str, list[float]] = {}
+    lines = timing_log.read_text().splitlines() if timing_log and timing_log.exists() else []
+    for line in lines[start:]:
+        rec = json.loads(line)
+        runs.setdefault(rec["page"], []).append(rec["seconds"])
+    return {k: _stats(v) for k, v in runs.items()}, len(lines)
+
+
+def _page_p50(results: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Page render p50: the median click-to-rendered time over every page visit (a click
+    on a page's sidebar link) of every session, and the slowest page's median.
+    """
+    visits = [x for r in results for k, v in r["times"].items() if k in _TITLES for x in v]
+    per_page: dict[str, list[float]] = {}
+    for r in results:
+        for k, v in r["times"].items():
+            if k in _TITLES:
+                per_page.setdefault(k, []).extend(v)
+    return {
+        "page_p50_s": round(statistics.median(visits), 3) if visits else None,
+        "slowest_page_p50_s": round(max(statistics.median(v) for v in per_page.values()), 3)
+        if per_page
+        else None,
+    }
+
+
+_TITLES = {p.title for p in registry.PAGES}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sessions", type=int, default=20)
+    ap.add_argument(
+        "--sessions",
+        type=_counts,
+        default=[20],
+        help="concurrent sessions; a list (1,20) runs each in turn on the same warm server",
+    )
     ap.add_argument("--rounds", type=int, default=1, help="times each session clicks through")
     ap.add_argument("--url", help="an already running server (else one is started)")
     ap.add_argument("--model", help="SVDLENS_DEFAULT_MODEL for the started server")
@@ -225,7 +300,6 @@ def main(argv: list[str] | None = None) -> int:
     proc = None
     monitor = None
     timing_log: Path | None = None
-    warm_lines = 0
     if args.url:
         base = args.url.rstrip("/")
     else:
@@ -250,18 +324,35 @@ def main(argv: list[str] | None = None) -> int:
         monitor = RssMonitor(proc.pid)
         monitor.start()
     timeout_ms = int(args.timeout * 1000)
+    runs: list[dict[str, Any]] = []
+    load_start = os.getloadavg()[0]
     try:
         t = time.perf_counter()
         warm = asyncio.run(run_sessions(base, 1, timeout_ms * 3, 1, args.chromium, args.verbose))
         warm_s = time.perf_counter() - t
         rss_after_warmup = monitor.peak if monitor else None
-        if timing_log is not None and timing_log.exists():
-            warm_lines = len(timing_log.read_text().splitlines())
-        t = time.perf_counter()
-        results = asyncio.run(
-            run_sessions(base, args.sessions, timeout_ms, args.rounds, args.chromium, args.verbose)
-        )
-        wall = time.perf_counter() - t
+        _, seen = _server_runs(timing_log, 0)
+        for n in args.sessions:
+            if monitor:
+                monitor.peak = 0  # this run's peak
+            t = time.perf_counter()
+            results = asyncio.run(
+                run_sessions(base, n, timeout_ms, args.rounds, args.chromium, args.verbose)
+            )
+            wall = time.perf_counter() - t
+            server, seen = _server_runs(timing_log, seen)
+            summary = summarise(results)
+            runs.append(
+                {
+                    "sessions": n,
+                    "wall_s": round(wall, 1),
+                    **_page_p50(results),
+                    **summary,
+                    "server_script_runs": server,
+                    "server_peak_rss_mb": round(monitor.peak / 2**20, 1) if monitor else None,
+                    "load_avg_end": os.getloadavg()[0],
+                }
+            )
     finally:
         if monitor:
             monitor.stop_flag = True
@@ -272,50 +363,46 @@ def main(argv: list[str] | None = None) -> int:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    server_runs: dict[str, list[float]] = {}
-    if timing_log is not None and timing_log.exists():
-        for line in timing_log.read_text().splitlines()[warm_lines:]:
-            rec = json.loads(line)
-            server_runs.setdefault(rec["page"], []).append(rec["seconds"])
     report = {
-        "sessions": args.sessions,
+        "model": args.model,
         "rounds": args.rounds,
+        "load_avg_start": load_start,
         "warmup_s": round(warm_s, 1),
         "warmup_errors": summarise(warm)["errors"],
-        "wall_s": round(wall, 1),
-        **summarise(results),
-        "server_script_runs": {k: _stats(v) for k, v in server_runs.items()},
-        "server_peak_rss_mb": round(monitor.peak / 2**20, 1) if monitor else None,
         "server_rss_after_warmup_mb": round(rss_after_warmup / 2**20, 1)
         if rss_after_warmup
         else None,
+        "runs": runs,
     }
     if args.json:
         print(json.dumps(report, indent=1))
     else:
-        print(
-            f"{args.sessions} sessions x {args.rounds} round(s) in {report['wall_s']} s "
-            f"(warm-up session: {report['warmup_s']} s)"
-        )
+        _print(report)
+    errors = [e for r in runs for e in r["errors"]]
+    return 1 if errors or report["warmup_errors"] else 0
+
+
+def _print(report: dict[str, Any]) -> None:
+    print(f"warm-up session: {report['warmup_s']} s")
+    for run in report["runs"]:
+        print(f"{run['sessions']} sessions x {report['rounds']} round(s) in {run['wall_s']} s")
         print(f"{'step':28s} {'n':>4s} {'median':>8s} {'p95':>8s} {'max':>8s}")
-        for k, s in report["steps"].items():
+        for k, s in run["steps"].items():
             print(f"{k:28s} {s['n']:4d} {s['median_s']:8.3f} {s['p95_s']:8.3f} {s['max_s']:8.3f}")
         print("server-side script runs (sidebar + page, seconds):")
-        for k, s in report["server_script_runs"].items():
+        for k, s in run["server_script_runs"].items():
             print(f"  {k:26s} {s['n']:4d} {s['median_s']:8.3f} {s['p95_s']:8.3f} {s['max_s']:8.3f}")
         kinds: dict[str, int] = {}
-        for e in report["errors"]:
+        for e in run["errors"]:
             k = "timeout" if "Timeout" in e else e.split(": ")[2] if e.count(": ") > 1 else e
             kinds[k] = kinds.get(k, 0) + 1
-        print(f"errors: {len(report['errors'])} {kinds if kinds else ''}")
-        for e in report["errors"][:20]:
+        print(f"errors: {len(run['errors'])} {kinds if kinds else ''}")
+        for e in run["errors"][:20]:
             print("  " + e)
-        if report["server_peak_rss_mb"] is not None:
-            print(
-                f"server peak RSS: {report['server_peak_rss_mb']} MB "
-                f"(after warm-up: {report['server_rss_after_warmup_mb']} MB)"
-            )
-    return 1 if report["errors"] or report["warmup_errors"] else 0
+        if run["server_peak_rss_mb"] is not None:
+            print(f"server peak RSS: {run['server_peak_rss_mb']} MB")
+    for e in report["warmup_errors"][:20]:
+        print("  warm-up: " + e)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,13 @@
   load, decompositions, the first directions of each component), ``first_grid_s`` (that
   plus one head's grid), ``search_ready_s`` (that plus the search index and one query),
   ``filled_s`` (every direction projected and the entry written);
-* ``search_p50_ms`` / ``search_p95_ms`` over random queries on the cached analysis.
+* ``search_p50_ms`` / ``search_p95_ms`` over random queries on the cached analysis;
+* with ``sessions`` (``--pages``, the default): the dashboard in a real Streamlit server
+  on the same cache, driven by headless Chromium (``scripts/load_test.py``): one warm-up
+  session (``page_warmup_s``: what the first visitor of each page waits for, the random
+  controls included), then for each session count ``N`` in turn ``page_p50_s_N`` (the
+  median click-to-rendered time over every page visit), ``slowest_page_p50_s_N`` and
+  ``server_rss_mb_N`` (the server's peak RSS during that run).
 
 Everything runs in subprocesses from the repository root, so the figures include the
 interpreter's start and imports, as a user's call does.
@@ -87,11 +93,46 @@ def _run(args: list[str]) -> tuple[float, str]:
     return wall, proc.stdout
 
 
+def browser_waits(model: str, cache: str, sessions: tuple[int, ...]) -> dict[str, Any]:
+    """Page render p50 and the server's RSS for each session count (the module
+    docstring's keys), from one ``scripts/load_test.py`` run; ``page_errors`` lists what
+    went wrong (a step past its timeout on a loaded machine), ``{}`` without Chromium.
+    """
+    from core.settings import REPO_ROOT
+
+    script = REPO_ROOT / "scripts" / "load_test.py"
+    args = [sys.executable, str(script), "--sessions", ",".join(str(n) for n in sessions)]
+    args += ["--model", model, "--cache-dir", cache, "--timeout", "300", "--json"]
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=REPO_ROOT, env=_env())
+    try:
+        report = json.loads(proc.stdout)
+    except ValueError:
+        lines = proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"]
+        return {"page_errors": [lines[-1]]}
+    out: dict[str, Any] = {
+        "page_warmup_s": report["warmup_s"],
+        "server_rss_after_warmup_mb": report["server_rss_after_warmup_mb"],
+        "page_errors": report["warmup_errors"] + [e for r in report["runs"] for e in r["errors"]],
+    }
+    for r in report["runs"]:
+        n = r["sessions"]
+        out[f"page_p50_s_{n}"] = r["page_p50_s"]
+        out[f"slowest_page_p50_s_{n}"] = r["slowest_page_p50_s"]
+        out[f"server_rss_mb_{n}"] = r["server_peak_rss_mb"]
+        out[f"pages_wall_s_{n}"] = r["wall_s"]
+    return out
+
+
 def user_waits(
-    model: str, repeat: int = 5, queries: int = 100, device: str = "cpu"
+    model: str,
+    repeat: int = 5,
+    queries: int = 100,
+    device: str = "cpu",
+    sessions: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     """The waits of the module docstring for checkpoint ``model`` (a spec as ``--model``
-    takes), each subprocess timing the median of ``repeat`` runs after a warm-up.
+    takes), each subprocess timing the median of ``repeat`` runs after a warm-up; with
+    ``sessions``, the dashboard's too (:func:`browser_waits`).
     """
     from core.analysis import open_analysis
     from core.bench.stages import search_latency
@@ -144,5 +185,8 @@ def user_waits(
         a = open_analysis(s)
         out["search_from_cache_without_model"] = not a.source.loaded
         out.update(search_latency(a, a.tokenizer, queries, seed=0))
+        out["load_avg_before_pages"] = os.getloadavg()[0]
+        if sessions:
+            out.update(browser_waits(model, cache, sessions))
     out["load_avg_end"] = os.getloadavg()[0]
     return out

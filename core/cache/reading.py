@@ -5,6 +5,14 @@ checked (its SHA-256, or the stamp of an earlier check against that descriptor),
 parsed from those bytes (no memory map), so a file truncated or rewritten later can
 neither fault the process nor change the values it holds.
 
+A process that answers one question (``mapped=True``: the CLI's lazy reads) maps the
+files instead (private, copy-on-write): a settled file whose stamp still matches is then
+not read at all, only the pages a query touches are (a search reads a few ``W_U``
+columns, not the 226 MB checkpoint part of SmolLM2-135M). The cache never rewrites a
+file in place (every write is a new file renamed over the old one, and a removed entry's
+files stay readable while mapped), so the mapped bytes are the checked ones for the life
+of the process; a long-lived reader (the dashboard) keeps the owned buffers.
+
 :class:`LazyTable` reads a kind's file when a caller first asks for that kind: a cached
 answer about OV heads reads the OV file, not the whole entry. The manifest is checked
 when the entry is opened; each file is checked when it is read, against that manifest.
@@ -15,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import mmap
 import os
 import tempfile
 import threading
@@ -33,6 +42,8 @@ from core.model.weights import ModelMeta
 FORMAT_VERSION = 2
 #: Stat stamps of the files whose SHA-256 checked out (see :data:`TRUST_AFTER_S`).
 VERIFIED = "verified.json"
+#: What a file's bytes are held in: an owned buffer, or a private memory map.
+Buffer = bytearray | mmap.mmap
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -57,10 +68,11 @@ def read_checked(
     settings_key: dict[str, Any],
     group: str | None,
     only: frozenset[str] | None = None,
-) -> tuple[dict[str, Any], dict[str, bytearray]]:
+    mapped: bool = False,
+) -> tuple[dict[str, Any], dict[str, Buffer]]:
     """The manifest ``out / name`` and its files' bytes (only those named in ``only``,
     when given), after checking the manifest's shape, format, weights and settings and
-    each file's size and SHA-256.
+    each file's size and SHA-256 (``mapped``: memory maps, see the module docstring).
 
     ``group`` is the table the manifest indexes (``kinds``, ``controls``; ``None`` for
     the checkpoint part). Malformed content of any shape is a :class:`CacheError`.
@@ -88,21 +100,41 @@ def read_checked(
             size = -1
         if size != files[n]["size"]:
             raise CacheError(f"The cache file {out / n} is missing, truncated or corrupted.")
-    return info, read_files(out, files, names)
+    return info, read_files(out, files, names, mapped)
 
 
 def read_files(
-    out: Path, files: dict[str, dict[str, Any]], names: list[str]
-) -> dict[str, bytearray]:
+    out: Path, files: dict[str, dict[str, Any]], names: list[str], mapped: bool = False
+) -> dict[str, Buffer]:
     """The bytes of ``names`` in entry ``out``, each checked against its manifest record
-    in ``files`` (size and SHA-256); stamps the files whose hash checked out.
+    in ``files`` (size and SHA-256); stamps the files whose hash checked out. With
+    ``mapped`` each is a private memory map (see the module docstring).
     """
     stamps = _read_stamps(out)
+    if mapped:
+        # Only the tensor files: JSON is parsed whole anyway.
+        read = {
+            n: (_map_file if n.endswith(".safetensors") else _read_file)(out, n, files[n], stamps)
+            for n in names
+        }
+        _stamp_new(out, stamps, files, read)
+        return {n: data for n, (data, _, _) in read.items()}
     # Read (and hash) the biggest files first, in parallel: hashlib and file reads
     # release the GIL, and the hashing is most of a cached answer's time.
     names = sorted(names, key=lambda n: -int(files[n]["size"]))
     with ThreadPoolExecutor(max_workers=max(1, min(len(names), os.cpu_count() or 1))) as pool:
         read = dict(zip(names, pool.map(lambda n: _read_file(out, n, files[n], stamps), names)))
+    _stamp_new(out, stamps, files, read)
+    return {n: data for n, (data, _, _) in read.items()}
+
+
+def _stamp_new(
+    out: Path,
+    stamps: dict[str, Any],
+    files: dict[str, dict[str, Any]],
+    read: dict[str, tuple[Buffer, os.stat_result, bool]],
+) -> None:
+    """Stamp the settled files of ``read`` whose hash was checked now."""
     settled = time.time() - TRUST_AFTER_S
     new = {
         n: _stamp(st, files[n]["sha256"])
@@ -111,7 +143,32 @@ def read_files(
     }
     if new:
         _write_stamps(out, {**stamps, **new})
-    return {n: data for n, (data, _, _) in read.items()}
+
+
+def _map_file(
+    out: Path, fname: str, want: dict[str, Any], stamps: dict[str, Any]
+) -> tuple[Buffer, os.stat_result, bool]:
+    """``out / fname`` as a private memory map, its stat, and whether it was hashed (when
+    its stamp does not vouch for it); :class:`CacheError` unless it is the manifest's.
+    """
+    p = inside(out, out / fname)
+    damaged = CacheError(f"The cache file {p} is missing, truncated or corrupted.")
+    try:
+        with open(p, "rb", buffering=0) as f:
+            st = os.fstat(f.fileno())
+            if st.st_size != want["size"]:
+                raise damaged
+            if st.st_size == 0:
+                return bytearray(), st, False
+            # ACCESS_COPY: writable for torch.frombuffer, and writes stay in this process.
+            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    except (OSError, ValueError) as exc:
+        raise damaged from exc
+    if stamps.get(fname) == _stamp(st, want["sha256"]):
+        return data, st, False
+    if _digest(data) != want["sha256"]:
+        raise damaged
+    return data, st, True
 
 
 def _read_file(
@@ -149,7 +206,7 @@ def _read_file(
     return data, before, True
 
 
-def _digest(data: bytes | bytearray) -> str:
+def _digest(data: bytes | bytearray | mmap.mmap) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
@@ -179,7 +236,7 @@ def _write_stamps(out: Path, stamps: dict[str, Any]) -> None:
 
 
 def read_group(
-    out: Path, info: dict[str, Any], group: str, blobs: dict[str, bytearray]
+    out: Path, info: dict[str, Any], group: str, blobs: dict[str, Buffer]
 ) -> dict[str, KindResult]:
     """Every kind of ``info[group]`` parsed from its file's bytes in ``blobs``."""
     table: dict[str, KindResult] = {}
@@ -204,12 +261,12 @@ else:
 
 class LazyTable(_Table):
     """One group of an entry (its kinds, or its controls), each kind read and checked when
-    first asked for. Safe to share between threads; values set later (a background fill)
-    replace what was read.
+    first asked for (``mapped``: memory-mapped, see the module docstring). Safe to share
+    between threads; values set later (a background fill) replace what was read.
     """
 
-    def __init__(self, out: Path, info: dict[str, Any], group: str) -> None:
-        self._out, self._info, self._group = out, info, group
+    def __init__(self, out: Path, info: dict[str, Any], group: str, mapped: bool = False) -> None:
+        self._out, self._info, self._group, self._mapped = out, info, group, mapped
         self._index: dict[str, Any] = dict(info[group])
         self._loaded: dict[str, KindResult] = {}
         self._lock = threading.Lock()
@@ -224,7 +281,7 @@ class LazyTable(_Table):
             if kind not in self._loaded:
                 fname = self._index[kind]["file"]
                 try:
-                    blobs = read_files(self._out, self._info["files"], [fname])
+                    blobs = read_files(self._out, self._info["files"], [fname], self._mapped)
                 except CacheError as exc:
                     # The manifest no longer vouches for the entry: drop it, so that the
                     # next open rebuilds it instead of failing here again.
@@ -239,6 +296,17 @@ class LazyTable(_Table):
                 )
                 self._loaded[kind] = table[kind]
             return self._loaded[kind]
+
+    def record(self, kind: str) -> dict[str, Any] | None:
+        """The manifest's record of ``kind`` (``file``, ``components``, ``n_projected``)
+        without reading its file, or ``None`` once the kind is in memory (read, or set
+        later: then its value, not the manifest, is what holds).
+        """
+        with self._lock:
+            if kind in self._loaded:
+                return None
+            rec = self._index.get(kind)
+            return dict(rec) if isinstance(rec, dict) else None
 
     def __setitem__(self, kind: str, value: KindResult) -> None:
         with self._lock:

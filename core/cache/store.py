@@ -236,7 +236,7 @@ def load(
     needs no control does not read them).
 
     With ``lazy`` only the manifest is checked now (and every file's size); each kind's
-    file is read and checked when first asked for (:class:`LazyTable`). That suits a
+    file is mapped and checked when first asked for (:class:`LazyTable`). That suits a
     process answering one question (a CLI call reads the kinds it needs); a long-lived
     reader keeps the default, which owns every value from the start, whatever happens to
     the files later.
@@ -252,7 +252,7 @@ def load(
         info, _ = read_checked(
             out, "meta.json", meta, processing, settings_key, "kinds", frozenset()
         )
-        kinds = LazyTable(out, info, "kinds")
+        kinds = LazyTable(out, info, "kinds", mapped=True)
     else:
         info, blobs = read_checked(out, "meta.json", meta, processing, settings_key, "kinds")
         kinds = read_group(out, info, "kinds", blobs)
@@ -344,9 +344,11 @@ def find_by_fingerprint(
             meta = ModelMeta(**info["model"])
             svd = load(cache_dir, meta, processing, settings_key, lazy=lazy)
             out = mpath.parent
-            _, blobs = read_checked(out, CHECKPOINT_MANIFEST, meta, processing, settings_key, None)
+            _, blobs = read_checked(
+                out, CHECKPOINT_MANIFEST, meta, processing, settings_key, None, mapped=lazy
+            )
             t = tensors_from_buffer(blobs[UNEMBED_FILE])
-            table = json.loads(blobs[TOKENS_FILE])
+            table = json.loads(bytes(blobs[TOKENS_FILE]))
             trained = None
             if "undertrained" in table:
                 trained = torch.ones(len(table["raw"]), dtype=torch.bool)
@@ -427,16 +429,23 @@ def save_part(
 
 
 def load_part(
-    cache_dir: Path, meta: ModelMeta, processing: str, settings_key: dict[str, Any], name: str
+    cache_dir: Path,
+    meta: ModelMeta,
+    processing: str,
+    settings_key: dict[str, Any],
+    name: str,
+    mapped: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Tensor]]:
-    """Read and verify the derived part ``name``: its ``extra`` and its tensors.
+    """Read and verify the derived part ``name``: its ``extra`` and its tensors
+    (``mapped``: views of a memory map, for a process answering one question; see
+    :mod:`core.cache.reading`).
 
     Raises:
         CacheError: missing, stale, truncated or corrupted; the message says which.
     """
     manifest, fname = _part_names(name)
     out = entry_dir(cache_dir, meta, processing)
-    info, blobs = read_checked(out, manifest, meta, processing, settings_key, None)
+    info, blobs = read_checked(out, manifest, meta, processing, settings_key, None, mapped=mapped)
     try:
         return dict(info.get("extra") or {}), dict(tensors_from_buffer(blobs[fname]))
     except Exception as exc:  # any content that does not fit

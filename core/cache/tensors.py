@@ -10,6 +10,7 @@ file truncated or rewritten later still cannot fault the process or change the v
 from __future__ import annotations
 
 import json
+import mmap
 import struct
 
 import torch
@@ -30,7 +31,7 @@ _DTYPES = {
 }
 
 
-def tensors_from_buffer(buf: bytearray) -> dict[str, Tensor]:
+def tensors_from_buffer(buf: bytearray | mmap.mmap) -> dict[str, Tensor]:
     """The tensors of a safetensors file held in ``buf``, each a view of ``buf``.
 
     Raises:

@@ -52,7 +52,14 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         default=None,
         help="instead of the shapes: what a user waits for on the checkpoint MODEL "
         "('default', a directory): cached CLI call against `import torch`, empty cache to "
-        "first grid and to search, search p50/p95 (core.bench.waits)",
+        "first grid and to search, search p50/p95, and with --pages page render p50 and the "
+        "server's RSS for --sessions (core.bench.waits)",
+    )
+    p.add_argument(
+        "--sessions",
+        default="1,20",
+        help="with --waits and --pages: browser sessions of the dashboard's load test, run "
+        "in turn on one server (default 1,20)",
     )
     p.add_argument("--json", action="store_true", help="print JSON on stdout")
     p.set_defaults(func=_bench)
@@ -83,7 +90,19 @@ def _bench(args: argparse.Namespace) -> Any:
     if args.waits is not None:
         from core.bench.waits import user_waits
 
-        res = user_waits(args.waits, max(args.repeat, 5), args.queries, args.device)
+        try:
+            sessions = tuple(int(x) for x in args.sessions.split(",") if x.strip())
+        except ValueError:
+            raise ArgError(f"--sessions takes counts like 1,20, not {args.sessions!r}.") from None
+        if any(n < 1 for n in sessions):
+            raise ArgError(f"--sessions takes counts of at least 1, not {args.sessions!r}.")
+        res = user_waits(
+            args.waits,
+            max(args.repeat, 5),
+            args.queries,
+            args.device,
+            sessions if args.pages else (),
+        )
         print(json.dumps(res), file=sys.stderr, flush=True)
         return res
     opts = BenchOptions(

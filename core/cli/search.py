@@ -34,6 +34,8 @@ def _kinds(text: str | None) -> tuple[str, ...] | None:
 
 
 def _search(args: argparse.Namespace) -> Any:
+    import torch
+
     from core.search.engine import DEFAULT_KINDS, build_index, search
 
     if not split_concepts(args.query):
@@ -52,6 +54,11 @@ def _search(args: argparse.Namespace) -> Any:
     a = open_from_args(args)
     # Only the kinds searched: the index costs time per direction it stacks.
     index = build_index(a, kinds if kinds is not None else DEFAULT_KINDS)
+    # One query is tens of milliseconds of small products, gathers and reductions: on a
+    # shared 2-core machine torch's second thread spins against other processes and
+    # made them 10-100x slower (a 104-row gather: 1 ms on one thread, 100-150 ms on two
+    # at load 10). One question per process, so the setting ends with it.
+    torch.set_num_threads(1)
     res = search(
         index,
         args.query,

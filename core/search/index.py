@@ -6,7 +6,6 @@ Built once per :class:`~core.analysis.Analysis` (the dashboard caches it with
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,11 +14,11 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from core.analysis import settings_key
-from core.cache import store
 from core.cache.store import KindResult
-from core.errors import CacheError, SpecError
+from core.errors import SpecError
+from core.search import stored
 from core.search.embed import DEFAULT_RIDGE, QueryEmbedder, build_embedder
+from core.search.memo import memo_tokenizer
 from core.search.parts import PartStore
 from core.search.score import TOP_TOKENS, logit_std, top_z
 from core.settings import MATRIX_KINDS
@@ -55,7 +54,7 @@ class SearchIndex:
         tau_bottom: minus the z-score of its ``TOP_TOKENS``-th lowest logit ``[n]``.
         kinds: the kinds held, in row order.
         spans: ``kind -> (start, stop)``.
-        results: each kind's cached result (for top tokens).
+        results: each kind's cached result (for top tokens), looked up when first used.
         tokens: the model's token table.
         embedder: the query embedder (``W_U``-side operators).
         tokenizer: the model's tokenizer, or ``None`` (exact vocabulary lookup).
@@ -77,7 +76,9 @@ class SearchIndex:
     tau_bottom: Float[Tensor, " n"]
     kinds: tuple[str, ...]
     spans: dict[str, tuple[int, int]]
-    results: dict[str, KindResult]
+    # A view, not a subscripted Mapping: a runtime type checker (the tests' beartype)
+    # would sample an item, reading a kind's file that no query asked for.
+    results: stored.KindsView
     tokens: TokenTable
     embedder: QueryEmbedder
     tokenizer: Any = None
@@ -144,22 +145,15 @@ def _kth_logits(res: KindResult, C: int, r: int) -> Float[Tensor, "n 2"]:
     return out.reshape(C * r, 2)
 
 
-#: The query operators, each row's logit std, ``tau_top``, ``tau_bottom``, and the
-#: stacked unit rows in the index's dtype.
-_Stats = tuple[QueryEmbedder, Tensor, Tensor, Tensor, Tensor]
-#: The operators' and thresholds' tensors as the cache part stores them.
-_OPS = ("mean_u", "pinv_op", "ridge_op", "gc_root")
-
-
 def _stats(
     analysis: Any,
     kinds: Sequence[str],
     kth: Float[Tensor, "n 2"],
     ridge: float,
     dtype: torch.dtype,
-) -> _Stats:
-    """The query operators, each row's logit std, its thresholds ``tau_top``/``tau_bottom``
-    and the rows themselves (``[n, d_model]`` in ``dtype``).
+) -> tuple[QueryEmbedder, dict[str, Tensor]]:
+    """The query operators, and each row's logit std, its thresholds
+    ``tau_top``/``tau_bottom`` and the rows themselves (``[n, d_model]`` in ``dtype``).
     """
     embedder = build_embedder(analysis.W_U, analysis.W_E, ridge, analysis.settings.vocab_chunk)
     # From float32 vectors: the stored stack is in the index's (lower) precision.
@@ -178,60 +172,37 @@ def _stats(
     gauss = top_z(embedder.d_vocab)
     tau_top = ((kth[:, 0] - mean) / std).nan_to_num(gauss)
     tau_bottom = ((mean - kth[:, 1]) / std).nan_to_num(gauss)
-    return embedder, std, tau_top, tau_bottom, vec.to(dtype)
+    stats = {"logit_std": std, "tau_top": tau_top, "tau_bottom": tau_bottom}
+    return embedder, {**stats, "vectors": vec.to(dtype)}
 
 
-def _part(
-    analysis: Any, kinds: Sequence[str], ridge: float, dtype: torch.dtype
-) -> tuple[str, dict[str, Any]]:
-    """The cache part's name for these kinds, and what it must have been computed from."""
-    held = analysis.svd.kinds
-    extra = {
-        "ridge": ridge,
-        "dtype": str(dtype),
-        "kinds": {k: [held[k].decomposition.rank, held[k].n_projected] for k in kinds},
-    }
-    return "search-" + "-".join(kinds), extra
-
-
-def _saved_stats(
-    analysis: Any, kinds: Sequence[str], ridge: float, dtype: torch.dtype = torch.bfloat16
-) -> _Stats | None:
-    """The stats of an earlier :func:`build_index` on this entry, read from the cache
-    (the operators cost a float64 pass over ``W_U`` and the logit stds a
-    ``d_model x d_model`` product per direction, and stacking the rows a pass over every
-    direction), or ``None``.
+def _row_table(
+    held: Any, kinds: Sequence[str]
+) -> tuple[dict[str, Tensor], dict[str, tuple[int, int]], Float[Tensor, "n 2"]]:
+    """The row table (:data:`core.search.stored.ROWS`), each kind's span, and each row's
+    ``TOP_TOKENS``-th highest and lowest cached logit.
     """
-    s = analysis.settings
-    name, extra = _part(analysis, kinds, ridge, dtype)
-    try:
-        stored, t = store.load_part(s.cache_dir, analysis.meta, s.processing, settings_key(s), name)
-        if stored != extra:
-            return None
-        ops = {k: t[k].to(analysis.W_U.dtype) for k in _OPS}
-        embedder = QueryEmbedder(W_U=analysis.W_U, W_E=analysis.W_E, ridge=ridge, **ops)
-        if t["vectors"].dtype != dtype or t["vectors"].shape[1] != analysis.meta.d_model:
-            return None
-        return embedder, t["logit_std"], t["tau_top"], t["tau_bottom"], t["vectors"]
-    except (CacheError, KeyError, ValueError, TypeError, OSError):
-        return None
-
-
-def _save_stats(
-    analysis: Any, kinds: Sequence[str], ridge: float, dtype: torch.dtype, stats: _Stats
-) -> None:
-    # Only a settled entry: during a fill the thresholds still read Gaussian values.
-    if not analysis.persist or analysis.filling:
-        return
-    embedder, std, tau_top, tau_bottom, vectors = stats
-    s = analysis.settings
-    name, extra = _part(analysis, kinds, ridge, dtype)
-    tensors = {k: getattr(embedder, k) for k in _OPS}
-    tensors.update(logit_std=std, tau_top=tau_top, tau_bottom=tau_bottom, vectors=vectors)
-    with contextlib.suppress(OSError, CacheError):  # a read-only cache: computed next time
-        store.save_part(
-            s.cache_dir, analysis.meta, s.processing, settings_key(s), name, tensors, extra
-        )
+    parts: dict[str, list[Tensor]] = {n: [] for n in (*stored.ROWS, "kth")}
+    spans: dict[str, tuple[int, int]] = {}
+    start = 0
+    for ki, kind in enumerate(kinds):
+        d = held[kind].decomposition
+        C, _, r = d.directions.shape
+        layers = torch.tensor([lay for lay, _ in d.components], dtype=torch.long)
+        heads = torch.tensor([-1 if h is None else h for _, h in d.components], dtype=torch.long)
+        parts["kind_of"].append(torch.full((C * r,), ki, dtype=torch.long))
+        parts["layer"].append(layers.repeat_interleave(r))
+        parts["head"].append(heads.repeat_interleave(r))
+        parts["index"].append(torch.arange(r).repeat(C))
+        parts["component"].append(torch.arange(C).repeat_interleave(r))
+        parts["singular_value"].append(d.S.reshape(-1).float())
+        parts["degenerate"].append(d.degenerate.reshape(-1))
+        parts["kth"].append(_kth_logits(held[kind], C, r))
+        spans[kind] = (start, start + C * r)
+        start += C * r
+    cat = {k: torch.cat(v) for k, v in parts.items()}
+    kth = cat.pop("kth")
+    return cat, spans, kth
 
 
 def build_index(
@@ -246,6 +217,9 @@ def build_index(
     ``tokenizer`` defaults to the analysis's (read from the checkpoint's tokenizer.json
     when the analysis came from the cache alone: no model load). Memory: ``2 n d_model`` bytes in
     bfloat16 for ``n`` directions (GPT-2 medium, OV + MLP in/out: about 150 MB).
+
+    A settled entry keeps what this computes as a part (:mod:`core.search.stored`): a
+    later build reads it instead, and reads no kind's file.
     """
     held = analysis.svd.kinds
     wanted = tuple(kinds) if kinds is not None else MATRIX_KINDS
@@ -255,64 +229,37 @@ def build_index(
             f"{wanted[0] if wanted else 'That'} is not searchable for this model (it lacks it "
             f"or the cache does not hold it); use some of {', '.join(k for k in held)}."
         )
-    parts: dict[str, list[Tensor]] = {
-        n: [] for n in ("kind_of", "layer", "head", "index", "comp", "S", "deg", "kth")
-    }
-    spans: dict[str, tuple[int, int]] = {}
-    start = 0
-    for ki, kind in enumerate(kinds):
-        d = held[kind].decomposition
-        C, _, r = d.directions.shape
-        layers = torch.tensor([lay for lay, _ in d.components], dtype=torch.long)
-        heads = torch.tensor([-1 if h is None else h for _, h in d.components], dtype=torch.long)
-        parts["kind_of"].append(torch.full((C * r,), ki, dtype=torch.long))
-        parts["layer"].append(layers.repeat_interleave(r))
-        parts["head"].append(heads.repeat_interleave(r))
-        parts["index"].append(torch.arange(r).repeat(C))
-        parts["comp"].append(torch.arange(C).repeat_interleave(r))
-        parts["S"].append(d.S.reshape(-1).float())
-        parts["deg"].append(d.degenerate.reshape(-1))
-        parts["kth"].append(_kth_logits(held[kind], C, r))
-        spans[kind] = (start, start + C * r)
-        start += C * r
-    cat = {k: torch.cat(v) for k, v in parts.items()}
-    stats = _saved_stats(analysis, kinds, ridge, dtype)
-    if stats is None:
-        stats = _stats(analysis, kinds, cat["kth"], ridge, dtype)
-        _save_stats(analysis, kinds, ridge, dtype, stats)
-    embedder, std, tau_top, tau_bottom, vectors = stats
+    tables = stored.load(analysis, kinds, ridge, dtype)
+    if tables is None:
+        rows, spans, kth = _row_table(held, kinds)
+        embedder, stats = _stats(analysis, kinds, kth, ridge, dtype)
+        tables = stored.IndexTables(rows, stats, spans, embedder)
+        stored.save(analysis, kinds, ridge, dtype, tables)
+    rows, stats = tables.rows, tables.stats
+    if tokenizer is None:
+        # A cache-only process reads its queries' words from the entry's memo, not by
+        # parsing the tokenizer (same ids: core.search.memo).
+        one = stored.one_question(analysis)
+        tokenizer = memo_tokenizer(analysis, one) if one else analysis.tokenizer
     return SearchIndex(
-        vectors=vectors,
-        kind_of=cat["kind_of"],
-        layer=cat["layer"],
-        head=cat["head"],
-        index=cat["index"],
-        component=cat["comp"],
-        singular_value=cat["S"],
-        degenerate=cat["deg"],
-        logit_std=std,
-        tau_top=tau_top,
-        tau_bottom=tau_bottom,
+        vectors=stats["vectors"],
+        kind_of=rows["kind_of"],
+        layer=rows["layer"],
+        head=rows["head"],
+        index=rows["index"],
+        component=rows["component"],
+        singular_value=rows["singular_value"],
+        degenerate=rows["degenerate"],
+        logit_std=stats["logit_std"],
+        tau_top=stats["tau_top"],
+        tau_bottom=stats["tau_bottom"],
         kinds=kinds,
-        spans=spans,
-        results={k: held[k] for k in kinds},
+        spans=tables.spans,
+        results=stored.KindsView(held, kinds),
         tokens=analysis.tokens,
-        embedder=embedder,
-        tokenizer=tokenizer if tokenizer is not None else analysis.tokenizer,
-        store=_part_store(analysis, kinds, ridge, dtype),
-    )
-
-
-def _part_store(analysis: Any, kinds: Sequence[str], ridge: float, dtype: torch.dtype) -> PartStore:
-    s = analysis.settings
-    _, base = _part(analysis, kinds, ridge, dtype)
-    return PartStore(
-        cache_dir=s.cache_dir,
-        meta=analysis.meta,
-        processing=s.processing,
-        key=settings_key(s),
-        base=base,
-        writable=bool(analysis.persist and not analysis.filling),
+        embedder=tables.embedder,
+        tokenizer=tokenizer,
+        store=stored.part_store(analysis, kinds, ridge, dtype),
     )
 
 

@@ -150,7 +150,7 @@ def null_for(
     computed (``draws`` rankings of the whole index, default :data:`N_DRAWS`) and saved;
     ``None`` when the vocabulary has no word to draw random queries from.
     """
-    from core.search.engine import rank
+    from core.search.ranking import rank
 
     draws = N_DRAWS if draws is None else draws
     kinds = tuple(kinds)

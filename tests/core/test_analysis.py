@@ -114,10 +114,12 @@ def test_cached_cli_answers_without_the_model_and_agrees(
         assert main(argv) == 0
         loaded.append(capsys.readouterr().out)
     assert json.loads(loaded[1]), "the search should find something"
-    child = _child(commands)
+    # The search twice: the first cache-only call writes the query-word memo, the second
+    # reads it (core.search.memo); both from the entry alone.
+    child = _child([*commands, commands[1]])
     assert child["modules"] == []
-    assert [code for code, _ in child["outs"]] == [0, 0, 0]
-    for (_, out), ref in zip(child["outs"], loaded):
+    assert [code for code, _ in child["outs"]] == [0, 0, 0, 0]
+    for (_, out), ref in zip(child["outs"], [*loaded, loaded[1]]):
         _close(json.loads(out), json.loads(ref))
 
 

@@ -356,9 +356,9 @@ def test_lazy_load_reads_only_the_kinds_asked_for(model, tmp_path: Path, monkeyp
     read: list[str] = []
     real = reading.read_files
 
-    def spy(out: Path, files: dict, names: list[str]) -> dict:
+    def spy(out: Path, files: dict, names: list[str], mapped: bool = False) -> dict:
         read.extend(names)
-        return real(out, files, names)
+        return real(out, files, names, mapped)
 
     monkeypatch.setattr(reading, "read_files", spy)
     lazy = store.load(tmp_path, a.meta, "post", key, lazy=True)

@@ -390,7 +390,7 @@ def test_token_method_matches_dense_logit_reference(planted) -> None:
 
 
 def test_token_prefilter_keeps_the_best_matches(planted, monkeypatch) -> None:
-    import core.search.engine as cs
+    import core.search.ranking as cs
 
     _, index, _ = planted
     full = search(index, "fire, flames", threshold=0.0, top=10)

@@ -15,7 +15,18 @@ from core.search.index import build_index
 from core.search.score import logit_std
 from core.settings import Settings
 
-_FIELDS = ("logit_std", "tau_top", "tau_bottom", "singular_value", "layer", "head", "index")
+_FIELDS = (
+    "logit_std",
+    "tau_top",
+    "tau_bottom",
+    "singular_value",
+    "layer",
+    "head",
+    "index",
+    "kind_of",
+    "component",
+    "degenerate",
+)
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +63,7 @@ def test_second_build_reads_the_statistics_and_equals_a_fresh_one(model, tmp_pat
     for name in _FIELDS:
         assert torch.equal(getattr(first, name), getattr(second, name)), name
     assert torch.equal(first.vectors, second.vectors)
+    assert first.spans == second.spans and first.kinds == second.kinds
     for name in ("mean_u", "pinv_op", "ridge_op", "gc_root"):
         assert torch.equal(getattr(first.embedder, name), getattr(second.embedder, name))
 
@@ -83,16 +95,24 @@ def test_a_changed_entry_is_not_read(model, tmp_path) -> None:
     a = _open(model, tmp_path)
     build_index(a, ("ov",))
     import core.search.index as index_mod
+    from core.search import stored
 
-    ridge = index_mod.DEFAULT_RIDGE
-    assert index_mod._saved_stats(a, ("ov",), ridge) is not None
-    assert index_mod._saved_stats(a, ("ov",), ridge * 2) is None  # other operators
+    ridge, bf16 = index_mod.DEFAULT_RIDGE, torch.bfloat16
+    assert stored.load(a, ("ov",), ridge, bf16) is not None
+    assert stored.load(a, ("ov",), ridge * 2, bf16) is None  # other operators
+    assert stored.load(a, ("ov",), ridge, torch.float16) is None  # other precision
     # A part written when fewer directions were projected (a fill in progress) is ignored.
-    key = index_mod.settings_key(a.settings)
+    key = stored.settings_key(a.settings)
     extra, tensors = store.load_part(a.settings.cache_dir, a.meta, "post", key, "search-ov")
     extra["kinds"]["ov"][1] -= 1
     store.save_part(a.settings.cache_dir, a.meta, "post", key, "search-ov", tensors, extra)
-    assert index_mod._saved_stats(a, ("ov",), ridge) is None
+    assert stored.load(a, ("ov",), ridge, bf16) is None
+    # ... and so is one of an older format.
+    extra["kinds"]["ov"][1] += 1
+    store.save_part(
+        a.settings.cache_dir, a.meta, "post", key, "search-ov", tensors, {**extra, "version": 1}
+    )
+    assert stored.load(a, ("ov",), ridge, bf16) is None
     # Rewriting the entry drops every derived part.
-    store.save(a.svd, a.settings.cache_dir, index_mod.settings_key(a.settings))
+    store.save(a.svd, a.settings.cache_dir, stored.settings_key(a.settings))
     assert _parts(a) == []
