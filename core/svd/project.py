@@ -58,8 +58,8 @@ def read_unembed(
       random unit direction ``v``, ``v @ (w_t - mu)`` has mean 0 and standard deviation
       ``||w_t - mu|| / sqrt(d_model)``. A unit direction's value for ``t`` is then
       ``sqrt(d_model)`` times the cosine between ``v`` and ``w_t - mu``: a token's
-      unembedding norm no longer decides whether it reaches an end. (Columns of zero
-      centred norm stay zero.)
+      unembedding norm no longer decides whether it reaches an end. (Columns at the
+      mean, within float32 rounding, stay zero.)
 
     Raises:
         ValueError: an unknown projection.
@@ -73,7 +73,9 @@ def read_unembed(
     if projection == "centred":
         return W
     norm = W.norm(dim=0, keepdim=True)
-    scale = torch.where(norm > 0, W.shape[0] ** 0.5 / norm.clamp_min(1e-30), 0.0)
+    # A column at the mean (up to float32 rounding) has no direction to scale up.
+    live = norm > 1e-6 * norm.max().clamp_min(1e-30)
+    scale = torch.where(live, W.shape[0] ** 0.5 / norm.clamp_min(1e-30), 0.0)
     return W * scale
 
 
