@@ -16,6 +16,7 @@ from core.query import directions
 from core.search.embed import METHODS, build_embedder, parse_query
 from core.search.engine import SearchIndex, build_index, search
 from core.settings import Settings
+from tests.core.reference import unembed_as_read
 from tests.tiny_models import make_tokenizer
 
 KINDS = ("ov", "qk", "mlp_in", "mlp_out", "embed")
@@ -171,7 +172,9 @@ def test_bad_method_threshold_top_and_kind(planted) -> None:
 
 def test_embeddings_match_dense_references(planted) -> None:
     a, index, _ = planted
-    W_U, W_E = a.weights.W_U.double(), a.weights.W_E.double()
+    # Search reads directions through the analysis's projection, as the grid does.
+    W_U = unembed_as_read(a.weights.W_U, a.settings.projection)
+    W_E = a.weights.W_E.double()
     V = W_U.shape[1]
     ids = torch.tensor([3, 17, 40])
     w = torch.tensor([0.5, 0.25, 1.0])

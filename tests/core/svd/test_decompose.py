@@ -31,7 +31,8 @@ def raw_analyses(checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPath
 
 def _check_component(a, kind: str, layer: int, head: int | None, W: torch.Tensor) -> None:
     S_ref, vecs = ref.token_side(kind, W)
-    W_U = ref.unembed(a.model.hf_model)
+    # The HF model's unembedding, read through the analysis's projection.
+    W_U = ref.unembed_as_read(ref.unembed(a.model.hf_model), a.settings.projection)
     got = directions(a, kind, layer, head, n=a.svd.kinds[kind].decomposition.rank, k=K)
     assert len(got) == min(W.shape) if kind in ("mlp_in", "mlp_gate", "mlp_out") else a.meta.d_head
     for row in got:
