@@ -86,9 +86,7 @@ def test_unknown_projection_is_refused() -> None:
 
 
 @pytest.mark.parametrize("projection", PROJECTIONS)
-def test_topk_and_sign_rule_through_each_projection(
-    unembed: torch.Tensor, projection: str
-) -> None:
+def test_topk_and_sign_rule_through_each_projection(unembed: torch.Tensor, projection: str) -> None:
     g = torch.Generator().manual_seed(3)
     dirs = torch.randn(9, D, generator=g)
     dirs /= dirs.norm(dim=1, keepdim=True)
