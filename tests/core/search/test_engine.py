@@ -51,7 +51,11 @@ def _plant(raw, tok, tmp: Path) -> tuple[Analysis, dict[str, torch.Tensor]]:
     W_out[0, 5] = 40 * mixed / mixed.norm()
     planted = raw.replace(W_O=W_O, W_out=W_out)
     a = analysis_from_weights(
-        planted, tok, Settings(model="planted", cache_dir=tmp, kinds=KINDS, device="cpu")
+        planted,
+        tok,
+        # The patterns are planted through pinv of the raw W_U, so they are read raw; the
+        # references below read through a.settings.projection whatever it is.
+        Settings(model="planted", cache_dir=tmp, kinds=KINDS, device="cpu", projection="raw"),
     )
     return a, {"fire": fire, "mixed": mixed / mixed.norm()}
 
@@ -281,7 +285,7 @@ def test_uncached_hit_ends_equal_a_plain_matmul(tokenizer, tmp_path) -> None:
     a = analysis_from_weights(raw, tokenizer, replace(s, n_project=2))
     hits = search(build_index(a), "fire, water", threshold=0.0, top=12, k=6).hits
     assert sum(h.index >= 2 for h in hits) >= 3
-    W_U = a.weights.W_U.double()
+    W_U = unembed_as_read(a.weights.W_U, a.settings.projection)  # as search reads
     for h in hits:
         d = a.svd.kinds[h.matrix].decomposition
         p = d.directions[d.index(h.layer, h.head), :, h.index].double() @ W_U
@@ -297,7 +301,7 @@ def _reference(a: Analysis, index: SearchIndex, query: str, kinds) -> list[tuple
     qt = parse_query(query, index.tokenizer, a.tokens.raw, a.meta.d_vocab)
     t = torch.zeros(a.meta.d_vocab, dtype=torch.float64)
     t[qt.ids] = qt.weights.double()
-    W_U = a.weights.W_U.double()
+    W_U = unembed_as_read(a.weights.W_U, a.settings.projection)  # as search reads
     Gc = W_U @ W_U.T - W_U.shape[1] * torch.outer(W_U.mean(1), W_U.mean(1))
     lam = index.embedder.ridge * torch.linalg.eigvalsh(Gc).clamp_min(0).mean()
     x = torch.linalg.solve(
@@ -354,7 +358,7 @@ def test_token_method_matches_dense_logit_reference(planted) -> None:
     kinds = ("ov", "mlp_out")
     query = "cat, dog, the"
     qt = parse_query(query, index.tokenizer, a.tokens.raw, a.meta.d_vocab)
-    W_U = a.weights.W_U.double()
+    W_U = unembed_as_read(a.weights.W_U, a.settings.projection)  # as search reads
     ref = []
     for kind in kinds:
         d = a.svd.kinds[kind].decomposition

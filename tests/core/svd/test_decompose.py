@@ -137,7 +137,8 @@ def test_filtered_directions_match_a_masked_plain_projection(raw_analyses, filte
     for f in filters:
         mask &= a.tokens.alpha if f == "alpha" else a.tokens.ascii
     for row in directions(a, "ov", 1, 0, n=4, k=K, filters=filters):
-        proj = (d.directions[c, :, row.index] @ a.weights.W_U).double()
+        W_R = ref.unembed_as_read(a.weights.W_U, a.settings.projection)
+        proj = d.directions[c, :, row.index].double() @ W_R
         hi = proj.masked_fill(~mask, float("-inf")).topk(K)
         lo = proj.masked_fill(~mask, float("inf")).topk(K, largest=False)
         assert [a.tokens.raw.index(t) for t, _, _ in row.top] == hi.indices.tolist()
