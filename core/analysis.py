@@ -29,7 +29,7 @@ from core.model.tokenizer import file_tokenizer
 from core.model.weights import ModelWeights, process, weights_from_params
 from core.progress import Progress, quiet
 from core.settings import MATRIX_KINDS, Settings
-from core.svd.project import TokenTable, token_table
+from core.svd.project import TokenTable, read_unembed, token_table
 
 
 @dataclass(frozen=True)
@@ -135,8 +135,10 @@ class Analysis:
         settings: the options it was built with.
         svd: the decompositions and cached projections.
         tokens: readable token strings and filter masks.
-        W_U: the processed view's unembedding ``[d_model, d_vocab]`` (what directions are
-            projected with).
+        W_U: the unembedding as directions are read ``[d_model, d_vocab]``: the processed
+            view's, transformed by ``settings.projection``
+            (:func:`core.svd.project.read_unembed`). Every reading of a direction as
+            tokens goes through it; edits act on :attr:`weights` instead.
         W_E: the embedding ``[d_vocab, d_model]``.
         source: where the weights and the model come from (see :attr:`raw`).
         from_cache: whether ``svd`` was read from disk rather than built now.
@@ -178,7 +180,8 @@ class Analysis:
     ) -> Analysis:
         """An analysis whose weights are in memory."""
         source = ModelSource.given(raw, weights, model)
-        return cls(settings, svd, tokens, weights.W_U, weights.W_E, source, from_cache, persist)
+        W_R = read_unembed(weights.W_U, settings.projection)
+        return cls(settings, svd, tokens, W_R, weights.W_E, source, from_cache, persist)
 
     @property
     def filling(self) -> bool:
@@ -225,6 +228,7 @@ def settings_key(settings: Settings) -> dict[str, Any]:
         "seed": settings.seed,
         "degeneracy_tol": settings.degeneracy_tol,
         "kinds": list(settings.kinds),
+        "projection": settings.projection,
     }
 
 
@@ -257,7 +261,7 @@ def analysis_from_weights(
         except CacheError:
             svd = None
     from_cache = svd is not None
-    tokens = token_table(tokenizer, raw.meta.d_vocab, raw.W_U)
+    tokens = token_table(tokenizer, raw.meta.d_vocab, raw.W_U, norm_W_U=weights.W_U)
     if svd is not None or not background:
         if svd is None:
             svd = build_svd(weights, settings, progress)
@@ -273,7 +277,7 @@ def analysis_from_weights(
         if use_cache:
             _persist(a, fingerprint, entry=True)
 
-    fill = Fill(svd, weights.W_U, settings, done, fill_progress)
+    fill = Fill(svd, a.W_U, settings, done, fill_progress)
     a = replace(a, fill=fill)
     fill.start()
     return a

@@ -13,6 +13,12 @@ from typing import Literal
 
 Processing = Literal["raw", "post"]
 Device = Literal["auto", "cpu", "cuda"]
+#: How a direction is read as tokens (:func:`core.svd.project.read_unembed`).
+Projection = Literal["raw", "centred", "standardized"]
+PROJECTIONS: tuple[str, ...] = ("raw", "centred", "standardized")
+#: The projection chosen by measurement (README, "Projection"): the largest gap between
+#: the real directions' and the random control's interpretable share.
+DEFAULT_PROJECTION: Projection = "standardized"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "demo-gpt2"
@@ -57,6 +63,11 @@ class Settings:
             neighbouring singular values are flagged as near-degenerate.
         vocab_chunk: vocabulary columns projected at once; bounds memory for big vocabularies.
         seed: seed of the random Gaussian controls.
+        projection: how directions are read as tokens, for every consumer (cache, grid,
+            search, labels, edit reports): ``raw`` ``v @ W_U`` (the post's), ``centred``
+            ``v @ (W_U - mean column)``, ``standardized`` each token's centred logit
+            divided by its standard deviation under random unit directions (see
+            :func:`core.svd.project.read_unembed`). Part of the cache key.
         kinds: matrix kinds the precompute builds (kinds a model lacks are skipped).
     """
 
@@ -69,6 +80,7 @@ class Settings:
     degeneracy_tol: float = 1e-3
     vocab_chunk: int = 16384
     seed: int = 0
+    projection: Projection = DEFAULT_PROJECTION
     kinds: tuple[str, ...] = MATRIX_KINDS
 
     def __post_init__(self) -> None:
@@ -76,6 +88,10 @@ class Settings:
             raise ValueError(f"processing must be 'raw' or 'post', not {self.processing!r}.")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}.")
+        if self.projection not in PROJECTIONS:
+            raise ValueError(
+                f"projection must be one of {', '.join(PROJECTIONS)}, not {self.projection!r}."
+            )
         if self.k < 1:
             raise ValueError(f"k must be at least 1, not {self.k}.")
         if self.n_project is not None and self.n_project < 1:

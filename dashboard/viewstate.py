@@ -67,7 +67,7 @@ class GridView:
         end: ``top`` (positive end), ``bottom`` (negative end) or ``both``.
         n: how many directions, by singular value.
         k: tokens per direction.
-        filters: token filters (``alpha``, ``ascii``, ``trained``).
+        filters: token filters (:data:`core.svd.tokens.TOKEN_FILTERS`).
         control: show the random control instead of the weights.
     """
 

@@ -21,7 +21,7 @@ from core.model.weights import ModelWeights
 from core.progress import Progress, quiet
 from core.settings import Settings
 from core.svd.decompose import Decomposition, control_weights, decompose_control, decompose_kind
-from core.svd.project import TopTokens, orient
+from core.svd.project import TopTokens, orient, read_unembed
 
 #: Directions of each component projected before anything is shown (the atlas's
 #: columns; the grid projects what it shows on demand, in milliseconds).
@@ -36,11 +36,12 @@ def build_svd(weights: ModelWeights, settings: Settings, progress: Progress = qu
     :func:`build_controls`'s).
 
     Runs on ``settings.torch_device()``; results come back on the CPU. Each kind's
-    ``tops`` hold the first ``settings.n_project`` directions of every component.
+    ``tops`` hold the first ``settings.n_project`` directions of every component, read
+    through ``W_U`` transformed by ``settings.projection``.
     """
     device = settings.torch_device()
     kinds = [k for k in settings.kinds if k in weights.kinds()]
-    W_U = weights.W_U.to(device)
+    W_U = read_unembed(weights.W_U.to(device), settings.projection)
     on_device = _to_device(weights, device)
     out: dict[str, KindResult] = {}
     for i, kind in enumerate(kinds):
@@ -76,6 +77,9 @@ def is_filled(res: KindResult, settings: Settings) -> bool:
 def fill_kind(res: KindResult, W_U: Tensor, settings: Settings) -> KindResult:
     """``res`` (from :func:`build_first`) with directions ``res.n_projected ..
     n_project - 1`` of each component oriented and projected too; on the CPU.
+
+    ``W_U`` is the unembedding as read (``settings.projection`` applied already:
+    :attr:`core.analysis.Analysis.W_U`).
     """
     if is_filled(res, settings):
         return res
@@ -111,7 +115,7 @@ def build_controls(
     """
     device = settings.torch_device()
     kinds = [k for k in settings.kinds if k in weights.kinds()]
-    W_U = weights.W_U.to(device)
+    W_U = read_unembed(weights.W_U.to(device), settings.projection)
     out: dict[str, KindResult] = {}
     ctrl: ModelWeights | None = None
     for i, kind in enumerate(kinds):

@@ -96,9 +96,10 @@ class CheckpointPart:
 
     Attributes:
         fingerprint: the checkpoint's fingerprint when the part was written.
-        W_U: the processed view's unembedding ``[d_model, d_vocab]``.
+        W_U: the unembedding as read ``[d_model, d_vocab]`` (the processed view's, with
+            the entry's projection applied: :attr:`core.analysis.Analysis.W_U`).
         W_E: the embedding ``[d_vocab, d_model]``.
-        tokens: the token table.
+        tokens: the token table (its ``norm`` values are kept with ``W_U``).
     """
 
     fingerprint: str
@@ -298,6 +299,8 @@ def save_checkpoint(
     out.mkdir(parents=True, exist_ok=True)
     (out / CHECKPOINT_MANIFEST).unlink(missing_ok=True)
     tensors = {"W_U": part.W_U, "W_E": part.W_E}
+    if part.tokens.norm is not None:  # the norm filter's values: W_U may be rescaled
+        tensors["norm"] = part.tokens.norm
     fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{UNEMBED_FILE}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -353,7 +356,9 @@ def find_by_fingerprint(
             if "undertrained" in table:
                 trained = torch.ones(len(table["raw"]), dtype=torch.bool)
                 trained[torch.tensor(table["undertrained"], dtype=torch.long)] = False
-            tokens = token_table_from_strings(table["raw"], table["display"], trained)
+            tokens = token_table_from_strings(
+                table["raw"], table["display"], trained, t.get("norm")
+            )
             if t["W_U"].shape != (meta.d_model, meta.d_vocab) or len(tokens.raw) != meta.d_vocab:
                 continue
         except (CacheError, OSError, ValueError, KeyError, TypeError):

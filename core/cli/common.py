@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from core.settings import Settings
+from core.settings import DEFAULT_PROJECTION, PROJECTIONS, Settings
 
 
 class ArgError(Exception):
@@ -37,6 +37,14 @@ def common_parser() -> _Parser:
     )
     p.add_argument("--processing", choices=("raw", "post"), default="post")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument(
+        "--projection",
+        choices=PROJECTIONS,
+        default=DEFAULT_PROJECTION,
+        help=f"how directions are read as tokens (default {DEFAULT_PROJECTION}): raw v @ W_U, "
+        "centred (W_U minus its mean column), standardized (each token's centred logit "
+        "over its std under random directions); README, Projection",
+    )
     p.add_argument("--cache-dir", type=Path, default=None, help="cache root (default: ./cache)")
     p.add_argument("--json", action="store_true", help="print JSON on stdout")
     return p
@@ -112,6 +120,7 @@ def _short(path: Path) -> str:
 def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
     """The :class:`Settings` the common options describe."""
     fields: dict[str, Any] = dict(model=args.model, processing=args.processing, device=args.device)
+    fields["projection"] = getattr(args, "projection", DEFAULT_PROJECTION)
     if args.cache_dir is not None:
         fields["cache_dir"] = args.cache_dir
     fields.update(extra)

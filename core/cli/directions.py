@@ -20,6 +20,7 @@ from core.cli.decompose_args import add_options, options_from_args
 from core.decompose import METHODS
 from core.settings import MATRIX_KINDS
 from core.svd.project import TOKEN_FILTERS
+from core.svd.tokens import parse_filter
 
 
 def _run(args: argparse.Namespace) -> Any:
@@ -53,6 +54,15 @@ def _run(args: argparse.Namespace) -> Any:
     ]
 
 
+def _token_filter(name: str) -> str:
+    """``name`` if it is a token filter, else :class:`ArgError` saying which exist."""
+    try:
+        parse_filter(name)
+    except ValueError as exc:
+        raise ArgError(f"--filter: {exc}.") from exc
+    return name
+
+
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the ``directions`` subcommand."""
     p = sub.add_parser("directions", parents=[common], help="top tokens of one matrix's directions")
@@ -71,8 +81,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--filter",
         action="append",
-        choices=TOKEN_FILTERS,
-        help="token filter (trained: hide tokens detected as under-trained)",
+        type=_token_filter,
+        metavar="{" + ",".join(TOKEN_FILTERS) + "}",
+        help="token filter, repeatable (trained: hide tokens detected as under-trained; "
+        "frequent: English words of wordfreq Zipf >= 3; norm or norm:PERCENT: drop the "
+        "2%% (PERCENT%%) of tokens with the largest unembedding norms)",
     )
     add_options(p)
     p.set_defaults(func=_run)

@@ -99,7 +99,7 @@ def compare(
     else:
         U, S, V = dense_svd(A)
         T = U if kind in ("mlp_in", "mlp_gate") else V
-    W_U = analysis.weights.W_U
+    W_U = analysis.W_U  # read through settings.projection, as the cache was
     flip, t = token_signs(T.T.float().to(W_U.device), W_U, k, analysis.settings.vocab_chunk)
     tops = type(t)(t.top_idx.cpu(), t.top_val.cpu(), t.bottom_idx.cpu(), t.bottom_val.cpu())
     T = T * torch.where(flip.cpu(), -1.0, 1.0).double()[None, :]

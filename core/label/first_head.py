@@ -54,7 +54,8 @@ def word_share(tokens: Sequence[str], words: frozenset[str]) -> float:
 def first_head(analysis: Any, n: int = 8, k: int = 10, store: bool = True) -> HeadChoice:
     """The late-layer OV head with the highest word share (module docstring).
 
-    Reads the stored choice when there is one for this model, processing and measure.
+    Reads the stored choice when there is one for this model, processing, projection and
+    measure.
     """
     from core.query import directions
 
@@ -92,5 +93,5 @@ def first_head(analysis: Any, n: int = 8, k: int = 10, store: bool = True) -> He
 def _path(a: Any) -> Path | None:
     if not getattr(a, "persist", True):
         return None
-    name = f"{a.meta.weights_hash}-{a.settings.processing}.json"
+    name = f"{a.meta.weights_hash}-{a.settings.processing}-{a.settings.projection}.json"
     return Path(a.settings.cache_dir) / "first_head" / name

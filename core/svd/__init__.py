@@ -3,7 +3,14 @@ random controls, and the projection of each direction to tokens through W_U.
 """
 
 from core.svd.decompose import Decomposition, decompose_kind, dense_svd, factored_svd
-from core.svd.project import TokenTable, TopTokens, orient, project_topk, token_table
+from core.svd.project import (
+    TokenTable,
+    TopTokens,
+    orient,
+    project_topk,
+    read_unembed,
+    token_table,
+)
 
 __all__ = [
     "Decomposition",
@@ -14,5 +21,6 @@ __all__ = [
     "factored_svd",
     "orient",
     "project_topk",
+    "read_unembed",
     "token_table",
 ]

@@ -1,23 +1,82 @@
 """Projection of singular vectors into token space through the unembedding ``W_U``.
 
-The projection of a residual-stream direction ``v`` is ``v @ W_U`` (one value per token).
-Both ends matter: the post shows the negative end often carries a separate concept.
-The vocabulary is processed in chunks with a running top-k, so memory stays bounded
-for large vocabularies.
+The projection of a residual-stream direction ``v`` is ``v @ W_R`` (one value per token),
+where ``W_R = read_unembed(W_U, projection)`` is the unembedding as directions are read
+(:func:`read_unembed`: ``raw`` is the post's ``v @ W_U``). The transform is a shift and
+a scale of ``W_U``'s columns applied once, where an analysis is made, so every consumer
+(cache, grid, search, labels, edit reports) reads the same tokens; edits act on the
+real weights. Both ends matter: the post shows the negative end often carries a
+separate concept. The vocabulary is processed in chunks with a running top-k, so memory
+stays bounded for large vocabularies.
 """
 
 from __future__ import annotations
 
-import unicodedata
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from core.settings import PROJECTIONS
 from core.svd.decompose import Decomposition
+from core.svd.tokens import (  # re-exported: the token table was first defined here
+    TOKEN_FILTERS,
+    TokenTable,
+    render_token,
+    token_table,
+    token_table_from_strings,
+)
+
+__all__ = [
+    "TOKEN_FILTERS",
+    "TokenTable",
+    "TopTokens",
+    "orient",
+    "project_topk",
+    "read_unembed",
+    "render_token",
+    "token_signs",
+    "token_table",
+    "token_table_from_strings",
+]
+
+
+def read_unembed(
+    W_U: Float[Tensor, "d_model d_vocab"], projection: str
+) -> Float[Tensor, "d_model d_vocab"]:
+    """The unembedding as directions are read, ``W_R``: token ``t``'s value for a
+    direction ``v`` is ``v @ W_R[:, t]``. Float32, on ``W_U``'s device.
+
+    * ``raw``: ``W_U`` itself (the post's ``v @ W_U``).
+    * ``centred``: ``W_U - mu``, ``mu`` the mean column over the vocabulary. It shifts
+      all of one direction's values by ``v @ mu``, so the order of its tokens is the
+      same as ``raw``'s but the two ends (and so the sign rule) are weighed from the
+      vocabulary's mean logit instead of from zero.
+    * ``standardized``: ``(W_U - mu) * sqrt(d_model) / ||W_U[:, t] - mu||``, each
+      token's centred logit as a z-score against the random control: for an isotropic
+      random unit direction ``v``, ``v @ (w_t - mu)`` has mean 0 and standard deviation
+      ``||w_t - mu|| / sqrt(d_model)``. A unit direction's value for ``t`` is then
+      ``sqrt(d_model)`` times the cosine between ``v`` and ``w_t - mu``: a token's
+      unembedding norm no longer decides whether it reaches an end. (Columns at the
+      mean, within float32 rounding, stay zero.)
+
+    Raises:
+        ValueError: an unknown projection.
+    """
+    if projection not in PROJECTIONS:
+        raise ValueError(f"projection must be one of {', '.join(PROJECTIONS)}, not {projection!r}")
+    W = W_U.detach().float()
+    if projection == "raw":
+        return W
+    W = W - W.mean(dim=1, keepdim=True)
+    if projection == "centred":
+        return W
+    norm = W.norm(dim=0, keepdim=True)
+    # A column at the mean (up to float32 rounding) has no direction to scale up.
+    live = norm > 1e-6 * norm.max().clamp_min(1e-30)
+    scale = torch.where(live, W.shape[0] ** 0.5 / norm.clamp_min(1e-30), 0.0)
+    return W * scale
 
 
 @dataclass(frozen=True)
@@ -221,142 +280,3 @@ def orient(
     flip, tops = token_signs(flat, W_U, k, chunk)
     signs[:, start:n] = torch.where(flip.reshape(C, n - start), -1.0, 1.0).to(signs.dtype)
     return decomposition.with_signs(signs), tops
-
-
-# --------------------------------------------------------------------------- tokens
-
-
-#: Token filter names, each a boolean field of :class:`TokenTable`.
-TOKEN_FILTERS: tuple[str, ...] = ("alpha", "ascii", "trained")
-
-
-@dataclass(frozen=True)
-class TokenTable:
-    """Readable strings for every token id, and masks for the dashboard's filters.
-
-    Attributes:
-        raw: what ``tokenizer.decode([i])`` gives (leading space kept), for JSON output.
-        display: readable form: a leading space shown as ``␣``, undecodable bytes as
-            ``<0xNN>``, control characters escaped.
-        ascii: tokens whose text is printable ASCII.
-        alpha: tokens whose text (ignoring one leading space) is alphabetic.
-        trained: tokens not detected as under-trained (:mod:`core.svd.undertrained`);
-            ``None`` when the tokenizer offers no reference of unused tokens, and then
-            the ``trained`` filter keeps every token.
-    """
-
-    raw: tuple[str, ...]
-    display: tuple[str, ...]
-    ascii: Bool[Tensor, " d_vocab"]
-    alpha: Bool[Tensor, " d_vocab"]
-    trained: Bool[Tensor, " d_vocab"] | None = None
-
-    def mask(self, filters: Sequence[str]) -> Bool[Tensor, " d_vocab"] | None:
-        """The intersection of the named filters (``ascii``, ``alpha``, ``trained``), or
-        ``None``.
-        """
-        out: Tensor | None = None
-        for f in filters:
-            if f not in TOKEN_FILTERS:
-                raise ValueError(f"unknown token filter {f!r}: use {', '.join(TOKEN_FILTERS)}")
-            m = getattr(self, f)
-            if m is None:
-                m = torch.ones_like(self.ascii)
-            out = m if out is None else out & m
-        return out
-
-
-_BYTE_DECODER: dict[str, int] | None = None
-
-
-def _byte_decoder() -> dict[str, int]:
-    # GPT-2's reversible byte <-> printable-unicode map.
-    global _BYTE_DECODER
-    if _BYTE_DECODER is None:
-        bs = (
-            list(range(ord("!"), ord("~") + 1))
-            + list(range(ord("¡"), ord("¬") + 1))
-            + list(range(ord("®"), ord("ÿ") + 1))
-        )
-        cs = bs[:]
-        n = 0
-        for b in range(256):
-            if b not in bs:
-                bs.append(b)
-                cs.append(256 + n)
-                n += 1
-        _BYTE_DECODER = {chr(c): b for b, c in zip(bs, cs)}
-    return _BYTE_DECODER
-
-
-def render_token(piece: str, decoded: str) -> str:
-    """Readable form of one token from its vocabulary ``piece`` and ``decode`` output."""
-    text = decoded
-    if "\ufffd" in decoded:
-        # A partial UTF-8 sequence: show its bytes instead of a replacement character.
-        dec = _byte_decoder()
-        if piece and all(ch in dec for ch in piece):
-            raw = bytes(dec[ch] for ch in piece)
-            text = "".join(chr(b) if 32 <= b < 127 else f"<0x{b:02X}>" for b in raw)
-        else:
-            text = piece
-    out = []
-    for i, ch in enumerate(text):
-        if ch == " " and i == 0:
-            out.append("␣")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif unicodedata.category(ch).startswith("C") and ch != "\ufffd":
-            out.append(f"<0x{ord(ch):02X}>")
-        else:
-            out.append(ch)
-    return "".join(out) or "∅"
-
-
-def token_table(
-    tokenizer: Any, d_vocab: int, W_U: Float[Tensor, "d_model d_vocab"] | None = None
-) -> TokenTable:
-    """Readable strings and filter masks for ids ``0 .. d_vocab-1``.
-
-    Ids past the tokenizer's vocabulary (padded embedding rows) render as ``<pad:N>``.
-    With ``W_U`` the ``trained`` mask is detected from it (see
-    :mod:`core.svd.undertrained`).
-    """
-    n_tok = len(tokenizer)
-    ids = list(range(min(n_tok, d_vocab)))
-    pieces = tokenizer.convert_ids_to_tokens(ids)
-    decoded = [tokenizer.decode([i]) for i in ids]
-    decoded += [f"<pad:{i}>" for i in range(len(ids), d_vocab)]
-    pieces = list(pieces) + decoded[len(ids) :]
-    display = [render_token(p or "", t) for p, t in zip(pieces, decoded)]
-    # Partial UTF-8 sequences decode to U+FFFD; their byte form says more, so JSON gets it.
-    raw = [t if "\ufffd" not in t else d.replace("␣", " ", 1) for t, d in zip(decoded, display)]
-    trained = None
-    if W_U is not None:
-        from core.svd.undertrained import detect, reference_tokens
-
-        ref = reference_tokens(tokenizer, d_vocab, texts=decoded[: len(ids)])
-        if int(ref.sum()) >= 2:
-            trained = detect(W_U, ref).trained
-    return token_table_from_strings(raw, display, trained)
-
-
-def token_table_from_strings(
-    raw: Sequence[str], display: Sequence[str], trained: Bool[Tensor, " d_vocab"] | None = None
-) -> TokenTable:
-    """The table of :func:`token_table` from its two string lists and its ``trained``
-    mask (as the cache keeps them): the other filter masks are computed from ``raw``.
-    """
-    if len(raw) != len(display):
-        raise ValueError("raw and display must list the same tokens")
-    ascii_ok = [t.isascii() and t.isprintable() and bool(t.strip()) for t in raw]
-    alpha_ok = [(t[1:] if t.startswith(" ") else t).isalpha() for t in raw]
-    return TokenTable(
-        raw=tuple(raw),
-        display=tuple(display),
-        ascii=torch.tensor(ascii_ok, dtype=torch.bool),
-        alpha=torch.tensor(alpha_ok, dtype=torch.bool),
-        trained=trained,
-    )

@@ -39,7 +39,7 @@ from core.model.fingerprint import fingerprint
 from core.model.streamed import CheckpointReader, header_meta, layer_weights, streamed_meta
 from core.model.weights import process
 from core.settings import Settings
-from core.svd.project import TopTokens, token_table
+from core.svd.project import TopTokens, read_unembed, token_table
 
 #: The piece that holds the embedding kind (the others are ``layers-A-B``).
 EMBED_PART = "embed"
@@ -178,8 +178,9 @@ def merge(settings: Settings, source: Path, ranges: list[tuple[int, int]]) -> Pa
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(str(source))
-        tokens = token_table(tokenizer, meta.d_vocab, raw.W_U)
-        part = store.CheckpointPart(fp, weights.W_U, weights.W_E, tokens)
+        tokens = token_table(tokenizer, meta.d_vocab, raw.W_U, norm_W_U=weights.W_U)
+        W_R = read_unembed(weights.W_U, settings.projection)
+        part = store.CheckpointPart(fp, W_R, weights.W_E, tokens)
         store.save_checkpoint(settings.cache_dir, meta, settings.processing, key, part)
     shutil.rmtree(root, ignore_errors=True)
     return entry

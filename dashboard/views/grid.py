@@ -68,7 +68,8 @@ filters = c4.multiselect(
     key="grid.filters",
     help="alpha: alphabetic tokens only (a leading space allowed); ascii: printable ASCII; "
     "trained: hides tokens detected from the weights as under-trained (rarely or never "
-    "seen in training). "
+    "seen in training); frequent: English words of wordfreq Zipf frequency 3 or more; "
+    "norm: hides the 2% of tokens with the largest unembedding norms. "
     + (
         "This model's tokenizer lists no unused tokens to compare with, so trained keeps all."
         if a.tokens.trained is None

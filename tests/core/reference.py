@@ -117,3 +117,19 @@ def end_sets(proj: Tensor, k: int) -> set[frozenset[int]]:
     top = frozenset(proj.topk(k).indices.tolist())
     bottom = frozenset((-proj).topk(k).indices.tolist())
     return {top, bottom}
+
+
+def unembed_as_read(W_U: Tensor, projection: str) -> Tensor:
+    """The unembedding a projection reads directions through, written out in float64:
+    ``raw`` ``W_U``; ``centred`` minus the mean column; ``standardized`` each centred
+    column scaled to norm ``sqrt(d_model)`` (its logit's z-score under random unit
+    directions).
+    """
+    W = W_U.detach().double()
+    if projection == "raw":
+        return W
+    C = W - W.mean(dim=1, keepdim=True)
+    if projection == "centred":
+        return C
+    assert projection == "standardized", projection
+    return C * (W.shape[0] ** 0.5) / C.norm(dim=0, keepdim=True)

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.analysis import open_analysis
+from core.analysis import open_analysis, settings_key
 from core.cache import store
 from core.cli.main import main
-from core.settings import Settings
+from core.settings import PROJECTIONS, Settings
+from core.svd.project import read_unembed
 from tests.tiny_models import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,9 +147,10 @@ def test_cached_analysis_loads_the_model_only_when_asked(ckpt: Path, tmp_path: P
     cached = open_analysis(s)
     assert cached.from_cache and not cached.source.loaded
     assert cached.meta == built.meta
-    assert torch.equal(cached.W_U, built.weights.W_U) and torch.equal(cached.W_E, built.W_E)
+    assert torch.equal(cached.W_U, built.W_U) and torch.equal(cached.W_E, built.W_E)
     ct, bt = cached.tokens, built.tokens
     assert ct.raw == bt.raw and ct.display == bt.display
+    assert ct.norm is not None and bt.norm is not None and torch.equal(ct.norm, bt.norm)
     assert torch.equal(ct.alpha, bt.alpha) and torch.equal(ct.ascii, bt.ascii)
     assert (ct.trained is None) == (bt.trained is None)
     # Something that needs the weights loads the model, once, and sees the same ones.
@@ -216,3 +218,20 @@ def test_a_copied_checkpoint_is_its_own_fingerprint(ckpt: Path, tmp_path: Path) 
     other = tmp_path / "copy"
     shutil.copytree(ckpt, other)  # new mtimes: checked by loading, not trusted
     assert open_analysis(s.replace(model=str(other))).source.loaded
+
+
+def test_projection_is_part_of_the_cache_key(ckpt: Path, tmp_path: Path) -> None:
+    keys = {json.dumps(settings_key(Settings(projection=p))) for p in PROJECTIONS}
+    assert len(keys) == len(PROJECTIONS)
+    s = Settings(model=str(ckpt), device="cpu", cache_dir=tmp_path / "cache", projection="raw")
+    raw = open_analysis(s)
+    std = open_analysis(s.replace(projection="standardized"))
+    assert not std.from_cache  # the raw entry does not answer for another projection
+    again = open_analysis(s.replace(projection="standardized"))
+    assert again.from_cache and not again.source.loaded
+    # The read unembedding is the projection of the processed weights, kept as such.
+    assert torch.allclose(raw.W_U, raw.weights.W_U)
+    ref = read_unembed(std.weights.W_U, "standardized")
+    assert torch.allclose(again.W_U, ref) and not torch.allclose(again.W_U, raw.W_U)
+    assert again.tokens.norm is not None
+    assert torch.allclose(again.tokens.norm, std.weights.W_U.norm(dim=0))

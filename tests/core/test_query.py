@@ -16,6 +16,7 @@ from core.settings import Settings
 from core.svd import project
 from core.svd.decompose import TOKEN_SIDE, decompose_control, token_side_svd
 from core.svd.project import project_topk
+from tests.core.reference import unembed_as_read
 
 K = 7
 N = 12
@@ -50,7 +51,8 @@ def test_singular_values_and_token_sets_match_dense_reference(small, kind: str) 
         S_ref, vecs = _dense(kind, _matrix(weights, kind, layer, head))
         r = d.rank
         assert torch.allclose(d.S[c].double(), S_ref[:r], rtol=1e-4, atol=1e-6 * float(S_ref[0]))
-        W_U = weights.W_U.double()
+        # The default projection's unembedding, written out (tests/core/reference.py).
+        W_U = unembed_as_read(weights.W_U, Settings().projection)
         for i in range(min(N, r)):
             if d.degenerate[c, i]:
                 continue
@@ -58,7 +60,7 @@ def test_singular_values_and_token_sets_match_dense_reference(small, kind: str) 
             cos = float(vecs[:, i] @ d.directions[c, :, i].double())
             assert abs(cos) > 1 - 1e-4, (kind, layer, head, i, cos)
             # Cached ends equal a plain matmul + topk of the (re-signed) direction.
-            p = d.directions[c, :, i].float() @ weights.W_U
+            p = d.directions[c, :, i].double() @ W_U
             row = c * res.n_projected + i
             assert set(res.tops.top_idx[row].tolist()) == set(p.topk(K).indices.tolist())
             assert set(res.tops.bottom_idx[row].tolist()) == set(

@@ -14,6 +14,7 @@ import torch
 
 from core.query import directions, kind_result
 from dashboard.builders import atlas, grid, overview, spectra
+from tests.core.reference import unembed_as_read
 
 # ----------------------------------------------------------------------------- grid
 
@@ -49,7 +50,8 @@ def test_grid_matches_an_independent_projection(analysis):
     # Top token of the first OV direction of L0 H1 from a plain projection through W_U.
     d = kind_result(analysis, "ov").decomposition
     v = d.directions[d.index(0, 1), :, 0]
-    logits = v @ analysis.weights.W_U
+    W_R = unembed_as_read(analysis.weights.W_U, analysis.settings.projection)
+    logits = v.double() @ W_R
     dirs = directions(analysis, "ov", 0, 1, n=1, k=3)
     tokens, values = grid.grid_frames(dirs, "top")
     assert values.iloc[0, 0] == pytest.approx(float(logits.max()), rel=1e-4)

@@ -125,6 +125,7 @@ def test_activations_match_hooked_forward_pass(analyses, checkpoints, arch, proc
     W_U = ref.unembed(model)
     if processing == "post":  # the sign rule reads the folded unembedding
         W_U = ref.fold(W_U, ref.final_norm(model).weight.detach().double(), ref.centres(model))
+    W_U = ref.unembed_as_read(W_U, a.settings.projection)  # and through the projection
     for name, layer, head, i in _cases(arch, processing):
         kind, side = name.split(".")
         head = head if kind in ("ov", "qk") else None

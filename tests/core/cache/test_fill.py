@@ -17,6 +17,7 @@ from core.model.weights import process
 from core.query import directions
 from core.search.engine import build_index, search
 from core.settings import Settings
+from core.svd.project import read_unembed
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def test_first_then_fill_equals_one_step(model, n_project) -> None:
         part = first.kinds[kind]
         assert part.n_projected == min(FIRST_DIRECTIONS, part.decomposition.rank)
         assert not is_filled(part, s)
-        got = fill_kind(part, w.W_U, s)
+        got = fill_kind(part, read_unembed(w.W_U, s.projection), s)
         assert is_filled(got, s) and got.n_projected == ref.n_projected
         assert torch.equal(got.decomposition.directions, ref.decomposition.directions)
         assert torch.equal(got.tops.top_idx, ref.tops.top_idx)

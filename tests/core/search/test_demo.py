@@ -18,7 +18,12 @@ def test_token_method_beats_pinv_on_the_demo_model(tmp_path) -> None:
     from core.settings import Settings
 
     kinds = ("ov", "mlp_in", "mlp_out")
-    a = open_analysis(Settings(model="default", cache_dir=tmp_path, device="cpu", kinds=kinds))
+    # The figures below are the post's reading (raw); under the standardized default pinv
+    # comes close to token (recall@1 0.92 against 0.997 on this sample).
+    settings = Settings(
+        model="default", cache_dir=tmp_path, device="cpu", kinds=kinds, projection="raw"
+    )
+    a = open_analysis(settings)
     index = build_index(a)
     s = {r.method: r for r in self_retrieval(index, k=3, sample=600, seed=1)}
     # Measured on the 55-minute demo model (all 3072 directions): token 0.95, pinv 0.53.

@@ -16,6 +16,7 @@ from core.query import directions
 from core.search.embed import METHODS, build_embedder, parse_query
 from core.search.engine import SearchIndex, build_index, search
 from core.settings import Settings
+from tests.core.reference import unembed_as_read
 from tests.tiny_models import make_tokenizer
 
 KINDS = ("ov", "qk", "mlp_in", "mlp_out", "embed")
@@ -50,7 +51,11 @@ def _plant(raw, tok, tmp: Path) -> tuple[Analysis, dict[str, torch.Tensor]]:
     W_out[0, 5] = 40 * mixed / mixed.norm()
     planted = raw.replace(W_O=W_O, W_out=W_out)
     a = analysis_from_weights(
-        planted, tok, Settings(model="planted", cache_dir=tmp, kinds=KINDS, device="cpu")
+        planted,
+        tok,
+        # The patterns are planted through pinv of the raw W_U, so they are read raw; the
+        # references below read through a.settings.projection whatever it is.
+        Settings(model="planted", cache_dir=tmp, kinds=KINDS, device="cpu", projection="raw"),
     )
     return a, {"fire": fire, "mixed": mixed / mixed.norm()}
 
@@ -171,7 +176,9 @@ def test_bad_method_threshold_top_and_kind(planted) -> None:
 
 def test_embeddings_match_dense_references(planted) -> None:
     a, index, _ = planted
-    W_U, W_E = a.weights.W_U.double(), a.weights.W_E.double()
+    # Search reads directions through the analysis's projection, as the grid does.
+    W_U = unembed_as_read(a.weights.W_U, a.settings.projection)
+    W_E = a.weights.W_E.double()
     V = W_U.shape[1]
     ids = torch.tensor([3, 17, 40])
     w = torch.tensor([0.5, 0.25, 1.0])
@@ -278,7 +285,7 @@ def test_uncached_hit_ends_equal_a_plain_matmul(tokenizer, tmp_path) -> None:
     a = analysis_from_weights(raw, tokenizer, replace(s, n_project=2))
     hits = search(build_index(a), "fire, water", threshold=0.0, top=12, k=6).hits
     assert sum(h.index >= 2 for h in hits) >= 3
-    W_U = a.weights.W_U.double()
+    W_U = unembed_as_read(a.weights.W_U, a.settings.projection)  # as search reads
     for h in hits:
         d = a.svd.kinds[h.matrix].decomposition
         p = d.directions[d.index(h.layer, h.head), :, h.index].double() @ W_U
@@ -294,7 +301,7 @@ def _reference(a: Analysis, index: SearchIndex, query: str, kinds) -> list[tuple
     qt = parse_query(query, index.tokenizer, a.tokens.raw, a.meta.d_vocab)
     t = torch.zeros(a.meta.d_vocab, dtype=torch.float64)
     t[qt.ids] = qt.weights.double()
-    W_U = a.weights.W_U.double()
+    W_U = unembed_as_read(a.weights.W_U, a.settings.projection)  # as search reads
     Gc = W_U @ W_U.T - W_U.shape[1] * torch.outer(W_U.mean(1), W_U.mean(1))
     lam = index.embedder.ridge * torch.linalg.eigvalsh(Gc).clamp_min(0).mean()
     x = torch.linalg.solve(
@@ -351,7 +358,7 @@ def test_token_method_matches_dense_logit_reference(planted) -> None:
     kinds = ("ov", "mlp_out")
     query = "cat, dog, the"
     qt = parse_query(query, index.tokenizer, a.tokens.raw, a.meta.d_vocab)
-    W_U = a.weights.W_U.double()
+    W_U = unembed_as_read(a.weights.W_U, a.settings.projection)  # as search reads
     ref = []
     for kind in kinds:
         d = a.svd.kinds[kind].decomposition

@@ -14,6 +14,7 @@ from core.model.weights import process
 from core.search.engine import SearchIndex, build_index, search
 from core.search.null import ALPHA, Null, null_for, random_queries, word_pool
 from core.settings import Settings
+from tests.core.reference import unembed_as_read
 from tests.tiny_models import make_tokenizer
 
 KINDS = ("ov", "mlp_in", "mlp_out")
@@ -94,7 +95,7 @@ def test_null_p_and_z_match_a_brute_force_reference(planted) -> None:
     nul = null_for(index, 2, "pinv", KINDS, 0.0, draws=n)
     # Brute force: the same random queries, each embedded as t @ pinv(W_U) densely, and
     # its best |cosine| over every direction of every kind, all in float64.
-    W_U = a.weights.W_U.double()
+    W_U = unembed_as_read(a.weights.W_U, a.settings.projection)  # as search reads
     pinv = torch.linalg.pinv(W_U, rtol=1e-5)  # [V, d]
     dirs = torch.cat(
         [

@@ -36,7 +36,8 @@ def raw_analyses(checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPath
 
 def _check_component(a, kind: str, layer: int, head: int | None, W: torch.Tensor) -> None:
     S_ref, vecs = ref.token_side(kind, W)
-    W_U = ref.unembed(a.model.hf_model)
+    # The HF model's unembedding, read through the analysis's projection.
+    W_U = ref.unembed_as_read(ref.unembed(a.model.hf_model), a.settings.projection)
     got = directions(a, kind, layer, head, n=a.svd.kinds[kind].decomposition.rank, k=K)
     assert len(got) == min(W.shape) if kind in ("mlp_in", "mlp_gate", "mlp_out") else a.meta.d_head
     for row in got:
@@ -141,7 +142,8 @@ def test_filtered_directions_match_a_masked_plain_projection(raw_analyses, filte
     for f in filters:
         mask &= a.tokens.alpha if f == "alpha" else a.tokens.ascii
     for row in directions(a, "ov", 1, 0, n=4, k=K, filters=filters):
-        proj = (d.directions[c, :, row.index] @ a.weights.W_U).double()
+        W_R = ref.unembed_as_read(a.weights.W_U, a.settings.projection)
+        proj = d.directions[c, :, row.index].double() @ W_R
         hi = proj.masked_fill(~mask, float("-inf")).topk(K)
         lo = proj.masked_fill(~mask, float("inf")).topk(K, largest=False)
         assert [a.tokens.raw.index(t) for t, _, _ in row.top] == hi.indices.tolist()
