@@ -17,6 +17,7 @@ from core.compare.match import principal_cosines, token_images
 from core.errors import SpecError
 from core.model.weights import ModelWeights
 from core.settings import Settings
+from tests.core.reference import unembed_as_read
 
 L, H = 1, 2
 
@@ -101,7 +102,7 @@ def test_token_images_against_a_dense_svd(base: Analysis) -> None:
     img = token_images(base, "ov", L, H)
     W = base.raw.W_V[L, H].double() @ base.raw.W_O[L, H].double()
     _, _, Vh = torch.linalg.svd(W)
-    ref = Vh[: img.shape[0]] @ base.raw.W_U.double()
+    ref = Vh[: img.shape[0]] @ unembed_as_read(base.raw.W_U, base.settings.projection)
     ref = ref / ref.norm(dim=1, keepdim=True)
     assert torch.allclose(
         (img.double() * ref).sum(1).abs(), torch.ones(len(img), dtype=torch.float64), atol=1e-4
