@@ -273,7 +273,8 @@ def test_heatmap_cell_opens_its_component(browser: Any, demo_server: str, tmp_pa
         settle(page)
         chart = page.locator('[data-testid="stVegaLiteChart"]').first
         chart.scroll_into_view_if_needed()
-        x, y, tip = hover_until(page, chart, "head")
+        # Wait for the whole tooltip: a partly drawn one can lack the cosine line.
+        x, y, tip = hover_until(page, chart, "cosine")
         cell = dict(re.findall(r"(layer|head|direction|cosine)\s+([+\-\d.]+)", tip))
         shot(page, "heatmap-hover")
         page.mouse.click(x + 3, y + 3)

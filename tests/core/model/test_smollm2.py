@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from core.model import embedded
+from tests.core.reference import unembed_as_read
 
 pytestmark = pytest.mark.skipif(
     not embedded.SMOLLM2.built, reason="models/smollm2-135m is not built (run make install)"
@@ -73,7 +74,10 @@ def test_ov_directions_agree_with_a_dense_svd(analysis, plain, head: int) -> Non
     g = sd[pre + "input_layernorm.weight"]  # post processing folds it into W_V's rows
     M = (g[:, None] * W_v).double() @ W_o.double()
     _, S, Vh = torch.linalg.svd(M)
-    W_U = (sd["model.norm.weight"][:, None] * sd["model.embed_tokens.weight"].T).double()
+    W_U = unembed_as_read(
+        sd["model.norm.weight"][:, None] * sd["model.embed_tokens.weight"].T,
+        analysis.settings.projection,
+    )
 
     dirs = directions(analysis, "ov", layer, head, n=3, k=10)
     for i, d in enumerate(dirs):
