@@ -275,6 +275,8 @@ def test_heatmap_cell_opens_its_component(browser: Any, demo_server: str, tmp_pa
         chart.scroll_into_view_if_needed()
         # Wait for the whole tooltip: a partly drawn one can lack the cosine line.
         x, y, tip = hover_until(page, chart, "cosine")
+        # d3's number format writes a negative sign as U+2212.
+        tip = tip.replace("\u2212", "-")
         cell = dict(re.findall(r"(layer|head|direction|cosine)\s+([+\-\d.]+)", tip))
         shot(page, "heatmap-hover")
         page.mouse.click(x + 3, y + 3)
