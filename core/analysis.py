@@ -18,7 +18,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from core.cache import store
+from core.cache import checkpoint, store
 from core.cache.build import build_controls, build_first, build_svd
 from core.cache.fill import Fill
 from core.cache.store import KindResult, ModelSVD
@@ -294,8 +294,8 @@ def _persist(a: Analysis, fingerprint: str | None, entry: bool) -> None:
             ctl = ModelSVD(a.meta, s.processing, a.svd.k, {}, dict(a._controls_memo))
             store.save_controls(ctl, s.cache_dir, key)
     if fingerprint is not None:
-        part = store.CheckpointPart(fingerprint, a.W_U, a.W_E, a.tokens)
-        store.save_checkpoint(s.cache_dir, a.meta, s.processing, key, part)
+        part = checkpoint.CheckpointPart(fingerprint, a.W_U, a.W_E, a.tokens)
+        checkpoint.save_checkpoint(s.cache_dir, a.meta, s.processing, key, part)
 
 
 def controls_ready(analysis: Analysis) -> bool:
@@ -363,7 +363,7 @@ def open_analysis(
     fp = fingerprint(path) if path.is_dir() else None
     key = settings_key(settings)
     if fp is not None:
-        hit = store.find_by_fingerprint(
+        hit = checkpoint.find_by_fingerprint(
             settings.cache_dir, settings.model, settings.processing, key, fp, lazy=lazy
         )
         if hit is not None:

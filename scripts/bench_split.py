@@ -55,7 +55,7 @@ def step(model: str, cache: Path, what: object, ranges: list[tuple[int, int]]) -
 def digests(cache: Path) -> dict[str, str]:
     import hashlib
 
-    from core.cache.store import VERIFIED
+    from core.cache.reading import VERIFIED
 
     return {
         str(f.relative_to(cache)): hashlib.sha256(f.read_bytes()).hexdigest()

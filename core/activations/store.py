@@ -1,5 +1,5 @@
 """Examples in the cache: a derived part of the model's entry (safetensors + JSON through
-:func:`core.cache.store.save_part`), named by a hash of the build's key (corpus digest,
+:func:`core.cache.parts.save_part`), named by a hash of the build's key (corpus digest,
 split, token budget, ...), so another corpus or budget is another part and a rewritten
 entry (other weights, other settings) drops them all.
 """
@@ -15,7 +15,7 @@ import torch
 from core.activations.corpus import Corpus
 from core.activations.examples import ExampleOptions, Examples, SideExamples, build_examples
 from core.analysis import Analysis, settings_key
-from core.cache import store
+from core.cache import parts as cache_parts
 from core.errors import CacheError
 from core.progress import Progress, quiet
 
@@ -63,7 +63,7 @@ def save_examples(analysis: Analysis, examples: Examples) -> None:
         "seconds": examples.seconds,
         "sides": sides,
     }
-    store.save_part(
+    cache_parts.save_part(
         s.cache_dir,
         analysis.meta,
         s.processing,
@@ -81,7 +81,7 @@ def load_examples(analysis: Analysis, key: dict[str, Any]) -> Examples:
         CacheError: none were built (or they are damaged, or from another key).
     """
     s = analysis.settings
-    extra, t = store.load_part(
+    extra, t = cache_parts.load_part(
         s.cache_dir, analysis.meta, s.processing, settings_key(s), part_name(key)
     )
     if extra.get("key") != key:

@@ -164,11 +164,7 @@ def _map_file(
             data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
     except (OSError, ValueError) as exc:
         raise damaged from exc
-    if stamps.get(fname) == _stamp(st, want["sha256"]):
-        return data, st, False
-    if _digest(data) != want["sha256"]:
-        raise damaged
-    return data, st, True
+    return data, st, _hashed(fname, data, st, want, stamps, damaged)
 
 
 def _read_file(
@@ -199,11 +195,25 @@ def _read_file(
         raise damaged from exc
     if got != want["size"] or more or _stamp(before, "") != _stamp(after, ""):
         raise damaged
-    if stamps.get(fname) == _stamp(before, want["sha256"]):
-        return data, before, False
+    return data, before, _hashed(fname, data, before, want, stamps, damaged)
+
+
+def _hashed(
+    fname: str,
+    data: Buffer,
+    st: os.stat_result,
+    want: dict[str, Any],
+    stamps: dict[str, Any],
+    damaged: CacheError,
+) -> bool:
+    """Whether ``data`` had to be hashed now: not when ``fname``'s stamp vouches for the
+    file it came from (``st``); raises ``damaged`` when the hash is not the manifest's.
+    """
+    if stamps.get(fname) == _stamp(st, want["sha256"]):
+        return False
     if _digest(data) != want["sha256"]:
         raise damaged
-    return data, before, True
+    return True
 
 
 def _digest(data: bytes | bytearray | mmap.mmap) -> str:

@@ -9,11 +9,10 @@ an entry checks its manifest; each kind's file is read and checked when first as
 (:class:`core.cache.reading.LazyTable`). The random controls are a second, optional part
 of the same entry
 (``<kind>.control.safetensors`` and ``controls.json``, same checks): they are built on
-first use, so a precompute does not pay for them. The checkpoint part
-(``unembed.safetensors``, ``tokens.json`` and ``checkpoint.json``) is a third: the
-unembedding and embedding of the processed view, the token table, and the checkpoint's
-fingerprint (:mod:`core.model.fingerprint`), so that an entry can be found and answer
-queries without loading the model (:func:`find_by_fingerprint`). Each file is written to a temporary
+first use, so a precompute does not pay for them. Two more kinds of part are written
+by their own modules on the same pattern: the checkpoint part, which lets an entry
+answer without the model (:mod:`core.cache.checkpoint`), and derived parts such as the
+search index's statistics (:mod:`core.cache.parts`). Each file is written to a temporary
 name and renamed, so a reader sees either a whole part or none; a part whose manifest
 or files do not check out is reported as invalid and rebuilt by the caller.
 
@@ -21,8 +20,10 @@ The model folder is a hash of the model's name (:func:`core.cache.manifest.model
 and every entry path is checked to stay inside the cache folder. A reader owns what it
 reads: each file is read into memory through one descriptor, checked (its SHA-256, or the
 stamp of an earlier check, against that descriptor), and parsed from those bytes, so a
-file truncated or rewritten later can neither fault the process (no memory map) nor
-change the values it holds. Leftover ``.tmp`` files of a killed writer are removed.
+file truncated or rewritten later cannot change the values it holds. The exception is a
+lazy read for a process answering one question, which maps the files instead
+(:mod:`core.cache.reading`; the cache never rewrites a file in place). Leftover ``.tmp``
+files of a killed writer are removed.
 """
 
 from __future__ import annotations
@@ -34,37 +35,30 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
-import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
 from core.cache.manifest import check_manifest, inside, model_folder
 from core.cache.reading import (
     FORMAT_VERSION,
-    VERIFIED,
     LazyTable,
     atomic_write_bytes,
     read_checked,
     read_group,
 )
 from core.cache.tables import KindResult, kind_tensors
-from core.cache.tensors import tensors_from_buffer
 from core.errors import CacheError
 from core.model.weights import ModelMeta
-from core.svd.project import TokenTable, token_table_from_strings
 
 CONTROLS_MANIFEST = "controls.json"
+#: Names of the later parts' files that :func:`save` drops with the entry they were made
+#: from (their writers: :mod:`core.cache.checkpoint`, :mod:`core.cache.parts`).
 CHECKPOINT_MANIFEST = "checkpoint.json"
-UNEMBED_FILE = "unembed.safetensors"
-TOKENS_FILE = "tokens.json"
-#: Derived parts (``part-<name>.json`` + ``part-<name>.safetensors``, e.g. the search
-#: index's statistics): computed from the entry by a later stage and dropped whenever
-#: the entry is rewritten.
 PART_PREFIX = "part-"
 
 
@@ -88,24 +82,6 @@ class ModelSVD:
     # item, which would read a lazy table's file.
     kinds: dict[str, KindResult] | LazyTable
     controls: dict[str, KindResult] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class CheckpointPart:
-    """What answers queries in place of the loaded model (the entry's checkpoint part).
-
-    Attributes:
-        fingerprint: the checkpoint's fingerprint when the part was written.
-        W_U: the unembedding as read ``[d_model, d_vocab]`` (the processed view's, with
-            the entry's projection applied: :attr:`core.analysis.Analysis.W_U`).
-        W_E: the embedding ``[d_vocab, d_model]``.
-        tokens: the token table (its ``norm`` values are kept with ``W_U``).
-    """
-
-    fingerprint: str
-    W_U: Tensor
-    W_E: Tensor
-    tokens: TokenTable
 
 
 def entry_dir(cache_dir: Path, meta: ModelMeta, processing: str) -> Path:
@@ -143,6 +119,25 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def file_record(out: Path, fname: str) -> dict[str, Any]:
+    """The manifest's record of file ``fname`` in ``out``: its size and SHA-256."""
+    return {"size": (out / fname).stat().st_size, "sha256": _sha256(out / fname)}
+
+
+def write_safetensors(out: Path, fname: str, tensors: dict[str, Tensor]) -> dict[str, Any]:
+    """Write ``tensors`` (CPU, contiguous) to ``out / fname`` through a temporary file and
+    a rename; returns the file's :func:`file_record`.
+    """
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{fname}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp)
+        os.replace(tmp, out / fname)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return file_record(out, fname)
+
+
 def _write_tables(
     out: Path, tables: dict[str, Mapping[str, KindResult]]
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
@@ -152,14 +147,7 @@ def _write_tables(
     for group, table in tables.items():
         for kind, res in table.items():
             fname = f"{kind}.control.safetensors" if group == "controls" else f"{kind}.safetensors"
-            fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{fname}.", suffix=".tmp")
-            os.close(fd)
-            try:
-                save_file(kind_tensors(res), tmp)
-                os.replace(tmp, out / fname)
-            finally:
-                Path(tmp).unlink(missing_ok=True)
-            files[fname] = {"size": (out / fname).stat().st_size, "sha256": _sha256(out / fname)}
+            files[fname] = write_safetensors(out, fname, kind_tensors(res))
             index.setdefault(group, {})[kind] = {
                 "file": fname,
                 "components": [list(c) for c in res.decomposition.components],
@@ -168,7 +156,10 @@ def _write_tables(
     return files, index
 
 
-def _manifest(meta: ModelMeta, processing: str, settings_key: dict[str, Any]) -> dict[str, Any]:
+def manifest_head(meta: ModelMeta, processing: str, settings_key: dict[str, Any]) -> dict[str, Any]:
+    """The fields every part's manifest starts with (checked by
+    :func:`core.cache.reading.read_checked`).
+    """
     return {
         "format_version": FORMAT_VERSION,
         "model": meta.to_json(),
@@ -195,7 +186,7 @@ def save(svd: ModelSVD, cache_dir: Path, settings_key: dict[str, Any]) -> Path:
         derived.unlink(missing_ok=True)
     files, index = _write_tables(out, {"kinds": svd.kinds})
     info = {
-        **_manifest(svd.meta, svd.processing, settings_key),
+        **manifest_head(svd.meta, svd.processing, settings_key),
         "k": svd.k,
         "files": files,
         "kinds": index.get("kinds", {}),
@@ -215,7 +206,7 @@ def save_controls(svd: ModelSVD, cache_dir: Path, settings_key: dict[str, Any]) 
     (out / CONTROLS_MANIFEST).unlink(missing_ok=True)
     files, index = _write_tables(out, {"controls": svd.controls})
     info = {
-        **_manifest(svd.meta, svd.processing, settings_key),
+        **manifest_head(svd.meta, svd.processing, settings_key),
         "files": files,
         "controls": index.get("controls", {}),
     }
@@ -287,86 +278,6 @@ def load_controls(
     return read_group(out, info, "controls", blobs)
 
 
-def save_checkpoint(
-    cache_dir: Path,
-    meta: ModelMeta,
-    processing: str,
-    settings_key: dict[str, Any],
-    part: CheckpointPart,
-) -> Path:
-    """Write the checkpoint part of an (existing) entry; returns the entry directory."""
-    out = entry_dir(cache_dir, meta, processing)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / CHECKPOINT_MANIFEST).unlink(missing_ok=True)
-    tensors = {"W_U": part.W_U, "W_E": part.W_E}
-    if part.tokens.norm is not None:  # the norm filter's values: W_U may be rescaled
-        tensors["norm"] = part.tokens.norm
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{UNEMBED_FILE}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().cpu().float().contiguous() for k, v in tensors.items()}, tmp)
-        os.replace(tmp, out / UNEMBED_FILE)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    table: dict[str, Any] = {"raw": list(part.tokens.raw), "display": list(part.tokens.display)}
-    if part.tokens.trained is not None:  # the under-trained tokens, detected at the build
-        table["undertrained"] = (~part.tokens.trained).nonzero()[:, 0].tolist()
-    atomic_write_bytes(out / TOKENS_FILE, json.dumps(table).encode())
-    files = {
-        f: {"size": (out / f).stat().st_size, "sha256": _sha256(out / f)}
-        for f in (UNEMBED_FILE, TOKENS_FILE)
-    }
-    info = {
-        **_manifest(meta, processing, settings_key),
-        "fingerprint": part.fingerprint,
-        "files": files,
-    }
-    atomic_write_bytes(out / CHECKPOINT_MANIFEST, json.dumps(info, indent=1).encode())
-    return out
-
-
-def find_by_fingerprint(
-    cache_dir: Path,
-    name: str,
-    processing: str,
-    settings_key: dict[str, Any],
-    fingerprint: str,
-    lazy: bool = False,
-) -> tuple[ModelSVD, CheckpointPart] | None:
-    """The valid entry of model ``name`` whose checkpoint part carries ``fingerprint``,
-    or ``None``: a miss, a stale entry or a damaged one (the caller loads the model).
-
-    Reads no weight of the model, only the entry (checked as :func:`load` does).
-    """
-    folder = Path(cache_dir) / model_folder(name)
-    for mpath in sorted(folder.glob(f"*-{processing}/{CHECKPOINT_MANIFEST}")):
-        try:
-            info = json.loads(mpath.read_text())
-            if not isinstance(info, dict) or info.get("fingerprint") != fingerprint:
-                continue
-            meta = ModelMeta(**info["model"])
-            svd = load(cache_dir, meta, processing, settings_key, lazy=lazy)
-            out = mpath.parent
-            _, blobs = read_checked(
-                out, CHECKPOINT_MANIFEST, meta, processing, settings_key, None, mapped=lazy
-            )
-            t = tensors_from_buffer(blobs[UNEMBED_FILE])
-            table = json.loads(bytes(blobs[TOKENS_FILE]))
-            trained = None
-            if "undertrained" in table:
-                trained = torch.ones(len(table["raw"]), dtype=torch.bool)
-                trained[torch.tensor(table["undertrained"], dtype=torch.long)] = False
-            tokens = token_table_from_strings(
-                table["raw"], table["display"], trained, t.get("norm")
-            )
-            if t["W_U"].shape != (meta.d_model, meta.d_vocab) or len(tokens.raw) != meta.d_vocab:
-                continue
-        except (CacheError, OSError, ValueError, KeyError, TypeError):
-            continue
-        return svd, CheckpointPart(fingerprint, t["W_U"], t["W_E"], tokens)
-    return None
-
-
 def list_entries(cache_dir: Path) -> list[dict[str, Any]]:
     """Summaries of the entries under ``cache_dir`` (for the overview page)."""
     rows = []
@@ -392,66 +303,3 @@ def list_entries(cache_dir: Path) -> list[dict[str, Any]]:
 def remove_entry(cache_dir: Path, meta: ModelMeta, processing: str) -> None:
     """Delete an entry (used before a rebuild)."""
     shutil.rmtree(entry_dir(cache_dir, meta, processing), ignore_errors=True)
-
-
-def _part_names(name: str) -> tuple[str, str]:
-    if not name.replace("-", "").replace("_", "").isalnum():
-        raise ValueError(f"a part name is letters, digits, '-' and '_', not {name!r}")
-    return f"{PART_PREFIX}{name}.json", f"{PART_PREFIX}{name}.safetensors"
-
-
-def save_part(
-    cache_dir: Path,
-    meta: ModelMeta,
-    processing: str,
-    settings_key: dict[str, Any],
-    name: str,
-    tensors: dict[str, Tensor],
-    extra: dict[str, Any],
-) -> Path:
-    """Write a derived part ``name`` of an (existing) entry: ``tensors`` and the JSON-able
-    ``extra`` (what the part was computed from, checked by its reader). Returns the
-    entry directory. Rewriting the entry drops every derived part.
-    """
-    manifest, fname = _part_names(name)
-    out = entry_dir(cache_dir, meta, processing)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / manifest).unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{fname}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
-        os.replace(tmp, out / fname)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    info = {
-        **_manifest(meta, processing, settings_key),
-        "files": {fname: {"size": (out / fname).stat().st_size, "sha256": _sha256(out / fname)}},
-        "extra": extra,
-    }
-    atomic_write_bytes(out / manifest, json.dumps(info, indent=1).encode())
-    return out
-
-
-def load_part(
-    cache_dir: Path,
-    meta: ModelMeta,
-    processing: str,
-    settings_key: dict[str, Any],
-    name: str,
-    mapped: bool = False,
-) -> tuple[dict[str, Any], dict[str, Tensor]]:
-    """Read and verify the derived part ``name``: its ``extra`` and its tensors
-    (``mapped``: views of a memory map, for a process answering one question; see
-    :mod:`core.cache.reading`).
-
-    Raises:
-        CacheError: missing, stale, truncated or corrupted; the message says which.
-    """
-    manifest, fname = _part_names(name)
-    out = entry_dir(cache_dir, meta, processing)
-    info, blobs = read_checked(out, manifest, meta, processing, settings_key, None, mapped=mapped)
-    try:
-        return dict(info.get("extra") or {}), dict(tensors_from_buffer(blobs[fname]))
-    except Exception as exc:  # any content that does not fit
-        raise CacheError(f"The cache part {out / manifest} does not parse ({exc}).") from exc

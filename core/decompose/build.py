@@ -1,7 +1,7 @@
 """Build one method's components for one matrix of an analysis, cached beside its SVD.
 
 A build is a derived part of the analysis's cache entry
-(:func:`core.cache.store.save_part`: safetensors + JSON), named by method, matrix, layer
+(:func:`core.cache.parts.save_part`: safetensors + JSON), named by method, matrix, layer
 and control, whose JSON records the options it was built with: a changed option or seed
 is a different build, and the part is rebuilt. The analysis is taken duck-typed (its
 ``settings``, ``meta``, ``W_U``, ``weights``, ``tokenizer`` and ``source.path``) since this
@@ -19,7 +19,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from core.cache import store
+from core.cache import parts as cache_parts
 from core.decompose.dictionary import dictionary
 from core.decompose.ica import ica
 from core.decompose.nmf import nmf
@@ -97,7 +97,7 @@ def load_components(
     want = _extra(options, analysis.meta, matrix)
     name = part_name(options, matrix, layer, control)
     try:
-        extra, t = store.load_part(s.cache_dir, analysis.meta, s.processing, key, name)
+        extra, t = cache_parts.load_part(s.cache_dir, analysis.meta, s.processing, key, name)
         if {k: extra.get(k) for k in want} != want:
             return None
         return Components(
@@ -128,7 +128,7 @@ def save_components(
     extra.update(fvu=comps.fvu, n_rows=comps.n_rows, n_fit=comps.n_fit)
     name = part_name(options, comps.matrix, comps.layer, comps.control)
     with contextlib.suppress(OSError, CacheError):
-        store.save_part(s.cache_dir, analysis.meta, s.processing, key, name, tensors, extra)
+        cache_parts.save_part(s.cache_dir, analysis.meta, s.processing, key, name, tensors, extra)
 
 
 def fit_components(

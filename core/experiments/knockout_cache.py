@@ -1,5 +1,5 @@
 """Knockout results on disk: a derived part of the model's cache entry
-(:func:`core.cache.store.save_part`: safetensors + JSON), named by a digest of the
+(:func:`core.cache.parts.save_part`: safetensors + JSON), named by a digest of the
 options, the reference tokens and the verdicts, so a new label means a new run.
 """
 
@@ -16,7 +16,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from core.analysis import Analysis, settings_key
-from core.cache import store
+from core.cache import parts as cache_parts
 from core.errors import CacheError
 from core.experiments.knockout import KnockoutOptions, KnockoutResult, knockout
 from core.experiments.verdicts import Key, components, label_missing, stored_verdicts
@@ -50,7 +50,7 @@ def _save(analysis: Analysis, digest: str, res: KnockoutResult) -> None:
     }
     tensors = {k: getattr(res, k) for k in _TENSORS}
     with contextlib.suppress(OSError, CacheError):  # a read-only cache: computed next time
-        store.save_part(
+        cache_parts.save_part(
             s.cache_dir, analysis.meta, s.processing, settings_key(s), f"knockout-{digest}",
             tensors, extra,
         )  # fmt: skip
@@ -59,7 +59,7 @@ def _save(analysis: Analysis, digest: str, res: KnockoutResult) -> None:
 def _load(analysis: Analysis, digest: str, options: KnockoutOptions) -> KnockoutResult | None:
     s = analysis.settings
     try:
-        extra, t = store.load_part(
+        extra, t = cache_parts.load_part(
             s.cache_dir, analysis.meta, s.processing, settings_key(s), f"knockout-{digest}"
         )
         if extra.get("digest") != digest:

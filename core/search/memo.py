@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from core.analysis import settings_key
-from core.cache import store
+from core.cache import parts as cache_parts
 from core.errors import CacheError
 from core.model.tokenizer import FileTokenizer
 from core.words import known_words
@@ -150,7 +150,9 @@ def memo_tokenizer(analysis: Any, mapped: bool) -> Any:
         "tokenizer_sha256": digest,
     }
     with contextlib.suppress(CacheError, KeyError, ValueError, TypeError, OSError):
-        stored, t = store.load_part(s.cache_dir, analysis.meta, s.processing, key, PART, mapped)
+        stored, t = cache_parts.load_part(
+            s.cache_dir, analysis.meta, s.processing, key, PART, mapped
+        )
         unk, unk_id = stored.pop("unk_token"), stored.pop("unk_token_id")
         shape = (len(words), 1 + MAX_IDS)
         if stored == extra and t["plain"].shape == shape and t["spaced"].shape == shape:
@@ -166,7 +168,7 @@ def memo_tokenizer(analysis: Any, mapped: bool) -> Any:
     if analysis.persist and not analysis.filling:
         extra.update(unk_token=tok.unk_token, unk_token_id=tok.unk_token_id)
         with contextlib.suppress(OSError, CacheError, ValueError):
-            store.save_part(
+            cache_parts.save_part(
                 s.cache_dir,
                 analysis.meta,
                 s.processing,

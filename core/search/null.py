@@ -18,7 +18,7 @@ significant about ``ALPHA`` of the time.
 
 A null depends on the model, the processing, the method, the number of concepts, the
 kinds and the threshold; it is computed once and saved as a small derived part of the
-cache entry (:func:`core.cache.store.save_part`), and kept in memory on the index.
+cache entry (:func:`core.cache.parts.save_part`), and kept in memory on the index.
 """
 
 from __future__ import annotations

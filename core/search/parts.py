@@ -1,6 +1,6 @@
 """Where a search index keeps its small derived parts (the significance nulls of
 :mod:`core.search.null`): beside its analysis's cache entry
-(:func:`core.cache.store.save_part`).
+(:func:`core.cache.parts.save_part`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import Tensor
 
-from core.cache import store
+from core.cache import parts as cache_parts
 from core.errors import CacheError
 
 
@@ -33,7 +33,9 @@ class PartStore:
     def load(self, name: str, extra: dict[str, Any]) -> dict[str, Tensor] | None:
         """The part's tensors when it was computed from ``base`` and ``extra``, else ``None``."""
         try:
-            stored, t = store.load_part(self.cache_dir, self.meta, self.processing, self.key, name)
+            stored, t = cache_parts.load_part(
+                self.cache_dir, self.meta, self.processing, self.key, name
+            )
         except (CacheError, ValueError, OSError):
             return None
         return t if stored == {**self.base, **extra} else None
@@ -43,7 +45,7 @@ class PartStore:
         if not self.writable:
             return
         with contextlib.suppress(OSError, CacheError, ValueError):
-            store.save_part(
+            cache_parts.save_part(
                 self.cache_dir,
                 self.meta,
                 self.processing,

@@ -5,7 +5,7 @@ eigendecompositions (the query operators), a ``d_model x d_model`` product per d
 (the logit stds) and a pass over every direction (the stacked rows and their table):
 about a second on SmolLM2-135M, more than the rest of a cached answer. So the first build
 on a settled entry writes all of it as one part (safetensors + JSON,
-:func:`core.cache.store.save_part`); later builds read it back, and read no kind's file.
+:func:`core.cache.parts.save_part`); later builds read it back, and read no kind's file.
 A process answering one question (an analysis whose kinds are read lazily: the CLI)
 maps the part instead of reading it (:mod:`core.cache.reading`), so a query reads the
 pages it touches.
@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from core.analysis import settings_key
-from core.cache import store
+from core.cache import parts as cache_parts
 from core.cache.reading import LazyTable
 from core.cache.store import KindResult
 from core.errors import CacheError
@@ -103,7 +103,7 @@ def load(
     s = analysis.settings
     name, extra = describe(analysis, kinds, ridge, dtype)
     try:
-        stored, t = store.load_part(
+        stored, t = cache_parts.load_part(
             s.cache_dir,
             analysis.meta,
             s.processing,
@@ -145,7 +145,7 @@ def save(
     tensors.update(tables.rows)
     tensors["degenerate"] = tables.rows["degenerate"].to(torch.uint8)
     with contextlib.suppress(OSError, CacheError):
-        store.save_part(
+        cache_parts.save_part(
             s.cache_dir, analysis.meta, s.processing, settings_key(s), name, tensors, extra
         )
 

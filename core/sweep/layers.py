@@ -31,7 +31,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from core.analysis import settings_key
-from core.cache import store
+from core.cache import checkpoint, store
 from core.cache.build import build_svd
 from core.cache.manifest import model_folder
 from core.cache.tables import KindResult, kind_from_tensors, kind_tensors
@@ -180,8 +180,8 @@ def merge(settings: Settings, source: Path, ranges: list[tuple[int, int]]) -> Pa
         tokenizer = AutoTokenizer.from_pretrained(str(source))
         tokens = token_table(tokenizer, meta.d_vocab, raw.W_U, norm_W_U=weights.W_U)
         W_R = read_unembed(weights.W_U, settings.projection)
-        part = store.CheckpointPart(fp, W_R, weights.W_E, tokens)
-        store.save_checkpoint(settings.cache_dir, meta, settings.processing, key, part)
+        part = checkpoint.CheckpointPart(fp, W_R, weights.W_E, tokens)
+        checkpoint.save_checkpoint(settings.cache_dir, meta, settings.processing, key, part)
     shutil.rmtree(root, ignore_errors=True)
     return entry
 
@@ -192,7 +192,7 @@ def cached_entry(settings: Settings, source: Path) -> Path | None:
     if fp is None:
         return None
     key = settings_key(settings)
-    hit = store.find_by_fingerprint(
+    hit = checkpoint.find_by_fingerprint(
         settings.cache_dir, settings.model, settings.processing, key, fp
     )
     if hit is None:

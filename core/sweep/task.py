@@ -219,14 +219,14 @@ def label_entry(analysis: Any, with_controls: bool, progress: Any) -> bool:
     both ends were labelled is redone); returns whether it labelled now.
     """
     from core.analysis import settings_key
-    from core.cache import store
+    from core.cache import parts as cache_parts
     from core.errors import CacheError
     from core.label.store import ENDS
     from core.label.sweep import sweep_offline
 
     s, key = analysis.settings, settings_key(analysis.settings)
     try:
-        extra, _ = store.load_part(s.cache_dir, analysis.meta, s.processing, key, LABELS_PART)
+        extra, _ = cache_parts.load_part(s.cache_dir, analysis.meta, s.processing, key, LABELS_PART)
         if extra.get("controls") == with_controls and extra.get("ends") == list(ENDS):
             return False
     except CacheError:
@@ -245,7 +245,7 @@ def label_entry(analysis: Any, with_controls: bool, progress: Any) -> bool:
         "ends": list(ENDS),
         "labels": rows,
     }
-    store.save_part(s.cache_dir, analysis.meta, s.processing, key, LABELS_PART, {}, extra)
+    cache_parts.save_part(s.cache_dir, analysis.meta, s.processing, key, LABELS_PART, {}, extra)
     return True
 
 
@@ -254,7 +254,7 @@ def stored_labels(entry: Path) -> list[Any]:
     :data:`LABELS_PART` part (empty when it has none; rows of a part written before
     verdicts named their end are top-end verdicts).
     """
-    from core.cache import store
+    from core.cache import parts as cache_parts
     from core.errors import CacheError
     from core.label.store import LabelRecord
     from core.model.weights import ModelMeta
@@ -262,7 +262,7 @@ def stored_labels(entry: Path) -> list[Any]:
     try:
         info = json.loads((entry / "meta.json").read_text())
         meta = ModelMeta(**info["model"])
-        extra, _ = store.load_part(
+        extra, _ = cache_parts.load_part(
             entry.parent.parent, meta, info["processing"], info["settings"], LABELS_PART
         )
     except (OSError, ValueError, KeyError, TypeError, CacheError):

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from core.analysis import open_analysis, settings_key
-from core.cache import store
+from core.cache import checkpoint, store
 from core.cli.main import main
 from core.settings import PROJECTIONS, Settings
 from core.svd.project import read_unembed
@@ -206,7 +206,7 @@ def test_a_damaged_checkpoint_part_falls_back_to_loading(ckpt: Path, tmp_path: P
     s = Settings(model=str(ckpt), device="cpu", cache_dir=tmp_path / "cache")
     first = open_analysis(s)
     entry = store.entry_dir(s.cache_dir, first.meta, "post")
-    (entry / store.TOKENS_FILE).write_text("[]")
+    (entry / checkpoint.TOKENS_FILE).write_text("[]")
     again = open_analysis(s)
     assert again.source.loaded and again.from_cache
     assert not open_analysis(s).source.loaded  # rewritten

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from core.analysis import analysis_from_weights, raw_weights, settings_key
-from core.cache import reading, store
+from core.cache import checkpoint, reading, store
 from core.errors import CacheError
 from core.model.loading import load_model
 from core.settings import Settings
@@ -165,13 +165,13 @@ def test_verified_files_are_trusted_until_touched(
     # Files written just now are hashed on every read (no stamp yet).
     store.load(tmp_path, a.meta, "post", key)
     store.load(tmp_path, a.meta, "post", key)
-    assert hashed.count(ov_sha) == 2 and not (entry / store.VERIFIED).exists()
+    assert hashed.count(ov_sha) == 2 and not (entry / reading.VERIFIED).exists()
     # Once they have settled, one verified read stamps them and the next hashes none.
     monkeypatch.setattr(reading, "TRUST_AFTER_S", -60.0)
     store.load(tmp_path, a.meta, "post", key)
     hashed.clear()
     store.load(tmp_path, a.meta, "post", key)
-    assert hashed == [] and (entry / store.VERIFIED).is_file()
+    assert hashed == [] and (entry / reading.VERIFIED).is_file()
     # Any rewrite is seen, even one that puts the old mtime back.
     target = entry / "ov.safetensors"
     st = target.stat()
@@ -192,10 +192,10 @@ def test_checkpoint_part_round_trip(model, tmp_path: Path) -> None:
     key = settings_key(a.settings)
     trained = torch.rand(a.meta.d_vocab) > 0.3
     tokens = replace(a.tokens, trained=trained)
-    part = store.CheckpointPart("fp-1", a.W_U, a.W_E, tokens)
-    store.save_checkpoint(tmp_path, a.meta, "post", key, part)
-    assert store.find_by_fingerprint(tmp_path, a.meta.name, "post", key, "fp-2") is None
-    hit = store.find_by_fingerprint(tmp_path, a.meta.name, "post", key, "fp-1")
+    part = checkpoint.CheckpointPart("fp-1", a.W_U, a.W_E, tokens)
+    checkpoint.save_checkpoint(tmp_path, a.meta, "post", key, part)
+    assert checkpoint.find_by_fingerprint(tmp_path, a.meta.name, "post", key, "fp-2") is None
+    hit = checkpoint.find_by_fingerprint(tmp_path, a.meta.name, "post", key, "fp-1")
     assert hit is not None
     svd, got = hit
     assert svd.meta == a.meta and torch.equal(got.W_U, a.W_U) and torch.equal(got.W_E, a.W_E)
@@ -290,7 +290,7 @@ def test_tmp_leftovers_of_a_killed_writer_are_cleaned(model, tmp_path: Path, age
 _HOLDER = """
 import json, sys
 import torch
-from core.cache import reading, store
+from core.cache import checkpoint, reading, store
 from core.model.weights import ModelMeta
 
 cache, meta, key = sys.argv[1], ModelMeta(**json.loads(sys.argv[2])), json.loads(sys.argv[3])

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from core.analysis import analysis_from_weights
+from core.cache import parts as cache_parts
 from core.cache import store
 from core.search.embed import build_embedder
 from core.search.index import build_index
@@ -47,7 +48,7 @@ def _open(model, cache: Path):
 
 def _parts(a) -> list[str]:
     entry = store.entry_dir(a.settings.cache_dir, a.meta, a.settings.processing)
-    return sorted(p.name for p in entry.glob(f"{store.PART_PREFIX}*.json"))
+    return sorted(p.name for p in entry.glob(f"{cache_parts.PART_PREFIX}*.json"))
 
 
 def test_second_build_reads_the_statistics_and_equals_a_fresh_one(model, tmp_path, monkeypatch):
@@ -103,13 +104,13 @@ def test_a_changed_entry_is_not_read(model, tmp_path) -> None:
     assert stored.load(a, ("ov",), ridge, torch.float16) is None  # other precision
     # A part written when fewer directions were projected (a fill in progress) is ignored.
     key = stored.settings_key(a.settings)
-    extra, tensors = store.load_part(a.settings.cache_dir, a.meta, "post", key, "search-ov")
+    extra, tensors = cache_parts.load_part(a.settings.cache_dir, a.meta, "post", key, "search-ov")
     extra["kinds"]["ov"][1] -= 1
-    store.save_part(a.settings.cache_dir, a.meta, "post", key, "search-ov", tensors, extra)
+    cache_parts.save_part(a.settings.cache_dir, a.meta, "post", key, "search-ov", tensors, extra)
     assert stored.load(a, ("ov",), ridge, bf16) is None
     # ... and so is one of an older format.
     extra["kinds"]["ov"][1] += 1
-    store.save_part(
+    cache_parts.save_part(
         a.settings.cache_dir, a.meta, "post", key, "search-ov", tensors, {**extra, "version": 1}
     )
     assert stored.load(a, ("ov",), ridge, bf16) is None

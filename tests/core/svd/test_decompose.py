@@ -110,24 +110,6 @@ def test_control_exists_for_each_kind_with_matching_shape(raw_analyses) -> None:
         assert 0.2 < ratio < 5, (kind, ratio)
 
 
-@settings(max_examples=25, deadline=None)
-@given(
-    m=st.integers(4, 40),
-    n=st.integers(4, 40),
-    r=st.integers(1, 4),
-    batch=st.integers(1, 3),
-    seed=st.integers(0, 10_000),
-)
-def test_factored_svd_equals_dense_svd(m: int, n: int, r: int, batch: int, seed: int) -> None:
-    g = torch.Generator().manual_seed(seed)
-    A = torch.randn(batch, m, r, generator=g, dtype=torch.float64)
-    B = torch.randn(batch, r, n, generator=g, dtype=torch.float64)
-    U, S, V = factored_svd(A, B)
-    dense = torch.linalg.svdvals(A @ B)[:, :r]
-    assert torch.allclose(S, dense, rtol=1e-8, atol=1e-10)
-    assert torch.allclose(U @ torch.diag_embed(S) @ V.transpose(-1, -2), A @ B, atol=1e-8)
-
-
 def test_degenerate_mask_flags_close_pairs_only() -> None:
     S = torch.tensor([[10.0, 5.0, 4.9999, 1.0]])
     assert degenerate_mask(S, 1e-3).tolist() == [[False, True, True, False]]
@@ -151,6 +133,7 @@ def test_filtered_directions_match_a_masked_plain_projection(raw_analyses, filte
         assert all(mask[a.tokens.raw.index(t)] for t, _, _ in row.top + row.bottom)
 
 
+@pytest.mark.parametrize("factor", [factored_svd, gram_factored_svd])
 @settings(max_examples=25, deadline=None)
 @given(
     m=st.integers(4, 40),
@@ -159,11 +142,14 @@ def test_filtered_directions_match_a_masked_plain_projection(raw_analyses, filte
     batch=st.integers(1, 3),
     seed=st.integers(0, 10_000),
 )
-def test_gram_factored_svd_equals_dense_svd(m: int, n: int, r: int, batch: int, seed: int) -> None:
+def test_factored_routes_equal_dense_svd(
+    factor, m: int, n: int, r: int, batch: int, seed: int
+) -> None:
+    """Both routes (QR for the CPU, Gram Cholesky for a GPU) against a dense SVD."""
     g = torch.Generator().manual_seed(seed)
     A = torch.randn(batch, m, r, generator=g, dtype=torch.float64)
     B = torch.randn(batch, r, n, generator=g, dtype=torch.float64)
-    U, S, V = gram_factored_svd(A, B)
+    U, S, V = factor(A, B)
     dense = torch.linalg.svdvals(A @ B)[:, :r]
     assert torch.allclose(S, dense, rtol=1e-8, atol=1e-10)
     assert torch.allclose(U @ torch.diag_embed(S) @ V.transpose(-1, -2), A @ B, atol=1e-8)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from core.cache.store import VERIFIED
+from core.cache.reading import VERIFIED
 from core.cli.main import main
 from core.sweep import SweepOptions, run_sweep
 from tests.tiny_models import make_hf_model, make_tokenizer
