@@ -26,7 +26,7 @@ from core.cache.store import (
     entry_dir,
     file_record,
     load,
-    manifest_head,
+    write_manifest,
     write_safetensors,
 )
 from core.cache.tensors import tensors_from_buffer
@@ -91,12 +91,14 @@ def save_checkpoint(
         table["undertrained"] = (~part.tokens.trained).nonzero()[:, 0].tolist()
     atomic_write_bytes(out / TOKENS_FILE, json.dumps(table).encode())
     files[TOKENS_FILE] = file_record(out, TOKENS_FILE)
-    info = {
-        **manifest_head(meta, processing, settings_key),
-        "fingerprint": part.fingerprint,
-        "files": files,
-    }
-    atomic_write_bytes(out / CHECKPOINT_MANIFEST, json.dumps(info, indent=1).encode())
+    write_manifest(
+        out / CHECKPOINT_MANIFEST,
+        meta,
+        processing,
+        settings_key,
+        fingerprint=part.fingerprint,
+        files=files,
+    )
     return out
 
 

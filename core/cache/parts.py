@@ -10,14 +10,13 @@ checks). Rewriting the entry (:func:`core.cache.store.save`) drops every derived
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor
 
-from core.cache.reading import atomic_write_bytes, read_checked
-from core.cache.store import PART_PREFIX, entry_dir, manifest_head, write_safetensors
+from core.cache.reading import read_checked
+from core.cache.store import PART_PREFIX, entry_dir, write_manifest, write_safetensors
 from core.cache.tensors import tensors_from_buffer
 from core.errors import CacheError
 from core.model.weights import ModelMeta
@@ -51,12 +50,9 @@ def save_part(
     record = write_safetensors(
         out, fname, {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     )
-    info = {
-        **manifest_head(meta, processing, settings_key),
-        "files": {fname: record},
-        "extra": extra,
-    }
-    atomic_write_bytes(out / manifest, json.dumps(info, indent=1).encode())
+    write_manifest(
+        out / manifest, meta, processing, settings_key, files={fname: record}, extra=extra
+    )
     return out
 
 

@@ -168,6 +168,16 @@ def manifest_head(meta: ModelMeta, processing: str, settings_key: dict[str, Any]
     }
 
 
+def write_manifest(
+    path: Path, meta: ModelMeta, processing: str, settings_key: dict[str, Any], **fields: Any
+) -> None:
+    """Write a part's manifest to ``path`` (atomically): :func:`manifest_head` and
+    ``fields``. A part is valid once its manifest is there, so this comes last.
+    """
+    info = {**manifest_head(meta, processing, settings_key), **fields}
+    atomic_write_bytes(path, json.dumps(info, indent=1).encode())
+
+
 def save(svd: ModelSVD, cache_dir: Path, settings_key: dict[str, Any]) -> Path:
     """Write ``svd`` atomically (its controls too, when it holds any); returns the entry
     directory.
@@ -185,13 +195,15 @@ def save(svd: ModelSVD, cache_dir: Path, settings_key: dict[str, Any]) -> Path:
     for derived in out.glob(f"{PART_PREFIX}*.json"):
         derived.unlink(missing_ok=True)
     files, index = _write_tables(out, {"kinds": svd.kinds})
-    info = {
-        **manifest_head(svd.meta, svd.processing, settings_key),
-        "k": svd.k,
-        "files": files,
-        "kinds": index.get("kinds", {}),
-    }
-    atomic_write_bytes(out / "meta.json", json.dumps(info, indent=1).encode())
+    write_manifest(
+        out / "meta.json",
+        svd.meta,
+        svd.processing,
+        settings_key,
+        k=svd.k,
+        files=files,
+        kinds=index.get("kinds", {}),
+    )
     if svd.controls:
         save_controls(svd, cache_dir, settings_key)
     return out
@@ -205,12 +217,14 @@ def save_controls(svd: ModelSVD, cache_dir: Path, settings_key: dict[str, Any]) 
     out.mkdir(parents=True, exist_ok=True)
     (out / CONTROLS_MANIFEST).unlink(missing_ok=True)
     files, index = _write_tables(out, {"controls": svd.controls})
-    info = {
-        **manifest_head(svd.meta, svd.processing, settings_key),
-        "files": files,
-        "controls": index.get("controls", {}),
-    }
-    atomic_write_bytes(out / CONTROLS_MANIFEST, json.dumps(info, indent=1).encode())
+    write_manifest(
+        out / CONTROLS_MANIFEST,
+        svd.meta,
+        svd.processing,
+        settings_key,
+        files=files,
+        controls=index.get("controls", {}),
+    )
     return out
 
 
