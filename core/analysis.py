@@ -19,7 +19,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from core.cache import checkpoint, store
-from core.cache.build import build_controls, build_first, build_svd
+from core.cache.build import build_and_save, build_controls, build_first, build_svd
 from core.cache.fill import Fill
 from core.cache.store import KindResult, ModelSVD
 from core.errors import CacheError
@@ -263,11 +263,13 @@ def analysis_from_weights(
     from_cache = svd is not None
     tokens = token_table(tokenizer, raw.meta.d_vocab, raw.W_U, norm_W_U=weights.W_U)
     if svd is not None or not background:
-        if svd is None:
+        if svd is None and use_cache:
+            svd = build_and_save(weights, settings, key, progress)
+        elif svd is None:
             svd = build_svd(weights, settings, progress)
         a = Analysis.of(settings, raw, weights, svd, tokens, model, from_cache, use_cache)
-        if use_cache:
-            _persist(a, fingerprint, entry=not from_cache)
+        if use_cache:  # the entry is written; its checkpoint part goes beside it
+            _persist(a, fingerprint, entry=False)
         return a
     svd = build_first(weights, settings, progress)
     a = Analysis.of(settings, raw, weights, svd, tokens, model, False, use_cache)

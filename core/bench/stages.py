@@ -22,7 +22,7 @@ def precompute(model: Any, settings: Any) -> tuple[dict[str, float], Any, Any]:
 
     from core.analysis import settings_key
     from core.cache import store
-    from core.cache.build import build_controls, build_svd
+    from core.cache.build import build_and_save, build_controls
     from core.model.weights import process
 
     device = settings.torch_device()
@@ -42,8 +42,9 @@ def precompute(model: Any, settings: Any) -> tuple[dict[str, float], Any, Any]:
     c0, t0 = time.process_time(), time.perf_counter()
     weights = process(model.raw, settings.processing)
     stages["process_s"] = time.perf_counter() - t0
-    svd = build_svd(weights, settings, progress)
-    saved(lambda: store.save(svd, settings.cache_dir, key), "save")
+    # The live path: each kind's file is written while the next is built, and the
+    # "save" stage is what is left to write after the last kind.
+    svd = build_and_save(weights, settings, key, progress)
     stages["total_s"] = time.perf_counter() - t0
     stages["total_cpu_s"] = time.process_time() - c0
     n_main = len(marks)

@@ -1,6 +1,7 @@
 """Building a cache entry: decompose every kind and project its first directions.
 
-:func:`build_svd` makes the real decompositions a precompute writes; :func:`build_first`
+:func:`build_svd` makes the real decompositions a precompute writes (and
+:func:`build_and_save` writes them as they come); :func:`build_first`
 and :func:`fill_kind` make the same entry in two steps, so that a page can be shown after
 the decompositions and the first few directions of each component (seconds), while the
 rest are projected in the background (:func:`core.analysis.analysis_from_weights`);
@@ -11,11 +12,14 @@ the grid's control toggle and the statistics read, so they are built on first us
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from core.cache import store
 from core.cache.store import KindResult, ModelSVD
 from core.model.weights import ModelWeights
 from core.progress import Progress, quiet
@@ -31,13 +35,19 @@ FIRST_DIRECTIONS = 3
 FILL_ORDER: tuple[str, ...] = ("ov", "mlp_in", "mlp_out", "mlp_gate", "qk", "embed")
 
 
-def build_svd(weights: ModelWeights, settings: Settings, progress: Progress = quiet) -> ModelSVD:
+def build_svd(
+    weights: ModelWeights,
+    settings: Settings,
+    progress: Progress = quiet,
+    sink: Callable[[str, KindResult], None] | None = None,
+) -> ModelSVD:
     """Decompose and project every kind of ``weights`` (the controls are
     :func:`build_controls`'s).
 
-    Runs on ``settings.torch_device()``; results come back on the CPU. Each kind's
-    ``tops`` hold the first ``settings.n_project`` directions of every component, read
-    through ``W_U`` transformed by ``settings.projection``.
+    Runs on ``settings.torch_device()``; results come back on the CPU, each handed to
+    ``sink`` as soon as it is done. Each kind's ``tops`` hold the first
+    ``settings.n_project`` directions of every component, read through ``W_U``
+    transformed by ``settings.projection``.
     """
     device = settings.torch_device()
     kinds = [k for k in settings.kinds if k in weights.kinds()]
@@ -47,8 +57,31 @@ def build_svd(weights: ModelWeights, settings: Settings, progress: Progress = qu
     for i, kind in enumerate(kinds):
         progress(i / len(kinds), f"{kind}: SVD + projection")
         out[kind] = _result(decompose_kind(on_device, kind, settings.degeneracy_tol), W_U, settings)
+        if sink is not None:
+            sink(kind, out[kind])
     progress(1.0, "done")
     return ModelSVD(weights.meta, weights.processing, settings.k, out)
+
+
+def build_and_save(
+    weights: ModelWeights,
+    settings: Settings,
+    settings_key: dict[str, Any],
+    progress: Progress = quiet,
+) -> ModelSVD:
+    """:func:`build_svd`, writing the entry into ``settings.cache_dir`` as it goes: each
+    kind's file is written on a background thread while the next kind is built
+    (:class:`~core.cache.store.EntryWriter`), so the write overlaps the compute, most of
+    all on a GPU. ``settings_key`` is :func:`core.analysis.settings_key`'s.
+    """
+    with store.EntryWriter(
+        settings.cache_dir, weights.meta, weights.processing, settings_key
+    ) as writer:
+        svd = build_svd(weights, settings, progress, sink=writer.add)
+        progress(1.0, "save: the last files and the manifest")
+        writer.finish(svd)
+    progress(1.0, "done")
+    return svd
 
 
 def build_first(weights: ModelWeights, settings: Settings, progress: Progress = quiet) -> ModelSVD:

@@ -36,11 +36,12 @@ import shutil
 import tempfile
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 
 from core.cache.manifest import check_manifest, inside, model_folder
@@ -126,33 +127,39 @@ def file_record(out: Path, fname: str) -> dict[str, Any]:
 
 def write_safetensors(out: Path, fname: str, tensors: dict[str, Tensor]) -> dict[str, Any]:
     """Write ``tensors`` (CPU, contiguous) to ``out / fname`` through a temporary file and
-    a rename; returns the file's :func:`file_record`.
+    a rename; returns the file's :func:`file_record`, hashed from the bytes in memory
+    rather than read back.
     """
+    data = safetensors_bytes(tensors)
+    record = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{fname}.", suffix=".tmp")
-    os.close(fd)
     try:
-        save_file(tensors, tmp)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, out / fname)
     finally:
         Path(tmp).unlink(missing_ok=True)
-    return file_record(out, fname)
+    return record
+
+
+def _index_row(fname: str, res: KindResult) -> dict[str, Any]:
+    return {
+        "file": fname,
+        "components": [list(c) for c in res.decomposition.components],
+        "n_projected": res.n_projected,
+    }
 
 
 def _write_tables(
-    out: Path, tables: dict[str, Mapping[str, KindResult]]
+    out: Path, group: str, table: Mapping[str, KindResult]
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """Write each kind's tensors; returns the files' sizes and hashes and the groups' index."""
+    """Write each kind's tensors; returns the files' sizes and hashes and the group's index."""
     files: dict[str, dict[str, Any]] = {}
     index: dict[str, Any] = {}
-    for group, table in tables.items():
-        for kind, res in table.items():
-            fname = f"{kind}.control.safetensors" if group == "controls" else f"{kind}.safetensors"
-            files[fname] = write_safetensors(out, fname, kind_tensors(res))
-            index.setdefault(group, {})[kind] = {
-                "file": fname,
-                "components": [list(c) for c in res.decomposition.components],
-                "n_projected": res.n_projected,
-            }
+    for kind, res in table.items():
+        fname = f"{kind}.control.safetensors" if group == "controls" else f"{kind}.safetensors"
+        files[fname] = write_safetensors(out, fname, kind_tensors(res))
+        index[kind] = _index_row(fname, res)
     return files, index
 
 
@@ -178,6 +185,73 @@ def write_manifest(
     atomic_write_bytes(path, json.dumps(info, indent=1).encode())
 
 
+class EntryWriter:
+    """Writes an entry kind by kind, on a background thread, as a build hands the kinds
+    over (:func:`core.cache.build.build_and_save`): the next kind is decomposed and
+    projected while the last one is serialised, hashed and written.
+
+    Opening the writer invalidates the old entry (its manifest, controls, checkpoint part
+    and derived parts); :meth:`finish` writes the manifest once every file is down, so a
+    reader sees the whole new entry or none. Leaving the ``with`` block on an error
+    waits for the writes under way and leaves the entry invalid (rebuilt on next open).
+    """
+
+    def __init__(
+        self, cache_dir: Path, meta: ModelMeta, processing: str, settings_key: dict[str, Any]
+    ) -> None:
+        self.cache_dir, self.settings_key = Path(cache_dir), settings_key
+        self.out = entry_dir(cache_dir, meta, processing)
+        self.out.mkdir(parents=True, exist_ok=True)
+        _clean_tmp(self.out)
+        # The entry is invalid until rewritten, and the parts made from it with it.
+        (self.out / "meta.json").unlink(missing_ok=True)
+        (self.out / CONTROLS_MANIFEST).unlink(missing_ok=True)
+        (self.out / CHECKPOINT_MANIFEST).unlink(missing_ok=True)
+        for derived in self.out.glob(f"{PART_PREFIX}*.json"):
+            derived.unlink(missing_ok=True)
+        # One thread: the writes are I/O and hashing (both release the GIL), and one at a
+        # time keeps at most one kind's serialised bytes in memory beside the build.
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-writer")
+        self._pending: dict[str, Future[dict[str, Any]]] = {}
+
+    def add(self, kind: str, res: KindResult) -> None:
+        """Queue ``res`` (on the CPU) to be written as ``kind``'s file."""
+        fname = f"{kind}.safetensors"
+        self._pending[kind] = self._pool.submit(
+            lambda: write_safetensors(self.out, fname, kind_tensors(res))
+        )
+
+    def finish(self, svd: ModelSVD) -> Path:
+        """Wait for the writes, then write the manifest of ``svd`` (whose kinds are the
+        ones added; its controls too, when it holds any); returns the entry directory.
+        """
+        files = {f"{kind}.safetensors": job.result() for kind, job in self._pending.items()}
+        missing = set(svd.kinds.keys()) ^ set(self._pending)
+        if missing:
+            raise ValueError(f"kinds written and kinds of the entry differ: {sorted(missing)}")
+        self._pool.shutdown()
+        write_manifest(
+            self.out / "meta.json",
+            svd.meta,
+            svd.processing,
+            self.settings_key,
+            k=svd.k,
+            files=files,
+            kinds={kind: _index_row(f"{kind}.safetensors", svd.kinds[kind]) for kind in svd.kinds},
+        )
+        if svd.controls:
+            save_controls(svd, self.cache_dir, self.settings_key)
+        return self.out
+
+    def __enter__(self) -> EntryWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for job in self._pending.values():
+            job.cancel()
+        self._pool.shutdown(wait=True)
+
+
 def save(svd: ModelSVD, cache_dir: Path, settings_key: dict[str, Any]) -> Path:
     """Write ``svd`` atomically (its controls too, when it holds any); returns the entry
     directory.
@@ -185,28 +259,10 @@ def save(svd: ModelSVD, cache_dir: Path, settings_key: dict[str, Any]) -> Path:
     ``settings_key`` holds the settings that shape the content (k, n_project, seed...):
     an entry written under other settings is stale for a reader with these.
     """
-    out = entry_dir(cache_dir, svd.meta, svd.processing)
-    out.mkdir(parents=True, exist_ok=True)
-    _clean_tmp(out)
-    # The entry is invalid until rewritten, and controls of older content with it.
-    (out / "meta.json").unlink(missing_ok=True)
-    (out / CONTROLS_MANIFEST).unlink(missing_ok=True)
-    (out / CHECKPOINT_MANIFEST).unlink(missing_ok=True)
-    for derived in out.glob(f"{PART_PREFIX}*.json"):
-        derived.unlink(missing_ok=True)
-    files, index = _write_tables(out, {"kinds": svd.kinds})
-    write_manifest(
-        out / "meta.json",
-        svd.meta,
-        svd.processing,
-        settings_key,
-        k=svd.k,
-        files=files,
-        kinds=index.get("kinds", {}),
-    )
-    if svd.controls:
-        save_controls(svd, cache_dir, settings_key)
-    return out
+    with EntryWriter(cache_dir, svd.meta, svd.processing, settings_key) as writer:
+        for kind, res in svd.kinds.items():
+            writer.add(kind, res)
+        return writer.finish(svd)
 
 
 def save_controls(svd: ModelSVD, cache_dir: Path, settings_key: dict[str, Any]) -> Path:
@@ -216,14 +272,14 @@ def save_controls(svd: ModelSVD, cache_dir: Path, settings_key: dict[str, Any]) 
     out = entry_dir(cache_dir, svd.meta, svd.processing)
     out.mkdir(parents=True, exist_ok=True)
     (out / CONTROLS_MANIFEST).unlink(missing_ok=True)
-    files, index = _write_tables(out, {"controls": svd.controls})
+    files, index = _write_tables(out, "controls", svd.controls)
     write_manifest(
         out / CONTROLS_MANIFEST,
         svd.meta,
         svd.processing,
         settings_key,
         files=files,
-        controls=index.get("controls", {}),
+        controls=index,
     )
     return out
 

@@ -387,3 +387,95 @@ def test_lazy_load_reads_only_the_kinds_asked_for(model, tmp_path: Path, monkeyp
         f.truncate(64)
     with pytest.raises(CacheError, match="truncated"):
         store.load(tmp_path, a.meta, "post", key, lazy=True)
+
+
+def test_build_and_save_writes_what_the_build_holds(model, tmp_path: Path) -> None:
+    """The streamed writer's files hold the built tensors, and the manifest's hashes
+    (taken from the bytes in memory) are the files' own."""
+    import hashlib
+
+    from safetensors.torch import load_file
+
+    from core.cache.build import build_and_save
+    from core.cache.tables import kind_tensors
+    from core.model.weights import process
+
+    m, raw = model
+    s = Settings(model="tiny-llama", device="cpu", cache_dir=tmp_path)
+    weights = process(raw, s.processing)
+    svd = build_and_save(weights, s, settings_key(s))
+    entry = store.entry_dir(tmp_path, svd.meta, s.processing)
+    info = json.loads((entry / "meta.json").read_text())
+    assert list(info["kinds"]) == list(svd.kinds)
+    for kind, res in svd.kinds.items():
+        path = entry / f"{kind}.safetensors"
+        rec = info["files"][path.name]
+        assert rec == {
+            "size": path.stat().st_size,
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        }
+        on_disk, built = load_file(path), kind_tensors(res)
+        assert on_disk.keys() == built.keys()
+        assert all(torch.equal(on_disk[n], built[n]) for n in built)
+    back = store.load(tmp_path, svd.meta, s.processing, settings_key(s))
+    assert torch.equal(back.kinds["ov"].tops.top_val, svd.kinds["ov"].tops.top_val)
+
+
+def test_a_kind_is_written_while_the_next_is_built(model, tmp_path: Path, monkeypatch) -> None:
+    """The first kind's write waits until the second kind's build has begun: were the
+    writes not overlapped with the build, this would stall (and fail at the timeout)."""
+    import threading
+
+    from core.cache import build
+    from core.model.weights import process
+
+    m, raw = model
+    s = Settings(model="tiny-llama", device="cpu", cache_dir=tmp_path, kinds=("ov", "mlp_in"))
+    second_started, waited = threading.Event(), []
+    real_decompose, real_write = build.decompose_kind, store.write_safetensors
+
+    def decompose(w, kind, tol):
+        if kind == "mlp_in":
+            second_started.set()
+        return real_decompose(w, kind, tol)
+
+    def write(out, fname, tensors):
+        if fname == "ov.safetensors":
+            waited.append(second_started.wait(timeout=60))
+        return real_write(out, fname, tensors)
+
+    monkeypatch.setattr(build, "decompose_kind", decompose)
+    monkeypatch.setattr(store, "write_safetensors", write)
+    svd = build.build_and_save(process(raw, s.processing), s, settings_key(s))
+    assert waited == [True]
+    assert store.load(tmp_path, svd.meta, s.processing, settings_key(s)).kinds.keys() == {
+        "ov",
+        "mlp_in",
+    }
+
+
+def test_a_build_that_fails_midway_leaves_no_valid_entry(
+    model, tmp_path: Path, monkeypatch
+) -> None:
+    from core.cache import build
+    from core.model.weights import process
+
+    m, raw = model
+    s = Settings(model="tiny-llama", device="cpu", cache_dir=tmp_path)
+    weights = process(raw, s.processing)
+    key = settings_key(s)
+    build.build_and_save(weights, s, key)  # a valid entry first
+    real = build.decompose_kind
+
+    def fail_on_mlp(w, kind, tol):
+        if kind == "mlp_out":
+            raise RuntimeError("out of memory, say")
+        return real(w, kind, tol)
+
+    monkeypatch.setattr(build, "decompose_kind", fail_on_mlp)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        build.build_and_save(weights, s, key)
+    with pytest.raises(CacheError):
+        store.load(tmp_path, weights.meta, s.processing, key)
+    entry = store.entry_dir(tmp_path, weights.meta, s.processing)
+    assert not list(entry.glob(".*.tmp"))
