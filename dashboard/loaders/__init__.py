@@ -324,9 +324,17 @@ def search_index(sel: state.Selection) -> SearchIndex:
 
 @st.cache_data(show_spinner="Finding the query's directions…", max_entries=128)
 def _search_edit_spec(
-    model: str, processing: str, cache_dir: str, query: str, threshold: float, top: int | None
+    model: str,
+    processing: str,
+    cache_dir: str,
+    query: str,
+    threshold: float,
+    top: int | None,
+    generation: int,
 ) -> str:
-    index = _search_index(model, processing, cache_dir, _generation(model, processing, cache_dir))
+    # ``generation`` keys the answer to the index it was read from: one cached during a
+    # background fill is not served once the fill has rebuilt the index.
+    index = _search_index(model, processing, cache_dir, generation)
     return edit_views.compute_search_spec(index, query, threshold, top)
 
 
@@ -337,11 +345,13 @@ def search_edit_spec(sel: state.Selection, search: state.LastSearch) -> str:
     Raises:
         CoreError: the query cannot be searched (one sentence).
     """
+    cdir = str(config.cache_dir())
     return _search_edit_spec(
         sel.model,
         sel.processing,
-        str(config.cache_dir()),
+        cdir,
         search.query,
         search.threshold,
         search.top,
+        _generation(sel.model, sel.processing, cdir),
     )

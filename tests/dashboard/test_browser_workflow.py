@@ -225,7 +225,10 @@ def test_search_hit_edit_and_shared_link(browser: Any, demo_server: str, tmp_pat
         no_errors(fresh)
         fresh.get_by_text(re.compile(r"Current edits \(\d+\)")).first.wait_for(timeout=LOAD_MS)
         assert fresh.get_by_text(re.compile(r"Current edits \(\d+\)")).first.inner_text() == caption
-        assert fresh.get_by_role("button", name=remove.inner_text()).count() == 1
+        # The caption comes before the picker's row; wait for the button, not just count.
+        same = fresh.get_by_role("button", name=remove.inner_text())
+        same.wait_for(timeout=LOAD_MS)
+        assert same.count() == 1
         # The prompt and target travel too: the same report is measured.
         assert fresh.get_by_role("textbox", name="Prompt", exact=True).input_value() == (
             "The cat sat on"

@@ -49,3 +49,24 @@ def test_first_pages_on_a_warm_cache_load_no_model(dash_env, analysis) -> None:
     for key in pages:
         assert out[key] == {"errors": [], "loaded": False}, (key, out[key])
     assert out["modules"] == [], out
+
+
+def test_search_edit_spec_is_rebuilt_when_a_fill_lands(monkeypatch, tmp_path) -> None:
+    """The edit page's "remove all matches" reads the index of the current fill generation:
+    an answer cached while the entry was filling is not served after the index rebuilt."""
+    from dashboard import loaders, state
+    from dashboard.viewstate import LastSearch, SearchQuery
+
+    generation = {"now": 0}
+    monkeypatch.setenv("SVDLENS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(loaders, "_generation", lambda *a: generation["now"])
+    monkeypatch.setattr(loaders, "_search_index", lambda m, p, c, g: f"index-{g}")
+    monkeypatch.setattr(
+        loaders.edit_views, "compute_search_spec", lambda index, q, t, top: f"spec of {index}"
+    )
+    sel = state.Selection(model=f"m-{tmp_path.name}")
+    search = LastSearch(sel.model, "post", SearchQuery(query="fire, water"))
+    assert loaders.search_edit_spec(sel, search) == "spec of index-0"
+    assert loaders.search_edit_spec(sel, search) == "spec of index-0"
+    generation["now"] = 2
+    assert loaders.search_edit_spec(sel, search) == "spec of index-2"

@@ -58,8 +58,15 @@ def hooked(model, ids, layer: int, processing: str) -> dict[str, torch.Tensor]:
 
 
 def reference_values(a, model, ids, layer: int, side: str, processing: str):
-    """``{(kind, head): [pos, rank]}`` by hand; each singular pair's sign is taken from
-    the analysis's (the sign rule is the cache's convention, tested elsewhere)."""
+    """``{(kind, head): (values [pos, rank], keep [rank], slack [pos, rank])}`` by hand;
+    each singular pair's sign is taken from the analysis's (the sign rule is the cache's
+    convention, tested elsewhere).
+
+    ``slack`` bounds what the two vectors' own difference may move a value: by
+    Cauchy-Schwarz ``|x.u - x.v| <= |x| |u - v|``. A pair with a small spectral gap (0.2%
+    in one tiny NeoX head) is found a little apart by a float32 build and a float64 dense
+    SVD (|u - v| ~ 4e-5), and that difference, not the dot product, sets the tolerance.
+    """
     got = hooked(model, ids, layer, processing)
     heads = model.config.num_attention_heads
     dh = got["z"].shape[-1] // heads
@@ -96,7 +103,8 @@ def reference_values(a, model, ids, layer: int, side: str, processing: str):
             cos = (vecs * mine).sum(0)
             keep = ~d.degenerate[c]
             assert (cos.abs()[keep] > 0.999).all(), cos
-            out[(kind, head)] = (x @ vecs) * cos.sign(), keep
+            slack = x.norm(dim=-1, keepdim=True) * (vecs * cos.sign() - mine).norm(dim=0)
+            out[(kind, head)] = (x @ vecs) * cos.sign(), keep, slack
     return out
 
 
@@ -116,10 +124,10 @@ def test_values_are_hand_dot_products(arch, processing, side, analyses, hf_model
         mine = direction_values(prompt_activations(a, run.capture), layer, side)
         ref = reference_values(a, model, run.ids, layer, side, processing)
         assert set(mine) == set(ref)
-        for key, (want, keep) in ref.items():
-            torch.testing.assert_close(
-                mine[key][:, keep].double(), want[:, keep], atol=1e-4, rtol=1e-4, msg=str(key)
-            )
+        for key, (want, keep, slack) in ref.items():
+            err = (mine[key].double() - want).abs()[:, keep]
+            allowed = 1e-4 + 1e-4 * want.abs()[:, keep] + slack[:, keep]
+            assert (err <= allowed).all(), (key, float((err - allowed).max()))
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -130,21 +138,25 @@ def test_top_directions_are_the_largest(arch, analyses, hf_models):
     for side in ("read", "write"):
         ref = reference_values(a, model, run.ids, layer, side, "raw")
         flat = sorted(
-            ((float(v[pos, i]), k, i) for k, (v, _) in ref.items() for i in range(v.shape[1])),
+            (
+                (float(v[pos, i]), k, i, float(sl[pos, i]))
+                for k, (v, _, sl) in ref.items()
+                for i in range(v.shape[1])
+            ),
             key=lambda r: -abs(r[0]),
         )[:n]
         acts = prompt_activations(a, run.capture)
         got = active_directions(a, acts, layer, pos, side, n)
-        assert [(g.kind, g.head, g.index) for g in got] == [(k[0], k[1], i) for _, k, i in flat]
-        for g, (v, _, _) in zip(got, flat):
-            assert g.value == pytest.approx(v, abs=1e-4, rel=1e-4)
+        assert [(g.kind, g.head, g.index) for g in got] == [(f[1][0], f[1][1], f[2]) for f in flat]
+        for g, (v, _, _, sl) in zip(got, flat):
+            assert g.value == pytest.approx(v, abs=1e-4 + sl, rel=1e-4)
             assert g.end == ("top" if v >= 0 else "bottom") and g.side == side
         # Ranked by |σ x activation| instead (the reading side only).
         S = {k: _singular_values(a, model, k, layer) for k in ref}
         scaled = sorted(
             (
                 (abs(float(v[pos, i]) * float(S[k][i])), k, i)
-                for k, (v, _) in ref.items()
+                for k, (v, _, _) in ref.items()
                 for i in range(v.shape[1])
             ),
             key=lambda r: -r[0],
