@@ -1,15 +1,20 @@
 """Side-by-side GPU timings of the two routes each decomposition could take, on random
 weights of GPT-2-medium and GPT-2-XL shapes: OV heads by batched QR (``factored_svd``)
 against batched Cholesky (``gram_factored_svd``), and MLP Gram eigendecompositions one
-matrix at a time against batched groups (``batched_gram_eighs``). Prints one JSON line per
+matrix at a time against batched groups (``batched_gram_eighs``) and against one matrix at
+a time on each of several CUDA streams, one host thread each (cuSOLVER's ``syevd`` runs
+one matrix per call and is latency-bound at these sizes, so streams are the one way left
+to run them side by side; on the CPU the threads share the BLAS). Prints one JSON line per
 shape; run by ``scripts/gpu_bench.sh`` before the benchmark (``--device cpu`` for a smoke run).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,8 +42,29 @@ def clock(fn: Callable[[], object], device: str, reps: int = 3) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def on_streams(W: torch.Tensor, n_streams: int, dev: str) -> list[object]:
+    """``_gram_eigh`` of every ``W[i]``, matrices dealt round-robin to ``n_streams``
+    threads, each issuing on its own CUDA stream (plain threads on the CPU)."""
+    out: list[object] = [None] * len(W)
+
+    def work(j: int) -> None:
+        stream = torch.cuda.Stream() if dev == "cuda" else None
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+            for i in range(j, len(W), n_streams):
+                out[i] = _gram_eigh(W[i], "in")
+        if stream is not None:
+            stream.synchronize()
+
+    threads = [threading.Thread(target=work, args=(j,)) for j in range(n_streams)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
 def time_shape(name: str, dev: str) -> dict[str, object]:
-    """The four timings for one shape."""
+    """The timings for one shape."""
     L, H, d = SHAPES[name]
     g = torch.Generator().manual_seed(0)
     A = (torch.randn(L * H, d, 64, generator=g) * 0.02).to(dev)
@@ -51,6 +77,7 @@ def time_shape(name: str, dev: str) -> dict[str, object]:
         "ov_cholesky_s": clock(lambda: gram_factored_svd(A, B), dev),
         "mlp_one_by_one_s": clock(lambda: [_gram_eigh(W[i], "in") for i in range(L)], dev),
         "mlp_batched_s": clock(lambda: batched_gram_eighs(W, "in"), dev),
+        **{f"mlp_{n}_streams_s": clock(lambda n=n: on_streams(W, n, dev), dev) for n in (2, 4, 8)},
     }
 
 
