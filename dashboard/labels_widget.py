@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import streamlit as st
 from core.analysis import Analysis
-from core.label.store import ENDS, MANUAL, LabelRecord, LabelStore
+from core.label.store import ENDS, MANUAL, LabelRecord, LabelStore, reading
 from core.query import Direction
 from core.settings import HEAD_KINDS
 
@@ -54,7 +54,7 @@ def render_label_controls(
     the controls more than once. At most :data:`MAX_ROWS` rows.
     """
     head = head if kind in HEAD_KINDS else None
-    meta = analysis.meta
+    meta, read = analysis.meta, reading(analysis.settings)
     dirs = list(directions)[:MAX_ROWS]
     wkey = f"{key}.{meta.weights_hash[:12]}.{kind}.{layer}.{head}"
     chosen = st.radio(
@@ -74,12 +74,15 @@ def render_label_controls(
 
         def stored(i: int, labeller: str) -> LabelRecord | None:
             return store.get(meta.name, meta.weights_hash, kind, layer, head, i, labeller,
-                             end=end)  # fmt: skip
+                             end=end, **read)  # fmt: skip
 
         manual = {d.index: stored(d.index, MANUAL) for d in dirs}
         offline = {d.index: stored(d.index, "offline") for d in dirs}
         with st.form(key=f"{ekey}.form", border=True):
-            st.markdown(f"**Label directions: {END_NAMES[end]}** (saved for this model's weights)")
+            st.markdown(
+                f"**Label directions: {END_NAMES[end]}** (saved for this model's weights, "
+                f"{read['processing']} processing, {read['projection']} projection)"
+            )
             rows = []
             for d in dirs:
                 ends = d.top if end == "top" else d.bottom
@@ -126,6 +129,7 @@ def render_label_controls(
                     label=label.strip(),
                     tokens=", ".join(raw),
                     end=end,
+                    **read,
                 )
                 if rec.interpretable is None and not rec.label:
                     dropped += int(store.delete(rec))
@@ -141,6 +145,7 @@ def render_label_controls(
                 matrix=kind,
                 labeller=MANUAL,
                 control=False,
+                **read,
             )  # fmt: skip
             if r.layer == layer and r.head == head
         ]

@@ -187,7 +187,7 @@ def _label_export(args: argparse.Namespace) -> Any:
 
 def _label_stats(args: argparse.Namespace) -> Any:
     from core.label.calibrate import calibrated_fractions
-    from core.label.store import LabelStore, labels_path
+    from core.label.store import LabelStore, labels_path, reading
 
     if not 0.0 < args.rate < 0.5:
         raise ArgError(f"--rate is a share between 0 and 0.5, such as 0.05, not {args.rate}.")
@@ -196,7 +196,9 @@ def _label_stats(args: argparse.Namespace) -> Any:
     if not labels_path(cache).exists():
         raise ArgError(f"No labels under {cache}; run python -m core label --control first.")
     with LabelStore.in_cache(cache) as store:
-        records = store.query(model=a.meta.name, weights_hash=a.meta.weights_hash)
+        records = store.query(
+            model=a.meta.name, weights_hash=a.meta.weights_hash, **reading(a.settings)
+        )
     rows = calibrated_fractions(records, args.by_index, args.rate)
     if not rows:
         raise ArgError(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from core.analysis import Analysis
-from core.label.store import MANUAL, LabelStore
+from core.label.store import MANUAL, LabelStore, reading
 from core.progress import Progress, quiet
 from core.query import check_component, kind_result
 from core.settings import HEAD_KINDS
@@ -57,7 +57,9 @@ def stored_verdicts(
     best: dict[tuple[Key, str], tuple[int, float, bool]] = {}
     with LabelStore.in_cache(analysis.settings.cache_dir) as labels:
         for kind in kinds:
-            for r in labels.query(meta.name, meta.weights_hash, kind, control=False):
+            for r in labels.query(
+                meta.name, meta.weights_hash, kind, control=False, **reading(analysis.settings)
+            ):
                 if r.layer not in wanted or r.interpretable is None:
                     continue
                 if r.labeller == MANUAL:

@@ -4,15 +4,17 @@ SQLite store both write to beside the manual labels. Each direction's two ends (
 bottom) are labelled separately.
 """
 
-from core.label.store import LabelRecord, LabelStore, labels_path
+from core.label.store import LabelRecord, LabelStore, Reading, labels_path, reading
 from core.label.sweep import DirectionLabel, label_llm, label_offline, sweep_offline
 
 __all__ = [
     "DirectionLabel",
     "LabelRecord",
     "LabelStore",
+    "Reading",
     "label_llm",
     "label_offline",
     "labels_path",
+    "reading",
     "sweep_offline",
 ]

@@ -155,7 +155,7 @@ def projection_gaps(
         ls = list(layers) if layers is not None else list(range(a.meta.n_layers))
         progress((p_i + 0.5) / len(projections), f"{projection}: labelling")
         labels = sweep_offline(a, kinds, ls, n, k, control=True, labeller=lab)
-        records = [x.to_record(a.meta.name, a.meta.weights_hash) for x in labels]
+        records = [x.to_record(a.meta.name, a.meta.weights_hash, a.settings) for x in labels]
         rows = {r.matrix: r for r in calibrated_fractions(records, rate=rate)}
         block_rows = []
         for kind in kinds:

@@ -1,13 +1,16 @@
 """Direction labels on disk: one SQLite file, ``<cache_dir>/labels.sqlite``.
 
-A label is keyed by ``(model, weights_hash, matrix, layer, head, index, control,
-labeller, end)``: manual labels (``labeller="manual"``) sit beside the offline and LLM
+A label is keyed by ``(model, weights_hash, processing, projection, matrix, layer,
+head, index, control, labeller, end)``: manual labels (``labeller="manual"``) sit beside the offline and LLM
 labellers' verdicts for the same direction, random-control directions beside the real
 ones, and each direction's two ends beside each other. ``end`` is ``top`` (the tokens
 with the largest projections of the oriented direction) or ``bottom`` (the most
 negative ones, which are the top end of the negated direction): the sign rule
 (:func:`core.svd.project.token_signs`) only decides which end is called "top", so
-both are labelled. Writes are upserts, so re-labelling replaces; the file can be
+both are labelled. ``processing`` and ``projection`` (:class:`core.settings.Settings`) are
+the reading the verdict was made under: folding the normalisation changes the singular
+vectors, and the projection changes a direction's tokens and which end is its top, so a
+verdict is shown only under the reading it was made in. Writes are upserts, so re-labelling replaces; the file can be
 exported as CSV.
 """
 
@@ -20,9 +23,10 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypedDict
 
 from core.errors import CacheError
+from core.settings import PROJECTIONS, Settings
 
 LABELS_FILE = "labels.sqlite"
 MANUAL = "manual"
@@ -30,8 +34,12 @@ MANUAL = "manual"
 #: the name (plain ``llm``) are renamed to this by the store's version-1 migration.
 LLM_UNKNOWN = "llm:unknown model"
 #: ``PRAGMA user_version`` of the current layout (1: LLM labellers carry their model;
-#: 2: the ``end`` column, part of the key; older rows become ``top``).
-SCHEMA_VERSION = 2
+#: 2: the ``end`` column, part of the key; older rows become ``top``; 3: ``processing``
+#: and ``projection``, part of the key; see :meth:`LabelStore._migrate` for older rows).
+SCHEMA_VERSION = 3
+#: When the projection option appeared (2026-12-04 18:08:08 UTC, seconds since the
+#: epoch): a row last written before it was read ``raw``, the only reading then.
+PROJECTION_SINCE = 1796407688.0
 #: A direction's two ends: its largest and its most negative token projections.
 ENDS: tuple[str, ...] = ("top", "bottom")
 _NO_HEAD = -1  # SQLite treats NULLs as distinct in keys, so "no head" is stored as -1
@@ -52,18 +60,22 @@ CREATE TABLE IF NOT EXISTS {table} (
     tokens TEXT NOT NULL,
     timestamp REAL NOT NULL,
     "end" TEXT NOT NULL DEFAULT 'top',
-    PRIMARY KEY (model, weights_hash, matrix, layer, head, idx, control, labeller, "end")
+    processing TEXT NOT NULL,
+    projection TEXT NOT NULL,
+    PRIMARY KEY (model, weights_hash, processing, projection, matrix, layer, head, idx,
+                 control, labeller, "end")
 )
 """
-#: The columns of version 1 (no ``end``), copied over by the version-2 migration.
+#: The columns of version 1 (no ``end``) and 2 (no reading), copied over by migrations.
 _COLS_V1 = (
     "model, weights_hash, matrix, layer, head, idx, control, labeller, "
     "interpretable, label, score, tokens, timestamp"
 )
-_COLS = _COLS_V1 + ', "end"'
+_COLS_V2 = _COLS_V1 + ', "end"'
+_COLS = _COLS_V2 + ", processing, projection"
 _KEY_WHERE = (
-    "model=? AND weights_hash=? AND matrix=? AND layer=? AND head=? AND idx=? AND control=? "
-    'AND labeller=? AND "end"=?'
+    "model=? AND weights_hash=? AND processing=? AND projection=? AND matrix=? AND layer=? "
+    'AND head=? AND idx=? AND control=? AND labeller=? AND "end"=?'
 )
 
 
@@ -86,6 +98,8 @@ class LabelRecord:
         control: whether this is a random-control direction.
         end: which end of the direction the verdict is on (:data:`ENDS`): ``top``, the
             tokens with the largest projections, or ``bottom``, the most negative ones.
+        processing: the reading's ``Settings.processing`` (``post`` or ``raw``); keyword only.
+        projection: the reading's ``Settings.projection``; keyword only.
         timestamp: seconds since the epoch of the last write.
     """
 
@@ -102,6 +116,9 @@ class LabelRecord:
     tokens: str = ""
     control: bool = False
     end: str = "top"
+    # No defaults: a writer that forgot the reading would file its verdict under another.
+    processing: str = field(kw_only=True)
+    projection: str = field(kw_only=True)
     timestamp: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
@@ -111,11 +128,32 @@ class LabelRecord:
             raise ValueError("labeller must be non-empty")
         if self.end not in ENDS:
             raise ValueError(f"end must be one of {', '.join(ENDS)}, not {self.end!r}")
+        if self.processing not in ("post", "raw"):
+            raise ValueError(f"processing must be post or raw, not {self.processing!r}")
+        if self.projection not in PROJECTIONS:
+            raise ValueError(
+                f"projection must be one of {', '.join(PROJECTIONS)}, not {self.projection!r}"
+            )
 
     def key(self) -> tuple[Any, ...]:
         h = _NO_HEAD if self.head is None else self.head
-        return (self.model, self.weights_hash, self.matrix, self.layer, h, self.index,
-                int(self.control), self.labeller, self.end)  # fmt: skip
+        return (self.model, self.weights_hash, self.processing, self.projection, self.matrix,
+                self.layer, h, self.index, int(self.control), self.labeller, self.end)  # fmt: skip
+
+
+class Reading(TypedDict):
+    """The reading part of a label's key (:func:`reading`)."""
+
+    processing: str
+    projection: str
+
+
+def reading(settings: Settings) -> Reading:
+    """The reading part of a label's key for an analysis made under ``settings``, as
+    keyword arguments of :class:`LabelRecord`, :meth:`LabelStore.get` and
+    :meth:`LabelStore.query`.
+    """
+    return Reading(processing=settings.processing, projection=settings.projection)
 
 
 def labels_path(cache_dir: Path) -> Path:
@@ -124,9 +162,8 @@ def labels_path(cache_dir: Path) -> Path:
 
 
 def _from_row(row: Sequence[Any]) -> LabelRecord:
-    model, wh, matrix, layer, head, idx, control, labeller, interp, label, score, toks, ts, end = (
-        row
-    )
+    (model, wh, matrix, layer, head, idx, control, labeller, interp, label, score, toks, ts, end,
+     processing, projection) = row  # fmt: skip
     return LabelRecord(
         model=model,
         weights_hash=wh,
@@ -141,6 +178,8 @@ def _from_row(row: Sequence[Any]) -> LabelRecord:
         tokens=toks,
         control=bool(control),
         end=end,
+        processing=processing,
+        projection=projection,
         timestamp=float(ts),
     )
 
@@ -194,15 +233,27 @@ class LabelStore:
                 "UPDATE OR IGNORE labels SET labeller=? WHERE labeller='llm'", (LLM_UNKNOWN,)
             )
             self._db.execute("DELETE FROM labels WHERE labeller='llm'")
-        if version < 2 and "end" not in self._columns():
-            # Version 1 labelled the top end only, and ``end`` joins the primary key, which
-            # SQLite cannot alter: copy every row into the new layout as ``top``.
-            self._db.execute(_SCHEMA.format(table="labels_v2"))
-            self._db.execute(
-                f"INSERT INTO labels_v2 ({_COLS}) SELECT {_COLS_V1}, 'top' FROM labels"
+        cols = self._columns()
+        # The primary key grew with ``end`` (v2) and the reading (v3), which SQLite cannot
+        # alter: copy every row into the new layout. Version 1 labelled the top end only,
+        # before the projection option existed (so ``raw``); a version-2 row is ``raw``
+        # when last written before that option appeared, else the default
+        # ``standardized``. Processing was never recorded: ``post``, the default of the
+        # CLI and the dashboard throughout.
+        if "end" not in cols:
+            select = f"{_COLS_V1}, 'top', 'post', 'raw'"
+        elif "projection" not in cols:
+            select = (
+                f"{_COLS_V2}, 'post', "
+                f"CASE WHEN timestamp < {PROJECTION_SINCE} THEN 'raw' ELSE 'standardized' END"
             )
+        else:
+            select = ""
+        if select:
+            self._db.execute(_SCHEMA.format(table="labels_new"))
+            self._db.execute(f"INSERT INTO labels_new ({_COLS}) SELECT {select} FROM labels")
             self._db.execute("DROP TABLE labels")
-            self._db.execute("ALTER TABLE labels_v2 RENAME TO labels")
+            self._db.execute("ALTER TABLE labels_new RENAME TO labels")
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def _columns(self) -> set[str]:
@@ -227,22 +278,28 @@ class LabelStore:
         recs = [records] if isinstance(records, LabelRecord) else list(records)
         rows = [
             (
-                *r.key()[:-1],
+                r.model,
+                r.weights_hash,
+                r.matrix,
+                r.layer,
+                _NO_HEAD if r.head is None else r.head,
+                r.index,
+                int(r.control),
+                r.labeller,
                 None if r.interpretable is None else int(r.interpretable),
                 r.label,
                 r.score,
                 r.tokens,
                 r.timestamp,
                 r.end,
+                r.processing,
+                r.projection,
             )  # fmt: skip
             for r in recs
         ]
+        marks = ", ".join("?" * len(_COLS.split(",")))
         with self._db:
-            self._db.executemany(
-                f"INSERT OR REPLACE INTO labels ({_COLS}) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            self._db.executemany(f"INSERT OR REPLACE INTO labels ({_COLS}) VALUES ({marks})", rows)
         return len(rows)
 
     def get(
@@ -256,12 +313,27 @@ class LabelStore:
         labeller: str = MANUAL,
         control: bool = False,
         end: str = "top",
+        *,
+        processing: str,
+        projection: str,
     ) -> LabelRecord | None:
-        """The record under one key, or ``None``."""
+        """The record under one key, or ``None`` (the reading: :func:`reading`)."""
         h = _NO_HEAD if head is None else head
         cur = self._db.execute(
             f"SELECT {_COLS} FROM labels WHERE {_KEY_WHERE}",
-            (model, weights_hash, matrix, layer, h, index, int(control), labeller, end),
+            (
+                model,
+                weights_hash,
+                processing,
+                projection,
+                matrix,
+                layer,
+                h,
+                index,
+                int(control),
+                labeller,
+                end,
+            ),
         )
         row = cur.fetchone()
         return None if row is None else _from_row(row)
@@ -281,14 +353,18 @@ class LabelStore:
         control: bool | None = None,
         search: str | None = None,
         end: str | None = None,
+        processing: str | None = None,
+        projection: str | None = None,
     ) -> list[LabelRecord]:
         """Records matching every given filter; ``search`` matches label or tokens (substring,
-        case-insensitive); ``end``: one end's verdicts only (default both).
+        case-insensitive); ``end``: one end's verdicts only (default both); ``processing``
+        and ``projection``: one reading's (:func:`reading`; default every reading).
         """
         where: list[str] = []
         args: list[Any] = []
-        for col, val in (("model", model), ("weights_hash", weights_hash), ("matrix", matrix),
-                         ("labeller", labeller)):  # fmt: skip
+        for col, val in (("model", model), ("weights_hash", weights_hash),
+                         ("processing", processing), ("projection", projection),
+                         ("matrix", matrix), ("labeller", labeller)):  # fmt: skip
             if val is not None:
                 where.append(f"{col}=?")
                 args.append(val)
@@ -307,7 +383,7 @@ class LabelStore:
         sql = f"SELECT {_COLS} FROM labels"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += ' ORDER BY model, matrix, control, layer, head, idx, labeller, "end" DESC'
+        sql += ' ORDER BY model, processing, projection, matrix, control, layer, head, idx, labeller, "end" DESC'
         return [_from_row(r) for r in self._db.execute(sql, args)]
 
     def export_csv(self, out: Path | TextIO | None = None, **filters: Any) -> str:

@@ -19,10 +19,10 @@ from typing import Any
 from core.analysis import Analysis
 from core.errors import SpecError
 from core.label.offline import OfflineLabeller, OfflineParams, load_embedder
-from core.label.store import ENDS, LabelRecord
+from core.label.store import ENDS, LabelRecord, reading
 from core.progress import Progress, quiet
 from core.query import check_component, directions, kind_result
-from core.settings import HEAD_KINDS
+from core.settings import HEAD_KINDS, Settings
 
 LABELLERS = ("offline", "llm")
 
@@ -75,8 +75,8 @@ class DirectionLabel:
             **self.detail,
         }
 
-    def to_record(self, model: str, weights_hash: str) -> LabelRecord:
-        """The store record of this verdict."""
+    def to_record(self, model: str, weights_hash: str, settings: Settings) -> LabelRecord:
+        """The store record of this verdict, made under ``settings``'s reading."""
         return LabelRecord(
             model=model,
             weights_hash=weights_hash,
@@ -91,6 +91,7 @@ class DirectionLabel:
             tokens=", ".join(self.tokens),
             control=self.control,
             end=self.end,
+            **reading(settings),
         )
 
 
@@ -305,4 +306,6 @@ def store_labels(analysis: Analysis, labels: Sequence[DirectionLabel]) -> int:
 
     meta = analysis.meta
     with LabelStore.in_cache(analysis.settings.cache_dir) as store:
-        return store.put(r.to_record(meta.name, meta.weights_hash) for r in labels)
+        return store.put(
+            r.to_record(meta.name, meta.weights_hash, analysis.settings) for r in labels
+        )

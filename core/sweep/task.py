@@ -237,7 +237,7 @@ def label_entry(analysis: Any, with_controls: bool, progress: Any) -> bool:
 
     labels = sweep_offline(analysis, n=LABEL_N, k=LABEL_K, control=with_controls, progress=step)
     meta = analysis.meta
-    rows = [dataclasses.asdict(r.to_record(meta.name, meta.weights_hash)) for r in labels]
+    rows = [dataclasses.asdict(r.to_record(meta.name, meta.weights_hash, s)) for r in labels]
     extra = {
         "n": LABEL_N,
         "k": LABEL_K,
@@ -252,7 +252,8 @@ def label_entry(analysis: Any, with_controls: bool, progress: Any) -> bool:
 def stored_labels(entry: Path) -> list[Any]:
     """The :class:`~core.label.store.LabelRecord` verdicts in entry folder ``entry``'s
     :data:`LABELS_PART` part (empty when it has none; rows of a part written before
-    verdicts named their end are top-end verdicts).
+    verdicts named their end are top-end verdicts, and rows from before they named their
+    reading take the entry's).
     """
     from core.cache import parts as cache_parts
     from core.errors import CacheError
@@ -267,7 +268,11 @@ def stored_labels(entry: Path) -> list[Any]:
         )
     except (OSError, ValueError, KeyError, TypeError, CacheError):
         return []
-    return [LabelRecord(**row) for row in extra.get("labels", [])]
+    entry_reading = {
+        "processing": info["processing"],
+        "projection": info["settings"].get("projection", "raw"),
+    }
+    return [LabelRecord(**{**entry_reading, **row}) for row in extra.get("labels", [])]
 
 
 def examples_entry(analysis: Any, progress: Any) -> bool:

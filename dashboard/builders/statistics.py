@@ -16,15 +16,16 @@ from pathlib import Path
 
 import altair as alt
 import pandas as pd
-from core.label.store import ENDS, LabelRecord, LabelStore, labels_path
-from core.settings import BLOCK_NAMES
+from core.label.store import ENDS, LabelRecord, LabelStore, labels_path, reading
+from core.model.weights import ModelMeta
+from core.settings import BLOCK_NAMES, Settings
 
 #: The blocks (display names of the matrix kinds, ``core.settings.BLOCK_NAMES``) in order.
 BLOCK_ORDER = list(BLOCK_NAMES.values())
 SOURCES = ("weights", "random control")
-COLUMNS = ["model", "weights_hash", "matrix", "block", "layer", "head", "index", "end",
-           "control", "source", "labeller", "interpretable", "label", "score", "tokens",
-           "timestamp"]  # fmt: skip
+COLUMNS = ["model", "weights_hash", "processing", "projection", "matrix", "block", "layer",
+           "head", "index", "end", "control", "source", "labeller", "interpretable", "label",
+           "score", "tokens", "timestamp"]  # fmt: skip
 #: The facet of a chart's two ends: one row each, top end first.
 END_ROW = alt.Row(
     "end:N", sort=list(ENDS), title=None, header=alt.Header(labelExpr="datum.value + ' end'")
@@ -43,6 +44,8 @@ def labels_frame(records: Sequence[LabelRecord]) -> pd.DataFrame:
         {
             "model": r.model,
             "weights_hash": r.weights_hash,
+            "processing": r.processing,
+            "projection": r.projection,
             "matrix": r.matrix,
             "block": BLOCK_NAMES.get(r.matrix, r.matrix),
             "layer": r.layer,
@@ -74,6 +77,38 @@ def read_labels(cache_dir: Path) -> pd.DataFrame:
         return labels_frame([])
     with LabelStore.in_cache(cache_dir) as store:
         return labels_frame(store.query())
+
+
+def this_reading(df: pd.DataFrame, meta: ModelMeta, settings: Settings) -> pd.DataFrame:
+    """The rows of :func:`labels_frame` made on ``meta``'s weights under ``settings``'s
+    reading (processing and projection: the directions and ends the page shows).
+    """
+    read = reading(settings)
+    keep = (
+        (df["model"] == meta.name)
+        & (df["weights_hash"] == meta.weights_hash)
+        & (df["processing"] == read["processing"])
+        & (df["projection"] == read["projection"])
+    )
+    return df[keep]
+
+
+def empty_note(df: pd.DataFrame, meta: ModelMeta, settings: Settings) -> str:
+    """What to say when :func:`this_reading` is empty: where this model's labels are, if
+    any were made under another reading.
+    """
+    same = df[(df["model"] == meta.name) & (df["weights_hash"] == meta.weights_hash)]
+    if same.empty:
+        return "No labels for this model yet."
+    others = same.groupby(["processing", "projection"]).size().sort_values(ascending=False)
+    where = "; ".join(f"{n} under {proc} processing, {proj} projection"
+                      for (proc, proj), n in others.items())  # fmt: skip
+    return (
+        f"No labels of this model under {settings.processing} processing and "
+        f"{settings.projection} projection. It has labels made under other readings ({where}): "
+        "choose that processing in the sidebar to see them; the dashboard reads the "
+        "default projection, and `python -m core label-stats --projection ...` the others."
+    )
 
 
 def fractions(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:

@@ -61,12 +61,13 @@ else:
         ["this model", "all models"],
         horizontal=True,
         key="statistics.scope",
-        help="This model: its current weights only.",
+        help="This model: its current weights, read with this page's processing and "
+        "projection (a label made under another reading is about other directions).",
     )
-    mine = df[(df["model"] == a.meta.name) & (df["weights_hash"] == a.meta.weights_hash)]
+    mine = stats.this_reading(df, a.meta, a.settings)
     view = mine if scope == "this model" else df
     if view.empty:
-        st.info("No labels for this model yet.")
+        st.info(stats.empty_note(df, a.meta, a.settings))
     else:
         st.subheader("Interpretable fraction per block")
         st.caption(

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from core.experiments.truncation import MIN_GAP
-from core.label.store import LabelRecord, LabelStore
+from core.label.store import LabelRecord, LabelStore, reading
 from dashboard.builders import experiments
 from dashboard.registry import page
 from tests.dashboard.test_app import app, errors
@@ -84,7 +84,17 @@ def labelled(analysis):
     meta = analysis.meta
     with LabelStore.in_cache(analysis.settings.cache_dir) as labels:
         labels.put(
-            LabelRecord(meta.name, meta.weights_hash, "mlp_out", 0, None, i, "manual", i == 1)
+            LabelRecord(
+                meta.name,
+                meta.weights_hash,
+                "mlp_out",
+                0,
+                None,
+                i,
+                "manual",
+                i == 1,
+                **reading(analysis.settings),
+            )  # fmt: skip
             for i in range(8)
         )
     return analysis

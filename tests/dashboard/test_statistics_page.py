@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.label.store import LabelRecord, LabelStore
+from core.label.store import LabelRecord, LabelStore, reading
 from dashboard.builders import calibration
 from dashboard.builders import statistics as stats
 from dashboard.registry import page
@@ -26,7 +26,8 @@ CONCEPTS = ("fire", "water", "animal", "number", "colour", "royalty", "war")
 def rec(**kw: Any) -> LabelRecord:
     base: dict[str, Any] = dict(model="m1", weights_hash="h1", matrix="mlp_in", layer=0,
                                 head=None, index=0, labeller="offline", interpretable=True,
-                                label="x", score=2.0, tokens="a, b", timestamp=1.0)  # fmt: skip
+                                label="x", score=2.0, tokens="a, b", timestamp=1.0,
+                                processing="post", projection="standardized")  # fmt: skip
     base.update(kw)
     return LabelRecord(**base)
 
@@ -231,9 +232,18 @@ def test_label_widget_standalone(tiny, monkeypatch) -> None:
     at.button[0].click().run()
     assert not at.exception, at.exception
     with LabelStore.in_cache(tiny.settings.cache_dir) as store:
-        r0 = store.get(tiny.meta.name, tiny.meta.weights_hash, "ov", 1, 2, 0)
-        r2 = store.get(tiny.meta.name, tiny.meta.weights_hash, "ov", 1, 2, 2)
-        assert store.get(tiny.meta.name, tiny.meta.weights_hash, "ov", 1, 2, 1) is None
+        r0 = store.get(
+            tiny.meta.name, tiny.meta.weights_hash, "ov", 1, 2, 0, **reading(tiny.settings)
+        )
+        r2 = store.get(
+            tiny.meta.name, tiny.meta.weights_hash, "ov", 1, 2, 2, **reading(tiny.settings)
+        )
+        assert (
+            store.get(
+                tiny.meta.name, tiny.meta.weights_hash, "ov", 1, 2, 1, **reading(tiny.settings)
+            )
+            is None
+        )
     assert r0 is not None and r0.interpretable and r0.label == "fire and flames"
     assert r0.labeller == "manual" and len(r0.tokens.split(", ")) == 15 and r0.end == "top"
     assert r2 is not None and r2.interpretable is False
@@ -258,8 +268,19 @@ def test_label_widget_standalone(tiny, monkeypatch) -> None:
 
     (d,) = directions(tiny, "ov", 1, 2, n=1, k=15)
     with LabelStore.in_cache(tiny.settings.cache_dir) as store:
-        b0 = store.get(tiny.meta.name, tiny.meta.weights_hash, "ov", 1, 2, 0, end="bottom")
-        t0 = store.get(tiny.meta.name, tiny.meta.weights_hash, "ov", 1, 2, 0)
+        b0 = store.get(
+            tiny.meta.name,
+            tiny.meta.weights_hash,
+            "ov",
+            1,
+            2,
+            0,
+            end="bottom",
+            **reading(tiny.settings),
+        )
+        t0 = store.get(
+            tiny.meta.name, tiny.meta.weights_hash, "ov", 1, 2, 0, **reading(tiny.settings)
+        )
     assert b0 is not None and b0.interpretable is False and b0.label == "water"
     assert b0.tokens == ", ".join(raw for raw, _, _ in d.bottom)
     assert t0 is not None and t0.label == "fire and flames"  # the top end's is untouched
@@ -339,3 +360,29 @@ def test_calibrated_gap_finds_a_planted_shift_and_no_gap_without_one() -> None:
     assert isinstance(calibration.gap_chart(shifted), alt.LayerChart)
     assert isinstance(calibration.gap_chart(per_index, "index"), alt.FacetChart)
     calibration.gap_chart(per_index, "index").to_dict()  # a valid Vega-Lite spec
+
+
+def test_this_model_means_its_weights_under_the_pages_reading() -> None:
+    from core.model.random import random_weights
+    from core.settings import Settings
+
+    meta = random_weights(n_layers=1, n_heads=2, d_model=8, d_mlp=32, d_vocab=16).meta
+    mine = {"model": meta.name, "weights_hash": meta.weights_hash}
+    df = stats.labels_frame([
+        rec(**mine, index=0, label="standardized"),
+        rec(**mine, index=1, label="raw", projection="raw"),
+        rec(**mine, index=2, label="raw processing", processing="raw"),
+        rec(index=3, label="other model"),
+    ])  # fmt: skip
+    settings = Settings()
+    assert list(stats.this_reading(df, meta, settings)["label"]) == ["standardized"]
+    raw = settings.replace(projection="raw")
+    assert list(stats.this_reading(df, meta, raw)["label"]) == ["raw"]
+    centred = settings.replace(projection="centred")
+    assert stats.this_reading(df, meta, centred).empty
+    note = stats.empty_note(df, meta, centred)
+    assert "centred projection" in note and "1 under post processing, raw projection" in note
+    assert "1 under raw processing, standardized projection" in note
+    assert stats.empty_note(df[df["model"] != meta.name], meta, centred) == (
+        "No labels for this model yet."
+    )

@@ -21,7 +21,7 @@ from core.experiments.knockout import (
     top_token_ids,
 )
 from core.experiments.knockout_cache import cached_knockout
-from core.label.store import LabelRecord, LabelStore
+from core.label.store import LabelRecord, LabelStore, reading
 from core.query import directions
 from tests.core import reference as ref
 from tests.core.edit.conftest import open_checkpoint
@@ -139,7 +139,17 @@ def test_planted_direction_carries_its_token_and_the_matched_set_does_not(tmp_pa
     meta = a.meta
     with LabelStore.in_cache(a.settings.cache_dir) as labels:
         labels.put(
-            LabelRecord(meta.name, meta.weights_hash, "mlp_out", 1, None, i, "offline", i == 0)
+            LabelRecord(
+                meta.name,
+                meta.weights_hash,
+                "mlp_out",
+                1,
+                None,
+                i,
+                "offline",
+                i == 0,
+                **reading(a.settings),
+            )  # fmt: skip
             for i in range(10)
         )
     ids = reference_ids(a.model.tokenizer, [TEXT * 2], seq_len=32, n_seqs=3)
@@ -154,7 +164,8 @@ def test_planted_direction_carries_its_token_and_the_matched_set_does_not(tmp_pa
     again, hit = cached_knockout(a, ids, opts, label=False)
     assert hit and again.rows() == res.rows() and again.deleted == res.deleted
     with LabelStore.in_cache(a.settings.cache_dir) as labels:  # a new verdict: a new run
-        labels.put(LabelRecord(meta.name, meta.weights_hash, "mlp_out", 1, None, 2, "manual", True))
+        labels.put(LabelRecord(meta.name, meta.weights_hash, "mlp_out", 1, None, 2, "manual", True,
+                               **reading(a.settings)))  # fmt: skip
     changed, hit = cached_knockout(a, ids, opts, label=False)
     assert not hit and sorted(changed.deleted[0]) == ["mlp_out:1:0", "mlp_out:1:2"]
 

@@ -3,10 +3,11 @@ overriding it, the newest of several LLMs; undecided rows and other layers left 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from core.experiments.verdicts import stored_verdicts
-from core.label.store import LabelRecord, LabelStore
+from core.label.store import LabelRecord, LabelStore, reading
 
 
 def test_verdicts_prefer_manual_then_the_newest_of_the_source(analyses, tmp_path):
@@ -16,7 +17,7 @@ def test_verdicts_prefer_manual_then_the_newest_of_the_source(analyses, tmp_path
 
     def rec(i, labeller, yes, dt=0.0):
         return LabelRecord(meta.name, meta.weights_hash, "mlp_in", 0, None, i, labeller, yes,
-                           timestamp=now + dt)  # fmt: skip
+                           timestamp=now + dt, **reading(a.settings))  # fmt: skip
 
     with LabelStore.in_cache(a.settings.cache_dir) as labels:
         labels.put([rec(0, "offline", True), rec(0, "manual", False), rec(1, "offline", True),
@@ -29,6 +30,12 @@ def test_verdicts_prefer_manual_then_the_newest_of_the_source(analyses, tmp_path
         ("mlp_in", 0, None, 0): False
     }
     assert stored_verdicts(a, ["mlp_in"], [1], "offline") == {}
+    # A verdict made under another reading is about other directions: it does not count.
+    other = "raw" if a.settings.projection != "raw" else "centred"
+    with LabelStore.in_cache(a.settings.cache_dir) as labels:
+        labels.put(dataclasses.replace(rec(4, "manual", True), projection=other))
+        labels.put(dataclasses.replace(rec(1, "manual", False), processing="post"))
+    assert stored_verdicts(a, ["mlp_in"], [0], "offline") == offline
 
 
 def test_a_direction_is_interpretable_when_either_end_is(analyses):
@@ -38,7 +45,7 @@ def test_a_direction_is_interpretable_when_either_end_is(analyses):
 
     def rec(i, end, labeller, yes, dt=0.0):
         return LabelRecord(meta.name, meta.weights_hash, "mlp_out", 0, None, i, labeller, yes,
-                           end=end, timestamp=now + dt)  # fmt: skip
+                           end=end, timestamp=now + dt, **reading(a.settings))  # fmt: skip
 
     with LabelStore.in_cache(a.settings.cache_dir) as labels:
         labels.put([rec(0, "top", "offline", False), rec(0, "bottom", "offline", True),

@@ -72,7 +72,20 @@ def test_each_end_is_calibrated_on_the_same_end_of_the_control() -> None:
     }
     recs = [
         LabelRecord(
-            "m", "h", "ov", 0, i % 4, i // 4, "offline", None, "", float(v), control=c, end=e
+            "m",
+            "h",
+            "ov",
+            0,
+            i % 4,
+            i // 4,
+            "offline",
+            None,
+            "",
+            float(v),
+            control=c,
+            end=e,
+            processing="post",
+            projection="standardized",
         )  # fmt: skip
         for (c, e), scores in draws.items()
         for i, v in enumerate(scores)

@@ -11,12 +11,15 @@ import pytest
 from core.errors import CacheError
 from core.label.store import LabelRecord, LabelStore, labels_path
 
+#: The reading every record here is made under unless a test says otherwise.
+READ = {"processing": "post", "projection": "standardized"}
+
 
 def _rec(**kw: object) -> LabelRecord:
     base: dict[str, object] = dict(
         model="gpt2", weights_hash="abc123", matrix="mlp_in", layer=3, head=None, index=7,
         labeller="manual", interpretable=True, label="animals", score=None,
-        tokens="dog, cat, horse", timestamp=1000.0,
+        tokens="dog, cat, horse", timestamp=1000.0, **READ,
     )  # fmt: skip
     base.update(kw)
     return LabelRecord(**base)  # type: ignore[arg-type]
@@ -35,13 +38,14 @@ def test_round_trip(tmp_path: Path) -> None:
     with LabelStore.in_cache(tmp_path) as store:
         got = store.query()
         assert sorted(got, key=lambda r: r.key()) == sorted(recs, key=lambda r: r.key())
-        r = store.get("gpt2", "abc123", "ov", 3, 2, 0)
+        r = store.get("gpt2", "abc123", "ov", 3, 2, 0, **READ)
         assert r is not None and r.head == 2 and r.interpretable is False
-        assert store.get("gpt2", "abc123", "mlp_in", 3, None, 7, "offline").score == 2.5
+        assert store.get("gpt2", "abc123", "mlp_in", 3, None, 7, "offline", **READ).score == 2.5
         assert (
-            store.get("gpt2", "abc123", "mlp_in", 3, None, 7, "offline", control=True) is not None
+            store.get("gpt2", "abc123", "mlp_in", 3, None, 7, "offline", control=True, **READ)
+            is not None
         )
-        assert store.get("gpt2", "other", "mlp_in", 3, None, 7) is None
+        assert store.get("gpt2", "other", "mlp_in", 3, None, 7, **READ) is None
 
 
 def test_upsert_and_delete(tmp_path: Path) -> None:
@@ -124,7 +128,7 @@ def test_llm_labels_are_keyed_by_model_and_old_rows_migrate(tmp_path: Path) -> N
     with LabelStore.in_cache(tmp_path) as store:
         old = store.query()
         assert {r.labeller for r in old} == {LLM_UNKNOWN} and len(old) == 2
-        assert store.get("gpt2", "abc123", "mlp_in", 3, None, 7, LLM_UNKNOWN).label == "old"
+        assert store.get("gpt2", "abc123", "mlp_in", 3, None, 7, LLM_UNKNOWN, **READ).label == "old"
         # Two models' verdicts on one direction are kept apart.
         store.put([_rec(labeller=llm_labeller("model-a"), label="a"),
                    _rec(labeller=llm_labeller("model-b"), label="b")])  # fmt: skip
@@ -169,6 +173,8 @@ def test_version_1_store_migrates_in_place_to_top_ends(tmp_path: Path) -> None:
     with LabelStore(path) as store:
         got = store.query()
         assert len(got) == len(rows) and {r.end for r in got} == {"top"}
+        # Version 1 predates the projection option: its rows were read raw, after folding.
+        assert {(r.processing, r.projection) for r in got} == {("post", "raw")}
         by = {(r.matrix, r.index, r.labeller): r for r in got}
         off = by[("ov", 0, "offline")]
         assert (off.head, off.interpretable, off.label, off.score, off.timestamp) == (
@@ -182,21 +188,92 @@ def test_version_1_store_migrates_in_place_to_top_ends(tmp_path: Path) -> None:
         ctl = by[("mlp_in", 3, "offline")]
         assert ctl.head is None and ctl.control and ctl.interpretable is False
         # The bottom end of a migrated direction is a new row beside its top end.
+        raw = {"processing": "post", "projection": "raw"}
         store.put(_rec(matrix="ov", head=2, layer=1, index=0, weights_hash="abc",
-                       labeller="offline", label="water", end="bottom"))  # fmt: skip
-        top = store.get("gpt2", "abc", "ov", 1, 2, 0, "offline")
-        bottom = store.get("gpt2", "abc", "ov", 1, 2, 0, "offline", end="bottom")
+                       labeller="offline", label="water", end="bottom", **raw))  # fmt: skip
+        top = store.get("gpt2", "abc", "ov", 1, 2, 0, "offline", **raw)
+        bottom = store.get("gpt2", "abc", "ov", 1, 2, 0, "offline", end="bottom", **raw)
         assert top is not None and top.label == "fire" and top.end == "top"
         assert bottom is not None and bottom.label == "water"
+        assert store.get("gpt2", "abc", "ov", 1, 2, 0, "offline", **READ) is None
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     cols = [r[1] for r in db.execute("PRAGMA table_info(labels)")]
     pk = [r[1] for r in sorted(db.execute("PRAGMA table_info(labels)"), key=lambda r: r[5]) if r[5]]
     db.close()
-    assert "end" in cols and pk[-1] == "end" and len(pk) == 9
+    assert {"end", "processing", "projection"} <= set(cols) and len(pk) == 11
+    assert pk[-1] == "end" and pk[2:4] == ["processing", "projection"]
     # Opening again is a no-op: nothing copied twice, nothing lost.
     with LabelStore(path) as store:
         assert len(store.query()) == len(rows) + 1
+
+
+#: The version-2 layout (``end``, no reading), written out here as it was.
+_V2_TABLE = """
+CREATE TABLE labels (
+    model TEXT NOT NULL, weights_hash TEXT NOT NULL, matrix TEXT NOT NULL,
+    layer INTEGER NOT NULL, head INTEGER NOT NULL, idx INTEGER NOT NULL,
+    control INTEGER NOT NULL, labeller TEXT NOT NULL, interpretable INTEGER,
+    label TEXT NOT NULL, score REAL, tokens TEXT NOT NULL, timestamp REAL NOT NULL,
+    "end" TEXT NOT NULL DEFAULT 'top',
+    PRIMARY KEY (model, weights_hash, matrix, layer, head, idx, control, labeller, "end")
+)
+"""
+
+
+def test_version_2_store_migrates_with_the_reading_of_its_time(tmp_path: Path) -> None:
+    import datetime
+    import sqlite3
+
+    # When the projection option (default standardized) appeared, written out here.
+    since = datetime.datetime(2026, 12, 4, 18, 8, 8, tzinfo=datetime.UTC).timestamp()
+    path = labels_path(tmp_path)
+    db = sqlite3.connect(path)
+    db.execute(_V2_TABLE)
+    rows = [
+        ("gpt2", "abc", "ov", 1, 2, 0, 0, "manual", 1, "before", None, "a", since - 60, "top"),
+        ("gpt2", "abc", "ov", 1, 2, 0, 0, "manual", 0, "after", None, "b", since + 60, "bottom"),
+    ]
+    db.executemany("INSERT INTO labels VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+    db.execute("PRAGMA user_version=2")
+    db.commit()
+    db.close()
+    with LabelStore(path) as store:
+        got = {r.label: r for r in store.query()}
+        assert set(got) == {"before", "after"}
+        assert (got["before"].processing, got["before"].projection) == ("post", "raw")
+        assert (got["after"].processing, got["after"].projection) == ("post", "standardized")
+        assert got["after"].end == "bottom" and got["after"].interpretable is False
+
+
+def test_readings_are_kept_apart(tmp_path: Path) -> None:
+    from core.label.store import reading
+    from core.settings import Settings
+
+    raw = reading(Settings(processing="raw", projection="raw"))
+    assert raw == {"processing": "raw", "projection": "raw"}
+    with LabelStore(tmp_path / "l.sqlite") as store:
+        store.put([_rec(label="animals"), _rec(label="numbers", **raw),
+                   _rec(label="verbs", processing="post", projection="centred")])  # fmt: skip
+        assert len(store.query()) == 3
+        assert [r.label for r in store.query(**raw)] == ["numbers"]
+        assert [r.label for r in store.query(projection="centred")] == ["verbs"]
+        assert [r.label for r in store.query(processing="post")] == ["verbs", "animals"]
+        assert store.get("gpt2", "abc123", "mlp_in", 3, None, 7, **READ).label == "animals"
+        assert store.get("gpt2", "abc123", "mlp_in", 3, None, 7, **raw).label == "numbers"
+        assert store.delete(_rec(**raw))
+        assert store.get("gpt2", "abc123", "mlp_in", 3, None, 7, **raw) is None
+        rows = list(csv.DictReader(io.StringIO(store.export_csv())))
+        assert {(r["processing"], r["projection"]) for r in rows} == {
+            ("post", "standardized"),
+            ("post", "centred"),
+        }
+    with pytest.raises(ValueError, match="projection"):
+        _rec(projection="logit")
+    with pytest.raises(ValueError, match="processing"):
+        _rec(processing="folded")
+    with pytest.raises(TypeError):
+        LabelRecord("gpt2", "abc", "ov", 0, 0, 0, "manual")  # type: ignore[call-arg]
 
 
 def test_ends_are_kept_apart(tmp_path: Path) -> None:
@@ -204,7 +281,7 @@ def test_ends_are_kept_apart(tmp_path: Path) -> None:
         store.put([_rec(label="animals"), _rec(label="numbers", end="bottom")])
         assert [r.end for r in store.query()] == ["top", "bottom"]
         assert [r.label for r in store.query(end="bottom")] == ["numbers"]
-        assert store.get("gpt2", "abc123", "mlp_in", 3, None, 7).label == "animals"
+        assert store.get("gpt2", "abc123", "mlp_in", 3, None, 7, **READ).label == "animals"
         assert store.delete(_rec(end="bottom"))
         assert [r.end for r in store.query()] == ["top"]
         rows = list(csv.DictReader(io.StringIO(store.export_csv())))

@@ -60,8 +60,12 @@ def test_each_end_is_labelled_as_its_tokens(analyses) -> None:
                 want = lab.score(toks)
                 assert r.tokens == toks and r.score == pytest.approx(want.z)
                 assert (r.interpretable, r.label) == (want.interpretable, want.label)
-                rec = r.to_record(a.meta.name, a.meta.weights_hash)
+                rec = r.to_record(a.meta.name, a.meta.weights_hash, a.settings)
                 assert rec.end == "bottom" and r.to_json()["end"] == "bottom"
+                assert (rec.processing, rec.projection) == (
+                    a.settings.processing,
+                    a.settings.projection,
+                )
     only_top = sweep_offline(a, ("mlp_in",), [0], n=2, k=K, control=False, labeller=lab,
                              ends=("top",))  # fmt: skip
     assert [r.end for r in only_top] == ["top", "top"]

@@ -132,6 +132,7 @@ def test_labels_are_swept_into_the_store(checkpoints: dict[str, Path], tmp_path:
     report = run_sweep(whole)
     assert report.results[0].state == "built" and report.labels > len(want)
     assert verdicts(tmp_path / "whole", model) == want
+    _old_parts_take_their_entrys_reading(Path(report.results[0].entry))
     again = run_sweep(whole)
     assert again.results[0].state == "cached" and again.labels == report.labels
 
@@ -142,6 +143,25 @@ def test_labels_are_swept_into_the_store(checkpoints: dict[str, Path], tmp_path:
     assert got == {}
     assert run_sweep(split).results[0].state == "built"
     assert verdicts(tmp_path / "split", model) == {k: v for k, v in want.items() if not k[3]}
+
+
+def _old_parts_take_their_entrys_reading(entry: Path) -> None:
+    """The swept verdicts name the entry's reading; a part from before verdicts named
+    their reading is read under the entry's."""
+    from core.cache import parts as cache_parts
+    from core.label.store import LabelRecord
+    from core.model.weights import ModelMeta
+    from core.settings import DEFAULT_PROJECTION
+    from core.sweep.task import LABELS_PART, stored_labels
+
+    info = json.loads((entry / "meta.json").read_text())
+    where = (entry.parent.parent, ModelMeta(**info["model"]), info["processing"], info["settings"])
+    extra, _ = cache_parts.load_part(*where, LABELS_PART)
+    rows = extra["labels"]
+    assert {(r["processing"], r["projection"]) for r in rows} == {("post", DEFAULT_PROJECTION)}
+    bare = [{k: v for k, v in r.items() if k not in ("processing", "projection")} for r in rows]
+    cache_parts.save_part(*where, LABELS_PART, {}, {**extra, "labels": bare})
+    assert stored_labels(entry) == [LabelRecord(**r) for r in rows]
 
 
 def test_examples_are_swept_into_the_entry(checkpoints: dict[str, Path], tmp_path: Path) -> None:
