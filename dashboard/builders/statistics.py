@@ -103,11 +103,21 @@ def empty_note(df: pd.DataFrame, meta: ModelMeta, settings: Settings) -> str:
     others = same.groupby(["processing", "projection"]).size().sort_values(ascending=False)
     where = "; ".join(f"{n} under {proc} processing, {proj} projection"
                       for (proc, proj), n in others.items())  # fmt: skip
+    hints = []
+    procs = sorted({p for p, q in others.index if q == settings.projection} - {settings.processing})
+    if procs:
+        hints.append(f"choose {' or '.join(procs)} processing in the sidebar to see them")
+    projs = sorted({q for _, q in others.index} - {settings.projection})
+    if projs:
+        hints.append(
+            f"the dashboard reads the {settings.projection} projection, and "
+            f"`python -m core label-stats --projection {projs[0]}` reads the "
+            f"{' and '.join(projs)} ones"
+        )
     return (
         f"No labels of this model under {settings.processing} processing and "
-        f"{settings.projection} projection. It has labels made under other readings ({where}): "
-        "choose that processing in the sidebar to see them; the dashboard reads the "
-        "default projection, and `python -m core label-stats --projection ...` the others."
+        f"{settings.projection} projection. It has labels made under other readings "
+        f"({where}): {'; '.join(hints)}."
     )
 
 

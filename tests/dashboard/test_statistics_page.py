@@ -383,6 +383,9 @@ def test_this_model_means_its_weights_under_the_pages_reading() -> None:
     note = stats.empty_note(df, meta, centred)
     assert "centred projection" in note and "1 under post processing, raw projection" in note
     assert "1 under raw processing, standardized projection" in note
+    assert "label-stats --projection raw" in note and "sidebar" not in note
+    note = stats.empty_note(df[df["index"] == 2], meta, settings)
+    assert "choose raw processing in the sidebar" in note and "label-stats" not in note
     assert stats.empty_note(df[df["model"] != meta.name], meta, centred) == (
         "No labels for this model yet."
     )
