@@ -27,6 +27,9 @@ DEFAULT_CACHE_DIR = REPO_ROOT / "cache"
 #: Matrix kinds, in the order the dashboard lists them.
 MATRIX_KINDS: tuple[str, ...] = ("ov", "qk", "mlp_in", "mlp_gate", "mlp_out", "embed")
 HEAD_KINDS: frozenset[str] = frozenset({"ov", "qk"})
+#: A direction's two ends: the tokens of its largest and of its most negative projections
+#: (the sign rule, :func:`core.svd.project.token_signs`, only decides which is "top").
+ENDS: tuple[str, ...] = ("top", "bottom")
 #: Display name of one matrix of each kind (``L3 H5 OV``, ``L2 MLP in``), in
 #: ``MATRIX_KINDS`` order.
 KIND_NAMES: dict[str, str] = {

@@ -22,21 +22,10 @@ from core.cli.common import ArgError, bounded, open_from_args, tqdm_progress
 from core.cli.decompose_args import add_options, options_from_args
 
 
-def offline_judge(analysis: Any) -> Any:
-    """The offline labeller as a judge: token sets to interpretable verdicts."""
-    from core.label.sweep import offline_labeller
-
-    labeller = offline_labeller(analysis)
-
-    def judge(sets: Any) -> list[bool]:
-        return [s.interpretable for s in labeller.score_many(sets, name=False)]
-
-    return judge
-
-
 def _run(args: argparse.Namespace) -> Any:
     from core.analysis import settings_key
     from core.decompose.report import compare_methods
+    from core.label.sweep import offline_judge
 
     bounded("--threshold", args.threshold, 0.0, 1.0)
     if args.label < 0:

@@ -23,6 +23,7 @@ from core.decompose.options import METHOD_MATRICES, Components, DecomposeOptions
 from core.decompose.rows import gaussian_like, order_and_sign, svd_fvu_curve
 from core.errors import SpecError
 from core.progress import Progress, quiet
+from core.settings import ENDS
 from core.svd.project import project_topk
 
 Judge = Callable[[Sequence[tuple[str, ...]]], list[bool]]
@@ -35,12 +36,15 @@ class Interpretable:
     Attributes:
         method: ``svd``, ``dictionary``, ``nmf`` or ``ica``.
         control: on the random Gaussian matrix's components.
+        end: which end of each component was judged (:data:`core.settings.ENDS`): the
+            tokens of its largest projections, or of its most negative ones.
         n: components judged (the first ``n``, strongest first).
         fraction: share called interpretable.
     """
 
     method: str
     control: bool
+    end: str
     n: int
     fraction: float
 
@@ -103,13 +107,18 @@ class MethodsReport:
 RANK_SHARES: tuple[float, ...] = (1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
 
 
-def token_sets(analysis: Any, c: Components, n: int, k: int = 15) -> list[tuple[str, ...]]:
-    """The top ``k`` raw tokens of the first ``n`` components (NMF: by token weight)."""
+def token_sets(
+    analysis: Any, c: Components, n: int, k: int = 15, end: str = "top"
+) -> list[tuple[str, ...]]:
+    """The ``k`` raw tokens of ``end`` (:data:`core.settings.ENDS`) of the first ``n``
+    components: the largest projections (NMF: token weights), or the most negative ones.
+    """
     n = min(n, c.n)
+    sign = 1.0 if end == "top" else -1.0
     if c.token_weights is not None:
-        idx = c.token_weights[:n].topk(k, dim=1).indices
+        idx = (sign * c.token_weights[:n]).topk(k, dim=1).indices
     else:
-        idx = project_topk(c.directions[:n], analysis.W_U, k).top_idx
+        idx = project_topk(sign * c.directions[:n], analysis.W_U, k).top_idx
     raw = analysis.tokens.raw
     return [tuple(raw[i] for i in row) for row in idx.tolist()]
 
@@ -221,10 +230,14 @@ def compare_methods(
         for control in (False, True):
             M = gaussian_like(X, base.seed) if control else X
             built[("svd", control)] = svd_components(analysis, M, matrix, layer, control)
+        # Both ends, as the label store does: a component's sign is a convention (the
+        # token rule), and a concept can sit at either end.
         for (m, control), c in sorted(built.items()):
-            sets = token_sets(analysis, c, n_label)
-            ok = judge(sets)
-            verdicts.append(Interpretable(m, control, len(sets), sum(ok) / max(1, len(ok))))
+            for end in ENDS:
+                sets = token_sets(analysis, c, n_label, end=end)
+                ok = judge(sets)
+                share = sum(ok) / max(1, len(ok))
+                verdicts.append(Interpretable(m, control, end, len(sets), share))
     unseen: list[tuple[int, float, tuple[str, ...]]] = []
     frac = 0.0
     if "dictionary" in methods:

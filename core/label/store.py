@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO, TypedDict
 
 from core.errors import CacheError
-from core.settings import PROJECTIONS, Settings
+from core.settings import ENDS, PROJECTIONS, Settings
 
 LABELS_FILE = "labels.sqlite"
 MANUAL = "manual"
@@ -40,8 +40,6 @@ SCHEMA_VERSION = 3
 #: When the projection option appeared (2026-12-04 18:08:08 UTC, seconds since the
 #: epoch): a row last written before it was read ``raw``, the only reading then.
 PROJECTION_SINCE = 1796407688.0
-#: A direction's two ends: its largest and its most negative token projections.
-ENDS: tuple[str, ...] = ("top", "bottom")
 _NO_HEAD = -1  # SQLite treats NULLs as distinct in keys, so "no head" is stored as -1
 
 _SCHEMA = """

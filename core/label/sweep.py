@@ -12,7 +12,7 @@ negated direction.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -198,6 +198,18 @@ def offline_labeller(
     return OfflineLabeller(
         load_embedder(device), analysis.tokens.raw, params, concepts, analysis.settings.cache_dir
     )
+
+
+def offline_judge(analysis: Analysis) -> Callable[[Sequence[tuple[str, ...]]], list[bool]]:
+    """The offline labeller as a judge (``core.decompose.report.Judge``): token sets to
+    interpretable verdicts, in order.
+    """
+    labeller = offline_labeller(analysis)
+
+    def judge(sets: Sequence[tuple[str, ...]]) -> list[bool]:
+        return [s.interpretable for s in labeller.score_many(sets, name=False)]
+
+    return judge
 
 
 def label_offline(

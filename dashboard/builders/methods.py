@@ -23,17 +23,10 @@ def run_report(a: Any, matrix: str, layer: int, curves: bool, n_label: int,
     the first ``n_label`` components (0: no labels); its JSON."""
     from core.analysis import settings_key
     from core.decompose.report import compare_methods
+    from core.label.sweep import offline_judge
     from core.progress import quiet
 
-    judge = None
-    if n_label:
-        from core.label.sweep import offline_labeller
-
-        labeller = offline_labeller(a)
-
-        def judge(sets: Any) -> list[bool]:
-            return [s.interpretable for s in labeller.score_many(sets, name=False)]
-
+    judge = offline_judge(a) if n_label else None
     rep = compare_methods(
         a, settings_key(a.settings), matrix, layer, None, judge, n_label,
         curves=curves, progress=progress or quiet,
@@ -72,17 +65,21 @@ def curves_chart(df: pd.DataFrame) -> alt.Chart:
 
 
 def interpretable_frame(report: dict[str, Any]) -> pd.DataFrame:
-    """``method``, ``matrix`` (real / random control), ``judged``, ``interpretable`` share."""
+    """``method``, ``end`` (top / bottom), ``matrix`` (real / random control), ``judged``,
+    ``interpretable`` share; a report from before ends were judged is all top ends.
+    """
+    cols = ["method", "end", "matrix", "judged", "interpretable"]
     rows = [
         {
             "method": r["method"],
+            "end": r.get("end", "top"),
             "matrix": "random control" if r["control"] else "weights",
             "judged": r["n"],
             "interpretable": r["fraction"],
         }
         for r in report["interpretable"]
     ]
-    return pd.DataFrame(rows, columns=["method", "matrix", "judged", "interpretable"])
+    return pd.DataFrame(rows, columns=cols)
 
 
 def unseen_frame(report: dict[str, Any]) -> pd.DataFrame:

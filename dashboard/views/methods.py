@@ -69,6 +69,10 @@ st.caption(
 )
 if rep["interpretable"]:
     st.subheader("Interpretable components (offline labeller)")
+    st.caption(
+        "Each end of a component is judged on its own: the tokens of its largest projections "
+        "(top) and of its most negative ones (bottom)."
+    )
     st.dataframe(
         methods.interpretable_frame(rep), hide_index=True, key="methods.labels",
         column_config={"interpretable": st.column_config.ProgressColumn(
