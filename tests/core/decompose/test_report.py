@@ -11,8 +11,8 @@ import torch
 
 from core.analysis import analysis_from_weights, settings_key
 from core.decompose import DecomposeOptions
-from core.decompose.report import compare_methods
 from core.decompose.build import rows_and_weights
+from core.decompose.report import compare_methods
 from core.settings import ENDS, Settings
 
 FAST = DecomposeOptions(n_components=16, n_iter=2, max_rows=200)
