@@ -139,13 +139,17 @@ def test_llm_labels_are_keyed_by_model_and_old_rows_migrate(tmp_path: Path) -> N
     db.close()
 
 
-#: The version-1 layout, written out here as it was (not taken from the store module).
-_V1_TABLE = """
-CREATE TABLE labels (
+#: The columns of versions 1 and 2, written out here as they were (not taken from the
+#: store module).
+_OLD_COLUMNS = """
     model TEXT NOT NULL, weights_hash TEXT NOT NULL, matrix TEXT NOT NULL,
     layer INTEGER NOT NULL, head INTEGER NOT NULL, idx INTEGER NOT NULL,
     control INTEGER NOT NULL, labeller TEXT NOT NULL, interpretable INTEGER,
     label TEXT NOT NULL, score REAL, tokens TEXT NOT NULL, timestamp REAL NOT NULL,
+"""
+#: The version-1 layout.
+_V1_TABLE = f"""
+CREATE TABLE labels ({_OLD_COLUMNS}
     PRIMARY KEY (model, weights_hash, matrix, layer, head, idx, control, labeller)
 )
 """
@@ -208,13 +212,9 @@ def test_version_1_store_migrates_in_place_to_top_ends(tmp_path: Path) -> None:
         assert len(store.query()) == len(rows) + 1
 
 
-#: The version-2 layout (``end``, no reading), written out here as it was.
-_V2_TABLE = """
-CREATE TABLE labels (
-    model TEXT NOT NULL, weights_hash TEXT NOT NULL, matrix TEXT NOT NULL,
-    layer INTEGER NOT NULL, head INTEGER NOT NULL, idx INTEGER NOT NULL,
-    control INTEGER NOT NULL, labeller TEXT NOT NULL, interpretable INTEGER,
-    label TEXT NOT NULL, score REAL, tokens TEXT NOT NULL, timestamp REAL NOT NULL,
+#: The version-2 layout (``end``, no reading).
+_V2_TABLE = f"""
+CREATE TABLE labels ({_OLD_COLUMNS}
     "end" TEXT NOT NULL DEFAULT 'top',
     PRIMARY KEY (model, weights_hash, matrix, layer, head, idx, control, labeller, "end")
 )
