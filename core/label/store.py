@@ -1,16 +1,17 @@
 """Direction labels on disk: one SQLite file, ``<cache_dir>/labels.sqlite``.
 
 A label is keyed by ``(model, weights_hash, processing, projection, matrix, layer,
-head, index, control, labeller, end)``: manual labels (``labeller="manual"``) sit beside the offline and LLM
-labellers' verdicts for the same direction, random-control directions beside the real
-ones, and each direction's two ends beside each other. ``end`` is ``top`` (the tokens
-with the largest projections of the oriented direction) or ``bottom`` (the most
-negative ones, which are the top end of the negated direction): the sign rule
-(:func:`core.svd.project.token_signs`) only decides which end is called "top", so
-both are labelled. ``processing`` and ``projection`` (:class:`core.settings.Settings`) are
-the reading the verdict was made under: folding the normalisation changes the singular
-vectors, and the projection changes a direction's tokens and which end is its top, so a
-verdict is shown only under the reading it was made in. Writes are upserts, so re-labelling replaces; the file can be
+head, index, control, labeller, end)``: manual labels (``labeller="manual"``) sit beside
+the offline and LLM labellers' verdicts for the same direction, random-control
+directions beside the real ones, and each direction's two ends beside each other.
+``end`` is ``top`` (the tokens with the largest projections of the oriented direction)
+or ``bottom`` (the most negative ones, which are the top end of the negated direction):
+the sign rule (:func:`core.svd.project.token_signs`) only decides which end is called
+"top", so both are labelled. ``processing`` and ``projection``
+(:class:`core.settings.Settings`) are the reading the verdict was made under: folding
+the normalisation changes the singular vectors, and the projection changes a
+direction's tokens and which end is its top, so a verdict is shown only under the
+reading it was made in. Writes are upserts, so re-labelling replaces; the file can be
 exported as CSV.
 """
 
@@ -331,7 +332,7 @@ class LabelStore:
                 int(control),
                 labeller,
                 end,
-            ),
+            ),  # fmt: skip
         )
         row = cur.fetchone()
         return None if row is None else _from_row(row)
@@ -381,7 +382,10 @@ class LabelStore:
         sql = f"SELECT {_COLS} FROM labels"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += ' ORDER BY model, processing, projection, matrix, control, layer, head, idx, labeller, "end" DESC'
+        sql += (
+            " ORDER BY model, processing, projection, matrix, control, layer, head, idx, "
+            'labeller, "end" DESC'
+        )
         return [_from_row(r) for r in self._db.execute(sql, args)]
 
     def export_csv(self, out: Path | TextIO | None = None, **filters: Any) -> str:

@@ -66,13 +66,13 @@ def curves_chart(df: pd.DataFrame) -> alt.Chart:
 
 def interpretable_frame(report: dict[str, Any]) -> pd.DataFrame:
     """``method``, ``end`` (top / bottom), ``matrix`` (real / random control), ``judged``,
-    ``interpretable`` share; a report from before ends were judged is all top ends.
+    ``interpretable`` share.
     """
     cols = ["method", "end", "matrix", "judged", "interpretable"]
     rows = [
         {
             "method": r["method"],
-            "end": r.get("end", "top"),
+            "end": r["end"],
             "matrix": "random control" if r["control"] else "weights",
             "judged": r["n"],
             "interpretable": r["fraction"],

@@ -84,20 +84,20 @@ def this_reading(df: pd.DataFrame, meta: ModelMeta, settings: Settings) -> pd.Da
     reading (processing and projection: the directions and ends the page shows).
     """
     read = reading(settings)
-    keep = (
-        (df["model"] == meta.name)
-        & (df["weights_hash"] == meta.weights_hash)
-        & (df["processing"] == read["processing"])
-        & (df["projection"] == read["projection"])
-    )
-    return df[keep]
+    mine = _this_model(df, meta)
+    keep = (mine["processing"] == read["processing"]) & (mine["projection"] == read["projection"])
+    return mine[keep]
+
+
+def _this_model(df: pd.DataFrame, meta: ModelMeta) -> pd.DataFrame:
+    return df[(df["model"] == meta.name) & (df["weights_hash"] == meta.weights_hash)]
 
 
 def empty_note(df: pd.DataFrame, meta: ModelMeta, settings: Settings) -> str:
     """What to say when :func:`this_reading` is empty: where this model's labels are, if
     any were made under another reading.
     """
-    same = df[(df["model"] == meta.name) & (df["weights_hash"] == meta.weights_hash)]
+    same = _this_model(df, meta)
     if same.empty:
         return "No labels for this model yet."
     others = same.groupby(["processing", "projection"]).size().sort_values(ascending=False)
