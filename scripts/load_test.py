@@ -181,12 +181,15 @@ async def session(
                     box = tab.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]')
                     before = _param(tab.url, "layer")
                     await box.filter(has_text="Layer").click()
-                    # The list is virtualised (only options near the current layer are
-                    # drawn: 19-29 around SmolLM2's L27): take a drawn one that differs.
-                    options = tab.get_by_role("option")
-                    names = [t.strip() for t in await options.all_inner_texts()]
-                    target = next(t for t in names if t != before)
-                    await tab.get_by_role("option", name=target, exact=True).click()
+                    # Type and press Enter, as a user can. Clicking an option is not
+                    # reliable here: the list is virtualised, opens at layer 0 and then
+                    # scrolls to the current layer, so an option read from the first
+                    # drawing is detached (or moved) by the time it is clicked, and the
+                    # click closes the list without a choice (seen in 7 of 15 tries on
+                    # one idle session; typing failed 0 of 15).
+                    target = "0" if before != "0" else "1"
+                    await tab.keyboard.type(target)
+                    await tab.keyboard.press("Enter")
                     await tab.wait_for_url(
                         lambda url: _param(url, "layer") == target, timeout=timeout_ms
                     )
