@@ -134,8 +134,9 @@ def sidebar() -> tuple[state.Selection, Analysis | None]:
     for msg in state.take_url_errors():
         st.error(plain(msg))
     # A session that starts without a component in its URL may open on a chosen head.
+    # The flag is set only once the choice is made: a first run stopped earlier (a
+    # click on the page list while it loads) would otherwise leave the session on L0 H0.
     first_run = not st.session_state.get(_FIRST_HEAD)
-    st.session_state[_FIRST_HEAD] = True
     choose_head = first_run and not any(p in st.query_params for p in ("kind", "layer", "head"))
     sel = state.current()
     with st.sidebar:
@@ -166,6 +167,7 @@ def sidebar() -> tuple[state.Selection, Analysis | None]:
     sel = state.current()
     a = loaders.analysis_or_error(sel)
     if a is None:
+        st.session_state[_FIRST_HEAD] = True
         state.sync_url(sel)
         return sel, None
     sel, errors = validate(sel, a)
@@ -174,6 +176,7 @@ def sidebar() -> tuple[state.Selection, Analysis | None]:
     if choose_head:
         sel = _first_head(sel, a)
     state.set_now(kind=sel.kind, layer=sel.layer, head=sel.head, direction=sel.direction)
+    st.session_state[_FIRST_HEAD] = True
     with st.sidebar:
         st.subheader("Matrix")
         _bound(

@@ -64,3 +64,44 @@ def test_a_first_head_model_opens_on_its_chosen_head(dash_env, analysis, monkeyp
     at.query_params["layer"] = "0"
     at.run()
     assert (at.session_state["sel.kind"], at.session_state["sel.layer"]) == ("mlp_in", 0)
+
+
+def test_the_chosen_head_survives_a_stopped_first_run(dash_env, analysis, monkeypatch) -> None:
+    """A first run stopped before the choice (a click on the page list while the first
+    page loads ends it the same way) still opens the session on the chosen head."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from core.label import first_head as fh
+    from dashboard import loaders
+    from tests.dashboard.conftest import APP
+
+    tiny = dataclasses.replace(
+        embedded.SMOLLM2, directory=Path(dash_env["SVDLENS_DEFAULT_MODEL"]), gguf=None
+    )
+    monkeypatch.setattr(embedded, "EMBEDDED", (embedded.DEMO, tiny))
+    words = frozenset(t.strip().lower() for t in analysis.tokens.raw if t.strip().isalpha())
+    monkeypatch.setattr(fh, "dictionary_words", lambda: words)
+    want = fh.first_head(analysis, store=False)
+    assert (want.layer, want.head) != (0, 0)  # else this test could not fail
+
+    real, calls = loaders.analysis_or_error, []
+
+    def stopped_once(sel):
+        calls.append(sel)
+        if len(calls) == 1:
+            raise RuntimeError("first run stopped")
+        return real(sel)
+
+    monkeypatch.setattr(loaders, "analysis_or_error", stopped_once)
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    assert at.exception  # the stopped run
+    at.run()
+    assert not at.exception
+    got = (
+        at.session_state["sel.kind"],
+        at.session_state["sel.layer"],
+        at.session_state["sel.head"],
+    )
+    assert got == ("ov", want.layer, want.head)
