@@ -7,6 +7,7 @@ The pipeline, one subpackage per stage, each importing only the stages before it
     cache/   build once, store as safetensors + JSON, read back checked
     decompose/ beyond the SVD: sparse dictionaries, NMF, ICA, with random controls
     analysis the session object that ties the three together (open_analysis)
+    random_control  its random Gaussian controls, built on first use
     query    one component's directions, from the cache or projected on demand
     search/  edit/  label/    what a researcher does with the directions
     activations/              dataset examples: where each direction fires in a corpus
@@ -35,7 +36,8 @@ _PUBLIC = {
     "Analysis": "core.analysis",
     "open_analysis": "core.analysis",
     "analysis_from_weights": "core.analysis",
-    "controls": "core.analysis",
+    "controls": "core.random_control",
+    "control_decomposition": "core.random_control",
     "Direction": "core.query",
     "directions": "core.query",
     "method_directions": "core.query",

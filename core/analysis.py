@@ -19,7 +19,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from core.cache import checkpoint, store
-from core.cache.build import build_and_save, build_controls, build_first, build_svd
+from core.cache.build import build_and_save, build_first, build_svd
 from core.cache.fill import Fill
 from core.cache.store import KindResult, ModelSVD
 from core.errors import CacheError
@@ -29,6 +29,7 @@ from core.model.tokenizer import file_tokenizer
 from core.model.weights import ModelWeights, process, weights_from_params
 from core.progress import Progress, quiet
 from core.settings import MATRIX_KINDS, Settings
+from core.svd.decompose import Decomposition
 from core.svd.project import TokenTable, read_unembed, token_table
 
 
@@ -165,6 +166,10 @@ class Analysis:
     _controls_lock: threading.Lock = field(
         default_factory=threading.Lock, compare=False, repr=False
     )
+    # Controls decomposed without their projection (what the spectra read), per kind.
+    _control_decomps: dict[str, Decomposition] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def of(
@@ -298,38 +303,6 @@ def _persist(a: Analysis, fingerprint: str | None, entry: bool) -> None:
     if fingerprint is not None:
         part = checkpoint.CheckpointPart(fingerprint, a.W_U, a.W_E, a.tokens)
         checkpoint.save_checkpoint(s.cache_dir, a.meta, s.processing, key, part)
-
-
-def controls_ready(analysis: Analysis) -> bool:
-    """Whether :func:`controls` would answer without building anything."""
-    return bool(analysis.svd.controls or analysis._controls_memo)
-
-
-def controls(analysis: Analysis, progress: Progress = quiet) -> dict[str, KindResult]:
-    """The random controls of every kind in the entry: from the entry when built, else
-    read from the cache's controls part, else built now (and written, when the analysis
-    persists). Built once per analysis even when many sessions ask at the same time.
-
-    A precompute leaves them out because only the spectra, the grid's control view and
-    the statistics read them (for GPT-2 small they cost a third of the precompute).
-    """
-    if analysis.svd.controls:
-        return analysis.svd.controls
-    if analysis._controls_memo:
-        return analysis._controls_memo
-    with analysis._controls_lock:
-        if not analysis._controls_memo:
-            s = analysis.settings
-            key = settings_key(s)
-            try:
-                built = store.load_controls(s.cache_dir, analysis.meta, s.processing, key)
-            except CacheError:
-                built = build_controls(analysis.weights, s, progress)
-                if analysis.persist:
-                    svd = ModelSVD(analysis.meta, s.processing, analysis.svd.k, {}, built)
-                    store.save_controls(svd, s.cache_dir, key)
-            analysis._controls_memo.update(built)
-    return analysis._controls_memo
 
 
 def raw_weights(model: LoadedModel) -> ModelWeights:

@@ -12,12 +12,13 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from core.analysis import Analysis, controls, settings_key
+from core.analysis import Analysis, settings_key
 from core.cache.store import KindResult
 from core.decompose import Components, DecomposeOptions, check_method
 from core.decompose import components as decompose_components
 from core.errors import SpecError
 from core.progress import Progress, quiet
+from core.random_control import controls
 from core.settings import HEAD_KINDS, MATRIX_KINDS
 from core.svd.project import TokenTable, TopTokens, project_topk, token_signs
 

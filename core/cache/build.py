@@ -7,7 +7,7 @@ the decompositions and the first few directions of each component (seconds), whi
 rest are projected in the background (:func:`core.analysis.analysis_from_weights`);
 :func:`build_controls` makes the random Gaussian controls, which only the spectra,
 the grid's control toggle and the statistics read, so they are built on first use
-(:func:`core.analysis.controls`) unless a precompute asks for them.
+(:func:`core.random_control.controls`) unless a precompute asks for them.
 """
 
 from __future__ import annotations
@@ -153,19 +153,39 @@ def build_controls(
     ctrl: ModelWeights | None = None
     for i, kind in enumerate(kinds):
         progress(i / max(1, len(kinds)), f"control {kind}: SVD + projection")
-        if kind == "embed":
-            d = _decomp_to(
-                decompose_control(weights, kind, settings.degeneracy_tol, settings.seed), device
-            )
-        else:
-            # The random model is drawn once for every kind (decompose_control would
-            # draw the whole model again per kind), then decomposed on the device.
-            if ctrl is None:
-                ctrl = _to_device(control_weights(weights, settings.seed), device)
-            d = replace(decompose_kind(ctrl, kind, settings.degeneracy_tol), control=True)
-        out[kind] = _result(d, W_U, settings)
+        # The random model is drawn once for every kind (decompose_control would draw the
+        # whole model again per kind), then decomposed on the device.
+        if kind != "embed" and ctrl is None:
+            ctrl = _to_device(control_weights(weights, settings.seed), device)
+        out[kind] = _result(_control_of(weights, ctrl, kind, settings, device), W_U, settings)
     progress(1.0, "done")
     return out
+
+
+def build_control_decomposition(
+    weights: ModelWeights, kind: str, settings: Settings
+) -> Decomposition:
+    """The random control of ``kind``, decomposed but neither oriented nor projected (what
+    the spectra read; the projection through ``W_U`` is most of :func:`build_controls`'
+    cost for an MLP kind). The same draw as :func:`build_controls`, so the same singular
+    values; returned on the CPU.
+    """
+    device = settings.torch_device()
+    ctrl = None if kind == "embed" else _to_device(control_weights(weights, settings.seed), device)
+    return _decomp_to(_control_of(weights, ctrl, kind, settings, device), "cpu")
+
+
+def _control_of(
+    weights: ModelWeights, ctrl: ModelWeights | None, kind: str, settings: Settings, device: str
+) -> Decomposition:
+    """``kind``'s control from the drawn control model ``ctrl`` (``None`` for the
+    embedding, whose control is drawn from ``W_E``'s scale), on ``device``.
+    """
+    if kind == "embed" or ctrl is None:
+        return _decomp_to(
+            decompose_control(weights, kind, settings.degeneracy_tol, settings.seed), device
+        )
+    return replace(decompose_kind(ctrl, kind, settings.degeneracy_tol), control=True)
 
 
 def _result(d: Decomposition, W_U: Tensor, settings: Settings) -> KindResult:

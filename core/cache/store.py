@@ -73,7 +73,7 @@ class ModelSVD:
         k: tokens kept per end in ``tops``.
         kinds: real decompositions by kind.
         controls: random Gaussian controls by kind; empty until built (they are
-            optional, see :func:`core.analysis.controls`).
+            optional, see :func:`core.random_control.controls`).
     """
 
     meta: ModelMeta
@@ -294,7 +294,7 @@ def load(
 ) -> ModelSVD:
     """Read and verify the entry for ``meta`` and ``processing``; with ``with_controls``
     its controls too when a valid controls part exists (else ``controls`` is empty:
-    :func:`core.analysis.controls` reads or rebuilds them on first use, so an answer that
+    :func:`core.random_control.controls` reads or rebuilds them on first use, so an answer that
     needs no control does not read them).
 
     With ``lazy`` only the manifest is checked now (and every file's size); each kind's
@@ -333,6 +333,11 @@ def load(
         kinds=kinds,
         controls=controls,
     )
+
+
+def controls_on_disk(cache_dir: Path, meta: ModelMeta, processing: str) -> bool:
+    """Whether the entry has a controls part (unchecked: :func:`load_controls` verifies)."""
+    return (entry_dir(cache_dir, meta, processing) / CONTROLS_MANIFEST).is_file()
 
 
 def load_controls(

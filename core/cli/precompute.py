@@ -23,7 +23,7 @@ def _run(args: argparse.Namespace) -> Any:
         "kinds": {k: list(r.decomposition.S.shape) for k, r in s.kinds.items()},
     }
     if args.controls:
-        from core.analysis import controls
+        from core.random_control import controls
 
         out["controls"] = {
             k: list(r.decomposition.S.shape) for k, r in controls(a, tqdm_progress()).items()

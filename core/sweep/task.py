@@ -154,8 +154,9 @@ def run_task(spec: TaskSpec) -> TaskResult:
     """Build or find ``spec.model``'s entry; raises what the build raises (the engine
     retries and reports).
     """
-    from core.analysis import controls, controls_ready, open_analysis
+    from core.analysis import open_analysis
     from core.cache.store import CONTROLS_MANIFEST, entry_dir
+    from core.random_control import controls, controls_ready
     from core.settings import Settings
 
     status = Path(spec.status_dir)

@@ -14,6 +14,7 @@ import pandas as pd
 from core.analysis import Analysis
 from core.model.noise import noise_floor, noise_for_model
 from core.query import kind_result
+from core.random_control import control_decomposition
 from core.settings import HEAD_KINDS
 
 Overlay = Literal["component", "heads", "layers"]
@@ -95,7 +96,7 @@ def spectrum_frame(
                 }
             )
     if control:
-        cd = kind_result(a, kind, control=True).decomposition
+        cd = control_decomposition(a, kind)
         for lay in sorted({c[0] for c in comps}):
             row = cd.index(lay, 0 if kind in HEAD_KINDS else None)
             for i, (v, g) in enumerate(zip(cd.S[row].tolist(), cd.degenerate[row].tolist())):

@@ -30,7 +30,7 @@ if overlay != "component" or wanted in overlays:
     state.set_spectra_view(state.SpectraView(overlay))
 log = c2.toggle("Log scale", value=True, key="spectra.log")
 show_control = c3.toggle("Control", value=True, key="spectra.control")
-show_control = show_control and loaders.ensure_controls(a)
+show_control = show_control and loaders.ensure_controls(a, sel.kind)
 cut = (
     c4.slider(
         "Show the first singular values",

@@ -26,6 +26,11 @@ for key in json.loads(sys.argv[2]):
         "errors": [e.value for e in at.error] + [str(e.value) for e in at.exception],
         "loaded": None if slot.value is None else slot.value.source.loaded,
     }
+    if key == "spectra":
+        from core.random_control import controls_ready
+
+        out["charts"] = len(at.get("vega_lite_chart"))
+        out["controls_ready"] = controls_ready(slot.value)
 out["modules"] = [m for m in ("transformers", "transformer_lens") if m in sys.modules]
 print(json.dumps(out))
 """
@@ -49,6 +54,35 @@ def test_first_pages_on_a_warm_cache_load_no_model(dash_env, analysis) -> None:
     for key in pages:
         assert out[key] == {"errors": [], "loaded": False}, (key, out[key])
     assert out["modules"] == [], out
+
+
+def test_spectra_draw_their_control_without_projecting_every_control(
+    dash_env, analysis, tmp_path
+) -> None:
+    """The spectra page shows its kind's random control from that kind's decomposition
+    alone: no kind's control is projected, and no controls part is written."""
+    import shutil
+
+    from core.cache import store
+
+    cache = tmp_path / "cache"
+    shutil.copytree(dash_env["SVDLENS_CACHE_DIR"], cache)
+    for manifest in cache.rglob(store.CONTROLS_MANIFEST):  # other tests may have built them
+        manifest.unlink()
+    env = {**os.environ, **dash_env, "SVDLENS_CACHE_DIR": str(cache), "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, APP, json.dumps(["spectra"])],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["spectra"]["errors"] == [] and out["charts"] == 2  # weights and control
+    assert out["controls_ready"] is False
+    assert not store.controls_on_disk(cache, analysis.meta, "post")
 
 
 def test_search_edit_spec_is_rebuilt_when_a_fill_lands(monkeypatch, tmp_path) -> None:

@@ -45,17 +45,17 @@ def test_round_trip_is_exact(model, tmp_path: Path) -> None:
 
 
 def test_controls_are_built_on_first_use_then_read(model, tmp_path: Path, monkeypatch) -> None:
-    import core.analysis as analysis
     import core.query as query
+    import core.random_control as ctl
     from core.cache.build import build_controls
 
     first = _build(model, tmp_path)
     entry = store.entry_dir(tmp_path, first.meta, "post")
     # A precompute leaves the controls out.
     assert not first.svd.controls and not (entry / store.CONTROLS_MANIFEST).exists()
-    assert not analysis.controls_ready(first)
-    built = analysis.controls(first)
-    assert set(built) == set(first.svd.kinds) and analysis.controls_ready(first)
+    assert not ctl.controls_ready(first)
+    built = ctl.controls(first)
+    assert set(built) == set(first.svd.kinds) and ctl.controls_ready(first)
     assert (entry / store.CONTROLS_MANIFEST).is_file()
     ref = build_controls(first.weights, first.settings)
     for kind, res in ref.items():
@@ -63,23 +63,23 @@ def test_controls_are_built_on_first_use_then_read(model, tmp_path: Path, monkey
         assert torch.equal(built[kind].tops.top_idx, res.tops.top_idx)
 
     calls: list[int] = []
-    monkeypatch.setattr(analysis, "build_controls", lambda *a, **k: calls.append(1) or {})
+    monkeypatch.setattr(ctl, "build_controls", lambda *a, **k: calls.append(1) or {})
     second = _build(model, tmp_path)  # a new process would see the same: read, not built
     # Opening the entry does not read the controls; the first use reads them.
-    assert second.from_cache and not second.svd.controls and not analysis.controls_ready(second)
+    assert second.from_cache and not second.svd.controls and not ctl.controls_ready(second)
     for kind, res in built.items():
         other = query.kind_result(second, kind, control=True)
         assert torch.equal(other.decomposition.S, res.decomposition.S)
         assert torch.equal(other.decomposition.directions, res.decomposition.directions)
         assert torch.equal(other.tops.bottom_idx, res.tops.bottom_idx)
-    assert calls == [] and analysis.controls_ready(second)
+    assert calls == [] and ctl.controls_ready(second)
 
 
 def test_damaged_controls_are_rebuilt_and_keep_the_entry(model, tmp_path: Path) -> None:
-    import core.analysis as analysis
+    import core.random_control as ctl
 
     a = _build(model, tmp_path)
-    want = {k: r.decomposition.S for k, r in analysis.controls(a).items()}
+    want = {k: r.decomposition.S for k, r in ctl.controls(a).items()}
     entry = store.entry_dir(tmp_path, a.meta, "post")
     target = entry / "ov.control.safetensors"
     data = bytearray(target.read_bytes())
@@ -88,8 +88,8 @@ def test_damaged_controls_are_rebuilt_and_keep_the_entry(model, tmp_path: Path) 
     with pytest.raises(CacheError):
         store.load_controls(tmp_path, a.meta, "post", settings_key(a.settings))
     b = _build(model, tmp_path)
-    assert b.from_cache and not analysis.controls_ready(b)  # the entry itself still serves
-    got = analysis.controls(b)
+    assert b.from_cache and not ctl.controls_ready(b)  # the entry itself still serves
+    got = ctl.controls(b)
     assert all(torch.equal(got[k].decomposition.S, s) for k, s in want.items())
     store.load_controls(tmp_path, a.meta, "post", settings_key(a.settings))  # rewritten whole
 
@@ -97,18 +97,18 @@ def test_damaged_controls_are_rebuilt_and_keep_the_entry(model, tmp_path: Path) 
 def test_controls_are_built_once_for_concurrent_sessions(model, tmp_path: Path, monkeypatch):
     import threading
 
-    import core.analysis as analysis
+    import core.random_control as ctl
 
     a = _build(model, tmp_path)
-    real, calls = analysis.build_controls, []
+    real, calls = ctl.build_controls, []
 
     def counted(*args, **kw):
         calls.append(1)
         return real(*args, **kw)
 
-    monkeypatch.setattr(analysis, "build_controls", counted)
+    monkeypatch.setattr(ctl, "build_controls", counted)
     out: list[dict] = []
-    threads = [threading.Thread(target=lambda: out.append(analysis.controls(a))) for _ in range(4)]
+    threads = [threading.Thread(target=lambda: out.append(ctl.controls(a))) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
@@ -117,15 +117,15 @@ def test_controls_are_built_once_for_concurrent_sessions(model, tmp_path: Path, 
 
 
 def test_rebuilding_an_entry_drops_its_old_controls(model, tmp_path: Path) -> None:
-    import core.analysis as analysis
+    import core.random_control as ctl
 
     a = _build(model, tmp_path, k=10)
-    analysis.controls(a)
+    ctl.controls(a)
     entry = store.entry_dir(tmp_path, a.meta, "post")
     assert (entry / store.CONTROLS_MANIFEST).is_file()
     b = _build(model, tmp_path, k=12)  # other settings: the entry is rebuilt
     assert not b.from_cache and not (entry / store.CONTROLS_MANIFEST).exists()
-    assert not analysis.controls_ready(b)
+    assert not ctl.controls_ready(b)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "delete", "meta"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from core.analysis import controls
 from core.errors import SpecError
 from core.label.offline import OfflineParams
 from core.label.sweep import (
@@ -15,6 +14,7 @@ from core.label.sweep import (
     sweep_offline,
     token_sets,
 )
+from core.random_control import controls
 from core.settings import HEAD_KINDS
 
 CONCEPTS = ("fire", "water", "animal", "number", "colour")
