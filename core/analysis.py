@@ -29,6 +29,7 @@ from core.model.tokenizer import file_tokenizer
 from core.model.weights import ModelWeights, process, weights_from_params
 from core.progress import Progress, quiet
 from core.settings import MATRIX_KINDS, Settings
+from core.svd.control import control_scales
 from core.svd.decompose import Decomposition
 from core.svd.project import TokenTable, read_unembed, token_table
 
@@ -155,6 +156,9 @@ class Analysis:
     from_cache: bool = False
     persist: bool = True
     fill: Fill | None = field(default=None, compare=False)
+    # Read from the checkpoint part when the analysis came from the cache alone: the
+    # random controls' scales (core.svd.control), so drawing one loads no model.
+    control_scales: dict[str, Tensor] | None = field(default=None, compare=False, repr=False)
     # Memo of W_U restricted to each token filter's columns. Filling it never changes
     # what any query returns, so sharing one Analysis across sessions stays read-only.
     _unembed_memo: dict[tuple[str, ...], tuple[torch.Tensor, torch.Tensor]] = field(
@@ -301,7 +305,8 @@ def _persist(a: Analysis, fingerprint: str | None, entry: bool) -> None:
             ctl = ModelSVD(a.meta, s.processing, a.svd.k, {}, dict(a._controls_memo))
             store.save_controls(ctl, s.cache_dir, key)
     if fingerprint is not None:
-        part = checkpoint.CheckpointPart(fingerprint, a.W_U, a.W_E, a.tokens)
+        scales = control_scales(a.weights)
+        part = checkpoint.CheckpointPart(fingerprint, a.W_U, a.W_E, a.tokens, scales)
         checkpoint.save_checkpoint(s.cache_dir, a.meta, s.processing, key, part)
 
 
@@ -348,7 +353,17 @@ def open_analysis(
             unloaded = ModelSource(
                 source, None, settings, svd.meta.weights_hash, partial(file_tokenizer, path)
             )
-            return Analysis(settings, svd, part.tokens, part.W_U, part.W_E, unloaded, True, True)
+            return Analysis(
+                settings,
+                svd,
+                part.tokens,
+                part.W_U,
+                part.W_E,
+                unloaded,
+                True,
+                True,
+                control_scales=part.control_scales,
+            )
     loaded = _load(settings, None, progress)
     assert loaded.model is not None
     return analysis_from_weights(

@@ -15,7 +15,9 @@ from core.cache import store
 from core.cache.build import build_control_decomposition, build_controls
 from core.cache.store import KindResult, ModelSVD
 from core.errors import CacheError
+from core.model.weights import ModelWeights
 from core.progress import Progress, quiet
+from core.svd.control import control_weights, draw_control
 from core.svd.decompose import Decomposition
 
 
@@ -61,14 +63,26 @@ def control_decomposition(analysis: Analysis, kind: str) -> Decomposition:
 
     From the projected controls when they are in memory or in the cache, else drawn and
     decomposed for this kind alone (kept in memory, not written: the first reader of the
-    projected controls builds and writes those).
+    projected controls builds and writes those). The draw needs no model when the
+    analysis came from a cache entry that keeps the controls' scales.
     """
     if not controls_ready(analysis):
         s = analysis.settings
         if not store.controls_on_disk(s.cache_dir, analysis.meta, s.processing):
             with analysis._controls_lock:
                 if kind not in analysis._control_decomps:
-                    d = build_control_decomposition(analysis.weights, kind, s)
+                    d = build_control_decomposition(_drawn(analysis), kind, s)
                     analysis._control_decomps[kind] = d
                 return analysis._control_decomps[kind]
     return controls(analysis)[kind].decomposition
+
+
+def _drawn(analysis: Analysis) -> ModelWeights:
+    """The control model: from the scales the cache entry keeps, else from the weights
+    (which loads the model when the analysis came from the cache alone).
+    """
+    s, scales = analysis.settings, analysis.control_scales
+    if scales is None:
+        return control_weights(analysis.weights, s.seed)
+    meta = analysis.meta
+    return draw_control(meta, s.processing, scales, analysis.W_E, analysis.W_U, s.seed)

@@ -24,7 +24,8 @@ from core.cache.store import KindResult, ModelSVD
 from core.model.weights import ModelWeights
 from core.progress import Progress, quiet
 from core.settings import Settings
-from core.svd.decompose import Decomposition, control_weights, decompose_control, decompose_kind
+from core.svd.control import control_weights, decompose_control
+from core.svd.decompose import Decomposition, decompose_kind
 from core.svd.project import TopTokens, orient, read_unembed
 
 #: Directions of each component projected before anything is shown (the atlas's
@@ -150,41 +151,34 @@ def build_controls(
     kinds = [k for k in settings.kinds if k in weights.kinds()]
     W_U = read_unembed(weights.W_U.to(device), settings.projection)
     out: dict[str, KindResult] = {}
-    ctrl: ModelWeights | None = None
+    # The random model is drawn once for every kind (decompose_control would draw the
+    # whole model again per kind), then decomposed on the device.
+    ctrl = _to_device(control_weights(weights, settings.seed), device)
     for i, kind in enumerate(kinds):
         progress(i / max(1, len(kinds)), f"control {kind}: SVD + projection")
-        # The random model is drawn once for every kind (decompose_control would draw the
-        # whole model again per kind), then decomposed on the device.
-        if kind != "embed" and ctrl is None:
-            ctrl = _to_device(control_weights(weights, settings.seed), device)
-        out[kind] = _result(_control_of(weights, ctrl, kind, settings, device), W_U, settings)
+        out[kind] = _result(_control_of(ctrl, kind, settings, device), W_U, settings)
     progress(1.0, "done")
     return out
 
 
-def build_control_decomposition(
-    weights: ModelWeights, kind: str, settings: Settings
-) -> Decomposition:
-    """The random control of ``kind``, decomposed but neither oriented nor projected (what
-    the spectra read; the projection through ``W_U`` is most of :func:`build_controls`'
-    cost for an MLP kind). The same draw as :func:`build_controls`, so the same singular
+def build_control_decomposition(ctrl: ModelWeights, kind: str, settings: Settings) -> Decomposition:
+    """``kind``'s random control from the drawn control model ``ctrl``
+    (:mod:`core.svd.control`), decomposed but neither oriented nor projected (what the
+    spectra read; the projection through ``W_U`` is most of :func:`build_controls`' cost
+    for an MLP kind). The same draw as :func:`build_controls`, so the same singular
     values; returned on the CPU.
     """
     device = settings.torch_device()
-    ctrl = None if kind == "embed" else _to_device(control_weights(weights, settings.seed), device)
-    return _decomp_to(_control_of(weights, ctrl, kind, settings, device), "cpu")
+    return _decomp_to(_control_of(_to_device(ctrl, device), kind, settings, device), "cpu")
 
 
-def _control_of(
-    weights: ModelWeights, ctrl: ModelWeights | None, kind: str, settings: Settings, device: str
-) -> Decomposition:
-    """``kind``'s control from the drawn control model ``ctrl`` (``None`` for the
-    embedding, whose control is drawn from ``W_E``'s scale), on ``device``.
+def _control_of(ctrl: ModelWeights, kind: str, settings: Settings, device: str) -> Decomposition:
+    """``kind``'s control from the control model ``ctrl``, on ``device``. The embedding's
+    is drawn from the real ``W_E``'s scale, which the control model keeps.
     """
-    if kind == "embed" or ctrl is None:
-        return _decomp_to(
-            decompose_control(weights, kind, settings.degeneracy_tol, settings.seed), device
-        )
+    if kind == "embed":
+        d = decompose_control(ctrl, kind, settings.degeneracy_tol, settings.seed)
+        return _decomp_to(d, device)
     return replace(decompose_kind(ctrl, kind, settings.degeneracy_tol), control=True)
 
 

@@ -1,7 +1,8 @@
 """The checkpoint part of a cache entry: what answers queries in place of the model.
 
 Files, beside the entry's kinds: ``unembed.safetensors`` (the processed view's
-unembedding as read, its embedding, and the norm filter's values), ``tokens.json`` (the
+unembedding as read, its embedding, the norm filter's values, and the scales the random
+controls are drawn with, ``control.<matrix>``), ``tokens.json`` (the
 token table) and ``checkpoint.json`` (the manifest, with the checkpoint's fingerprint:
 :mod:`core.model.fingerprint`). :func:`find_by_fingerprint` finds an entry from the
 fingerprint alone, so a cached answer reads no weight and imports neither transformers
@@ -36,6 +37,7 @@ from core.svd.project import TokenTable, token_table_from_strings
 
 UNEMBED_FILE = "unembed.safetensors"
 TOKENS_FILE = "tokens.json"
+CONTROL_PREFIX = "control."
 
 __all__ = [
     "CHECKPOINT_MANIFEST",
@@ -57,12 +59,16 @@ class CheckpointPart:
             the entry's projection applied: :attr:`core.analysis.Analysis.W_U`).
         W_E: the embedding ``[d_vocab, d_model]``.
         tokens: the token table (its ``norm`` values are kept with ``W_U``).
+        control_scales: :func:`core.svd.control.control_scales` of the processed view, so
+            the spectra's random controls are drawn without the model (``None`` in parts
+            written before they were kept).
     """
 
     fingerprint: str
     W_U: Tensor
     W_E: Tensor
     tokens: TokenTable
+    control_scales: dict[str, Tensor] | None = None
 
 
 def save_checkpoint(
@@ -79,13 +85,11 @@ def save_checkpoint(
     tensors = {"W_U": part.W_U, "W_E": part.W_E}
     if part.tokens.norm is not None:  # the norm filter's values: W_U may be rescaled
         tensors["norm"] = part.tokens.norm
-    files = {
-        UNEMBED_FILE: write_safetensors(
-            out,
-            UNEMBED_FILE,
-            {k: v.detach().cpu().float().contiguous() for k, v in tensors.items()},
-        )
-    }
+    tensors = {k: v.detach().cpu().float().contiguous() for k, v in tensors.items()}
+    # Kept in their own dtype: the control's draw is in that dtype.
+    for name, std in (part.control_scales or {}).items():
+        tensors[f"{CONTROL_PREFIX}{name}"] = std.detach().cpu().contiguous()
+    files = {UNEMBED_FILE: write_safetensors(out, UNEMBED_FILE, tensors)}
     table: dict[str, Any] = {"raw": list(part.tokens.raw), "display": list(part.tokens.display)}
     if part.tokens.trained is not None:  # the under-trained tokens, detected at the build
         table["undertrained"] = (~part.tokens.trained).nonzero()[:, 0].tolist()
@@ -140,5 +144,9 @@ def find_by_fingerprint(
                 continue
         except (CacheError, OSError, ValueError, KeyError, TypeError):
             continue
-        return svd, CheckpointPart(fingerprint, t["W_U"], t["W_E"], tokens)
+        scales = {
+            k.removeprefix(CONTROL_PREFIX): v for k, v in t.items() if k.startswith(CONTROL_PREFIX)
+        }
+        part = CheckpointPart(fingerprint, t["W_U"], t["W_E"], tokens, scales or None)
+        return svd, part
     return None

@@ -13,7 +13,9 @@ so a layer's rows follow the previous layer's), computes the model's weights has
 layer at a time (:func:`core.model.streamed.streamed_meta`) and writes the entry and its
 checkpoint part with the ordinary cache writer; the tests hold it equal, byte for byte,
 to a serial build of the whole model. The random controls draw the whole model in one
-random stream, so a split sweep does not build them (the first page that needs them does).
+random stream, so a split sweep does not build them (the first page that needs them does);
+each piece keeps its layers' control scales, so the merged checkpoint part can draw the
+spectra's controls without the model, as a serial build's can.
 """
 
 from __future__ import annotations
@@ -39,11 +41,13 @@ from core.model.fingerprint import fingerprint
 from core.model.streamed import CheckpointReader, header_meta, layer_weights, streamed_meta
 from core.model.weights import process
 from core.settings import Settings
+from core.svd.control import control_scales
 from core.svd.project import TopTokens, read_unembed, token_table
 
 #: The piece that holds the embedding kind (the others are ``layers-A-B``).
 EMBED_PART = "embed"
 SHARD_MANIFEST = "shard.json"
+CONTROL_SCALES_FILE = "control_scales.safetensors"
 _TOPS_FIELDS = ("top_idx", "top_val", "bottom_idx", "bottom_val")
 
 
@@ -105,6 +109,8 @@ def build_shard(
             "components": [list(c) for c in res.decomposition.components],
             "n_projected": res.n_projected,
         }
+    if layers is not None:  # merged into the checkpoint part (core.svd.control)
+        save_file(control_scales(weights), str(tmp / CONTROL_SCALES_FILE))
     manifest = {"layers": None if layers is None else list(layers), "kinds": index}
     (tmp / SHARD_MANIFEST).write_text(json.dumps(manifest))
     try:
@@ -180,10 +186,22 @@ def merge(settings: Settings, source: Path, ranges: list[tuple[int, int]]) -> Pa
         tokenizer = AutoTokenizer.from_pretrained(str(source))
         tokens = token_table(tokenizer, meta.d_vocab, raw.W_U, norm_W_U=weights.W_U)
         W_R = read_unembed(weights.W_U, settings.projection)
-        part = checkpoint.CheckpointPart(fp, W_R, weights.W_E, tokens)
+        scales = _merged_scales([root / part_name(r) for r in ranges])
+        part = checkpoint.CheckpointPart(fp, W_R, weights.W_E, tokens, scales)
         checkpoint.save_checkpoint(settings.cache_dir, meta, settings.processing, key, part)
     shutil.rmtree(root, ignore_errors=True)
     return entry
+
+
+def _merged_scales(shards: list[Path]) -> dict[str, torch.Tensor] | None:
+    """The pieces' control scales joined in layer order (``None`` when a piece has none:
+    built before they were kept; the controls then load the model).
+    """
+    files = [path / CONTROL_SCALES_FILE for path in shards]
+    if not all(f.is_file() for f in files):
+        return None
+    tables = [load_file(str(f)) for f in files]
+    return {name: torch.cat([t[name] for t in tables]) for name in tables[0]}
 
 
 def cached_entry(settings: Settings, source: Path) -> Path | None:

@@ -14,7 +14,8 @@ from core.model.random import random_model
 from core.model.weights import process
 from core.settings import Settings
 from core.svd import project
-from core.svd.decompose import TOKEN_SIDE, decompose_control, token_side_svd
+from core.svd.control import decompose_control
+from core.svd.decompose import TOKEN_SIDE, token_side_svd
 from core.svd.project import project_topk
 from tests.core.reference import unembed_as_read
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 import core.random_control as ctl
-from core.analysis import analysis_from_weights, raw_weights
+from core.analysis import analysis_from_weights, open_analysis, raw_weights
 from core.cache import store
 from core.model.loading import load_model
 from core.settings import Settings
-from core.svd.decompose import control_weights, decompose_control
+from core.svd.control import control_scales, control_weights, decompose_control, draw_control
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +62,45 @@ def test_it_agrees_with_the_projected_controls_and_reads_them(model, tmp_path, m
     for kind in b.svd.kinds:
         got = ctl.control_decomposition(b, kind)
         assert torch.equal(got.S, built[kind].decomposition.S)
+
+
+def _plain_control(weights, seed: int) -> dict[str, torch.Tensor]:
+    """The documented draw, written out: one generator, the matrices in order, head 0 of
+    the attention ones, each i.i.d. normal times its own matrix's standard deviation."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for name in ("W_Q", "W_K", "W_V", "W_O", "W_in", "W_gate", "W_out"):
+        W = getattr(weights, name)
+        if W is None:
+            continue
+        if name in ("W_Q", "W_K", "W_V", "W_O"):
+            W = W[:, :1]
+            std = W.reshape(W.shape[0], 1, -1).std(dim=-1)[..., None, None]
+        else:
+            std = W.reshape(W.shape[0], -1).std(dim=-1)[:, None, None]
+        out[name] = torch.randn(W.shape, generator=g, dtype=W.dtype) * std
+    return out
+
+
+def test_drawing_from_the_scales_is_the_documented_draw(model) -> None:
+    _, raw = model
+    want = _plain_control(raw, 3)
+    drawn = draw_control(raw.meta, raw.processing, control_scales(raw), raw.W_E, raw.W_U, 3)
+    assert drawn.meta.n_heads == 1 and torch.equal(drawn.W_E, raw.W_E)
+    for name, ref in want.items():
+        assert torch.equal(getattr(drawn, name), ref), name
+
+
+def test_a_cache_hit_draws_the_spectra_control_without_the_model(checkpoints, tmp_path):
+    s = Settings(model=str(checkpoints["llama"]), device="cpu", cache_dir=tmp_path)
+    built = open_analysis(s)  # loads the model, writes the entry and its checkpoint part
+    hit = open_analysis(s)
+    assert hit.from_cache and not hit.source.loaded and hit.control_scales is not None
+    for kind in hit.svd.kinds:
+        got = ctl.control_decomposition(hit, kind)
+        want = ctl.control_decomposition(built, kind)  # drawn from the loaded weights
+        assert torch.allclose(got.S, want.S, rtol=1e-5), kind
+    assert not hit.source.loaded
 
 
 def test_every_public_name_of_core_resolves() -> None:
