@@ -25,6 +25,7 @@ from core.cache.store import KindResult, ModelSVD
 from core.errors import CacheError
 from core.model.fingerprint import fingerprint
 from core.model.loading import LoadedModel, load_model, locate_model
+from core.model.noise import kind_floors, noise_for_model
 from core.model.tokenizer import file_tokenizer
 from core.model.weights import ModelWeights, process, weights_from_params
 from core.progress import Progress, quiet
@@ -159,6 +160,8 @@ class Analysis:
     # Read from the checkpoint part when the analysis came from the cache alone: the
     # random controls' scales (core.svd.control), so drawing one loads no model.
     control_scales: dict[str, Tensor] | None = field(default=None, compare=False, repr=False)
+    # Likewise each component's quantization noise floor, per kind (quantized models).
+    noise_floors: dict[str, Tensor] | None = field(default=None, compare=False, repr=False)
     # Memo of W_U restricted to each token filter's columns. Filling it never changes
     # what any query returns, so sharing one Analysis across sessions stays read-only.
     _unembed_memo: dict[tuple[str, ...], tuple[torch.Tensor, torch.Tensor]] = field(
@@ -306,8 +309,21 @@ def _persist(a: Analysis, fingerprint: str | None, entry: bool) -> None:
             store.save_controls(ctl, s.cache_dir, key)
     if fingerprint is not None:
         scales = control_scales(a.weights)
-        part = checkpoint.CheckpointPart(fingerprint, a.W_U, a.W_E, a.tokens, scales)
+        part = checkpoint.CheckpointPart(
+            fingerprint, a.W_U, a.W_E, a.tokens, scales, _noise_floors(a)
+        )
         checkpoint.save_checkpoint(s.cache_dir, a.meta, s.processing, key, part)
+
+
+def _noise_floors(a: Analysis) -> dict[str, Tensor] | None:
+    """Each kind's per-component noise floor when the checkpoint was quantized."""
+    noise = noise_for_model(a.settings.model)
+    if noise is None:
+        return None
+    return {
+        kind: kind_floors(noise, a.raw, a.weights, kind, r.decomposition.components)
+        for kind, r in a.svd.kinds.items()
+    }
 
 
 def raw_weights(model: LoadedModel) -> ModelWeights:
@@ -363,6 +379,7 @@ def open_analysis(
                 True,
                 True,
                 control_scales=part.control_scales,
+                noise_floors=part.noise_floors,
             )
     loaded = _load(settings, None, progress)
     assert loaded.model is not None

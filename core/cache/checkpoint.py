@@ -1,8 +1,9 @@
 """The checkpoint part of a cache entry: what answers queries in place of the model.
 
 Files, beside the entry's kinds: ``unembed.safetensors`` (the processed view's
-unembedding as read, its embedding, the norm filter's values, and the scales the random
-controls are drawn with, ``control.<matrix>``), ``tokens.json`` (the
+unembedding as read, its embedding, the norm filter's values, the scales the random
+controls are drawn with, ``control.<matrix>``, and for a quantized checkpoint each
+component's noise floor, ``floor.<kind>``), ``tokens.json`` (the
 token table) and ``checkpoint.json`` (the manifest, with the checkpoint's fingerprint:
 :mod:`core.model.fingerprint`). :func:`find_by_fingerprint` finds an entry from the
 fingerprint alone, so a cached answer reads no weight and imports neither transformers
@@ -38,6 +39,7 @@ from core.svd.project import TokenTable, token_table_from_strings
 UNEMBED_FILE = "unembed.safetensors"
 TOKENS_FILE = "tokens.json"
 CONTROL_PREFIX = "control."
+FLOOR_PREFIX = "floor."
 
 __all__ = [
     "CHECKPOINT_MANIFEST",
@@ -62,6 +64,8 @@ class CheckpointPart:
         control_scales: :func:`core.svd.control.control_scales` of the processed view, so
             the spectra's random controls are drawn without the model (``None`` in parts
             written before they were kept).
+        noise_floors: per kind, :func:`core.model.noise.noise_floor` of each component
+            in the decomposition's order (``None``: not quantized, or not kept).
     """
 
     fingerprint: str
@@ -69,6 +73,7 @@ class CheckpointPart:
     W_E: Tensor
     tokens: TokenTable
     control_scales: dict[str, Tensor] | None = None
+    noise_floors: dict[str, Tensor] | None = None
 
 
 def save_checkpoint(
@@ -89,6 +94,8 @@ def save_checkpoint(
     # Kept in their own dtype: the control's draw is in that dtype.
     for name, std in (part.control_scales or {}).items():
         tensors[f"{CONTROL_PREFIX}{name}"] = std.detach().cpu().contiguous()
+    for kind, floors in (part.noise_floors or {}).items():
+        tensors[f"{FLOOR_PREFIX}{kind}"] = floors.detach().cpu().float().contiguous()
     files = {UNEMBED_FILE: write_safetensors(out, UNEMBED_FILE, tensors)}
     table: dict[str, Any] = {"raw": list(part.tokens.raw), "display": list(part.tokens.display)}
     if part.tokens.trained is not None:  # the under-trained tokens, detected at the build
@@ -144,9 +151,19 @@ def find_by_fingerprint(
                 continue
         except (CacheError, OSError, ValueError, KeyError, TypeError):
             continue
-        scales = {
-            k.removeprefix(CONTROL_PREFIX): v for k, v in t.items() if k.startswith(CONTROL_PREFIX)
-        }
-        part = CheckpointPart(fingerprint, t["W_U"], t["W_E"], tokens, scales or None)
+        part = CheckpointPart(
+            fingerprint,
+            t["W_U"],
+            t["W_E"],
+            tokens,
+            _group(t, CONTROL_PREFIX),
+            _group(t, FLOOR_PREFIX),
+        )
         return svd, part
     return None
+
+
+def _group(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor] | None:
+    """The tensors named ``prefix<name>``, by ``name`` (``None`` when there are none)."""
+    out = {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
+    return out or None

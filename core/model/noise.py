@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,3 +199,17 @@ def noise_floor(
     if kind == "embed":
         return random_top_singular(noise.sigma("embed", 0), m.d_vocab, m.d_model)
     raise KeyError(kind)
+
+
+def kind_floors(
+    noise: QuantNoise,
+    raw: ModelWeights,
+    weights: ModelWeights,
+    kind: str,
+    components: Sequence[tuple[int, int | None]],
+) -> Float[Tensor, " component"]:
+    """:func:`noise_floor` of each of ``kind``'s ``components``, in their order (what the
+    cache keeps, so the spectra show the floor without loading the model).
+    """
+    floors = [noise_floor(noise, raw, weights, kind, layer, head) for layer, head in components]
+    return torch.tensor(floors, dtype=torch.float32)

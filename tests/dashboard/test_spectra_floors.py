@@ -1,0 +1,57 @@
+"""The spectra's noise floors of a quantized checkpoint come from the cache entry's
+checkpoint part on a cache hit, equal to those computed from the loaded weights."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from core.analysis import open_analysis
+from core.model.noise import NOISE_FILE, noise_floor, read_noise
+from core.settings import Settings
+from dashboard.builders.spectra import noise_floors
+
+
+def _quantized_copy(src: Path, dst: Path, meta) -> Path:
+    """``src`` with a made-up noise table, as a GGUF build writes one."""
+    shutil.copytree(src, dst)
+    tensors = {}
+    for layer in range(meta.n_layers):
+        for i, name in enumerate(("q", "k", "v", "o")):
+            kv = name in ("k", "v")
+            n = meta.n_kv_heads if kv else meta.n_heads
+            tensors[f"model.layers.{layer}.self_attn.{name}_proj.weight"] = {
+                "sigma": 0.01,
+                "head_sigma": [0.001 * (layer + 1) * (h + 1 + i) for h in range(n)],
+            }
+        for name in ("up", "gate", "down"):
+            tensors[f"model.layers.{layer}.mlp.{name}_proj.weight"] = {"sigma": 0.002 * (layer + 1)}
+    tensors["model.embed_tokens.weight"] = {"sigma": 0.003}
+    table = {"source": "test", "n_heads": meta.n_heads, "n_kv_heads": meta.n_kv_heads}
+    (dst / NOISE_FILE).write_text(json.dumps({**table, "tensors": tensors}))
+    return dst
+
+
+def test_a_cache_hit_shows_the_noise_floors_without_the_model(checkpoints, tmp_path) -> None:
+    plain = open_analysis(
+        Settings(model=str(checkpoints["llama"]), device="cpu", cache_dir=tmp_path / "c0")
+    )
+    model = _quantized_copy(checkpoints["llama"], tmp_path / "llama-q", plain.meta)
+    s = Settings(model=str(model), device="cpu", cache_dir=tmp_path / "cache")
+    built = open_analysis(s)
+    hit = open_analysis(s)
+    assert hit.from_cache and not hit.source.loaded and hit.noise_floors is not None
+    noise = read_noise(model)
+    assert noise is not None
+    for kind, res in built.svd.kinds.items():
+        comps = list(res.decomposition.components)
+        got = noise_floors(hit, kind, comps)
+        for layer, head in comps:  # each against the floor computed from the loaded weights
+            want = noise_floor(noise, built.raw, built.weights, kind, layer, head)
+            assert got[(layer, head)] == pytest.approx(want, rel=1e-6), (kind, layer, head)
+    assert not hit.source.loaded
+    # A checkpoint that was not quantized keeps none.
+    assert open_analysis(plain.settings).noise_floors is None
