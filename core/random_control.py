@@ -61,14 +61,16 @@ def control_decomposition_ready(analysis: Analysis, kind: str) -> bool:
 def control_decomposition(analysis: Analysis, kind: str) -> Decomposition:
     """``kind``'s random control, decomposed (singular values, directions; no tokens).
 
-    From the projected controls when they are in memory or in the cache, else drawn and
-    decomposed for this kind alone (kept in memory, not written: the first reader of the
-    projected controls builds and writes those). The draw needs no model when the
-    analysis came from a cache entry that keeps the controls' scales.
+    From the projected controls when they are in memory; else drawn and decomposed for
+    this kind alone when that needs no model (the cache entry keeps the controls' scales:
+    faster than reading every kind's projected controls) or when no controls part is on
+    disk; else read from that part. A drawn kind is kept in memory, not written: the
+    first reader of the projected controls builds and writes those.
     """
     if not controls_ready(analysis):
         s = analysis.settings
-        if not store.controls_on_disk(s.cache_dir, analysis.meta, s.processing):
+        on_disk = store.controls_on_disk(s.cache_dir, analysis.meta, s.processing)
+        if analysis.control_scales is not None or not on_disk:
             with analysis._controls_lock:
                 if kind not in analysis._control_decomps:
                     d = build_control_decomposition(_drawn(analysis), kind, s)
