@@ -36,10 +36,8 @@ print(json.dumps(out))
 """
 
 
-def test_first_pages_on_a_warm_cache_load_no_model(dash_env, analysis) -> None:
-    # `analysis` wrote the cache entry (and its checkpoint part) in this process. Spectra
-    # draw their random control from the scales the checkpoint part keeps.
-    pages = ["overview", "spectra", "grid", "atlas", "search", "statistics"]
+def _visit(pages: list[str], dash_env: dict[str, str]) -> dict:
+    """:data:`_CHILD`'s report of opening ``pages`` in a fresh interpreter."""
     env = {**os.environ, **dash_env, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
         [sys.executable, "-c", _CHILD, APP, json.dumps(pages)],
@@ -50,7 +48,14 @@ def test_first_pages_on_a_warm_cache_load_no_model(dash_env, analysis) -> None:
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_first_pages_on_a_warm_cache_load_no_model(dash_env, analysis) -> None:
+    # `analysis` wrote the cache entry (and its checkpoint part) in this process. Spectra
+    # draw their random control from the scales the checkpoint part keeps.
+    pages = ["overview", "spectra", "grid", "atlas", "search", "statistics"]
+    out = _visit(pages, dash_env)
     for key in pages:
         assert out[key] == {"errors": [], "loaded": False}, (key, out[key])
     assert out["modules"] == [], out
@@ -69,17 +74,7 @@ def test_spectra_draw_their_control_without_projecting_every_control(
     shutil.copytree(dash_env["SVDLENS_CACHE_DIR"], cache)
     for manifest in cache.rglob(store.CONTROLS_MANIFEST):  # other tests may have built them
         manifest.unlink()
-    env = {**os.environ, **dash_env, "SVDLENS_CACHE_DIR": str(cache), "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, APP, json.dumps(["spectra"])],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = _visit(["spectra"], {**dash_env, "SVDLENS_CACHE_DIR": str(cache)})
     assert out["spectra"] == {"errors": [], "loaded": False}
     assert out["charts"] == 2  # weights and control
     assert out["controls_ready"] is False

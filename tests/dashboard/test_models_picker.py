@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
 
 from core.model import embedded
 from dashboard import components, config
+from tests.dashboard.conftest import APP
 
 
 def test_picker_lists_every_embedded_model_once(monkeypatch, tmp_path) -> None:
@@ -32,15 +37,11 @@ def test_unbuilt_embedded_default_falls_back_to_the_demo(monkeypatch, tmp_path) 
     assert config.default_model() == "/some/ckpt"
 
 
-def test_a_first_head_model_opens_on_its_chosen_head(dash_env, analysis, monkeypatch) -> None:
-    """A session without a component in its URL opens a ``first_head`` model on the head
-    core/label/first_head.py picks; a URL that names a component keeps it."""
-    from pathlib import Path
-
-    from streamlit.testing.v1 import AppTest
-
+@pytest.fixture
+def chosen(dash_env, analysis, monkeypatch):
+    """The tiny model registered as a ``first_head`` model, and the head it should open
+    on (words: the tiny vocabulary's alphabetic tokens)."""
     from core.label import first_head as fh
-    from tests.dashboard.conftest import APP
 
     tiny = dataclasses.replace(
         embedded.SMOLLM2, directory=Path(dash_env["SVDLENS_DEFAULT_MODEL"]), gguf=None
@@ -48,44 +49,34 @@ def test_a_first_head_model_opens_on_its_chosen_head(dash_env, analysis, monkeyp
     monkeypatch.setattr(embedded, "EMBEDDED", (embedded.DEMO, tiny))
     words = frozenset(t.strip().lower() for t in analysis.tokens.raw if t.strip().isalpha())
     monkeypatch.setattr(fh, "dictionary_words", lambda: words)
-    want = fh.first_head(analysis, store=False)
+    return fh.first_head(analysis, store=False)
 
+
+def _shown(at: AppTest) -> tuple[str, int, int | None]:
+    ss = at.session_state
+    return ss["sel.kind"], ss["sel.layer"], ss["sel.head"]
+
+
+def test_a_first_head_model_opens_on_its_chosen_head(chosen) -> None:
+    """A session without a component in its URL opens a ``first_head`` model on the head
+    core/label/first_head.py picks; a URL that names a component keeps it."""
     at = AppTest.from_file(APP, default_timeout=180).run()
     assert not at.exception
-    got = (
-        at.session_state["sel.kind"],
-        at.session_state["sel.layer"],
-        at.session_state["sel.head"],
-    )
-    assert got == ("ov", want.layer, want.head)
+    assert _shown(at) == ("ov", chosen.layer, chosen.head)
 
     at = AppTest.from_file(APP, default_timeout=180)
     at.query_params["kind"] = "mlp_in"
     at.query_params["layer"] = "0"
     at.run()
-    assert (at.session_state["sel.kind"], at.session_state["sel.layer"]) == ("mlp_in", 0)
+    assert _shown(at)[:2] == ("mlp_in", 0)
 
 
-def test_the_chosen_head_survives_a_stopped_first_run(dash_env, analysis, monkeypatch) -> None:
+def test_the_chosen_head_survives_a_stopped_first_run(chosen, monkeypatch) -> None:
     """A first run stopped before the choice (a click on the page list while the first
     page loads ends it the same way) still opens the session on the chosen head."""
-    from pathlib import Path
-
-    from streamlit.testing.v1 import AppTest
-
-    from core.label import first_head as fh
     from dashboard import loaders
-    from tests.dashboard.conftest import APP
 
-    tiny = dataclasses.replace(
-        embedded.SMOLLM2, directory=Path(dash_env["SVDLENS_DEFAULT_MODEL"]), gguf=None
-    )
-    monkeypatch.setattr(embedded, "EMBEDDED", (embedded.DEMO, tiny))
-    words = frozenset(t.strip().lower() for t in analysis.tokens.raw if t.strip().isalpha())
-    monkeypatch.setattr(fh, "dictionary_words", lambda: words)
-    want = fh.first_head(analysis, store=False)
-    assert (want.layer, want.head) != (0, 0)  # else this test could not fail
-
+    assert (chosen.layer, chosen.head) != (0, 0)  # else this test could not fail
     real, calls = loaders.analysis_or_error, []
 
     def stopped_once(sel):
@@ -99,9 +90,4 @@ def test_the_chosen_head_survives_a_stopped_first_run(dash_env, analysis, monkey
     assert at.exception  # the stopped run
     at.run()
     assert not at.exception
-    got = (
-        at.session_state["sel.kind"],
-        at.session_state["sel.layer"],
-        at.session_state["sel.head"],
-    )
-    assert got == ("ov", want.layer, want.head)
+    assert _shown(at) == ("ov", chosen.layer, chosen.head)
