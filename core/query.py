@@ -18,7 +18,7 @@ from core.decompose import Components, DecomposeOptions, check_method
 from core.decompose import components as decompose_components
 from core.errors import SpecError
 from core.progress import Progress, quiet
-from core.random_control import controls
+from core.random_control import control_result
 from core.settings import HEAD_KINDS, MATRIX_KINDS
 from core.svd.project import TokenTable, TopTokens, project_topk, token_signs
 
@@ -79,7 +79,7 @@ def kind_result(analysis: Analysis, kind: str, control: bool = False) -> KindRes
         raise SpecError(
             f"{kind} is not in this cache entry; rebuild with that kind included (precompute)."
         )
-    return controls(analysis)[kind] if control else analysis.svd.kinds[kind]
+    return control_result(analysis, kind) if control else analysis.svd.kinds[kind]
 
 
 def _check_counts(n: int, k: int) -> None:

@@ -1,14 +1,17 @@
 """The random Gaussian controls of an analysis, built on first use.
 
-Two levels, because their readers need different amounts: :func:`controls` gives every
-kind decomposed *and projected* through ``W_U`` (the grid's control view and the
-statistics read tokens), read from the cache's controls part or built once and written;
-:func:`control_decomposition` gives one kind's decomposition only (the spectra read
-singular values), which for an MLP kind skips the projection, most of the cost.
-Both come from the same draw (``settings.seed``), so they agree.
+Two levels: :func:`controls` gives every kind decomposed *and projected* through ``W_U``,
+read from the cache's controls part or built once and written (a precompute with
+``--controls``, a sweep); :func:`control_result` gives one kind decomposed with nothing
+projected, which is what the pages need (the spectra read singular values; the grid's
+control view and the statistics project the few directions they show, on demand). For an
+MLP kind the projection is most of the cost. Both come from the same draw
+(``settings.seed``) and the same sign rule, so they agree.
 """
 
 from __future__ import annotations
+
+import torch
 
 from core.analysis import Analysis, settings_key
 from core.cache import store
@@ -19,6 +22,7 @@ from core.model.weights import ModelWeights
 from core.progress import Progress, quiet
 from core.svd.control import control_weights, draw_control
 from core.svd.decompose import Decomposition
+from core.svd.project import TopTokens
 
 
 def controls_ready(analysis: Analysis) -> bool:
@@ -54,18 +58,19 @@ def controls(analysis: Analysis, progress: Progress = quiet) -> dict[str, KindRe
 
 
 def control_decomposition_ready(analysis: Analysis, kind: str) -> bool:
-    """Whether :func:`control_decomposition` would answer without building anything."""
+    """Whether :func:`control_result` would answer without building anything."""
     return controls_ready(analysis) or kind in analysis._control_decomps
 
 
-def control_decomposition(analysis: Analysis, kind: str) -> Decomposition:
-    """``kind``'s random control, decomposed (singular values, directions; no tokens).
+def control_result(analysis: Analysis, kind: str) -> KindResult:
+    """``kind``'s random control as the queries read it (:func:`core.query.kind_result`).
 
-    From the projected controls when they are in memory; else drawn and decomposed for
-    this kind alone when that needs no model (the cache entry keeps the controls' scales:
-    faster than reading every kind's projected controls) or when no controls part is on
-    disk; else read from that part. A drawn kind is kept in memory, not written: the
-    first reader of the projected controls builds and writes those.
+    The projected controls when they are in memory. Else the control of this kind alone,
+    drawn and decomposed but with no direction projected (``n_projected = 0``: the grid
+    projects what it shows on demand, with the same sign rule), when that needs no model
+    (the cache entry keeps the controls' scales: faster than reading every kind's
+    projected controls) or when no controls part is on disk. Else read from that part.
+    A drawn kind is kept in memory, not written.
     """
     if not controls_ready(analysis):
         s = analysis.settings
@@ -75,8 +80,18 @@ def control_decomposition(analysis: Analysis, kind: str) -> Decomposition:
                 if kind not in analysis._control_decomps:
                     d = build_control_decomposition(_drawn(analysis), kind, s)
                     analysis._control_decomps[kind] = d
-                return analysis._control_decomps[kind]
-    return controls(analysis)[kind].decomposition
+                d = analysis._control_decomps[kind]
+            empty = torch.zeros(0, s.k)
+            none = TopTokens(empty.long(), empty, empty.long(), empty)
+            return KindResult(d, none, 0)
+    return controls(analysis)[kind]
+
+
+def control_decomposition(analysis: Analysis, kind: str) -> Decomposition:
+    """``kind``'s random control, decomposed (what the spectra read; see
+    :func:`control_result`).
+    """
+    return control_result(analysis, kind).decomposition
 
 
 def _drawn(analysis: Analysis) -> ModelWeights:

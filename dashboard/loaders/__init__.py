@@ -24,12 +24,7 @@ from core.analysis import Analysis, open_analysis
 from core.decompose import Components
 from core.errors import CoreError
 from core.query import Direction, directions, method_components, method_directions
-from core.random_control import (
-    control_decomposition,
-    control_decomposition_ready,
-    controls,
-    controls_ready,
-)
+from core.random_control import control_decomposition_ready, control_result
 from core.search import SearchIndex, build_index
 from core.settings import Processing, Settings
 
@@ -148,22 +143,17 @@ def analysis_or_error(sel: state.Selection) -> Analysis | None:
     return None
 
 
-def ensure_controls(a: Analysis, kind: str | None = None) -> bool:
-    """Make sure ``a``'s random controls exist, with a spinner (a precompute leaves them
-    out): with ``kind``, only that kind's decomposition (what the spectra read; no
-    projection), else every kind projected (read from the cache or built once). Shows
-    ``st.error`` and returns ``False`` when they cannot be built."""
-    if controls_ready(a) or (kind is not None and control_decomposition_ready(a, kind)):
+def ensure_controls(a: Analysis, kind: str) -> bool:
+    """Make sure ``kind``'s random control exists (drawn and decomposed once per model
+    and kind, with a spinner; its directions are projected when shown). Shows
+    ``st.error`` and returns ``False`` when it cannot be built."""
+    if control_decomposition_ready(a, kind):
         return True
     try:
-        if kind is None:
-            with st.spinner("Reading the random controls (drawn and projected once per model)…"):
-                controls(a)
-        else:
-            with st.spinner("Drawing and decomposing this matrix kind's random control…"):
-                control_decomposition(a, kind)
+        with st.spinner("Drawing and decomposing this matrix kind's random control…"):
+            control_result(a, kind)
     except (CoreError, OSError, RuntimeError) as exc:
-        st.error(plain(f"Could not build the random controls ({exc}); turn the control off."))
+        st.error(plain(f"Could not build the random control ({exc}); turn the control off."))
         return False
     return True
 

@@ -90,7 +90,7 @@ state.set_grid_view(
 
 components.step_buttons(sel, a, key="grid")
 if method == "svd":
-    control = control and loaders.ensure_controls(a)
+    control = control and loaders.ensure_controls(a, sel.kind)
 elif control:
     control = loaders.ensure_method(a, method, sel.kind, sel.layer, control=True) is not None
 # A highlighted direction is an SVD direction (a search hit, a link).

@@ -110,3 +110,26 @@ def test_every_public_name_of_core_resolves() -> None:
 
     for name in core.__all__:
         assert getattr(core, name) is not None, name
+
+
+def test_the_control_view_projects_on_demand_what_the_projected_controls_hold(
+    model, tmp_path
+) -> None:
+    """The grid's control view reads one kind drawn and decomposed, projecting what it
+    shows; its tokens, values and signs equal those of the fully projected controls."""
+    from core.query import directions
+
+    lazy = _build(model, tmp_path / "a")
+    full = _build(model, tmp_path / "b")
+    ctl.controls(full)
+    for kind in lazy.svd.kinds:
+        head = 0 if kind in ("ov", "qk") else None
+        for layer in range(1 if kind == "embed" else lazy.meta.n_layers):
+            got = directions(lazy, kind, layer, head, n=6, k=5, control=True)
+            want = directions(full, kind, layer, head, n=6, k=5, control=True)
+            for g, w in zip(got, want, strict=True):
+                for end in ("top", "bottom"):
+                    gs, ws = getattr(g, end), getattr(w, end)
+                    assert [t[0] for t in gs] == [t[0] for t in ws], (kind, layer, end)
+                    assert [t[2] for t in gs] == pytest.approx([t[2] for t in ws], rel=1e-4)
+    assert not ctl.controls_ready(lazy)
