@@ -74,8 +74,9 @@ def control_result(analysis: Analysis, kind: str) -> KindResult:
     """
     if not controls_ready(analysis):
         s = analysis.settings
-        on_disk = store.controls_on_disk(s.cache_dir, analysis.meta, s.processing)
-        if analysis.control_scales is not None or not on_disk:
+        # A kind already drawn answers without touching the disk (every grid render asks).
+        drawn = kind in analysis._control_decomps or analysis.control_scales is not None
+        if drawn or not store.controls_on_disk(s.cache_dir, analysis.meta, s.processing):
             with analysis._controls_lock:
                 if kind not in analysis._control_decomps:
                     d = build_control_decomposition(_drawn(analysis), kind, s)
