@@ -7,8 +7,8 @@ when it can, else by projecting that component's directions on demand (milliseco
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -24,110 +24,16 @@ from core.cache.fill import Fill
 from core.cache.store import KindResult, ModelSVD
 from core.errors import CacheError
 from core.model.fingerprint import fingerprint
-from core.model.loading import LoadedModel, load_model, locate_model
+from core.model.loading import LoadedModel, locate_model
 from core.model.noise import kind_floors, noise_for_model
+from core.model.source import Loaded, ModelSource, load_weights
 from core.model.tokenizer import file_tokenizer
-from core.model.weights import ModelWeights, process, weights_from_params
+from core.model.weights import ModelWeights, process
 from core.progress import Progress, quiet
 from core.settings import MATRIX_KINDS, Settings
 from core.svd.control import control_scales
 from core.svd.decompose import Decomposition
 from core.svd.project import TokenTable, read_unembed, token_table
-
-
-@dataclass(frozen=True)
-class Loaded:
-    """The weights (and the model they came from) behind an analysis.
-
-    Attributes:
-        raw: weights as stored.
-        weights: the view for the settings' processing (what was decomposed).
-        model: the loaded model (``None`` when built from bare weights in tests).
-    """
-
-    raw: ModelWeights
-    weights: ModelWeights
-    model: LoadedModel | None = None
-
-
-class ModelSource:
-    """Where an analysis's weights come from: given up front, or loaded on first use.
-
-    An analysis opened from the cache alone (:func:`open_analysis`) answers its queries
-    from the cache; the model is loaded, once and thread-safely, only when something
-    needs the weights or a forward pass (an edit, building the controls).
-    """
-
-    def __init__(
-        self,
-        path: str,
-        loaded: Loaded | None = None,
-        settings: Settings | None = None,
-        weights_hash: str | None = None,
-        tokenizer: Callable[[], Any] | None = None,
-    ) -> None:
-        self.path = path
-        self._loaded = loaded
-        self._settings = settings
-        self._hash = weights_hash
-        # Read on first use: parsing tokenizer.json costs more than a cached answer.
-        self._tokenizer_factory = tokenizer
-        self._tokenizer: Any = None
-        self._lock = threading.Lock()
-
-    @classmethod
-    def given(
-        cls, raw: ModelWeights, weights: ModelWeights, model: LoadedModel | None = None
-    ) -> ModelSource:
-        """A source whose weights are already in memory."""
-        path = model.source if model is not None else raw.meta.name
-        return cls(path, Loaded(raw, weights, model))
-
-    @property
-    def loaded(self) -> bool:
-        """Whether the weights are in memory (nothing to load)."""
-        return self._loaded is not None
-
-    def get(self, progress: Progress = quiet) -> Loaded:
-        """The weights, loading the model now if need be.
-
-        Raises:
-            ModelLoadError: the model cannot be loaded.
-            CacheError: its weights are not the ones the cache entry was built from.
-        """
-        if self._loaded is None:
-            with self._lock:
-                if self._loaded is None:
-                    assert self._settings is not None
-                    self._loaded = _load(self._settings, self._hash, progress)
-        return self._loaded
-
-    @property
-    def tokenizer(self) -> Any:
-        """The tokenizer: the loaded model's, else the one read from the checkpoint's
-        ``tokenizer.json``, else the model's (loading it).
-        """
-        if self._loaded is not None and self._loaded.model is not None:
-            return self._loaded.model.tokenizer
-        if self._tokenizer is None and self._tokenizer_factory is not None:
-            self._tokenizer = self._tokenizer_factory()
-            self._tokenizer_factory = None
-        if self._tokenizer is not None:
-            return self._tokenizer
-        model = self.get().model
-        return None if model is None else model.tokenizer
-
-
-def _load(settings: Settings, weights_hash: str | None, progress: Progress) -> Loaded:
-    progress(0.0, f"loading model {settings.model}")
-    model = load_model(settings)
-    raw = raw_weights(model)
-    if weights_hash is not None and raw.meta.weights_hash != weights_hash:
-        raise CacheError(
-            f"The weights of {settings.model} changed after its cache entry was opened; "
-            "run the command again (or reload the page) to rebuild it."
-        )
-    return Loaded(raw, process(raw, settings.processing), model)
 
 
 @dataclass(frozen=True)
@@ -310,29 +216,37 @@ def _persist(a: Analysis, fingerprint: str | None, entry: bool) -> None:
     if fingerprint is not None:
         scales = control_scales(a.weights)
         part = checkpoint.CheckpointPart(
-            fingerprint, a.W_U, a.W_E, a.tokens, scales, _noise_floors(a)
+            fingerprint, a.W_U, a.W_E, a.tokens, scales, _noise_floors(s, a.svd, a.source.get())
         )
         checkpoint.save_checkpoint(s.cache_dir, a.meta, s.processing, key, part)
 
 
-def _noise_floors(a: Analysis) -> dict[str, Tensor] | None:
+def _noise_floors(settings: Settings, svd: ModelSVD, loaded: Loaded) -> dict[str, Tensor] | None:
     """Each kind's per-component noise floor when the checkpoint was quantized."""
-    noise = noise_for_model(a.settings.model)
+    noise = noise_for_model(settings.model)
     if noise is None:
         return None
     return {
-        kind: kind_floors(noise, a.raw, a.weights, kind, r.decomposition.components)
-        for kind, r in a.svd.kinds.items()
+        kind: kind_floors(noise, loaded.raw, loaded.weights, kind, r.decomposition.components)
+        for kind, r in svd.kinds.items()
     }
 
 
-def raw_weights(model: LoadedModel) -> ModelWeights:
-    """The raw weight view of a loaded model."""
-    arch = getattr(model.hf_model.config, "architectures", None) or [type(model.hf_model).__name__]
-    with torch.no_grad():
-        return weights_from_params(
-            model.bridge.tl_parameters(), model.bridge.cfg, model.name, arch[0]
-        )
+def _complete_part(
+    settings: Settings, svd: ModelSVD, part: checkpoint.CheckpointPart, loaded: Loaded
+) -> None:
+    """Once the model is loaded, rewrite a checkpoint part written before it kept the
+    controls' scales and the noise floors, so that the next process draws the spectra's
+    controls and reads the floors without loading the model. A cache that cannot be
+    written is left as it is: the loaded model answers.
+    """
+    floors = _noise_floors(settings, svd, loaded)
+    if part.control_scales is not None and (floors is None or part.noise_floors is not None):
+        return
+    done = replace(part, control_scales=control_scales(loaded.weights), noise_floors=floors)
+    key = settings_key(settings)
+    with contextlib.suppress(OSError, CacheError):
+        checkpoint.save_checkpoint(settings.cache_dir, svd.meta, settings.processing, key, done)
 
 
 def open_analysis(
@@ -367,7 +281,12 @@ def open_analysis(
             # The entry keeps the name it was built under; this spec names it now.
             svd = replace(svd, meta=replace(svd.meta, name=settings.model))
             unloaded = ModelSource(
-                source, None, settings, svd.meta.weights_hash, partial(file_tokenizer, path)
+                source,
+                None,
+                settings,
+                svd.meta.weights_hash,
+                partial(file_tokenizer, path),
+                partial(_complete_part, settings, svd, part),
             )
             return Analysis(
                 settings,
@@ -381,7 +300,7 @@ def open_analysis(
                 control_scales=part.control_scales,
                 noise_floors=part.noise_floors,
             )
-    loaded = _load(settings, None, progress)
+    loaded = load_weights(settings, None, progress)
     assert loaded.model is not None
     return analysis_from_weights(
         loaded.raw,

@@ -24,7 +24,7 @@ from core.cache.store import KindResult, ModelSVD
 from core.model.weights import ModelWeights
 from core.progress import Progress, quiet
 from core.settings import Settings
-from core.svd.control import control_weights, decompose_control
+from core.svd.control import control_weights, decompose_control, is_undrawn
 from core.svd.decompose import Decomposition, decompose_kind
 from core.svd.project import TopTokens, orient, read_unembed
 
@@ -192,13 +192,13 @@ def _result(d: Decomposition, W_U: Tensor, settings: Settings) -> KindResult:
 def _to_device(w: ModelWeights, device: str) -> ModelWeights:
     if device == "cpu":
         return w
-    return w.replace(
-        **{
-            name: getattr(w, name).to(device)
-            for name in ("W_Q", "W_K", "W_V", "W_O", "W_in", "W_out", "W_E", "W_U")
-        },
-        W_gate=None if w.W_gate is None else w.W_gate.to(device),
-    )
+
+    def to(t: Tensor | None) -> Tensor | None:
+        # A control's undrawn matrix stays a placeholder: moving it would allocate it.
+        return t if t is None or is_undrawn(t) else t.to(device)
+
+    names = ("W_Q", "W_K", "W_V", "W_O", "W_in", "W_gate", "W_out", "W_E", "W_U")
+    return w.replace(**{name: to(getattr(w, name)) for name in names})
 
 
 def _decomp_to(d: Decomposition, device: str) -> Decomposition:

@@ -21,7 +21,7 @@ from core.cache.tensors import tensors_from_buffer
 from core.errors import CacheError
 from core.model.weights import ModelMeta
 
-__all__ = ["PART_PREFIX", "load_part", "save_part"]
+__all__ = ["PART_PREFIX", "load_part", "part_on_disk", "save_part"]
 
 
 def _part_names(name: str) -> tuple[str, str]:
@@ -54,6 +54,13 @@ def save_part(
         out / manifest, meta, processing, settings_key, files={fname: record}, extra=extra
     )
     return out
+
+
+def part_on_disk(cache_dir: Path, meta: ModelMeta, processing: str, name: str) -> bool:
+    """Whether the entry has a derived part ``name`` (unchecked: :func:`load_part`
+    verifies).
+    """
+    return (entry_dir(cache_dir, meta, processing) / _part_names(name)[0]).is_file()
 
 
 def load_part(

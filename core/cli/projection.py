@@ -18,10 +18,10 @@ MAX_K = 50
 
 
 def _run(args: argparse.Namespace) -> Any:
-    from core.analysis import raw_weights
     from core.label.projection import best_projection, projection_gaps
     from core.label.sweep import SWEEP_KINDS, layer_spans, parse_layers
     from core.model.loading import load_model
+    from core.model.source import raw_weights
 
     bounded("--n", args.n, 1, MAX_N)
     bounded("--k", args.k, 2, MAX_K)

@@ -61,6 +61,17 @@ class ModelMeta:
         return dataclasses.asdict(self)
 
 
+#: The matrices of :class:`ModelWeights` each kind is made of (:meth:`ModelWeights.matrix`).
+READS: dict[str, tuple[str, ...]] = {
+    "ov": ("W_V", "W_O"),
+    "qk": ("W_Q", "W_K"),
+    "mlp_in": ("W_in",),
+    "mlp_gate": ("W_gate",),
+    "mlp_out": ("W_out",),
+    "embed": ("W_E",),
+}
+
+
 @dataclass(frozen=True)
 class ModelWeights:
     """The matrices of a model, stacked by layer (and head).

@@ -11,11 +11,12 @@ scales give the same control whether the weights are loaded or not.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection
 
 import torch
 from torch import Tensor
 
-from core.model.weights import ModelMeta, ModelWeights
+from core.model.weights import READS, ModelMeta, ModelWeights
 from core.svd.decompose import Decomposition, decompose_kind, degenerate_mask, dense_svd
 
 #: The matrices a control redraws, in the order they are drawn.
@@ -47,11 +48,19 @@ def draw_control(
     W_E: Tensor,
     W_U: Tensor,
     seed: int,
+    kinds: Collection[str] | None = None,
 ) -> ModelWeights:
     """A control model: each matrix of :func:`control_scales` redrawn as i.i.d. normal
     entries with its own standard deviation (one head per layer: drawing only head 0
     keeps it small, e.g. 2 GB less attention noise for GPT-2 XL). ``W_E`` and ``W_U`` are
     kept as given: controls are read through the real vocabulary.
+
+    With ``kinds``, only what those kinds read (:data:`~core.model.weights.READS`) is
+    kept: the draw stops after the last such matrix, a matrix drawn before it only to
+    advance the stream is dropped, and every matrix not kept is NaN (a zero-stride view,
+    no memory), so that a kind not asked for cannot be decomposed by mistake. The kept
+    matrices equal the full draw's. For the spectra of one OV head this skips every MLP
+    matrix (for GPT-2 XL, 3.9 GB of noise).
     """
     m = meta
     shapes = {
@@ -63,15 +72,26 @@ def draw_control(
         "W_gate": (m.n_layers, m.d_model, m.d_mlp),
         "W_out": (m.n_layers, m.d_mlp, m.d_model),
     }
+    keep = set(CONTROL_MATRICES if kinds is None else (n for k in kinds for n in READS[k]))
+    last = max((i for i, n in enumerate(CONTROL_MATRICES) if n in keep), default=-1)
     g = torch.Generator().manual_seed(seed)
     drawn: dict[str, Tensor | None] = {}
-    for name in CONTROL_MATRICES:
+    for i, name in enumerate(CONTROL_MATRICES):
         std = scales.get(name)
         if std is None:
             drawn[name] = None
             continue
+        undrawn = torch.full((), float("nan"), dtype=std.dtype).expand(shapes[name])
+        if i > last:
+            drawn[name] = undrawn
+            continue
+        # The stream's order fixes the values, so a matrix before the last kept one is
+        # drawn even when it is dropped.
         z = torch.randn(shapes[name], generator=g, dtype=std.dtype)
-        drawn[name] = z * std.reshape(*std.shape, *([1] * (z.ndim - std.ndim)))
+        if name in keep:
+            drawn[name] = z * std.reshape(*std.shape, *([1] * (z.ndim - std.ndim)))
+        else:
+            drawn[name] = undrawn
     return ModelWeights(
         meta=dataclasses.replace(meta, n_heads=1, n_kv_heads=1),
         processing=processing,
@@ -84,11 +104,17 @@ def draw_control(
     )
 
 
-def control_weights(weights: ModelWeights, seed: int) -> ModelWeights:
+def is_undrawn(t: Tensor) -> bool:
+    """Whether ``t`` is a matrix :func:`draw_control` left out (a NaN placeholder)."""
+    return t.ndim > 0 and all(s == 0 for s in t.stride())
+
+
+def control_weights(
+    weights: ModelWeights, seed: int, kinds: Collection[str] | None = None
+) -> ModelWeights:
     """:func:`draw_control` with the scales of ``weights``."""
-    return draw_control(
-        weights.meta, weights.processing, control_scales(weights), weights.W_E, weights.W_U, seed
-    )
+    w = weights
+    return draw_control(w.meta, w.processing, control_scales(w), w.W_E, w.W_U, seed, kinds)
 
 
 def decompose_control(
@@ -106,5 +132,5 @@ def decompose_control(
         return Decomposition(
             kind, ((0, None),), S, None, V, degenerate_mask(S, degeneracy_tol), True
         )
-    d = decompose_kind(control_weights(weights, seed), kind, degeneracy_tol)
+    d = decompose_kind(control_weights(weights, seed, (kind,)), kind, degeneracy_tol)
     return dataclasses.replace(d, control=True)

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
 import core.random_control as ctl
-from core.analysis import analysis_from_weights, open_analysis, raw_weights
+from core.analysis import analysis_from_weights, open_analysis
 from core.cache import store
 from core.model.loading import load_model
+from core.model.source import raw_weights
 from core.settings import Settings
-from core.svd.control import control_scales, control_weights, decompose_control, draw_control
+from core.svd.control import (
+    control_scales,
+    control_weights,
+    decompose_control,
+    draw_control,
+    is_undrawn,
+)
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +99,31 @@ def test_drawing_from_the_scales_is_the_documented_draw(model) -> None:
         assert torch.equal(getattr(drawn, name), ref), name
 
 
+@pytest.mark.parametrize("kind", ["ov", "qk", "mlp_in", "mlp_gate", "mlp_out", "embed"])
+def test_one_kind_draws_only_its_matrices_with_the_full_draws_values(model, kind) -> None:
+    """The spectra of one kind draw what it reads: those matrices equal the documented
+    full draw's, and every other one is an unusable placeholder that costs no memory."""
+    _, raw = model
+    want = _plain_control(raw, 3)
+    scales = control_scales(raw)
+    drawn = draw_control(raw.meta, raw.processing, scales, raw.W_E, raw.W_U, 3, (kind,))
+    reads = {"ov": {"W_V", "W_O"}, "qk": {"W_Q", "W_K"}}.get(kind, set())
+    reads |= {"mlp_in": {"W_in"}, "mlp_gate": {"W_gate"}, "mlp_out": {"W_out"}}.get(kind, set())
+    for name, ref in want.items():
+        got = getattr(drawn, name)
+        if name in reads:
+            assert torch.equal(got, ref), name
+        else:
+            assert is_undrawn(got) and got.shape == ref.shape and got.isnan().all(), name
+    if kind != "embed":
+        dense = torch.linalg.svdvals(
+            control_weights(raw, 3).matrix(kind, 1, 0 if kind in ("ov", "qk") else None)
+        )
+        one = decompose_control(raw, kind, 1e-3, 3)
+        i = one.components.index((1, 0 if kind in ("ov", "qk") else None))
+        assert torch.allclose(one.S[i], dense[: one.rank], rtol=1e-4, atol=1e-5)
+
+
 def test_a_cache_hit_draws_the_spectra_control_without_the_model(checkpoints, tmp_path):
     s = Settings(model=str(checkpoints["llama"]), device="cpu", cache_dir=tmp_path)
     built = open_analysis(s)  # loads the model, writes the entry and its checkpoint part
@@ -133,3 +166,42 @@ def test_the_control_view_projects_on_demand_what_the_projected_controls_hold(
                     assert [t[0] for t in gs] == [t[0] for t in ws], (kind, layer, end)
                     assert [t[2] for t in gs] == pytest.approx([t[2] for t in ws], rel=1e-4)
     assert not ctl.controls_ready(lazy)
+
+
+def test_a_drawn_kind_is_written_and_read_by_the_next_process(model, tmp_path, monkeypatch):
+    """A new server process reads a kind's control decomposition that an earlier one drew
+    (no second draw); a damaged copy is drawn again, and a session that does not persist
+    writes nothing."""
+    first = _build(model, tmp_path)
+    drawn = {k: ctl.control_decomposition(first, k) for k in first.svd.kinds}
+    assert not store.controls_on_disk(tmp_path, first.meta, "post")  # nothing projected
+    real = ctl.build_control_decomposition
+    monkeypatch.setattr(
+        ctl, "build_control_decomposition", lambda *_a, **_k: pytest.fail("drawn again")
+    )
+    second = _build(model, tmp_path)
+    assert second.from_cache
+    for kind, want in drawn.items():
+        got = ctl.control_decomposition(second, kind)
+        assert got.control and got.components == want.components, kind
+        for name in ("S", "U", "V"):
+            a, b = getattr(got, name), getattr(want, name)
+            assert (a is None) == (b is None) and (a is None or torch.equal(a, b)), (kind, name)
+        assert torch.equal(got.degenerate, want.degenerate)
+
+    entry = store.entry_dir(tmp_path, first.meta, "post")
+    damaged = entry / "part-control-ov.safetensors"
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    calls: list[str] = []
+    monkeypatch.setattr(
+        ctl, "build_control_decomposition", lambda *a, **k: calls.append(a[1]) or real(*a, **k)
+    )
+    third = _build(model, tmp_path)
+    assert torch.equal(ctl.control_decomposition(third, "ov").S, drawn["ov"].S)
+    assert calls == ["ov"]
+
+    m, raw = model
+    s = Settings(model="tiny-llama", device="cpu", cache_dir=tmp_path / "ro")
+    quiet_one = replace(analysis_from_weights(raw, m.tokenizer, s), persist=False)
+    ctl.control_decomposition(quiet_one, "mlp_in")
+    assert not list((tmp_path / "ro").rglob("part-control-*"))

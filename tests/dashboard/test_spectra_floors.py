@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
-from core.analysis import open_analysis
+from core.analysis import open_analysis, settings_key
+from core.cache.checkpoint import find_by_fingerprint, save_checkpoint
+from core.model.fingerprint import fingerprint
 from core.model.noise import NOISE_FILE, noise_floor, read_noise
 from core.settings import Settings
+from core.svd.control import control_scales
 from dashboard.builders.spectra import noise_floors
 
 
@@ -55,3 +60,40 @@ def test_a_cache_hit_shows_the_noise_floors_without_the_model(checkpoints, tmp_p
     assert not hit.source.loaded
     # A checkpoint that was not quantized keeps none.
     assert open_analysis(plain.settings).noise_floors is None
+
+
+def test_an_old_checkpoint_part_is_completed_once_the_model_loads(checkpoints, tmp_path):
+    """A part written before the controls' scales and the floors were kept gets them
+    when the model is loaded for any reason, so the next process needs no model."""
+    plain = open_analysis(
+        Settings(model=str(checkpoints["llama"]), device="cpu", cache_dir=tmp_path / "c0")
+    )
+    model = _quantized_copy(checkpoints["llama"], tmp_path / "llama-q", plain.meta)
+    s = Settings(model=str(model), device="cpu", cache_dir=tmp_path / "cache")
+    built = open_analysis(s)
+    key = settings_key(s)
+    hit = find_by_fingerprint(s.cache_dir, s.model, s.processing, key, fingerprint(model))
+    assert hit is not None
+    svd, part = hit
+    assert part.control_scales is not None and part.noise_floors is not None
+    old = replace(part, control_scales=None, noise_floors=None)
+    save_checkpoint(s.cache_dir, svd.meta, s.processing, key, old)
+
+    stale = open_analysis(s)
+    assert stale.control_scales is None and stale.noise_floors is None
+    assert not stale.source.loaded
+    stale.source.get()  # an edit or a forward pass loads the model
+    again = open_analysis(s)
+    assert not again.source.loaded and again.control_scales and again.noise_floors
+    want = control_scales(built.weights)
+    assert again.control_scales.keys() == want.keys()
+    for name, std in want.items():
+        assert torch.equal(again.control_scales[name], std), name
+    for kind, res in built.svd.kinds.items():
+        comps = list(res.decomposition.components)
+        got = noise_floors(again, kind, comps)
+        noise = read_noise(model)
+        for layer, head in comps:
+            floor = noise_floor(noise, built.raw, built.weights, kind, layer, head)
+            assert got[(layer, head)] == pytest.approx(floor, rel=1e-6), (kind, layer, head)
+    assert not again.source.loaded

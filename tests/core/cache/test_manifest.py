@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from core.analysis import analysis_from_weights, raw_weights, settings_key
+from core.analysis import analysis_from_weights, settings_key
 from core.cache import store
 from core.cache.manifest import model_folder
 from core.errors import CacheError
 from core.model.loading import load_model
+from core.model.source import raw_weights
 from core.settings import Settings
 
 

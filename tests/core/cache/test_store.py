@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.analysis import analysis_from_weights, raw_weights, settings_key
+from core.analysis import analysis_from_weights, settings_key
 from core.cache import checkpoint, reading, store
 from core.errors import CacheError
 from core.model.loading import load_model
+from core.model.source import raw_weights
 from core.settings import Settings
 
 

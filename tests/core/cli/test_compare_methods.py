@@ -31,8 +31,8 @@ def test_compare_methods_json_has_every_method_and_control(capsys, checkpoints, 
     for m in ("svd", "dictionary", "nmf"):
         assert (m, False) in have and (m, True) in have
     # The rank-r SVD points are the plain truncation error of W_out[1].
-    from core.analysis import raw_weights
     from core.model.loading import load_model
+    from core.model.source import raw_weights
     from core.settings import Settings
 
     W = raw_weights(load_model(Settings(model=str(checkpoints["gpt2"]), device="cpu"))).W_out[1]

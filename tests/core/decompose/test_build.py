@@ -19,8 +19,8 @@ from core.settings import Settings
 
 @pytest.fixture(scope="module")
 def model(checkpoints: dict[str, Path]):
-    from core.analysis import raw_weights
     from core.model.loading import load_model
+    from core.model.source import raw_weights
 
     m = load_model(Settings(model=str(checkpoints["gpt2"]), device="cpu"))
     return m, raw_weights(m)

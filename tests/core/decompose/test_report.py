@@ -21,8 +21,8 @@ N_LABEL, K = 6, 15
 
 @pytest.fixture(scope="module")
 def analysis(checkpoints: dict[str, Path], tmp_path_factory):
-    from core.analysis import raw_weights
     from core.model.loading import load_model
+    from core.model.source import raw_weights
 
     m = load_model(Settings(model=str(checkpoints["gpt2"]), device="cpu"))
     s = Settings(model="tiny-gpt2", device="cpu", cache_dir=tmp_path_factory.mktemp("cache"))

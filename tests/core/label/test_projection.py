@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.analysis import analysis_from_weights, raw_weights
+from core.analysis import analysis_from_weights
 from core.cli.main import main
 from core.label.projection import (
     MEAN_ROW,
@@ -19,6 +19,7 @@ from core.label.projection import (
     high_norm_share,
 )
 from core.model.loading import load_model
+from core.model.source import raw_weights
 from core.settings import PROJECTIONS, Settings
 
 

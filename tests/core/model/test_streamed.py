@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.analysis import raw_weights
 from core.errors import ModelLoadError
 from core.model.loading import load_model
+from core.model.source import raw_weights
 from core.model.streamed import CheckpointReader, layer_weights, streamed_meta
 from core.settings import Settings
 from tests.tiny_models import ARCHS

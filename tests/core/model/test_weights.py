@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.analysis import raw_weights
 from core.model.loading import load_model
+from core.model.source import raw_weights
 from core.model.weights import process
 from core.settings import Settings
 from tests.core import reference as ref

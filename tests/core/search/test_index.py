@@ -32,8 +32,8 @@ _FIELDS = (
 
 @pytest.fixture(scope="module")
 def model(checkpoints: dict[str, Path]):
-    from core.analysis import raw_weights
     from core.model.loading import load_model
+    from core.model.source import raw_weights
 
     m = load_model(Settings(model=str(checkpoints["llama"]), device="cpu"))
     return m, raw_weights(m)

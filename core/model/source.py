@@ -1,0 +1,136 @@
+"""Where an analysis's weights come from: the model loaded now, or on first use.
+
+An analysis opened from the cache alone (:func:`core.analysis.open_analysis`) holds a
+:class:`ModelSource` that loads the model, once and thread-safely, only when something
+needs the weights or a forward pass.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from core.errors import CacheError
+from core.model.loading import LoadedModel, load_model
+from core.model.weights import ModelWeights, process, weights_from_params
+from core.progress import Progress, quiet
+from core.settings import Settings
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The weights (and the model they came from) behind an analysis.
+
+    Attributes:
+        raw: weights as stored.
+        weights: the view for the settings' processing (what was decomposed).
+        model: the loaded model (``None`` when built from bare weights in tests).
+    """
+
+    raw: ModelWeights
+    weights: ModelWeights
+    model: LoadedModel | None = None
+
+
+class ModelSource:
+    """Where an analysis's weights come from: given up front, or loaded on first use.
+
+    An analysis opened from the cache alone (:func:`open_analysis`) answers its queries
+    from the cache; the model is loaded, once and thread-safely, only when something
+    needs the weights or a forward pass (an edit, building the controls).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        loaded: Loaded | None = None,
+        settings: Settings | None = None,
+        weights_hash: str | None = None,
+        tokenizer: Callable[[], Any] | None = None,
+        on_load: Callable[[Loaded], None] | None = None,
+    ) -> None:
+        self.path = path
+        self._loaded = loaded
+        # Run once the model is loaded (completes an old checkpoint part).
+        self._on_load = on_load
+        self._settings = settings
+        self._hash = weights_hash
+        # Read on first use: parsing tokenizer.json costs more than a cached answer.
+        self._tokenizer_factory = tokenizer
+        self._tokenizer: Any = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def given(
+        cls, raw: ModelWeights, weights: ModelWeights, model: LoadedModel | None = None
+    ) -> ModelSource:
+        """A source whose weights are already in memory."""
+        path = model.source if model is not None else raw.meta.name
+        return cls(path, Loaded(raw, weights, model))
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the weights are in memory (nothing to load)."""
+        return self._loaded is not None
+
+    def get(self, progress: Progress = quiet) -> Loaded:
+        """The weights, loading the model now if need be.
+
+        Raises:
+            ModelLoadError: the model cannot be loaded.
+            CacheError: its weights are not the ones the cache entry was built from.
+        """
+        if self._loaded is None:
+            with self._lock:
+                if self._loaded is None:
+                    assert self._settings is not None
+                    self._loaded = load_weights(self._settings, self._hash, progress)
+                    if self._on_load is not None:
+                        self._on_load(self._loaded)
+        return self._loaded
+
+    @property
+    def tokenizer(self) -> Any:
+        """The tokenizer: the loaded model's, else the one read from the checkpoint's
+        ``tokenizer.json``, else the model's (loading it).
+        """
+        if self._loaded is not None and self._loaded.model is not None:
+            return self._loaded.model.tokenizer
+        if self._tokenizer is None and self._tokenizer_factory is not None:
+            self._tokenizer = self._tokenizer_factory()
+            self._tokenizer_factory = None
+        if self._tokenizer is not None:
+            return self._tokenizer
+        model = self.get().model
+        return None if model is None else model.tokenizer
+
+
+def load_weights(settings: Settings, weights_hash: str | None, progress: Progress) -> Loaded:
+    """Load ``settings.model`` and view its weights for ``settings.processing``.
+
+    Raises:
+        ModelLoadError: the model cannot be loaded.
+        CacheError: its weights' hash is not ``weights_hash`` (when given).
+    """
+    progress(0.0, f"loading model {settings.model}")
+    model = load_model(settings)
+    raw = raw_weights(model)
+    if weights_hash is not None and raw.meta.weights_hash != weights_hash:
+        raise CacheError(
+            f"The weights of {settings.model} changed after its cache entry was opened; "
+            "run the command again (or reload the page) to rebuild it."
+        )
+    return Loaded(raw, process(raw, settings.processing), model)
+
+
+def raw_weights(model: LoadedModel) -> ModelWeights:
+    """The raw weight view of a loaded model."""
+    arch = getattr(model.hf_model.config, "architectures", None) or [type(model.hf_model).__name__]
+    with torch.no_grad():
+        return weights_from_params(
+            model.bridge.tl_parameters(), model.bridge.cfg, model.name, arch[0]
+        )
