@@ -6,7 +6,9 @@ read from the cache's controls part or built once and written (a precompute with
 projected, which is what the pages need (the spectra read singular values; the grid's
 control view and the statistics project the few directions they show, on demand). For an
 MLP kind the projection is most of the cost. Both come from the same draw
-(``settings.seed``) and the same sign rule, so they agree.
+(``settings.seed``) and the same sign rule, so they agree. One kind draws only the
+matrices it reads (:func:`core.svd.control.draw_control`), and its decomposition is
+written as a derived part of the entry (``part-control-<kind>``) for the next process.
 """
 
 from __future__ import annotations

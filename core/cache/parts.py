@@ -1,6 +1,7 @@
 """Derived parts of a cache entry: what a later stage computes from the entry and keeps
 beside it (the search index's statistics and row table, query-word memo, labels,
-activation statistics, decompositions, knockout results).
+activation statistics, decompositions, knockout results, one kind's random control
+decomposed for the pages: :mod:`core.random_control`).
 
 Each part ``<name>`` is ``part-<name>.safetensors`` (tensors) and ``part-<name>.json``
 (its manifest: the entry's model, processing and settings, the file's size and SHA-256,

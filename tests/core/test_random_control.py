@@ -205,3 +205,17 @@ def test_a_drawn_kind_is_written_and_read_by_the_next_process(model, tmp_path, m
     quiet_one = replace(analysis_from_weights(raw, m.tokenizer, s), persist=False)
     ctl.control_decomposition(quiet_one, "mlp_in")
     assert not list((tmp_path / "ro").rglob("part-control-*"))
+
+
+def test_moving_one_kinds_control_to_a_device_leaves_the_undrawn_matrices_unallocated(model):
+    """On a GPU the drawn matrices move and the placeholders stay as they are (moving a
+    zero-stride view would allocate the whole matrix); the meta device stands in."""
+    from core.cache.build import _to_device
+
+    _, raw = model
+    moved = _to_device(control_weights(raw, 3, ("ov",)), "meta")
+    for name in ("W_V", "W_O", "W_E", "W_U"):
+        assert getattr(moved, name).device.type == "meta", name
+    for name in ("W_Q", "W_K", "W_in", "W_gate", "W_out"):
+        t = getattr(moved, name)
+        assert is_undrawn(t) and t.device.type == "cpu", name
