@@ -93,14 +93,14 @@ def test_check_model_allows_only_embedded_and_models_dir(dash_root: Path, monkey
     ],
 )
 def test_refused_url_model_gets_one_sentence(model: str, words: str, monkeypatch) -> None:
-    import core.analysis
     import core.model.loading
+    import core.model.source
 
     def no_load(*_: object, **__: object) -> None:
         raise AssertionError("the dashboard tried to load a refused model")
 
     monkeypatch.setattr(core.model.loading, "_local_snapshot", no_load)
-    monkeypatch.setattr(core.analysis, "load_model", no_load)
+    monkeypatch.setattr(core.model.source, "load_model", no_load)
     at = app({"model": model}, script=GRID)
     assert not at.exception, at.exception
     msgs = errors(at)

@@ -40,39 +40,46 @@ def _quantized_copy(src: Path, dst: Path, meta) -> Path:
     return dst
 
 
-def test_a_cache_hit_shows_the_noise_floors_without_the_model(checkpoints, tmp_path) -> None:
+@pytest.fixture
+def quantized(checkpoints, tmp_path):
+    """The plain tiny llama's analysis, and the settings of its quantized copy."""
     plain = open_analysis(
         Settings(model=str(checkpoints["llama"]), device="cpu", cache_dir=tmp_path / "c0")
     )
     model = _quantized_copy(checkpoints["llama"], tmp_path / "llama-q", plain.meta)
-    s = Settings(model=str(model), device="cpu", cache_dir=tmp_path / "cache")
-    built = open_analysis(s)
-    hit = open_analysis(s)
-    assert hit.from_cache and not hit.source.loaded and hit.noise_floors is not None
+    return plain, Settings(model=str(model), device="cpu", cache_dir=tmp_path / "cache")
+
+
+def _floors_match(a, built, model: Path) -> None:
+    """``a``'s floors, each against the floor computed from ``built``'s loaded weights."""
     noise = read_noise(model)
     assert noise is not None
     for kind, res in built.svd.kinds.items():
         comps = list(res.decomposition.components)
-        got = noise_floors(hit, kind, comps)
-        for layer, head in comps:  # each against the floor computed from the loaded weights
+        got = noise_floors(a, kind, comps)
+        for layer, head in comps:
             want = noise_floor(noise, built.raw, built.weights, kind, layer, head)
             assert got[(layer, head)] == pytest.approx(want, rel=1e-6), (kind, layer, head)
+
+
+def test_a_cache_hit_shows_the_noise_floors_without_the_model(quantized) -> None:
+    plain, s = quantized
+    built = open_analysis(s)
+    hit = open_analysis(s)
+    assert hit.from_cache and not hit.source.loaded and hit.noise_floors is not None
+    _floors_match(hit, built, Path(s.model))
     assert not hit.source.loaded
     # A checkpoint that was not quantized keeps none.
     assert open_analysis(plain.settings).noise_floors is None
 
 
-def test_an_old_checkpoint_part_is_completed_once_the_model_loads(checkpoints, tmp_path):
+def test_an_old_checkpoint_part_is_completed_once_the_model_loads(quantized):
     """A part written before the controls' scales and the floors were kept gets them
     when the model is loaded for any reason, so the next process needs no model."""
-    plain = open_analysis(
-        Settings(model=str(checkpoints["llama"]), device="cpu", cache_dir=tmp_path / "c0")
-    )
-    model = _quantized_copy(checkpoints["llama"], tmp_path / "llama-q", plain.meta)
-    s = Settings(model=str(model), device="cpu", cache_dir=tmp_path / "cache")
+    _, s = quantized
     built = open_analysis(s)
     key = settings_key(s)
-    hit = find_by_fingerprint(s.cache_dir, s.model, s.processing, key, fingerprint(model))
+    hit = find_by_fingerprint(s.cache_dir, s.model, s.processing, key, fingerprint(Path(s.model)))
     assert hit is not None
     svd, part = hit
     assert part.control_scales is not None and part.noise_floors is not None
@@ -89,11 +96,5 @@ def test_an_old_checkpoint_part_is_completed_once_the_model_loads(checkpoints, t
     assert again.control_scales.keys() == want.keys()
     for name, std in want.items():
         assert torch.equal(again.control_scales[name], std), name
-    for kind, res in built.svd.kinds.items():
-        comps = list(res.decomposition.components)
-        got = noise_floors(again, kind, comps)
-        noise = read_noise(model)
-        for layer, head in comps:
-            floor = noise_floor(noise, built.raw, built.weights, kind, layer, head)
-            assert got[(layer, head)] == pytest.approx(floor, rel=1e-6), (kind, layer, head)
+    _floors_match(again, built, Path(s.model))
     assert not again.source.loaded
