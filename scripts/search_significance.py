@@ -46,9 +46,10 @@ def main() -> None:
     p.add_argument("--model", default="default")
     p.add_argument("--n-random", type=int, default=10)
     p.add_argument("--top", type=int, default=200)
+    p.add_argument("--cache-dir", type=Path, default=Settings().cache_dir)
     args = p.parse_args()
     t0 = time.time()
-    a = open_analysis(Settings(model=args.model))
+    a = open_analysis(Settings(model=args.model, cache_dir=args.cache_dir))
     index = build_index(a, DEFAULT_KINDS)
     kinds = tuple(k for k in DEFAULT_KINDS if k in index.spans)
     rnd = random_queries(

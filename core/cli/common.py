@@ -10,6 +10,7 @@ import argparse
 import math
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -127,6 +128,24 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
     return Settings(**fields)
 
 
+# Once the command has failed, a background fill still writes the cache but prints no
+# more progress: the error stays the last line of stderr.
+_STDERR = threading.Lock()
+_FAILED = threading.Event()
+
+
+def start_command() -> None:
+    """Let progress print again (a process that runs :func:`core.cli.main.main` twice)."""
+    _FAILED.clear()
+
+
+def report_error(message: str) -> None:
+    """Print ``error: message`` on stderr as its last line (see :func:`log_progress`)."""
+    with _STDERR:
+        _FAILED.set()
+        print(f"error: {message}", file=sys.stderr, flush=True)
+
+
 def log_progress() -> Callable[[float, str], None]:
     """A progress callback printing one line on stderr per stage (each new message), with
     the seconds since it was made: what a log or a pipe shows where a bar cannot draw.
@@ -138,7 +157,9 @@ def log_progress() -> Callable[[float, str], None]:
         if last and last[0] == msg:
             return
         last[:] = [msg]
-        print(f"[{time.perf_counter() - t0:7.1f} s] {msg}", file=sys.stderr, flush=True)
+        with _STDERR:
+            if not _FAILED.is_set():
+                print(f"[{time.perf_counter() - t0:7.1f} s] {msg}", file=sys.stderr, flush=True)
 
     return update
 

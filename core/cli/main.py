@@ -29,7 +29,15 @@ from core.cli import (
     trajectory,
     truncate,
 )
-from core.cli.common import ArgError, _Parser, check_common, common_parser, print_table
+from core.cli.common import (
+    ArgError,
+    _Parser,
+    check_common,
+    common_parser,
+    print_table,
+    report_error,
+    start_command,
+)
 from core.errors import CoreError
 
 #: The subcommands, in the order ``--help`` lists them.
@@ -68,21 +76,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit status (0 ok, 2 bad input or failure)."""
+    start_command()
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
         check_common(args)
         result = args.func(args)
     except (ArgError, CoreError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        report_error(str(exc))
         return 2
     except OSError as exc:
         # Past the checks: a disk filling up or a folder vanishing mid-run.
         where = f" {exc.filename}" if exc.filename else ""
-        print(
-            f"error: Cannot read or write{where} ({exc.strerror or exc}); "
-            "check the path, its permissions and the free space.",
-            file=sys.stderr,
+        report_error(
+            f"Cannot read or write{where} ({exc.strerror or exc}); "
+            "check the path, its permissions and the free space."
         )
         return 2
     except KeyboardInterrupt:

@@ -40,7 +40,7 @@ from core.search.index import (
     exact_vectors,
     similarities,
 )
-from core.search.null import ALPHA, Null, null_for
+from core.search.null import ALPHA, Null, frequency_bins, null_for
 from core.search.ranking import (
     embed_query,
     query_columns,
@@ -178,7 +178,8 @@ def search(
     sc, n = rank(index, qt, method, kinds, threshold, top)
     null = None
     if significance or significant_only:
-        null = null_for(index, len(qt.concepts), method, kinds, threshold)
+        bins = frequency_bins(qt.concepts)
+        null = null_for(index, len(qt.concepts), method, kinds, threshold, bins=bins)
         if significant_only and null is not None:
             sc = sc.take(sc.score > null.cut)
     hits = describe_rows(

@@ -5,8 +5,14 @@ A search ranks thousands of directions, so its best hits score well even for a q
 random words. The null is that maximum: ``N_DRAWS`` random queries with as many concepts
 as the real one, each concept a word drawn from :func:`word_pool` (whole-word tokens of
 the model: a leading space, then at least three letters; under-trained tokens left out
-where detected), ranked over the same kinds, method and ``|cosine|`` threshold. A hit
-scoring ``s`` gets
+where detected), ranked over the same kinds, method and ``|cosine|`` threshold.
+
+Each random concept is as frequent in English as the query's concept it stands for: it
+is drawn from the same bin of Zipf frequency (:data:`ZIPF_EDGES`; a bin with fewer than
+:data:`MIN_BIN` words of the model is drawn from the whole pool). Common words reach
+higher random bests: on SmolLM2-135M, single words of Zipf 5.5 or more beat a null drawn
+uniformly from the pool (mostly rarer words) 32% of the time rather than 5%
+(``BENCHMARKS.md``). Without ``wordfreq`` the draw is uniform. A hit scoring ``s`` gets
 
 * ``p = (1 + #{null best >= s}) / (N_DRAWS + 1)``: the chance that a random query's *best*
   hit anywhere in the model scores at least ``s`` (a family-wise p-value: no further
@@ -16,13 +22,14 @@ scoring ``s`` gets
 it is *significant* when ``p <= ALPHA``. By construction a random query's best hit is
 significant about ``ALPHA`` of the time.
 
-A null depends on the model, the processing, the method, the number of concepts, the
-kinds and the threshold; it is computed once and saved as a small derived part of the
+A null depends on the model, the processing, the method, the number of concepts and
+their frequency bins, the kinds and the threshold; it is computed once and saved as a small derived part of the
 cache entry (:func:`core.cache.parts.save_part`), and kept in memory on the index.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +40,7 @@ from torch import Tensor
 
 from core.search.embed import QueryTokens, parse_query
 from core.search.index import SearchIndex
+from core.svd.tokens import zipf
 
 #: Random queries per null.
 N_DRAWS = 100
@@ -42,6 +50,12 @@ ALPHA = 0.05
 SEED = 0
 #: Shortest word (letters after the leading space) a random query draws.
 MIN_LETTERS = 3
+#: Zipf frequencies (:func:`core.svd.tokens.zipf`) that bound the bins a random concept
+#: is drawn from: bin ``i`` holds the words with ``ZIPF_EDGES[i-1] <= zipf < ZIPF_EDGES[i]``
+#: (an unlisted word has 0; "the" about 7.7, "water" 5.4, "fire" 5.1, "kidney" 3.9).
+ZIPF_EDGES = (2.5, 4.0, 5.0, 5.5)
+#: A bin with fewer of the model's whole words than this is drawn from the whole pool.
+MIN_BIN = 20
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,8 @@ class Null:
         kinds: the kinds searched.
         best: each random query's best score ``[n]``, ascending (``-inf`` where no
             direction reached the threshold).
+        bins: the frequency bin each random concept was drawn from, sorted
+            (:func:`frequency_bins`); ``None``: drawn from the whole pool.
     """
 
     method: str
@@ -62,6 +78,7 @@ class Null:
     threshold: float
     kinds: tuple[str, ...]
     best: Float[Tensor, " n"]
+    bins: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.best.ndim != 1 or len(self.best) == 0:
@@ -110,6 +127,16 @@ def word_pool(raw: Sequence[str], trained: Tensor | None = None) -> list[int]:
     return [i for i, t in enumerate(raw) if t.strip().isalpha()]
 
 
+def frequency_bins(concepts: Sequence[str]) -> tuple[int, ...] | None:
+    """The :data:`ZIPF_EDGES` bin of each concept's English frequency, sorted (the null
+    depends on the bins, not on their order); ``None`` without ``wordfreq``.
+    """
+    try:
+        return tuple(sorted(bisect.bisect_right(ZIPF_EDGES, zipf(c)) for c in concepts))
+    except ValueError:
+        return None
+
+
 def random_queries(
     raw: Sequence[str],
     tokenizer: object,
@@ -118,24 +145,53 @@ def random_queries(
     draws: int,
     seed: int = SEED,
     trained: Tensor | None = None,
+    bins: Sequence[int] | None = None,
 ) -> list[QueryTokens]:
     """``draws`` random queries of ``n_concepts`` distinct pool words each, parsed as a
-    typed query would be (so each word gets the spellings a real concept gets).
+    typed query would be (so each word gets the spellings a real concept gets). With
+    ``bins`` (one per concept, :func:`frequency_bins`) each concept is drawn from the pool
+    words of its frequency bin, or from the whole pool where that bin has fewer than
+    :data:`MIN_BIN`.
     """
     pool = word_pool(raw, trained)
     if not pool:
         raise ValueError("the vocabulary has no alphabetic token to draw random queries from")
     g = torch.Generator().manual_seed(seed)
     out = []
+    if bins is None:
+        for _ in range(draws):
+            pick = torch.randperm(len(pool), generator=g)[: min(n_concepts, len(pool))]
+            text = ", ".join(raw[pool[int(j)]].strip() for j in pick)
+            out.append(parse_query(text, tokenizer, raw, d_vocab, words=frozenset()))
+        return out
+    if len(bins) != n_concepts:
+        raise ValueError(f"bins names {len(bins)} concepts, not {n_concepts}")
+    by_bin: dict[int, list[int]] = {}
+    for i in pool:
+        by_bin.setdefault(bisect.bisect_right(ZIPF_EDGES, zipf(raw[i])), []).append(i)
+    sources = [by_bin.get(b, []) if len(by_bin.get(b, [])) >= MIN_BIN else pool for b in bins]
     for _ in range(draws):
-        pick = torch.randperm(len(pool), generator=g)[: min(n_concepts, len(pool))]
-        text = ", ".join(raw[pool[int(j)]].strip() for j in pick)
+        words: list[int] = []
+        for src in sources:
+            # Distinct words: the first of a random order that is not taken yet.
+            order = torch.randperm(len(src), generator=g)
+            free = [src[int(j)] for j in order[: len(words) + 1] if src[int(j)] not in words]
+            if free:
+                words.append(free[0])
+        text = ", ".join(raw[i].strip() for i in words)
         out.append(parse_query(text, tokenizer, raw, d_vocab, words=frozenset()))
     return out
 
 
-def _part_name(method: str, n_concepts: int, kinds: Sequence[str], threshold: float) -> str:
-    return f"searchnull-{method}-{n_concepts}-{'-'.join(kinds)}-t{round(threshold * 1e4)}"
+def _part_name(
+    method: str,
+    n_concepts: int,
+    kinds: Sequence[str],
+    threshold: float,
+    bins: Sequence[int] | None,
+) -> str:
+    freq = "" if bins is None else "-f" + "".join(str(b) for b in bins)
+    return f"searchnull-{method}-{n_concepts}-{'-'.join(kinds)}-t{round(threshold * 1e4)}{freq}"
 
 
 def null_for(
@@ -145,20 +201,30 @@ def null_for(
     kinds: Sequence[str],
     threshold: float,
     draws: int | None = None,
+    bins: Sequence[int] | None = None,
 ) -> Null | None:
     """The null of one query shape: from the index's memo, else its cache part, else
     computed (``draws`` rankings of the whole index, default :data:`N_DRAWS`) and saved;
-    ``None`` when the vocabulary has no word to draw random queries from.
+    ``None`` when the vocabulary has no word to draw random queries from. ``bins``: the
+    query's :func:`frequency_bins` (``None``: concepts drawn from the whole pool).
     """
     from core.search.ranking import rank
 
     draws = N_DRAWS if draws is None else draws
     kinds = tuple(kinds)
-    key = (method, n_concepts, kinds, round(threshold, 6), draws)
+    bins = None if bins is None else tuple(sorted(bins))
+    key = (method, n_concepts, kinds, round(threshold, 6), draws, bins)
     if key in index.nulls:
         return index.nulls[key]
-    name = _part_name(method, n_concepts, kinds, threshold)
-    extra = {"draws": draws, "seed": SEED, "min_letters": MIN_LETTERS, "threshold": threshold}
+    name = _part_name(method, n_concepts, kinds, threshold, bins)
+    extra: dict[str, object] = {
+        "draws": draws,
+        "seed": SEED,
+        "min_letters": MIN_LETTERS,
+        "threshold": threshold,
+    }
+    if bins is not None:
+        extra |= {"zipf_edges": list(ZIPF_EDGES), "min_bin": MIN_BIN}
     stored = index.store.load(name, extra) if index.store is not None else None
     if stored is not None and stored.get("best") is not None and len(stored["best"]) == draws:
         best = stored["best"].float()
@@ -173,6 +239,7 @@ def null_for(
             draws,
             SEED,
             index.tokens.trained,
+            bins,
         )
         vals = []
         for q in queries:
@@ -181,6 +248,6 @@ def null_for(
         best = torch.tensor(vals).sort().values
         if index.store is not None:
             index.store.save(name, {"best": best}, extra)
-    null = Null(method, n_concepts, threshold, kinds, best)
+    null = Null(method, n_concepts, threshold, kinds, best, bins)
     index.nulls[key] = null
     return null

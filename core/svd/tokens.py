@@ -78,9 +78,26 @@ def _english_frequencies() -> dict[str, float]:
         import wordfreq
     except ImportError as exc:  # pinned in requirements.txt
         raise ValueError(
-            "The frequent filter needs the wordfreq package; pip install wordfreq."
+            "Word frequencies (the frequent filter, search's random queries) need the "
+            "wordfreq package; pip install wordfreq."
         ) from exc
     return dict(wordfreq.get_frequency_dict("en"))
+
+
+def zipf(text: str) -> float:
+    """Zipf frequency of ``text`` in English: ``log10`` of its occurrences per billion
+    words in ``wordfreq``'s ``en`` list, 0 when unlisted. ``text`` is stripped and
+    lower-cased; a phrase not listed whole counts as its rarest word.
+
+    Raises:
+        ValueError: the package ``wordfreq`` is missing.
+    """
+    freq = _english_frequencies()
+    key = text.strip().lower()
+    f = freq.get(key)
+    if f is None and " " in key:
+        f = min(freq.get(w, 0.0) for w in key.split())
+    return math.log10(f) + 9.0 if f else 0.0
 
 
 def frequent_mask(raw: Sequence[str], zipf: float = FREQUENT_ZIPF) -> Bool[Tensor, " d_vocab"]:

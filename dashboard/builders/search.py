@@ -20,7 +20,7 @@ from core.search.engine import (
     search,
     similarities,
 )
-from core.search.null import ALPHA
+from core.search.null import ALPHA, Null
 from core.settings import HEAD_KINDS, KIND_NAMES
 
 METHOD_NAMES: dict[str, str] = {
@@ -201,6 +201,13 @@ def search_view(
     return SearchView(result, table, heads, mlps, weak)
 
 
+def null_words(null: Null) -> str:
+    """How the null's random words were drawn, as a clause for the captions."""
+    if null.bins is None:
+        return ""
+    return ", each as frequent in English as the query's word it stands for"
+
+
 def no_match_message(view: SearchView) -> str:
     """The sentence shown when hits reach the threshold but none is significant."""
     best = float(view.weak["score"].max())
@@ -210,6 +217,7 @@ def no_match_message(view: SearchView) -> str:
     return (
         f"No direction matches significantly: the best score, {best:.3f}, is reached or "
         f"beaten by the best hit of random {len(view.result.query.concepts)}-word queries "
+        f"{'of as frequent words ' if null is not None and null.bins is not None else ''}"
         f"often enough (p = {p:.3f} > {ALPHA:g} over {n} random queries). Switch on "
         "“Show non-significant hits” to see them."
     )

@@ -133,7 +133,7 @@ if res.null is not None:
     st.caption(
         f"Each hit's score is compared with the best hit of {len(res.null.best)} random "
         f"queries of {n_words} word{'s' if n_words > 1 else ''} (whole-word tokens of this "
-        f"model): significant when p ≤ {sb.ALPHA:g}."
+        f"model{sb.null_words(res.null)}): significant when p ≤ {sb.ALPHA:g}."
     )
 if not n_hits and view.nothing_matches:
     st.warning(sb.no_match_message(view))

@@ -29,7 +29,7 @@ def low_null(monkeypatch):
     """A null whose random bests all score -2: a random model has no real matches, so
     this makes its better hits significant."""
 
-    def fake(index, n, method, kinds, threshold):
+    def fake(index, n, method, kinds, threshold, **_):
         return Null(method, n, threshold, tuple(kinds), torch.full((20,), -2.0))
 
     monkeypatch.setattr(engine, "null_for", fake)

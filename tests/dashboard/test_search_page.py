@@ -119,6 +119,8 @@ def test_page_shows_ranked_results_and_heatmaps(page):
     score = df.sort_values("rank")["score"].tolist()
     assert score == sorted(score, reverse=True)
     assert len(page.get("vega_lite_chart")) == 2  # heads and MLPs
+    # The caption says the random words were as frequent as the query's.
+    assert any("each as frequent in English" in c.value for c in page.caption)
     page.selectbox(key="search.method").set_value("pinv").run()
     assert not page.exception
     assert len(page.main.dataframe[1].value) == 20  # cosine methods: the threshold decides

@@ -111,7 +111,7 @@ def test_remove_search_removes_the_significant_hits(capsys, checkpoints, cache, 
     # the hits above it significant.
     from core.search.null import Null
 
-    def fake(index, n, method, kinds, threshold):
+    def fake(index, n, method, kinds, threshold, **_):
         return Null(method, n, threshold, tuple(kinds), torch.full((20,), -2.0))
 
     monkeypatch.setattr(engine, "null_for", fake)

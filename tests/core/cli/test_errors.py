@@ -146,3 +146,21 @@ def test_bad_arguments_fail_before_loading(tmp_path: Path, monkeypatch) -> None:
          "--max-new-tokens", "100000"],
     ):  # fmt: skip
         assert main(argv) == 2
+
+
+def test_the_error_stays_the_last_line_while_a_fill_goes_on(capsys) -> None:
+    """A background fill that reports a stage after the command failed prints nothing,
+    so the one-sentence error is the last line of stderr (a race seen in CI)."""
+    from core.cli.common import log_progress, report_error, start_command
+
+    start_command()
+    fill = log_progress()
+    fill(0.1, "background: projecting ov")
+    report_error("The prompt is too long; shorten it.")
+    fill(0.5, "background: projecting mlp_out")  # the fill thread, a moment later
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].endswith("background: projecting ov")
+    assert lines[-1] == "error: The prompt is too long; shorten it."
+    start_command()  # the next command prints its progress again
+    fill(0.9, "background: writing")
+    assert "background: writing" in capsys.readouterr().err

@@ -36,7 +36,7 @@ def cut(monkeypatch):
     (a random model has no real matches to find)."""
     level = {"score": 0.0}
 
-    def fake(index, n, method, kinds, threshold):
+    def fake(index, n, method, kinds, threshold, **_):
         return Null(method, n, threshold, tuple(kinds), torch.full((20,), level["score"]))
 
     monkeypatch.setattr(engine, "null_for", fake)

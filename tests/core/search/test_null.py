@@ -195,3 +195,57 @@ def test_random_queries_have_the_shape(planted) -> None:
         qs[0].text
         == random_queries(index.tokens.raw, index.tokenizer, index.embedder.d_vocab, 3, 5)[0].text
     )
+
+
+def _reference_bin(word: str) -> int:
+    """A word's frequency bin from ``wordfreq``'s own Zipf function (a path apart from
+    the code's frequency table) and the documented edges."""
+    wordfreq = pytest.importorskip("wordfreq")
+    z = wordfreq.zipf_frequency(word.strip().lower(), "en")
+    return sum(z >= e for e in null_mod.ZIPF_EDGES)
+
+
+def test_random_concepts_are_as_frequent_as_the_querys(planted, monkeypatch) -> None:
+    """Each random concept is drawn from its query concept's frequency bin (every bin
+    the tiny vocabulary fills is drawn from, however few words it holds)."""
+    _, index = planted
+    monkeypatch.setattr(null_mod, "MIN_BIN", 1)
+    raw = index.tokens.raw
+    pool = word_pool(raw, index.tokens.trained)
+    filled = sorted({_reference_bin(raw[i]) for i in pool})
+    assert len(filled) >= 3  # rare, middling and common English words
+    for b in filled:
+        qs = random_queries(raw, index.tokenizer, index.embedder.d_vocab, 2, 6, bins=(b, b))
+        for q in qs:
+            assert len(q.concepts) == 2 and len(set(q.concepts)) == 2
+            for c in q.concepts:
+                # wordfreq rounds Zipf to 2 decimals: a word on an edge may sit either side.
+                assert _reference_bin(c) == b or any(
+                    abs(pytest.importorskip("wordfreq").zipf_frequency(c, "en") - e) < 0.011
+                    for e in null_mod.ZIPF_EDGES
+                ), (c, b)
+
+
+def test_a_thin_bin_draws_from_the_whole_pool(planted, monkeypatch) -> None:
+    _, index = planted
+    monkeypatch.setattr(null_mod, "MIN_BIN", 10**9)
+    raw = index.tokens.raw
+    pool = {raw[i].strip() for i in word_pool(raw, index.tokens.trained)}
+    qs = random_queries(raw, index.tokenizer, index.embedder.d_vocab, 1, 30, bins=(4,))
+    drawn = {q.concepts[0] for q in qs}
+    assert drawn <= pool and len({_reference_bin(c) for c in drawn}) > 1
+
+
+def test_a_search_is_judged_against_its_concepts_frequency(planted) -> None:
+    """The null of a search is drawn in the query concepts' bins, kept apart from the
+    null of another frequency, and stored under its own part."""
+    a, index = planted
+    res = search(index, "the, fire", top=3)
+    want = tuple(sorted((_reference_bin("the"), _reference_bin("fire"))))
+    assert res.null is not None and res.null.bins == want and res.null.n_concepts == 2
+    other = null_for(index, 2, "token", res.null.kinds, 0.0, bins=(0, 0))
+    assert other is not None and other.bins == (0, 0)
+    assert not torch.equal(other.best, res.null.best)
+    fresh = build_index(a, tokenizer=index.tokenizer)
+    again = null_for(fresh, 2, "token", res.null.kinds, 0.0, bins=want[::-1])
+    assert again is not None and torch.equal(again.best, res.null.best)
