@@ -50,7 +50,7 @@ def main() -> None:
     bins = []
     for b, size in enumerate(sizes):
         lo = ZIPF_EDGES[b - 1] if b else 0.0
-        hi = ZIPF_EDGES[b] if b < len(ZIPF_EDGES) else math.inf
+        hi = ZIPF_EDGES[b] if b < len(ZIPF_EDGES) else None  # none above
         row: dict[str, object] = {"bin": b, "zipf": [lo, hi], "words": size}
         if size < MIN_BIN:
             bins.append(row | {"skipped": f"fewer than {MIN_BIN} words"})
@@ -65,7 +65,7 @@ def main() -> None:
             best = float(sc.score[0]) if len(sc.rows) else -math.inf
             under_uniform += uniform.p(best) <= ALPHA
             hit = search(index, q.text, top=1, k=1).hits
-            under_matched += bool(hit) and hit[0].significant
+            under_matched += bool(hit and hit[0].significant)
         row |= {
             "draws": len(queries),
             "significant_uniform_null": round(under_uniform / len(queries), 3),

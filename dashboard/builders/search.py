@@ -217,7 +217,7 @@ def no_match_message(view: SearchView) -> str:
     return (
         f"No direction matches significantly: the best score, {best:.3f}, is reached or "
         f"beaten by the best hit of random {len(view.result.query.concepts)}-word queries "
-        f"{'of as frequent words ' if null is not None and null.bins is not None else ''}"
+        f"{'of equally frequent words ' if null is not None and null.bins is not None else ''}"
         f"often enough (p = {p:.3f} > {ALPHA:g} over {n} random queries). Switch on "
         "“Show non-significant hits” to see them."
     )
