@@ -240,9 +240,11 @@ def _complete_part(
     controls and reads the floors without loading the model. A cache that cannot be
     written is left as it is: the loaded model answers.
     """
-    floors = _noise_floors(settings, svd, loaded)
-    if part.control_scales is not None and (floors is None or part.noise_floors is not None):
+    # Checked before computing anything: this runs at every load of a cache-opened model.
+    quantized = noise_for_model(settings.model) is not None
+    if part.control_scales is not None and (part.noise_floors is not None or not quantized):
         return
+    floors = _noise_floors(settings, svd, loaded)
     done = replace(part, control_scales=control_scales(loaded.weights), noise_floors=floors)
     key = settings_key(settings)
     with contextlib.suppress(OSError, CacheError):

@@ -73,7 +73,7 @@ def test_a_cache_hit_shows_the_noise_floors_without_the_model(quantized) -> None
     assert open_analysis(plain.settings).noise_floors is None
 
 
-def test_an_old_checkpoint_part_is_completed_once_the_model_loads(quantized):
+def test_an_old_checkpoint_part_is_completed_once_the_model_loads(quantized, monkeypatch):
     """A part written before the controls' scales and the floors were kept gets them
     when the model is loaded for any reason, so the next process needs no model."""
     _, s = quantized
@@ -98,3 +98,8 @@ def test_an_old_checkpoint_part_is_completed_once_the_model_loads(quantized):
         assert torch.equal(again.control_scales[name], std), name
     _floors_match(again, built, Path(s.model))
     assert not again.source.loaded
+    # A complete part is left alone: loading the model computes no floor again.
+    import core.analysis
+
+    monkeypatch.setattr(core.analysis, "kind_floors", lambda *_a, **_k: pytest.fail("floors"))
+    again.source.get()
