@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 
 from core.cache.manifest import check_manifest, inside, model_folder
@@ -53,6 +52,7 @@ from core.cache.reading import (
     read_group,
 )
 from core.cache.tables import KindResult, kind_tensors
+from core.cache.tensors import write_tensors
 from core.errors import CacheError
 from core.model.weights import ModelMeta
 
@@ -127,19 +127,17 @@ def file_record(out: Path, fname: str) -> dict[str, Any]:
 
 def write_safetensors(out: Path, fname: str, tensors: dict[str, Tensor]) -> dict[str, Any]:
     """Write ``tensors`` (CPU, contiguous) to ``out / fname`` through a temporary file and
-    a rename; returns the file's :func:`file_record`, hashed from the bytes in memory
-    rather than read back.
+    a rename; returns the file's :func:`file_record`, hashed on the way out rather than
+    read back.
     """
-    data = safetensors_bytes(tensors)
-    record = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{fname}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            size, sha = write_tensors(f, tensors)
         os.replace(tmp, out / fname)
     finally:
         Path(tmp).unlink(missing_ok=True)
-    return record
+    return {"size": size, "sha256": sha}
 
 
 def _index_row(fname: str, res: KindResult) -> dict[str, Any]:

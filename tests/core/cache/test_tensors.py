@@ -1,12 +1,15 @@
-"""Safetensors bytes parsed as views of one buffer, against safetensors' own reader."""
+"""Safetensors bytes parsed as views of one buffer, and files written in a stream, against
+safetensors' own reader."""
 
 from __future__ import annotations
+
+import hashlib
 
 import pytest
 import torch
 from safetensors.torch import load, save
 
-from core.cache.tensors import tensors_from_buffer
+from core.cache.tensors import tensors_from_buffer, write_tensors
 
 
 def _sample() -> dict[str, torch.Tensor]:
@@ -55,3 +58,23 @@ def test_damaged_bytes_are_a_value_error(damage) -> None:
     data = save({"a": torch.arange(6, dtype=torch.float32).reshape(2, 3)})
     with pytest.raises(ValueError):
         tensors_from_buffer(bytearray(damage(data)))
+
+
+def test_written_file_is_read_back_by_safetensors(tmp_path) -> None:
+    sample = _sample() | {"transposed": torch.arange(6.0).reshape(2, 3).T}
+    path = tmp_path / "x.safetensors"
+    with open(path, "wb") as f:
+        size, sha = write_tensors(f, sample)
+    data = path.read_bytes()
+    assert size == len(data)
+    assert sha == hashlib.sha256(data).hexdigest()
+    ref = load(data)
+    assert set(ref) == set(sample)
+    for name, t in sample.items():
+        assert ref[name].dtype == t.dtype and ref[name].shape == t.shape, name
+        assert torch.equal(ref[name], t), name
+
+
+def test_a_dtype_safetensors_lacks_is_a_value_error(tmp_path) -> None:
+    with open(tmp_path / "x.safetensors", "wb") as f, pytest.raises(ValueError, match="complex"):
+        write_tensors(f, {"z": torch.zeros(2, dtype=torch.complex64)})
