@@ -24,9 +24,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.analysis import open_analysis
 from core.search.embed import DEFAULT_METHOD
 from core.search.engine import DEFAULT_KINDS, DEFAULT_THRESHOLD, build_index, rank, search
-from core.search.null import ALPHA, MIN_BIN, ZIPF_EDGES, null_for, random_queries, word_pool
+from core.search.null import (
+    ALPHA,
+    MIN_BIN,
+    ZIPF_EDGES,
+    null_for,
+    random_queries,
+    word_pool,
+    words_by_bin,
+)
 from core.settings import Settings
-from core.svd.tokens import zipf
 
 
 def main() -> None:
@@ -44,9 +51,8 @@ def main() -> None:
     uniform = null_for(index, n, DEFAULT_METHOD, kinds, DEFAULT_THRESHOLD, bins=None)
     assert uniform is not None
     pool = word_pool(raw, index.tokens.trained)
-    sizes = [0] * (len(ZIPF_EDGES) + 1)
-    for i in pool:
-        sizes[sum(zipf(raw[i]) >= e for e in ZIPF_EDGES)] += 1
+    by_bin = words_by_bin(raw, pool)
+    sizes = [len(by_bin.get(b, [])) for b in range(len(ZIPF_EDGES) + 1)]
     bins = []
     for b, size in enumerate(sizes):
         lo = ZIPF_EDGES[b - 1] if b else 0.0

@@ -11,7 +11,7 @@ Each random concept is as frequent in English as the query's concept it stands f
 is drawn from the same bin of Zipf frequency (:data:`ZIPF_EDGES`; a bin with fewer than
 :data:`MIN_BIN` words of the model is drawn from the whole pool). Common words reach
 higher random bests: on SmolLM2-135M, single words of Zipf 5.5 or more beat a null drawn
-uniformly from the pool (mostly rarer words) 32% of the time rather than 5%
+uniformly from the pool (mostly rarer words) 37% of the time rather than 5%
 (``BENCHMARKS.md``). Without ``wordfreq`` the draw is uniform. A hit scoring ``s`` gets
 
 * ``p = (1 + #{null best >= s}) / (N_DRAWS + 1)``: the chance that a random query's *best*
@@ -40,7 +40,7 @@ from torch import Tensor
 
 from core.search.embed import QueryTokens, parse_query
 from core.search.index import SearchIndex
-from core.svd.tokens import zipf
+from core.svd.tokens import english_zipf
 
 #: Random queries per null.
 N_DRAWS = 100
@@ -50,8 +50,9 @@ ALPHA = 0.05
 SEED = 0
 #: Shortest word (letters after the leading space) a random query draws.
 MIN_LETTERS = 3
-#: Zipf frequencies (:func:`core.svd.tokens.zipf`) that bound the bins a random concept
-#: is drawn from: bin ``i`` holds the words with ``ZIPF_EDGES[i-1] <= zipf < ZIPF_EDGES[i]``
+#: Zipf frequencies (:func:`core.svd.tokens.english_zipf`) that bound the bins a random
+#: concept is drawn from (:func:`zipf_bin`): bin ``i`` holds the words with
+#: ``ZIPF_EDGES[i-1] <= zipf < ZIPF_EDGES[i]``
 #: (an unlisted word has 0; "the" about 7.7, "water" 5.4, "fire" 5.1, "kidney" 3.9).
 ZIPF_EDGES = (2.5, 4.0, 5.0, 5.5)
 #: A bin with fewer of the model's whole words than this is drawn from the whole pool.
@@ -127,12 +128,34 @@ def word_pool(raw: Sequence[str], trained: Tensor | None = None) -> list[int]:
     return [i for i, t in enumerate(raw) if t.strip().isalpha()]
 
 
+def zipf_bin(text: str) -> int:
+    """The :data:`ZIPF_EDGES` bin of ``text``'s English frequency (0 to ``len(ZIPF_EDGES)``).
+
+    Raises:
+        ValueError: the package ``wordfreq`` is missing.
+    """
+    return bisect.bisect_right(ZIPF_EDGES, english_zipf(text))
+
+
+def words_by_bin(raw: Sequence[str], pool: Sequence[int]) -> dict[int, list[int]]:
+    """The ``pool`` token ids grouped by the :func:`zipf_bin` of their text (bins with no
+    word are absent).
+
+    Raises:
+        ValueError: the package ``wordfreq`` is missing.
+    """
+    out: dict[int, list[int]] = {}
+    for i in pool:
+        out.setdefault(zipf_bin(raw[i]), []).append(i)
+    return out
+
+
 def frequency_bins(concepts: Sequence[str]) -> tuple[int, ...] | None:
-    """The :data:`ZIPF_EDGES` bin of each concept's English frequency, sorted (the null
-    depends on the bins, not on their order); ``None`` without ``wordfreq``.
+    """The :func:`zipf_bin` of each concept, sorted (the null depends on the bins, not on
+    their order); ``None`` without ``wordfreq``.
     """
     try:
-        return tuple(sorted(bisect.bisect_right(ZIPF_EDGES, zipf(c)) for c in concepts))
+        return tuple(sorted(zipf_bin(c) for c in concepts))
     except ValueError:
         return None
 
@@ -166,9 +189,7 @@ def random_queries(
         return out
     if len(bins) != n_concepts:
         raise ValueError(f"bins names {len(bins)} concepts, not {n_concepts}")
-    by_bin: dict[int, list[int]] = {}
-    for i in pool:
-        by_bin.setdefault(bisect.bisect_right(ZIPF_EDGES, zipf(raw[i])), []).append(i)
+    by_bin = words_by_bin(raw, pool)
     sources = [by_bin.get(b, []) if len(by_bin.get(b, [])) >= MIN_BIN else pool for b in bins]
     for _ in range(draws):
         words: list[int] = []

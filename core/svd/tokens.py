@@ -84,7 +84,7 @@ def _english_frequencies() -> dict[str, float]:
     return dict(wordfreq.get_frequency_dict("en"))
 
 
-def zipf(text: str) -> float:
+def english_zipf(text: str) -> float:
     """Zipf frequency of ``text`` in English: ``log10`` of its occurrences per billion
     words in ``wordfreq``'s ``en`` list, 0 when unlisted. ``text`` is stripped and
     lower-cased; a phrase not listed whole counts as its rarest word.

@@ -226,6 +226,20 @@ def test_random_concepts_are_as_frequent_as_the_querys(planted, monkeypatch) -> 
                 ), (c, b)
 
 
+def test_words_by_bin_groups_the_pool_by_frequency(planted) -> None:
+    _, index = planted
+    raw = index.tokens.raw
+    pool = word_pool(raw, index.tokens.trained)
+    groups = null_mod.words_by_bin(raw, pool)
+    assert sorted(i for ids in groups.values() for i in ids) == sorted(pool)
+    wordfreq = pytest.importorskip("wordfreq")
+    for b, ids in groups.items():
+        for i in ids:
+            z = wordfreq.zipf_frequency(raw[i].strip().lower(), "en")
+            on_edge = any(abs(z - e) < 0.011 for e in null_mod.ZIPF_EDGES)
+            assert _reference_bin(raw[i]) == b or on_edge, (raw[i], b)
+
+
 def test_a_thin_bin_draws_from_the_whole_pool(planted, monkeypatch) -> None:
     _, index = planted
     monkeypatch.setattr(null_mod, "MIN_BIN", 10**9)
