@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.analysis import open_analysis
 from core.search.embed import DEFAULT_METHOD
 from core.search.engine import DEFAULT_KINDS, DEFAULT_THRESHOLD, build_index, rank, search
+from core.search.index import default_kinds
 from core.search.null import (
     ALPHA,
     MIN_BIN,
@@ -46,7 +47,7 @@ def main() -> None:
     t0 = time.time()
     a = open_analysis(Settings(model=args.model, cache_dir=args.cache_dir))
     index = build_index(a, DEFAULT_KINDS)
-    kinds = tuple(k for k in DEFAULT_KINDS if k in index.spans)
+    kinds = default_kinds(index)
     raw, n = index.tokens.raw, args.concepts
     uniform = null_for(index, n, DEFAULT_METHOD, kinds, DEFAULT_THRESHOLD, bins=None)
     assert uniform is not None
