@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command for the GPU figures BENCHMARKS.md lacks: whole-model precompute of random
 # GPT-2-small..XL-shaped models on the GPU, against TransformerLens's SVDInterpreter loop
-# on the same GPU (python -m core bench, pages off), then the markdown tables.
+# on the same GPU (python -m core bench, pages off), then the markdown tables. First, the
+# decompositions' alternative routes side by side (scripts/gpu_paths.py; PATHS=0 skips it).
 #
 #   scripts/gpu_bench.sh                       # on a GPU machine: cuda, gpt2-small..gpt2-xl
 #   DEVICE=cpu SHAPES=demo scripts/gpu_bench.sh   # the same script on a CPU (a smoke run)
@@ -14,7 +15,7 @@
 #
 # Environment: DEVICE (cuda), SHAPES (gpt2-small,smollm2-135m,gpt2-medium,gpt2-large,gpt2-xl),
 # REF_LAYERS (2), REPEAT (3: each timing the median of 3, the first run of a process
-# included in precompute_runs_s), QUERIES (30), OUT (docs/bench), PYTHON (python3).
+# included in precompute_runs_s), QUERIES (30), OUT (docs/bench), PYTHON (python3), PATHS (1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,6 +44,13 @@ mkdir -p "$OUT"
 stamp=$(date -u +%Y-%m-%dT%H%MZ)
 json="$OUT/$stamp-$DEVICE.json"
 echo "== $("$PY" -c 'import torch; print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")')" >&2
+if [ "${PATHS:-1}" = 1 ]; then
+    echo "== decomposition routes -> $OUT/$stamp-$DEVICE-paths.jsonl" >&2
+    # On a CPU (a smoke run) the routes are timed on a tiny shape.
+    paths_shapes=gpt2-medium,gpt2-xl
+    [ "$DEVICE" = cuda ] || paths_shapes=tiny
+    "$PY" scripts/gpu_paths.py --device "$DEVICE" --shapes "$paths_shapes" | tee "$OUT/$stamp-$DEVICE-paths.jsonl" >&2
+fi
 echo "== $SHAPES on $DEVICE -> $json" >&2
 # Each shape's object also goes to stderr when it is done: a killed run keeps those.
 "$PY" -m core bench --device "$DEVICE" --shapes "$SHAPES" --reference-layers "$REF_LAYERS" --repeat "$REPEAT" \

@@ -4,8 +4,10 @@ against batched Cholesky (``gram_factored_svd``), and MLP Gram eigendecompositio
 matrix at a time against batched groups (``batched_gram_eighs``) and against one matrix at
 a time on each of several CUDA streams, one host thread each (cuSOLVER's ``syevd`` runs
 one matrix per call and is latency-bound at these sizes, so streams are the one way left
-to run them side by side; on the CPU the threads share the BLAS). Prints one JSON line per
-shape; run by ``scripts/gpu_bench.sh`` before the benchmark (``--device cpu`` for a smoke run).
+to run them side by side; on the CPU the threads share the BLAS), and one at a time through
+MAGMA rather than cuSOLVER (CUDA only). Prints one JSON line per shape; run by
+``scripts/gpu_bench.sh`` before the benchmark (``--device cpu --shapes tiny`` for a smoke
+run).
 """
 
 from __future__ import annotations
@@ -63,6 +65,21 @@ def on_streams(W: torch.Tensor, n_streams: int, dev: str) -> list[object]:
     return out
 
 
+def with_magma(fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` run with MAGMA as torch's CUDA linear-algebra backend (its hybrid
+    CPU-and-GPU ``syevd`` against cuSOLVER's), the previous backend restored after."""
+
+    def run() -> object:
+        before = torch.backends.cuda.preferred_linalg_library()
+        torch.backends.cuda.preferred_linalg_library("magma")
+        try:
+            return fn()
+        finally:
+            torch.backends.cuda.preferred_linalg_library(before)
+
+    return run
+
+
 def time_shape(name: str, dev: str) -> dict[str, object]:
     """The timings for one shape."""
     L, H, d = SHAPES[name]
@@ -78,7 +95,11 @@ def time_shape(name: str, dev: str) -> dict[str, object]:
         "mlp_one_by_one_s": clock(lambda: [_gram_eigh(W[i], "in") for i in range(L)], dev),
         "mlp_batched_s": clock(lambda: batched_gram_eighs(W, "in"), dev),
         **{f"mlp_{n}_streams_s": clock(lambda n=n: on_streams(W, n, dev), dev) for n in (2, 4, 8)},
-    }
+    } | (
+        {"mlp_magma_s": clock(with_magma(lambda: [_gram_eigh(W[i], "in") for i in range(L)]), dev)}
+        if dev == "cuda"
+        else {}
+    )
 
 
 def main() -> None:

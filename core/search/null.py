@@ -229,7 +229,7 @@ def null_for(
     ``None`` when the vocabulary has no word to draw random queries from. ``bins``: the
     query's :func:`frequency_bins` (``None``: concepts drawn from the whole pool).
     """
-    from core.search.ranking import rank
+    from core.search.ranking import best_scores
 
     draws = N_DRAWS if draws is None else draws
     kinds = tuple(kinds)
@@ -262,11 +262,7 @@ def null_for(
             index.tokens.trained,
             bins,
         )
-        vals = []
-        for q in queries:
-            sc, _ = rank(index, q, method, kinds, threshold, top=1)
-            vals.append(float(sc.score[0]) if len(sc.rows) else -math.inf)
-        best = torch.tensor(vals).sort().values
+        best = best_scores(index, queries, method, kinds, threshold).sort().values
         if index.store is not None:
             index.store.save(name, {"best": best}, extra)
     null = Null(method, n_concepts, threshold, kinds, best, bins)

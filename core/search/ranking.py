@@ -10,6 +10,7 @@ survivors' from float32 vectors read from the decompositions.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -84,9 +85,17 @@ def score_rows(
     """Score unit ``vectors`` (index ``rows``) against a query's ``cols``
     (:func:`query_columns`): one matrix product.
     """
-    out = _product(vectors, cols)
+    return score_product(index, _product(vectors, cols), rows, query)
+
+
+def score_product(
+    index: SearchIndex, out: Float[Tensor, "c m"], rows: Int[Tensor, " m"], query: QueryTokens
+) -> Scores:
+    """:func:`score_rows` from the product ``out`` of the rows' vectors with the query's
+    columns (:func:`_product`; the last column is the unit query vector).
+    """
     cos = out[-1]
-    if cols.shape[1] == 1:
+    if out.shape[0] == 1:
         return Scores(rows, cos, cos.abs(), cos < 0)
     zt = out[:-1] / index.logit_std[rows][None, :]
     score, anti = query_scores(
@@ -108,27 +117,111 @@ _SLACK = 0.01
 PREFILTER = 4096
 
 
-def _prefilter(
+def _prefilter_columns(
+    index: SearchIndex, q: Float[Tensor, " d_model"], query: QueryTokens
+) -> Float[Tensor, "d_model 2"]:
+    """The prefilter's two columns: the mean of the query's centred token columns, and
+    the unit query vector.
+    """
+    cols = index.embedder.centred_columns(query.ids)
+    mean_col = (cols * query.weights[None, :].to(cols.dtype)).sum(1) / len(query.concepts)
+    return torch.stack([mean_col, q], dim=1)
+
+
+def _prefilter_rows(
+    index: SearchIndex, products: dict[str, Tensor], threshold: float
+) -> Int[Tensor, " n"]:
+    """Rows passing the (approximate) threshold with the largest |mean z| of the query,
+    from each kind's product ``[2, rows of the kind]`` with :func:`_prefilter_columns`
+    (kinds in index order).
+    """
+    proxy, rows = [], []
+    for k, out in products.items():
+        a = index.spans[k][0]
+        keep = (out[1].abs() >= threshold - _SLACK).nonzero()[:, 0]
+        proxy.append(out[0, keep].abs() / index.logit_std[a + keep])
+        rows.append(a + keep)
+    p, r = torch.cat(proxy), torch.cat(rows)
+    return r[p.topk(min(PREFILTER, len(p))).indices] if len(p) > PREFILTER else r
+
+
+def _searched(index: SearchIndex, kinds: Sequence[str]) -> list[str]:
+    """The index's kinds that ``kinds`` names, in index order."""
+    return [k for k in index.kinds if k in kinds]
+
+
+def _kind_products(
+    index: SearchIndex, kinds: Sequence[str], cols: Float[Tensor, "d_model c"]
+) -> dict[str, Tensor]:
+    """Each searched kind's rows times ``cols``: one product ``[c, rows of the kind]`` per
+    kind.
+    """
+    out = {}
+    for k in _searched(index, kinds):
+        a, b = index.spans[k]
+        out[k] = _product(index.vectors[a:b], cols)
+    return out
+
+
+def _all_scores(index: SearchIndex, products: dict[str, Tensor], query: QueryTokens) -> Scores:
+    """Every searched row's scores, from each kind's product with the query's columns."""
+    parts = [
+        score_product(index, out, torch.arange(*index.spans[k]), query)
+        for k, out in products.items()
+    ]
+    return Scores(*(torch.cat([getattr(p, f) for p in parts]) for f in Scores.__dataclass_fields__))
+
+
+def _best(
+    index: SearchIndex,
+    allp: Scores,
+    cols: Float[Tensor, "d_model c"],
+    query: QueryTokens,
+    threshold: float,
+    top: int | None,
+) -> Scores:
+    """The rows of ``allp`` (half-precision scores) re-scored from float32 vectors: those
+    with ``|cosine| >= threshold``, best first, at most ``top``.
+    """
+    cand = allp.take(allp.cosine.abs() >= threshold - _SLACK)
+    if top is not None and len(cand.rows) > 2 * top + 64:
+        cand = cand.take(cand.score.topk(2 * top + 64).indices)
+    exact = score_rows(index, exact_vectors(index, cand.rows), cand.rows, cols, query)
+    exact = exact.take(exact.cosine.abs() >= threshold)
+    n = len(exact.rows) if top is None else min(top, len(exact.rows))
+    return exact.take(exact.score.topk(n).indices)
+
+
+def _searched_rows(index: SearchIndex, kinds: Sequence[str]) -> int:
+    return sum(b - a for k, (a, b) in index.spans.items() if k in kinds)
+
+
+def _pass_columns(
     index: SearchIndex,
     q: Float[Tensor, " d_model"],
     query: QueryTokens,
-    kinds: Sequence[str],
+    cols: Float[Tensor, "d_model c"],
+    prefilter: bool,
+) -> Tensor:
+    """The columns the whole index is multiplied by: the prefilter's two, or ``cols``."""
+    return _prefilter_columns(index, q, query) if prefilter else cols
+
+
+def _scored(
+    index: SearchIndex,
+    products: dict[str, Tensor],
+    cols: Float[Tensor, "d_model c"],
+    query: QueryTokens,
     threshold: float,
-) -> Int[Tensor, " m"]:
-    """Rows passing the (approximate) threshold with the largest |mean z| of the query."""
-    cols = index.embedder.centred_columns(query.ids)
-    mean_col = (cols * query.weights[None, :].to(cols.dtype)).sum(1) / len(query.concepts)
-    two = torch.stack([mean_col, q], dim=1)
-    proxy, rows = [], []
-    for k in index.kinds:
-        if k in kinds:
-            a, b = index.spans[k]
-            out = _product(index.vectors[a:b], two)
-            keep = (out[1].abs() >= threshold - _SLACK).nonzero()[:, 0]
-            proxy.append(out[0, keep].abs() / index.logit_std[a + keep])
-            rows.append(a + keep)
-    p, r = torch.cat(proxy), torch.cat(rows)
-    return r[p.topk(min(PREFILTER, len(p))).indices] if len(p) > PREFILTER else r
+    prefilter: bool,
+) -> Scores:
+    """The rows worth re-scoring and their scores, from each kind's product with
+    :func:`_pass_columns`.
+    """
+    if prefilter:
+        rows = _prefilter_rows(index, products, threshold)
+        return score_rows(index, index.vectors[rows], rows, cols, query)
+    return _all_scores(index, products, query)
 
 
 def rank(
@@ -144,23 +237,47 @@ def rank(
     """
     q = embed_query(index, query, method)
     cols = query_columns(index, q, query, method)
-    n_rows = sum(b - a for k, (a, b) in index.spans.items() if k in kinds)
-    if method == "token" and n_rows > PREFILTER:
-        rows = _prefilter(index, q, query, kinds, threshold)
-        allp = score_rows(index, index.vectors[rows], rows, cols, query)
-    else:
-        parts = []
-        for k in index.kinds:
-            if k in kinds:
-                a, b = index.spans[k]
-                parts.append(score_rows(index, index.vectors[a:b], torch.arange(a, b), cols, query))
-        allp = Scores(
-            *(torch.cat([getattr(p, f) for p in parts]) for f in Scores.__dataclass_fields__)
-        )
-    cand = allp.take(allp.cosine.abs() >= threshold - _SLACK)
-    if top is not None and len(cand.rows) > 2 * top + 64:
-        cand = cand.take(cand.score.topk(2 * top + 64).indices)
-    exact = score_rows(index, exact_vectors(index, cand.rows), cand.rows, cols, query)
-    exact = exact.take(exact.cosine.abs() >= threshold)
-    n = len(exact.rows) if top is None else min(top, len(exact.rows))
-    return exact.take(exact.score.topk(n).indices), n_rows
+    n_rows = _searched_rows(index, kinds)
+    prefilter = method == "token" and n_rows > PREFILTER
+    products = _kind_products(index, kinds, _pass_columns(index, q, query, cols, prefilter))
+    allp = _scored(index, products, cols, query, threshold, prefilter)
+    return _best(index, allp, cols, query, threshold, top), n_rows
+
+
+#: Queries :func:`best_scores` multiplies by the index at once (bounds the products'
+#: memory: a few columns per query, four bytes per row each).
+BATCH = 50
+
+
+def best_scores(
+    index: SearchIndex,
+    queries: Sequence[QueryTokens],
+    method: str,
+    kinds: Sequence[str],
+    threshold: float,
+) -> Float[Tensor, " n"]:
+    """Each query's best score: ``rank(..., top=1)``'s first score, ``-inf`` where no
+    row passes the threshold.
+
+    The same steps as :func:`rank`, but the pass over the whole index (the largest cost
+    of a query, memory-bound) is one product for :data:`BATCH` queries' columns side by
+    side rather than one per query: a search null ranks 100 random queries.
+    """
+    prefilter = method == "token" and _searched_rows(index, kinds) > PREFILTER
+    best = torch.full((len(queries),), -math.inf)
+    for s0 in range(0, len(queries), BATCH):
+        batch = queries[s0 : s0 + BATCH]
+        qs = [embed_query(index, query, method) for query in batch]
+        cols = [query_columns(index, q, query, method) for q, query in zip(qs, batch)]
+        side = [
+            _pass_columns(index, q, query, c, prefilter) for q, query, c in zip(qs, batch, cols)
+        ]
+        ends = torch.tensor([0] + [c.shape[1] for c in side]).cumsum(0).tolist()
+        products = _kind_products(index, kinds, torch.cat(side, dim=1))
+        for j, query in enumerate(batch):
+            mine = {k: out[ends[j] : ends[j + 1]] for k, out in products.items()}
+            allp = _scored(index, mine, cols[j], query, threshold, prefilter)
+            top = _best(index, allp, cols[j], query, threshold, 1)
+            if len(top.rows):
+                best[s0 + j] = top.score[0]
+    return best

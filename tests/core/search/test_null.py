@@ -263,3 +263,37 @@ def test_a_search_is_judged_against_its_concepts_frequency(planted) -> None:
     fresh = build_index(a, tokenizer=index.tokenizer)
     again = null_for(fresh, 2, "token", res.null.kinds, 0.0, bins=want[::-1])
     assert again is not None and torch.equal(again.best, res.null.best)
+
+
+@pytest.mark.parametrize("method", ["token", "pinv"])
+@pytest.mark.parametrize("prefilter", [None, 50])
+@pytest.mark.parametrize("cut", [False, True])
+def test_batched_best_scores_equal_one_ranking_per_query(
+    planted, monkeypatch, method, prefilter, cut
+) -> None:
+    """The null's batched pass gives each random query the best score ``rank(top=1)``
+    gives it alone (``-inf`` where no direction passes the threshold: with ``cut``, the
+    median of the queries' best |cosine|); ``prefilter`` makes the ``token`` method keep
+    50 of the 384 directions first. More queries than one batch holds, so the batches'
+    seams are crossed."""
+    import math
+
+    import core.search.ranking as ranking
+
+    _, index = planted
+    if prefilter is not None:
+        monkeypatch.setattr(ranking, "PREFILTER", prefilter)
+    monkeypatch.setattr(ranking, "BATCH", 7)
+    qs = random_queries(index.tokens.raw, index.tokenizer, index.embedder.d_vocab, 2, 20)
+    threshold = 0.0
+    if cut:
+        cos = [float(ranking.rank(index, q, "pinv", KINDS, 0.0, top=1)[0].score[0]) for q in qs]
+        threshold = float(torch.tensor(cos).median())
+    got = ranking.best_scores(index, qs, method, KINDS, threshold)
+    ref = []
+    for q in qs:
+        sc, _ = ranking.rank(index, q, method, KINDS, threshold, top=1)
+        ref.append(float(sc.score[0]) if len(sc.rows) else -math.inf)
+    assert torch.equal(got, torch.tensor(ref))
+    if cut and method == "pinv":
+        assert math.isinf(min(ref)) and max(ref) > -math.inf  # both cases met
