@@ -42,6 +42,9 @@ def _row(shape: str, layers: int, scale: float) -> dict:
 
 def test_report_reads_arrays_and_streams_keeps_last_and_orders_by_size(tmp_path: Path) -> None:
     big, small = _row("gpt2-medium", 4, 2.0), _row("demo", 2, 1.0)
+    # Timed twice (since the nulls were told apart); ``small`` is an older run's row.
+    big |= {"search_warm_p50_ms": 1.0, "search_warm_p95_ms": 2.0}
+    big |= {"search_nulls_computed": 3, "search_queries": 30}
     old = {**_row("demo", 2, 1.0), "precompute_s": 99.0}
     (tmp_path / "a.json").write_text(json.dumps([big]))
     # A killed run's stderr: one object per line among other output.
@@ -66,6 +69,8 @@ def test_report_reads_arrays_and_streams_keeps_last_and_orders_by_size(tmp_path:
     assert out.index("| demo |") < out.index("| gpt2-medium |")
     assert "99.0" not in out and "1.50 s" in out  # the later demo object wins
     assert "(x4 of 1 layer(s))" in out  # scaled references are marked
+    assert "| 3.0 / 9.0 | 1.0 / 2.0 | 3 of 30 | 300 |" in out
+    assert "| 3.0 / 9.0 | – | – | 300 |" in out
     assert "| shape | view | overview | grid |" in out
     assert "| demo | same view | 20.0 | 80.0 |" in out
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
