@@ -5,7 +5,8 @@ Methods ``pinv``, ``embed`` and ``ridge`` rank by ``|cosine|``; ``token`` by how
 query's concepts match each direction's standardised logits (:mod:`core.search.score`),
 first keeping the ``PREFILTER`` rows whose mean query-token z-score is largest when the
 index is bigger than that. Scores come from the index's (half-precision) rows, the
-survivors' from float32 vectors read from the decompositions.
+survivors' from float32 vectors read from the decompositions. :func:`best_scores` ranks many
+queries (a significance null's random ones) with one pass over the index per batch.
 """
 
 from __future__ import annotations
