@@ -195,7 +195,12 @@ class EntryWriter:
     """
 
     def __init__(
-        self, cache_dir: Path, meta: ModelMeta, processing: str, settings_key: dict[str, Any]
+        self,
+        cache_dir: Path,
+        meta: ModelMeta,
+        processing: str,
+        settings_key: dict[str, Any],
+        background: bool = True,
     ) -> None:
         self.cache_dir, self.settings_key = Path(cache_dir), settings_key
         self.out = entry_dir(cache_dir, meta, processing)
@@ -208,16 +213,30 @@ class EntryWriter:
         for derived in self.out.glob(f"{PART_PREFIX}*.json"):
             derived.unlink(missing_ok=True)
         # One thread: the writes are I/O and hashing (both release the GIL), and one at a
-        # time keeps at most one kind's serialised bytes in memory beside the build.
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-writer")
+        # time keeps at most one kind's tensors in flight beside the build. Without
+        # ``background`` (every kind built already) the writes run in the caller's thread:
+        # a background fill saves its entry while the interpreter exits, when an executor
+        # takes no more work.
+        self._pool = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-writer")
+            if background
+            else None
+        )
         self._pending: dict[str, Future[dict[str, Any]]] = {}
 
     def add(self, kind: str, res: KindResult) -> None:
-        """Queue ``res`` (on the CPU) to be written as ``kind``'s file."""
+        """Queue ``res`` (on the CPU) to be written as ``kind``'s file (or write it now,
+        without a background thread).
+        """
         fname = f"{kind}.safetensors"
-        self._pending[kind] = self._pool.submit(
-            lambda: write_safetensors(self.out, fname, kind_tensors(res))
-        )
+        if self._pool is not None:
+            self._pending[kind] = self._pool.submit(
+                lambda: write_safetensors(self.out, fname, kind_tensors(res))
+            )
+            return
+        done: Future[dict[str, Any]] = Future()
+        done.set_result(write_safetensors(self.out, fname, kind_tensors(res)))
+        self._pending[kind] = done
 
     def finish(self, svd: ModelSVD) -> Path:
         """Wait for the writes, then write the manifest of ``svd`` (whose kinds are the
@@ -227,7 +246,8 @@ class EntryWriter:
         missing = set(svd.kinds.keys()) ^ set(self._pending)
         if missing:
             raise ValueError(f"kinds written and kinds of the entry differ: {sorted(missing)}")
-        self._pool.shutdown()
+        if self._pool is not None:
+            self._pool.shutdown()
         write_manifest(
             self.out / "meta.json",
             svd.meta,
@@ -247,7 +267,8 @@ class EntryWriter:
     def __exit__(self, *exc: object) -> None:
         for job in self._pending.values():
             job.cancel()
-        self._pool.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
 
 def save(svd: ModelSVD, cache_dir: Path, settings_key: dict[str, Any]) -> Path:
@@ -257,7 +278,7 @@ def save(svd: ModelSVD, cache_dir: Path, settings_key: dict[str, Any]) -> Path:
     ``settings_key`` holds the settings that shape the content (k, n_project, seed...):
     an entry written under other settings is stale for a reader with these.
     """
-    with EntryWriter(cache_dir, svd.meta, svd.processing, settings_key) as writer:
+    with EntryWriter(cache_dir, svd.meta, svd.processing, settings_key, background=False) as writer:
         for kind, res in svd.kinds.items():
             writer.add(kind, res)
         return writer.finish(svd)

@@ -32,3 +32,28 @@ def test_filters_and_projection_on_the_command_line(
     assert "between 0 and 100" in capsys.readouterr().err
     assert main([*base, "--filter", "rare"]) == 2
     assert "unknown token filter" in capsys.readouterr().err
+
+
+def test_a_command_on_an_empty_cache_leaves_the_entry_written(
+    checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    """``directions`` answers from the first directions and exits while its background
+    fill projects the rest: the fill's entry is written as the interpreter shuts down
+    (when an executor takes no more work), and the next call answers from it alone."""
+    import subprocess
+    import sys
+
+    from core.cache import store
+
+    root = Path(__file__).resolve().parents[3]
+    cmd = [sys.executable, "-m", "core", "directions", "--model", str(checkpoints["gpt2"]),
+           "--device", "cpu", "--cache-dir", str(tmp_path), "--matrix", "ov", "--layer", "1",
+           "--head", "0", "--n", "3", "--json"]  # fmt: skip
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=root)
+    assert first.returncode == 0, first.stderr
+    assert "failed" not in first.stderr and "Traceback" not in first.stderr, first.stderr
+    assert [e["processing"] for e in store.list_entries(tmp_path)] == ["post"]
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=root)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == json.loads(first.stdout)
+    assert "loading model" not in again.stderr  # answered from the entry
