@@ -19,7 +19,7 @@ def default_model() -> str:
     An embedded model that is not built (its install-time fetch failed) falls back to
     ``default``, the demo model; the picker still lists it with how to build it.
     """
-    spec = os.environ.get("SVDLENS_DEFAULT_MODEL", "").strip() or "default"
+    spec = embedded.spec_name(os.environ.get("SVDLENS_DEFAULT_MODEL", "").strip() or "default")
     entry = embedded.lookup(spec)
     return "default" if entry is not None and not entry.built else spec
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from core.model import embedded
 from core.settings import DEFAULT_PROJECTION, PROJECTIONS, Settings
 
 
@@ -120,7 +121,8 @@ def _short(path: Path) -> str:
 
 def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
     """The :class:`Settings` the common options describe."""
-    fields: dict[str, Any] = dict(model=args.model, processing=args.processing, device=args.device)
+    model = embedded.spec_name(args.model)
+    fields: dict[str, Any] = dict(model=model, processing=args.processing, device=args.device)
     fields["projection"] = getattr(args, "projection", DEFAULT_PROJECTION)
     if args.cache_dir is not None:
         fields["cache_dir"] = args.cache_dir

@@ -145,6 +145,20 @@ def by_directory(path: str | Path) -> EmbeddedModel | None:
     return next((m for m in EMBEDDED if m.directory.resolve() == p), None)
 
 
+def spec_name(spec: str) -> str:
+    """The spec a model is known by: an embedded model's checkpoint directory, however it
+    is written (``models/smollm2-135m``, an absolute path), is that model's name, so it
+    shares the cache entries, labels and noise floor of ``--model smollm2-135m``; any
+    other spec (a name, an alias, a hub id, another directory) is returned as it is.
+    """
+    try:
+        is_dir = Path(spec).expanduser().is_dir()
+    except OSError:  # a name too long for a path
+        return spec
+    m = by_directory(Path(spec).expanduser()) if is_dir else None
+    return spec if m is None else m.name
+
+
 def directory(spec: str) -> Path:
     """The checkpoint directory of the embedded model ``spec``.
 

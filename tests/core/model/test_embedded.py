@@ -40,3 +40,23 @@ def test_a_missing_build_says_how_to_build_it(tmp_path: Path, monkeypatch) -> No
 def test_by_directory_finds_the_entry() -> None:
     assert embedded.by_directory(DEFAULT_MODEL_DIR) is embedded.DEMO
     assert embedded.by_directory("/nonexistent/dir") is None
+
+
+def test_an_embedded_models_directory_is_known_by_its_name(tmp_path: Path, monkeypatch) -> None:
+    """However its directory is written, an embedded model is filed under its name (one
+    cache entry); names, aliases, hub ids and other directories stay as they are."""
+    monkeypatch.chdir(DEFAULT_MODEL_DIR.parent.parent)
+    for spelling in (str(DEFAULT_MODEL_DIR), "models/demo-gpt2", "models/demo-gpt2/"):
+        assert embedded.spec_name(spelling) == "demo-gpt2", spelling
+    assert embedded.spec_name("./models/../models/demo-gpt2") == "demo-gpt2"
+    for spec in ("default", "demo-gpt2", "gpt2", "EleutherAI/pythia-160m@step3000", str(tmp_path)):
+        assert embedded.spec_name(spec) == spec
+    assert embedded.spec_name("a" * 5000) == "a" * 5000
+
+
+def test_the_command_line_files_a_directory_under_its_embedded_name(tmp_path: Path) -> None:
+    from core.cli.common import common_parser, settings_from_args
+
+    parser = common_parser()
+    args = parser.parse_args(["--model", str(DEFAULT_MODEL_DIR), "--cache-dir", str(tmp_path)])
+    assert settings_from_args(args).model == "demo-gpt2"
