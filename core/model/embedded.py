@@ -151,11 +151,11 @@ def spec_name(spec: str) -> str:
     shares the cache entries, labels and noise floor of ``--model smollm2-135m``; any
     other spec (a name, an alias, a hub id, another directory) is returned as it is.
     """
+    path = Path(spec).expanduser()
     try:
-        is_dir = Path(spec).expanduser().is_dir()
+        m = by_directory(path) if path.is_dir() else None
     except OSError:  # a name too long for a path
         return spec
-    m = by_directory(Path(spec).expanduser()) if is_dir else None
     return spec if m is None else m.name
 
 

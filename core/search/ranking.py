@@ -86,10 +86,10 @@ def score_rows(
     """Score unit ``vectors`` (index ``rows``) against a query's ``cols``
     (:func:`query_columns`): one matrix product.
     """
-    return score_product(index, _product(vectors, cols), rows, query)
+    return _score_product(index, _product(vectors, cols), rows, query)
 
 
-def score_product(
+def _score_product(
     index: SearchIndex, out: Float[Tensor, "c m"], rows: Int[Tensor, " m"], query: QueryTokens
 ) -> Scores:
     """:func:`score_rows` from the product ``out`` of the rows' vectors with the query's
@@ -167,7 +167,7 @@ def _kind_products(
 def _all_scores(index: SearchIndex, products: dict[str, Tensor], query: QueryTokens) -> Scores:
     """Every searched row's scores, from each kind's product with the query's columns."""
     parts = [
-        score_product(index, out, torch.arange(*index.spans[k]), query)
+        _score_product(index, out, torch.arange(*index.spans[k]), query)
         for k, out in products.items()
     ]
     return Scores(*(torch.cat([getattr(p, f) for p in parts]) for f in Scores.__dataclass_fields__))
@@ -195,6 +195,11 @@ def _best(
 
 def _searched_rows(index: SearchIndex, kinds: Sequence[str]) -> int:
     return sum(b - a for k, (a, b) in index.spans.items() if k in kinds)
+
+
+def _prefilters(method: str, n_rows: int) -> bool:
+    """Whether a query first keeps the ``PREFILTER`` rows (``token`` on a bigger index)."""
+    return method == "token" and n_rows > PREFILTER
 
 
 def _pass_columns(
@@ -239,7 +244,7 @@ def rank(
     q = embed_query(index, query, method)
     cols = query_columns(index, q, query, method)
     n_rows = _searched_rows(index, kinds)
-    prefilter = method == "token" and n_rows > PREFILTER
+    prefilter = _prefilters(method, n_rows)
     products = _kind_products(index, kinds, _pass_columns(index, q, query, cols, prefilter))
     allp = _scored(index, products, cols, query, threshold, prefilter)
     return _best(index, allp, cols, query, threshold, top), n_rows
@@ -264,7 +269,7 @@ def best_scores(
     of a query, memory-bound) is one product for :data:`BATCH` queries' columns side by
     side rather than one per query: a search null ranks 100 random queries.
     """
-    prefilter = method == "token" and _searched_rows(index, kinds) > PREFILTER
+    prefilter = _prefilters(method, _searched_rows(index, kinds))
     best = torch.full((len(queries),), -math.inf)
     for s0 in range(0, len(queries), BATCH):
         batch = queries[s0 : s0 + BATCH]
