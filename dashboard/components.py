@@ -49,7 +49,7 @@ def model_options(current: str) -> list[str]:
     options = [config.default_model()]
     first = embedded.lookup(options[0])
     options += [m.name for m in embedded.EMBEDDED if m is not first]
-    options += [p for p in config.local_models() if embedded.by_directory(p) is None]
+    options += [p for p in config.local_models() if embedded.lookup(p) is None]
     return options if current in options else [*options, current]
 
 

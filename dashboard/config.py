@@ -52,7 +52,11 @@ def local_models() -> list[str]:
     root = models_dir()
     if not root.is_dir():
         return []
-    return sorted(str(d) for d in root.iterdir() if (d / "config.json").is_file())
+    # Named as a typed path or a URL names them (embedded.spec_name), so the picker shows
+    # the folder the session already has open rather than a second entry for it.
+    return sorted(
+        embedded.spec_name(str(d)) for d in root.iterdir() if (d / "config.json").is_file()
+    )
 
 
 def checkpoint_series() -> list[str]:

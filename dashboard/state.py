@@ -29,6 +29,7 @@ from typing import Any
 import streamlit as st
 from core.edit import EditSet
 from core.errors import CoreError
+from core.model import embedded
 from core.settings import HEAD_KINDS
 
 from dashboard.builders.names import component_label
@@ -113,7 +114,8 @@ def from_params(params: Any) -> tuple[Selection, list[str]]:
     """A selection from URL query parameters (unchecked against a model), with messages
     for values that could not even be parsed."""
     errors: list[str] = []
-    model = params.get("model") or default_model()
+    # A URL or a typed path written another way names the same model (one cache entry).
+    model = embedded.spec_name(params.get("model") or default_model())
     proc = params.get("proc") or "post"
     if proc not in ("post", "raw"):
         errors.append(f"The URL's processing {proc!r} is unknown; use post or raw.")
@@ -168,7 +170,7 @@ def set_now(**changes: Any) -> None:
     for f, v in changes.items():
         if f not in _FIELDS:
             raise ValueError(f"unknown selection field {f!r}")
-        st.session_state[f"sel.{f}"] = v
+        st.session_state[f"sel.{f}"] = embedded.spec_name(v) if f == "model" else v
 
 
 def request(**changes: Any) -> None:
@@ -179,6 +181,8 @@ def request(**changes: Any) -> None:
             raise ValueError(f"unknown selection field {f!r}")
     pending = dict(st.session_state.get(_PENDING) or {})
     pending.update(changes)
+    if "model" in changes:
+        pending["model"] = embedded.spec_name(changes["model"])
     st.session_state[_PENDING] = pending
 
 
@@ -236,7 +240,7 @@ def open_component(
         direction=direction,
     )
     if model is not None:
-        sel = replace(sel, model=model)
+        sel = replace(sel, model=embedded.spec_name(model))
     if processing is not None:
         sel = replace(sel, processing=processing)
     request(**asdict(sel))

@@ -146,17 +146,25 @@ def by_directory(path: str | Path) -> EmbeddedModel | None:
 
 
 def spec_name(spec: str) -> str:
-    """The spec a model is known by: an embedded model's checkpoint directory, however it
-    is written (``models/smollm2-135m``, an absolute path), is that model's name, so it
-    shares the cache entries, labels and noise floor of ``--model smollm2-135m``; any
-    other spec (a name, an alias, a hub id, another directory) is returned as it is.
+    """The spec a model is known by, so every spelling of one model shares its cache
+    entries, labels and noise floor.
+
+    An embedded model's checkpoint directory, however it is written
+    (``models/smollm2-135m``, an absolute path), is that model's name; any other
+    checkpoint directory (one holding a ``config.json``) is its resolved absolute path
+    (``models/mine``, ``./models/mine/`` and ``~/x/../repo/models/mine`` are one model).
+    Names, aliases, hub ids and folders that are not checkpoints are returned as they are.
     """
     path = Path(spec).expanduser()
     try:
-        m = by_directory(path) if path.is_dir() else None
+        if not path.is_dir():
+            return spec
+        m = by_directory(path)
+        if m is not None:
+            return m.name
+        return str(path.resolve()) if (path / "config.json").is_file() else spec
     except OSError:  # a name too long for a path
         return spec
-    return spec if m is None else m.name
 
 
 def directory(spec: str) -> Path:

@@ -31,6 +31,23 @@ def test_from_params_defaults_and_bad_values(monkeypatch):
     assert sel.processing == "post" and len(errors) == 3
 
 
+def test_a_url_names_a_model_as_the_command_line_does(monkeypatch, tmp_path):
+    """A link written with another spelling of a model's folder opens the same model (one
+    cache entry), and the picker lists a checkpoint folder once, under that name."""
+    from core.settings import DEFAULT_MODEL_DIR
+
+    monkeypatch.chdir(DEFAULT_MODEL_DIR.parent.parent)
+    assert state.from_params({"model": "./models/demo-gpt2/"})[0].model == "demo-gpt2"
+    ckpt = tmp_path / "mine"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text("{}")
+    (tmp_path / "x").mkdir()
+    sel = state.from_params({"model": str(tmp_path / "x" / ".." / "mine") + "/"})[0]
+    assert sel.model == str(ckpt.resolve())
+    monkeypatch.setenv("SVDLENS_MODELS_DIR", str(tmp_path))
+    assert config.local_models() == [sel.model]
+
+
 def test_settings_from_environment(monkeypatch, tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "config.json").write_text("{}")

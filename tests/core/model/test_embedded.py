@@ -54,6 +54,22 @@ def test_an_embedded_models_directory_is_known_by_its_name(tmp_path: Path, monke
     assert embedded.spec_name("a" * 5000) == "a" * 5000
 
 
+def test_a_checkpoint_directory_is_known_by_its_resolved_path(tmp_path: Path, monkeypatch) -> None:
+    """Every spelling of a checkpoint folder that is not embedded names one model (its
+    resolved path); a folder without a config.json is left as written, for the loader's
+    message."""
+    ckpt = tmp_path / "models" / "mine"
+    ckpt.mkdir(parents=True)
+    (ckpt / "config.json").write_text("{}")
+    (tmp_path / "other").mkdir()
+    monkeypatch.chdir(tmp_path)
+    want = str(ckpt.resolve())
+    for spelling in ("models/mine", "./models/mine/", "other/../models/mine", str(ckpt)):
+        assert embedded.spec_name(spelling) == want, spelling
+    assert embedded.spec_name("other") == "other"
+    assert embedded.spec_name("models/missing") == "models/missing"
+
+
 def test_the_command_line_files_a_directory_under_its_embedded_name(tmp_path: Path) -> None:
     from core.cli.common import common_parser, settings_from_args
 
