@@ -59,8 +59,10 @@ class SearchIndex:
         embedder: the query embedder (``W_U``-side operators).
         tokenizer: the model's tokenizer, or ``None`` (exact vocabulary lookup).
         store: where derived parts (significance nulls) are cached, or ``None``.
-        nulls: the nulls computed so far (:func:`core.search.null.null_for`'s memo; the
-            only thing about an index that changes after it is built).
+        nulls: the nulls computed so far (:func:`core.search.null.null_for`'s memo).
+        memo: what the nulls share, computed on first use (the random queries' word
+            pool, :func:`core.search.null.draw_pool`). This and ``nulls`` are the only
+            things about an index that change after it is built.
     """
 
     vectors: Float[Tensor, "n d_model"]
@@ -84,6 +86,7 @@ class SearchIndex:
     tokenizer: Any = None
     store: PartStore | None = None
     nulls: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         n, d = self.vectors.shape

@@ -297,3 +297,32 @@ def test_batched_best_scores_equal_one_ranking_per_query(
     assert torch.equal(got, torch.tensor(ref))
     if cut and method == "pinv":
         assert math.isinf(min(ref)) and max(ref) > -math.inf  # both cases met
+
+
+def test_a_shared_draw_pool_draws_the_same_queries(planted) -> None:
+    """A null drawn from the index's memoised pool is the null drawn from scratch: the
+    pool is the whole-word tokens grouped by frequency bin, and the queries match."""
+    import dataclasses
+
+    _, index = planted
+    raw, trained = index.tokens.raw, index.tokens.trained
+    pool = null_mod.draw_pool(raw, trained)
+    assert pool.ids == word_pool(raw, trained)
+    assert pool.by_bin is not None
+    assert pool.by_bin == null_mod.words_by_bin(raw, pool.ids)
+    assert sorted(i for ids in pool.by_bin.values() for i in ids) == sorted(pool.ids)
+    for bins in (None, (1, 3)):
+        n = 1 if bins is None else 2
+        fresh = random_queries(raw, index.tokenizer, index.embedder.d_vocab, n, 8, 5, trained, bins)
+        shared = random_queries(
+            raw, index.tokenizer, index.embedder.d_vocab, n, 8, 5, trained, bins, pool
+        )
+        assert [q.text for q in fresh] == [q.text for q in shared]
+    # null_for fills the memo once and gives the same null as an index without it.
+    a = dataclasses.replace(index, store=None, nulls={}, memo={})
+    b = dataclasses.replace(index, store=None, nulls={}, memo={})
+    na = null_for(a, 2, "token", a.kinds, 0.0, draws=20, bins=(1, 3))
+    assert "pool" in a.memo
+    b.memo["pool"] = null_mod.DrawPool(word_pool(raw, trained), None)  # bins from scratch
+    nb = null_for(b, 2, "token", b.kinds, 0.0, draws=20, bins=(1, 3))
+    assert na is not None and nb is not None and torch.equal(na.best, nb.best)
