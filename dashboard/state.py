@@ -165,24 +165,32 @@ def current() -> Selection:
     return Selection(**{f: ss.get(f"sel.{f}") for f in _FIELDS})  # type: ignore[arg-type]
 
 
-def set_now(**changes: Any) -> None:
-    """Change the selection in place: only from widget callbacks or before the sidebar."""
-    for f, v in changes.items():
+def _checked(changes: dict[str, Any]) -> dict[str, Any]:
+    """``changes`` to the selection, the model named as the command line names it (one
+    cache entry however its folder is written).
+
+    Raises:
+        ValueError: a field the selection does not have.
+    """
+    for f in changes:
         if f not in _FIELDS:
             raise ValueError(f"unknown selection field {f!r}")
-        st.session_state[f"sel.{f}"] = embedded.spec_name(v) if f == "model" else v
+    if "model" in changes:
+        return {**changes, "model": embedded.spec_name(changes["model"])}
+    return changes
+
+
+def set_now(**changes: Any) -> None:
+    """Change the selection in place: only from widget callbacks or before the sidebar."""
+    for f, v in _checked(changes).items():
+        st.session_state[f"sel.{f}"] = v
 
 
 def request(**changes: Any) -> None:
     """Change the selection at the start of the next run (safe anywhere), then rerun
     yourself (``st.rerun()``) or switch page."""
-    for f in changes:
-        if f not in _FIELDS:
-            raise ValueError(f"unknown selection field {f!r}")
     pending = dict(st.session_state.get(_PENDING) or {})
-    pending.update(changes)
-    if "model" in changes:
-        pending["model"] = embedded.spec_name(changes["model"])
+    pending.update(_checked(changes))
     st.session_state[_PENDING] = pending
 
 
