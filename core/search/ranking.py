@@ -118,32 +118,10 @@ _SLACK = 0.01
 PREFILTER = 4096
 
 
-def _prefilter_columns(
-    index: SearchIndex, q: Float[Tensor, " d_model"], query: QueryTokens
-) -> Float[Tensor, "d_model 2"]:
-    """The prefilter's two columns: the mean of the query's centred token columns, and
-    the unit query vector.
-    """
+def _mean_column(index: SearchIndex, query: QueryTokens) -> Float[Tensor, "d_model 1"]:
+    """The prefilter's column: the mean of the query's centred token columns."""
     cols = index.embedder.centred_columns(query.ids)
-    mean_col = (cols * query.weights[None, :].to(cols.dtype)).sum(1) / len(query.concepts)
-    return torch.stack([mean_col, q], dim=1)
-
-
-def _prefilter_rows(
-    index: SearchIndex, products: dict[str, Tensor], threshold: float
-) -> Int[Tensor, " n"]:
-    """Rows passing the (approximate) threshold with the largest |mean z| of the query,
-    from each kind's product ``[2, rows of the kind]`` with :func:`_prefilter_columns`
-    (kinds in index order).
-    """
-    proxy, rows = [], []
-    for k, out in products.items():
-        a = index.spans[k][0]
-        keep = (out[1].abs() >= threshold - _SLACK).nonzero()[:, 0]
-        proxy.append(out[0, keep].abs() / index.logit_std[a + keep])
-        rows.append(a + keep)
-    p, r = torch.cat(proxy), torch.cat(rows)
-    return r[p.topk(min(PREFILTER, len(p))).indices] if len(p) > PREFILTER else r
+    return ((cols * query.weights[None, :].to(cols.dtype)).sum(1) / len(query.concepts))[:, None]
 
 
 def _searched(index: SearchIndex, kinds: Sequence[str]) -> list[str]:
@@ -151,43 +129,92 @@ def _searched(index: SearchIndex, kinds: Sequence[str]) -> list[str]:
     return [k for k in index.kinds if k in kinds]
 
 
-def _kind_products(
-    index: SearchIndex, kinds: Sequence[str], cols: Float[Tensor, "d_model c"]
-) -> dict[str, Tensor]:
-    """Each searched kind's rows times ``cols``: one product ``[c, rows of the kind]`` per
-    kind.
+@dataclass(frozen=True)
+class _Pass:
+    """The searched rows of the index times some columns: ``out[:, j]`` is row
+    ``rows[j]``'s product with each column (:func:`_product`).
     """
-    out = {}
+
+    out: Float[Tensor, "c n"]
+    rows: Int[Tensor, " n"]
+
+
+def _index_pass(
+    index: SearchIndex, kinds: Sequence[str], cols: Float[Tensor, "d_model c"]
+) -> _Pass:
+    """Every searched row times ``cols``: one product per run of adjacent searched kinds
+    (one in all when every kind is searched).
+    """
+    runs: list[list[int]] = []
     for k in _searched(index, kinds):
         a, b = index.spans[k]
-        out[k] = _product(index.vectors[a:b], cols)
-    return out
+        if runs and runs[-1][1] == a:
+            runs[-1][1] = b
+        else:
+            runs.append([a, b])
+    outs = [_product(index.vectors[a:b], cols) for a, b in runs]
+    rows = [torch.arange(a, b) for a, b in runs]
+    if len(runs) == 1:
+        return _Pass(outs[0], rows[0])
+    return _Pass(torch.cat(outs, 1), torch.cat(rows))
 
 
-def _all_scores(index: SearchIndex, products: dict[str, Tensor], query: QueryTokens) -> Scores:
-    """Every searched row's scores, from each kind's product with the query's columns."""
-    parts = [
-        _score_product(index, out, torch.arange(*index.spans[k]), query)
-        for k, out in products.items()
-    ]
-    return Scores(*(torch.cat([getattr(p, f) for p in parts]) for f in Scores.__dataclass_fields__))
-
-
-def _best(
+def _scored(
     index: SearchIndex,
-    allp: Scores,
+    out: Float[Tensor, "c2 n"],
+    rows: Int[Tensor, " n"],
+    query: QueryTokens,
+    threshold: float,
+    prefilter: bool,
+) -> Scores:
+    """The rows worth re-scoring and their scores, from the searched ``rows``' product
+    ``out`` with the query's columns (:func:`query_columns`), followed, when the query
+    ``prefilter``s, by :func:`_mean_column`.
+
+    The prefilter keeps the rows passing the (approximate) ``|cosine|`` threshold with the
+    largest ``|mean z|`` of the query, at most :data:`PREFILTER`; only those are scored.
+    """
+    if not prefilter:
+        return _score_product(index, out, rows, query)
+    cos, mean = out[-2], out[-1]
+    if threshold > _SLACK:  # else every row passes: |cosine| >= a negative number
+        keep = (cos.abs() >= threshold - _SLACK).nonzero()[:, 0]
+        mean, kept = mean[keep], rows[keep]
+    else:
+        keep, kept = None, rows
+    proxy = mean.abs() / index.logit_std[kept]
+    if len(proxy) > PREFILTER:
+        pick = proxy.topk(PREFILTER).indices
+        keep = pick if keep is None else keep[pick]
+    if keep is None:
+        return _score_product(index, out[:-1], rows, query)
+    return _score_product(index, out[:-1, keep], rows[keep], query)
+
+
+def _candidates(allp: Scores, threshold: float, top: int | None) -> Scores:
+    """The rows of ``allp`` (half-precision scores) worth re-scoring: those near the
+    ``|cosine|`` threshold or above it, the ``2 top + 64`` best at most.
+    """
+    cand = allp.take(allp.cosine.abs() >= threshold - _SLACK)
+    if top is not None and len(cand.rows) > 2 * top + 64:
+        cand = cand.take(cand.score.topk(2 * top + 64).indices)
+    return cand
+
+
+def _rescored(
+    index: SearchIndex,
+    cand: Scores,
+    vectors: Float[Tensor, "m d_model"],
     cols: Float[Tensor, "d_model c"],
     query: QueryTokens,
     threshold: float,
     top: int | None,
 ) -> Scores:
-    """The rows of ``allp`` (half-precision scores) re-scored from float32 vectors: those
-    with ``|cosine| >= threshold``, best first, at most ``top``.
+    """:func:`_candidates` ``cand`` re-scored from their float32 ``vectors``
+    (:func:`~core.search.index.exact_vectors`): those with ``|cosine| >= threshold``, best
+    first, at most ``top``.
     """
-    cand = allp.take(allp.cosine.abs() >= threshold - _SLACK)
-    if top is not None and len(cand.rows) > 2 * top + 64:
-        cand = cand.take(cand.score.topk(2 * top + 64).indices)
-    exact = score_rows(index, exact_vectors(index, cand.rows), cand.rows, cols, query)
+    exact = score_rows(index, vectors, cand.rows, cols, query)
     exact = exact.take(exact.cosine.abs() >= threshold)
     n = len(exact.rows) if top is None else min(top, len(exact.rows))
     return exact.take(exact.score.topk(n).indices)
@@ -203,31 +230,14 @@ def _prefilters(method: str, n_rows: int) -> bool:
 
 
 def _pass_columns(
-    index: SearchIndex,
-    q: Float[Tensor, " d_model"],
-    query: QueryTokens,
-    cols: Float[Tensor, "d_model c"],
-    prefilter: bool,
-) -> Tensor:
-    """The columns the whole index is multiplied by: the prefilter's two, or ``cols``."""
-    return _prefilter_columns(index, q, query) if prefilter else cols
-
-
-def _scored(
-    index: SearchIndex,
-    products: dict[str, Tensor],
-    cols: Float[Tensor, "d_model c"],
-    query: QueryTokens,
-    threshold: float,
-    prefilter: bool,
-) -> Scores:
-    """The rows worth re-scoring and their scores, from each kind's product with
-    :func:`_pass_columns`.
+    index: SearchIndex, query: QueryTokens, cols: Float[Tensor, "d_model c"], prefilter: bool
+) -> Float[Tensor, "d_model c2"]:
+    """The columns the whole index is multiplied by: the query's ``cols``, then the
+    prefilter's :func:`_mean_column` when it ``prefilter``s. The survivors of the
+    prefilter are scored from this same product: slicing it gives the values a product of
+    the gathered rows would (one dot product per entry), without the gather.
     """
-    if prefilter:
-        rows = _prefilter_rows(index, products, threshold)
-        return score_rows(index, index.vectors[rows], rows, cols, query)
-    return _all_scores(index, products, query)
+    return torch.cat([cols, _mean_column(index, query)], 1) if prefilter else cols
 
 
 def rank(
@@ -245,14 +255,33 @@ def rank(
     cols = query_columns(index, q, query, method)
     n_rows = _searched_rows(index, kinds)
     prefilter = _prefilters(method, n_rows)
-    products = _kind_products(index, kinds, _pass_columns(index, q, query, cols, prefilter))
-    allp = _scored(index, products, cols, query, threshold, prefilter)
-    return _best(index, allp, cols, query, threshold, top), n_rows
+    p = _index_pass(index, kinds, _pass_columns(index, query, cols, prefilter))
+    cand = _candidates(_scored(index, p.out, p.rows, query, threshold, prefilter), threshold, top)
+    return _rescored(
+        index, cand, exact_vectors(index, cand.rows), cols, query, threshold, top
+    ), n_rows
 
 
-#: Queries :func:`best_scores` multiplies by the index at once (bounds the products'
-#: memory: a few columns per query, four bytes per row each).
-BATCH = 50
+#: Product entries (searched rows x columns) :func:`best_scores` computes at once: a
+#: batch of queries takes columns until the next query's would pass this (64 MB of
+#: float32 scores; at least one query per batch).
+BATCH_ENTRIES = 1 << 24
+
+
+def _batches(widths: Sequence[int], n_rows: int) -> list[tuple[int, int]]:
+    """``[start, end)`` of consecutive queries whose ``widths`` (columns) times
+    ``n_rows`` stay within :data:`BATCH_ENTRIES`.
+    """
+    out: list[tuple[int, int]] = []
+    s0, used = 0, 0
+    for i, w in enumerate(widths):
+        if i > s0 and (used + w) * n_rows > BATCH_ENTRIES:
+            out.append((s0, i))
+            s0, used = i, 0
+        used += w
+    if widths:
+        out.append((s0, len(widths)))
+    return out
 
 
 def best_scores(
@@ -266,24 +295,33 @@ def best_scores(
     row passes the threshold.
 
     The same steps as :func:`rank`, but the pass over the whole index (the largest cost
-    of a query, memory-bound) is one product for :data:`BATCH` queries' columns side by
-    side rather than one per query: a search null ranks 100 random queries.
+    of a query, memory-bound) is one product for a batch of queries' columns side by
+    side (:data:`BATCH_ENTRIES`) rather than one per query: a search null ranks 100
+    random queries.
     """
-    prefilter = _prefilters(method, _searched_rows(index, kinds))
+    n_rows = _searched_rows(index, kinds)
+    prefilter = _prefilters(method, n_rows)
+    cols = [query_columns(index, embed_query(index, q, method), q, method) for q in queries]
+    side = [_pass_columns(index, q, c, prefilter) for q, c in zip(queries, cols)]
     best = torch.full((len(queries),), -math.inf)
-    for s0 in range(0, len(queries), BATCH):
-        batch = queries[s0 : s0 + BATCH]
-        qs = [embed_query(index, query, method) for query in batch]
-        cols = [query_columns(index, q, query, method) for q, query in zip(qs, batch)]
-        side = [
-            _pass_columns(index, q, query, c, prefilter) for q, query, c in zip(qs, batch, cols)
+    for s0, s1 in _batches([c.shape[1] for c in side], n_rows):
+        p = _index_pass(index, kinds, torch.cat(side[s0:s1], dim=1))
+        ends = torch.tensor([0] + [c.shape[1] for c in side[s0:s1]]).cumsum(0).tolist()
+        cands = [
+            _candidates(
+                _scored(index, p.out[e0:e1], p.rows, queries[j], threshold, prefilter),
+                threshold,
+                1,
+            )
+            for j, e0, e1 in zip(range(s0, s1), ends, ends[1:])
         ]
-        ends = torch.tensor([0] + [c.shape[1] for c in side]).cumsum(0).tolist()
-        products = _kind_products(index, kinds, torch.cat(side, dim=1))
-        for j, query in enumerate(batch):
-            mine = {k: out[ends[j] : ends[j + 1]] for k, out in products.items()}
-            allp = _scored(index, mine, cols[j], query, threshold, prefilter)
-            top = _best(index, allp, cols[j], query, threshold, 1)
+        # The batch's candidates read their float32 vectors in one go (each row's vector
+        # is the same however many are read with it).
+        union = torch.cat([c.rows for c in cands]).unique()
+        vectors = exact_vectors(index, union)
+        for j, cand in zip(range(s0, s1), cands):
+            mine = vectors[torch.searchsorted(union, cand.rows)]
+            top = _rescored(index, cand, mine, cols[j], queries[j], threshold, 1)
             if len(top.rows):
-                best[s0 + j] = top.score[0]
+                best[j] = top.score[0]
     return best

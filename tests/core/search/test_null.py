@@ -275,7 +275,7 @@ def test_batched_best_scores_equal_one_ranking_per_query(
     gives it alone (``-inf`` where no direction passes the threshold: with ``cut``, the
     median of the queries' best |cosine|); ``prefilter`` makes the ``token`` method keep
     50 of the 384 directions first. More queries than one batch holds, so the batches'
-    seams are crossed."""
+    seams are crossed; the prefilter's survivors are scored from the batch's product."""
     import math
 
     import core.search.ranking as ranking
@@ -283,7 +283,7 @@ def test_batched_best_scores_equal_one_ranking_per_query(
     _, index = planted
     if prefilter is not None:
         monkeypatch.setattr(ranking, "PREFILTER", prefilter)
-    monkeypatch.setattr(ranking, "BATCH", 7)
+    monkeypatch.setattr(ranking, "BATCH_ENTRIES", 10 * 384)  # a few queries per batch
     qs = random_queries(index.tokens.raw, index.tokenizer, index.embedder.d_vocab, 2, 20)
     threshold = 0.0
     if cut:
