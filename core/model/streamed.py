@@ -27,7 +27,7 @@ from torch import Tensor
 
 from core.errors import ModelLoadError
 from core.model.families import Family, family_for
-from core.model.weights import ModelMeta, ModelWeights
+from core.model.weights import ModelMeta, ModelWeights, hash_bytes
 
 #: Per-layer tensors of the weight view, as :class:`ModelWeights` names them (stacked).
 LAYER_KEYS = ("W_Q", "W_K", "W_V", "W_O", "W_in", "W_gate", "W_out", "ln1_w", "ln2_w")
@@ -258,14 +258,14 @@ def streamed_meta(reader: CheckpointReader, name: str) -> ModelMeta:
         if key in whole:
             t = whole[key]
             h.update(f"{key}:{tuple(t.shape)}".encode())
-            h.update(t.contiguous().numpy().tobytes())
+            hash_bytes(h, t)
             continue
         for layer in range(L):
             lt = reader.layer_tensor(layer, key)
             assert lt is not None
             if layer == 0:
                 h.update(f"{key}:{(L, *lt.shape)}".encode())
-            h.update(lt.contiguous().numpy().tobytes())
+            hash_bytes(h, lt)
     return dataclasses.replace(meta, weights_hash=h.hexdigest())
 
 

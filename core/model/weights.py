@@ -169,7 +169,8 @@ def weights_from_params(
     n_layers = int(cfg.n_layers)
 
     def stack(fmt: str) -> Tensor:
-        return torch.stack([_get(params, fmt.format(i)) for i in range(n_layers)]).clone()
+        # torch.stack copies: the result aliases nothing of the model.
+        return torch.stack([_get(params, fmt.format(i)) for i in range(n_layers)])
 
     def maybe_stack(fmt: str) -> Tensor | None:
         if fmt.format(0) not in params:
@@ -230,8 +231,17 @@ def hash_tensors(tensors: Mapping[str, Tensor | None]) -> str:
         if t is None:
             continue
         h.update(f"{key}:{tuple(t.shape)}".encode())
-        h.update(t.detach().cpu().contiguous().float().numpy().tobytes())
+        hash_bytes(h, t)
     return h.hexdigest()
+
+
+def hash_bytes(h: Any, t: Tensor) -> None:
+    """Feed ``t``'s values to hash ``h`` as float32 bytes in C order (what
+    :func:`hash_tensors` digests). A contiguous float32 CPU tensor is read in place: a
+    model's weights are hashed on every load, and a copy of each (``tobytes``) took as
+    long as the hash itself.
+    """
+    h.update(t.detach().cpu().float().contiguous().numpy())
 
 
 def process(weights: ModelWeights, processing: str) -> ModelWeights:

@@ -86,6 +86,30 @@ def test_weights_hash_tracks_values(loaded) -> None:
     assert hash_tensors({"W_in": changed}) != hash_tensors({"W_in": raw.W_in})
 
 
+def test_weights_hash_is_the_documented_digest() -> None:
+    """The digest is blake2b-128 over each name (sorted) with its shape, then its values as
+    float32 bytes in C order, whatever the tensor's layout or dtype: a cache entry is filed
+    under it, so reading the bytes in place must not change it. Reference: plain hashlib."""
+    import hashlib
+
+    from core.model.weights import hash_tensors
+
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(6, 5, generator=g)
+    tensors = {
+        "W_U": base.T,  # not contiguous
+        "W_E": torch.randn(4, 3, generator=g).to(torch.bfloat16),
+        "W_in": torch.randn(2, 3, 4, generator=g),
+        "W_gate": None,
+    }
+    ref = hashlib.blake2b(digest_size=16)
+    for key in ("W_E", "W_U", "W_in"):
+        t = tensors[key]
+        ref.update(f"{key}:{tuple(t.shape)}".encode())
+        ref.update(t.float().numpy().copy(order="C").tobytes())
+    assert hash_tensors(tensors) == ref.hexdigest()
+
+
 def test_shape_validation_rejects_wrong_shapes(loaded) -> None:
     raw = raw_weights(loaded["gpt2"])
     # TypeError: the runtime shape check (jaxtyping, on under pytest) fires first.
