@@ -11,6 +11,9 @@ import torch
 from core.bench.options import FLOOR_BLOCK_BYTES, KINDS, N_PROJECT, K
 from core.bench.timing import clocked, median, pct, sync, timed
 
+#: The parts of a kind's stage, as :func:`core.cache.build.build_svd` marks them.
+SUBSTAGES = {"SVD": "svd", "projection": "projection", "copy to the CPU": "copy"}
+
 
 def precompute(model: Any, settings: Any) -> tuple[dict[str, float], Any, Any]:
     """Process, build and save the cache entry of ``model`` (what ``python -m core
@@ -32,7 +35,7 @@ def precompute(model: Any, settings: Any) -> tuple[dict[str, float], Any, Any]:
 
     def progress(_: float, msg: str) -> None:
         sync(device)
-        marks.append((time.perf_counter(), time.process_time(), msg.split(":")[0]))
+        marks.append((time.perf_counter(), time.process_time(), msg))
 
     def saved(fn: Callable[[], Any], name: str) -> None:
         progress(1.0, name)
@@ -50,11 +53,18 @@ def precompute(model: Any, settings: Any) -> tuple[dict[str, float], Any, Any]:
     n_main = len(marks)
     svd = replace(svd, controls=build_controls(weights, settings, progress))
     saved(lambda: store.save_controls(svd, settings.cache_dir, key), "save_controls")
-    # Each mark starts a stage that runs to the next; "done" and "end" ones are empty.
-    for (t_a, c_a, name), (t_b, c_b, _) in zip(marks, marks[1:]):
-        if name not in ("done", "end"):
-            stages[f"{name.replace(' ', '_')}_s"] = t_b - t_a
-            stages[f"{name.replace(' ', '_')}_cpu_s"] = c_b - c_a
+    # Each mark starts a stage that runs to the next; "done" and "end" ones are empty. A
+    # kind's stage ("ov_s") sums its parts, which are also kept ("ov_svd_s", ...).
+    for (t_a, c_a, msg), (t_b, c_b, _) in zip(marks, marks[1:]):
+        stage, _, part = msg.partition(":")
+        if stage in ("done", "end"):
+            continue
+        keys = [stage.replace(" ", "_")]
+        if part.strip() in SUBSTAGES:
+            keys.append(f"{keys[0]}_{SUBSTAGES[part.strip()]}")
+        for key in keys:
+            stages[f"{key}_s"] = stages.get(f"{key}_s", 0.0) + t_b - t_a
+            stages[f"{key}_cpu_s"] = stages.get(f"{key}_cpu_s", 0.0) + c_b - c_a
     stages["controls_s"] = marks[-1][0] - marks[n_main][0]
     stages["controls_cpu_s"] = marks[-1][1] - marks[n_main][1]
     return stages, weights, svd

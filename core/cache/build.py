@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import torch
@@ -56,8 +57,12 @@ def build_svd(
     on_device = _to_device(weights, device)
     out: dict[str, KindResult] = {}
     for i, kind in enumerate(kinds):
-        progress(i / len(kinds), f"{kind}: SVD + projection")
-        out[kind] = _result(decompose_kind(on_device, kind, settings.degeneracy_tol), W_U, settings)
+        # Three marks per kind, so the benchmark can tell the decomposition, the
+        # projection and the copy back apart (core.bench.stages).
+        progress(i / len(kinds), f"{kind}: SVD")
+        d = decompose_kind(on_device, kind, settings.degeneracy_tol)
+        progress((i + 0.5) / len(kinds), f"{kind}: projection")
+        out[kind] = _result(d, W_U, settings, partial(progress, (i + 0.9) / len(kinds)))
         if sink is not None:
             sink(kind, out[kind])
     progress(1.0, "done")
@@ -182,10 +187,19 @@ def _control_of(ctrl: ModelWeights, kind: str, settings: Settings, device: str) 
     return replace(decompose_kind(ctrl, kind, settings.degeneracy_tol), control=True)
 
 
-def _result(d: Decomposition, W_U: Tensor, settings: Settings) -> KindResult:
-    """Orient ``d`` and project its first ``n_project`` directions; on the CPU."""
+def _result(
+    d: Decomposition,
+    W_U: Tensor,
+    settings: Settings,
+    mark: Callable[[str], None] | None = None,
+) -> KindResult:
+    """Orient ``d`` and project its first ``n_project`` directions; on the CPU. ``mark``
+    is told when the copy to the CPU starts.
+    """
     d, tops = orient(d, W_U, settings.k, settings.n_project, settings.vocab_chunk)
     n = d.rank if settings.n_project is None else min(settings.n_project, d.rank)
+    if mark is not None:
+        mark(f"{d.kind}: copy to the CPU")
     return KindResult(_decomp_to(d, "cpu"), _tops_to_cpu(tops), n)
 
 

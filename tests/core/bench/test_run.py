@@ -57,6 +57,14 @@ def test_bench_runs_end_to_end_on_tiny_shape() -> None:
     for key in REQUIRED[2:]:
         assert isinstance(row[key], (int, float)) and row[key] > 0, (key, row[key])
     assert row["projected_rows"] == 2 * 4 * 16 + 2 * 2 * 64  # heads x d_head + MLP x 64
+    # Each kind's stage is split into its decomposition, projection and copy to the CPU,
+    # which add up to it (each key rounded to 4 decimals).
+    st = row["stages_s"]
+    for kind in ("ov", "mlp_in", "mlp_out"):
+        parts = [st[f"{kind}_{p}_s"] for p in ("svd", "projection", "copy")]
+        assert all(p >= 0 for p in parts) and parts[0] > 0 and parts[1] > 0, (kind, parts)
+        assert st[f"{kind}_s"] == pytest.approx(sum(parts), abs=2e-4)
+    assert "control_ov_s" in st and "control_ov_svd_s" not in st
     # Each shape's object also streams to stderr as it finishes.
     assert json.loads(proc.stderr.strip().splitlines()[-1])["shape"] == "tiny"
 
