@@ -26,8 +26,8 @@ from core.errors import CacheError
 from core.model.fingerprint import fingerprint
 from core.model.loading import LoadedModel, locate_model
 from core.model.noise import kind_floors, noise_for_model
-from core.model.source import Loaded, ModelSource, load_weights
-from core.model.tokenizer import file_tokenizer
+from core.model.source import Loaded, ModelSource, load_weights, read_weights
+from core.model.tokenizer import file_tokenizer, hf_tokenizer
 from core.model.weights import ModelWeights, process
 from core.progress import Progress, quiet
 from core.settings import MATRIX_KINDS, Settings
@@ -95,9 +95,12 @@ class Analysis:
         model: LoadedModel | None = None,
         from_cache: bool = False,
         persist: bool = True,
+        source: ModelSource | None = None,
     ) -> Analysis:
-        """An analysis whose weights are in memory."""
-        source = ModelSource.given(raw, weights, model)
+        """An analysis whose weights are in memory (``source``: where they came from, when
+        not simply ``raw``, ``weights`` and ``model``).
+        """
+        source = source if source is not None else ModelSource.given(raw, weights, model)
         W_R = read_unembed(weights.W_U, settings.projection)
         return cls(settings, svd, tokens, W_R, weights.W_E, source, from_cache, persist)
 
@@ -124,7 +127,7 @@ class Analysis:
     @property
     def model(self) -> LoadedModel | None:
         """The loaded model (``None`` for bare weights); loads it if need be."""
-        return self.source.get().model
+        return self.source.model()
 
     @property
     def tokenizer(self) -> Any:
@@ -160,6 +163,7 @@ def analysis_from_weights(
     background: bool = False,
     fill_progress: Progress = quiet,
     fingerprint: str | None = None,
+    source: ModelSource | None = None,
 ) -> Analysis:
     """Process, then read the cache entry or build (and write) it.
 
@@ -168,9 +172,10 @@ def analysis_from_weights(
     the rest in a background thread (:attr:`Analysis.fill`, reporting to
     ``fill_progress``), which writes the entry when done. Queries give the same answers
     during the fill as after it. ``fingerprint`` (the checkpoint's) is written with the
-    entry so the next open needs no model.
+    entry so the next open needs no model. ``source``: where ``raw`` came from, when not
+    from ``model`` (:meth:`Analysis.of`).
     """
-    weights = process(raw, settings.processing)
+    weights = source.get().weights if source is not None else process(raw, settings.processing)
     key = settings_key(settings)
     svd: ModelSVD | None = None
     if use_cache:
@@ -185,12 +190,12 @@ def analysis_from_weights(
             svd = build_and_save(weights, settings, key, progress)
         elif svd is None:
             svd = build_svd(weights, settings, progress)
-        a = Analysis.of(settings, raw, weights, svd, tokens, model, from_cache, use_cache)
+        a = Analysis.of(settings, raw, weights, svd, tokens, model, from_cache, use_cache, source)
         if use_cache:  # the entry is written; its checkpoint part goes beside it
             _persist(a, fingerprint, entry=False)
         return a
     svd = build_first(weights, settings, progress)
-    a = Analysis.of(settings, raw, weights, svd, tokens, model, False, use_cache)
+    a = Analysis.of(settings, raw, weights, svd, tokens, model, False, use_cache, source)
 
     def done(filled: ModelSVD) -> None:
         # Reads ``a`` when called: by then it is the analysis that holds the fill.
@@ -302,6 +307,22 @@ def open_analysis(
                 control_scales=part.control_scales,
                 noise_floors=part.noise_floors,
             )
+    # A new entry: its weights read from the checkpoint's files where that reader knows
+    # them, the model loaded only when something needs it (an edit, a prompt).
+    read = _read_checkpoint(settings, source) if fp is not None else None
+    if read is not None:
+        src, tokenizer = read
+        return analysis_from_weights(
+            src.get().raw,
+            tokenizer,
+            settings,
+            None,
+            progress,
+            background=background,
+            fill_progress=fill_progress,
+            fingerprint=fp,
+            source=src,
+        )
     loaded = load_weights(settings, None, progress)
     assert loaded.model is not None
     return analysis_from_weights(
@@ -314,3 +335,19 @@ def open_analysis(
         fill_progress=fill_progress,
         fingerprint=fp,  # lets the next open find the entry without loading the model
     )
+
+
+def _read_checkpoint(settings: Settings, directory: str) -> tuple[ModelSource, Any] | None:
+    """A source holding the checkpoint's weights read from its files (the model loaded
+    on first use), and a tokenizer with Hugging Face's interface for the token table;
+    ``None`` when either cannot be had that way.
+    """
+    loaded = read_weights(settings, directory)
+    if loaded is None:
+        return None
+    tokenizer = hf_tokenizer(directory)
+    if tokenizer is None:
+        return None
+    raw = loaded.raw
+    src = ModelSource(directory, loaded, settings, raw.meta.weights_hash, lambda: tokenizer)
+    return src, tokenizer

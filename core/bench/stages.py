@@ -59,12 +59,12 @@ def precompute(model: Any, settings: Any) -> tuple[dict[str, float], Any, Any]:
         stage, _, part = msg.partition(":")
         if stage in ("done", "end"):
             continue
-        keys = [stage.replace(" ", "_")]
+        names = [stage.replace(" ", "_")]
         if part.strip() in SUBSTAGES:
-            keys.append(f"{keys[0]}_{SUBSTAGES[part.strip()]}")
-        for key in keys:
-            stages[f"{key}_s"] = stages.get(f"{key}_s", 0.0) + t_b - t_a
-            stages[f"{key}_cpu_s"] = stages.get(f"{key}_cpu_s", 0.0) + c_b - c_a
+            names.append(f"{names[0]}_{SUBSTAGES[part.strip()]}")
+        for name in names:
+            stages[f"{name}_s"] = stages.get(f"{name}_s", 0.0) + t_b - t_a
+            stages[f"{name}_cpu_s"] = stages.get(f"{name}_cpu_s", 0.0) + c_b - c_a
     stages["controls_s"] = marks[-1][0] - marks[n_main][0]
     stages["controls_cpu_s"] = marks[-1][1] - marks[n_main][1]
     return stages, weights, svd

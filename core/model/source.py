@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from core.errors import CacheError
+from core.errors import CacheError, ModelLoadError
 from core.model.loading import LoadedModel, load_model
 from core.model.weights import ModelWeights, process, weights_from_params
 from core.progress import Progress, quiet
@@ -93,6 +93,25 @@ class ModelSource:
                         self._on_load(self._loaded)
         return self._loaded
 
+    def model(self, progress: Progress = quiet) -> LoadedModel | None:
+        """The loaded model, loading it now if need be: also when the weights were read
+        from the checkpoint's files without one (:func:`read_weights`). ``None`` for bare
+        weights (no settings to load a model from).
+
+        Raises:
+            ModelLoadError: the model cannot be loaded.
+            CacheError: its weights are not the ones already read.
+        """
+        loaded = self.get(progress)
+        if loaded.model is not None or self._settings is None:
+            return loaded.model
+        with self._lock:
+            assert self._loaded is not None
+            if self._loaded.model is None:
+                model = _checked_model(self._settings, loaded.raw.meta.weights_hash, progress)
+                self._loaded = Loaded(self._loaded.raw, self._loaded.weights, model)
+        return self._loaded.model
+
     @property
     def tokenizer(self) -> Any:
         """The tokenizer: the loaded model's, else the one read from the checkpoint's
@@ -105,7 +124,7 @@ class ModelSource:
             self._tokenizer_factory = None
         if self._tokenizer is not None:
             return self._tokenizer
-        model = self.get().model
+        model = self.model()
         return None if model is None else model.tokenizer
 
 
@@ -116,6 +135,14 @@ def load_weights(settings: Settings, weights_hash: str | None, progress: Progres
         ModelLoadError: the model cannot be loaded.
         CacheError: its weights' hash is not ``weights_hash`` (when given).
     """
+    model, raw = _loaded_model(settings, weights_hash, progress)
+    return Loaded(raw, process(raw, settings.processing), model)
+
+
+def _loaded_model(
+    settings: Settings, weights_hash: str | None, progress: Progress
+) -> tuple[LoadedModel, ModelWeights]:
+    """``settings.model`` loaded, and its raw weights, checked against ``weights_hash``."""
     progress(0.0, f"loading model {settings.model}")
     model = load_model(settings)
     raw = raw_weights(model)
@@ -124,7 +151,32 @@ def load_weights(settings: Settings, weights_hash: str | None, progress: Progres
             f"The weights of {settings.model} changed after its cache entry was opened; "
             "run the command again (or reload the page) to rebuild it."
         )
-    return Loaded(raw, process(raw, settings.processing), model)
+    return model, raw
+
+
+def _checked_model(settings: Settings, weights_hash: str, progress: Progress) -> LoadedModel:
+    # The weights in memory stay: the model's own view is only read to check them.
+    return _loaded_model(settings, weights_hash, progress)[0]
+
+
+def read_weights(settings: Settings, directory: str) -> Loaded | None:
+    """The raw and processed weights of the checkpoint in ``directory``, read from its
+    files without a model (:func:`core.model.streamed.read_checkpoint`: no TransformerLens
+    import and no model load, seconds and the model's memory saved on a first build);
+    ``None`` when that reader does not know the checkpoint (the caller loads the model).
+
+    Only on the CPU: a build on a GPU loads the model there, and edits read the weights
+    on the model's device.
+    """
+    from core.model.streamed import read_checkpoint
+
+    if settings.torch_device() != "cpu":
+        return None
+    try:
+        raw = read_checkpoint(directory, settings.model)
+    except ModelLoadError:
+        return None
+    return Loaded(raw, process(raw, settings.processing))
 
 
 def raw_weights(model: LoadedModel) -> ModelWeights:

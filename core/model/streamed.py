@@ -27,7 +27,7 @@ from torch import Tensor
 
 from core.errors import ModelLoadError
 from core.model.families import Family, family_for
-from core.model.weights import ModelMeta, ModelWeights, hash_bytes
+from core.model.weights import HASHED, ModelMeta, ModelWeights, hash_bytes, hash_tensors
 
 #: Per-layer tensors of the weight view, as :class:`ModelWeights` names them (stacked).
 LAYER_KEYS = ("W_Q", "W_K", "W_V", "W_O", "W_in", "W_gate", "W_out", "ln1_w", "ln2_w")
@@ -289,3 +289,18 @@ def layer_weights(reader: CheckpointReader, meta: ModelMeta, layers: range) -> M
         lnf_w=reader.final_norm(),
         **{k: stack(k) for k in LAYER_KEYS},  # type: ignore[arg-type]
     )
+
+
+def read_checkpoint(directory: Path | str, name: str) -> ModelWeights:
+    """The raw view of the whole checkpoint in ``directory``, read from its safetensors
+    files without TransformerLens or a model: equal, tensor for tensor and hash included,
+    to the view a loaded model gives (:func:`core.model.source.raw_weights`; the tests
+    hold the two equal). Building a cache entry needs no more than this.
+
+    Raises:
+        ModelLoadError: the folder is not a checkpoint this reader knows.
+    """
+    reader = CheckpointReader(directory)
+    whole = layer_weights(reader, header_meta(reader, name), range(reader.n_layers))
+    digest = hash_tensors({key: getattr(whole, key) for key in HASHED})
+    return whole.replace(meta=dataclasses.replace(whole.meta, weights_hash=digest))

@@ -75,3 +75,18 @@ def _prefix_spaces(node: Any) -> list[Any]:
     if isinstance(node, list):
         return [v for child in node for v in _prefix_spaces(child)]
     return []
+
+
+def hf_tokenizer(directory: Path | str) -> Any:
+    """The checkpoint's tokenizer through ``transformers`` (the interface the token table
+    reads: ``decode``, ``convert_ids_to_tokens``), without loading the model; ``None``
+    when it cannot be read (the caller then loads the model's own).
+    """
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
+        return AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False)
+    except Exception:  # any failure: the model's loader then says what is wrong
+        return None

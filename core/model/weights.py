@@ -159,6 +159,23 @@ def _get(params: Mapping[str, Tensor], key: str) -> Tensor:
     return params[key].detach().to(torch.float32)
 
 
+#: The tensors a model's weights hash covers (:func:`weights_from_params`).
+HASHED = (
+    "W_Q",
+    "W_K",
+    "W_V",
+    "W_O",
+    "W_in",
+    "W_gate",
+    "W_out",
+    "W_E",
+    "W_U",
+    "ln1_w",
+    "ln2_w",
+    "lnf_w",
+)
+
+
 def weights_from_params(
     params: Mapping[str, Tensor], cfg: Any, name: str, architecture: str | None = None
 ) -> ModelWeights:
@@ -219,6 +236,7 @@ def weights_from_params(
         ln2_w=ln2,
         lnf_w=None if lnf is None else lnf.detach().float().clone(),
     )
+    assert set(tensors) == set(HASHED)
     meta = ModelMeta(**meta_fields, weights_hash=hash_tensors(tensors))  # type: ignore[arg-type]
     return ModelWeights(meta=meta, processing="raw", **tensors)  # type: ignore[arg-type]
 

@@ -235,3 +235,63 @@ def test_projection_is_part_of_the_cache_key(ckpt: Path, tmp_path: Path) -> None
     assert torch.allclose(again.W_U, ref) and not torch.allclose(again.W_U, raw.W_U)
     assert again.tokens.norm is not None
     assert torch.allclose(again.tokens.norm, std.weights.W_U.norm(dim=0))
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "neox", "llama"])
+def test_a_new_entry_is_built_from_the_files_like_the_loaded_model(
+    checkpoints: dict[str, Path], arch: str, tmp_path: Path
+) -> None:
+    """An empty cache is filled from the checkpoint's files (no TransformerLens import,
+    no model load); the entry equals the one built from the model TransformerLens loads
+    (the reference): weights hash, token table, every kind's singular values and the
+    tokens at its ends."""
+    from core.analysis import analysis_from_weights
+    from core.model.loading import load_model
+    from core.model.source import raw_weights
+
+    ckpt = checkpoints[arch]
+    cache = tmp_path / "cache"
+    out = _child([_with(DIRECTIONS, ckpt, cache)])
+    assert out["outs"][0][0] == 0
+    assert "transformer_lens" not in out["modules"]  # the tokenizer came through transformers
+    s = Settings(model=str(ckpt), device="cpu", cache_dir=cache)
+    read = open_analysis(s)
+    assert read.from_cache  # the child's entry
+    model = load_model(s)
+    ref = analysis_from_weights(raw_weights(model), model.tokenizer, s, model, use_cache=False)
+    assert read.meta == ref.meta  # the weights hash included
+    assert read.tokens.raw == ref.tokens.raw and read.tokens.display == ref.tokens.display
+    for kind, res in ref.svd.kinds.items():
+        got = read.svd.kinds[kind]
+        assert torch.equal(got.decomposition.S, res.decomposition.S), kind
+        assert torch.equal(got.tops.top_idx, res.tops.top_idx), kind
+        assert torch.equal(got.tops.bottom_idx, res.tops.bottom_idx), kind
+        # The child projected in two steps (first directions, then the fill), in other
+        # blocks than one pass: the same dot products, summed in another order.
+        assert torch.allclose(got.tops.bottom_val, res.tops.bottom_val, atol=1e-5), kind
+
+
+def test_an_entry_read_from_the_files_loads_the_model_when_asked(
+    ckpt: Path, tmp_path: Path
+) -> None:
+    """Built from the files, the analysis holds no model until something asks for one;
+    then it is loaded once and checked against the weights already read."""
+    s = Settings(model=str(ckpt), device="cpu", cache_dir=tmp_path / "cache")
+    a = open_analysis(s)
+    assert not a.from_cache and a.source.loaded
+    assert a.source.get().model is None  # weights in memory, no model yet
+    m = a.model
+    assert m is not None and a.model is m
+    ids = torch.tensor([[1, 2, 3]])
+    assert m.hf_model(ids).logits.shape == (1, 3, a.meta.d_vocab)
+    # Weights changed on disk after they were read: asking for the model says so.
+    b = open_analysis(replace_cache(s, tmp_path / "other"))
+    _rewrite_one_weight(ckpt)
+    from core.errors import CacheError
+
+    with pytest.raises(CacheError, match="changed after its cache entry was opened"):
+        _ = b.model
+
+
+def replace_cache(s: Settings, cache: Path) -> Settings:
+    return s.replace(cache_dir=cache)
