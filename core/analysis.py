@@ -309,7 +309,7 @@ def open_analysis(
             )
     # A new entry: its weights read from the checkpoint's files where that reader knows
     # them, the model loaded only when something needs it (an edit, a prompt).
-    read = _read_checkpoint(settings, source) if fp is not None else None
+    read = _read_checkpoint(settings, source, fp) if fp is not None else None
     if read is not None:
         src, tokenizer = read
         return analysis_from_weights(
@@ -337,10 +337,11 @@ def open_analysis(
     )
 
 
-def _read_checkpoint(settings: Settings, directory: str) -> tuple[ModelSource, Any] | None:
+def _read_checkpoint(settings: Settings, directory: str, fp: str) -> tuple[ModelSource, Any] | None:
     """A source holding the checkpoint's weights read from its files (the model loaded
-    on first use), and a tokenizer with Hugging Face's interface for the token table;
-    ``None`` when either cannot be had that way.
+    on first use, unchecked while the folder keeps its fingerprint ``fp``), and a
+    tokenizer with Hugging Face's interface for the token table; ``None`` when either
+    cannot be had that way.
     """
     loaded = read_weights(settings, directory)
     if loaded is None:
@@ -349,5 +350,7 @@ def _read_checkpoint(settings: Settings, directory: str) -> tuple[ModelSource, A
     if tokenizer is None:
         return None
     raw = loaded.raw
-    src = ModelSource(directory, loaded, settings, raw.meta.weights_hash, lambda: tokenizer)
+    src = ModelSource(
+        directory, loaded, settings, raw.meta.weights_hash, lambda: tokenizer, fingerprint=fp
+    )
     return src, tokenizer

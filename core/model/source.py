@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -52,9 +53,13 @@ class ModelSource:
         weights_hash: str | None = None,
         tokenizer: Callable[[], Any] | None = None,
         on_load: Callable[[Loaded], None] | None = None,
+        fingerprint: str | None = None,
     ) -> None:
         self.path = path
         self._loaded = loaded
+        # The checkpoint folder's fingerprint when ``loaded`` was read from its files: a
+        # model loaded later from unchanged files needs no rehash of its weights.
+        self._fingerprint = fingerprint
         # Run once the model is loaded (completes an old checkpoint part).
         self._on_load = on_load
         self._settings = settings
@@ -108,7 +113,10 @@ class ModelSource:
         with self._lock:
             assert self._loaded is not None
             if self._loaded.model is None:
-                model = _checked_model(self._settings, loaded.raw.meta.weights_hash, progress)
+                if self._fingerprint is not None and _fingerprint(self.path) == self._fingerprint:
+                    model = load_model(self._settings)
+                else:
+                    model = _checked_model(self._settings, loaded.raw.meta.weights_hash, progress)
                 self._loaded = Loaded(self._loaded.raw, self._loaded.weights, model)
         return self._loaded.model
 
@@ -152,6 +160,12 @@ def _loaded_model(
             "run the command again (or reload the page) to rebuild it."
         )
     return model, raw
+
+
+def _fingerprint(path: str) -> str | None:
+    from core.model.fingerprint import fingerprint
+
+    return fingerprint(Path(path)) if Path(path).is_dir() else None
 
 
 def _checked_model(settings: Settings, weights_hash: str, progress: Progress) -> LoadedModel:

@@ -272,15 +272,21 @@ def test_a_new_entry_is_built_from_the_files_like_the_loaded_model(
 
 
 def test_an_entry_read_from_the_files_loads_the_model_when_asked(
-    ckpt: Path, tmp_path: Path
+    ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Built from the files, the analysis holds no model until something asks for one;
-    then it is loaded once and checked against the weights already read."""
+    then it is loaded once, and checked against the weights already read when the files
+    changed since."""
+    import core.model.source as source
+
     s = Settings(model=str(ckpt), device="cpu", cache_dir=tmp_path / "cache")
     a = open_analysis(s)
     assert not a.from_cache and a.source.loaded
     assert a.source.get().model is None  # weights in memory, no model yet
-    m = a.model
+    with monkeypatch.context() as mp:
+        # The folder kept its fingerprint: the model's weights are not read back to check.
+        mp.setattr(source, "raw_weights", lambda model: pytest.fail("rehashed"))
+        m = a.model
     assert m is not None and a.model is m
     ids = torch.tensor([[1, 2, 3]])
     assert m.hf_model(ids).logits.shape == (1, 3, a.meta.d_vocab)
