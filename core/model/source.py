@@ -83,7 +83,9 @@ class ModelSource:
         return self._loaded is not None
 
     def get(self, progress: Progress = quiet) -> Loaded:
-        """The weights, loading the model now if need be.
+        """The weights: read now from the checkpoint's files where
+        :func:`read_weights` knows them (the model then loads on first use,
+        :meth:`model`), else with the model loaded now.
 
         Raises:
             ModelLoadError: the model cannot be loaded.
@@ -93,10 +95,19 @@ class ModelSource:
             with self._lock:
                 if self._loaded is None:
                     assert self._settings is not None
-                    self._loaded = load_weights(self._settings, self._hash, progress)
+                    self._loaded = self._read(self._settings, progress)
                     if self._on_load is not None:
                         self._on_load(self._loaded)
         return self._loaded
+
+    def _read(self, settings: Settings, progress: Progress) -> Loaded:
+        fp = _fingerprint(self.path)
+        read = read_weights(settings, self.path) if fp is not None else None
+        if read is None:
+            return load_weights(settings, self._hash, progress)
+        _check(settings, read.raw.meta.weights_hash, self._hash)
+        self._fingerprint = fp
+        return read
 
     def model(self, progress: Progress = quiet) -> LoadedModel | None:
         """The loaded model, loading it now if need be: also when the weights were read
@@ -154,12 +165,17 @@ def _loaded_model(
     progress(0.0, f"loading model {settings.model}")
     model = load_model(settings)
     raw = raw_weights(model)
-    if weights_hash is not None and raw.meta.weights_hash != weights_hash:
+    _check(settings, raw.meta.weights_hash, weights_hash)
+    return model, raw
+
+
+def _check(settings: Settings, got: str, want: str | None) -> None:
+    """Raise unless weights hashed ``got`` are the ``want`` ones (``None``: any)."""
+    if want is not None and got != want:
         raise CacheError(
             f"The weights of {settings.model} changed after its cache entry was opened; "
             "run the command again (or reload the page) to rebuild it."
         )
-    return model, raw
 
 
 def _fingerprint(path: str) -> str | None:

@@ -153,9 +153,12 @@ def test_cached_analysis_loads_the_model_only_when_asked(ckpt: Path, tmp_path: P
     assert ct.norm is not None and bt.norm is not None and torch.equal(ct.norm, bt.norm)
     assert torch.equal(ct.alpha, bt.alpha) and torch.equal(ct.ascii, bt.ascii)
     assert (ct.trained is None) == (bt.trained is None)
-    # Something that needs the weights loads the model, once, and sees the same ones.
+    # Something that needs the weights reads them from the files and sees the same ones;
+    # the model loads only when something needs it.
     assert torch.equal(cached.weights.W_U, built.weights.W_U)
-    assert cached.source.loaded and cached.model is not None
+    assert torch.equal(cached.raw.W_in, built.raw.W_in)
+    assert cached.source.loaded and cached.source.get().model is None
+    assert cached.model is not None and cached.source.get().model is cached.model
 
 
 def _rewrite_one_weight(ckpt: Path) -> None:
@@ -301,3 +304,17 @@ def test_an_entry_read_from_the_files_loads_the_model_when_asked(
 
 def replace_cache(s: Settings, cache: Path) -> Settings:
     return s.replace(cache_dir=cache)
+
+
+def test_weights_changed_after_a_cached_open_are_refused(ckpt: Path, tmp_path: Path) -> None:
+    """Opened from the cache, then the weights rewritten: reading them (from the files)
+    finds another hash and says so in one sentence rather than answering from them."""
+    from core.errors import CacheError
+
+    s = Settings(model=str(ckpt), device="cpu", cache_dir=tmp_path / "cache")
+    open_analysis(s)
+    cached = open_analysis(s)
+    assert cached.from_cache and not cached.source.loaded
+    _rewrite_one_weight(ckpt)
+    with pytest.raises(CacheError, match="changed after its cache entry was opened"):
+        _ = cached.weights
