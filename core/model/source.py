@@ -101,6 +101,7 @@ class ModelSource:
         return self._loaded
 
     def _read(self, settings: Settings, progress: Progress) -> Loaded:
+        """The weights from the files, checked against the entry's hash, else loaded."""
         fp = _fingerprint(self.path)
         read = read_weights(settings, self.path) if fp is not None else None
         if read is None:
@@ -125,6 +126,7 @@ class ModelSource:
             assert self._loaded is not None
             if self._loaded.model is None:
                 if self._fingerprint is not None and _fingerprint(self.path) == self._fingerprint:
+                    progress(0.0, f"loading model {self._settings.model}")
                     model = load_model(self._settings)
                 else:
                     model = _checked_model(self._settings, loaded.raw.meta.weights_hash, progress)
@@ -198,13 +200,16 @@ def read_weights(settings: Settings, directory: str) -> Loaded | None:
     Only on the CPU: a build on a GPU loads the model there, and edits read the weights
     on the model's device.
     """
+    from safetensors import SafetensorError
+
     from core.model.streamed import read_checkpoint
 
     if settings.torch_device() != "cpu":
         return None
     try:
-        raw = read_checkpoint(directory, settings.model)
-    except ModelLoadError:
+        raw = read_checkpoint(directory, settings.model, matched_only=True)
+    except (ModelLoadError, OSError, ValueError, KeyError, SafetensorError):
+        # Whatever this reader cannot read, the model's loader reads or words the error.
         return None
     return Loaded(raw, process(raw, settings.processing))
 

@@ -291,16 +291,26 @@ def layer_weights(reader: CheckpointReader, meta: ModelMeta, layers: range) -> M
     )
 
 
-def read_checkpoint(directory: Path | str, name: str) -> ModelWeights:
+#: The ``model_type`` values whose checkpoints the tests hold this reader equal to
+#: TransformerLens on (``tests/core/model/test_streamed.py``): a model is read without
+#: TransformerLens (:func:`read_checkpoint` with ``matched_only``) only for these.
+MATCHED_MODEL_TYPES = ("gpt2", "gpt_neox", "llama")
+
+
+def read_checkpoint(directory: Path | str, name: str, matched_only: bool = False) -> ModelWeights:
     """The raw view of the whole checkpoint in ``directory``, read from its safetensors
     files without TransformerLens or a model: equal, tensor for tensor and hash included,
     to the view a loaded model gives (:func:`core.model.source.raw_weights`; the tests
     hold the two equal). Building a cache entry needs no more than this.
 
     Raises:
-        ModelLoadError: the folder is not a checkpoint this reader knows.
+        ModelLoadError: the folder is not a checkpoint this reader knows (with
+            ``matched_only``: nor one of :data:`MATCHED_MODEL_TYPES`).
     """
     reader = CheckpointReader(directory)
+    model_type = str(reader.config.get("model_type", ""))
+    if matched_only and model_type not in MATCHED_MODEL_TYPES:
+        raise ModelLoadError(f"model_type {model_type!r} is not read without TransformerLens.")
     whole = layer_weights(reader, header_meta(reader, name), range(reader.n_layers))
     digest = hash_tensors({key: getattr(whole, key) for key in HASHED})
     return whole.replace(meta=dataclasses.replace(whole.meta, weights_hash=digest))

@@ -318,3 +318,17 @@ def test_weights_changed_after_a_cached_open_are_refused(ckpt: Path, tmp_path: P
     _rewrite_one_weight(ckpt)
     with pytest.raises(CacheError, match="changed after its cache entry was opened"):
         _ = cached.weights
+
+
+def test_a_damaged_weights_file_is_one_sentence(tmp_path: Path) -> None:
+    """A truncated safetensors file on an empty cache: the file reader steps aside and the
+    model's loader says what is wrong, in one sentence."""
+    from core.errors import ModelLoadError
+
+    ckpt = save_checkpoint("llama", tmp_path / "llama", seed=5)
+    path = ckpt / "model.safetensors"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    s = Settings(model=str(ckpt), device="cpu", cache_dir=tmp_path / "cache")
+    with pytest.raises(ModelLoadError) as err:
+        open_analysis(s)
+    assert str(ckpt) in str(err.value) and "\n" not in str(err.value)

@@ -50,3 +50,26 @@ def test_reader_refuses_a_folder_without_safetensors(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text('{"model_type": "bert"}')
     with pytest.raises(ModelLoadError, match="model_type 'bert'"):
         CheckpointReader(tmp_path)
+
+
+def test_the_matched_model_types_are_the_tested_ones(checkpoints: dict[str, Path]) -> None:
+    """A model is read without TransformerLens only for the model types the test above
+    holds equal to it: the list names exactly the tested checkpoints' types."""
+    import json
+
+    from core.model.streamed import MATCHED_MODEL_TYPES, read_checkpoint
+
+    types = {
+        json.loads((p / "config.json").read_text())["model_type"] for p in checkpoints.values()
+    }
+    assert set(MATCHED_MODEL_TYPES) == types
+    cfg = checkpoints["llama"] / "config.json"
+    conf = json.loads(cfg.read_text())
+    other = cfg.parent.parent / "as-mistral"
+    other.mkdir()
+    for f in cfg.parent.iterdir():
+        (other / f.name).write_bytes(f.read_bytes())
+    (other / "config.json").write_text(json.dumps({**conf, "model_type": "mistral"}))
+    read_checkpoint(other, "m")  # the reader knows the family ...
+    with pytest.raises(ModelLoadError, match="mistral"):
+        read_checkpoint(other, "m", matched_only=True)  # ... but it is not matched
