@@ -294,6 +294,7 @@ def open_analysis(
                 svd.meta.weights_hash,
                 partial(file_tokenizer, path),
                 partial(_complete_part, settings, svd, part),
+                fingerprint=fp,  # the entry was found by it: unchanged files need no rehash
             )
             return Analysis(
                 settings,

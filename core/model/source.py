@@ -57,8 +57,9 @@ class ModelSource:
     ) -> None:
         self.path = path
         self._loaded = loaded
-        # The checkpoint folder's fingerprint when ``loaded`` was read from its files: a
-        # model loaded later from unchanged files needs no rehash of its weights.
+        # The checkpoint folder's fingerprint when its weights were known to hash to
+        # ``weights_hash`` (read from its files, or a cache entry found by it): weights
+        # read or a model loaded later from unchanged files need no rehash.
         self._fingerprint = fingerprint
         # Run once the model is loaded (completes an old checkpoint part).
         self._on_load = on_load
@@ -103,7 +104,8 @@ class ModelSource:
     def _read(self, settings: Settings, progress: Progress) -> Loaded:
         """The weights from the files, checked against the entry's hash, else loaded."""
         fp = _fingerprint(self.path)
-        read = read_weights(settings, self.path) if fp is not None else None
+        known = self._hash if fp is not None and fp == self._fingerprint else None
+        read = read_weights(settings, self.path, known) if fp is not None else None
         if read is None:
             return load_weights(settings, self._hash, progress)
         _check(settings, read.raw.meta.weights_hash, self._hash)
@@ -191,11 +193,14 @@ def _checked_model(settings: Settings, weights_hash: str, progress: Progress) ->
     return _loaded_model(settings, weights_hash, progress)[0]
 
 
-def read_weights(settings: Settings, directory: str) -> Loaded | None:
+def read_weights(
+    settings: Settings, directory: str, weights_hash: str | None = None
+) -> Loaded | None:
     """The raw and processed weights of the checkpoint in ``directory``, read from its
     files without a model (:func:`core.model.streamed.read_checkpoint`: no TransformerLens
     import and no model load, seconds and the model's memory saved on a first build);
     ``None`` when that reader does not know the checkpoint (the caller loads the model).
+    ``weights_hash``: their hash, when known (not computed again).
 
     Only on the CPU: a build on a GPU loads the model there, and edits read the weights
     on the model's device.
@@ -207,7 +212,7 @@ def read_weights(settings: Settings, directory: str) -> Loaded | None:
     if settings.torch_device() != "cpu":
         return None
     try:
-        raw = read_checkpoint(directory, settings.model, matched_only=True)
+        raw = read_checkpoint(directory, settings.model, True, weights_hash)
     except (ModelLoadError, OSError, ValueError, KeyError, SafetensorError):
         # Whatever this reader cannot read, the model's loader reads or words the error.
         return None

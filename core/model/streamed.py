@@ -297,11 +297,20 @@ def layer_weights(reader: CheckpointReader, meta: ModelMeta, layers: range) -> M
 MATCHED_MODEL_TYPES = ("gpt2", "gpt_neox", "llama")
 
 
-def read_checkpoint(directory: Path | str, name: str, matched_only: bool = False) -> ModelWeights:
+def read_checkpoint(
+    directory: Path | str,
+    name: str,
+    matched_only: bool = False,
+    weights_hash: str | None = None,
+) -> ModelWeights:
     """The raw view of the whole checkpoint in ``directory``, read from its safetensors
     files without TransformerLens or a model: equal, tensor for tensor and hash included,
     to the view a loaded model gives (:func:`core.model.source.raw_weights`; the tests
     hold the two equal). Building a cache entry needs no more than this.
+
+    ``weights_hash``: the weights' hash when it is known already (the folder kept the
+    fingerprint of a cache entry built from them): hashing every weight again took as
+    long as reading them.
 
     Raises:
         ModelLoadError: the folder is not a checkpoint this reader knows (with
@@ -312,5 +321,6 @@ def read_checkpoint(directory: Path | str, name: str, matched_only: bool = False
     if matched_only and model_type not in MATCHED_MODEL_TYPES:
         raise ModelLoadError(f"model_type {model_type!r} is not read without TransformerLens.")
     whole = layer_weights(reader, header_meta(reader, name), range(reader.n_layers))
-    digest = hash_tensors({key: getattr(whole, key) for key in HASHED})
-    return whole.replace(meta=dataclasses.replace(whole.meta, weights_hash=digest))
+    if weights_hash is None:
+        weights_hash = hash_tensors({key: getattr(whole, key) for key in HASHED})
+    return whole.replace(meta=dataclasses.replace(whole.meta, weights_hash=weights_hash))
