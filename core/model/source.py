@@ -104,7 +104,7 @@ class ModelSource:
     def _read(self, settings: Settings, progress: Progress) -> Loaded:
         """The weights from the files, checked against the entry's hash, else loaded."""
         fp = _fingerprint(self.path)
-        known = self._hash if fp is not None and fp == self._fingerprint else None
+        known = self._hash if self._unchanged(fp) else None
         read = read_weights(settings, self.path, known) if fp is not None else None
         if read is None:
             return load_weights(settings, self._hash, progress)
@@ -127,13 +127,19 @@ class ModelSource:
         with self._lock:
             assert self._loaded is not None
             if self._loaded.model is None:
-                if self._fingerprint is not None and _fingerprint(self.path) == self._fingerprint:
+                if self._unchanged(_fingerprint(self.path)):
                     progress(0.0, f"loading model {self._settings.model}")
                     model = load_model(self._settings)
-                else:
-                    model = _checked_model(self._settings, loaded.raw.meta.weights_hash, progress)
+                else:  # the model's own view is read only to check the weights in memory
+                    model, _ = _loaded_model(self._settings, loaded.raw.meta.weights_hash, progress)
                 self._loaded = Loaded(self._loaded.raw, self._loaded.weights, model)
         return self._loaded.model
+
+    def _unchanged(self, fp: str | None) -> bool:
+        """Whether the folder's fingerprint ``fp`` is the one its weights' hash is known
+        for (no rehash needed).
+        """
+        return fp is not None and fp == self._fingerprint
 
     @property
     def tokenizer(self) -> Any:
@@ -188,11 +194,6 @@ def _fingerprint(path: str) -> str | None:
     return fingerprint(Path(path)) if Path(path).is_dir() else None
 
 
-def _checked_model(settings: Settings, weights_hash: str, progress: Progress) -> LoadedModel:
-    # The weights in memory stay: the model's own view is only read to check them.
-    return _loaded_model(settings, weights_hash, progress)[0]
-
-
 def read_weights(
     settings: Settings, directory: str, weights_hash: str | None = None
 ) -> Loaded | None:
@@ -212,7 +213,9 @@ def read_weights(
     if settings.torch_device() != "cpu":
         return None
     try:
-        raw = read_checkpoint(directory, settings.model, True, weights_hash)
+        raw = read_checkpoint(
+            directory, settings.model, matched_only=True, weights_hash=weights_hash
+        )
     except (ModelLoadError, OSError, ValueError, KeyError, SafetensorError):
         # Whatever this reader cannot read, the model's loader reads or words the error.
         return None
