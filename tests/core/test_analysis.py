@@ -299,16 +299,12 @@ def test_an_entry_read_from_the_files_loads_the_model_when_asked(
     ids = torch.tensor([[1, 2, 3]])
     assert m.hf_model(ids).logits.shape == (1, 3, a.meta.d_vocab)
     # Weights changed on disk after they were read: asking for the model says so.
-    b = open_analysis(replace_cache(s, tmp_path / "other"))
+    b = open_analysis(s.replace(cache_dir=tmp_path / "other"))
     _rewrite_one_weight(ckpt)
     from core.errors import CacheError
 
     with pytest.raises(CacheError, match="changed after its cache entry was opened"):
         _ = b.model
-
-
-def replace_cache(s: Settings, cache: Path) -> Settings:
-    return s.replace(cache_dir=cache)
 
 
 def test_weights_changed_after_a_cached_open_are_refused(ckpt: Path, tmp_path: Path) -> None:
