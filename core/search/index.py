@@ -20,6 +20,7 @@ from core.search import stored
 from core.search.embed import DEFAULT_RIDGE, QueryEmbedder, build_embedder
 from core.search.memo import memo_tokenizer
 from core.search.parts import PartStore
+from core.search.product import index_product
 from core.search.score import TOP_TOKENS, logit_std, top_z
 from core.settings import MATRIX_KINDS
 from core.svd.project import TokenTable
@@ -293,11 +294,10 @@ def similarities(
     ``kinds``, and their row numbers.
     """
     sims, rows = [], []
-    qv = q.to(index.vectors.dtype)
     for k in index.kinds:
         if k in kinds:
             a, b = index.spans[k]
-            sims.append((qv[None, :] @ index.vectors[a:b].T)[0].float())
+            sims.append(index_product(index.vectors[a:b], q[:, None])[0])
             rows.append(torch.arange(a, b))
     return torch.cat(sims), torch.cat(rows)
 

@@ -22,6 +22,7 @@ from torch import Tensor
 from core.errors import SpecError
 from core.search.embed import DEFAULT_METHOD, QueryTokens
 from core.search.index import SearchIndex, exact_vectors
+from core.search.product import index_product
 from core.search.score import query_scores
 
 
@@ -46,16 +47,6 @@ class Scores:
     def take(self, sel: Tensor) -> Scores:
         """The rows ``sel`` (indices or mask) select."""
         return Scores(self.rows[sel], self.cosine[sel], self.score[sel], self.antipodal[sel])
-
-
-def _product(vectors: Tensor, cols: Tensor) -> Tensor:
-    """``(vectors @ cols)^T`` in float32, ``[c, m]``: one row per column, contiguous."""
-    if vectors.dtype == torch.float32:
-        return cols.T.float() @ vectors.T
-    # cols^T vectors^T: for a few columns CPU kernels run this orientation about twice
-    # as fast as vectors @ cols in bfloat16, and it leaves each column's scores
-    # contiguous for the per-concept reductions.
-    return (cols.T.to(vectors.dtype) @ vectors.T).float()
 
 
 def query_columns(
@@ -86,14 +77,14 @@ def score_rows(
     """Score unit ``vectors`` (index ``rows``) against a query's ``cols``
     (:func:`query_columns`): one matrix product.
     """
-    return _score_product(index, _product(vectors, cols), rows, query)
+    return _score_product(index, index_product(vectors, cols), rows, query)
 
 
 def _score_product(
     index: SearchIndex, out: Float[Tensor, "c m"], rows: Int[Tensor, " m"], query: QueryTokens
 ) -> Scores:
     """:func:`score_rows` from the product ``out`` of the rows' vectors with the query's
-    columns (:func:`_product`; the last column is the unit query vector).
+    columns (:func:`~core.search.product.index_product`; the last column is the unit query vector).
     """
     cos = out[-1]
     if out.shape[0] == 1:
@@ -132,7 +123,7 @@ def _searched(index: SearchIndex, kinds: Sequence[str]) -> list[str]:
 @dataclass(frozen=True)
 class _Pass:
     """The searched rows of the index times some columns: ``out[:, j]`` is row
-    ``rows[j]``'s product with each column (:func:`_product`).
+    ``rows[j]``'s product with each column (:func:`~core.search.product.index_product`).
     """
 
     out: Float[Tensor, "c n"]
@@ -152,7 +143,7 @@ def _index_pass(
             runs[-1][1] = b
         else:
             runs.append([a, b])
-    outs = [_product(index.vectors[a:b], cols) for a, b in runs]
+    outs = [index_product(index.vectors[a:b], cols) for a, b in runs]
     rows = [torch.arange(a, b) for a, b in runs]
     if len(runs) == 1:
         return _Pass(outs[0], rows[0])

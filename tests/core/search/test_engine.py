@@ -406,3 +406,24 @@ def test_token_prefilter_keeps_the_best_matches(planted, monkeypatch) -> None:
     assert [h.to_json() for h in cut.hits] == [h.to_json() for h in full.hits]
     assert cut.n_searched == full.n_searched
     assert (cut.hits[0].matrix, cut.hits[0].layer, cut.hits[0].head) == ("ov", 1, 2)
+
+
+def test_search_is_the_same_by_either_product_route(planted, monkeypatch) -> None:
+    # A CPU without native half-precision kernels takes float32 blocks
+    # (core.search.product): the hits, scores and significance must not change.
+    from core.search import product
+
+    _, index, _ = planted
+    runs = []
+    for native in (True, False):
+        monkeypatch.setattr(product, "native_half", lambda dtype, device, n=native: n)
+        fresh = replace(index, nulls={}, store=None)  # each route computes its own null
+        runs.append(
+            [
+                [h.to_json() for h in search(fresh, q, method=m, threshold=0.0, top=10).hits]
+                for q in ("fire, flames", "water")
+                for m in ("token", "pinv")
+            ]
+        )
+    assert runs[0] == runs[1]
+    assert all(any(h["p"] is not None for h in hits) for hits in runs[1])
