@@ -307,6 +307,48 @@ def test_an_entry_read_from_the_files_loads_the_model_when_asked(
         _ = b.model
 
 
+def test_a_forward_pass_on_a_cached_analysis_reads_no_weights(
+    ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opened from the cache, a forward pass loads the model alone; the weights read
+    later are the same ones, beside the same model (loaded once)."""
+    import core.model.source as source
+
+    s = Settings(model=str(ckpt), device="cpu", cache_dir=tmp_path / "cache")
+    built = open_analysis(s)
+    assert built.model is not None  # the reference, loaded before loads are counted
+    cached = open_analysis(s)
+    loads: list[str] = []
+    real_load = source.load_model
+    monkeypatch.setattr(source, "load_model", lambda st: loads.append(st.model) or real_load(st))
+    with monkeypatch.context() as mp:
+        mp.setattr(source, "read_weights", lambda *a, **k: pytest.fail("weights read"))
+        m = cached.model
+    assert m is not None and not cached.source.loaded and loads == [s.model]
+    ids = torch.tensor([[1, 2, 3, 4]])
+    torch.testing.assert_close(m.hf_model(ids).logits, built.model.hf_model(ids).logits)
+    assert torch.equal(cached.weights.W_U, built.weights.W_U)
+    assert torch.equal(cached.raw.W_in, built.raw.W_in)
+    assert cached.source.get().model is m and cached.model is m and loads == [s.model]
+    # A checkpoint the file reader does not know: the weights come from that same model.
+    other = open_analysis(s)
+    _ = other.model
+    monkeypatch.setattr(source, "read_weights", lambda *a, **k: None)
+    assert torch.equal(other.raw.W_in, built.raw.W_in)
+    assert other.source.get().model is other.model and loads == [s.model] * 2
+
+
+def test_a_model_loaded_after_the_weights_changed_is_refused(ckpt: Path, tmp_path: Path) -> None:
+    from core.errors import CacheError
+
+    s = Settings(model=str(ckpt), device="cpu", cache_dir=tmp_path / "cache")
+    open_analysis(s)
+    cached = open_analysis(s)
+    _rewrite_one_weight(ckpt)
+    with pytest.raises(CacheError, match="changed after its cache entry was opened"):
+        _ = cached.model
+
+
 def test_weights_changed_after_a_cached_open_are_refused(ckpt: Path, tmp_path: Path) -> None:
     """Opened from the cache, then the weights rewritten: reading them (from the files)
     finds another hash and says so in one sentence rather than answering from them."""
