@@ -216,7 +216,10 @@ def test_search_hit_edit_and_shared_link(browser: Any, demo_server: str, tmp_pat
     shot(page, "edit-target-and-specificity")
     page.get_by_text("Directions before → after").scroll_into_view_if_needed()
     shot(page, "edit-before-after")
-    # 7. The copied URL in a fresh browser context: the same view, edits included.
+    # 7. The copied URL in a fresh browser context: the same view, edits included. The
+    # URL is rewritten as a run ends; under load it can lag the drawn report, so wait
+    # for the prompt and target in it (once, in a full suite run, it had neither).
+    page.wait_for_url(lambda u: "prompt=The" in u and "target=" in u, timeout=LOAD_MS)
     url = page.url
     fresh = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
     try:
