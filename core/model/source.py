@@ -112,11 +112,7 @@ class ModelSource:
         known = self._hash if self._unchanged(fp) else None
         read = read_weights(settings, self.path, known) if fp is not None else None
         if read is None:
-            if self._model is None:
-                return load_weights(settings, self._hash, progress)
-            raw = raw_weights(self._model)
-            _check(settings, raw.meta.weights_hash, self._hash)
-            return Loaded(raw, process(raw, settings.processing), self._model)
+            return load_weights(settings, self._hash, progress, self._model)
         _check(settings, read.raw.meta.weights_hash, self._hash)
         self._fingerprint = fp
         return Loaded(read.raw, read.weights, self._model)
@@ -177,23 +173,35 @@ class ModelSource:
         return None if model is None else model.tokenizer
 
 
-def load_weights(settings: Settings, weights_hash: str | None, progress: Progress) -> Loaded:
-    """Load ``settings.model`` and view its weights for ``settings.processing``.
+def load_weights(
+    settings: Settings,
+    weights_hash: str | None,
+    progress: Progress,
+    model: LoadedModel | None = None,
+) -> Loaded:
+    """Load ``settings.model`` (unless ``model`` is it, loaded already) and view its
+    weights for ``settings.processing``.
 
     Raises:
         ModelLoadError: the model cannot be loaded.
         CacheError: its weights' hash is not ``weights_hash`` (when given).
     """
-    model, raw = _loaded_model(settings, weights_hash, progress)
+    model, raw = _loaded_model(settings, weights_hash, progress, model)
     return Loaded(raw, process(raw, settings.processing), model)
 
 
 def _loaded_model(
-    settings: Settings, weights_hash: str | None, progress: Progress
+    settings: Settings,
+    weights_hash: str | None,
+    progress: Progress,
+    model: LoadedModel | None = None,
 ) -> tuple[LoadedModel, ModelWeights]:
-    """``settings.model`` loaded, and its raw weights, checked against ``weights_hash``."""
-    progress(0.0, f"loading model {settings.model}")
-    model = load_model(settings)
+    """``settings.model`` loaded (unless ``model`` is it), and its raw weights, checked
+    against ``weights_hash``.
+    """
+    if model is None:
+        progress(0.0, f"loading model {settings.model}")
+        model = load_model(settings)
     raw = raw_weights(model)
     _check(settings, raw.meta.weights_hash, weights_hash)
     return model, raw
