@@ -4,6 +4,11 @@
   answered from a warm cache, and ``python -c "import torch"``, run alternately in the
   same minutes (the machine's load is shared, so the ratio is what to read);
   ``cached_search_cli_s`` the same for ``python -m core search``;
+  ``cached_first_prompt_s`` the same for a process that opens the warm cache and answers
+  the Prompt page's first prompt (:func:`core.lens.prompt.run_prompt`: the model loads
+  for its forward pass), with ``first_prompt_open_s`` and ``first_prompt_answer_s`` (the
+  open, then the answer, timed inside it) and ``first_prompt_lens_imported`` (whether
+  TransformerLens was imported on the way);
 * from an empty cache, in one fresh process doing what the dashboard does
   (:func:`core.analysis.open_analysis` with the background fill): ``open_s`` (model
   load, decompositions, the first directions of each component), ``first_grid_s`` (that
@@ -59,6 +64,23 @@ assert a.fill is None or (a.fill.wait() and a.fill.error is None)
 t_filled = time.perf_counter() - t0
 print(json.dumps({"open_s": t_open, "first_grid_s": t_grid, "search_ready_s": t_search,
                   "filled_s": t_filled}))
+"""
+
+#: The Prompt page's first answer on an analysis opened from a warm cache.
+_FIRST_PROMPT = """
+import json, sys, time
+t0 = time.perf_counter()
+from pathlib import Path
+from core.analysis import open_analysis
+from core.lens.prompt import run_prompt
+from core.settings import Settings
+
+model, cache, device = sys.argv[1:4]
+a = open_analysis(Settings(model=model, cache_dir=Path(cache), device=device))
+t_open = time.perf_counter() - t0
+run_prompt(a, "The capital of France is")
+print(json.dumps({"open_s": t_open, "answer_s": time.perf_counter() - t0 - t_open,
+                  "lens": "transformer_lens" in sys.modules}))
 """
 
 
@@ -152,30 +174,44 @@ def user_waits(
         cli = [py, "-m", "core", "directions", *base, "--matrix", kind, "--layer", str(layer)]
         cli += ["--head", str(head), "--n", str(n), "--k", str(k)]
         search_cli = [py, "-m", "core", "search", *base, "--query", "the, of"]
+        prompt = [py, "-c", _FIRST_PROMPT, model, cache, device]
         runs: dict[str, list[float]] = {
             "import_torch": [],
             "cached_cli": [],
             "cached_search_cli": [],
+            "cached_first_prompt": [],
+            "first_prompt_open": [],
+            "first_prompt_answer": [],
         }
         for i in range(repeat + 1):  # the first round warms the file cache
             for name, args in (
                 ("import_torch", [py, "-c", "import torch"]),
                 ("cached_cli", cli),
                 ("cached_search_cli", search_cli),
+                ("cached_first_prompt", prompt),
             ):
                 try:
-                    wall, _ = _run(args)
+                    wall, text = _run(args)
                 except Exception:
                     if name != "cached_search_cli":  # a vocabulary without "the"/"of"
                         raise
                     continue
-                if i:
-                    runs[name].append(wall)
+                if not i:
+                    continue
+                runs[name].append(wall)
+                if name == "cached_first_prompt":
+                    inner = json.loads(text.strip().splitlines()[-1])
+                    runs["first_prompt_open"].append(inner["open_s"])
+                    runs["first_prompt_answer"].append(inner["answer_s"])
+                    out["first_prompt_lens_imported"] = inner["lens"]
         for name, xs in runs.items():
             if xs:
                 out[f"{name}_s"] = median(xs)
                 out[f"{name}_runs_s"] = [round(x, 3) for x in xs]
         out["cached_cli_vs_import_torch"] = out["cached_cli_s"] / out["import_torch_s"]
+        out["cached_first_prompt_vs_import_torch"] = (
+            out["cached_first_prompt_s"] / out["import_torch_s"]
+        )
         if "cached_search_cli_s" in out:
             out["cached_search_cli_vs_import_torch"] = (
                 out["cached_search_cli_s"] / out["import_torch_s"]

@@ -42,7 +42,13 @@ def plain_model(analysis: Analysis) -> Any:
     """
     if analysis.model is None:
         raise CoreError("This analysis has no loaded model; open it with open_analysis.")
-    hf = analysis.model.hf_model
+    return plain_module(analysis.model.hf_model)
+
+
+def plain_module(hf: Any) -> Any:
+    """:func:`plain_model` of a loaded Hugging Face model ``hf`` (wrapped by a bridge or
+    not): a module of its class, built on the meta device around its tensors.
+    """
     src: dict[str, Tensor] = {}
     for n, t in [
         *hf.named_parameters(remove_duplicate=False),

@@ -6,6 +6,7 @@ says what to do; callers never see a Hugging Face stack trace.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import warnings
@@ -18,6 +19,7 @@ import torch
 from core.errors import ModelLoadError
 from core.model import embedded
 from core.model.families import supported
+from core.model.tokenizer import model_tokenizer
 from core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -33,14 +35,17 @@ HF_LOAD_LOCK = threading.RLock()
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A loaded model: the bridge, its Hugging Face module and tokenizer.
+    """A loaded model: its Hugging Face module and tokenizer, and the bridge around them
+    when TransformerLens loaded it.
 
     Attributes:
         name: the model spec as the user gave it (``"default"``, a hub id or a path).
         source: the resolved hub id or local directory.
-        bridge: the TransformerLens bridge (read-only: never mutate a shared one).
-        hf_model: the wrapped Hugging Face causal LM, in eval mode.
-        tokenizer: the model's tokenizer.
+        bridge: the TransformerLens bridge (read-only: never mutate a shared one), or
+            ``None`` for a plain Hugging Face load (:func:`load_model`).
+        hf_model: the Hugging Face causal LM (wrapped by ``bridge`` when there is one),
+            in eval mode.
+        tokenizer: the model's tokenizer, set up as the bridge sets it up.
     """
 
     name: str
@@ -101,15 +106,22 @@ def locate_model(spec: str) -> str:
     return source if Path(source).is_dir() else _local_snapshot(source, split_revision(spec)[1])
 
 
-def load_model(settings: Settings) -> LoadedModel:
+def load_model(settings: Settings, bridge: bool = False) -> LoadedModel:
     """Load ``settings.model`` on ``settings.torch_device()`` in float32.
+
+    A local checkpoint of a model type whose weights :mod:`core.model.streamed` reads
+    (:data:`~core.model.streamed.MATCHED_MODEL_TYPES`) is loaded as a plain Hugging Face
+    model, as the bridge loads it (eager attention, float32, its tokenizer set up by
+    :func:`~core.model.tokenizer.model_tokenizer`; the tests hold the logits and token ids
+    equal): a forward pass needs no more, and importing and booting TransformerLens cost
+    2-3 s of the first prompt's answer on SmolLM2-135M. Anything else, or ``bridge``, is
+    booted through TransformerLens's ``TransformerBridge``.
 
     Raises:
         ModelLoadError: the model is missing, the hub is unreachable, or the
             architecture is not supported; the message says what to do.
     """
     from safetensors import SafetensorError
-    from transformer_lens.model_bridge import TransformerBridge
 
     source = locate_model(settings.model)
     # A local snapshot is already the revision's files; a hub id is asked for it.
@@ -121,13 +133,13 @@ def load_model(settings: Settings) -> LoadedModel:
     try:
         with HF_LOAD_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            bridge = TransformerBridge.boot_transformers(
-                source,
-                device=device,
-                dtype=torch.float32,
-                trust_remote_code=False,
-                revision=revision,
-            )
+            if not bridge and plain_loadable(source):
+                hf_model = _load_plain(source, device)
+                tokenizer = model_tokenizer(source)
+                booted = None
+            else:
+                booted = _boot(source, device, revision)
+                hf_model, tokenizer = booted.original_model, booted.tokenizer
     except ModelLoadError:
         raise
     except (OSError, SafetensorError) as exc:  # a damaged weights file is unreadable too
@@ -149,18 +161,58 @@ def load_model(settings: Settings) -> LoadedModel:
             f"Could not load {source!r} ({_first_line(exc)}); use a causal language model "
             f"that TransformerLens supports ({supported()}) with a tokenizer."
         ) from exc
-    hf_model = bridge.original_model
     hf_model.eval()
-    if bridge.tokenizer is None:
+    if tokenizer is None:
         raise ModelLoadError(
             f"{source} has no tokenizer; save one beside the weights (tokenizer.json)."
         )
     return LoadedModel(
         name=settings.model,
         source=source,
-        bridge=bridge,
+        bridge=booted,
         hf_model=hf_model,
-        tokenizer=bridge.tokenizer,
+        tokenizer=tokenizer,
+    )
+
+
+def plain_loadable(source: str) -> bool:
+    """Whether ``source`` is a local checkpoint that :func:`load_model` loads without
+    TransformerLens: its ``config.json`` names one of
+    :data:`~core.model.streamed.MATCHED_MODEL_TYPES`.
+    """
+    from core.model.streamed import MATCHED_MODEL_TYPES
+
+    try:
+        config = json.loads((Path(source) / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("model_type") in MATCHED_MODEL_TYPES
+
+
+def _load_plain(source: str, device: str) -> Any:
+    """The causal LM in ``source`` as ``TransformerBridge.boot_transformers`` loads it
+    for these model types: eager attention (the bridge's choice, so logits match to the
+    bit), float32.
+    """
+    from transformers import AutoModelForCausalLM
+
+    model: Any = AutoModelForCausalLM.from_pretrained(
+        source, dtype=torch.float32, attn_implementation="eager", trust_remote_code=False
+    )
+    # mypy reads transformers' `.to` wrapper as taking the model, not a device.
+    return model.to(device)
+
+
+def _boot(source: str, device: str, revision: str | None) -> Any:
+    """The model booted through TransformerLens's bridge."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    return TransformerBridge.boot_transformers(
+        source,
+        device=device,
+        dtype=torch.float32,
+        trust_remote_code=False,
+        revision=revision,
     )
 
 

@@ -251,7 +251,14 @@ def read_weights(
 
 
 def raw_weights(model: LoadedModel) -> ModelWeights:
-    """The raw weight view of a loaded model."""
+    """The raw weight view of a loaded model: through its bridge, or read from the module
+    by checkpoint names where it was loaded without one.
+    """
+    if model.bridge is None:
+        from core.model.streamed import module_weights
+
+        with torch.no_grad():
+            return module_weights(model.hf_model, model.name)
     arch = getattr(model.hf_model.config, "architectures", None) or [type(model.hf_model).__name__]
     with torch.no_grad():
         return weights_from_params(

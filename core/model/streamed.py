@@ -320,7 +320,53 @@ def read_checkpoint(
     model_type = str(reader.config.get("model_type", ""))
     if matched_only and model_type not in MATCHED_MODEL_TYPES:
         raise ModelLoadError(f"model_type {model_type!r} is not read without TransformerLens.")
+    return _whole(reader, name, weights_hash)
+
+
+def module_weights(module: Any, name: str) -> ModelWeights:
+    """The raw view of a loaded Hugging Face model of one of
+    :data:`MATCHED_MODEL_TYPES`, read as :func:`read_checkpoint` reads its files (a model
+    loaded without TransformerLens has no bridge to view it; the tests hold the two views
+    equal). The tensors are copies: the view never shares memory with the model.
+    """
+    return _whole(ModuleReader(module), name, None)
+
+
+def _whole(reader: CheckpointReader, name: str, weights_hash: str | None) -> ModelWeights:
     whole = layer_weights(reader, header_meta(reader, name), range(reader.n_layers))
     if weights_hash is None:
         weights_hash = hash_tensors({key: getattr(whole, key) for key in HASHED})
     return whole.replace(meta=dataclasses.replace(whole.meta, weights_hash=weights_hash))
+
+
+class ModuleReader(CheckpointReader):
+    """A loaded Hugging Face model's weights, read by their checkpoint names: its state
+    dict's keys, except the embeddings, which are asked for by role (``transformers``
+    5.14 renamed NeoX's ``embed_out`` module to ``lm_head`` but still writes
+    ``embed_out.weight`` to the files). A tied unembedding is read as the embedding's
+    transpose either way.
+    """
+
+    def __init__(self, module: Any) -> None:
+        self.config = module.config.to_dict()
+        self.directory = Path(str(self.config.get("_name_or_path") or "."))
+        self.family = family_for(str(self.config.get("model_type", "")), ModelLoadError)
+        self._tensors: dict[str, Tensor] = dict(module.state_dict())
+        self._tensors[f"{self.family.embed}.weight"] = module.get_input_embeddings().weight
+        self._tensors[f"{self.family.unembed}.weight"] = module.get_output_embeddings().weight
+        self._where = {}
+        self._handles = {}
+
+    def has(self, name: str) -> bool:
+        return name in self._tensors
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self._get(name).shape)
+
+    def tensor(self, name: str) -> Tensor:
+        return self._get(name).detach().to(torch.float32, copy=True)
+
+    def _get(self, name: str) -> Tensor:
+        if name not in self._tensors:
+            raise ModelLoadError(f"The loaded model has no tensor {name}.")
+        return self._tensors[name]

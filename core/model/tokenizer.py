@@ -90,3 +90,34 @@ def hf_tokenizer(directory: Path | str) -> Any:
         return AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False)
     except Exception:  # any failure: the model's loader then says what is wrong
         return None
+
+
+def model_tokenizer(directory: Path | str) -> Any:
+    """The checkpoint's tokenizer set up as TransformerLens's bridge sets it up
+    (``setup_tokenizer``: loaded with ``add_bos_token=True`` where it has a BOS token,
+    right padding, and the end-of-text token standing in for a missing EOS, pad or BOS
+    token), so a plain Hugging Face load encodes prompts as the bridge does (the tests
+    compare both).
+
+    Raises:
+        OSError, ValueError: ``transformers`` cannot read it (the model's loader words it).
+    """
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(str(directory), add_bos_token=True)
+    except ValueError:  # no BOS token to add (or a template that cannot express it)
+        tok = AutoTokenizer.from_pretrained(str(directory))
+    if tok.padding_side is None:
+        tok.padding_side = "right"
+    if tok.eos_token is None:
+        tok.eos_token = "<|endoftext|>"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    if tok.bos_token is None:
+        tok.bos_token = tok.eos_token
+    # A role whose token the vocabulary lacks gets it registered, as the bridge does.
+    for role in ("pad", "eos", "bos"):
+        if getattr(tok, f"{role}_token_id") is None:
+            tok.add_special_tokens({f"{role}_token": getattr(tok, f"{role}_token")})
+    return tok

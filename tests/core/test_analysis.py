@@ -265,7 +265,7 @@ def test_a_new_entry_is_built_from_the_files_like_the_loaded_model(
     s = Settings(model=str(ckpt), device="cpu", cache_dir=cache)
     read = open_analysis(s)
     assert read.from_cache  # the child's entry
-    model = load_model(s)
+    model = load_model(s, bridge=True)
     ref = analysis_from_weights(raw_weights(model), model.tokenizer, s, model, use_cache=False)
     assert read.meta == ref.meta  # the weights hash included
     assert read.tokens.raw == ref.tokens.raw and read.tokens.display == ref.tokens.display
@@ -336,6 +336,55 @@ def test_a_forward_pass_on_a_cached_analysis_reads_no_weights(
     monkeypatch.setattr(source, "read_weights", lambda *a, **k: None)
     assert torch.equal(other.raw.W_in, built.raw.W_in)
     assert other.source.get().model is other.model and loads == [s.model] * 2
+
+
+_PROMPT_CHILD = """
+import json, sys, torch
+from core.analysis import open_analysis
+from core.edit.hf import plain_model
+from core.settings import Settings
+a = open_analysis(Settings(model=sys.argv[1], device="cpu", cache_dir=sys.argv[2]))
+ids = torch.tensor([a.model.tokenizer.encode("red blue yellow")])
+with torch.no_grad():
+    logits = plain_model(a)(ids).logits[0, -1]
+print(json.dumps({"from_cache": a.from_cache, "ids": ids[0].tolist(), "logits": logits.tolist(),
+                  "lens": "transformer_lens" in sys.modules}))
+"""
+
+
+def test_a_forward_pass_on_a_cached_analysis_does_not_import_transformer_lens(
+    ckpt: Path, tmp_path: Path
+) -> None:
+    """The model a prompt needs loads as a plain Hugging Face model (the bridge's import and
+    boot are seconds of the first answer), with the ids and logits of TransformerLens's load.
+    """
+    from core.edit.hf import plain_model, plain_module
+    from core.model.loading import load_model
+
+    s = Settings(model=str(ckpt), device="cpu", cache_dir=tmp_path / "cache")
+    built = open_analysis(s)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROMPT_CHILD, str(ckpt), str(s.cache_dir)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["from_cache"] and not out["lens"]
+    ref = load_model(s, bridge=True)  # TransformerLens's own load is the reference
+    ids = ref.tokenizer.encode("red blue yellow")
+    assert out["ids"] == ids
+    with torch.no_grad():
+        want = plain_model(built)(torch.tensor([ids])).logits[0, -1]
+    assert built.model is not None and built.model.bridge is None
+    with torch.no_grad():
+        assert torch.equal(plain_module(ref.hf_model)(torch.tensor([ids])).logits[0, -1], want)
+    # Another process may split the matmuls over other thread counts: the last bits differ.
+    torch.testing.assert_close(torch.tensor(out["logits"]), want, rtol=1e-5, atol=1e-5)
 
 
 def test_a_model_loaded_after_the_weights_changed_is_refused(ckpt: Path, tmp_path: Path) -> None:

@@ -32,13 +32,14 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_checkpoint_loads_through_core(tiny: Path) -> None:
     from core.model.loading import load_model
+    from core.model.source import raw_weights
     from core.settings import Settings
 
     n_layer, d_model, n_head, vocab = SHAPES["tiny"]
     assert (tiny / "model.safetensors").is_file()
     loaded = load_model(Settings(model=str(tiny), device="cpu"))
-    cfg = loaded.bridge.cfg
-    shape = (cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.d_vocab)
+    meta = raw_weights(loaded).meta
+    shape = (meta.n_layers, meta.d_model, meta.n_heads, meta.d_vocab)
     assert shape == (n_layer, d_model, n_head, vocab)
     tok = loaded.tokenizer
     words = synthetic_vocab(vocab)

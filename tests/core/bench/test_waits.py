@@ -16,12 +16,17 @@ def test_waits_report_every_figure(checkpoints: dict[str, Path]) -> None:
         "filled_s",
         "import_torch_s",
         "cached_cli_s",
+        "cached_first_prompt_s",
+        "first_prompt_open_s",
+        "first_prompt_answer_s",
         "search_p50_ms",
         "search_p95_ms",
     ):
         assert out[key] > 0, key
     assert out["open_s"] <= out["first_grid_s"] <= out["search_ready_s"] <= out["filled_s"]
     assert out["cached_cli_vs_import_torch"] == out["cached_cli_s"] / out["import_torch_s"]
+    assert out["first_prompt_open_s"] + out["first_prompt_answer_s"] < out["cached_first_prompt_s"]
+    assert out["first_prompt_lens_imported"] is False  # a plain Hugging Face load
     # The search was timed on an analysis opened from the cache alone.
     assert out["search_from_cache_without_model"] is True
 

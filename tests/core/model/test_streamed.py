@@ -23,7 +23,7 @@ NAMES = ("W_Q", "W_K", "W_V", "W_O", "W_in", "W_gate", "W_out", "ln1_w", "ln2_w"
 @pytest.mark.parametrize("arch", ARCHS)
 def test_reader_equals_the_bridge(checkpoints: dict[str, Path], arch: str) -> None:
     path = checkpoints[arch]
-    raw = raw_weights(load_model(Settings(model=str(path), device="cpu")))
+    raw = raw_weights(load_model(Settings(model=str(path), device="cpu"), bridge=True))
     reader = CheckpointReader(path)
     meta = streamed_meta(reader, raw.meta.name)
     assert meta == raw.meta  # shapes, architecture, flags and the weights hash
@@ -73,3 +73,24 @@ def test_the_matched_model_types_are_the_tested_ones(checkpoints: dict[str, Path
     read_checkpoint(other, "m")  # the reader knows the family ...
     with pytest.raises(ModelLoadError, match="mistral"):
         read_checkpoint(other, "m", matched_only=True)  # ... but it is not matched
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_a_loaded_module_reads_as_its_files(checkpoints: dict[str, Path], arch: str) -> None:
+    """``module_weights`` (a model loaded without the bridge) gives the files' view, hash
+    included, and copies: writing into the view leaves the model as it was."""
+    from core.model.streamed import module_weights, read_checkpoint
+
+    path = checkpoints[arch]
+    files = read_checkpoint(path, "m")
+    model = load_model(Settings(model=str(path), device="cpu")).hf_model
+    view = module_weights(model, "m")
+    assert view.meta == files.meta
+    for name in (*NAMES, "W_E", "W_U", "lnf_w"):
+        a, b = getattr(view, name), getattr(files, name)
+        assert (a is None and b is None) or torch.equal(a, b), name
+    before = model.get_input_embeddings().weight.clone()
+    view.W_E.zero_()
+    view.W_U.zero_()
+    assert torch.equal(model.get_input_embeddings().weight, before)
+    assert torch.equal(model.get_output_embeddings().weight.T, files.W_U)

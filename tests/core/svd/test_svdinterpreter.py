@@ -9,9 +9,16 @@ import torch
 from transformer_lens.SVDInterpreter import SVDInterpreter
 
 from core.analysis import open_analysis
+from core.model.loading import load_model
 from core.settings import Settings
 
 N = 6
+
+
+def _interpreter(settings: Settings) -> SVDInterpreter:
+    """TransformerLens's own interpreter over its bridge (the analysis loads the model
+    without one)."""
+    return SVDInterpreter(load_model(settings, bridge=True).bridge)
 
 
 def _assert_same_up_to_sign(ours: torch.Tensor, theirs: torch.Tensor, degenerate) -> None:
@@ -26,10 +33,9 @@ def _assert_same_up_to_sign(ours: torch.Tensor, theirs: torch.Tensor, degenerate
 
 @pytest.mark.parametrize("arch", ["gpt2", "neox", "llama"])
 def test_ov_and_w_out_agree_raw(checkpoints: dict[str, Path], tmp_path: Path, arch: str) -> None:
-    a = open_analysis(
-        Settings(model=str(checkpoints[arch]), processing="raw", device="cpu", cache_dir=tmp_path)
-    )
-    interp = SVDInterpreter(a.model.bridge)
+    s = Settings(model=str(checkpoints[arch]), processing="raw", device="cpu", cache_dir=tmp_path)
+    a = open_analysis(s)
+    interp = _interpreter(s)
     W_U = a.weights.W_U
     ov = a.svd.kinds["ov"].decomposition
     c = ov.index(1, 2)
@@ -43,12 +49,11 @@ def test_ov_and_w_out_agree_raw(checkpoints: dict[str, Path], tmp_path: Path, ar
 def test_w_in_agrees_with_scale_folded(checkpoints: dict[str, Path], tmp_path: Path) -> None:
     # SVDInterpreter folds ln2's scale into W_in but does not centre; on an RMSNorm model
     # that is exactly our `post` processing.
-    a = open_analysis(
-        Settings(
-            model=str(checkpoints["llama"]), processing="post", device="cpu", cache_dir=tmp_path
-        )
+    s = Settings(
+        model=str(checkpoints["llama"]), processing="post", device="cpu", cache_dir=tmp_path
     )
-    interp = SVDInterpreter(a.model.bridge)
+    a = open_analysis(s)
+    interp = _interpreter(s)
     W_U = a.raw.W_U  # SVDInterpreter projects through the stored W_U
     d = a.svd.kinds["mlp_in"].decomposition
     theirs = interp.get_singular_vectors("w_in", layer_index=1, num_vectors=N)[:, 0, :]
