@@ -83,9 +83,14 @@ print(json.dumps({"outs": outs, "modules": mods}))
 
 
 def _child(commands: list[list[str]]) -> dict:
+    return _python(_CHILD, json.dumps(commands))
+
+
+def _python(code: str, *args: str) -> dict:
+    """The JSON that ``code`` prints last, run in a fresh interpreter with ``args``."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, json.dumps(commands)],
+        [sys.executable, "-c", code, *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -363,17 +368,7 @@ def test_a_forward_pass_on_a_cached_analysis_does_not_import_transformer_lens(
 
     s = Settings(model=str(ckpt), device="cpu", cache_dir=tmp_path / "cache")
     built = open_analysis(s)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-c", _PROMPT_CHILD, str(ckpt), str(s.cache_dir)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = _python(_PROMPT_CHILD, str(ckpt), str(s.cache_dir))
     assert out["from_cache"] and not out["lens"]
     ref = load_model(s, bridge=True)  # TransformerLens's own load is the reference
     ids = ref.tokenizer.encode("red blue yellow")
