@@ -1,6 +1,7 @@
 """The dashboard's configuration, read at the edge: the environment variables that say
 which model opens first, where checkpoints and the cache live, the examples' token budget,
-whether hub ids may be opened, and the guard every model spec passes before a load.
+whether hub ids may be opened, whether search nulls are computed ahead of queries, and the
+guard every model spec passes before a load.
 """
 
 from __future__ import annotations
@@ -123,3 +124,10 @@ def check_model(spec: str) -> None:
         "The dashboard opens only its embedded models and checkpoints under "
         f"{models_dir()} (SVDLENS_MODELS_DIR); pick one in the sidebar."
     )
+
+
+def warm_nulls() -> bool:
+    """Whether a settled search index computes the significance nulls of common query
+    shapes in the background (``$SVDLENS_WARM_NULLS``; on unless ``0``, ``false`` or
+    ``no``)."""
+    return os.environ.get("SVDLENS_WARM_NULLS", "").strip().lower() not in ("0", "false", "no")

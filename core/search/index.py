@@ -62,8 +62,10 @@ class SearchIndex:
         store: where derived parts (significance nulls) are cached, or ``None``.
         nulls: the nulls computed so far (:func:`core.search.null.null_for`'s memo).
         memo: what the nulls share, computed on first use (the random queries' word
-            pool, :func:`core.search.null.draw_pool`). This and ``nulls`` are the only
-            things about an index that change after it is built.
+            pool, :func:`core.search.null.index_pool`, and one lock per null shape, so a
+            query and the background warm-up compute a shape once; the dashboard also
+            keeps its :class:`core.search.warm.NullWarmer` here). This and ``nulls``
+            are the only things about an index that change after it is built.
     """
 
     vectors: Float[Tensor, "n d_model"]

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -247,6 +248,27 @@ def _part_name(
     return f"searchnull-{method}-{n_concepts}-{'-'.join(kinds)}-t{round(threshold * 1e4)}{freq}"
 
 
+def index_pool(index: SearchIndex) -> DrawPool:
+    """The :class:`DrawPool` of ``index``'s vocabulary, computed on first use and kept in
+    its memo (every null of the index draws from it).
+    """
+    if "pool" not in index.memo:
+        index.memo["pool"] = draw_pool(index.tokens.raw, index.tokens.trained)
+    return index.memo["pool"]
+
+
+#: Guards the creation of each index's per-shape locks.
+_LOCKS_GUARD = threading.Lock()
+
+
+def _shape_lock(index: SearchIndex, key: object) -> threading.Lock:
+    # A query and the background warm-up (core.search.warm) asking for one shape at once
+    # compute it once: the second waits and reads the first's.
+    with _LOCKS_GUARD:
+        locks = index.memo.setdefault("null_locks", {})
+        return locks.setdefault(key, threading.Lock())
+
+
 def null_for(
     index: SearchIndex,
     n_concepts: int,
@@ -261,14 +283,32 @@ def null_for(
     ``None`` when the vocabulary has no word to draw random queries from. ``bins``: the
     query's :func:`frequency_bins` (``None``: concepts drawn from the whole pool).
     """
-    from core.search.ranking import best_scores
-
     draws = N_DRAWS if draws is None else draws
     kinds = tuple(kinds)
     bins = None if bins is None else tuple(sorted(bins))
     key = (method, n_concepts, kinds, round(threshold, 6), draws, bins)
     if key in index.nulls:
         return index.nulls[key]
+    with _shape_lock(index, key):
+        if key in index.nulls:
+            return index.nulls[key]
+        null = _computed(index, n_concepts, method, kinds, threshold, draws, bins)
+        if null is not None:
+            index.nulls[key] = null
+        return null
+
+
+def _computed(
+    index: SearchIndex,
+    n_concepts: int,
+    method: str,
+    kinds: tuple[str, ...],
+    threshold: float,
+    draws: int,
+    bins: tuple[int, ...] | None,
+) -> Null | None:
+    from core.search.ranking import best_scores
+
     name = _part_name(method, n_concepts, kinds, threshold, bins)
     extra: dict[str, object] = {
         "draws": draws,
@@ -282,9 +322,7 @@ def null_for(
     if stored is not None and stored.get("best") is not None and len(stored["best"]) == draws:
         best = stored["best"].float()
     else:
-        if "pool" not in index.memo:
-            index.memo["pool"] = draw_pool(index.tokens.raw, index.tokens.trained)
-        pool: DrawPool = index.memo["pool"]
+        pool = index_pool(index)
         if not pool.ids:
             return None
         queries = random_queries(
@@ -301,6 +339,4 @@ def null_for(
         best = best_scores(index, queries, method, kinds, threshold).sort().values
         if index.store is not None:
             index.store.save(name, {"best": best}, extra)
-    null = Null(method, n_concepts, threshold, kinds, best, bins)
-    index.nulls[key] = null
-    return null
+    return Null(method, n_concepts, threshold, kinds, best, bins)

@@ -26,6 +26,7 @@ from core.errors import CoreError
 from core.query import Direction, directions, method_components, method_directions
 from core.random_control import control_decomposition_ready, control_result
 from core.search import SearchIndex, build_index
+from core.search.warm import NullWarmer
 from core.settings import Processing, Settings
 
 from dashboard import config, state
@@ -306,7 +307,12 @@ def _search_index(model: str, processing: str, cache_dir: str, generation: int =
     # One stacked, normalised matrix per model, shared read-only by every session.
     # ``generation`` counts the kinds a background fill has finished: the index is
     # rebuilt as they land (its thresholds read the filled ends).
-    return build_index(_load(model, processing, cache_dir, _quiet))
+    index = build_index(_load(model, processing, cache_dir, _quiet))
+    if generation == -1 and config.warm_nulls():
+        # A settled index: the significance nulls of the search page's default settings
+        # are computed in the background, so a query of a common shape waits for none.
+        index.memo["warmer"] = NullWarmer(index).start()
+    return index
 
 
 def _generation(model: str, processing: str, cache_dir: str) -> int:

@@ -100,3 +100,31 @@ def test_search_edit_spec_is_rebuilt_when_a_fill_lands(monkeypatch, tmp_path) ->
     assert loaders.search_edit_spec(sel, search) == "spec of index-0"
     generation["now"] = 2
     assert loaders.search_edit_spec(sel, search) == "spec of index-2"
+
+
+def test_a_settled_index_warms_its_nulls_in_the_background(dash_env, analysis, monkeypatch) -> None:
+    """The search page's index computes the nulls of common query shapes on its own, so
+    a typed query of such a shape ranks the index once, not 101 times; the switch turns
+    that off."""
+    import core.search.ranking as ranking
+    from core.search.engine import search
+    from dashboard import config, loaders
+
+    args = (config.default_model(), "post", dash_env["SVDLENS_CACHE_DIR"], -1)
+    loaders._search_index.clear()
+    index = loaders._search_index(*args)
+    warmer = index.memo["warmer"]
+    assert warmer.wait(300)
+    assert warmer.error is None and warmer.total and warmer.held == warmer.total
+
+    def refuse(*a, **k):
+        raise AssertionError("a null was computed")
+
+    monkeypatch.setattr(ranking, "best_scores", refuse)
+    for query in ("the", "the, cat", "zebra, quantum, the"):
+        assert search(index, query).null is not None
+
+    monkeypatch.setenv("SVDLENS_WARM_NULLS", "0")
+    loaders._search_index.clear()
+    assert "warmer" not in loaders._search_index(*args).memo
+    loaders._search_index.clear()

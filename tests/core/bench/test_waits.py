@@ -21,8 +21,13 @@ def test_waits_report_every_figure(checkpoints: dict[str, Path]) -> None:
         "first_prompt_answer_s",
         "search_p50_ms",
         "search_p95_ms",
+        "null_warm_up_s",
+        "search_after_warm_up_p50_ms",
     ):
         assert out[key] > 0, key
+    # Every query has at most 3 concepts: the warm-up held each one's null.
+    assert out["null_warm_up_shapes"] > 0
+    assert out["search_after_warm_up_nulls_computed"] == 0
     assert out["open_s"] <= out["first_grid_s"] <= out["search_ready_s"] <= out["filled_s"]
     assert out["cached_cli_vs_import_torch"] == out["cached_cli_s"] / out["import_torch_s"]
     assert out["first_prompt_open_s"] + out["first_prompt_answer_s"] < out["cached_first_prompt_s"]
