@@ -12,9 +12,11 @@ each null is saved beside the entry as a query's is.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
+import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -135,6 +137,10 @@ class NullWarmer:
         self.held, self.total = held, total
 
     def _run(self) -> None:
+        # Lowest CPU priority for this thread and the worker threads torch starts for it
+        # (Linux threads inherit it): a query typed meanwhile gets the cores first.
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         try:
             warm_nulls(*self._args, stop=self._stopping, on_null=self._count)
         except Exception as exc:  # a query computes its own null; the warm-up is a bonus

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 import threading
 import time
 from collections import Counter
@@ -120,3 +121,22 @@ def test_the_warmer_holds_every_shape_and_can_be_stopped(index) -> None:
     s.stop()
     assert s.start().wait(60)
     assert s.held == 0 and not stopped.nulls
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="no per-thread priority here")
+def test_the_warmer_runs_at_the_lowest_priority(index, monkeypatch) -> None:
+    """A query typed during the warm-up gets the cores first: the warmer's thread (and
+    so the worker threads torch starts for it) is niced to 19; the caller's is not."""
+    import core.search.warm as warm
+
+    seen = []
+
+    def record(*args, **kwargs):
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return 0
+
+    monkeypatch.setattr(warm, "warm_nulls", record)
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert NullWarmer(_fresh(index)).start().wait(60)
+    assert seen == [19]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
