@@ -5,8 +5,6 @@ cache part while pages keep answering (the dashboard's button; see also
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -14,12 +12,12 @@ from core.activations.corpus import Corpus
 from core.activations.examples import ExampleOptions, Examples
 from core.activations.store import get_examples
 from core.analysis import Analysis
+from core.background import BackgroundJob
 
-logger = logging.getLogger(__name__)
 
-
-class ExampleJob:
-    """One background build of an analysis's examples.
+class ExampleJob(BackgroundJob):
+    """One background build of an analysis's examples (a daemon thread; ``on_done`` runs
+    when it has finished or failed).
 
     Attributes:
         fraction: progress so far, in ``[0, 1]``.
@@ -28,6 +26,9 @@ class ExampleJob:
         result: the examples once built.
         error: the exception that stopped it, if any.
     """
+
+    thread_name = "svd-lens-examples"
+    failure = "building examples failed"
 
     def __init__(
         self,
@@ -42,34 +43,19 @@ class ExampleJob:
         self._on_done = on_done
         self.fraction = 0.0
         self.message = "waiting to start"
-        self.done = threading.Event()
         self.result: Examples | None = None
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="svd-lens-examples", daemon=True)
-
-    def start(self) -> ExampleJob:
-        """Start the thread; returns ``self``."""
-        self._thread.start()
-        return self
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until done (or ``timeout`` seconds); whether it is done."""
-        return self.done.wait(timeout)
+        super().__init__()
 
     def _progress(self, fraction: float, message: str) -> None:
         self.fraction, self.message = float(fraction), message
 
-    def _run(self) -> None:
-        try:
-            self.result = get_examples(self._analysis, self._corpus, self._options, self._progress)
-            self._progress(1.0, "examples built")
-        except Exception as exc:  # reported through ``error``: nobody waits on this thread
-            logger.warning("building examples failed: %s", exc, exc_info=exc)
-            self.error = exc
-        finally:
-            self.done.set()
-            if self._on_done is not None:
-                self._on_done()
+    def _work(self) -> None:
+        self.result = get_examples(self._analysis, self._corpus, self._options, self._progress)
+        self._progress(1.0, "examples built")
+
+    def _after(self) -> None:
+        if self._on_done is not None:
+            self._on_done()
 
     def status(self) -> dict[str, Any]:
         """Progress as plain data."""

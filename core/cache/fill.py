@@ -11,22 +11,19 @@ moves (the dashboard keys its index on it).
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from collections.abc import Callable
 
 from torch import Tensor
 
+from core.background import BackgroundJob
 from core.cache.build import FILL_ORDER, fill_kind, is_filled
 from core.cache.store import ModelSVD
 from core.progress import Progress, quiet
 from core.settings import Settings
 
-logger = logging.getLogger(__name__)
 
-
-class Fill:
+class Fill(BackgroundJob):
     """One entry's background fill (a non-daemon thread: a command that started one
     exits after it has written the entry).
 
@@ -37,6 +34,10 @@ class Fill:
         error: the exception that stopped it, if any (the entry is then not written;
             the next open builds it again).
     """
+
+    thread_name = "svd-lens-fill"
+    daemon = False
+    failure = "background projection failed"
 
     def __init__(
         self,
@@ -56,34 +57,17 @@ class Fill:
         ]
         self.total = len(self.order)
         self.generation = 0
-        self.error: BaseException | None = None
-        self.done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="svd-lens-fill", daemon=False)
+        super().__init__()
 
-    def start(self) -> Fill:
-        """Start the thread; returns ``self``."""
-        self._thread.start()
-        return self
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until done (or ``timeout`` seconds); whether it is done."""
-        return self.done.wait(timeout)
-
-    def _run(self) -> None:
+    def _work(self) -> None:
         t0 = time.perf_counter()
-        try:
-            for i, kind in enumerate(self.order):
-                self._progress(i / max(1, self.total), f"background: projecting {kind}")
-                res = self.svd.kinds[kind]
-                if not is_filled(res, self._settings):
-                    self.svd.kinds[kind] = fill_kind(res, self._W_U, self._settings)
-                self.generation = i + 1
-            self._on_done(self.svd)
-            self._progress(
-                1.0, f"background: every direction projected in {time.perf_counter() - t0:.1f} s"
-            )
-        except Exception as exc:  # reported, not raised: nobody waits on this thread
-            logger.warning("background projection failed: %s", exc, exc_info=exc)
-            self.error = exc
-        finally:
-            self.done.set()
+        for i, kind in enumerate(self.order):
+            self._progress(i / max(1, self.total), f"background: projecting {kind}")
+            res = self.svd.kinds[kind]
+            if not is_filled(res, self._settings):
+                self.svd.kinds[kind] = fill_kind(res, self._W_U, self._settings)
+            self.generation = i + 1
+        self._on_done(self.svd)
+        self._progress(
+            1.0, f"background: every direction projected in {time.perf_counter() - t0:.1f} s"
+        )

@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import logging
 import math
 import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 
+from core.background import BackgroundJob
 from core.search.embed import DEFAULT_METHOD
 from core.search.engine import DEFAULT_THRESHOLD
 from core.search.index import SearchIndex, check_kinds, default_kinds
 from core.search.null import ZIPF_EDGES, index_pool, null_for
-
-logger = logging.getLogger(__name__)
 
 #: Concept counts warmed; a query of more concepts computes its null when it is typed.
 MAX_CONCEPTS = 3
@@ -89,7 +87,7 @@ def warm_nulls(
     return done
 
 
-class NullWarmer:
+class NullWarmer(BackgroundJob):
     """:func:`warm_nulls` on a background thread, which stops after the null it is
     computing once :meth:`stop` is called or the main thread has ended (so a server or
     script that exits waits for one null at most; a daemon thread killed inside torch's
@@ -101,6 +99,10 @@ class NullWarmer:
         error: the exception that stopped it, if any (queries then compute their own).
     """
 
+    thread_name = "svd-lens-nulls"
+    daemon = False
+    failure = "warming the search nulls stopped"
+
     def __init__(
         self,
         index: SearchIndex,
@@ -111,24 +113,13 @@ class NullWarmer:
     ) -> None:
         self._args = (index, method, kinds, threshold, max_concepts)
         self._stop = threading.Event()
-        self.done = threading.Event()
         self.held = 0
         self.total: int | None = None
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="svd-lens-nulls", daemon=False)
-
-    def start(self) -> NullWarmer:
-        """Start the thread; returns ``self``."""
-        self._thread.start()
-        return self
+        super().__init__()
 
     def stop(self) -> None:
         """Ask the thread to stop after the null it is computing."""
         self._stop.set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until done (or ``timeout`` seconds); whether it is done."""
-        return self.done.wait(timeout)
 
     def _stopping(self) -> bool:
         return self._stop.is_set() or not threading.main_thread().is_alive()
@@ -136,15 +127,9 @@ class NullWarmer:
     def _count(self, held: int, total: int) -> None:
         self.held, self.total = held, total
 
-    def _run(self) -> None:
+    def _work(self) -> None:
         # Lowest CPU priority for this thread and the worker threads torch starts for it
         # (Linux threads inherit it): a query typed meanwhile gets the cores first.
         with contextlib.suppress(AttributeError, OSError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        try:
-            warm_nulls(*self._args, stop=self._stopping, on_null=self._count)
-        except Exception as exc:  # a query computes its own null; the warm-up is a bonus
-            self.error = exc
-            logger.warning("warming the search nulls stopped: %s", exc)
-        finally:
-            self.done.set()
+        warm_nulls(*self._args, stop=self._stopping, on_null=self._count)
