@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from core.background import BackgroundJob
 from core.errors import CacheError, ModelLoadError
 from core.model.loading import LoadedModel, load_model
 from core.model.weights import ModelWeights, process, weights_from_params
@@ -85,6 +86,13 @@ class ModelSource:
     def loaded(self) -> bool:
         """Whether the weights are in memory (nothing to load)."""
         return self._loaded is not None
+
+    @property
+    def model_ready(self) -> bool:
+        """Whether a forward pass's model is loaded (nothing to load for :meth:`model`)."""
+        return self._model is not None or (
+            self._loaded is not None and self._loaded.model is not None
+        )
 
     def get(self, progress: Progress = quiet) -> Loaded:
         """The weights: read now from the checkpoint's files where
@@ -264,3 +272,24 @@ def raw_weights(model: LoadedModel) -> ModelWeights:
         return weights_from_params(
             model.bridge.tl_parameters(), model.bridge.cfg, model.name, arch[0]
         )
+
+
+class ModelPreload(BackgroundJob):
+    """:meth:`ModelSource.model` on a background thread: a page that will need a forward
+    pass starts it while the visitor is still typing (loading SmolLM2-135M took 3.5-4 s
+    of a first prompt's answer on 2 cores). The page's own request then waits on the
+    source's lock for this load, or finds the model loaded; a failed load is kept in
+    :attr:`error`, and the page's request loads again and shows the failure itself.
+    An exiting interpreter waits for the load rather than killing it inside torch.
+    """
+
+    thread_name = "svd-lens-model-load"
+    daemon = False
+    failure = "loading the model in the background failed"
+
+    def __init__(self, source: ModelSource) -> None:
+        self._source = source
+        super().__init__()
+
+    def _work(self) -> None:
+        self._source.model()

@@ -23,6 +23,7 @@ import streamlit as st
 from core.analysis import Analysis, open_analysis
 from core.decompose import Components
 from core.errors import CoreError
+from core.model.source import ModelPreload
 from core.query import Direction, directions, method_components, method_directions
 from core.random_control import control_decomposition_ready, control_result
 from core.search import SearchIndex, build_index
@@ -300,6 +301,17 @@ def _built(
     # The builder tests validate these specs; validating again on every miss took 30 ms
     # a chart (7 ms without).
     return out.to_dict(validate=False) if as_spec else out
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _model_preload(model: str, processing: str, cache_dir: str) -> ModelPreload:
+    return ModelPreload(_load(model, processing, cache_dir, _quiet).source).start()
+
+
+def preload_model(sel: state.Selection) -> None:
+    """Start loading ``sel``'s model for a forward pass in the background, once per model
+    and processing (a page that will need one calls this while its inputs are empty)."""
+    _model_preload(sel.model, sel.processing, str(config.cache_dir()))
 
 
 @st.cache_resource(show_spinner="Indexing every singular direction…", max_entries=2)

@@ -122,6 +122,7 @@ target = p2.text_input("Target", key="edit.target", placeholder="e.g. ' fire' (m
 max_new = int(p3.number_input("New tokens", 0, 64, key="edit.max_new"))
 state.set_measure_view(state.MeasureView(prompt, target, max_new))
 if not prompt.strip() or not target:
+    loaders.preload_model(sel)  # loaded while the prompt is typed
     st.info("Give a prompt and a target token to measure the edits.")
     st.stop()
 

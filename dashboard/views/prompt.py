@@ -1,7 +1,8 @@
 """Prompt page: the logit lens of a prompt, and the directions it uses at a position.
 
 The prompt, target, chosen position and layer live in ``state.prompt_view`` (and the
-URL). The model is loaded only here, when a prompt needs a forward pass.
+URL). The model is loaded only here: in the background while the prompt box is empty,
+so that it is ready (or nearly) when the prompt is sent.
 """
 
 from dataclasses import replace
@@ -38,6 +39,7 @@ if (text, target) != (view.prompt, view.target):  # a new prompt: back to the la
 view = replace(view, prompt=text, target=target, show=show)
 state.set_prompt_view(view)
 if not text.strip():
+    loaders.preload_model(sel)  # loaded while the prompt is typed
     st.info(
         "Type a prompt: the page runs it through the model and shows, for every layer and "
         "position, what the residual stream predicts (the logit lens), and which singular "

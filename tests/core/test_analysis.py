@@ -393,6 +393,33 @@ def test_a_model_loaded_after_the_weights_changed_is_refused(ckpt: Path, tmp_pat
         _ = cached.model
 
 
+def test_a_background_model_load_is_the_one_a_forward_pass_uses(ckpt: Path, tmp_path: Path) -> None:
+    """ModelPreload loads the model a later forward pass gets (no second load); a load
+    that fails is kept on the job, and the pass's own request fails with the same sentence."""
+    import core.model.source as source
+    from core.errors import CacheError
+    from core.model.source import ModelPreload
+
+    s = Settings(model=str(ckpt), device="cpu", cache_dir=tmp_path / "cache")
+    open_analysis(s)
+    cached = open_analysis(s)
+    assert not cached.source.model_ready
+    job = ModelPreload(cached.source).start()
+    assert job.wait(300) and job.error is None and cached.source.model_ready
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(source.ModelSource, "_load_model", lambda *a: pytest.fail("loaded twice"))
+        assert cached.model is cached.source.model()
+    assert not cached.source.loaded  # the weights were not read for it
+
+    again = open_analysis(s)
+    _rewrite_one_weight(ckpt)
+    failed = ModelPreload(again.source).start()
+    assert failed.wait(300) and isinstance(failed.error, CacheError)
+    assert not again.source.model_ready
+    with pytest.raises(CacheError, match="changed after its cache entry was opened"):
+        _ = again.model
+
+
 def test_weights_changed_after_a_cached_open_are_refused(ckpt: Path, tmp_path: Path) -> None:
     """Opened from the cache, then the weights rewritten: reading them (from the files)
     finds another hash and says so in one sentence rather than answering from them."""

@@ -128,3 +128,64 @@ def test_a_settled_index_warms_its_nulls_in_the_background(dash_env, analysis, m
     loaders._search_index.clear()
     assert "warmer" not in loaders._search_index(*args).memo
     loaders._search_index.clear()
+
+
+_PRELOAD_CHILD = """
+import json, sys, time
+from streamlit.testing.v1 import AppTest
+import core.model.source as source
+from dashboard import config, loaders
+from dashboard.registry import page
+
+loads = []
+real = source.ModelSource._load_model
+
+
+def counted(self, *args, **kwargs):
+    loads.append(1)
+    return real(self, *args, **kwargs)
+
+
+source.ModelSource._load_model = counted
+at = AppTest.from_file(sys.argv[1], default_timeout=180)
+at.switch_page(page(sys.argv[2]).script)
+at.run()
+args = (config.default_model(), "post", str(config.cache_dir()))
+src = loaders._slot(*args).value.source
+# Nothing here asks for the model: only the page's own background load can make it ready.
+deadline = time.monotonic() + 120
+while not src.model_ready and time.monotonic() < deadline:
+    time.sleep(0.1)
+out = {"info": [i.value for i in at.info], "ready": src.model_ready}
+out["loads_before_the_prompt"] = len(loads)
+if sys.argv[2] == "prompt":
+    at.text_input(key="prompt.text").input("the fire burned").run()
+    out["errors"] = [e.value for e in at.error] + [str(e.value) for e in at.exception]
+    out["charts"] = len(at.get("vega_lite_chart"))
+out["loads"] = len(loads)
+print(json.dumps(out))
+"""
+
+
+def test_a_page_that_needs_a_forward_pass_loads_the_model_while_its_prompt_is_empty(
+    dash_env, analysis
+) -> None:
+    """The Prompt and Edit pages with an empty prompt start the model's load in the
+    background; the prompt's forward pass then uses that model (one load in all)."""
+    env = {**os.environ, **dash_env, "PYTHONPATH": str(REPO)}
+    for key, hint in (("prompt", "Type a prompt"), ("edit", "Give a prompt")):
+        proc = subprocess.run(
+            [sys.executable, "-c", _PRELOAD_CHILD, APP, key],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=env,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert any(hint in i for i in out["info"]), out
+        assert out["ready"] is True and out["loads_before_the_prompt"] == 1, out
+        if key == "prompt":
+            assert out["errors"] == [] and out["charts"] >= 1, out
+        assert out["loads"] == 1, out
