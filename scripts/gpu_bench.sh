@@ -15,7 +15,8 @@
 #
 # Environment: DEVICE (cuda), SHAPES (gpt2-small,smollm2-135m,gpt2-medium,gpt2-large,gpt2-xl),
 # REF_LAYERS (2), REPEAT (3: each timing the median of 3, the first run of a process
-# included in precompute_runs_s), QUERIES (30), OUT (docs/bench), PYTHON (python3), PATHS (1).
+# included in precompute_runs_s), QUERIES (30), OUT (docs/bench), PYTHON (python3), PATHS (1),
+# NULL_WARM_UP (0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +27,10 @@ REF_LAYERS=${REF_LAYERS:-2}
 REPEAT=${REPEAT:-3}
 QUERIES=${QUERIES:-30}
 OUT=${OUT:-docs/bench}
+# The search nulls' warm-up (55 nulls a shape) is left out unless NULL_WARM_UP=1: the
+# 10-minute budget goes to the precompute and the loop.
+WARM_UP=--no-null-warm-up
+[ "${NULL_WARM_UP:-0}" = 1 ] && WARM_UP=--null-warm-up
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
 
 if ! "$PY" -c "import transformer_lens.SVDInterpreter" >/dev/null 2>&1; then
@@ -54,5 +59,5 @@ fi
 echo "== $SHAPES on $DEVICE -> $json" >&2
 # Each shape's object also goes to stderr when it is done: a killed run keeps those.
 "$PY" -m core bench --device "$DEVICE" --shapes "$SHAPES" --reference-layers "$REF_LAYERS" --repeat "$REPEAT" \
-    --queries "$QUERIES" --no-pages --json > "$json"
+    --queries "$QUERIES" "$WARM_UP" --no-pages --json > "$json"
 "$PY" scripts/bench_report.py "$json"

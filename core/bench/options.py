@@ -14,12 +14,15 @@ FLOOR_BLOCK_BYTES = 1 << 30
 
 @dataclass(frozen=True)
 class BenchOptions:
-    """How to run: device, repeats, threads, reference scope, searches, grid heads."""
+    """How to run: device, repeats, threads, reference scope, searches (and whether they
+    are timed again after the search nulls' warm-up), grid heads.
+    """
 
     device: str = "cpu"
     repeat: int = 1
     threads: int | None = None
     reference_layers: int | None = None
     queries: int = 100
+    null_warm_up: bool = True
     grid_heads: int = 20
     seed: int = 0

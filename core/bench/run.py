@@ -155,7 +155,9 @@ def run_shape(shape: str, opts: BenchOptions) -> dict[str, Any]:
         out["token_table_s"] = t_tok
         analysis = Analysis.of(settings, model.raw, weights, loaded, tokens, None, True)
         out["grid_head_ms"], out["grid_head_cpu_ms"] = grid_head(analysis, opts.grid_heads)
-        out.update(search_latency(analysis, model.tokenizer, opts.queries, opts.seed))
+        out.update(
+            search_latency(analysis, model.tokenizer, opts.queries, opts.seed, opts.null_warm_up)
+        )
     out["peak_rss_mb"] = peak_rss_mb()
     out["load_avg"] = [round(load_start, 2), round(os.getloadavg()[0], 2)]
     return out

@@ -161,7 +161,9 @@ def projected_directions(svd: Any, n: int = N_PROJECT) -> torch.Tensor:
     return torch.cat(parts).contiguous()
 
 
-def search_latency(analysis: Any, tokenizer: Any, n_queries: int, seed: int) -> dict[str, Any]:
+def search_latency(
+    analysis: Any, tokenizer: Any, n_queries: int, seed: int, warm_up: bool = True
+) -> dict[str, Any]:
     """Build the search index once, then time ``n_queries`` searches over every direction
     of the benchmark kinds, each twice.
 
@@ -170,7 +172,7 @@ def search_latency(analysis: Any, tokenizer: Any, n_queries: int, seed: int) -> 
     frequency bins), so its p95 is a null's cost (``search_nulls_computed`` of the
     queries did); the second call (``search_warm_*``) is the search alone. The same
     queries are then timed once more after the dashboard's background warm-up of the
-    nulls (``search_after_warm_up_*``, :func:`_after_warm_up`).
+    nulls (``search_after_warm_up_*``, :func:`_after_warm_up`), unless ``warm_up`` is off.
     """
     import random
 
@@ -205,7 +207,7 @@ def search_latency(analysis: Any, tokenizer: Any, n_queries: int, seed: int) -> 
             f"{name}_p95_cpu_ms": pct(cpus, 0.95),
         }
     out |= {"search_nulls_computed": nulls, "search_queries": len(first)}
-    return out | _after_warm_up(index, queries[3:])
+    return out | _after_warm_up(index, queries[3:]) if warm_up else out
 
 
 def _after_warm_up(index: Any, queries: list[str]) -> dict[str, Any]:

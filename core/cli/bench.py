@@ -41,6 +41,13 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--queries", type=int, default=100, help="search queries timed")
     p.add_argument(
+        "--null-warm-up",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="time the queries again after the dashboard's warm-up of the search nulls "
+        "(55 nulls per shape; default: on; --waits always does)",
+    )
+    p.add_argument(
         "--pages",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -111,6 +118,7 @@ def _bench(args: argparse.Namespace) -> Any:
         threads=args.threads,
         reference_layers=args.reference_layers,
         queries=args.queries,
+        null_warm_up=args.null_warm_up,
     )
     results = []
     for s in shapes:

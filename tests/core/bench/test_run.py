@@ -65,6 +65,8 @@ def test_bench_runs_end_to_end_on_tiny_shape() -> None:
         assert all(p >= 0 for p in parts) and parts[0] > 0 and parts[1] > 0, (kind, parts)
         assert st[f"{kind}_s"] == pytest.approx(sum(parts), abs=2e-4)
     assert "control_ov_s" in st and "control_ov_svd_s" not in st
+    # The queries timed again after the nulls' warm-up (queries of 1-3 words) needed none.
+    assert row["null_warm_up_shapes"] > 0 and row["search_after_warm_up_nulls_computed"] == 0
     # Each shape's object also streams to stderr as it finishes.
     assert json.loads(proc.stderr.strip().splitlines()[-1])["shape"] == "tiny"
 
