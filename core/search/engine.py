@@ -178,7 +178,8 @@ def search(
     sc, n = rank(index, qt, method, kinds, threshold, top)
     null = None
     if significance or significant_only:
-        bins = frequency_bins(qt.concepts)
+        # A memo tokenizer knows the frequencies of its words: no wordfreq list to read.
+        bins = frequency_bins(qt.concepts, getattr(index.tokenizer, "zipf", None))
         null = null_for(index, len(qt.concepts), method, kinds, threshold, bins=bins)
         if significant_only and null is not None:
             sc = sc.take(sc.score > null.cut)

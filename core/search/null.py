@@ -32,7 +32,7 @@ from __future__ import annotations
 import bisect
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -129,13 +129,14 @@ def word_pool(raw: Sequence[str], trained: Tensor | None = None) -> list[int]:
     return [i for i, t in enumerate(raw) if t.strip().isalpha()]
 
 
-def zipf_bin(text: str) -> int:
-    """The :data:`ZIPF_EDGES` bin of ``text``'s English frequency (0 to ``len(ZIPF_EDGES)``).
+def zipf_bin(text: str, zipf: float | None = None) -> int:
+    """The :data:`ZIPF_EDGES` bin of ``text``'s English frequency (0 to ``len(ZIPF_EDGES)``);
+    ``zipf``: that frequency, where the caller knows it already.
 
     Raises:
         ValueError: the package ``wordfreq`` is missing.
     """
-    return bisect.bisect_right(ZIPF_EDGES, english_zipf(text))
+    return bisect.bisect_right(ZIPF_EDGES, english_zipf(text) if zipf is None else zipf)
 
 
 def words_by_bin(raw: Sequence[str], pool: Sequence[int]) -> dict[int, list[int]]:
@@ -177,12 +178,15 @@ def draw_pool(raw: Sequence[str], trained: Tensor | None = None, binned: bool = 
         return DrawPool(ids, None)
 
 
-def frequency_bins(concepts: Sequence[str]) -> tuple[int, ...] | None:
+def frequency_bins(
+    concepts: Sequence[str], known: Callable[[str], float | None] | None = None
+) -> tuple[int, ...] | None:
     """The :func:`zipf_bin` of each concept, sorted (the null depends on the bins, not on
-    their order); ``None`` without ``wordfreq``.
+    their order); ``None`` without ``wordfreq``. ``known``: a concept's frequency where a
+    memo holds it (:meth:`core.search.memo.MemoTokenizer.zipf`), else ``None``.
     """
     try:
-        return tuple(sorted(zipf_bin(c) for c in concepts))
+        return tuple(sorted(zipf_bin(c, None if known is None else known(c)) for c in concepts))
     except ValueError:
         return None
 

@@ -63,3 +63,34 @@ def test_memo_is_read_back_and_rebuilt_when_the_tokenizer_changes(cache_only, mo
     assert not a.source.loaded
     assert isinstance(memo.memo_tokenizer(a, True), memo.MemoTokenizer)
     assert built, "a changed tokenizer file rebuilds the memo"
+
+
+def test_memo_knows_its_words_english_frequencies(cache_only, monkeypatch) -> None:
+    """Built and read back, the memo gives each held word's english_zipf (of the stripped,
+    lower-cased text), None for a text it does not hold; the null's frequency bins are the
+    same with it as with wordfreq's list, which a read-back memo does not open."""
+    from core.search.null import frequency_bins
+    from core.svd import tokens as svd_tokens
+
+    _, s = cache_only
+    built = memo.memo_tokenizer(open_analysis(s, lazy=True), True)
+    words = [w for w in memo.stripped_words(open_analysis(s, lazy=True).tokens.raw) if w]
+    sample = words[:: max(1, len(words) // 400)] + ["the", "Fire", " water ", "The"]
+    want = {w: svd_tokens.english_zipf(w) for w in sample}
+    assert any(v > 0 for v in want.values()) and any(v == 0 for v in want.values())
+    assert all(built.zipf(w) == want[w] for w in sample if built.memo(w.strip()) is not None)
+    assert built.zipf("qqzzx fire") is None and built.zipf("no such word at all") is None
+
+    # Read back: the same values without the frequency list being read.
+    monkeypatch.setattr(
+        svd_tokens, "_english_frequencies", lambda: pytest.fail("wordfreq's list was read")
+    )
+    again = memo.memo_tokenizer(open_analysis(s, lazy=True), True)
+    assert isinstance(again, memo.MemoTokenizer)
+    held = [w for w in sample if again.memo(w.strip()) is not None]
+    assert len(held) > 100
+    assert [again.zipf(w) for w in held] == [want[w] for w in held]
+    concepts = [held[i : i + 3] for i in range(0, 60, 3)]
+    monkeypatch.undo()
+    for c in concepts:
+        assert frequency_bins(c, again.zipf) == frequency_bins(c), c
