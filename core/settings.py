@@ -40,6 +40,16 @@ KIND_NAMES: dict[str, str] = {
     "mlp_out": "MLP out",
     "embed": "Embedding",
 }
+#: Sides of each kind with activations (:mod:`core.activations.readers`): the first is
+#: the one ``U`` holds, the second ``V``. Here, not there, so the CLI's parser lists them
+#: without importing the activations package.
+ACTIVATION_SIDES: dict[str, tuple[str, ...]] = {
+    "ov": ("read", "write"),
+    "qk": ("query", "key"),
+    "mlp_in": ("read",),
+    "mlp_gate": ("read",),
+    "mlp_out": ("write",),
+}
 #: Display name of all the matrices of a kind taken together, a block of the model
 #: (``OV heads``, ``MLP in``), in ``MATRIX_KINDS`` order.
 BLOCK_NAMES: dict[str, str] = {

@@ -35,16 +35,11 @@ from torch import Tensor
 from core.activations.capture import Captured
 from core.analysis import Analysis
 from core.query import kind_result
+from core.settings import ACTIVATION_SIDES
 from core.svd.project import token_signs
 
 #: Sides of each kind with activations: the first is the one ``U`` holds, the second ``V``.
-SIDES: dict[str, tuple[str, ...]] = {
-    "ov": ("read", "write"),
-    "qk": ("query", "key"),
-    "mlp_in": ("read",),
-    "mlp_gate": ("read",),
-    "mlp_out": ("write",),
-}
+SIDES = ACTIVATION_SIDES
 #: The singular vectors each side uses (``U`` or ``V`` of the decomposition).
 SIDE_VECTORS: dict[tuple[str, str], str] = {
     ("ov", "read"): "U",

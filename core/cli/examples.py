@@ -69,12 +69,12 @@ def _run(args: argparse.Namespace) -> Any:
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the ``examples`` subcommand."""
-    from core.activations.readers import SIDES
+    from core.settings import ACTIVATION_SIDES
 
     p = sub.add_parser(
         "examples", parents=[common], help="dataset examples of one direction (corpus contexts)"
     )
-    p.add_argument("--matrix", required=True, choices=tuple(SIDES))
+    p.add_argument("--matrix", required=True, choices=tuple(ACTIVATION_SIDES))
     p.add_argument("--layer", type=int, required=True)
     p.add_argument("--head", type=int, default=None)
     p.add_argument("--index", type=int, required=True, help="direction (0 = largest sigma)")
