@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ from core.cache import checkpoint, store
 from core.cli.main import main
 from core.settings import PROJECTIONS, Settings
 from core.svd.project import read_unembed
+from tests.child import child_json
 from tests.tiny_models import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,17 +89,7 @@ def _child(commands: list[list[str]]) -> dict:
 
 def _python(code: str, *args: str) -> dict:
     """The JSON that ``code`` prints last, run in a fresh interpreter with ``args``."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return child_json(code, *args, env={"HF_HUB_OFFLINE": "1"}, timeout=300)
 
 
 def _with(args: list[str], model: Path, cache: Path) -> list[str]:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
-from tests.dashboard.conftest import APP, REPO
+from tests.child import child_json
+from tests.dashboard.conftest import APP
 
 # A fresh interpreter: which pages loaded the model, and what got imported.
 _CHILD = """
@@ -38,17 +36,12 @@ print(json.dumps(out))
 
 def _visit(pages: list[str], dash_env: dict[str, str]) -> dict:
     """:data:`_CHILD`'s report of opening ``pages`` in a fresh interpreter."""
-    env = {**os.environ, **dash_env, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, APP, json.dumps(pages)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return _run(_CHILD, dash_env, APP, json.dumps(pages))
+
+
+def _run(code: str, dash_env: dict[str, str], *args: str) -> dict:
+    """The JSON that ``code`` prints last, run in a fresh interpreter with ``args``."""
+    return child_json(code, *args, env=dash_env)
 
 
 def test_first_pages_on_a_warm_cache_load_no_model(dash_env, analysis) -> None:
@@ -172,18 +165,8 @@ def test_a_page_that_needs_a_forward_pass_loads_the_model_while_its_prompt_is_em
 ) -> None:
     """The Prompt and Edit pages with an empty prompt start the model's load in the
     background; the prompt's forward pass then uses that model (one load in all)."""
-    env = {**os.environ, **dash_env, "PYTHONPATH": str(REPO)}
     for key, hint in (("prompt", "Type a prompt"), ("edit", "Give a prompt")):
-        proc = subprocess.run(
-            [sys.executable, "-c", _PRELOAD_CHILD, APP, key],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            env=env,
-            timeout=600,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        out = _run(_PRELOAD_CHILD, dash_env, APP, key)
         assert any(hint in i for i in out["info"]), out
         assert out["ready"] is True and out["loads_before_the_prompt"] == 1, out
         if key == "prompt":
