@@ -79,7 +79,11 @@ class Capture:
 
     def logits(self, row: int) -> Float[Tensor, "pos d_vocab"]:
         """The logit lens of one row of :attr:`normed`: ``normed[row] @ W_U + b_U``."""
-        out = self.normed[row] @ self.W_U
+        return self.unembed(self.normed[row])
+
+    def unembed(self, x: Float[Tensor, "n d_model"]) -> Float[Tensor, "n d_vocab"]:
+        """``x @ W_U + b_U``: what the model's unembedding makes of normed streams."""
+        out = x @ self.W_U
         return out if self.b_U is None else out + self.b_U
 
     def captured(self) -> Captured:

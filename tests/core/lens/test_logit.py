@@ -51,6 +51,32 @@ def test_last_layer_is_the_models_own_logits(arch, analyses, hf_models):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("positions", [1, 5, 10_000])
+def test_blocks_that_split_rows_give_each_rows_own_lens(arch, analyses, monkeypatch, positions):
+    """However the (row, position) pairs are cut into blocks (one position, blocks that
+    end mid-row, all at once), each row's lens is the one its own logits give."""
+    import core.lens.logit as logit
+
+    a = analyses(arch)
+    cap = run_prompt(a, PROMPT).capture
+    V = cap.W_U.shape[1]
+    monkeypatch.setattr(logit, "BLOCK_BYTES", positions * V * cap.W_U.element_size())
+    lens = logit_lens(cap, k=4)  # each position's next token: targets differ by position
+    nxt = cap.ids[1:, None]
+    for row in range(cap.resid.shape[0]):
+        logits = cap.normed[row].double() @ cap.W_U.double()
+        if cap.b_U is not None:
+            logits = logits + cap.b_U.double()
+        probs = torch.softmax(logits, -1)
+        assert torch.equal(lens.top_idx[row], probs.topk(4, -1).indices)
+        want = probs[:-1].gather(1, nxt)[:, 0]
+        torch.testing.assert_close(lens.target_prob[row, :-1].double(), want, atol=1e-6, rtol=1e-4)
+        rank = 1 + (logits[:-1] > logits[:-1].gather(1, nxt)).sum(-1)
+        assert torch.equal(lens.target_rank[row, :-1], rank)
+        assert lens.target_rank[row, -1] == 0 and torch.isnan(lens.target_prob[row, -1])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
 def test_intermediate_layers_match_hooked_hidden_states(arch, analyses, hf_models):
     a, model = analyses(arch), hf_models(arch)
     run = run_prompt(a, PROMPT)
