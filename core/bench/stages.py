@@ -207,7 +207,7 @@ def search_latency(
             f"{name}_p95_cpu_ms": pct(cpus, 0.95),
         }
     out |= {"search_nulls_computed": nulls, "search_queries": len(first)}
-    return out | _after_warm_up(index, queries[3:]) if warm_up else out
+    return (out | _after_warm_up(index, queries[3:])) if warm_up else out
 
 
 def _after_warm_up(index: Any, queries: list[str]) -> dict[str, Any]:

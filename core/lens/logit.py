@@ -108,7 +108,7 @@ def logit_lens(cap: Capture, k: int = 5, target: int | None = None) -> LogitLens
         top_prob.append(v)
         ranks.append(1 + (logits > logits.gather(1, safe)).sum(dim=-1))
         probs.append(p.gather(1, safe)[:, 0])
-    shown = has.repeat(rows).reshape(rows, t)
+    shown = has.expand(rows, t)
     rank = torch.cat(ranks).reshape(rows, t)
     prob = torch.cat(probs).reshape(rows, t)
     return LogitLens(
