@@ -137,6 +137,8 @@ class ModelSource:
         """
         if self._settings is None:
             return self.get(progress).model
+        if self._model is not None:  # not behind a read of the weights (get) in progress
+            return self._model
         with self._lock:
             if self._loaded is not None and self._loaded.model is not None:
                 return self._loaded.model
@@ -275,8 +277,8 @@ def raw_weights(model: LoadedModel) -> ModelWeights:
 
 
 class ModelPreload(BackgroundJob):
-    """:meth:`ModelSource.model` on a background thread: a page that will need a forward
-    pass starts it while the visitor is still typing (loading SmolLM2-135M took 3.5-4 s
+    """:meth:`ModelSource.model`, then :meth:`ModelSource.get`, on a background thread:
+    a page that will need a forward pass starts it while the visitor is still typing (loading SmolLM2-135M took 3.5-4 s
     of a first prompt's answer on 2 cores). The page's own request then waits on the
     source's lock for this load, or finds the model loaded; a failed load is kept in
     :attr:`error`, and the page's request loads again and shows the failure itself.
@@ -293,3 +295,9 @@ class ModelPreload(BackgroundJob):
 
     def _work(self) -> None:
         self._source.model()
+        # Then the weights, from the files: the pages that run a prompt need them next
+        # (the Prompt page's directions read W_O: 0.6 s of its first tables on
+        # SmolLM2-135M; an edit reads the raw matrices). The model is loaded first, so
+        # a prompt sent meanwhile does not wait for them (:meth:`ModelSource.model`
+        # returns a loaded model without the lock).
+        self._source.get()

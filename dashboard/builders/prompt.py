@@ -1,7 +1,9 @@
 """The Prompt page's tables and charts: the logit lens heatmap and the active directions.
 
-``compute_*`` take the analysis (the loaders cache them per arguments); the rest turn
-their frames into what the page draws. No Streamlit here.
+``compute_*`` take the analysis and the prompt's one forward pass (a
+:class:`core.lens.PromptRun`, or its :class:`core.lens.PromptActivations`), which
+:mod:`dashboard.loaders.prompt` runs once per prompt and shares; the rest turn their
+frames into what the page draws. No Streamlit here.
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ import altair as alt
 import pandas as pd
 from core.analysis import Analysis
 from core.lens import (
+    PromptActivations,
+    PromptRun,
     active_directions,
     logit_lens,
-    prompt_activations,
     row_names,
-    run_prompt,
     target_token,
     with_tokens,
 )
@@ -33,8 +35,8 @@ PICK = "cell"
 MAX_TEXT_POSITIONS = 32
 
 
-def compute_lens(a: Analysis, prompt: str, target: str = "", k: int = 5) -> pd.DataFrame:
-    """The logit lens of ``prompt`` as one row per (layer row, position).
+def compute_lens(a: Analysis, run: PromptRun, target: str = "", k: int = 5) -> pd.DataFrame:
+    """The logit lens of ``run`` as one row per (layer row, position).
 
     Columns: ``row`` (0 = embedding, ``l + 1`` = after block ``l``), ``layer`` (its
     name), ``position``, ``token`` (the input token there), ``label``
@@ -43,13 +45,12 @@ def compute_lens(a: Analysis, prompt: str, target: str = "", k: int = 5) -> pd.D
     (the ``k`` most probable tokens with their probabilities).
 
     Raises:
-        CoreError: empty or too long prompt, empty target (one sentence).
+        CoreError: empty target (one sentence).
     """
-    run = run_prompt(a, prompt)
     tid = None
     if target:
         assert a.model is not None
-        tid = target_token(a.model.tokenizer, target, prompt)
+        tid = target_token(a.model.tokenizer, target, run.prompt)
     lens = logit_lens(run.capture, k=k, target=tid)
     display = a.tokens.display
     names = row_names(run.capture.n_layers)
@@ -159,7 +160,7 @@ def lens_heatmap(
 
 def picked_cell(selection: dict[str, Any] | None) -> tuple[int, int] | None:
     """The ``(position, row)`` a heatmap click picked (the ``selection`` of
-    ``st.altair_chart(..., on_select="rerun")``), or ``None``."""
+    ``st.vega_lite_chart(..., on_select="rerun")``), or ``None``."""
     rows = (selection or {}).get(PICK) or []
     if not rows or not isinstance(rows[0], dict) or "position" not in rows[0]:
         return None
@@ -174,7 +175,7 @@ def block_of_row(row: int) -> int:
 
 def compute_active(
     a: Analysis,
-    prompt: str,
+    acts: PromptActivations,
     layer: int,
     position: int,
     side: str,
@@ -183,7 +184,7 @@ def compute_active(
     by: str = "activation",
 ) -> pd.DataFrame:
     """The ``n`` directions of ``layer``'s heads and MLP with the largest activation at
-    ``position`` on ``side``, ranked ``by`` (:func:`core.lens.active_directions`), one
+    ``position`` of a prompt (``acts``) on ``side``, ranked ``by`` (:func:`core.lens.active_directions`), one
     row each.
 
     Columns: ``component`` (``L2 H1 OV``), ``kind``, ``matrix``, ``layer``, ``head``
@@ -191,10 +192,8 @@ def compute_active(
     toward), ``tokens`` (that end's ``k`` tokens).
 
     Raises:
-        CoreError: bad prompt, layer, position or side (one sentence).
+        CoreError: bad layer, position or side (one sentence).
     """
-    run = run_prompt(a, prompt)
-    acts = prompt_activations(a, run.capture)
     items = active_directions(a, acts, layer, position, side, n, by)
     rows = []
     for x, d in with_tokens(a, items, k=k):

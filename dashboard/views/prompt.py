@@ -2,7 +2,8 @@
 
 The prompt, target, chosen position and layer live in ``state.prompt_view`` (and the
 URL). The model is loaded only here: in the background while the prompt box is empty,
-so that it is ready (or nearly) when the prompt is sent.
+so that it is ready (or nearly) when the prompt is sent. The prompt runs through the
+model once (:mod:`dashboard.loaders.prompt`): the lens and every cell's tables share it.
 """
 
 from dataclasses import replace
@@ -11,6 +12,7 @@ import streamlit as st
 from core.errors import CoreError
 from dashboard import components, limits, loaders, state
 from dashboard.builders import prompt as pb
+from dashboard.loaders import prompt as prompt_loaders
 from dashboard.markup import plain
 from dashboard.viewstate import MAX_PROMPT_CHARS
 
@@ -49,7 +51,7 @@ if not text.strip():
 
 limits.enter("this prompt's forward pass")
 try:
-    lens = loaders.cached_table("prompt.lens", sel, pb.compute_lens, text, target, 5)
+    lens = prompt_loaders.prompt_lens(sel, text, target, 5)
 except CoreError as exc:
     st.error(plain(exc))
     st.stop()
@@ -71,8 +73,9 @@ def _cell(position: int | None, layer: int | None) -> tuple[int, int]:
 
 
 pos, layer = _cell(view.position, view.layer)
-chart = pb.lens_heatmap(lens, show, (pos, layer + 1))  # row l + 1 is after block l
-event = st.altair_chart(chart, key="prompt.heatmap", on_select="rerun")
+# Row l + 1 is after block l.
+spec = prompt_loaders.prompt_lens_spec(sel, text, target, 5, show, (pos, layer + 1))
+event = st.vega_lite_chart(spec, key="prompt.heatmap", on_select="rerun", selection_mode=pb.PICK)
 picked = pb.picked_cell(event["selection"] if event else None)
 if picked is None:  # so that clicking the same cell again later picks it again
     st.session_state.pop("prompt._picked", None)
@@ -152,9 +155,7 @@ for side, (title, what) in SIDES.items():
     st.caption(what)
     limits.enter("this prompt's active directions")
     try:
-        df = loaders.cached_table(
-            "prompt.active", sel, pb.compute_active, text, layer, pos, side, n, 10, by
-        )
+        df = prompt_loaders.prompt_active(sel, text, layer, pos, side, n, 10, by)
     except CoreError as exc:
         st.error(plain(exc))
         continue

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -402,10 +403,24 @@ def test_a_background_model_load_is_the_one_a_forward_pass_uses(ckpt: Path, tmp_
     assert not cached.source.model_ready
     job = ModelPreload(cached.source).start()
     assert job.wait(300) and job.error is None and cached.source.model_ready
+    # The weights were read after the model (a prompt's directions need them next).
+    assert cached.source.loaded
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(source.ModelSource, "_load_model", lambda *a: pytest.fail("loaded twice"))
+        mp.setattr(source, "read_weights", lambda *a: pytest.fail("read twice"))
         assert cached.model is cached.source.model()
-    assert not cached.source.loaded  # the weights were not read for it
+        background = cached.weights
+    fresh = open_analysis(s).weights  # read in the foreground
+    assert torch.equal(background.W_O, fresh.W_O) and torch.equal(background.W_in, fresh.W_in)
+    # A loaded model is handed out without the source's lock, which a read of the
+    # weights holds for a while (a prompt sent meanwhile need not wait for it).
+    got: list[object] = []
+    model = cached.model
+    with cached.source._lock:
+        t = threading.Thread(target=lambda: got.append(cached.source.model()))
+        t.start()
+        t.join(30)
+        assert got == [model]  # before the lock is let go
 
     again = open_analysis(s)
     _rewrite_one_weight(ckpt)

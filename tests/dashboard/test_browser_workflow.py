@@ -355,9 +355,22 @@ def test_prompt_active_direction_opens_on_grid(
         shot(page, "lens")
         # 2. The heatmap's tooltip names the layer's top tokens.
         chart = page.locator('[data-testid="stVegaLiteChart"]').first
-        _, _, tip = hover_until(page, chart, "top tokens")
+        x, y, tip = hover_until(page, chart, "top tokens")
         assert "target rank" in tip
-        # 3. Click the strongest reading-side direction: the grid opens on it.
+        # 3. Click that cell (the top row, an early position; not the default last one):
+        # the tables below follow its position and layer.
+        position = int(re.search(r"position\s+(\d+)", tip).group(1))
+        row = re.search(r"layer\s+(embed|L\d+)", tip).group(1)
+        block = 0 if row == "embed" else int(row[1:])
+        picked = f"Reading side: L{block} at position {position} "
+        assert picked not in page.inner_text('[data-testid="stMain"]')
+        page.mouse.click(x, y)
+        page.get_by_text(picked).wait_for(timeout=LOAD_MS)
+        settle(page)
+        no_errors(page)
+        assert f"lens_pos={position}" in page.url and f"lens_layer={block}" in page.url
+        shot(page, "lens-cell-picked")
+        # 4. Click the strongest reading-side direction: the grid opens on it.
         head = headers(reading)
         cells = [c.strip() for c in reading.locator('[role="gridcell"]').all_inner_texts()]
         first = dict(zip(head, cells[: len(head)]))

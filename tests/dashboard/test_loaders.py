@@ -147,9 +147,9 @@ args = (config.default_model(), "post", str(config.cache_dir()))
 src = loaders._slot(*args).value.source
 # Nothing here asks for the model: only the page's own background load can make it ready.
 deadline = time.monotonic() + 120
-while not src.model_ready and time.monotonic() < deadline:
+while not (src.model_ready and src.loaded) and time.monotonic() < deadline:
     time.sleep(0.1)
-out = {"info": [i.value for i in at.info], "ready": src.model_ready}
+out = {"info": [i.value for i in at.info], "ready": src.model_ready, "weights": src.loaded}
 out["loads_before_the_prompt"] = len(loads)
 if sys.argv[2] == "prompt":
     at.text_input(key="prompt.text").input("the fire burned").run()
@@ -163,12 +163,14 @@ print(json.dumps(out))
 def test_a_page_that_needs_a_forward_pass_loads_the_model_while_its_prompt_is_empty(
     dash_env, analysis
 ) -> None:
-    """The Prompt and Edit pages with an empty prompt start the model's load in the
-    background; the prompt's forward pass then uses that model (one load in all)."""
+    """The Prompt and Edit pages with an empty prompt start the model's load, then the
+    read of its weights, in the background; the prompt's forward pass then uses that
+    model (one load in all)."""
     for key, hint in (("prompt", "Type a prompt"), ("edit", "Give a prompt")):
         out = _run(_PRELOAD_CHILD, dash_env, APP, key)
         assert any(hint in i for i in out["info"]), out
         assert out["ready"] is True and out["loads_before_the_prompt"] == 1, out
+        assert out["weights"] is True, out  # read after the model, for the directions
         if key == "prompt":
             assert out["errors"] == [] and out["charts"] >= 1, out
         assert out["loads"] == 1, out

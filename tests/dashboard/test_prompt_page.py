@@ -7,6 +7,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from core.lens import prompt_activations, run_prompt
 from dashboard.builders import prompt as pb
 from dashboard.markup import shown
 from dashboard.registry import page as registry_page
@@ -22,7 +23,7 @@ PROMPT = "the fire burned with hot"
 
 
 def test_lens_frame_and_heatmap(analysis):
-    df = pb.compute_lens(analysis, PROMPT, "", 3)
+    df = pb.compute_lens(analysis, run_prompt(analysis, PROMPT), "", 3)
     n_rows = analysis.meta.n_layers + 1
     n_pos = df["position"].nunique()
     assert len(df) == n_rows * n_pos
@@ -36,7 +37,6 @@ def test_lens_frame_and_heatmap(analysis):
     assert list(df[df["row"] == 0].sort_values("position")["target"]) == [*tokens[1:], ""]
     # The last row is the model's own prediction: its top token is the argmax of the logits.
     from core.edit.hf import plain_model
-    from core.lens import run_prompt
 
     run = run_prompt(analysis, PROMPT)
     with torch.no_grad():
@@ -62,7 +62,7 @@ def test_lens_frame_and_heatmap(analysis):
     has = chart_data["has_target"]
     assert (chart_data.loc[has, "shade"] == chart_data.loc[has, "prob"]).all()
     assert (~has).sum() == n_rows  # the last position
-    typed = pb.compute_lens(analysis, PROMPT, " fire", 3)
+    typed = pb.compute_lens(analysis, run, " fire", 3)
     assert typed["target"].nunique() == 1 and typed["rank"].notna().all()
 
 
@@ -74,11 +74,12 @@ def test_picked_cell_and_rows():
 
 
 def test_active_frame(analysis):
+    acts = prompt_activations(analysis, run_prompt(analysis, PROMPT).capture)
     for side in ("read", "write"):
-        df = pb.compute_active(analysis, PROMPT, 1, 2, side, 6, 5)
+        df = pb.compute_active(analysis, acts, 1, 2, side, 6, 5)
         assert len(df) == 6
-        acts = list(df["activation"].abs())
-        assert acts == sorted(acts, reverse=True)
+        sizes = list(df["activation"].abs())
+        assert sizes == sorted(sizes, reverse=True)
         assert set(df["kind"]) <= (
             {"ov", "mlp_in", "mlp_gate"} if side == "read" else {"ov", "mlp_out"}
         )
@@ -150,3 +151,31 @@ def test_no_prompt_asks_for_one():
     assert not at.exception
     assert any("Type a prompt" in i.value for i in at.info)
     assert "lens" not in dict(at.query_params)
+
+
+def test_one_forward_pass_per_prompt(monkeypatch):
+    """The lens, both sides' tables and a click on another cell read one forward pass;
+    an edited target reuses it too, and only a new prompt runs the model again."""
+    import core.lens.prompt as lens_prompt
+
+    calls: list[tuple[int, ...]] = []
+    real = lens_prompt.capture
+
+    def counted(model, ids, *args, **kwargs):
+        calls.append(tuple(ids))
+        return real(model, ids, *args, **kwargs)
+
+    monkeypatch.setattr(lens_prompt, "capture", counted)
+    prompt = "one pass for the lens and the cells"  # no other test runs it (shared caches)
+    at = app({"lens": prompt})
+    assert not at.exception, at.exception
+    assert len(at.get("vega_lite_chart")) == 1 and len(at.main.dataframe) == 2
+    assert len(calls) == 1
+    at.selectbox(key="prompt.position").set_value(1).run()
+    at.selectbox(key="prompt.layer").set_value(0).run()
+    assert "L0 at position 1" in at.main.subheader[0].value
+    at.text_input(key="prompt.target").set_value(" fire").run()
+    assert not at.exception and [e.value for e in at.error] == []
+    assert len(at.main.dataframe) == 2 and len(calls) == 1
+    at.text_input(key="prompt.text").set_value(prompt + " again").run()
+    assert len(calls) == 2 and len(set(calls)) == 2
