@@ -53,20 +53,25 @@ def run_with_row_updates(
     model: Any, ids: Int[Tensor, "b t"], updates: Sequence[RankOne]
 ) -> Float[Tensor, "b t vocab"]:
     """Log-probs of ``ids`` where batch row ``b`` runs with ``updates[b]`` added to its
-    matrix (all updates on one matrix). Equivalent to editing the weights row by row.
+    matrix. Equivalent to editing the weights row by row; the rows' matrices may
+    differ (each matrix's hook adds nothing to the rows of the others).
     """
-    targets = {u.target for u in updates}
-    if len(targets) != 1 or len(updates) != ids.shape[0]:
-        raise ValueError("one update per batch row, all on the same matrix")
-    module, _ = target_module(model, next(iter(targets)))
-    hook = _RowUpdates(
-        torch.stack([u.left for u in updates]), torch.stack([u.right for u in updates])
-    )
-    handle = module.register_forward_hook(hook)
+    if len(updates) != ids.shape[0]:
+        raise ValueError("one update per batch row")
+    handles = []
     try:
+        for tgt in dict.fromkeys(u.target for u in updates):
+            module, _ = target_module(model, tgt)
+            ref = next(u for u in updates if u.target == tgt)
+            no_left, no_right = torch.zeros_like(ref.left), torch.zeros_like(ref.right)
+            mine = [u.target == tgt for u in updates]
+            left = torch.stack([u.left if m else no_left for u, m in zip(updates, mine)])
+            right = torch.stack([u.right if m else no_right for u, m in zip(updates, mine)])
+            handles.append(module.register_forward_hook(_RowUpdates(left, right)))
         return logprobs(model, ids)
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
 
 
 def sweep(

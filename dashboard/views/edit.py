@@ -165,13 +165,9 @@ try:
         af.code(prompt + report.continuation_after, language=None, wrap_lines=True)
     st.subheader(f"Sweep: {component_label(kind, layer, head)}")
     n_sweep = st.slider("Directions swept", 1, 64, 16, key="edit.n_sweep")
-    rows = loaders.cached_table(
+    rows, base = loaders.cached_table(
         "edit.sweep", sel, eb.compute_sweep, kind, layer, head, prompt, target, n_sweep
     )
-    base = loaders.cached_table(
-        "edit.sweep_base", sel, eb.compute_sweep_baselines, kind, layer, head, prompt, target,
-        n_sweep,
-    )  # fmt: skip
     chosen = {e.index for e in edits if e.component == (kind, layer, head)}
     frame = eb.sweep_frame(rows, chosen, base)
     st.altair_chart(

@@ -70,7 +70,7 @@ def test_report_views(analysis):
 
 
 def test_sweep_view_highlights_the_chosen_directions(analysis):
-    rows = eb.compute_sweep(analysis, "ov", 1, 2, PROMPT, " f", 5)
+    rows, base = eb.compute_sweep(analysis, "ov", 1, 2, PROMPT, " f", 5)
     df = eb.sweep_frame(rows, {1, 3})
     assert list(df["index"]) == list(range(5)) and list(df["chosen"]) == [
         False,
@@ -83,7 +83,6 @@ def test_sweep_view_highlights_the_chosen_directions(analysis):
     assert spec["encoding"]["x"]["field"] == "index"
     assert spec["encoding"]["color"]["scale"]["range"] == [eb.CHOSEN, eb.OTHER]
     # With matched random draws: ticks over the bars, and the bars beyond them marked.
-    base = eb.compute_sweep_baselines(analysis, "ov", 1, 2, PROMPT, " f", 5)
     df = eb.sweep_frame(rows, {1, 3}, base)
     for (_, r), b in zip(df.iterrows(), base):
         assert r["beyond_random"] == (abs(r["delta"]) > max(abs(x) for x in b.deltas))

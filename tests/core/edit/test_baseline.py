@@ -116,6 +116,7 @@ def test_sweep_baselines_are_single_edits_measured_alone(analyses) -> None:
 
 
 def test_single_deltas_keep_the_order_of_edits_across_components(analyses) -> None:
+    from core.edit import rank_one
     from core.edit.baseline import single_deltas
     from core.edit.hf import plain_model
     from core.edit.prompts import prompt_ids, score, target_ids
@@ -128,7 +129,18 @@ def test_single_deltas_keep_the_order_of_edits_across_components(analyses) -> No
     # Interleaved components and matrices: batched by matrix, answered in this order.
     edits = [Edit("ov", 1, 0, 0), Edit("ov", 0, 2, 1), Edit("ov", 1, 3, 2), Edit("mlp_in", 0, None, 1),
              Edit("ov", 0, 2, 0)]  # fmt: skip
-    got = single_deltas(a, base, p, t, edits, before)
+    decomposed: list[tuple[str, int, int | None]] = []
+    real = rank_one.token_vectors
+
+    def counted(analysis, kind, layer, head, indices):
+        decomposed.append((kind, layer, head))
+        return real(analysis, kind, layer, head, indices)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(rank_one, "token_vectors", counted)
+        got = single_deltas(a, base, p, t, edits, before)
+    # Each component's matrix is decomposed once (ov 0:2 has two edits).
+    assert sorted(decomposed) == sorted({e.component for e in edits})
     for e, d in zip(edits, got):
         want = target_logprob(apply_edits(a, [e]).model, tok, "the cat", " ran") - before
         assert d == pytest.approx(want, abs=1e-5)
