@@ -34,10 +34,11 @@ class SweepRow:
 
 
 class _RowUpdates:
-    """A forward hook adding a different rank-one update to each batch row's output.
+    """A forward hook adding each batch row's own rank-one updates to its output.
 
-    ``left`` ``[b, d_in]``, ``right`` ``[b, d_out]``: row ``b`` gets
-    ``(x_b @ left_b) right_b`` added, i.e. ``x_b @ (W + outer(left_b, right_b))``.
+    ``left`` ``[b, k, d_in]``, ``right`` ``[b, k, d_out]`` (rows with fewer than ``k``
+    updates padded with zeros): row ``b`` gets ``sum_i (x_b @ left_bi) right_bi`` added,
+    i.e. ``x_b @ (W + sum_i outer(left_bi, right_bi))``.
     """
 
     def __init__(self, left: Tensor, right: Tensor) -> None:
@@ -45,28 +46,32 @@ class _RowUpdates:
 
     def __call__(self, module: Any, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
         x = inputs[0]
-        coeff = torch.einsum("btd,bd->bt", x.double(), self.left.to(x.device))
-        return output + (coeff[..., None] * self.right.to(x.device)[:, None, :]).to(output.dtype)
+        coeff = torch.einsum("btd,bkd->btk", x.double(), self.left.to(x.device))
+        add = torch.einsum("btk,bkd->btd", coeff, self.right.to(x.device))
+        return output + add.to(output.dtype)
 
 
 def run_with_row_updates(
-    model: Any, ids: Int[Tensor, "b t"], updates: Sequence[RankOne]
+    model: Any, ids: Int[Tensor, "b t"], updates: Sequence[Sequence[RankOne]]
 ) -> Float[Tensor, "b t vocab"]:
-    """Log-probs of ``ids`` where batch row ``b`` runs with ``updates[b]`` added to its
-    matrix. Equivalent to editing the weights row by row; the rows' matrices may
-    differ (each matrix's hook adds nothing to the rows of the others).
+    """Log-probs of ``ids`` where batch row ``b`` runs with ``updates[b]`` added to their
+    matrices (none: the model as it is). Equivalent to editing the weights row by row;
+    the rows' matrices may differ (each matrix's hook adds nothing to the other rows).
     """
     if len(updates) != ids.shape[0]:
-        raise ValueError("one update per batch row")
+        raise ValueError("one list of updates per batch row")
     handles = []
     try:
-        for tgt in dict.fromkeys(u.target for u in updates):
+        for tgt in dict.fromkeys(u.target for row in updates for u in row):
             module, _ = target_module(model, tgt)
-            ref = next(u for u in updates if u.target == tgt)
-            no_left, no_right = torch.zeros_like(ref.left), torch.zeros_like(ref.right)
-            mine = [u.target == tgt for u in updates]
-            left = torch.stack([u.left if m else no_left for u, m in zip(updates, mine)])
-            right = torch.stack([u.right if m else no_right for u, m in zip(updates, mine)])
+            mine = [[u for u in row if u.target == tgt] for row in updates]
+            ref = next(row[0] for row in mine if row)
+            k = max(len(row) for row in mine)
+            left = torch.zeros(len(mine), k, ref.left.shape[0], dtype=ref.left.dtype)
+            right = torch.zeros(len(mine), k, ref.right.shape[0], dtype=ref.right.dtype)
+            for b, row in enumerate(mine):
+                for i, u in enumerate(row):
+                    left[b, i], right[b, i] = u.left, u.right
             handles.append(module.register_forward_hook(_RowUpdates(left, right)))
         return logprobs(model, ids)
     finally:
@@ -103,7 +108,7 @@ def sweep(
     for start in range(0, n, batch):
         chunk = updates[start : start + batch]
         ids = torch.tensor([p + t[:-1]] * len(chunk))
-        lp = run_with_row_updates(base, ids, chunk)
+        lp = run_with_row_updates(base, ids, [[u] for u in chunk])
         for j, s in enumerate(target_scores(lp, len(p), t).tolist()):
             i = start + j
             rows.append(SweepRow(i, float(d.S[c, i]), s, s - before))

@@ -126,32 +126,48 @@ def single_deltas(
     before: float,
     batch: int = 16,
 ) -> list[float]:
-    """The target log-prob change of each edit applied alone to ``base`` (``batch``
-    edits, of any matrices, share a forward pass:
-    :func:`core.edit.ablate.run_with_row_updates`).
+    """The target log-prob change of each edit applied alone to ``base``
+    (:func:`set_deltas` of one-edit sets).
+    """
+    return set_deltas(analysis, base, prompt, target, [[e] for e in edits], before, batch)
+
+
+def set_deltas(
+    analysis: Analysis,
+    base: Any,
+    prompt: Sequence[int],
+    target: Sequence[int],
+    edit_sets: Sequence[Sequence[Edit]],
+    before: float,
+    batch: int = 16,
+) -> list[float]:
+    """The target log-prob change of each edit set applied (alone) to ``base``:
+    ``batch`` sets, editing any matrices, share a forward pass
+    (:func:`core.edit.ablate.run_with_row_updates`) instead of an edited copy of the
+    model each.
     """
     from core.edit.prompts import target_scores
 
     # One rank_one_updates call per component (each decomposes its matrix afresh in
-    # float64: 0.15 s for a SmolLM2-135M MLP); matched draws of a sweep's rows share
-    # components (48 draws, 16 components for one MLP's first 16 directions). Within
-    # one component the updates come back in the order asked.
-    by_component: dict[tuple[str, int, int | None], list[int]] = {}
-    for j, e in enumerate(edits):
-        by_component.setdefault(e.component, []).append(j)
-    updates: list[Any] = [None] * len(edits)
-    for js in by_component.values():
-        for j, u in zip(js, rank_one_updates(analysis, [edits[j] for j in js]), strict=True):
-            updates[j] = u
-    out = [math.nan] * len(edits)
-    # Rows of one batch may edit different matrices: a sweep's draws sit in other layers
-    # (16 batches of one row each for an MLP's 16 directions, before).
-    for a in range(0, len(edits), batch):
-        part = list(range(a, min(a + batch, len(edits))))
+    # float64: 0.15 s for a SmolLM2-135M MLP); matched draws share components (a sweep's
+    # 48 draws of one MLP's first 16 directions sit in 16). Within one component the
+    # updates come back in the order asked.
+    by_component: dict[tuple[str, int, int | None], list[tuple[int, int]]] = {}
+    for a, edits in enumerate(edit_sets):
+        for j, e in enumerate(edits):
+            by_component.setdefault(e.component, []).append((a, j))
+    updates: list[list[Any]] = [[None] * len(edits) for edits in edit_sets]
+    for where in by_component.values():
+        got = rank_one_updates(analysis, [edit_sets[a][j] for a, j in where])
+        for (a, j), u in zip(where, got, strict=True):
+            updates[a][j] = u
+    out = [math.nan] * len(edit_sets)
+    for start in range(0, len(edit_sets), batch):
+        part = list(range(start, min(start + batch, len(edit_sets))))
         ids = torch.tensor([[*prompt, *target[:-1]]] * len(part))
-        lp = run_with_row_updates(base, ids, [updates[j] for j in part])
-        for j, s in zip(part, target_scores(lp, len(prompt), target).tolist()):
-            out[j] = s - before
+        lp = run_with_row_updates(base, ids, [updates[a] for a in part])
+        for a, s in zip(part, target_scores(lp, len(prompt), target).tolist()):
+            out[a] = s - before
     return out
 
 

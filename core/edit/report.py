@@ -19,6 +19,7 @@ from core.edit.baseline import (
     RandomBaseline,
     matched_draws,
     next_token_logprobs,
+    set_deltas,
     vocabulary_shift,
 )
 from core.edit.continuation import continuation
@@ -117,10 +118,9 @@ def measure(
     lp0, lp1 = next_token_logprobs(before, p), next_token_logprobs(after, p)
     rank, median = vocabulary_shift(lp0, lp1, t[0])
     draws = [d for d in matched_draws(analysis, list(edits), random_draws) if len(d)]
-    deltas = [
-        target_logprob(apply_edits(analysis, d).model, tok, prompt, target) - logprob_before
-        for d in draws
-    ]
+    # The draws run as rows of one batch on the unedited model (hooks), not as an edited
+    # copy of the model each (0.4 s a copy on SmolLM2-135M).
+    deltas = set_deltas(analysis, before, p, t, [d.edits for d in draws], logprob_before)
     return EditReport(
         edits=edits,
         prompt=prompt,

@@ -47,23 +47,26 @@ def test_sweep_on_top_of_edits_scales_from_the_edited_model(analyses):
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 def test_row_updates_on_different_matrices_equal_one_edited_copy_per_row(analyses, arch):
-    """One batch whose rows edit different matrices (and two rows one matrix): each row's
-    log-probs are those of a model edited by that row's update alone."""
+    """One batch whose rows edit different matrices, one matrix twice, several matrices
+    at once, or nothing: each row's log-probs are those of a model edited by that row's
+    updates alone."""
     a = analyses(arch)
     tok = a.model.tokenizer
-    edits = [Edit("ov", 1, 0, 0), Edit("mlp_in", 0, None, 1), Edit("ov", 1, 2, 3),
-             Edit("mlp_out", 1, None, 0), Edit("ov", 0, 1, 1)]  # fmt: skip
+    sets = [[Edit("ov", 1, 0, 0)], [Edit("mlp_in", 0, None, 1)], [Edit("ov", 1, 2, 3)],
+            [Edit("mlp_out", 1, None, 0)], [Edit("ov", 0, 1, 1), Edit("ov", 0, 1, 4)],
+            [Edit("mlp_in", 1, None, 2), Edit("ov", 0, 3, 0), Edit("mlp_out", 0, None, 5)],
+            []]  # fmt: skip
     if arch == "llama":
-        edits.append(Edit("mlp_gate", 1, None, 2))
-    ups = [rank_one_updates(a, [e])[0] for e in edits]
+        sets.append([Edit("mlp_gate", 1, None, 2)])
+    ups = [rank_one_updates(a, s) for s in sets]
     ids = tok(PROMPT)["input_ids"]
     lp = run_with_row_updates(plain_model(a), torch.tensor([ids] * len(ups)), ups)
-    for row, e in zip(lp, edits):
+    for row, s in zip(lp, sets):
         with torch.no_grad():
-            logits = apply_edits(a, [e]).model(input_ids=torch.tensor([ids])).logits[0]
+            logits = apply_edits(a, s).model(input_ids=torch.tensor([ids])).logits[0]
         want = torch.log_softmax(logits.double(), -1)
-        assert torch.allclose(row.double(), want, atol=1e-4), e
-    with pytest.raises(ValueError, match="one update per batch row"):
+        assert torch.allclose(row.double(), want, atol=1e-4), s
+    with pytest.raises(ValueError, match="one list of updates per batch row"):
         run_with_row_updates(plain_model(a), torch.tensor([ids]), ups)
 
 

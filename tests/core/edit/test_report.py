@@ -26,6 +26,12 @@ def test_report_is_its_parts(analyses):
     assert r.continuation_before == continuation(base, tok, "the fire", 4)
     assert r.continuation_after == continuation(edited, tok, "the fire", 4)
     assert "".join(r.target_tokens) == " hot flames"
+    # Each matched draw's change is that of the model edited by the draw's whole set.
+    assert len(r.random.draws) == len(r.random.deltas) >= 2
+    for d, delta in zip(r.random.draws, r.random.deltas):
+        assert len(d) == 2
+        drawn = target_logprob(apply_edits(a, d).model, tok, "the fire", " hot flames")
+        assert delta == pytest.approx(drawn - r.logprob_before, abs=1e-4)
     j = r.to_json()
     assert j["edits"] == "ov:1:0:0,mlp_gate:0:1*0.5" and j["reference_tokens"] == 32
     assert j["delta_logprob"] == pytest.approx(r.logprob_after - r.logprob_before)
