@@ -13,6 +13,7 @@ from pathlib import Path
 
 import altair as alt
 import pandas as pd
+from altair.utils.schemapi import UndefinedType
 from core.analysis import Analysis
 from core.edit import (
     EDIT_KINDS,
@@ -34,6 +35,8 @@ from core.settings import KIND_NAMES
 TOKENS_SHOWN = 6
 CHOSEN = "#e45756"
 OTHER = "#9ca3af"
+#: A sweep's axis turns symlog where a random draw is this many times the largest bar.
+SYMLOG_RATIO = 10.0
 
 
 # --------------------------------------------------------------------------- edits
@@ -296,7 +299,8 @@ def sweep_chart(df: pd.DataFrame, title: str, randoms: pd.DataFrame | None = Non
     """Bars of Δlog p(target) per removed direction; directions in the edit set in red.
 
     With ``randoms`` (:func:`sweep_random_frame`) each direction's matched random draws
-    are black ticks over its bar, and bars not beyond every draw are faded.
+    are black ticks over its bar, and bars not beyond every draw are faded. Where a draw
+    is over :data:`SYMLOG_RATIO` times the largest bar, the axis is symlog.
     """
     tooltip = [
         "index",
@@ -305,6 +309,16 @@ def sweep_chart(df: pd.DataFrame, title: str, randoms: pd.DataFrame | None = Non
         alt.Tooltip("logprob:Q", format=".4f", title="log p after"),
     ]
     enc: dict[str, object] = {}
+    y_title = "Δ log p(target)"
+    scale: alt.Scale | UndefinedType = alt.Undefined
+    biggest = float(df["delta"].abs().max()) if len(df) else 0.0
+    drawn = float(randoms["delta"].abs().max()) if randoms is not None and len(randoms) else 0.0
+    if drawn > SYMLOG_RATIO * biggest:
+        # A draw can move the target a hundred times more than any swept direction (a
+        # massive-activation direction at the same index): on a linear axis the bars
+        # vanish. Symlog keeps them readable, linear up to ``constant``.
+        scale = alt.Scale(type="symlog", constant=max(biggest, 1e-4) / 4)
+        y_title += " (symlog)"
     if "beyond_random" in df:
         tooltip.append(alt.Tooltip("beyond_random:N", title="beyond random"))
         enc["opacity"] = alt.condition(alt.datum.beyond_random, alt.value(1.0), alt.value(0.35))
@@ -313,7 +327,7 @@ def sweep_chart(df: pd.DataFrame, title: str, randoms: pd.DataFrame | None = Non
         .mark_bar()
         .encode(
             x=alt.X("index:O", title="direction removed alone"),
-            y=alt.Y("delta:Q", title="Δ log p(target)"),
+            y=alt.Y("delta:Q", title=y_title, scale=scale),
             color=alt.Color(
                 "chosen:N",
                 scale=alt.Scale(domain=[True, False], range=[CHOSEN, OTHER]),

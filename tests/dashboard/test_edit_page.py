@@ -93,6 +93,20 @@ def test_sweep_view_highlights_the_chosen_directions(analysis):
     assert [lay["mark"]["type"] for lay in layered["layer"]] == ["bar", "tick"]
 
 
+def test_sweep_axis_turns_symlog_when_a_draw_dwarfs_the_bars():
+    bars = pd.DataFrame(
+        {"index": [0, 1], "delta": [-0.04, 0.01], "chosen": [True, False], "sigma": [2.0, 1.0],
+         "logprob": [-0.3, -0.2]}
+    )  # fmt: skip
+    near = pd.DataFrame({"index": [0, 1], "delta": [-0.2, 0.1], "edit": ["a", "b"]})
+    far = pd.DataFrame({"index": [0, 1], "delta": [-6.0, 0.1], "edit": ["a", "b"]})
+    y = eb.sweep_chart(bars, "t", near).to_dict()["layer"][0]["encoding"]["y"]
+    assert "scale" not in y and "symlog" not in y["title"]
+    y = eb.sweep_chart(bars, "t", far).to_dict()["layer"][0]["encoding"]["y"]
+    assert y["scale"]["type"] == "symlog" and y["scale"]["constant"] == pytest.approx(0.01)
+    assert "symlog" in y["title"]
+
+
 def test_baseline_frame_and_summary(analysis):
     r = eb.compute_report(analysis, "ov:1:2:0", PROMPT, " f", 0)
     df = eb.baseline_frame(r)
