@@ -190,7 +190,7 @@ try:
         hide_index=True,
         key="edit.compare_table",
         column_config={
-            "sigma": st.column_config.NumberColumn("σ", format="%.4g"),
+            "sigma": st.column_config.NumberColumn("σ", format="%.4g", width="small"),
             "sigma_after": st.column_config.NumberColumn("σ after", format="%.4g"),
             "cosine": st.column_config.NumberColumn("cos", format="%+.3f"),
         },

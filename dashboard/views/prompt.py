@@ -134,7 +134,7 @@ COLUMNS = {
     "head": None,
     "index": st.column_config.NumberColumn("direction"),
     "activation": st.column_config.NumberColumn("activation", format="%+.3f"),
-    "sigma": st.column_config.NumberColumn("σ", format="%.4g"),
+    "sigma": st.column_config.NumberColumn("σ", format="%.4g", width="small"),
     "end": st.column_config.TextColumn("end", help="The end of the direction it pushes toward."),
 }
 SIDES = {

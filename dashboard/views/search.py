@@ -84,7 +84,7 @@ with st.expander("How each concept was tokenised"):
 COLUMNS = {
     "kind": None,
     "end": None,
-    "sigma": st.column_config.NumberColumn("σ", format="%.4g"),
+    "sigma": st.column_config.NumberColumn("σ", format="%.4g", width="small"),
     "cosine": st.column_config.NumberColumn("cosine", format="%+.3f"),
     "score": st.column_config.NumberColumn(
         "score",
