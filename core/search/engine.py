@@ -178,8 +178,7 @@ def search(
     sc, n = rank(index, qt, method, kinds, threshold, top)
     null = None
     if significance or significant_only:
-        # A memo tokenizer knows the frequencies of its words: no wordfreq list to read.
-        bins = frequency_bins(qt.concepts, getattr(index.tokenizer, "zipf", None))
+        bins = frequency_bins(qt.concepts, index.word_zipf)
         null = null_for(index, len(qt.concepts), method, kinds, threshold, bins=bins)
         if significant_only and null is not None:
             sc = sc.take(sc.score > null.cut)

@@ -6,7 +6,7 @@ Built once per :class:`~core.analysis.Analysis` (the dashboard caches it with
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,7 @@ from core.cache.store import KindResult
 from core.errors import SpecError
 from core.search import stored
 from core.search.embed import DEFAULT_RIDGE, QueryEmbedder, build_embedder
-from core.search.memo import memo_tokenizer
+from core.search.memo import MemoTokenizer, memo_tokenizer
 from core.search.parts import PartStore
 from core.search.product import index_product
 from core.search.score import TOP_TOKENS, logit_std, top_z
@@ -116,6 +116,14 @@ class SearchIndex:
 
     def __len__(self) -> int:
         return int(self.vectors.shape[0])
+
+    @property
+    def word_zipf(self) -> Callable[[str], float | None] | None:
+        """A held word's English Zipf frequency where the tokenizer is the query-word
+        memo (:meth:`core.search.memo.MemoTokenizer.zipf`: no word list to read), else
+        ``None`` (the null's frequency bins then read wordfreq's).
+        """
+        return self.tokenizer.zipf if isinstance(self.tokenizer, MemoTokenizer) else None
 
     @property
     def d_model(self) -> int:

@@ -94,3 +94,18 @@ def test_memo_knows_its_words_english_frequencies(cache_only, monkeypatch) -> No
     monkeypatch.undo()
     for c in concepts:
         assert frequency_bins(c, again.zipf) == frequency_bins(c), c
+
+
+def test_an_index_answers_word_frequencies_only_through_its_memo(cache_only) -> None:
+    """``SearchIndex.word_zipf`` is the memo's ``zipf`` where the index's tokenizer is the
+    memo, and ``None`` (read wordfreq's list) for any other tokenizer."""
+    from dataclasses import replace
+
+    from core.search.index import build_index
+
+    _, s = cache_only
+    index = build_index(open_analysis(s, lazy=True))
+    assert isinstance(index.tokenizer, memo.MemoTokenizer)
+    assert index.word_zipf is not None and index.word_zipf("the") == index.tokenizer.zipf("the")
+    plain = replace(index, tokenizer=index.tokenizer.tokenizer)
+    assert plain.word_zipf is None
