@@ -31,6 +31,8 @@ from dashboard.builders.names import component_label
 SHOW = {"rank": "target rank", "prob": "target probability"}
 #: The selection parameter of the heatmap: a click picks a cell (a position and row).
 PICK = "cell"
+#: The parameter holding the outlined ``(position, row)`` cell.
+CHOSEN = "chosen_cell"
 #: Cells get their top token written in them up to this many positions.
 MAX_TEXT_POSITIONS = 32
 
@@ -87,7 +89,8 @@ def lens_heatmap(
     """Layers (embedding at the bottom) x positions, coloured by the target's rank (log
     scale) or probability (up to the largest shown), bright where the target is likely;
     the top tokens in the tooltip, the top one written in the cell for short prompts. A
-    click picks a cell (:data:`PICK`); the ``chosen`` ``(position, row)`` is outlined.
+    click picks a cell (:data:`PICK`); the ``chosen`` ``(position, row)`` is outlined
+    (:data:`CHOSEN`; :func:`with_chosen` moves it).
     """
     if show not in SHOW:
         raise ValueError(f"show must be one of {', '.join(SHOW)}, not {show!r}")
@@ -115,6 +118,9 @@ def lens_heatmap(
             scale=alt.Scale(domain=[0, worst], scheme="viridis"),
         )
     pick = alt.selection_point(name=PICK, fields=["position", "row"], on="click")
+    # The outlined cell is a parameter's value, not part of the marks: the page patches
+    # it into a cached spec (with_chosen) instead of building the chart per cell.
+    cell = alt.param(name=CHOSEN, value=_cell_value(chosen))
     base = alt.Chart(data).encode(
         x=alt.X("label:O", title="position", sort=labels, axis=alt.Axis(labelAngle=-45)),
         y=alt.Y("layer:O", title="layer", sort=layers),
@@ -130,12 +136,11 @@ def lens_heatmap(
     )
     fill = alt.condition(alt.datum.has_target, color, alt.value("#e8eaf0"))
     rect = base.mark_rect(cursor="pointer").encode(color=fill).add_params(pick)
-    if chosen is not None:
-        on = (alt.datum.position == chosen[0]) & (alt.datum.row == chosen[1])
-        rect = rect.encode(
-            stroke=alt.condition(on, alt.value("red"), alt.value("transparent")),
-            strokeWidth=alt.condition(on, alt.value(3), alt.value(0)),
-        )
+    on = f"datum.position == {CHOSEN}.position && datum.row == {CHOSEN}.row"
+    rect = rect.encode(
+        stroke=alt.condition(on, alt.value("red"), alt.value("transparent")),
+        strokeWidth=alt.condition(on, alt.value(3), alt.value(0)),
+    )
     chart: alt.Chart | alt.LayerChart = rect
     text_shown = data["position"].nunique() <= MAX_TEXT_POSITIONS
     if text_shown:
@@ -150,12 +155,27 @@ def lens_heatmap(
             color=alt.condition(dark, alt.value("white"), alt.value("black")),
         )
         chart = rect + text
-    return chart.properties(
+    return chart.add_params(cell).properties(
         width=alt.Step(max(46, min(90, 1200 // max(len(labels), 1)))),
         height=alt.Step(24),
         title=f"Logit lens: the {SHOW[show]} per layer and position "
         + ("(text: top token)" if text_shown else "(tooltip: top tokens)"),
     )
+
+
+def _cell_value(chosen: tuple[int, int] | None) -> dict[str, int]:
+    position, row = (-1, -1) if chosen is None else chosen
+    return {"position": int(position), "row": int(row)}
+
+
+def with_chosen(spec: dict[str, Any], chosen: tuple[int, int] | None) -> dict[str, Any]:
+    """A copy of a :func:`lens_heatmap` spec (its Vega-Lite dict) with the ``chosen``
+    ``(position, row)`` outlined instead (``None``: no cell)."""
+    params = [
+        {**p, "value": _cell_value(chosen)} if p.get("name") == CHOSEN else p
+        for p in spec.get("params", [])
+    ]
+    return {**spec, "params": params}
 
 
 def picked_cell(selection: dict[str, Any] | None) -> tuple[int, int] | None:

@@ -53,7 +53,9 @@ def test_lens_frame_and_heatmap(analysis):
         assert color["condition"]["title"] == pb.SHOW[show]
         assert {t["field"] for t in rect["encoding"]["tooltip"]} >= {"top", "token", "rank"}
         params = spec.get("params", []) + rect.get("params", [])
-        assert [p["name"] for p in params] == [pb.PICK]
+        assert sorted(p["name"] for p in params) == sorted([pb.PICK, pb.CHOSEN])
+        stroke = rect["encoding"]["stroke"]["condition"]
+        assert stroke["value"] == "red" and f"{pb.CHOSEN}.position" in stroke["test"]
     with pytest.raises(ValueError):
         pb.lens_heatmap(df, "nope")
     # A typed target is ranked at every position.
@@ -64,6 +66,27 @@ def test_lens_frame_and_heatmap(analysis):
     assert (~has).sum() == n_rows  # the last position
     typed = pb.compute_lens(analysis, run, " fire", 3)
     assert typed["target"].nunique() == 1 and typed["rank"].notna().all()
+
+
+def test_the_outlined_cell_is_a_parameter_of_one_spec(analysis):
+    """A chart built for a chosen cell equals the cell-less chart with the cell patched
+    in (with_chosen), and patching leaves the cached spec as it was."""
+    df = pb.compute_lens(analysis, run_prompt(analysis, PROMPT), "", 3)
+
+    def chosen_value(spec):
+        (p,) = [p for p in spec["params"] if p["name"] == pb.CHOSEN]
+        return p["value"]
+
+    base = pb.lens_heatmap(df, "rank").to_dict()
+    assert chosen_value(base) == {"position": -1, "row": -1}
+    built = pb.lens_heatmap(df, "rank", (2, 1)).to_dict()
+    patched = pb.with_chosen(base, (2, 1))
+    assert chosen_value(patched) == chosen_value(built) == {"position": 2, "row": 1}
+    assert chosen_value(base) == {"position": -1, "row": -1}
+    assert {k: v for k, v in patched.items() if k != "params"} == {
+        k: v for k, v in base.items() if k != "params"
+    }
+    assert chosen_value(pb.with_chosen(patched, None)) == {"position": -1, "row": -1}
 
 
 def test_picked_cell_and_rows():
