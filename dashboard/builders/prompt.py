@@ -204,8 +204,8 @@ def compute_active(
     by: str = "activation",
 ) -> pd.DataFrame:
     """The ``n`` directions of ``layer``'s heads and MLP with the largest activation at
-    ``position`` of a prompt (``acts``) on ``side``, ranked ``by`` (:func:`core.lens.active_directions`), one
-    row each.
+    ``position`` of a prompt (``acts``) on ``side``, ranked ``by``
+    (:func:`core.lens.active_directions`), one row each.
 
     Columns: ``component`` (``L2 H1 OV``), ``kind``, ``matrix``, ``layer``, ``head``
     (NA for the MLP), ``index``, ``activation``, ``sigma``, ``end`` (the end it pushes
