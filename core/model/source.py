@@ -278,11 +278,12 @@ def raw_weights(model: LoadedModel) -> ModelWeights:
 
 class ModelPreload(BackgroundJob):
     """:meth:`ModelSource.model`, then :meth:`ModelSource.get`, on a background thread:
-    a page that will need a forward pass starts it while the visitor is still typing (loading SmolLM2-135M took 3.5-4 s
-    of a first prompt's answer on 2 cores). The page's own request then waits on the
-    source's lock for this load, or finds the model loaded; a failed load is kept in
-    :attr:`error`, and the page's request loads again and shows the failure itself.
-    An exiting interpreter waits for the load rather than killing it inside torch.
+    a page that will need a forward pass starts it while the visitor is still typing
+    (loading SmolLM2-135M took 3.5-4 s of a first prompt's answer on 2 cores). The
+    page's own request then waits on the source's lock for this load, or finds the model
+    loaded; a failed load is kept in :attr:`error`, and the page's request loads again
+    and shows the failure itself. An exiting interpreter waits for the load rather than
+    killing it inside torch.
     """
 
     thread_name = "svd-lens-model-load"
