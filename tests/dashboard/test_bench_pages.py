@@ -11,11 +11,13 @@ import math
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from core.model.random import SHAPES, synthetic_vocab
+from core.search.warm import NullWarmer
 from dashboard import registry
 from dashboard.bench_pages import main, measure, write_checkpoint
 from tests.dashboard.conftest import REPO
@@ -63,6 +65,12 @@ def test_measure_times_every_page(tiny: Path, tmp_path: Path) -> None:
         assert math.isfinite(t["new_max_ms"]) and 0 < t["new_p50_ms"] <= t["new_max_ms"], page
     assert any((tmp_path / "cache").iterdir())  # the warm-up built the entry there
     assert os.environ.get("SVDLENS_DEFAULT_MODEL") == before  # environment restored
+    # The null warm-up writes into the entry: it is over before measure returns, so
+    # the caller's removal of the cache directory cannot race a write (CI once failed
+    # with "Directory not empty").
+    assert not [t for t in threading.enumerate() if t.name == NullWarmer.thread_name]
+    nulls = list((tmp_path / "cache").rglob("*null*"))
+    assert nulls, "the warm-up wrote no null into the entry"
 
 
 def test_a_failing_page_is_named(tmp_path: Path) -> None:
