@@ -25,7 +25,6 @@ from torch import Tensor
 
 from core.analysis import Analysis
 from core.edit.ablate import run_with_row_updates
-from core.edit.prompts import logprobs
 from core.edit.rank_one import Edit, EditSet, rank_one_updates
 from core.query import kind_result
 
@@ -169,11 +168,6 @@ def set_deltas(
         for a, s in zip(part, target_scores(lp, len(prompt), target).tolist()):
             out[a] = s - before
     return out
-
-
-def next_token_logprobs(model: Any, prompt: Sequence[int]) -> Float[Tensor, " vocab"]:
-    """Log-probs of the token after ``prompt`` (its last position) ``[vocab]``."""
-    return logprobs(model, torch.tensor([list(prompt)]))[0, -1]
 
 
 def vocabulary_shift(

@@ -91,6 +91,15 @@ def target_scores(
 
 def score(model: Any, prompt: Sequence[int], target: Sequence[int]) -> float:
     """``log p(target | prompt)`` under ``model``, from token ids."""
+    return score_and_next(model, prompt, target)[0]
+
+
+def score_and_next(
+    model: Any, prompt: Sequence[int], target: Sequence[int]
+) -> tuple[float, Float[Tensor, " vocab"]]:
+    """``log p(target | prompt)`` and the log-probs of every token after ``prompt`` (its
+    last position), from the one pass over ``prompt + target[:-1]``.
+    """
     ids = torch.tensor([[*prompt, *target[:-1]]])
     n_ctx = context_length(model)
     if ids.shape[1] > n_ctx:
@@ -98,7 +107,8 @@ def score(model: Any, prompt: Sequence[int], target: Sequence[int]) -> float:
             f"Prompt and target are {ids.shape[1] + 1} tokens, past this model's context "
             f"of {n_ctx}; shorten the prompt."
         )
-    return float(target_scores(logprobs(model, ids), len(prompt), target)[0])
+    lp = logprobs(model, ids)
+    return float(target_scores(lp, len(prompt), target)[0]), lp[0, len(prompt) - 1]
 
 
 def target_logprob(model: Any, tokenizer: Any, prompt: str, target: str) -> float:
@@ -115,6 +125,13 @@ def reference_texts(directory: Path | None = None) -> list[str]:
     texts = [f.read_text(encoding="utf-8", errors="replace") for f in files]
     texts = [t for t in texts if t.strip()]
     return texts or [FALLBACK_TEXT]
+
+
+def default_reference(tokenizer: Any, model: Any) -> Int[Tensor, "n t"]:
+    """:func:`reference_ids` of :func:`reference_texts`, in windows of at most 64 tokens
+    (fewer for a shorter context): what specificity is measured on unless told.
+    """
+    return reference_ids(tokenizer, reference_texts(), seq_len=min(64, context_length(model)))
 
 
 def reference_ids(

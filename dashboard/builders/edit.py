@@ -13,30 +13,29 @@ from pathlib import Path
 
 import altair as alt
 import pandas as pd
-from altair.utils.schemapi import UndefinedType
 from core.analysis import Analysis
 from core.edit import (
     EDIT_KINDS,
     Comparison,
     Edit,
-    EditReport,
     EditSet,
-    SweepRow,
+    TargetShift,
+    apply_edits,
     compare,
     export,
-    measure,
-    sweep,
+    reference_specificity,
+    target_shift,
 )
-from core.edit.baseline import RandomBaseline, sweep_baselines
+from core.edit.continuation import continuation
 from core.edit.from_search import edits_from_hits
+from core.edit.hf import plain_model
+from core.edit.specificity import Specificity
 from core.search import SearchIndex, search
 from core.settings import KIND_NAMES
 
 TOKENS_SHOWN = 6
 CHOSEN = "#e45756"
 OTHER = "#9ca3af"
-#: A sweep's axis turns symlog where a random draw is this many times the largest bar.
-SYMLOG_RATIO = 10.0
 
 
 # --------------------------------------------------------------------------- edits
@@ -95,21 +94,27 @@ def components_of(edits: EditSet) -> list[tuple[str, int, int | None]]:
 # --------------------------------------------------------------------------- compute
 
 
-def compute_report(
-    a: Analysis, spec: str, prompt: str, target: str, max_new_tokens: int
-) -> EditReport:
-    """``core.edit.measure`` of the edits ``spec`` (a string, so it caches)."""
-    return measure(a, EditSet.parse(spec), prompt, target, max_new_tokens=max_new_tokens)
+# The report comes in three parts, each cached on its own inputs, so the page shows the
+# target's shift while specificity and the continuations run, and a new token count
+# reruns only the continuations (the whole report took 6 s on SmolLM2-135M).
 
 
-def compute_sweep(
-    a: Analysis, kind: str, layer: int, head: int | None, prompt: str, target: str, n: int
-) -> tuple[list[SweepRow], list[RandomBaseline]]:
-    """Each of the first ``n`` directions of one matrix removed alone (unedited model),
-    and each row's matched random draws (one sweep for both: it took 0.6 s of the page's
-    answer on SmolLM2-135M when the draws ran it again)."""
-    rows = sweep(a, kind, layer, head, prompt, target, n=n)
-    return rows, sweep_baselines(a, kind, layer, head, rows, prompt, target)
+def compute_shift(a: Analysis, spec: str, prompt: str, target: str) -> TargetShift:
+    """``core.edit.target_shift`` of the edits ``spec`` (a string, so it caches)."""
+    return target_shift(a, apply_edits(a, EditSet.parse(spec)), prompt, target)
+
+
+def compute_specificity(a: Analysis, spec: str) -> Specificity:
+    """``core.edit.reference_specificity`` of the edits ``spec`` on the held-out text."""
+    return reference_specificity(a, apply_edits(a, EditSet.parse(spec)))
+
+
+def compute_continuation(a: Analysis, spec: str, prompt: str, max_new_tokens: int) -> str:
+    """The greedy continuation of ``prompt`` with the edits ``spec``; ``""``: the unedited
+    model's (one per prompt, whatever the edits)."""
+    assert a.model is not None
+    model = apply_edits(a, EditSet.parse(spec)).model if spec else plain_model(a)
+    return continuation(model, a.model.tokenizer, prompt, max_new_tokens)
 
 
 def compute_comparison(
@@ -161,7 +166,7 @@ def compute_search_spec(index: SearchIndex, query: str, threshold: float, top: i
 # --------------------------------------------------------------------------- views
 
 
-def logprob_frame(report: EditReport) -> pd.DataFrame:
+def logprob_frame(shift: TargetShift) -> pd.DataFrame:
     """One row: ``target``, ``tokens``, ``before``, ``after``, ``delta``, and the
     probabilities ``p_before`` and ``p_after``."""
     import math
@@ -169,26 +174,26 @@ def logprob_frame(report: EditReport) -> pd.DataFrame:
     return pd.DataFrame(
         [
             {
-                "target": repr(report.target),
-                "tokens": len(report.target_tokens),
-                "before": report.logprob_before,
-                "after": report.logprob_after,
-                "delta": report.logprob_after - report.logprob_before,
-                "p_before": math.exp(report.logprob_before),
-                "p_after": math.exp(report.logprob_after),
+                "target": repr(shift.target),
+                "tokens": len(shift.target_tokens),
+                "before": shift.logprob_before,
+                "after": shift.logprob_after,
+                "delta": shift.delta,
+                "p_before": math.exp(shift.logprob_before),
+                "p_after": math.exp(shift.logprob_after),
             }
         ]
     )
 
 
-def baseline_frame(report: EditReport) -> pd.DataFrame:
+def baseline_frame(shift: TargetShift) -> pd.DataFrame:
     """The edit's Δlog p(target) beside its matched random draws.
 
     Columns ``edits`` (the spec; empty for the summary row), ``kind`` (``this edit``,
     ``random draw``, then ``random mean (std …)``) and ``delta`` (nats).
     """
-    b = report.random
-    rows = [{"edits": report.edits.spec(), "kind": "this edit", "delta": report.delta}]
+    b = shift.random
+    rows = [{"edits": shift.edits.spec(), "kind": "this edit", "delta": shift.delta}]
     rows += [
         {"edits": d.spec(), "kind": "random draw", "delta": x} for d, x in zip(b.draws, b.deltas)
     ]
@@ -198,12 +203,12 @@ def baseline_frame(report: EditReport) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["edits", "kind", "delta"])
 
 
-def baseline_summary(report: EditReport) -> str:
+def baseline_summary(shift: TargetShift) -> str:
     """One sentence: the edit against its random draws, the target's rank by decrease
     and the other tokens' median change."""
-    b = report.random
+    b = shift.random
     if b.deltas:
-        beyond = b.exceeded_by(report.delta)
+        beyond = b.exceeded_by(shift.delta)
         versus = (
             f"{'more' if beyond else 'no more'} than every one of {len(b.deltas)} random "
             f"edits matched in kind, index and σ (mean {b.mean:+.3f} nats)"
@@ -211,23 +216,22 @@ def baseline_summary(report: EditReport) -> str:
     else:
         versus = "with no matched random edit to compare (no other component of that kind)"
     return (
-        f"The edit moves log p(target) by {report.delta:+.3f} nats, {versus}. At the "
-        f"prompt's last position the target's first token is the {report.target_rank:,}th "
-        f"most decreased of {report.n_vocab:,} tokens; the others moved by a median "
-        f"|Δ| of {report.median_abs_delta:.3f} nats."
+        f"The edit moves log p(target) by {shift.delta:+.3f} nats, {versus}. At the "
+        f"prompt's last position the target's first token is the {shift.target_rank:,}th "
+        f"most decreased of {shift.n_vocab:,} tokens; the others moved by a median "
+        f"|Δ| of {shift.median_abs_delta:.3f} nats."
     )
 
 
-def specificity_frame(report: EditReport) -> pd.DataFrame:
+def specificity_frame(shift: TargetShift, s: Specificity) -> pd.DataFrame:
     """The effect on the target against the effect on reference text, in nats.
 
     Rows (``measure``, ``value``): target Δlog p, reference KL, reference Δloss.
     """
-    s = report.specificity
     return pd.DataFrame(
         {
             "measure": ["target Δlog p", "reference KL", "reference Δloss"],
-            "value": [report.logprob_after - report.logprob_before, s.kl, s.loss_change],
+            "value": [shift.delta, s.kl, s.loss_change],
             "group": ["target", "reference", "reference"],
         }
     )
@@ -257,101 +261,6 @@ def specificity_chart(df: pd.DataFrame) -> alt.HConcatChart:
         ).encode(text=alt.Text("value:Q", format=".3g"))
         panels.append((bar + text).properties(title=name, width=120, height=170))
     return alt.hconcat(*panels, title="Effect on the target vs on reference text (nats)")
-
-
-def sweep_frame(
-    rows: list[SweepRow], chosen: set[int], baselines: list[RandomBaseline] | None = None
-) -> pd.DataFrame:
-    """Columns ``index``, ``sigma``, ``logprob``, ``delta``, ``chosen`` (in the edit set),
-    and with ``baselines`` (one per row) ``random_mean``, ``random_max`` (the largest
-    ``|Δ|`` of the draws) and ``beyond_random`` (``|delta|`` above every draw's)."""
-    df = pd.DataFrame(
-        {
-            "index": [r.index for r in rows],
-            "sigma": [r.singular_value for r in rows],
-            "logprob": [r.logprob for r in rows],
-            "delta": [r.delta_logprob for r in rows],
-            "chosen": [r.index in chosen for r in rows],
-        }
-    )
-    if baselines is not None:
-        df["random_mean"] = [b.mean for b in baselines]
-        df["random_max"] = [
-            max((abs(x) for x in b.deltas), default=float("nan")) for b in baselines
-        ]
-        df["beyond_random"] = [
-            bool(b.exceeded_by(r.delta_logprob)) for r, b in zip(rows, baselines)
-        ]
-    return df
-
-
-def sweep_random_frame(rows: list[SweepRow], baselines: list[RandomBaseline]) -> pd.DataFrame:
-    """One row per random draw of each swept direction: ``index``, ``delta``, ``edit``."""
-    out = [
-        {"index": r.index, "delta": x, "edit": d.spec()}
-        for r, b in zip(rows, baselines)
-        for d, x in zip(b.draws, b.deltas)
-    ]
-    return pd.DataFrame(out, columns=["index", "delta", "edit"])
-
-
-def sweep_chart(df: pd.DataFrame, title: str, randoms: pd.DataFrame | None = None) -> alt.Chart:
-    """Bars of Δlog p(target) per removed direction; directions in the edit set in red.
-
-    With ``randoms`` (:func:`sweep_random_frame`) each direction's matched random draws
-    are black ticks over its bar, and bars not beyond every draw are faded. Where a draw
-    is over :data:`SYMLOG_RATIO` times the largest bar, the axis is symlog.
-    """
-    tooltip = [
-        "index",
-        alt.Tooltip("sigma:Q", format=".4g", title="σ"),
-        alt.Tooltip("delta:Q", format="+.4f", title="Δ log p"),
-        alt.Tooltip("logprob:Q", format=".4f", title="log p after"),
-    ]
-    enc: dict[str, object] = {}
-    y_title = "Δ log p(target)"
-    scale: alt.Scale | UndefinedType = alt.Undefined
-    biggest = float(df["delta"].abs().max()) if len(df) else 0.0
-    drawn = float(randoms["delta"].abs().max()) if randoms is not None and len(randoms) else 0.0
-    if drawn > SYMLOG_RATIO * biggest:
-        # A draw can move the target a hundred times more than any swept direction (a
-        # massive-activation direction at the same index): on a linear axis the bars
-        # vanish. Symlog keeps them readable, linear up to ``constant``.
-        scale = alt.Scale(type="symlog", constant=max(biggest, 1e-4) / 4)
-        y_title += " (symlog)"
-    if "beyond_random" in df:
-        tooltip.append(alt.Tooltip("beyond_random:N", title="beyond random"))
-        enc["opacity"] = alt.condition(alt.datum.beyond_random, alt.value(1.0), alt.value(0.35))
-    bars = (
-        alt.Chart(df, title=title)
-        .mark_bar()
-        .encode(
-            x=alt.X("index:O", title="direction removed alone"),
-            y=alt.Y("delta:Q", title=y_title, scale=scale),
-            color=alt.Color(
-                "chosen:N",
-                scale=alt.Scale(domain=[True, False], range=[CHOSEN, OTHER]),
-                legend=alt.Legend(title="in edit set"),
-            ),
-            tooltip=tooltip,
-            **enc,
-        )
-    )
-    if randoms is None or randoms.empty:
-        return bars.properties(height=220)
-    ticks = (
-        alt.Chart(randoms)
-        .mark_tick(color="black", thickness=2, size=12)
-        .encode(
-            x="index:O",
-            y="delta:Q",
-            tooltip=[
-                alt.Tooltip("edit:N", title="random draw"),
-                alt.Tooltip("delta:Q", format="+.4f"),
-            ],
-        )
-    )
-    return (bars + ticks).properties(height=220)
 
 
 def _ends(d: object) -> tuple[str, str]:

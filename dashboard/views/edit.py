@@ -8,6 +8,7 @@ import streamlit as st
 from core.edit import EditSet
 from core.errors import CoreError
 from dashboard import components, limits, loaders, state
+from dashboard.builders import ablation as ab
 from dashboard.builders import edit as eb
 from dashboard.builders.names import component_label
 from dashboard.markup import plain
@@ -137,41 +138,50 @@ kind, layer, head = st.selectbox(
 limits.enter("this edit measurement")
 try:
     if len(edits):
-        report = loaders.cached_table(
-            "edit.report", sel, eb.compute_report, edits.spec(), prompt, target, max_new
-        )
+        # Each part is drawn as soon as it is ready: the target first (about a second),
+        # then specificity and the continuations (seconds each on a 2-core CPU).
+        shift = loaders.cached_table("edit.shift", sel, eb.compute_shift, spec, prompt, target)
         st.subheader("Target")
-        st.dataframe(eb.logprob_frame(report), hide_index=True, key="edit.logprob")
+        st.dataframe(eb.logprob_frame(shift), hide_index=True, key="edit.logprob")
         st.subheader("Against random edits")
-        st.markdown(plain(eb.baseline_summary(report)))
+        st.markdown(plain(eb.baseline_summary(shift)))
         st.dataframe(
-            eb.baseline_frame(report),
+            eb.baseline_frame(shift),
             hide_index=True,
             key="edit.baseline",
             column_config={
                 "delta": st.column_config.NumberColumn("Δ log p(target)", format="%+.4f"),
             },
         )
-        st.altair_chart(eb.specificity_chart(eb.specificity_frame(report)), key="edit.spec")
+        reference = loaders.cached_table("edit.specificity", sel, eb.compute_specificity, spec)
+        st.altair_chart(
+            eb.specificity_chart(eb.specificity_frame(shift, reference)), key="edit.spec"
+        )
         st.caption(
             f"Reference: KL(before‖after) of next-token distributions over "
-            f"{report.specificity.n_tokens} held-out tokens, and the change in their loss."
+            f"{reference.n_tokens} held-out tokens, and the change in their loss."
         )
         st.subheader("Greedy continuations")
         b, af = st.columns(2)
         b.markdown("**Before**")
-        b.code(prompt + report.continuation_before, language=None, wrap_lines=True)
+        text = loaders.cached_table(
+            "edit.continuation", sel, eb.compute_continuation, "", prompt, max_new
+        )
+        b.code(prompt + text, language=None, wrap_lines=True)
         af.markdown("**After**")
-        af.code(prompt + report.continuation_after, language=None, wrap_lines=True)
+        text = loaders.cached_table(
+            "edit.continuation", sel, eb.compute_continuation, spec, prompt, max_new
+        )
+        af.code(prompt + text, language=None, wrap_lines=True)
     st.subheader(f"Sweep: {component_label(kind, layer, head)}")
     n_sweep = st.slider("Directions swept", 1, 64, 16, key="edit.n_sweep")
     rows, base = loaders.cached_table(
-        "edit.sweep", sel, eb.compute_sweep, kind, layer, head, prompt, target, n_sweep
+        "edit.sweep", sel, ab.compute_sweep, kind, layer, head, prompt, target, n_sweep
     )
     chosen = {e.index for e in edits if e.component == (kind, layer, head)}
-    frame = eb.sweep_frame(rows, chosen, base)
+    frame = ab.sweep_frame(rows, chosen, base)
     st.altair_chart(
-        eb.sweep_chart(frame, "Each direction removed alone", eb.sweep_random_frame(rows, base)),
+        ab.sweep_chart(frame, "Each direction removed alone", ab.sweep_random_frame(rows, base)),
         key="edit.sweep_chart",
     )
     st.caption(

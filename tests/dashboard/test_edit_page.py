@@ -8,9 +8,10 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 import core.search.engine as engine
-from core.edit import Edit, EditSet
+from core.edit import Edit, EditSet, measure
 from core.search import build_index
 from core.search.null import Null
+from dashboard.builders import ablation as ab
 from dashboard.builders import edit as eb
 from dashboard.registry import page as registry_page
 from tests.dashboard.conftest import APP
@@ -51,18 +52,32 @@ def test_edits_frame_and_selection():
     assert eb.matrix_options(EditSet(), ("qk", 0, 1)) == []
 
 
+def test_report_parts_are_measure(analysis):
+    """The page's three cached parts are what ``core.edit.measure`` reports."""
+    spec = "ov:1:2:0,mlp_out:0:1"
+    rep = measure(analysis, EditSet.parse(spec), PROMPT, " f", max_new_tokens=4)
+    assert eb.compute_shift(analysis, spec, PROMPT, " f") == rep.shift
+    assert eb.compute_specificity(analysis, spec) == rep.specificity
+    assert eb.compute_continuation(analysis, "", PROMPT, 4) == rep.continuation_before
+    assert eb.compute_continuation(analysis, spec, PROMPT, 4) == rep.continuation_after
+
+
 def test_report_views(analysis):
-    rep = eb.compute_report(analysis, "ov:1:2:0,mlp_out:0:1", PROMPT, " f", 4)
-    lp = eb.logprob_frame(rep)
-    assert lp["delta"].iloc[0] == pytest.approx(rep.logprob_after - rep.logprob_before)
-    spec = eb.specificity_frame(rep)
-    assert list(spec["measure"]) == ["target Δlog p", "reference KL", "reference Δloss"]
-    assert spec["value"].iloc[1] == pytest.approx(rep.specificity.kl)
+    spec = "ov:1:2:0,mlp_out:0:1"
+    shift = eb.compute_shift(analysis, spec, PROMPT, " f")
+    reference = eb.compute_specificity(analysis, spec)
+    lp = eb.logprob_frame(shift)
+    assert lp["delta"].iloc[0] == pytest.approx(shift.logprob_after - shift.logprob_before)
+    frame = eb.specificity_frame(shift, reference)
+    assert list(frame["measure"]) == ["target Δlog p", "reference KL", "reference Δloss"]
+    assert frame["value"].iloc[0] == pytest.approx(shift.delta)
+    assert frame["value"].iloc[1] == pytest.approx(reference.kl)
+    assert frame["value"].iloc[2] == pytest.approx(reference.loss_after - reference.loss_before)
     # One small panel per measure, each on its own scale (titles, not crowded axis labels).
-    chart = eb.specificity_chart(spec).to_dict()
+    chart = eb.specificity_chart(frame).to_dict()
     panels = chart["hconcat"]
-    assert [p["title"] for p in panels] == list(spec["measure"])
-    for p, v in zip(panels, spec["value"]):
+    assert [p["title"] for p in panels] == list(frame["measure"])
+    for p, v in zip(panels, frame["value"]):
         bar, text = p["layer"]
         assert bar["mark"]["type"] == "bar" and text["mark"]["type"] == "text"
         lo, hi = bar["encoding"]["y"]["scale"]["domain"]
@@ -70,8 +85,8 @@ def test_report_views(analysis):
 
 
 def test_sweep_view_highlights_the_chosen_directions(analysis):
-    rows, base = eb.compute_sweep(analysis, "ov", 1, 2, PROMPT, " f", 5)
-    df = eb.sweep_frame(rows, {1, 3})
+    rows, base = ab.compute_sweep(analysis, "ov", 1, 2, PROMPT, " f", 5)
+    df = ab.sweep_frame(rows, {1, 3})
     assert list(df["index"]) == list(range(5)) and list(df["chosen"]) == [
         False,
         True,
@@ -79,17 +94,17 @@ def test_sweep_view_highlights_the_chosen_directions(analysis):
         True,
         False,
     ]
-    spec = eb.sweep_chart(df, "t").to_dict()
+    spec = ab.sweep_chart(df, "t").to_dict()
     assert spec["encoding"]["x"]["field"] == "index"
     assert spec["encoding"]["color"]["scale"]["range"] == [eb.CHOSEN, eb.OTHER]
     # With matched random draws: ticks over the bars, and the bars beyond them marked.
-    df = eb.sweep_frame(rows, {1, 3}, base)
+    df = ab.sweep_frame(rows, {1, 3}, base)
     for (_, r), b in zip(df.iterrows(), base):
         assert r["beyond_random"] == (abs(r["delta"]) > max(abs(x) for x in b.deltas))
         assert r["random_mean"] == pytest.approx(sum(b.deltas) / len(b.deltas))
-    randoms = eb.sweep_random_frame(rows, base)
+    randoms = ab.sweep_random_frame(rows, base)
     assert len(randoms) == sum(len(b.deltas) for b in base)
-    layered = eb.sweep_chart(df, "t", randoms).to_dict()
+    layered = ab.sweep_chart(df, "t", randoms).to_dict()
     assert [lay["mark"]["type"] for lay in layered["layer"]] == ["bar", "tick"]
 
 
@@ -100,15 +115,15 @@ def test_sweep_axis_turns_symlog_when_a_draw_dwarfs_the_bars():
     )  # fmt: skip
     near = pd.DataFrame({"index": [0, 1], "delta": [-0.2, 0.1], "edit": ["a", "b"]})
     far = pd.DataFrame({"index": [0, 1], "delta": [-6.0, 0.1], "edit": ["a", "b"]})
-    y = eb.sweep_chart(bars, "t", near).to_dict()["layer"][0]["encoding"]["y"]
+    y = ab.sweep_chart(bars, "t", near).to_dict()["layer"][0]["encoding"]["y"]
     assert "scale" not in y and "symlog" not in y["title"]
-    y = eb.sweep_chart(bars, "t", far).to_dict()["layer"][0]["encoding"]["y"]
+    y = ab.sweep_chart(bars, "t", far).to_dict()["layer"][0]["encoding"]["y"]
     assert y["scale"]["type"] == "symlog" and y["scale"]["constant"] == pytest.approx(0.01)
     assert "symlog" in y["title"]
 
 
 def test_baseline_frame_and_summary(analysis):
-    r = eb.compute_report(analysis, "ov:1:2:0", PROMPT, " f", 0)
+    r = eb.compute_shift(analysis, "ov:1:2:0", PROMPT, " f")
     df = eb.baseline_frame(r)
     assert list(df["kind"]) == ["this edit", *["random draw"] * len(r.random.deltas),
                                 f"random mean (std {r.random.std:.4f})"]  # fmt: skip
@@ -308,3 +323,37 @@ def test_edits_stay_in_their_session(dash_env, analysis):
     two.run()
     assert not two.exception and _edits(two) == []
     assert _edits(one.run()) == ["ov:0:0:0"]
+
+
+def test_each_part_of_the_report_reruns_only_for_its_own_inputs(dash_env, analysis, monkeypatch):
+    """A new token count reruns only the continuations, a new target only the target's
+    shift; the unedited continuation is one per prompt, whatever the edits."""
+    import collections
+
+    calls: collections.Counter[str] = collections.Counter()
+    for name in ("target_shift", "reference_specificity", "continuation"):
+
+        def counted(*args, _real=getattr(eb, name), _name=name, **kwargs):
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(eb, name, counted)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    # An edit and a prompt no other test measures (the caches are shared).
+    url = {"edits": "ov:1:1:3", "prompt": "each part on its own", "target": " f", "new": "2"}
+    for k, v in url.items():
+        at.query_params[k] = v
+    at.switch_page(EDIT)
+    at.run()
+    assert not at.exception and [e.value for e in at.error] == []
+    assert len(at.code) == 2 and len(at.main.dataframe) == 4
+    assert calls == {"target_shift": 1, "reference_specificity": 1, "continuation": 2}
+    at.number_input(key="edit.max_new").set_value(3).run()
+    assert calls == {"target_shift": 1, "reference_specificity": 1, "continuation": 4}
+    at.text_input(key="edit.target").set_value(" g").run()
+    assert not at.exception and [e.value for e in at.error] == []
+    assert calls == {"target_shift": 2, "reference_specificity": 1, "continuation": 4}
+    # Another edit: its own shift, specificity and continuation; the unedited one is kept.
+    at.number_input(key="edit.index").set_value(2).run()
+    at.button(key="edit.add").click().run()
+    assert calls == {"target_shift": 3, "reference_specificity": 2, "continuation": 5}

@@ -115,4 +115,4 @@ def test_planted_direction_dominates_the_sweep(tmp_path, sign):
         assert deltas[0] > 0.3
     assert abs(deltas[0]) > 10 * max(abs(x) for x in deltas[1:])
     report = measure(a, [Edit("ov", 1, 0, 0)], PROMPT, target, max_new_tokens=3)
-    assert (report.logprob_after - report.logprob_before) == pytest.approx(deltas[0], abs=1e-4)
+    assert report.shift.delta == pytest.approx(deltas[0], abs=1e-4)

@@ -54,7 +54,7 @@ def test_rank_and_median_match_two_plain_hf_forward_passes(analyses, checkpoints
     a = analyses("gpt2")
     prompt, target = "the fire burned with", " hot"
     edits = EditSet.parse("ov:1:2:0,mlp_out:0:3")
-    report = measure(a, edits, prompt, target, max_new_tokens=0, random_draws=2)
+    report = measure(a, edits, prompt, target, max_new_tokens=0, random_draws=2).shift
     # The ids the tool runs (its tokenizer's special tokens included), then plain HF.
     tok = a.model.tokenizer
     ids = torch.tensor([tok(prompt)["input_ids"]])

@@ -11,6 +11,7 @@ from core.edit.prompts import (
     FALLBACK_TEXT,
     reference_ids,
     reference_texts,
+    score_and_next,
     target_ids,
     target_logprob,
 )
@@ -31,6 +32,27 @@ def test_multi_token_target_is_the_sequence_logprob(analyses):
     assert target_logprob(model, tok, prompt, target) == pytest.approx(want, abs=1e-5)
     with pytest.raises(SpecError, match="target is empty"):
         target_logprob(model, tok, prompt, "")
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_one_pass_gives_the_target_and_the_next_token_logprobs(analyses, checkpoints, arch):
+    """Against a plain Hugging Face model read from the checkpoint: the next-token
+    log-probs of the prompt alone, and the target's summed log-prob."""
+    from transformers import AutoModelForCausalLM
+
+    a = analyses(arch)
+    tok = a.model.tokenizer
+    prompt, target = "the fire burned with", " hot flames"
+    p, t = tok(prompt)["input_ids"], target_ids(tok, target, prompt)
+    got, nxt = score_and_next(plain_model(a), p, t)
+    with torch.no_grad():
+        ref = AutoModelForCausalLM.from_pretrained(checkpoints[arch]).eval()
+        want_next = torch.log_softmax(ref(input_ids=torch.tensor([p])).logits[0, -1], -1)
+        lp = torch.log_softmax(ref(input_ids=torch.tensor([p + t])).logits[0], -1)
+    assert nxt.shape == want_next.shape
+    torch.testing.assert_close(nxt, want_next, atol=1e-5, rtol=1e-4)
+    want = sum(float(lp[len(p) - 1 + j, t[j]]) for j in range(len(t)))
+    assert got == pytest.approx(want, abs=1e-4)
 
 
 def test_a_prompt_past_the_context_is_refused(analyses):

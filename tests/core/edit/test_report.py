@@ -20,21 +20,21 @@ def test_report_is_its_parts(analyses):
     ref = reference_ids(tok, [FALLBACK_TEXT], 16, 2)
     r = measure(a, edits, "the fire", " hot flames", ref, max_new_tokens=4)
     base, edited = plain_model(a), apply_edits(a, edits).model
-    assert r.logprob_before == pytest.approx(target_logprob(base, tok, "the fire", " hot flames"))
-    assert r.logprob_after == pytest.approx(target_logprob(edited, tok, "the fire", " hot flames"))
+    assert r.shift.logprob_before == pytest.approx(target_logprob(base, tok, "the fire", " hot flames"))
+    assert r.shift.logprob_after == pytest.approx(target_logprob(edited, tok, "the fire", " hot flames"))
     assert r.specificity == specificity(base, edited, ref)
     assert r.continuation_before == continuation(base, tok, "the fire", 4)
     assert r.continuation_after == continuation(edited, tok, "the fire", 4)
-    assert "".join(r.target_tokens) == " hot flames"
+    assert "".join(r.shift.target_tokens) == " hot flames"
     # Each matched draw's change is that of the model edited by the draw's whole set.
-    assert len(r.random.draws) == len(r.random.deltas) >= 2
-    for d, delta in zip(r.random.draws, r.random.deltas):
+    assert len(r.shift.random.draws) == len(r.shift.random.deltas) >= 2
+    for d, delta in zip(r.shift.random.draws, r.shift.random.deltas):
         assert len(d) == 2
         drawn = target_logprob(apply_edits(a, d).model, tok, "the fire", " hot flames")
-        assert delta == pytest.approx(drawn - r.logprob_before, abs=1e-4)
+        assert delta == pytest.approx(drawn - r.shift.logprob_before, abs=1e-4)
     j = r.to_json()
     assert j["edits"] == "ov:1:0:0,mlp_gate:0:1*0.5" and j["reference_tokens"] == 32
-    assert j["delta_logprob"] == pytest.approx(r.logprob_after - r.logprob_before)
+    assert j["delta_logprob"] == pytest.approx(r.shift.logprob_after - r.shift.logprob_before)
     assert set(j) >= {
         "target_logprob_before",
         "target_logprob_after",
