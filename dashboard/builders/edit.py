@@ -18,9 +18,9 @@ from core.edit import (
     EDIT_KINDS,
     Comparison,
     Edit,
+    EditedModel,
     EditSet,
     TargetShift,
-    apply_edits,
     compare,
     export,
     reference_specificity,
@@ -94,26 +94,27 @@ def components_of(edits: EditSet) -> list[tuple[str, int, int | None]]:
 # --------------------------------------------------------------------------- compute
 
 
-# The report comes in three parts, each cached on its own inputs, so the page shows the
-# target's shift while specificity and the continuations run, and a new token count
-# reruns only the continuations (the whole report took 6 s on SmolLM2-135M).
+# The report's three parts, each cached on its own inputs by ``dashboard.loaders.edit``
+# (the whole report took 6 s on SmolLM2-135M, rerun for any change of its inputs).
 
 
-def compute_shift(a: Analysis, spec: str, prompt: str, target: str) -> TargetShift:
-    """``core.edit.target_shift`` of the edits ``spec`` (a string, so it caches)."""
-    return target_shift(a, apply_edits(a, EditSet.parse(spec)), prompt, target)
+def compute_shift(a: Analysis, edited: EditedModel, prompt: str, target: str) -> TargetShift:
+    """``core.edit.target_shift`` of ``edited``'s edits."""
+    return target_shift(a, edited, prompt, target)
 
 
-def compute_specificity(a: Analysis, spec: str) -> Specificity:
-    """``core.edit.reference_specificity`` of the edits ``spec`` on the held-out text."""
-    return reference_specificity(a, apply_edits(a, EditSet.parse(spec)))
+def compute_specificity(a: Analysis, edited: EditedModel) -> Specificity:
+    """``core.edit.reference_specificity`` of ``edited`` on the held-out text."""
+    return reference_specificity(a, edited)
 
 
-def compute_continuation(a: Analysis, spec: str, prompt: str, max_new_tokens: int) -> str:
-    """The greedy continuation of ``prompt`` with the edits ``spec``; ``""``: the unedited
-    model's (one per prompt, whatever the edits)."""
+def compute_continuation(
+    a: Analysis, edited: EditedModel | None, prompt: str, max_new_tokens: int
+) -> str:
+    """The greedy continuation of ``prompt`` by ``edited``; ``None``: by the unedited
+    model."""
     assert a.model is not None
-    model = apply_edits(a, EditSet.parse(spec)).model if spec else plain_model(a)
+    model = edited.model if edited is not None else plain_model(a)
     return continuation(model, a.model.tokenizer, prompt, max_new_tokens)
 
 

@@ -11,6 +11,7 @@ from dashboard import components, limits, loaders, state
 from dashboard.builders import ablation as ab
 from dashboard.builders import edit as eb
 from dashboard.builders.names import component_label
+from dashboard.loaders import edit as edit_loaders
 from dashboard.markup import plain
 
 sel, a = components.setup()
@@ -140,7 +141,7 @@ try:
     if len(edits):
         # Each part is drawn as soon as it is ready: the target first (about a second),
         # then specificity and the continuations (seconds each on a 2-core CPU).
-        shift = loaders.cached_table("edit.shift", sel, eb.compute_shift, spec, prompt, target)
+        shift = edit_loaders.target_shift(sel, spec, prompt, target)
         st.subheader("Target")
         st.dataframe(eb.logprob_frame(shift), hide_index=True, key="edit.logprob")
         st.subheader("Against random edits")
@@ -153,7 +154,7 @@ try:
                 "delta": st.column_config.NumberColumn("Δ log p(target)", format="%+.4f"),
             },
         )
-        reference = loaders.cached_table("edit.specificity", sel, eb.compute_specificity, spec)
+        reference = edit_loaders.specificity(sel, spec)
         st.altair_chart(
             eb.specificity_chart(eb.specificity_frame(shift, reference)), key="edit.spec"
         )
@@ -164,14 +165,10 @@ try:
         st.subheader("Greedy continuations")
         b, af = st.columns(2)
         b.markdown("**Before**")
-        text = loaders.cached_table(
-            "edit.continuation", sel, eb.compute_continuation, "", prompt, max_new
-        )
+        text = edit_loaders.continuation(sel, "", prompt, max_new)
         b.code(prompt + text, language=None, wrap_lines=True)
         af.markdown("**After**")
-        text = loaders.cached_table(
-            "edit.continuation", sel, eb.compute_continuation, spec, prompt, max_new
-        )
+        text = edit_loaders.continuation(sel, spec, prompt, max_new)
         af.code(prompt + text, language=None, wrap_lines=True)
     st.subheader(f"Sweep: {component_label(kind, layer, head)}")
     n_sweep = st.slider("Directions swept", 1, 64, 16, key="edit.n_sweep")

@@ -8,7 +8,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 import core.search.engine as engine
-from core.edit import Edit, EditSet, measure
+from core.edit import Edit, EditSet, apply_edits, measure
 from core.search import build_index
 from core.search.null import Null
 from dashboard.builders import ablation as ab
@@ -56,16 +56,17 @@ def test_report_parts_are_measure(analysis):
     """The page's three cached parts are what ``core.edit.measure`` reports."""
     spec = "ov:1:2:0,mlp_out:0:1"
     rep = measure(analysis, EditSet.parse(spec), PROMPT, " f", max_new_tokens=4)
-    assert eb.compute_shift(analysis, spec, PROMPT, " f") == rep.shift
-    assert eb.compute_specificity(analysis, spec) == rep.specificity
-    assert eb.compute_continuation(analysis, "", PROMPT, 4) == rep.continuation_before
-    assert eb.compute_continuation(analysis, spec, PROMPT, 4) == rep.continuation_after
+    edited = apply_edits(analysis, EditSet.parse(spec))
+    assert eb.compute_shift(analysis, edited, PROMPT, " f") == rep.shift
+    assert eb.compute_specificity(analysis, edited) == rep.specificity
+    assert eb.compute_continuation(analysis, None, PROMPT, 4) == rep.continuation_before
+    assert eb.compute_continuation(analysis, edited, PROMPT, 4) == rep.continuation_after
 
 
 def test_report_views(analysis):
-    spec = "ov:1:2:0,mlp_out:0:1"
-    shift = eb.compute_shift(analysis, spec, PROMPT, " f")
-    reference = eb.compute_specificity(analysis, spec)
+    edited = apply_edits(analysis, EditSet.parse("ov:1:2:0,mlp_out:0:1"))
+    shift = eb.compute_shift(analysis, edited, PROMPT, " f")
+    reference = eb.compute_specificity(analysis, edited)
     lp = eb.logprob_frame(shift)
     assert lp["delta"].iloc[0] == pytest.approx(shift.logprob_after - shift.logprob_before)
     frame = eb.specificity_frame(shift, reference)
@@ -123,7 +124,7 @@ def test_sweep_axis_turns_symlog_when_a_draw_dwarfs_the_bars():
 
 
 def test_baseline_frame_and_summary(analysis):
-    r = eb.compute_shift(analysis, "ov:1:2:0", PROMPT, " f")
+    r = eb.compute_shift(analysis, apply_edits(analysis, EditSet.parse("ov:1:2:0")), PROMPT, " f")
     df = eb.baseline_frame(r)
     assert list(df["kind"]) == ["this edit", *["random draw"] * len(r.random.deltas),
                                 f"random mean (std {r.random.std:.4f})"]  # fmt: skip
@@ -327,17 +328,25 @@ def test_edits_stay_in_their_session(dash_env, analysis):
 
 def test_each_part_of_the_report_reruns_only_for_its_own_inputs(dash_env, analysis, monkeypatch):
     """A new token count reruns only the continuations, a new target only the target's
-    shift; the unedited continuation is one per prompt, whatever the edits."""
+    shift; the unedited continuation is one per prompt, whatever the edits, and the
+    edited model one per edit set."""
     import collections
 
-    calls: collections.Counter[str] = collections.Counter()
-    for name in ("target_shift", "reference_specificity", "continuation"):
+    import dashboard.loaders.edit as edit_loaders
 
-        def counted(*args, _real=getattr(eb, name), _name=name, **kwargs):
+    calls: collections.Counter[str] = collections.Counter()
+    for module, name in (
+        (eb, "target_shift"),
+        (eb, "reference_specificity"),
+        (eb, "continuation"),
+        (edit_loaders, "apply_edits"),
+    ):
+
+        def counted(*args, _real=getattr(module, name), _name=name, **kwargs):
             calls[_name] += 1
             return _real(*args, **kwargs)
 
-        monkeypatch.setattr(eb, name, counted)
+        monkeypatch.setattr(module, name, counted)
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     # An edit and a prompt no other test measures (the caches are shared).
     url = {"edits": "ov:1:1:3", "prompt": "each part on its own", "target": " f", "new": "2"}
@@ -347,13 +356,21 @@ def test_each_part_of_the_report_reruns_only_for_its_own_inputs(dash_env, analys
     at.run()
     assert not at.exception and [e.value for e in at.error] == []
     assert len(at.code) == 2 and len(at.main.dataframe) == 4
-    assert calls == {"target_shift": 1, "reference_specificity": 1, "continuation": 2}
+    assert calls == {
+        "target_shift": 1, "reference_specificity": 1, "continuation": 2, "apply_edits": 1
+    }  # fmt: skip
     at.number_input(key="edit.max_new").set_value(3).run()
-    assert calls == {"target_shift": 1, "reference_specificity": 1, "continuation": 4}
+    assert calls == {
+        "target_shift": 1, "reference_specificity": 1, "continuation": 4, "apply_edits": 1
+    }  # fmt: skip
     at.text_input(key="edit.target").set_value(" g").run()
     assert not at.exception and [e.value for e in at.error] == []
-    assert calls == {"target_shift": 2, "reference_specificity": 1, "continuation": 4}
+    assert calls == {
+        "target_shift": 2, "reference_specificity": 1, "continuation": 4, "apply_edits": 1
+    }  # fmt: skip
     # Another edit: its own shift, specificity and continuation; the unedited one is kept.
     at.number_input(key="edit.index").set_value(2).run()
     at.button(key="edit.add").click().run()
-    assert calls == {"target_shift": 3, "reference_specificity": 2, "continuation": 5}
+    assert calls == {
+        "target_shift": 3, "reference_specificity": 2, "continuation": 5, "apply_edits": 2
+    }  # fmt: skip

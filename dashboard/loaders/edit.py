@@ -1,0 +1,67 @@
+"""What the Edit page caches for its report: one edited copy of the model per edit set,
+shared by the report's three parts, and each part on its own inputs.
+
+The edited model (:func:`core.edit.apply_edits`, 0.25 s on SmolLM2-135M: a float64
+decomposition of each edited component) is a shared read-only object
+(``st.cache_resource``); nothing writes to it after it is made. The parts are
+``st.cache_data``, so the target's shift is drawn while specificity and the
+continuations run, and a new token count reruns only the continuations.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+from core.edit import EditedModel, EditSet, TargetShift, apply_edits
+from core.edit.specificity import Specificity
+
+from dashboard import config, state
+from dashboard.builders import edit as eb
+from dashboard.loaders import _load, _quiet
+
+#: Edit sets whose edited model is kept (for every session together): each owns only
+#: its edited matrices and shares the rest with the loaded model.
+KEPT_EDITS = 4
+
+
+@st.cache_resource(show_spinner=False, max_entries=KEPT_EDITS)
+def _edited(model: str, processing: str, cache_dir: str, spec: str) -> EditedModel:
+    return apply_edits(_load(model, processing, cache_dir, _quiet), EditSet.parse(spec))
+
+
+@st.cache_data(show_spinner="Measuring the target…", max_entries=128)
+def _shift(
+    model: str, processing: str, cache_dir: str, spec: str, prompt: str, target: str
+) -> TargetShift:
+    a = _load(model, processing, cache_dir, _quiet)
+    return eb.compute_shift(a, _edited(model, processing, cache_dir, spec), prompt, target)
+
+
+@st.cache_data(show_spinner="Measuring specificity on held-out text…", max_entries=64)
+def _specificity(model: str, processing: str, cache_dir: str, spec: str) -> Specificity:
+    a = _load(model, processing, cache_dir, _quiet)
+    return eb.compute_specificity(a, _edited(model, processing, cache_dir, spec))
+
+
+@st.cache_data(show_spinner="Writing the continuation…", max_entries=128)
+def _continuation(
+    model: str, processing: str, cache_dir: str, spec: str, prompt: str, n: int
+) -> str:
+    a = _load(model, processing, cache_dir, _quiet)
+    edited = _edited(model, processing, cache_dir, spec) if spec else None
+    return eb.compute_continuation(a, edited, prompt, n)
+
+
+def target_shift(sel: state.Selection, spec: str, prompt: str, target: str) -> TargetShift:
+    """What the edits ``spec`` do to ``target`` after ``prompt``."""
+    return _shift(sel.model, sel.processing, str(config.cache_dir()), spec, prompt, target)
+
+
+def specificity(sel: state.Selection, spec: str) -> Specificity:
+    """The edits' effect on the held-out reference text."""
+    return _specificity(sel.model, sel.processing, str(config.cache_dir()), spec)
+
+
+def continuation(sel: state.Selection, spec: str, prompt: str, n: int) -> str:
+    """The greedy continuation of ``prompt`` (``n`` new tokens) with the edits ``spec``;
+    ``""``: the unedited model's, one per prompt whatever the edits."""
+    return _continuation(sel.model, sel.processing, str(config.cache_dir()), spec, prompt, n)
