@@ -92,7 +92,7 @@ def parse_sweep(text: str) -> tuple[str, int, int | None]:
 
 
 def _edit(args: argparse.Namespace) -> Any:
-    from core.edit import EditSet, measure, sweep
+    from core.edit import EditSet, measure, plan_sweep, run_sweep
     from core.edit.prompts import reference_ids, target_ids
     from core.edit.rank_one import validate
 
@@ -123,12 +123,8 @@ def _edit(args: argparse.Namespace) -> Any:
     target_ids(a.model.tokenizer, args.target, args.prompt)
     if comp is not None:
         kind, layer, head = comp
-        rows = sweep(a, kind, layer, head, args.prompt, args.target, args.n, args.scale)
-        from core.edit.baseline import sweep_baselines
-
-        base = sweep_baselines(
-            a, kind, layer, head, rows, args.prompt, args.target, args.scale, args.random_draws
-        )
+        plan = plan_sweep(a, kind, layer, head, args.n, args.scale, args.random_draws)
+        rows, base = run_sweep(a, plan, args.prompt, args.target)
         return [
             {
                 "index": r.index,

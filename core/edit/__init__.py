@@ -3,11 +3,12 @@ copy of the model, and what they change (target log-probs, KL, loss, continuatio
 
 Modules: ``rank_one`` (edits and their weight updates), ``hf`` (edited Hugging Face
 copies, export), ``compare`` (a matrix's directions before and after), ``prompts``
-(token ids and log-probs), ``ablate`` (sweeps), ``specificity``, ``continuation``,
-``from_search`` (edits from a semantic search), ``report`` (the target's shift, and all of it at once).
+(token ids and log-probs), ``rows`` (batch rows with their own updates), ``ablate``
+(sweeps, planned once per matrix), ``specificity``, ``continuation``, ``from_search``
+(edits from a semantic search), ``report`` (the target's shift, and all of it at once).
 """
 
-from core.edit.ablate import SweepRow, sweep
+from core.edit.ablate import SweepPlan, SweepRow, plan_sweep, run_sweep, sweep
 from core.edit.compare import Comparison, compare
 from core.edit.from_search import search_edits
 from core.edit.hf import EditedModel, apply_edits, export
@@ -28,14 +29,17 @@ __all__ = [
     "EditSet",
     "EditedModel",
     "RankOne",
+    "SweepPlan",
     "SweepRow",
     "TargetShift",
     "apply_edits",
     "compare",
     "export",
     "measure",
+    "plan_sweep",
     "rank_one_updates",
     "reference_specificity",
+    "run_sweep",
     "search_edits",
     "sweep",
     "target_shift",

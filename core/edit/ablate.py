@@ -1,24 +1,25 @@
 """Ablation sweeps: each of a matrix's first directions removed (or scaled) alone, and
 what that does to the target's log-probability.
 
-Directions are batched: batch row ``b`` runs the prompt with its own rank-one update
-added by a forward hook on the edited matrix's module, which equals editing a copy of
-the weights per direction at a fraction of the cost.
+Directions are batched (:mod:`core.edit.rows`): batch row ``b`` runs the prompt with its
+own rank-one update. A :class:`SweepPlan` holds the updates of a matrix's directions and
+of their matched random draws, so every prompt and target reuses them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import torch
-from jaxtyping import Float, Int
-from torch import Tensor
 
 from core.analysis import Analysis
-from core.edit.hf import apply_edits, plain_model, target_module
-from core.edit.prompts import logprobs, prompt_ids, score, target_ids, target_scores
+from core.edit.baseline import (
+    N_DRAWS,
+    RandomBaseline,
+    edit_set_updates,
+    matched_draws,
+    update_deltas,
+)
+from core.edit.hf import apply_edits, plain_model
+from core.edit.prompts import prompt_ids, score, target_ids
 from core.edit.rank_one import Edit, EditSet, RankOne, rank_one_updates, validate
 from core.query import kind_result
 
@@ -33,50 +34,81 @@ class SweepRow:
     delta_logprob: float
 
 
-class _RowUpdates:
-    """A forward hook adding each batch row's own rank-one updates to its output.
+@dataclass(frozen=True)
+class SweepPlan:
+    """What a sweep of one matrix applies, whatever the prompt and target: the rank-one
+    update of each of its first directions alone, and each direction's matched random
+    draws (:func:`core.edit.baseline.matched_draw`, one edit each) with their updates.
 
-    ``left`` ``[b, k, d_in]``, ``right`` ``[b, k, d_out]`` (rows with fewer than ``k``
-    updates padded with zeros): row ``b`` gets ``sum_i (x_b @ left_bi) right_bi`` added,
-    i.e. ``x_b @ (W + sum_i outer(left_bi, right_bi))``.
+    Making it decomposes each drawn component in float64 (most of a sweep's time on an
+    MLP matrix), so one plan serves every prompt and target.
     """
 
-    def __init__(self, left: Tensor, right: Tensor) -> None:
-        self.left, self.right = left, right
+    kind: str
+    layer: int
+    head: int | None
+    scale: float
+    sigma: tuple[float, ...]
+    updates: tuple[RankOne, ...]
+    draws: tuple[tuple[EditSet, ...], ...]
+    draw_updates: tuple[tuple[RankOne, ...], ...]
 
-    def __call__(self, module: Any, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
-        x = inputs[0]
-        coeff = torch.einsum("btd,bkd->btk", x.double(), self.left.to(x.device))
-        add = torch.einsum("btk,bkd->btd", coeff, self.right.to(x.device))
-        return output + add.to(output.dtype)
 
-
-def run_with_row_updates(
-    model: Any, ids: Int[Tensor, "b t"], updates: Sequence[Sequence[RankOne]]
-) -> Float[Tensor, "b t vocab"]:
-    """Log-probs of ``ids`` where batch row ``b`` runs with ``updates[b]`` added to their
-    matrices (none: the model as it is). Equivalent to editing the weights row by row;
-    the rows' matrices may differ (each matrix's hook adds nothing to the other rows).
+def plan_sweep(
+    analysis: Analysis,
+    kind: str,
+    layer: int,
+    head: int | None,
+    n: int = 20,
+    scale: float = 0.0,
+    n_draws: int = N_DRAWS,
+) -> SweepPlan:
+    """The :class:`SweepPlan` of the first ``n`` directions of one matrix, removed (or
+    scaled by ``scale``) alone, with ``n_draws`` matched draws each (0: none).
     """
-    if len(updates) != ids.shape[0]:
-        raise ValueError("one list of updates per batch row")
-    handles = []
-    try:
-        for tgt in dict.fromkeys(u.target for row in updates for u in row):
-            module, _ = target_module(model, tgt)
-            mine = [[u for u in row if u.target == tgt] for row in updates]
-            ref = next(row[0] for row in mine if row)
-            k = max(len(row) for row in mine)
-            left = torch.zeros(len(mine), k, ref.left.shape[0], dtype=ref.left.dtype)
-            right = torch.zeros(len(mine), k, ref.right.shape[0], dtype=ref.right.dtype)
-            for b, row in enumerate(mine):
-                for i, u in enumerate(row):
-                    left[b, i], right[b, i] = u.left, u.right
-            handles.append(module.register_forward_hook(_RowUpdates(left, right)))
-        return logprobs(model, ids)
-    finally:
-        for handle in handles:
-            handle.remove()
+    validate(analysis, [Edit(kind, layer, head, 0, scale)])
+    d = kind_result(analysis, kind).decomposition
+    c = d.index(layer, head)
+    n = min(n, d.rank)
+    edits = [Edit(kind, layer, head, i, scale) for i in range(n)]
+    draws = [tuple(x for x in matched_draws(analysis, [e], n_draws) if len(x)) for e in edits]
+    flat = edit_set_updates(analysis, [x.edits for row in draws for x in row])
+    singles = iter(u for (u,) in flat)
+    return SweepPlan(
+        kind,
+        layer,
+        head,
+        scale,
+        sigma=tuple(float(s) for s in d.S[c, :n]),
+        updates=tuple(rank_one_updates(analysis, edits)),
+        draws=tuple(draws),
+        draw_updates=tuple(tuple(next(singles) for _ in row) for row in draws),
+    )
+
+
+def run_sweep(
+    analysis: Analysis,
+    plan: SweepPlan,
+    prompt: str,
+    target: str,
+    edits: EditSet | None = None,
+    batch: int = 16,
+) -> tuple[list[SweepRow], list[RandomBaseline]]:
+    """``plan``'s directions and draws, each applied alone on top of ``edits``: the
+    target's log-prob and its change per direction, and each direction's draws' changes.
+    """
+    assert analysis.model is not None
+    tok = analysis.model.tokenizer
+    p, t = prompt_ids(tok, prompt), target_ids(tok, target, prompt)
+    base = apply_edits(analysis, edits).model if edits else plain_model(analysis)
+    before = score(base, p, t)  # also refuses a prompt past the context
+    # The directions and their draws share batches: every row is one update.
+    rows = [[u] for u in (*plan.updates, *(u for row in plan.draw_updates for u in row))]
+    deltas = update_deltas(base, p, t, rows, before, batch)
+    swept = [SweepRow(i, s, before + x, x) for i, (s, x) in enumerate(zip(plan.sigma, deltas))]
+    rest = iter(deltas[len(plan.updates) :])
+    baselines = [RandomBaseline(draws, tuple(next(rest) for _ in draws)) for draws in plan.draws]
+    return swept, baselines
 
 
 def sweep(
@@ -94,22 +126,5 @@ def sweep(
     """For each of the first ``n`` directions of one matrix, remove it alone (or scale
     it by ``scale``) on top of ``edits``, and record the target's log-prob and its change.
     """
-    assert analysis.model is not None
-    tok = analysis.model.tokenizer
-    p, t = prompt_ids(tok, prompt), target_ids(tok, target, prompt)
-    validate(analysis, [Edit(kind, layer, head, 0, scale)])
-    d = kind_result(analysis, kind).decomposition
-    c = d.index(layer, head)
-    n = min(n, d.rank)
-    base = apply_edits(analysis, edits).model if edits else plain_model(analysis)
-    before = score(base, p, t)  # also refuses a prompt past the context
-    updates = rank_one_updates(analysis, [Edit(kind, layer, head, i, scale) for i in range(n)])
-    rows: list[SweepRow] = []
-    for start in range(0, n, batch):
-        chunk = updates[start : start + batch]
-        ids = torch.tensor([p + t[:-1]] * len(chunk))
-        lp = run_with_row_updates(base, ids, [[u] for u in chunk])
-        for j, s in enumerate(target_scores(lp, len(p), t).tolist()):
-            i = start + j
-            rows.append(SweepRow(i, float(d.S[c, i]), s, s - before))
-    return rows
+    plan = plan_sweep(analysis, kind, layer, head, n, scale, n_draws=0)
+    return run_sweep(analysis, plan, prompt, target, edits, batch)[0]

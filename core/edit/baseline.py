@@ -24,8 +24,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from core.analysis import Analysis
-from core.edit.ablate import run_with_row_updates
-from core.edit.rank_one import Edit, EditSet, rank_one_updates
+from core.edit.rank_one import Edit, EditSet, RankOne, rank_one_updates
+from core.edit.rows import run_with_row_updates
 from core.query import kind_result
 
 #: Matched random draws per baseline.
@@ -140,13 +140,17 @@ def set_deltas(
     before: float,
     batch: int = 16,
 ) -> list[float]:
-    """The target log-prob change of each edit set applied (alone) to ``base``:
-    ``batch`` sets, editing any matrices, share a forward pass
-    (:func:`core.edit.ablate.run_with_row_updates`) instead of an edited copy of the
-    model each.
+    """The target log-prob change of each edit set applied (alone) to ``base``
+    (:func:`update_deltas` of :func:`edit_set_updates`).
     """
-    from core.edit.prompts import target_scores
+    updates = edit_set_updates(analysis, edit_sets)
+    return update_deltas(base, prompt, target, updates, before, batch)
 
+
+def edit_set_updates(
+    analysis: Analysis, edit_sets: Sequence[Sequence[Edit]]
+) -> list[list[RankOne]]:
+    """The rank-one updates of each edit set, in its edits' order."""
     # One rank_one_updates call per component (each decomposes its matrix afresh in
     # float64: 0.15 s for a SmolLM2-135M MLP); matched draws share components (a sweep's
     # 48 draws of one MLP's first 16 directions sit in 16). Within one component the
@@ -160,9 +164,26 @@ def set_deltas(
         got = rank_one_updates(analysis, [edit_sets[a][j] for a, j in where])
         for (a, j), u in zip(where, got, strict=True):
             updates[a][j] = u
-    out = [math.nan] * len(edit_sets)
-    for start in range(0, len(edit_sets), batch):
-        part = list(range(start, min(start + batch, len(edit_sets))))
+    return updates
+
+
+def update_deltas(
+    base: Any,
+    prompt: Sequence[int],
+    target: Sequence[int],
+    updates: Sequence[Sequence[RankOne]],
+    before: float,
+    batch: int = 16,
+) -> list[float]:
+    """The target log-prob change (from ``before``) of ``base`` with each row of
+    ``updates`` added: ``batch`` rows, editing any matrices, share a forward pass
+    (:func:`core.edit.rows.run_with_row_updates`) instead of an edited copy each.
+    """
+    from core.edit.prompts import target_scores
+
+    out = [math.nan] * len(updates)
+    for start in range(0, len(updates), batch):
+        part = list(range(start, min(start + batch, len(updates))))
         ids = torch.tensor([[*prompt, *target[:-1]]] * len(part))
         lp = run_with_row_updates(base, ids, [updates[a] for a in part])
         for a, s in zip(part, target_scores(lp, len(prompt), target).tolist()):
@@ -180,39 +201,3 @@ def vocabulary_shift(
     rank = 1 + int((delta < delta[token]).sum())
     others = torch.cat([delta[:token], delta[token + 1 :]]).abs()
     return rank, float(others.quantile(0.5))  # the midpoint for an even count, as numpy
-
-
-def sweep_baselines(
-    analysis: Analysis,
-    kind: str,
-    layer: int,
-    head: int | None,
-    rows: Sequence[Any],
-    prompt: str,
-    target: str,
-    scale: float = 0.0,
-    n_draws: int = N_DRAWS,
-) -> list[RandomBaseline]:
-    """For each row of :func:`core.edit.ablate.sweep` (direction ``row.index`` of one
-    matrix removed alone), the same measurement for ``n_draws`` matched random
-    directions (:func:`matched_draw`), on the unedited model.
-    """
-    from core.edit.hf import plain_model
-    from core.edit.prompts import prompt_ids, score, target_ids
-
-    assert analysis.model is not None
-    tok = analysis.model.tokenizer
-    p, t = prompt_ids(tok, prompt), target_ids(tok, target, prompt)
-    base = plain_model(analysis)
-    before = score(base, p, t)
-    per_row: list[list[EditSet]] = [
-        [d for d in matched_draws(analysis, [Edit(kind, layer, head, r.index, scale)], n_draws)]
-        for r in rows
-    ]
-    singles = [d.edits[0] for draws in per_row for d in draws if len(d)]
-    deltas = iter(single_deltas(analysis, base, p, t, singles, before))
-    out = []
-    for draws in per_row:
-        kept = tuple(d for d in draws if len(d))
-        out.append(RandomBaseline(kept, tuple(next(deltas) for _ in kept)))
-    return out

@@ -1,7 +1,7 @@
 """The Edit page's ablation sweep: each of a matrix's first directions removed alone
 from the unedited model, its change of the target's log-prob beside matched random
-draws. Pure functions (no Streamlit); ``compute_sweep`` takes an ``Analysis`` first so
-the page can cache it through ``dashboard.loaders``.
+draws. Pure functions (no Streamlit); ``compute_sweep`` takes an ``Analysis`` and the
+matrix's plan, which ``dashboard.loaders.edit`` keeps per matrix.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import altair as alt
 import pandas as pd
 from altair.utils.schemapi import UndefinedType
 from core.analysis import Analysis
-from core.edit import SweepRow, sweep
-from core.edit.baseline import RandomBaseline, sweep_baselines
+from core.edit import SweepPlan, SweepRow, run_sweep
+from core.edit.baseline import RandomBaseline
 
 from dashboard.builders.edit import CHOSEN, OTHER
 
@@ -20,13 +20,11 @@ SYMLOG_RATIO = 10.0
 
 
 def compute_sweep(
-    a: Analysis, kind: str, layer: int, head: int | None, prompt: str, target: str, n: int
+    a: Analysis, plan: SweepPlan, prompt: str, target: str
 ) -> tuple[list[SweepRow], list[RandomBaseline]]:
-    """Each of the first ``n`` directions of one matrix removed alone (unedited model),
-    and each row's matched random draws (one sweep for both: it took 0.6 s of the page's
-    answer on SmolLM2-135M when the draws ran it again)."""
-    rows = sweep(a, kind, layer, head, prompt, target, n=n)
-    return rows, sweep_baselines(a, kind, layer, head, rows, prompt, target)
+    """Each direction of ``plan`` removed alone (unedited model), and each one's matched
+    random draws, in shared batches."""
+    return run_sweep(a, plan, prompt, target)
 
 
 def sweep_frame(

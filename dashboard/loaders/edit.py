@@ -1,23 +1,39 @@
-"""What the Edit page caches for its report: one edited copy of the model per edit set,
-shared by the report's three parts, and each part on its own inputs.
+"""What the Edit page caches: one edited copy of the model per edit set, shared by the
+report's three parts, each part on its own inputs, and one sweep plan per matrix.
 
 The edited model (:func:`core.edit.apply_edits`, 0.25 s on SmolLM2-135M: a float64
 decomposition of each edited component) is a shared read-only object
 (``st.cache_resource``); nothing writes to it after it is made. The parts are
 ``st.cache_data``, so the target's shift is drawn while specificity and the
-continuations run, and a new token count reruns only the continuations.
+continuations run, and a new token count reruns only the continuations. A sweep's plan
+(:func:`core.edit.plan_sweep`: its directions' and their random draws' updates, 2 s for
+an MLP matrix of SmolLM2-135M) is shared too, so a new prompt or target reruns only the
+sweep's batched forward passes.
 """
 
 from __future__ import annotations
 
 import streamlit as st
-from core.edit import EditedModel, EditSet, TargetShift, apply_edits
+from core.edit import (
+    EditedModel,
+    EditSet,
+    SweepPlan,
+    SweepRow,
+    TargetShift,
+    apply_edits,
+    plan_sweep,
+)
+from core.edit.baseline import RandomBaseline
 from core.edit.specificity import Specificity
 
 from dashboard import config, state
+from dashboard.builders import ablation as ab
 from dashboard.builders import edit as eb
 from dashboard.loaders import _load, _quiet
 
+#: Sweep plans kept (for every session together): a 64-direction plan of an MLP matrix
+#: holds 256 float64 update pairs, under 10 MB for SmolLM2-135M.
+KEPT_PLANS = 8
 #: Edit sets whose edited model is kept (for every session together): each owns only
 #: its edited matrices and shares the rest with the loaded model.
 KEPT_EDITS = 4
@@ -65,3 +81,40 @@ def continuation(sel: state.Selection, spec: str, prompt: str, n: int) -> str:
     """The greedy continuation of ``prompt`` (``n`` new tokens) with the edits ``spec``;
     ``""``: the unedited model's, one per prompt whatever the edits."""
     return _continuation(sel.model, sel.processing, str(config.cache_dir()), spec, prompt, n)
+
+
+@st.cache_resource(show_spinner=False, max_entries=KEPT_PLANS)
+def _plan(
+    model: str, processing: str, cache_dir: str, kind: str, layer: int, head: int | None, n: int
+) -> SweepPlan:
+    return plan_sweep(_load(model, processing, cache_dir, _quiet), kind, layer, head, n)
+
+
+@st.cache_data(show_spinner="Removing each direction alone…", max_entries=128)
+def _sweep(
+    model: str,
+    processing: str,
+    cache_dir: str,
+    kind: str,
+    layer: int,
+    head: int | None,
+    n: int,
+    prompt: str,
+    target: str,
+) -> tuple[list[SweepRow], list[RandomBaseline]]:
+    a = _load(model, processing, cache_dir, _quiet)
+    plan = _plan(model, processing, cache_dir, kind, layer, head, n)
+    return ab.compute_sweep(a, plan, prompt, target)
+
+
+def sweep(
+    sel: state.Selection,
+    component: tuple[str, int, int | None],
+    n: int,
+    prompt: str,
+    target: str,
+) -> tuple[list[SweepRow], list[RandomBaseline]]:
+    """The first ``n`` directions of ``component`` (kind, layer, head) each removed alone,
+    with their matched random draws."""
+    cdir = str(config.cache_dir())
+    return _sweep(sel.model, sel.processing, cdir, *component, n, prompt, target)

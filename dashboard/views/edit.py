@@ -172,9 +172,7 @@ try:
         af.code(prompt + text, language=None, wrap_lines=True)
     st.subheader(f"Sweep: {component_label(kind, layer, head)}")
     n_sweep = st.slider("Directions swept", 1, 64, 16, key="edit.n_sweep")
-    rows, base = loaders.cached_table(
-        "edit.sweep", sel, ab.compute_sweep, kind, layer, head, prompt, target, n_sweep
-    )
+    rows, base = edit_loaders.sweep(sel, (kind, layer, head), n_sweep, prompt, target)
     chosen = {e.index for e in edits if e.component == (kind, layer, head)}
     frame = ab.sweep_frame(rows, chosen, base)
     st.altair_chart(

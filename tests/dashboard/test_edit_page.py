@@ -8,7 +8,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 import core.search.engine as engine
-from core.edit import Edit, EditSet, apply_edits, measure
+from core.edit import Edit, EditSet, apply_edits, measure, plan_sweep
 from core.search import build_index
 from core.search.null import Null
 from dashboard.builders import ablation as ab
@@ -86,7 +86,7 @@ def test_report_views(analysis):
 
 
 def test_sweep_view_highlights_the_chosen_directions(analysis):
-    rows, base = ab.compute_sweep(analysis, "ov", 1, 2, PROMPT, " f", 5)
+    rows, base = ab.compute_sweep(analysis, plan_sweep(analysis, "ov", 1, 2, 5), PROMPT, " f")
     df = ab.sweep_frame(rows, {1, 3})
     assert list(df["index"]) == list(range(5)) and list(df["chosen"]) == [
         False,
@@ -328,8 +328,8 @@ def test_edits_stay_in_their_session(dash_env, analysis):
 
 def test_each_part_of_the_report_reruns_only_for_its_own_inputs(dash_env, analysis, monkeypatch):
     """A new token count reruns only the continuations, a new target only the target's
-    shift; the unedited continuation is one per prompt, whatever the edits, and the
-    edited model one per edit set."""
+    shift and the sweep; the unedited continuation is one per prompt, whatever the
+    edits, the edited model one per edit set and the sweep's plan one per matrix."""
     import collections
 
     import dashboard.loaders.edit as edit_loaders
@@ -340,6 +340,7 @@ def test_each_part_of_the_report_reruns_only_for_its_own_inputs(dash_env, analys
         (eb, "reference_specificity"),
         (eb, "continuation"),
         (edit_loaders, "apply_edits"),
+        (edit_loaders, "plan_sweep"),
     ):
 
         def counted(*args, _real=getattr(module, name), _name=name, **kwargs):
@@ -357,20 +358,25 @@ def test_each_part_of_the_report_reruns_only_for_its_own_inputs(dash_env, analys
     assert not at.exception and [e.value for e in at.error] == []
     assert len(at.code) == 2 and len(at.main.dataframe) == 4
     assert calls == {
-        "target_shift": 1, "reference_specificity": 1, "continuation": 2, "apply_edits": 1
+        "target_shift": 1, "reference_specificity": 1, "continuation": 2, "apply_edits": 1,
+        "plan_sweep": 1,
     }  # fmt: skip
     at.number_input(key="edit.max_new").set_value(3).run()
     assert calls == {
-        "target_shift": 1, "reference_specificity": 1, "continuation": 4, "apply_edits": 1
+        "target_shift": 1, "reference_specificity": 1, "continuation": 4, "apply_edits": 1,
+        "plan_sweep": 1,
     }  # fmt: skip
     at.text_input(key="edit.target").set_value(" g").run()
     assert not at.exception and [e.value for e in at.error] == []
+    # The sweep reruns for the new target, from the same plan.
     assert calls == {
-        "target_shift": 2, "reference_specificity": 1, "continuation": 4, "apply_edits": 1
+        "target_shift": 2, "reference_specificity": 1, "continuation": 4, "apply_edits": 1,
+        "plan_sweep": 1,
     }  # fmt: skip
     # Another edit: its own shift, specificity and continuation; the unedited one is kept.
     at.number_input(key="edit.index").set_value(2).run()
     at.button(key="edit.add").click().run()
     assert calls == {
-        "target_shift": 3, "reference_specificity": 2, "continuation": 5, "apply_edits": 2
+        "target_shift": 3, "reference_specificity": 2, "continuation": 5, "apply_edits": 2,
+        "plan_sweep": 1,
     }  # fmt: skip

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.edit.ablate import run_with_row_updates, sweep
+from core.edit.ablate import sweep
 from core.edit.hf import apply_edits, plain_model
 from core.edit.prompts import target_logprob
 from core.edit.rank_one import Edit, EditSet, rank_one_updates
 from core.edit.report import measure
+from core.edit.rows import run_with_row_updates
 from core.query import directions
 from tests.core.edit.conftest import open_checkpoint
 from tests.tiny_models import make_hf_model, make_tokenizer

@@ -10,13 +10,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from core.edit.ablate import sweep
+from core.edit.ablate import plan_sweep, run_sweep
 from core.edit.baseline import (
     POOL,
     RandomBaseline,
     matched_draw,
     matched_draws,
-    sweep_baselines,
     vocabulary_shift,
 )
 from core.edit.hf import apply_edits
@@ -96,23 +95,30 @@ def test_vocabulary_shift_counts_ties_in_the_tokens_favour() -> None:
     assert vocabulary_shift(before, after, 1)[0] == 1
 
 
-def test_sweep_baselines_are_single_edits_measured_alone(analyses) -> None:
+def test_a_sweep_plan_serves_every_prompt_and_target(analyses) -> None:
+    """Each row and each matched draw of a planned sweep equals the target's change under
+    its own edited copy of the model, for two prompt/target pairs of one plan."""
     a = analyses("neox")
-    prompt, target = "the cat", " ran"
-    rows = sweep(a, "mlp_in", 1, None, prompt, target, n=3)
-    base = sweep_baselines(a, "mlp_in", 1, None, rows, prompt, target, n_draws=2)
+    plan = plan_sweep(a, "mlp_in", 1, None, n=3, n_draws=2)
     tok = a.model.tokenizer
-    before = target_logprob(apply_edits(a, EditSet()).model, tok, prompt, target)
-    for r, b in zip(rows, base):
-        assert len(b.draws) == 2
-        for d, dd in zip(b.draws, b.deltas):
-            (e,) = d
-            assert (e.kind, e.index) == ("mlp_in", r.index) and e.layer != 1
-            got = target_logprob(apply_edits(a, d).model, tok, prompt, target) - before
-            assert dd == pytest.approx(got, abs=1e-4)
-        assert b.exceeded_by(r.delta_logprob) == (
-            abs(r.delta_logprob) > max(abs(x) for x in b.deltas)
-        )
+    for prompt, target in (("the cat", " ran"), ("a dog sat on", " the mat")):
+        rows, base = run_sweep(a, plan, prompt, target)
+        before = target_logprob(apply_edits(a, EditSet()).model, tok, prompt, target)
+        assert [r.index for r in rows] == [0, 1, 2] and len(base) == 3
+        for r, b in zip(rows, base):
+            removed = apply_edits(a, [Edit("mlp_in", 1, None, r.index)]).model
+            want = target_logprob(removed, tok, prompt, target) - before
+            assert r.delta_logprob == pytest.approx(want, abs=1e-4)
+            assert r.logprob == pytest.approx(want + before, abs=1e-4)
+            assert len(b.draws) == 2
+            for d, dd in zip(b.draws, b.deltas):
+                (e,) = d
+                assert (e.kind, e.index) == ("mlp_in", r.index) and e.layer != 1
+                got = target_logprob(apply_edits(a, d).model, tok, prompt, target) - before
+                assert dd == pytest.approx(got, abs=1e-4)
+            assert b.exceeded_by(r.delta_logprob) == (
+                abs(r.delta_logprob) > max(abs(x) for x in b.deltas)
+            )
 
 
 def test_single_deltas_keep_the_order_of_edits_across_components(analyses) -> None:

@@ -20,8 +20,12 @@ def test_report_is_its_parts(analyses):
     ref = reference_ids(tok, [FALLBACK_TEXT], 16, 2)
     r = measure(a, edits, "the fire", " hot flames", ref, max_new_tokens=4)
     base, edited = plain_model(a), apply_edits(a, edits).model
-    assert r.shift.logprob_before == pytest.approx(target_logprob(base, tok, "the fire", " hot flames"))
-    assert r.shift.logprob_after == pytest.approx(target_logprob(edited, tok, "the fire", " hot flames"))
+    assert r.shift.logprob_before == pytest.approx(
+        target_logprob(base, tok, "the fire", " hot flames")
+    )
+    assert r.shift.logprob_after == pytest.approx(
+        target_logprob(edited, tok, "the fire", " hot flames")
+    )
     assert r.specificity == specificity(base, edited, ref)
     assert r.continuation_before == continuation(base, tok, "the fire", 4)
     assert r.continuation_after == continuation(edited, tok, "the fire", 4)
