@@ -86,7 +86,9 @@ def sweep_chart(df: pd.DataFrame, title: str, randoms: pd.DataFrame | None = Non
         # massive-activation direction at the same index): on a linear axis the bars
         # vanish. Symlog keeps them readable, linear up to ``constant``.
         scale = alt.Scale(type="symlog", constant=max(biggest, 1e-4) / 4)
-        y_title += " (symlog)"
+        # An axis title longer than the plot is tall pushed the chart's title out of
+        # its frame in the browser: kept as short as the linear one.
+        y_title = "Δ log p (symlog)"
     if "beyond_random" in df:
         tooltip.append(alt.Tooltip("beyond_random:N", title="beyond random"))
         enc["opacity"] = alt.condition(alt.datum.beyond_random, alt.value(1.0), alt.value(0.35))
