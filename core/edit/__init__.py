@@ -19,6 +19,7 @@ from core.edit.report import (
     measure,
     reference_specificity,
     target_shift,
+    unedited_reference,
 )
 
 __all__ = [
@@ -43,4 +44,5 @@ __all__ = [
     "search_edits",
     "sweep",
     "target_shift",
+    "unedited_reference",
 ]

@@ -25,7 +25,12 @@ from core.edit.continuation import continuation
 from core.edit.hf import EditedModel, apply_edits, plain_model
 from core.edit.prompts import default_reference, prompt_ids, score_and_next, target_ids
 from core.edit.rank_one import Edit, EditSet
-from core.edit.specificity import Specificity, specificity
+from core.edit.specificity import (
+    ReferencePass,
+    Specificity,
+    reference_pass,
+    specificity_from,
+)
 
 
 @dataclass(frozen=True)
@@ -133,17 +138,32 @@ def target_shift(
     )
 
 
-def reference_specificity(
-    analysis: Analysis, edited: EditedModel, reference: Int[Tensor, "n t"] | None = None
-) -> Specificity:
-    """:func:`~core.edit.specificity.specificity` of ``edited`` against the unedited
-    model on ``reference`` (token windows ``[n, t]``; default: the held-out text).
+def unedited_reference(
+    analysis: Analysis, reference: Int[Tensor, "n t"] | None = None
+) -> ReferencePass:
+    """The unedited model's :class:`~core.edit.specificity.ReferencePass` on ``reference``
+    (token windows ``[n, t]``; default: the held-out text): one per model serves every
+    edit's :func:`reference_specificity`.
     """
     assert analysis.model is not None
     before = plain_model(analysis)
     if reference is None:
         reference = default_reference(analysis.model.tokenizer, before)
-    return specificity(before, edited.model, reference)
+    return reference_pass(before, reference)
+
+
+def reference_specificity(
+    analysis: Analysis,
+    edited: EditedModel,
+    reference: Int[Tensor, "n t"] | ReferencePass | None = None,
+) -> Specificity:
+    """:func:`~core.edit.specificity.specificity` of ``edited`` against the unedited model
+    on ``reference``: token windows ``[n, t]`` (default: the held-out text), or the
+    unedited model's pass on them (:func:`unedited_reference`).
+    """
+    if not isinstance(reference, ReferencePass):
+        reference = unedited_reference(analysis, reference)
+    return specificity_from(reference, edited.model)
 
 
 def measure(

@@ -29,7 +29,7 @@ from core.edit import (
 from core.edit.continuation import continuation
 from core.edit.from_search import edits_from_hits
 from core.edit.hf import plain_model
-from core.edit.specificity import Specificity
+from core.edit.specificity import ReferencePass, Specificity
 from core.search import SearchIndex, search
 from core.settings import KIND_NAMES
 
@@ -103,9 +103,10 @@ def compute_shift(a: Analysis, edited: EditedModel, prompt: str, target: str) ->
     return target_shift(a, edited, prompt, target)
 
 
-def compute_specificity(a: Analysis, edited: EditedModel) -> Specificity:
-    """``core.edit.reference_specificity`` of ``edited`` on the held-out text."""
-    return reference_specificity(a, edited)
+def compute_specificity(a: Analysis, edited: EditedModel, reference: ReferencePass) -> Specificity:
+    """``core.edit.reference_specificity`` of ``edited`` against the unedited model's
+    ``reference`` pass."""
+    return reference_specificity(a, edited, reference)
 
 
 def compute_continuation(

@@ -8,7 +8,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 import core.search.engine as engine
-from core.edit import Edit, EditSet, apply_edits, measure, plan_sweep
+from core.edit import Edit, EditSet, apply_edits, measure, plan_sweep, unedited_reference
 from core.search import build_index
 from core.search.null import Null
 from dashboard.builders import ablation as ab
@@ -58,7 +58,8 @@ def test_report_parts_are_measure(analysis):
     rep = measure(analysis, EditSet.parse(spec), PROMPT, " f", max_new_tokens=4)
     edited = apply_edits(analysis, EditSet.parse(spec))
     assert eb.compute_shift(analysis, edited, PROMPT, " f") == rep.shift
-    assert eb.compute_specificity(analysis, edited) == rep.specificity
+    reference = unedited_reference(analysis)
+    assert eb.compute_specificity(analysis, edited, reference) == rep.specificity
     assert eb.compute_continuation(analysis, None, PROMPT, 4) == rep.continuation_before
     assert eb.compute_continuation(analysis, edited, PROMPT, 4) == rep.continuation_after
 
@@ -66,7 +67,7 @@ def test_report_parts_are_measure(analysis):
 def test_report_views(analysis):
     edited = apply_edits(analysis, EditSet.parse("ov:1:2:0,mlp_out:0:1"))
     shift = eb.compute_shift(analysis, edited, PROMPT, " f")
-    reference = eb.compute_specificity(analysis, edited)
+    reference = eb.compute_specificity(analysis, edited, unedited_reference(analysis))
     lp = eb.logprob_frame(shift)
     assert lp["delta"].iloc[0] == pytest.approx(shift.logprob_after - shift.logprob_before)
     frame = eb.specificity_frame(shift, reference)
@@ -344,6 +345,7 @@ def test_each_part_of_the_report_reruns_only_for_its_own_inputs(dash_env, analys
         (eb, "continuation"),
         (edit_loaders, "apply_edits"),
         (edit_loaders, "plan_sweep"),
+        (edit_loaders, "unedited_reference"),
     ):
 
         def counted(*args, _real=getattr(module, name), _name=name, **kwargs):
@@ -360,6 +362,9 @@ def test_each_part_of_the_report_reruns_only_for_its_own_inputs(dash_env, analys
     at.run()
     assert not at.exception and [e.value for e in at.error] == []
     assert len(at.code) == 2 and len(at.main.dataframe) == 4
+    # The unedited model's reference pass: at most once per model (another test may
+    # have made it), never again for another edit set.
+    assert calls.pop("unedited_reference", 0) <= 1
     assert calls == {
         "target_shift": 1, "reference_specificity": 1, "continuation": 2, "apply_edits": 1,
         "plan_sweep": 1,
@@ -380,6 +385,9 @@ def test_each_part_of_the_report_reruns_only_for_its_own_inputs(dash_env, analys
     at.number_input(key="edit.index").set_value(2).run()
     at.button(key="edit.add").click().run()
     assert calls == {
-        "target_shift": 3, "reference_specificity": 2, "continuation": 5, "apply_edits": 2,
+        "target_shift": 3,
+        "reference_specificity": 2,
+        "continuation": 5,
+        "apply_edits": 2,
         "plan_sweep": 1,
-    }  # fmt: skip
+    }  # fmt: skip (no "unedited_reference": made once)

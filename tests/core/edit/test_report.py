@@ -9,7 +9,7 @@ from core.edit.continuation import continuation
 from core.edit.hf import apply_edits, plain_model
 from core.edit.prompts import FALLBACK_TEXT, reference_ids, target_logprob
 from core.edit.rank_one import EditSet
-from core.edit.report import measure
+from core.edit.report import measure, reference_specificity, unedited_reference
 from core.edit.specificity import specificity
 
 
@@ -27,6 +27,9 @@ def test_report_is_its_parts(analyses):
         target_logprob(edited, tok, "the fire", " hot flames")
     )
     assert r.specificity == specificity(base, edited, ref)
+    # The unedited pass made once serves the edited model's specificity.
+    once = unedited_reference(a, ref)
+    assert reference_specificity(a, apply_edits(a, edits), once) == r.specificity
     assert r.continuation_before == continuation(base, tok, "the fire", 4)
     assert r.continuation_after == continuation(edited, tok, "the fire", 4)
     assert "".join(r.shift.target_tokens) == " hot flames"
