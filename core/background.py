@@ -1,6 +1,7 @@
 """Work that runs on its own thread while pages keep answering: the background fill of
 the projections (:mod:`core.cache.fill`), a dataset-examples build
-(:mod:`core.activations.job`) and the search nulls' warm-up (:mod:`core.search.warm`).
+(:mod:`core.activations.job`), the search nulls' warm-up (:mod:`core.search.warm`) and
+a sweep's plan (:class:`core.edit.ablate.SweepPlanJob`).
 
 Each is started once, is waited on or polled through :attr:`BackgroundJob.done`, and
 keeps the exception that stopped it in :attr:`BackgroundJob.error` rather than raising

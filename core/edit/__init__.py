@@ -8,7 +8,14 @@ copies, export), ``compare`` (a matrix's directions before and after), ``prompts
 (edits from a semantic search), ``report`` (the target's shift, and all of it at once).
 """
 
-from core.edit.ablate import SweepPlan, SweepRow, plan_sweep, run_sweep, sweep
+from core.edit.ablate import (
+    SweepPlan,
+    SweepPlanJob,
+    SweepRow,
+    plan_sweep,
+    run_sweep,
+    sweep,
+)
 from core.edit.compare import Comparison, compare
 from core.edit.from_search import search_edits
 from core.edit.hf import EditedModel, apply_edits, export
@@ -31,6 +38,7 @@ __all__ = [
     "EditedModel",
     "RankOne",
     "SweepPlan",
+    "SweepPlanJob",
     "SweepRow",
     "TargetShift",
     "apply_edits",

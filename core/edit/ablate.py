@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.analysis import Analysis
+from core.background import BackgroundJob
 from core.edit.baseline import (
     N_DRAWS,
     RandomBaseline,
@@ -84,6 +85,39 @@ def plan_sweep(
         draws=tuple(draws),
         draw_updates=tuple(tuple(next(singles) for _ in row) for row in draws),
     )
+
+
+class SweepPlanJob(BackgroundJob):
+    """:func:`plan_sweep` on its own thread, started before a page's forward passes so
+    the plan's float64 decompositions run while the model loads (a non-daemon thread: an
+    exiting interpreter waits for the plan rather than killing it inside torch).
+
+    Attributes:
+        done: set when the plan is made, or on an error.
+        error: the exception that stopped it, if any (:meth:`result` raises it).
+    """
+
+    thread_name = "svd-lens-sweep-plan"
+    daemon = False
+    failure = "planning a sweep failed"
+
+    def __init__(
+        self, analysis: Analysis, kind: str, layer: int, head: int | None, n: int = 20
+    ) -> None:
+        self._args = (analysis, kind, layer, head, n)
+        self._plan: SweepPlan | None = None
+        super().__init__()
+
+    def _work(self) -> None:
+        self._plan = plan_sweep(*self._args)
+
+    def result(self) -> SweepPlan:
+        """The plan, once made (waits for it); re-raises the error that stopped it."""
+        self.wait()
+        if self.error is not None:
+            raise self.error
+        assert self._plan is not None
+        return self._plan
 
 
 def run_sweep(

@@ -8,9 +8,10 @@ decomposition of each edited component) is a shared read-only object
 continuations run, and a new token count reruns only the continuations. The unedited
 model's pass over the held-out text, half of each edit set's specificity, is kept once
 per model (:func:`core.edit.unedited_reference`, 100 MB for SmolLM2-135M). A sweep's plan
-(:func:`core.edit.plan_sweep`: its directions' and their random draws' updates, 2 s for
-an MLP matrix of SmolLM2-135M) is shared too, so a new prompt or target reruns only the
-sweep's batched forward passes.
+(:func:`core.edit.plan_sweep`: its directions' and their random draws' updates, 2.4 s
+for an MLP matrix of SmolLM2-135M) is shared too, so a new prompt or target reruns only
+the sweep's batched forward passes; it is made on its own thread
+(:class:`core.edit.SweepPlanJob`), started before the report, while the model loads.
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ import streamlit as st
 from core.edit import (
     EditedModel,
     EditSet,
-    SweepPlan,
+    SweepPlanJob,
     SweepRow,
     TargetShift,
     apply_edits,
-    plan_sweep,
     unedited_reference,
 )
 from core.edit.baseline import RandomBaseline
@@ -98,8 +98,16 @@ def continuation(sel: state.Selection, spec: str, prompt: str, n: int) -> str:
 @st.cache_resource(show_spinner=False, max_entries=KEPT_PLANS)
 def _plan(
     model: str, processing: str, cache_dir: str, kind: str, layer: int, head: int | None, n: int
-) -> SweepPlan:
-    return plan_sweep(_load(model, processing, cache_dir, _quiet), kind, layer, head, n)
+) -> SweepPlanJob:
+    a = _load(model, processing, cache_dir, _quiet)
+    return SweepPlanJob(a, kind, layer, head, n).start()
+
+
+def start_sweep_plan(sel: state.Selection, component: tuple[str, int, int | None], n: int) -> None:
+    """Start planning the sweep of ``component``'s first ``n`` directions in the
+    background, once per matrix: the page calls it before its forward passes, so the
+    plan's decompositions run while the model loads."""
+    _plan(sel.model, sel.processing, str(config.cache_dir()), *component, n)
 
 
 @st.cache_data(show_spinner="Removing each direction alone…", max_entries=128)
@@ -115,7 +123,7 @@ def _sweep(
     target: str,
 ) -> tuple[list[SweepRow], list[RandomBaseline]]:
     a = _load(model, processing, cache_dir, _quiet)
-    plan = _plan(model, processing, cache_dir, kind, layer, head, n)
+    plan = _plan(model, processing, cache_dir, kind, layer, head, n).result()
     return ab.compute_sweep(a, plan, prompt, target)
 
 

@@ -14,6 +14,9 @@ from dashboard.builders.names import component_label
 from dashboard.loaders import edit as edit_loaders
 from dashboard.markup import plain
 
+#: Directions the sweep removes one at a time, unless the slider says otherwise.
+N_SWEEP = 16
+
 sel, a = components.setup()
 hist, dropped = state.edit_history(sel)
 if dropped:
@@ -136,6 +139,10 @@ kind, layer, head = st.selectbox(
     "Matrix to inspect", view_options, format_func=lambda c: component_label(*c), key="edit.view"
 )
 
+# The sweep's plan needs only the weights: started now, it runs while the report's first
+# part loads the model (the slider below keeps its value in the session).
+n_sweep = int(st.session_state.get("edit.n_sweep", N_SWEEP))
+edit_loaders.start_sweep_plan(sel, (kind, layer, head), n_sweep)
 limits.enter("this edit measurement")
 try:
     if len(edits):
@@ -171,7 +178,7 @@ try:
         text = edit_loaders.continuation(sel, spec, prompt, max_new)
         af.code(prompt + text, language=None, wrap_lines=True)
     st.subheader(f"Sweep: {component_label(kind, layer, head)}")
-    n_sweep = st.slider("Directions swept", 1, 64, 16, key="edit.n_sweep")
+    n_sweep = st.slider("Directions swept", 1, 64, N_SWEEP, key="edit.n_sweep")
     rows, base = edit_loaders.sweep(sel, (kind, layer, head), n_sweep, prompt, target)
     chosen = {e.index for e in edits if e.component == (kind, layer, head)}
     frame = ab.sweep_frame(rows, chosen, base)

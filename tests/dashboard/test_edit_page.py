@@ -336,20 +336,24 @@ def test_each_part_of_the_report_reruns_only_for_its_own_inputs(dash_env, analys
     edits, the edited model one per edit set and the sweep's plan one per matrix."""
     import collections
 
+    import core.edit.ablate as ablate
     import dashboard.loaders.edit as edit_loaders
 
     calls: collections.Counter[str] = collections.Counter()
+    order: list[str] = []
     for module, name in (
         (eb, "target_shift"),
         (eb, "reference_specificity"),
         (eb, "continuation"),
         (edit_loaders, "apply_edits"),
-        (edit_loaders, "plan_sweep"),
+        (ablate, "plan_sweep"),  # on the plan's own thread
         (edit_loaders, "unedited_reference"),
+        (ablate.SweepPlanJob, "start"),
     ):
 
         def counted(*args, _real=getattr(module, name), _name=name, **kwargs):
             calls[_name] += 1
+            order.append(_name)
             return _real(*args, **kwargs)
 
         monkeypatch.setattr(module, name, counted)
@@ -365,6 +369,8 @@ def test_each_part_of_the_report_reruns_only_for_its_own_inputs(dash_env, analys
     # The unedited model's reference pass: at most once per model (another test may
     # have made it), never again for another edit set.
     assert calls.pop("unedited_reference", 0) <= 1
+    # The sweep's plan starts on its own thread before the report loads the model.
+    assert calls.pop("start") == 1 and order.index("start") < order.index("target_shift")
     assert calls == {
         "target_shift": 1, "reference_specificity": 1, "continuation": 2, "apply_edits": 1,
         "plan_sweep": 1,
