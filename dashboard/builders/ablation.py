@@ -79,13 +79,20 @@ def sweep_chart(df: pd.DataFrame, title: str, randoms: pd.DataFrame | None = Non
     enc: dict[str, object] = {}
     y_title = "Δ log p(target)"
     scale: alt.Scale | UndefinedType = alt.Undefined
+    axis: alt.Axis | UndefinedType = alt.Undefined
     biggest = float(df["delta"].abs().max()) if len(df) else 0.0
     drawn = float(randoms["delta"].abs().max()) if randoms is not None and len(randoms) else 0.0
     if drawn > SYMLOG_RATIO * biggest:
         # A draw can move the target a hundred times more than any swept direction (a
         # massive-activation direction at the same index): on a linear axis the bars
         # vanish. Symlog keeps them readable, linear up to ``constant``.
-        scale = alt.Scale(type="symlog", constant=max(biggest, 1e-4) / 4)
+        assert randoms is not None
+        both = pd.concat([df["delta"], randoms["delta"]])
+        ends = [min(0.0, float(both.min())), max(0.0, float(both.max()))]
+        scale = alt.Scale(type="symlog", constant=max(biggest, 1e-4) / 4, domain=ends, nice=False)
+        # Vega's own ticks on a symlog scale are linear steps, which bunch into a band of
+        # grid lines at the far end: the ends and 0 only (the tooltips give each value).
+        axis = alt.Axis(values=sorted({*ends, 0.0}), format=".2~g")
         # An axis title longer than the plot is tall pushed the chart's title out of
         # its frame in the browser: kept as short as the linear one.
         y_title = "Δ log p (symlog)"
@@ -97,7 +104,7 @@ def sweep_chart(df: pd.DataFrame, title: str, randoms: pd.DataFrame | None = Non
         .mark_bar()
         .encode(
             x=alt.X("index:O", title="direction removed alone"),
-            y=alt.Y("delta:Q", title=y_title, scale=scale),
+            y=alt.Y("delta:Q", title=y_title, scale=scale, axis=axis),
             color=alt.Color(
                 "chosen:N",
                 scale=alt.Scale(domain=[True, False], range=[CHOSEN, OTHER]),

@@ -125,6 +125,9 @@ def test_sweep_axis_turns_symlog_when_a_draw_dwarfs_the_bars():
     # Short: "Δ log p(target) (symlog)", longer than the plot is tall, pushed the chart's
     # title out of its frame in Chromium.
     assert len(y["title"]) <= 16
+    # The data's ends and 0 as the only ticks (Vega's linear steps bunched at the far end).
+    assert y["scale"]["domain"] == [-6.0, 0.1] and y["scale"]["nice"] is False
+    assert y["axis"]["values"] == [-6.0, 0.0, 0.1]
 
 
 def test_baseline_frame_and_summary(analysis):
