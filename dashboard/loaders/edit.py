@@ -123,7 +123,11 @@ def _sweep(
     target: str,
 ) -> tuple[list[SweepRow], list[RandomBaseline]]:
     a = _load(model, processing, cache_dir, _quiet)
-    plan = _plan(model, processing, cache_dir, kind, layer, head, n).result()
+    try:
+        plan = _plan(model, processing, cache_dir, kind, layer, head, n).result()
+    except Exception:
+        _plan.clear()  # a failed plan is not kept: the next run plans again
+        raise
     return ab.compute_sweep(a, plan, prompt, target)
 
 

@@ -400,3 +400,33 @@ def test_each_part_of_the_report_reruns_only_for_its_own_inputs(dash_env, analys
         "apply_edits": 2,
         "plan_sweep": 1,
     }  # fmt: skip (no "unedited_reference": made once)
+
+
+def test_a_failed_sweep_plan_is_one_sentence_and_planned_again(dash_env, analysis, monkeypatch):
+    """A plan that fails on its thread shows its sentence; the next run plans again
+    rather than keeping the failure."""
+    import core.edit.ablate as ablate
+    from core.errors import CoreError
+
+    real, failures = ablate.plan_sweep, [1]
+
+    def flaky(*args, **kwargs):
+        if failures:
+            failures.pop()
+            raise CoreError("The weights changed on disk; reload the model.")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ablate, "plan_sweep", flaky)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    # A matrix and a prompt no other test sweeps (the plans are shared).
+    url = {"kind": "ov", "layer": "1", "head": "3", "prompt": "a plan that fails once"}
+    for k, v in {**url, "target": " f"}.items():
+        at.query_params[k] = v
+    at.switch_page(EDIT)
+    at.run()
+    assert not at.exception
+    (shown,) = [e.value for e in at.error]
+    assert "The weights changed on disk" in shown and "reload the model" in shown
+    at.run()
+    assert not at.exception and [e.value for e in at.error] == []
+    assert any("directions move the target" in c.value for c in at.caption)
