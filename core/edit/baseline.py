@@ -24,6 +24,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from core.analysis import Analysis
+from core.edit.prompts import target_scores
 from core.edit.rank_one import Edit, EditSet, RankOne, rank_one_updates
 from core.edit.rows import run_with_row_updates
 from core.query import kind_result
@@ -116,21 +117,6 @@ def matched_draws(analysis: Analysis, edits: Sequence[Edit], n: int = N_DRAWS) -
     return [matched_draw(analysis, list(edits), seed) for seed in range(n)]
 
 
-def single_deltas(
-    analysis: Analysis,
-    base: Any,
-    prompt: Sequence[int],
-    target: Sequence[int],
-    edits: Sequence[Edit],
-    before: float,
-    batch: int = 16,
-) -> list[float]:
-    """The target log-prob change of each edit applied alone to ``base``
-    (:func:`set_deltas` of one-edit sets).
-    """
-    return set_deltas(analysis, base, prompt, target, [[e] for e in edits], before, batch)
-
-
 def set_deltas(
     analysis: Analysis,
     base: Any,
@@ -179,8 +165,6 @@ def update_deltas(
     ``updates`` added: ``batch`` rows, editing any matrices, share a forward pass
     (:func:`core.edit.rows.run_with_row_updates`) instead of an edited copy each.
     """
-    from core.edit.prompts import target_scores
-
     out = [math.nan] * len(updates)
     for start in range(0, len(updates), batch):
         part = list(range(start, min(start + batch, len(updates))))

@@ -145,9 +145,9 @@ def test_a_plan_made_on_its_own_thread_is_plan_sweep(analyses) -> None:
     assert bad.done.is_set()
 
 
-def test_single_deltas_keep_the_order_of_edits_across_components(analyses) -> None:
+def test_single_edit_deltas_keep_the_order_of_edits_across_components(analyses) -> None:
     from core.edit import rank_one
-    from core.edit.baseline import single_deltas
+    from core.edit.baseline import set_deltas
     from core.edit.hf import plain_model
     from core.edit.prompts import prompt_ids, score, target_ids
 
@@ -168,7 +168,7 @@ def test_single_deltas_keep_the_order_of_edits_across_components(analyses) -> No
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(rank_one, "token_vectors", counted)
-        got = single_deltas(a, base, p, t, edits, before)
+        got = set_deltas(a, base, p, t, [[e] for e in edits], before)
     # Each component's matrix is decomposed once (ov 0:2 has two edits).
     assert sorted(decomposed) == sorted({e.component for e in edits})
     for e, d in zip(edits, got):
