@@ -11,6 +11,7 @@ copies, export), ``compare`` (a matrix's directions before and after), ``prompts
 from core.edit.ablate import (
     SweepPlan,
     SweepPlanJob,
+    SweepPlans,
     SweepRow,
     plan_sweep,
     run_sweep,
@@ -39,6 +40,7 @@ __all__ = [
     "RankOne",
     "SweepPlan",
     "SweepPlanJob",
+    "SweepPlans",
     "SweepRow",
     "TargetShift",
     "apply_edits",

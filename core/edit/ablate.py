@@ -8,6 +8,9 @@ of their matched random draws, so every prompt and target reuses them.
 
 from __future__ import annotations
 
+import dataclasses
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from core.analysis import Analysis
@@ -53,6 +56,18 @@ class SweepPlan:
     updates: tuple[RankOne, ...]
     draws: tuple[tuple[EditSet, ...], ...]
     draw_updates: tuple[tuple[RankOne, ...], ...]
+
+    def first(self, n: int) -> SweepPlan:
+        """The plan of the first ``n`` directions alone: a direction's update and draws
+        do not depend on how many were planned (each draw is seeded by its own edit).
+        """
+        return dataclasses.replace(
+            self,
+            sigma=self.sigma[:n],
+            updates=self.updates[:n],
+            draws=self.draws[:n],
+            draw_updates=self.draw_updates[:n],
+        )
 
 
 def plan_sweep(
@@ -105,6 +120,7 @@ class SweepPlanJob(BackgroundJob):
         self, analysis: Analysis, kind: str, layer: int, head: int | None, n: int = 20
     ) -> None:
         self._args = (analysis, kind, layer, head, n)
+        self.n = n  # as asked: a plan of a matrix with fewer directions holds them all
         self._plan: SweepPlan | None = None
         super().__init__()
 
@@ -118,6 +134,55 @@ class SweepPlanJob(BackgroundJob):
             raise self.error
         assert self._plan is not None
         return self._plan
+
+
+class SweepPlans:
+    """One analysis's sweep plans, one per matrix, each on its own thread
+    (:class:`SweepPlanJob`), for every page session together.
+
+    A matrix keeps its largest plan: a sweep of fewer directions is its
+    :meth:`SweepPlan.first` (on SmolLM2-135M an MLP plan of 16 directions takes about
+    3 s, of 64 about 4.5 s), and only a larger one is planned again. A plan that failed
+    is planned again on the next request for its matrix, and the other matrices' plans
+    are kept; so are the ``kept`` matrices last asked for.
+    """
+
+    def __init__(self, analysis: Analysis, kept: int = 8) -> None:
+        self._analysis = analysis
+        self._kept = kept
+        self._jobs: OrderedDict[tuple[str, int, int | None], SweepPlanJob] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def start(self, kind: str, layer: int, head: int | None, n: int) -> SweepPlanJob:
+        """The job whose plan holds the first ``n`` directions of the matrix, started
+        now unless a kept one already holds them.
+        """
+        key = (kind, layer, head)
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is None or job.n < n:
+                job = SweepPlanJob(self._analysis, kind, layer, head, n).start()
+                self._jobs[key] = job
+            self._jobs.move_to_end(key)
+            while len(self._jobs) > self._kept:
+                self._jobs.popitem(last=False)  # a running job finishes unheld
+            return job
+
+    def plan(self, kind: str, layer: int, head: int | None, n: int) -> SweepPlan:
+        """The plan of the first ``n`` directions (waits for it; raises its error)."""
+        job = self.start(kind, layer, head, n)
+        try:
+            return job.result().first(n)
+        except Exception:
+            # Dropped once its error is shown, so the next request plans it again (not
+            # in start: a page would retry at once and never show why it failed).
+            with self._lock:
+                if self._jobs.get((kind, layer, head)) is job:
+                    del self._jobs[(kind, layer, head)]
+            raise
+
+    def __len__(self) -> int:
+        return len(self._jobs)
 
 
 def run_sweep(

@@ -10,8 +10,9 @@ model's pass over the held-out text, half of each edit set's specificity, is kep
 per model (:func:`core.edit.unedited_reference`, 100 MB for SmolLM2-135M). A sweep's plan
 (:func:`core.edit.plan_sweep`: its directions' and their random draws' updates, 2.4 s
 for an MLP matrix of SmolLM2-135M) is shared too, so a new prompt or target reruns only
-the sweep's batched forward passes; it is made on its own thread
-(:class:`core.edit.SweepPlanJob`), started before the report, while the model loads.
+the sweep's batched forward passes, and fewer directions are a slice of a kept plan
+(:class:`core.edit.SweepPlans`); it is made on its own thread, started before the
+report, while the model loads.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import streamlit as st
 from core.edit import (
     EditedModel,
     EditSet,
-    SweepPlanJob,
+    SweepPlans,
     SweepRow,
     TargetShift,
     apply_edits,
@@ -34,8 +35,8 @@ from dashboard.builders import ablation as ab
 from dashboard.builders import edit as eb
 from dashboard.loaders import _load, _quiet
 
-#: Sweep plans kept (for every session together): a 64-direction plan of an MLP matrix
-#: holds 256 float64 update pairs, under 10 MB for SmolLM2-135M.
+#: Matrices whose sweep plan is kept (for every session together): a 64-direction plan
+#: of an MLP matrix holds 256 float64 update pairs, under 10 MB for SmolLM2-135M.
 KEPT_PLANS = 8
 #: Edit sets whose edited model is kept (for every session together): each owns only
 #: its edited matrices and shares the rest with the loaded model.
@@ -95,19 +96,16 @@ def continuation(sel: state.Selection, spec: str, prompt: str, n: int) -> str:
     return _continuation(sel.model, sel.processing, str(config.cache_dir()), spec, prompt, n)
 
 
-@st.cache_resource(show_spinner=False, max_entries=KEPT_PLANS)
-def _plan(
-    model: str, processing: str, cache_dir: str, kind: str, layer: int, head: int | None, n: int
-) -> SweepPlanJob:
-    a = _load(model, processing, cache_dir, _quiet)
-    return SweepPlanJob(a, kind, layer, head, n).start()
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _plans(model: str, processing: str, cache_dir: str) -> SweepPlans:
+    return SweepPlans(_load(model, processing, cache_dir, _quiet), KEPT_PLANS)
 
 
 def start_sweep_plan(sel: state.Selection, component: tuple[str, int, int | None], n: int) -> None:
     """Start planning the sweep of ``component``'s first ``n`` directions in the
-    background, once per matrix: the page calls it before its forward passes, so the
-    plan's decompositions run while the model loads."""
-    _plan(sel.model, sel.processing, str(config.cache_dir()), *component, n)
+    background, unless a kept plan of the matrix holds them: the page calls it before its
+    forward passes, so the plan's decompositions run while the model loads."""
+    _plans(sel.model, sel.processing, str(config.cache_dir())).start(*component, n)
 
 
 @st.cache_data(show_spinner="Removing each direction alone…", max_entries=128)
@@ -123,11 +121,8 @@ def _sweep(
     target: str,
 ) -> tuple[list[SweepRow], list[RandomBaseline]]:
     a = _load(model, processing, cache_dir, _quiet)
-    try:
-        plan = _plan(model, processing, cache_dir, kind, layer, head, n).result()
-    except Exception:
-        _plan.clear()  # a failed plan is not kept: the next run plans again
-        raise
+    # A failed plan is planned again by the next run (SweepPlans.start).
+    plan = _plans(model, processing, cache_dir).plan(kind, layer, head, n)
     return ab.compute_sweep(a, plan, prompt, target)
 
 

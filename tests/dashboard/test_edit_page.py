@@ -336,7 +336,8 @@ def test_edits_stay_in_their_session(dash_env, analysis):
 def test_each_part_of_the_report_reruns_only_for_its_own_inputs(dash_env, analysis, monkeypatch):
     """A new token count reruns only the continuations, a new target only the target's
     shift and the sweep; the unedited continuation is one per prompt, whatever the
-    edits, the edited model one per edit set and the sweep's plan one per matrix."""
+    edits, the edited model one per edit set and the sweep's plan one per matrix, which
+    also serves fewer directions."""
     import collections
 
     import core.edit.ablate as ablate
@@ -400,6 +401,11 @@ def test_each_part_of_the_report_reruns_only_for_its_own_inputs(dash_env, analys
         "apply_edits": 2,
         "plan_sweep": 1,
     }  # fmt: skip (no "unedited_reference": made once)
+    # Fewer directions swept: a slice of the kept plan, planned no more.
+    at.slider(key="edit.n_sweep").set_value(3).run()
+    assert not at.exception and [e.value for e in at.error] == []
+    assert any("of 3 directions move the target" in c.value for c in at.caption)
+    assert calls["plan_sweep"] == 1 and calls["target_shift"] == 3
 
 
 def test_a_failed_sweep_plan_is_one_sentence_and_planned_again(dash_env, analysis, monkeypatch):

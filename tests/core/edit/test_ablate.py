@@ -117,3 +117,70 @@ def test_planted_direction_dominates_the_sweep(tmp_path, sign):
     assert abs(deltas[0]) > 10 * max(abs(x) for x in deltas[1:])
     report = measure(a, [Edit("ov", 1, 0, 0)], PROMPT, target, max_new_tokens=3)
     assert report.shift.delta == pytest.approx(deltas[0], abs=1e-4)
+
+
+def _same_plan(got, want) -> None:
+    assert (got.sigma, got.draws) == (want.sigma, want.draws)
+    for mine, theirs in zip(
+        (*got.updates, *(u for row in got.draw_updates for u in row)),
+        (*want.updates, *(u for row in want.draw_updates for u in row)),
+        strict=True,
+    ):
+        assert mine.target == theirs.target
+        torch.testing.assert_close(mine.left, theirs.left)
+        torch.testing.assert_close(mine.right, theirs.right)
+
+
+def test_a_kept_plan_serves_fewer_directions_as_their_own_plan(analyses, monkeypatch):
+    """Fewer directions are a slice of the matrix's kept plan, equal to planning them
+    alone; more are planned again, and each matrix has its own plan."""
+    import core.edit.ablate as ablate
+
+    a = analyses("llama")
+    made: list[int] = []
+    real = ablate.plan_sweep
+
+    def counted(*args, **kwargs):
+        made.append(args[4])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ablate, "plan_sweep", counted)
+    plans = ablate.SweepPlans(a, kept=2)
+    six = plans.plan("mlp_in", 1, None, 6)
+    three = plans.plan("mlp_in", 1, None, 3)
+    assert made == [6]
+    monkeypatch.setattr(ablate, "plan_sweep", real)
+    _same_plan(three, ablate.plan_sweep(a, "mlp_in", 1, None, 3))
+    _same_plan(six, ablate.plan_sweep(a, "mlp_in", 1, None, 6))
+    monkeypatch.setattr(ablate, "plan_sweep", counted)
+    assert len(plans.plan("mlp_in", 1, None, 8).updates) == 8 and made == [6, 8]
+    plans.plan("ov", 1, 2, 4)
+    assert made == [6, 8, 4] and len(plans) == 2
+    # A third matrix pushes out the one asked for least recently.
+    plans.plan("ov", 0, 1, 2)
+    plans.plan("mlp_in", 1, None, 2)
+    assert made == [6, 8, 4, 2, 2]
+
+
+def test_a_failed_plan_is_dropped_alone_and_planned_again(analyses, monkeypatch):
+    import core.edit.ablate as ablate
+    from core.errors import CoreError
+
+    a = analyses("gpt2")
+    real, failures, made = ablate.plan_sweep, [1], []
+
+    def flaky(*args, **kwargs):
+        made.append(args[1:4])
+        if args[1] == "mlp_in" and failures:
+            failures.pop()
+            raise CoreError("The weights changed on disk; reload the model.")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ablate, "plan_sweep", flaky)
+    plans = ablate.SweepPlans(a)
+    plans.plan("ov", 1, 2, 3)
+    with pytest.raises(CoreError, match="reload the model"):
+        plans.plan("mlp_in", 1, None, 3)
+    assert len(plans.plan("mlp_in", 1, None, 3).updates) == 3
+    plans.plan("ov", 1, 2, 3)  # kept through the other matrix's failure
+    assert made == [("ov", 1, 2), ("mlp_in", 1, None), ("mlp_in", 1, None)]
