@@ -33,6 +33,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -202,26 +203,37 @@ def token_vectors(
 ) -> Float[Tensor, "d_model n"]:
     """Exact (float64) token-side singular vectors of the listed directions.
 
-    The component is decomposed again in float64 and each cached direction is matched to
-    its recomputed vector by absolute cosine, so ``index`` means what the cache lists; in
+    The component is decomposed again in float64 (once per analysis:
+    :func:`exact_vectors`) and each cached direction is matched to its recomputed vector
+    by absolute cosine, so ``index`` means what the cache lists; in
     a near-degenerate pair (no clear match) the cached vector itself is used. Signs follow
     the cache.
     """
     d = kind_result(analysis, kind).decomposition
     cached = f64(d.directions[d.index(layer, head)][:, list(indices)])
     cached = cached / cached.norm(dim=0, keepdim=True)
-    w = analysis.weights
-    if kind == "ov":
-        assert head is not None
-        _, _, fresh = factored_svd(f64(w.W_V[layer, head]), f64(w.W_O[layer, head]))
-    else:
-        U, _, V = dense_svd(f64(w.matrix(kind, layer)))
-        fresh = U if kind in ("mlp_in", "mlp_gate") else V
+    make = partial(exact_vectors, analysis, kind, layer, head)
+    fresh = analysis._exact_memo.get((kind, layer, head), make)
     cos = cached.T @ fresh  # [n, r]
     best = cos.abs().argmax(dim=1)
     picked = fresh[:, best] * torch.sign(cos.gather(1, best[:, None]))[:, 0]
     good = cos.abs().gather(1, best[:, None])[:, 0] > 0.999
     return torch.where(good[None, :], picked, cached)
+
+
+def exact_vectors(
+    analysis: Analysis, kind: str, layer: int, head: int | None
+) -> Float[Tensor, "d_model r"]:
+    """All token-side singular vectors of one component, decomposed in float64 (what
+    :func:`token_vectors` matches the cached directions to; the analysis keeps them).
+    """
+    w = analysis.weights
+    if kind == "ov":
+        assert head is not None
+        _, _, fresh = factored_svd(f64(w.W_V[layer, head]), f64(w.W_O[layer, head]))
+        return fresh
+    U, _, V = dense_svd(f64(w.matrix(kind, layer)))
+    return U if kind in ("mlp_in", "mlp_gate") else V
 
 
 def rank_one_updates(analysis: Analysis, edits: Iterable[Edit]) -> list[RankOne]:

@@ -160,3 +160,34 @@ def test_malformed_specs_say_what_to_write(text, message):
 def test_edits_the_model_lacks_are_refused(analyses, edit, message):
     with pytest.raises(SpecError, match=message):
         validate(analyses("gpt2", "post"), [edit])
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_a_matrix_is_decomposed_once_per_analysis(checkpoints, tmp_path, arch, monkeypatch):
+    """A later edit set of a matrix reuses its exact vectors: the same updates, and no
+    new decomposition; the kept vectors are a dense float64 SVD's (up to sign)."""
+    import core.edit.rank_one as rank_one
+    from tests.core.edit.conftest import open_checkpoint
+
+    a = open_checkpoint(checkpoints[arch], "post", tmp_path)  # its own, empty memo
+    made: list[tuple[str, int, int | None]] = []
+    real = rank_one.exact_vectors
+
+    def counted(analysis, kind, layer, head):
+        made.append((kind, layer, head))
+        return real(analysis, kind, layer, head)
+
+    monkeypatch.setattr(rank_one, "exact_vectors", counted)
+    edits = [Edit("mlp_out", 0, None, 1), Edit("ov", 0, 2, 0)]
+    first = rank_one_updates(a, edits)
+    again = rank_one_updates(a, edits)
+    rank_one_updates(a, [Edit("mlp_out", 0, None, 3)])
+    assert made == [("mlp_out", 0, None), ("ov", 0, 2)]
+    for u, v in zip(first, again, strict=True):
+        assert u.target == v.target
+        assert torch.equal(u.left, v.left) and torch.equal(u.right, v.right)
+    kept = a._exact_memo.get(("mlp_out", 0, None), lambda: pytest.fail("not kept"))
+    _, S, Vh = torch.linalg.svd(_dense(a.weights, "mlp_out", 0, None))
+    r = int((1e-6 * S[0] < S).sum())
+    cos = (kept[:, :r] * Vh[:r].T).sum(0).abs()
+    assert torch.allclose(cos, torch.ones_like(cos), atol=1e-9)
