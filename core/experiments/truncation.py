@@ -16,7 +16,7 @@ grid ``k`` that reaches 90%.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ from torch import Tensor
 
 from core.analysis import Analysis
 from core.edit.hf import apply_edits, plain_model
+from core.edit.prefix import Prefix, logprobs_from, prefixes
 from core.edit.prompts import logprobs
 from core.edit.rank_one import Edit, validate
 from core.errors import SpecError
@@ -94,10 +95,24 @@ class TruncationCurve:
 @torch.no_grad()
 def mean_loss(model: Any, ids: Int[Tensor, "n t"], batch: int = 8) -> float:
     """Mean next-token cross-entropy (nats) of ``model`` on windows ``ids``."""
+    return _mean_loss(lambda rows: logprobs(model, ids[rows]), ids, batch)
+
+
+@torch.no_grad()
+def mean_loss_from(model: Any, start: Prefix, batch: int = 8) -> float:
+    """:func:`mean_loss` on ``start``'s windows, ``model`` run from ``start``'s layer
+    (:func:`core.edit.prefix.logprobs_from`; ``model`` is the caller's own copy).
+    """
+    return _mean_loss(lambda rows: logprobs_from(model, start, rows), start.ids, batch)
+
+
+def _mean_loss(
+    logprobs_of: Callable[[slice], Tensor], ids: Int[Tensor, "n t"], batch: int
+) -> float:
     total, count = 0.0, 0
     for s in range(0, ids.shape[0], batch):
         x = ids[s : s + batch]
-        lp = logprobs(model, x)[:, :-1]
+        lp = logprobs_of(slice(s, s + batch))[:, :-1]
         total -= float(lp.gather(2, x[:, 1:, None]).sum())
         count += x.shape[0] * (x.shape[1] - 1)
     return total / max(count, 1)
@@ -130,9 +145,13 @@ def truncation_curve(
     draws: int = 2,
     seed: int = 0,
     loss_orig: float | None = None,
+    start: Prefix | None = None,
 ) -> TruncationCurve:
     """Loss of the model with one matrix truncated to each ``k`` of ``ks`` (clipped to
     the matrix's rank, which is always included), top-``k`` and ``draws`` random draws.
+
+    Each variant runs from ``layer`` on (``start``: the unedited stream entering it,
+    computed here when not given), since the layers before it are the unedited model's.
 
     Raises:
         SpecError: an unknown kind, layer or head, or a kind that cannot be edited.
@@ -143,11 +162,15 @@ def truncation_curve(
     grid = sorted({min(max(int(k), 0), rank) for k in ks} | {0, rank})
     if loss_orig is None:
         loss_orig = mean_loss(plain_model(analysis), ids)
+    if start is None:
+        start = prefixes(plain_model(analysis), ids, [layer])[layer]
+    assert start.layer == layer and start.ids is ids
 
     def loss_keeping(keep: Sequence[int]) -> float:
         if len(keep) == rank:
             return loss_orig
-        return mean_loss(apply_edits(analysis, _removal(kind, layer, heads, keep, rank)).model, ids)
+        edited = apply_edits(analysis, _removal(kind, layer, heads, keep, rank)).model
+        return mean_loss_from(edited, start)
 
     loss_svd = [loss_keeping(range(k)) for k in grid]
     g = torch.Generator().manual_seed(seed)
@@ -181,10 +204,13 @@ def truncation_sweep(
     """:func:`truncation_curve` for every layer of one kind (OV: all heads of a layer
     together), the unedited loss measured once.
     """
-    base = mean_loss(plain_model(analysis), ids)
+    plain = plain_model(analysis)
+    base = mean_loss(plain, ids)
+    starts = prefixes(plain, ids, layers)
     out = []
     for j, layer in enumerate(layers):
         progress(j / max(len(layers), 1), f"truncating {kind} of layer {layer}")
-        out.append(truncation_curve(analysis, kind, layer, None, ids, ks, draws, seed, base))
+        start = starts[layer]
+        out.append(truncation_curve(analysis, kind, layer, None, ids, ks, draws, seed, base, start))
     progress(1.0, f"truncated {kind} of {len(layers)} layers")
     return out

@@ -36,6 +36,8 @@ class Family:
             columns ``[Q | K | V]``), ``per_head`` (NeoX: rows ``[head, (q, k, v),
             d_head]``), or ``separate`` (roles ``q``, ``k``, ``v``, one module each).
         normalization: ``LN`` or ``RMS``, as :class:`core.model.weights.ModelMeta` names it.
+        position_embed: module path of learned position embeddings the model adds to its
+            input embeddings (GPT-2's ``wpe``); empty when positions are rotary.
     """
 
     name: str
@@ -52,6 +54,12 @@ class Family:
     unembed: str
     qkv_layout: str
     normalization: str
+    position_embed: str = ""
+
+    @property
+    def layers(self) -> str:
+        """The module path of the list of blocks, e.g. ``transformer.h``."""
+        return self.block.rsplit(".", 1)[0]
 
     def path(self, role: str, layer: int) -> str:
         """The full module path of ``role`` in ``layer`` (``KeyError`` if it has none)."""

@@ -31,4 +31,5 @@ FAMILY = Family(
     unembed="lm_head",
     qkv_layout="concat",
     normalization="LN",
+    position_embed="transformer.wpe",
 )
