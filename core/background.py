@@ -1,7 +1,8 @@
 """Work that runs on its own thread while pages keep answering: the background fill of
 the projections (:mod:`core.cache.fill`), a dataset-examples build
-(:mod:`core.activations.job`), the search nulls' warm-up (:mod:`core.search.warm`) and
-a sweep's plan (:class:`core.edit.ablate.SweepPlanJob`).
+(:mod:`core.activations.job`), the search nulls' warm-up (:mod:`core.search.warm`), a
+sweep's plan (:class:`core.edit.ablate.SweepPlanJob`) and, through
+:class:`ProgressJob`, the dashboard's experiments.
 
 Each is started once, is waited on or polled through :attr:`BackgroundJob.done`, and
 keeps the exception that stopped it in :attr:`BackgroundJob.error` rather than raising
@@ -12,12 +13,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from core.progress import Progress
 
 logger = logging.getLogger(__name__)
 
 
 _Job = TypeVar("_Job", bound="BackgroundJob")
+_T = TypeVar("_T")
 
 
 class BackgroundJob:
@@ -65,3 +70,47 @@ class BackgroundJob:
         finally:
             self.done.set()
             self._after()
+
+
+class ProgressJob(BackgroundJob, Generic[_T]):
+    """``work(progress)`` on its own (daemon) thread, its progress readable while it
+    runs: what a page shows as a progress bar, so that minutes of work keep no page
+    waiting. ``on_done`` runs when it has finished or failed.
+
+    Attributes:
+        fraction: progress so far, in ``[0, 1]``.
+        message: the last progress message.
+        result: what ``work`` returned, once it has.
+    """
+
+    thread_name = "svd-lens-task"
+    failure = "a background task failed"
+
+    def __init__(
+        self, work: Callable[[Progress], _T], on_done: Callable[[], None] | None = None
+    ) -> None:
+        self._fn = work
+        self._on_done = on_done
+        self.fraction = 0.0
+        self.message = "waiting to start"
+        self.result: _T | None = None
+        super().__init__()
+
+    def _progress(self, fraction: float, message: str) -> None:
+        self.fraction, self.message = float(fraction), message
+
+    def _work(self) -> None:
+        self.result = self._fn(self._progress)
+
+    def _after(self) -> None:
+        if self._on_done is not None:
+            self._on_done()
+
+    def status(self) -> dict[str, Any]:
+        """Progress as plain data."""
+        return {
+            "fraction": self.fraction,
+            "message": self.message,
+            "done": self.done.is_set(),
+            "error": None if self.error is None else str(self.error),
+        }

@@ -294,3 +294,30 @@ def method_selector(page_key: str, container: Any = None) -> str:
     if method != state.method_view().method:
         state.set_method_view(state.MethodView(method))
     return str(method)
+
+
+def job_result(job: Any, what: str) -> Any:
+    """A background job's result once it is done (a :class:`core.background.ProgressJob`).
+
+    While it runs, its progress bar is drawn and redrawn every second, and the page
+    reruns when it ends; a failed job shows one sentence (``what`` names the work).
+    ``None`` until there is a result.
+    """
+    if not job.done.is_set():
+        running = job
+
+        @st.fragment(run_every=1.0)
+        def _progress() -> None:
+            if running.done.is_set():
+                st.rerun()
+            st.progress(min(1.0, running.fraction), text=plain(running.message))
+
+        _progress()
+        return None
+    if job.error is not None:
+        if isinstance(job.error, CoreError):
+            st.error(plain(job.error))
+        else:
+            st.error(plain(f"{what} failed ({job.error}); press its button to try again."))
+        return None
+    return job.result

@@ -15,12 +15,18 @@ from core.analysis import Analysis
 from core.edit.prompts import reference_ids, reference_texts
 from core.experiments import truncation_sweep
 from core.experiments.truncation import MIN_GAP
+from core.progress import Progress, quiet
 
 SVD, RANDOM = "top-k singular directions", "k random singular directions"
 
 
 def truncation_frame(
-    a: Analysis, kind: str, layers: tuple[int, ...], ks: tuple[int, ...], draws: int
+    a: Analysis,
+    kind: str,
+    layers: tuple[int, ...],
+    ks: tuple[int, ...],
+    draws: int,
+    progress: Progress = quiet,
 ) -> pd.DataFrame:
     """Run the truncation sweep of ``kind`` over ``layers`` on the reference text.
 
@@ -32,7 +38,7 @@ def truncation_frame(
     assert a.model is not None
     ids = reference_ids(a.model.tokenizer, reference_texts())
     rows = []
-    for c in truncation_sweep(a, kind, list(layers), ids, ks, draws):
+    for c in truncation_sweep(a, kind, list(layers), ids, ks, draws, progress=progress):
         common = {"layer": c.layer, "loss_orig": c.loss_orig, "loss_zero": c.loss_zero}
         common["rank"] = c.rank
         rec, loss = c.recovered_svd.tolist(), c.loss_svd.tolist()
@@ -105,7 +111,9 @@ def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def probe_frame(a: Analysis, previous: bool, windows: int = 64) -> pd.DataFrame:
+def probe_frame(
+    a: Analysis, previous: bool, windows: int = 64, progress: Progress = quiet
+) -> pd.DataFrame:
     """Per-layer input-token probe on the reference text.
 
     Returns:
@@ -118,7 +126,7 @@ def probe_frame(a: Analysis, previous: bool, windows: int = 64) -> pd.DataFrame:
 
     assert a.model is not None
     ids = reference_ids(a.model.tokenizer, reference_texts(), seq_len=64, n_seqs=windows)
-    res = probe_layers(plain_model(a), ids, a.raw.W_E, previous=previous)
+    res = probe_layers(plain_model(a), ids, a.raw.W_E, previous=previous, progress=progress)
     rows = []
     for j, layer in enumerate(res.layers.tolist()):
         common = {
@@ -170,7 +178,12 @@ KNOCKOUT_SETS = ("interpretable", "matched", "random")
 
 
 def knockout_frame(
-    a: Analysis, kinds: tuple[str, ...], layers: tuple[int, ...], labeller: str, draws: int
+    a: Analysis,
+    kinds: tuple[str, ...],
+    layers: tuple[int, ...],
+    labeller: str,
+    draws: int,
+    progress: Progress = quiet,
 ) -> pd.DataFrame:
     """Knock out the directions labelled interpretable in ``kinds`` of ``layers``, and
     the matched and random controls, on the reference text (cached on disk; offline:
@@ -187,7 +200,7 @@ def knockout_frame(
     assert a.model is not None
     ids = reference_ids(a.model.tokenizer, reference_texts())
     opts = KnockoutOptions(kinds=kinds, layers=layers, labeller=labeller, draws=draws)
-    res, _ = cached_knockout(a, ids, opts)
+    res, _ = cached_knockout(a, ids, opts, progress)
     rows = []
     for r in res.rows():
         positions = {"dlogprob_own": r["n_own"], "dlogprob_target": res.n_target}

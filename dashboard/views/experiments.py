@@ -2,12 +2,11 @@
 labelled interpretable against matched and random ones; a per-layer input-token probe."""
 
 import streamlit as st
-from core.errors import CoreError
 from core.experiments import DEFAULT_KS
 from core.settings import KIND_NAMES
-from dashboard import components, limits, loaders
+from dashboard import components
 from dashboard.builders import experiments
-from dashboard.markup import plain
+from dashboard.loaders import experiments as exp_loaders
 
 sel, a = components.setup()
 
@@ -33,31 +32,32 @@ st.caption(
 )
 run = st.button("Run", type="primary", key="experiments.run", disabled=not (ks and layers))
 args = (kind, tuple(sorted(layers)), tuple(sorted(ks)), int(draws))
+BUSY = "The server is busy with other visitors' jobs; press the button again in a minute."
+
+
+def background(name: str, clicked: bool, build, last, what: str):  # type: ignore[no-untyped-def]
+    """The result of ``build`` on ``last`` once its background run is done: started when
+    ``clicked``, its progress drawn meanwhile (other pages stay usable); ``None`` before
+    that, after an error, and before the first click."""
+    if last is None:
+        return None
+    if clicked and not exp_loaders.start_experiment(name, sel, build, *last):
+        st.warning(BUSY)
+        return None
+    job = exp_loaders.experiment(name, sel, build, *last)
+    if job is None:
+        st.info(f"Press the button to run {what}.")
+        return None
+    return components.job_result(job, what.capitalize())
+
+
 if run:
     st.session_state["experiments.last"] = args
-
-
-def cached_run(name: str, clicked: bool, build, *params):  # type: ignore[no-untyped-def]
-    """The cached result, computed in a job slot when ``clicked`` (a new run is a sweep of
-    forward passes); ``None`` after showing an error."""
-    try:
-        if clicked:
-            limits.enter("this experiment")
-            try:
-                return loaders.cached_table(name, sel, build, *params)
-            finally:
-                limits.leave()
-        return loaders.cached_table(name, sel, build, *params)
-    except CoreError as exc:
-        st.error(plain(exc))
-        return None
-
-
 last = st.session_state.get("experiments.last")
-df = None if last is None else cached_run("truncation", run, experiments.truncation_frame, *last)
 if last is None:
     st.info("Choose a matrix, ranks and layers, then press Run.")
-elif df is not None:
+df = background("truncation", run, experiments.truncation_frame, last, "the truncation sweep")
+if df is not None:
     st.altair_chart(experiments.truncation_chart(df), width="stretch", key="experiments.chart")
     st.dataframe(
         experiments.summary_frame(df), hide_index=True, width="stretch", key="experiments.summary"
@@ -110,11 +110,7 @@ if ko_run:
         int(ko_draws),
     )
 ko_last = st.session_state.get("experiments.last_knockout")
-ko = (
-    None
-    if ko_last is None
-    else cached_run("knockout", ko_run, experiments.knockout_frame, *ko_last)
-)
+ko = background("knockout", ko_run, experiments.knockout_frame, ko_last, "the knockout")
 if ko is not None:
     st.altair_chart(experiments.knockout_chart(ko), key="experiments.knockout_chart")
     first = ko.drop_duplicates("set")
@@ -141,14 +137,9 @@ p1, p2 = st.columns([3, 1])
 previous = p1.toggle("Probe the previous token", value=False, key="experiments.previous")
 probe_run = p2.button("Run probe", key="experiments.probe")
 if probe_run:
-    st.session_state["experiments.last_probe"] = previous
-probe = (
-    cached_run(
-        "probe", probe_run, experiments.probe_frame, st.session_state["experiments.last_probe"]
-    )
-    if "experiments.last_probe" in st.session_state
-    else None
-)
+    st.session_state["experiments.last_probe"] = (previous,)
+probe_last = st.session_state.get("experiments.last_probe")
+probe = background("probe", probe_run, experiments.probe_frame, probe_last, "the probe")
 if probe is not None:
     st.altair_chart(experiments.probe_chart(probe), width="stretch", key="experiments.probe_chart")
     st.dataframe(

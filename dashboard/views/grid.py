@@ -1,7 +1,7 @@
 """Cluster-grid page: the post's table of top tokens per singular direction."""
 
 import streamlit as st
-from core.activations import SIDES, ExampleJob, direction_examples
+from core.activations import SIDES, direction_examples
 from core.decompose import METHOD_MATRICES, METHOD_NAMES
 from core.errors import CoreError
 from core.settings import KIND_NAMES
@@ -185,15 +185,7 @@ if not control and method == "svd" and sel.kind in SIDES:
     if slot.value is None:
         job = slot.job
         if job is not None and not job.done.is_set():
-            running: ExampleJob = job
-
-            @st.fragment(run_every=2.0)
-            def _progress(job: ExampleJob = running) -> None:
-                if job.done.is_set():
-                    st.rerun()
-                st.progress(min(1.0, job.fraction), text=plain(job.message))
-
-            _progress()
+            components.job_result(job, "Building the examples")  # its progress bar
         else:
             if job is not None and job.error is not None:
                 st.error(plain(f"Building the examples failed ({job.error}); try again."))

@@ -12,6 +12,19 @@ from dashboard.registry import page
 from tests.dashboard.test_app import app, errors
 
 
+def settled(at, limit: float = 120.0):
+    """Rerun ``at`` until no background run of the page is in progress (a run draws a
+    progress bar until its job is done; the page then shows its result)."""
+    import time
+
+    start = time.monotonic()
+    while at.get("progress") and time.monotonic() - start < limit:
+        time.sleep(0.1)
+        at.run()
+    assert not at.get("progress"), "a background run did not finish"
+    return at
+
+
 @pytest.fixture(scope="module")
 def frame(analysis):
     return experiments.truncation_frame(analysis, "mlp_out", (0, 1), (0, 2, 8), 1)
@@ -53,7 +66,7 @@ def test_page_runs_a_sweep():
     at.selectbox(key="experiments.kind").set_value("mlp_out")
     at.multiselect(key="experiments.layers").set_value([0])
     at.multiselect(key="experiments.ks").set_value([0, 4])
-    at.button(key="experiments.run").click().run()
+    settled(at.button(key="experiments.run").click().run())
     assert not at.exception and errors(at) == []
     summary = at.main.dataframe[0].value
     assert list(summary["layer"]) == [0]
@@ -73,7 +86,7 @@ def test_probe_frame_and_chart(analysis):
 @pytest.mark.usefixtures("dash_env")
 def test_page_runs_the_probe():
     at = app(script=page("experiments").script)
-    at.button(key="experiments.probe").click().run()
+    settled(at.button(key="experiments.probe").click().run())
     assert not at.exception and errors(at) == []
     assert len(at.main.dataframe) == 1
 
@@ -124,7 +137,7 @@ def test_page_runs_a_knockout(labelled):
     at.multiselect(key="experiments.ko_layers").set_value([0])
     at.selectbox(key="experiments.ko_labeller").set_value("manual")
     at.number_input(key="experiments.ko_draws").set_value(1)
-    at.button(key="experiments.knockout").click().run()
+    settled(at.button(key="experiments.knockout").click().run())
     assert not at.exception and errors(at) == []
     labels = [b.label for b in at.get("download_button")]
     assert labels == ["Download CSV", "Download JSON"]
@@ -137,6 +150,66 @@ def test_page_says_when_nothing_is_labelled_interpretable(labelled):
     at.multiselect(key="experiments.ko_kinds").set_value(["mlp_in"])
     at.multiselect(key="experiments.ko_layers").set_value([1])
     at.selectbox(key="experiments.ko_labeller").set_value("manual")
-    at.button(key="experiments.knockout").click().run()
+    settled(at.button(key="experiments.knockout").click().run())
     assert not at.exception
     assert any("labelled interpretable" in e for e in errors(at))
+
+
+@pytest.mark.usefixtures("dash_env")
+def test_a_run_draws_its_progress_and_leaves_the_page_usable(monkeypatch):
+    """While a run is on its thread the page draws its progress (and its other sections);
+    another session asking for the same run shares it; the result then shows."""
+    import threading
+
+    release = threading.Event()
+    real = experiments.truncation_frame
+
+    def slow(*args, progress, **kwargs):
+        progress(0.25, "truncating mlp_in of layer 1")
+        release.wait(60)
+        return real(*args, progress=progress, **kwargs)
+
+    monkeypatch.setattr(experiments, "truncation_frame", slow)
+    at = app(script=page("experiments").script)
+    at.selectbox(key="experiments.kind").set_value("mlp_in")
+    at.multiselect(key="experiments.layers").set_value([1])
+    at.multiselect(key="experiments.ks").set_value([0, 2])
+    at.button(key="experiments.run").click().run()
+    assert not at.exception and errors(at) == []
+    (bar,) = at.get("progress")
+    assert bar.proto.value == 25 and "layer 1" in bar.proto.text
+    # The page went on: the knockout's and the probe's sections are drawn.
+    assert at.button(key="experiments.knockout") and at.button(key="experiments.probe")
+    other = app(script=page("experiments").script)
+    other.selectbox(key="experiments.kind").set_value("mlp_in")
+    other.multiselect(key="experiments.layers").set_value([1])
+    other.multiselect(key="experiments.ks").set_value([0, 2])
+    other.button(key="experiments.run").click().run()
+    assert len(other.get("progress")) == 1
+    release.set()
+    settled(at)
+    assert not at.exception and errors(at) == []
+    assert list(at.main.dataframe[0].value["layer"]) == [1]
+
+
+@pytest.mark.usefixtures("dash_env")
+def test_a_failed_run_is_one_sentence_and_runs_again(monkeypatch):
+    from core.errors import CoreError
+
+    real, failures = experiments.probe_frame, [1]
+
+    def flaky(*args, **kwargs):
+        if failures:
+            failures.pop()
+            raise CoreError("The reference text is missing; reinstall the package.")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(experiments, "probe_frame", flaky)
+    at = app(script=page("experiments").script)
+    at.toggle(key="experiments.previous").set_value(True)
+    settled(at.button(key="experiments.probe").click().run())
+    assert not at.exception
+    (shown,) = errors(at)
+    assert "reference text is missing" in shown and "reinstall" in shown
+    settled(at.button(key="experiments.probe").click().run())
+    assert not at.exception and errors(at) == [] and len(at.main.dataframe) == 1

@@ -27,9 +27,9 @@ def test_job_builds_and_writes_the_examples(analyses):
 
 def test_job_keeps_its_error(analyses):
     a = analyses("gpt2", "raw")
-    job = ExampleJob(a, small_corpus(), ExampleOptions(tokens=40, split="heldout", n=2))
-    empty = type(small_corpus())  # a corpus without held-out text
-    job._corpus = empty.of([d for d in small_corpus().documents if d.split == "train"])
+    full = small_corpus()
+    train_only = type(full).of([d for d in full.documents if d.split == "train"])
+    job = ExampleJob(a, train_only, ExampleOptions(tokens=40, split="heldout", n=2))
     job.start()
     assert job.wait(120)
     assert job.result is None and "has no text" in str(job.error)
