@@ -204,6 +204,7 @@ def truncation_sweep(
     """:func:`truncation_curve` for every layer of one kind (OV: all heads of a layer
     together), the unedited loss measured once.
     """
+    progress(0.0, f"the unedited model's pass over {ids.shape[0]} reference windows")
     plain = plain_model(analysis)
     base = mean_loss(plain, ids)
     starts = prefixes(plain, ids, layers)

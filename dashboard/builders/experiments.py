@@ -35,6 +35,7 @@ def truncation_frame(
         averaged over ``draws``), ``recovered`` (loss recovered), ``loss``, ``loss_orig``,
         ``loss_zero``, ``rank``; sorted by layer, method, k.
     """
+    progress(0.0, "loading the model")  # a first message: the load takes seconds
     assert a.model is not None
     ids = reference_ids(a.model.tokenizer, reference_texts())
     rows = []
@@ -124,6 +125,7 @@ def probe_frame(
     from core.edit.hf import plain_model
     from core.experiments import probe_layers
 
+    progress(0.0, "loading the model")  # a first message: the load takes seconds
     assert a.model is not None
     ids = reference_ids(a.model.tokenizer, reference_texts(), seq_len=64, n_seqs=windows)
     res = probe_layers(plain_model(a), ids, a.raw.W_E, previous=previous, progress=progress)
@@ -197,6 +199,7 @@ def knockout_frame(
     """
     from core.experiments import KnockoutOptions, cached_knockout
 
+    progress(0.0, "loading the model")  # a first message: the load takes seconds
     assert a.model is not None
     ids = reference_ids(a.model.tokenizer, reference_texts())
     opts = KnockoutOptions(kinds=kinds, layers=layers, labeller=labeller, draws=draws)
