@@ -184,3 +184,18 @@ def test_a_failed_plan_is_dropped_alone_and_planned_again(analyses, monkeypatch)
     assert len(plans.plan("mlp_in", 1, None, 3).updates) == 3
     plans.plan("ov", 1, 2, 3)  # kept through the other matrix's failure
     assert made == [("ov", 1, 2), ("mlp_in", 1, None), ("mlp_in", 1, None)]
+
+
+def test_a_plan_made_on_its_own_thread_is_plan_sweep(analyses) -> None:
+    from core.edit.ablate import SweepPlanJob, plan_sweep
+    from core.errors import SpecError
+
+    a = analyses("gpt2")
+    job = SweepPlanJob(a, "ov", 1, 2, 4).start()
+    _same_plan(job.result(), plan_sweep(a, "ov", 1, 2, 4))
+    assert job.done.is_set() and job.error is None
+    # A bad layer stops the thread; the caller gets its one sentence.
+    bad = SweepPlanJob(a, "ov", 99, 0, 4).start()
+    with pytest.raises(SpecError):
+        bad.result()
+    assert bad.done.is_set()

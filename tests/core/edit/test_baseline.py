@@ -121,30 +121,6 @@ def test_a_sweep_plan_serves_every_prompt_and_target(analyses) -> None:
             )
 
 
-def test_a_plan_made_on_its_own_thread_is_plan_sweep(analyses) -> None:
-    from core.edit.ablate import SweepPlanJob
-    from core.errors import SpecError
-
-    a = analyses("gpt2")
-    job = SweepPlanJob(a, "ov", 1, 2, 4).start()
-    got, want = job.result(), plan_sweep(a, "ov", 1, 2, 4)
-    assert job.done.is_set() and job.error is None
-    assert (got.sigma, got.draws) == (want.sigma, want.draws)
-    for mine, theirs in zip(
-        (*got.updates, *(u for row in got.draw_updates for u in row)),
-        (*want.updates, *(u for row in want.draw_updates for u in row)),
-        strict=True,
-    ):
-        assert mine.target == theirs.target
-        torch.testing.assert_close(mine.left, theirs.left)
-        torch.testing.assert_close(mine.right, theirs.right)
-    # A bad layer stops the thread; the caller gets its one sentence.
-    bad = SweepPlanJob(a, "ov", 99, 0, 4).start()
-    with pytest.raises(SpecError):
-        bad.result()
-    assert bad.done.is_set()
-
-
 def test_single_edit_deltas_keep_the_order_of_edits_across_components(analyses) -> None:
     from core.edit import rank_one
     from core.edit.baseline import set_deltas
