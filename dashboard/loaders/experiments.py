@@ -2,10 +2,10 @@
 one of :mod:`dashboard.limits`'s job slots, shared by every session that asks for the
 same inputs and kept once done.
 
-A run is minutes of forward passes on a CPU (the truncation of every OV layer of
-SmolLM2-135M, 30 layers of 14 passes each, about 10 minutes on 2 cores). On its own
-thread it leaves the page free: the page draws its progress and the visitor can read
-other pages meanwhile.
+A run is minutes of forward passes on a CPU (the page's default truncation of
+SmolLM2-135M is every OV layer, 30 layers of 14 variants each; three of those layers
+took 41-47 s on 2 cores). On its own thread it leaves the page free: the page draws its
+progress and the visitor can read other pages meanwhile.
 """
 
 from __future__ import annotations
