@@ -121,7 +121,7 @@ def _sweep(
     target: str,
 ) -> tuple[list[SweepRow], list[RandomBaseline]]:
     a = _load(model, processing, cache_dir, _quiet)
-    # A failed plan is planned again by the next run (SweepPlans.start).
+    # A failed plan raises here and is dropped, so the next run plans it again.
     plan = _plans(model, processing, cache_dir).plan(kind, layer, head, n)
     return ab.compute_sweep(a, plan, prompt, target)
 
