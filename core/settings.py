@@ -16,6 +16,10 @@ Device = Literal["auto", "cpu", "cuda"]
 #: How a direction is read as tokens (:func:`core.svd.project.read_unembed`).
 Projection = Literal["raw", "centred", "standardized"]
 PROJECTIONS: tuple[str, ...] = ("raw", "centred", "standardized")
+#: Where the float64 Gram eigendecompositions of the MLP matrices run
+#: (:mod:`core.svd.gram`).
+GramRoute = Literal["device", "host"]
+GRAM_ROUTES: tuple[str, ...] = ("device", "host")
 #: The projection chosen by measurement (README, "Projection"): the largest gap between
 #: the real directions' and the random control's interpretable share.
 DEFAULT_PROJECTION: Projection = "standardized"
@@ -82,6 +86,10 @@ class Settings:
             divided by its standard deviation under random unit directions (see
             :func:`core.svd.project.read_unembed`). Part of the cache key.
         kinds: matrix kinds the precompute builds (kinds a model lacks are skipped).
+        gram_eigh: where the MLP matrices' Gram eigendecompositions run: ``device``
+            (with the rest of the decomposition) or ``host`` (on CPU threads, started
+            before the first kind, so on a GPU they overlap the OV heads'); see
+            :mod:`core.svd.gram`. The results are the same; not part of the cache key.
     """
 
     model: str = "default"
@@ -95,6 +103,7 @@ class Settings:
     seed: int = 0
     projection: Projection = DEFAULT_PROJECTION
     kinds: tuple[str, ...] = MATRIX_KINDS
+    gram_eigh: GramRoute = "device"
 
     def __post_init__(self) -> None:
         if self.processing not in ("raw", "post"):
@@ -104,6 +113,10 @@ class Settings:
         if self.projection not in PROJECTIONS:
             raise ValueError(
                 f"projection must be one of {', '.join(PROJECTIONS)}, not {self.projection!r}."
+            )
+        if self.gram_eigh not in GRAM_ROUTES:
+            raise ValueError(
+                f"gram_eigh must be one of {', '.join(GRAM_ROUTES)}, not {self.gram_eigh!r}."
             )
         if self.k < 1:
             raise ValueError(f"k must be at least 1, not {self.k}.")

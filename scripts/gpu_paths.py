@@ -4,10 +4,11 @@ against batched Cholesky (``gram_factored_svd``), and MLP Gram eigendecompositio
 matrix at a time against batched groups (``batched_gram_eighs``) and against one matrix at
 a time on each of several CUDA streams, one host thread each (cuSOLVER's ``syevd`` runs
 one matrix per call and is latency-bound at these sizes, so streams are the one way left
-to run them side by side; on the CPU the threads share the BLAS), and one at a time through
-MAGMA rather than cuSOLVER (CUDA only). Prints one JSON line per shape; run by
-``scripts/gpu_bench.sh`` before the benchmark (``--device cpu --shapes tiny`` for a smoke
-run).
+to run them side by side; on the CPU the threads share the BLAS), one at a time through
+MAGMA rather than cuSOLVER (CUDA only), and on host threads with the Grams formed on the
+device (route ``host``, :mod:`core.svd.gram`), alone and while the OV heads are
+decomposed. Prints one JSON line per shape; run by ``scripts/gpu_bench.sh`` before the
+benchmark (``--device cpu --shapes tiny`` for a smoke run).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from core.svd.decompose import _gram_eigh, batched_gram_eighs, factored_svd, gram_factored_svd
+from core.svd.decompose import factored_svd, gram_factored_svd
+from core.svd.gram import HostGrams, batched_gram_eighs, gram_eigh
 
 SHAPES = {"gpt2-medium": (24, 16, 1024), "gpt2-xl": (48, 25, 1600), "tiny": (2, 2, 64)}
 
@@ -45,7 +47,7 @@ def clock(fn: Callable[[], object], device: str, reps: int = 3) -> float:
 
 
 def on_streams(W: torch.Tensor, n_streams: int, dev: str) -> list[object]:
-    """``_gram_eigh`` of every ``W[i]``, matrices dealt round-robin to ``n_streams``
+    """``gram_eigh`` of every ``W[i]``, matrices dealt round-robin to ``n_streams``
     threads, each issuing on its own CUDA stream (plain threads on the CPU)."""
     out: list[object] = [None] * len(W)
 
@@ -53,7 +55,7 @@ def on_streams(W: torch.Tensor, n_streams: int, dev: str) -> list[object]:
         stream = torch.cuda.Stream() if dev == "cuda" else None
         with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
             for i in range(j, len(W), n_streams):
-                out[i] = _gram_eigh(W[i], "in")
+                out[i] = gram_eigh(W[i], "in")
         if stream is not None:
             stream.synchronize()
 
@@ -80,6 +82,19 @@ def with_magma(fn: Callable[[], object]) -> Callable[[], object]:
     return run
 
 
+def on_host(
+    W: torch.Tensor, both: bool = False, heads: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> object:
+    """Route ``host`` (:class:`core.svd.gram.HostGrams`): every ``W[i]``'s Gram solved on
+    host threads (twice with ``both``, as two MLP kinds), the OV ``heads`` decomposed on
+    the device meanwhile."""
+    mats = {"in": (W, "in")} | ({"out": (W, "in")} if both else {})
+    with HostGrams(mats) as grams:
+        if heads is not None:
+            gram_factored_svd(*heads)
+        return [grams.take(k) for k in mats]
+
+
 def time_shape(name: str, dev: str) -> dict[str, object]:
     """The timings for one shape."""
     L, H, d = SHAPES[name]
@@ -92,11 +107,19 @@ def time_shape(name: str, dev: str) -> dict[str, object]:
         "device": dev,
         "ov_qr_s": clock(lambda: factored_svd(A, B), dev),
         "ov_cholesky_s": clock(lambda: gram_factored_svd(A, B), dev),
-        "mlp_one_by_one_s": clock(lambda: [_gram_eigh(W[i], "in") for i in range(L)], dev),
+        "mlp_one_by_one_s": clock(lambda: [gram_eigh(W[i], "in") for i in range(L)], dev),
         "mlp_batched_s": clock(lambda: batched_gram_eighs(W, "in"), dev),
         **{f"mlp_{n}_streams_s": clock(lambda n=n: on_streams(W, n, dev), dev) for n in (2, 4, 8)},
+        "mlp_host_s": clock(lambda: on_host(W), dev),
+        # The precompute's two orders: the heads, then two MLP kinds' solves on the
+        # device (route "device"), against the same with the solves on host threads
+        # started first (route "host").
+        "ov_then_mlp_s": clock(
+            lambda: (gram_factored_svd(A, B), [batched_gram_eighs(W, s) for s in ("in", "in")]), dev
+        ),
+        "ov_with_host_mlp_s": clock(lambda: on_host(W, both=True, heads=(A, B)), dev),
     } | (
-        {"mlp_magma_s": clock(with_magma(lambda: [_gram_eigh(W[i], "in") for i in range(L)]), dev)}
+        {"mlp_magma_s": clock(with_magma(lambda: [gram_eigh(W[i], "in") for i in range(L)]), dev)}
         if dev == "cuda"
         else {}
     )

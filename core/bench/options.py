@@ -15,7 +15,8 @@ FLOOR_BLOCK_BYTES = 1 << 30
 @dataclass(frozen=True)
 class BenchOptions:
     """How to run: device, repeats, threads, reference scope, searches (and whether they
-    are timed again after the search nulls' warm-up), grid heads.
+    are timed again after the search nulls' warm-up), grid heads, and where the MLP Gram
+    eigendecompositions run (``Settings.gram_eigh``).
     """
 
     device: str = "cpu"
@@ -26,3 +27,4 @@ class BenchOptions:
     null_warm_up: bool = True
     grid_heads: int = 20
     seed: int = 0
+    gram_eigh: str = "device"

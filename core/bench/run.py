@@ -67,6 +67,7 @@ def run_shape(shape: str, opts: BenchOptions) -> dict[str, Any]:
     out: dict[str, Any] = {
         "shape": shape,
         "device": opts.device,
+        "gram_eigh": opts.gram_eigh,
         "threads": torch.get_num_threads(),
     }
     out.update(
@@ -84,6 +85,7 @@ def run_shape(shape: str, opts: BenchOptions) -> dict[str, Any]:
             k=K,
             n_project=N_PROJECT,
             kinds=KINDS,
+            gram_eigh=opts.gram_eigh,  # type: ignore[arg-type]
         )
         runs: list[float] = []
         cpus: list[float] = []

@@ -26,7 +26,8 @@ from core.model.weights import ModelWeights
 from core.progress import Progress, quiet
 from core.settings import Settings
 from core.svd.control import control_weights, decompose_control, is_undrawn
-from core.svd.decompose import Decomposition, decompose_kind
+from core.svd.decompose import Decomposition, decompose_kind, token_side_matrices, uses_gram
+from core.svd.gram import HostGrams
 from core.svd.project import TopTokens, orient, read_unembed
 
 #: Directions of each component projected before anything is shown (the atlas's
@@ -56,15 +57,17 @@ def build_svd(
     W_U = read_unembed(weights.W_U.to(device), settings.projection)
     on_device = _to_device(weights, device)
     out: dict[str, KindResult] = {}
-    for i, kind in enumerate(kinds):
-        # Three marks per kind, so the benchmark can tell the decomposition, the
-        # projection and the copy back apart (core.bench.stages).
-        progress(i / len(kinds), f"{kind}: SVD")
-        d = decompose_kind(on_device, kind, settings.degeneracy_tol)
-        progress((i + 0.5) / len(kinds), f"{kind}: projection")
-        out[kind] = _result(d, W_U, settings, partial(progress, (i + 0.9) / len(kinds)))
-        if sink is not None:
-            sink(kind, out[kind])
+    host = _host_grams(on_device, kinds) if settings.gram_eigh == "host" else {}
+    with HostGrams(host) as grams:
+        for i, kind in enumerate(kinds):
+            # Three marks per kind, so the benchmark can tell the decomposition, the
+            # projection and the copy back apart (core.bench.stages).
+            progress(i / len(kinds), f"{kind}: SVD")
+            d = decompose_kind(on_device, kind, settings.degeneracy_tol, grams.take(kind))
+            progress((i + 0.5) / len(kinds), f"{kind}: projection")
+            out[kind] = _result(d, W_U, settings, partial(progress, (i + 0.9) / len(kinds)))
+            if sink is not None:
+                sink(kind, out[kind])
     progress(1.0, "done")
     return ModelSVD(weights.meta, weights.processing, settings.k, out)
 
@@ -201,6 +204,19 @@ def _result(
     if mark is not None:
         mark(f"{d.kind}: copy to the CPU")
     return KindResult(_decomp_to(d, "cpu"), _tops_to_cpu(tops), n)
+
+
+def _host_grams(weights: ModelWeights, kinds: list[str]) -> dict[str, tuple[Tensor, str]]:
+    """What :class:`~core.svd.gram.HostGrams` solves for ``kinds``: each kind whose token
+    side comes from Gram matrices, as a ``[b, m, n]`` batch and its side.
+    """
+    out: dict[str, tuple[Tensor, str]] = {}
+    for kind in kinds:
+        found = token_side_matrices(weights, kind)
+        if found is not None and uses_gram(*found):
+            W, side = found
+            out[kind] = (W.reshape(-1, *W.shape[-2:]), side)
+    return out
 
 
 def _to_device(w: ModelWeights, device: str) -> ModelWeights:

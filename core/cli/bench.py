@@ -18,6 +18,7 @@ DEFAULT_SHAPES = "demo,gpt2-small"
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add the ``bench`` subcommand (it takes no model: it builds its own)."""
     from core.model.random import SHAPES
+    from core.settings import GRAM_ROUTES
 
     public = [s for s in SHAPES if s != "tiny"]
     p = subparsers.add_parser(
@@ -40,6 +41,12 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "to the model (default: all layers)",
     )
     p.add_argument("--queries", type=int, default=100, help="search queries timed")
+    p.add_argument(
+        "--gram-eigh",
+        choices=GRAM_ROUTES,
+        default="device",
+        help="where the precompute's MLP Gram eigendecompositions run (Settings.gram_eigh)",
+    )
     p.add_argument(
         "--null-warm-up",
         action=argparse.BooleanOptionalAction,
@@ -119,6 +126,7 @@ def _bench(args: argparse.Namespace) -> Any:
         reference_layers=args.reference_layers,
         queries=args.queries,
         null_warm_up=args.null_warm_up,
+        gram_eigh=args.gram_eigh,
     )
     results = []
     for s in shapes:

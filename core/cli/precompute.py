@@ -11,10 +11,11 @@ import argparse
 from typing import Any
 
 from core.cli.common import open_from_args, tqdm_progress
+from core.settings import GRAM_ROUTES
 
 
 def _run(args: argparse.Namespace) -> Any:
-    a = open_from_args(args)
+    a = open_from_args(args, gram_eigh=args.gram_eigh)
     s = a.svd
     out = {
         "model": a.meta.name,
@@ -38,5 +39,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "--controls",
         action="store_true",
         help="also build the random controls now (else they are built on first use)",
+    )
+    p.add_argument(
+        "--gram-eigh",
+        choices=GRAM_ROUTES,
+        default="device",
+        help="where the MLP matrices' float64 Gram eigendecompositions run: device (with "
+        "the rest) or host (CPU threads, overlapping the OV heads on a GPU); same results",
     )
     p.set_defaults(func=_run)

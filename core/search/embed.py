@@ -46,7 +46,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from core.errors import SpecError
-from core.svd.decompose import sym_eigh
+from core.svd.gram import sym_eigh
 from core.words import known_words
 
 #: Query methods, default first.

@@ -13,6 +13,7 @@ the SVD of the small ``d_head x d_head`` core), batched over all heads of all la
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +21,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from core.model.weights import ModelWeights
+from core.svd.gram import Eigh, gram_eighs
 
 #: Which side of each kind is projected to tokens: "in" = U (read), "out" = V (write).
 TOKEN_SIDE: dict[str, str] = {
@@ -156,7 +158,7 @@ def dense_svd(
 
 
 def token_side_svd(
-    W: Float[Tensor, "*batch m n"], side: str
+    W: Float[Tensor, "*batch m n"], side: str, eighs: Sequence[Eigh] | None = None
 ) -> tuple[Float[Tensor, "*batch d r"], Float[Tensor, "*batch r"]]:
     """Singular values and the singular vectors of one side of ``W`` only.
 
@@ -167,99 +169,44 @@ def token_side_svd(
     squaring the condition number costs nothing at float64 for float32 weights
     (singular values agree with ``torch.linalg.svd`` to ~1e-7 relative). Otherwise it
     falls back to :func:`dense_svd`. Batches are solved one matrix at a time so the
-    float64 copies stay small.
+    float64 copies stay small. ``eighs``, when given, are those Gram solves already made
+    (ascending, one per matrix of the flattened batch, on any device:
+    :class:`core.svd.gram.HostGrams`).
     """
     m, n = W.shape[-2], W.shape[-1]
     d = m if side == "in" else n
-    if d > min(m, n):
+    if not uses_gram(W, side):
         U, S, V = dense_svd(W)
         return (U if side == "in" else V), S
     flat = W.reshape(-1, m, n)
     vecs = torch.empty(flat.shape[0], d, d, dtype=W.dtype, device=W.device)
     vals = torch.empty(flat.shape[0], d, dtype=W.dtype, device=W.device)
-    for b, (ev, Q) in enumerate(_gram_eighs(flat, side)):  # ascending
-        vals[b] = ev.flip(0).clamp_min(0).sqrt().to(W.dtype)
-        vecs[b] = Q.flip(1).to(W.dtype)
+    solved = gram_eighs(flat, side) if eighs is None else eighs
+    for b, (ev, Q) in enumerate(solved):  # ascending
+        vals[b] = ev.flip(0).clamp_min(0).sqrt().to(W.dtype).to(W.device)
+        vecs[b] = Q.flip(1).to(W.dtype).to(W.device)
     return vecs.reshape(*W.shape[:-2], d, d), vals.reshape(*W.shape[:-2], d)
 
 
-#: Matrices per batched Gram eigendecomposition on a GPU.
-_GPU_GROUP = 8
-
-
-def _gram_eighs(flat: Float[Tensor, "b m n"], side: str) -> list[tuple[Tensor, Tensor]]:
-    """:func:`_gram_eigh` of every matrix of the batch.
-
-    On the CPU the matrices are spread over ``torch.get_num_threads()`` worker threads,
-    each running single-threaded BLAS/LAPACK: ``syevd`` hardly gains from threads, and
-    on the 2-core machine we measured, 12 GPT-2-small-sized solves took 1.5 s this way
-    against 2.9-14 s with a 2-thread BLAS one after the other.
+def uses_gram(W: Float[Tensor, "*batch m n"], side: str) -> bool:
+    """Whether :func:`token_side_svd` takes ``W``'s ``side`` from its Gram (the side is
+    the short one).
     """
-    n = flat.shape[0]
-    workers = min(n, torch.get_num_threads())
-    if flat.device.type != "cpu":
-        return batched_gram_eighs(flat, side)
-    if workers < 2:
-        return [_gram_eigh(flat[b], side) for b in range(n)]
-    from concurrent.futures import ThreadPoolExecutor
-
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(lambda b: _gram_eigh(flat[b], side), range(n)))
+    m, n = W.shape[-2], W.shape[-1]
+    return (m if side == "in" else n) <= min(m, n)
 
 
-def batched_gram_eighs(
-    flat: Float[Tensor, "b m n"], side: str, group: int = _GPU_GROUP
-) -> list[tuple[Float[Tensor, " d"], Float[Tensor, "d d"]]]:
-    """:func:`_gram_eigh` of every matrix, ``group`` at a time through batched float64
-    products and one batched ``eigh`` call: the GPU route, with fewer launches and host
-    round trips than one matrix at a time (``group`` float64 Grams of GPT-2 XL's MLPs
-    stay under 1 GB).
+def token_side_matrices(
+    weights: ModelWeights, kind: str
+) -> tuple[Float[Tensor, "*batch m n"], str] | None:
+    """The matrices whose token side :func:`decompose_kind` takes for an MLP kind or the
+    embedding (``[layers, m, n]``; the embedding's ``[1, d_vocab, d_model]``) and that
+    side; ``None`` for the head kinds and for a kind the model lacks.
     """
-    out: list[tuple[Tensor, Tensor]] = []
-    for b0 in range(0, flat.shape[0], group):
-        Wd = flat[b0 : b0 + group].to(torch.float64)
-        G = Wd @ Wd.transpose(-1, -2) if side == "in" else Wd.transpose(-1, -2) @ Wd
-        ev, Q = torch.linalg.eigh(G)
-        out += list(zip(ev.unbind(0), Q.unbind(0), strict=True))
-    return out
-
-
-def sym_eigh(G: Float[Tensor, "d d"]) -> tuple[Float[Tensor, " d"], Float[Tensor, "d d"]]:
-    """Eigenvalues (ascending) and eigenvectors of a symmetric ``G``, in ``G``'s dtype.
-
-    On the CPU through NumPy's LAPACK with one BLAS thread: a threaded ``syevd`` of a
-    576 x 576 float64 matrix (SmolLM2's unembedding Gram) took 4-7 s on a 2-core machine
-    under load where one thread took 0.1 s (the threads spin against each other).
-    """
-    if G.device.type != "cpu":
-        return torch.linalg.eigh(G)
-    import numpy as np
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1, user_api="blas"):
-        ev, Q = np.linalg.eigh(G.detach().numpy())
-    return torch.from_numpy(ev), torch.from_numpy(np.ascontiguousarray(Q))
-
-
-def _gram_eigh(W: Float[Tensor, "m n"], side: str) -> tuple[Tensor, Tensor]:
-    """Eigenvalues (ascending) and eigenvectors of ``W W^T`` (``side="in"``) or ``W^T W``,
-    formed and solved in float64 on ``W``'s device.
-
-    On the CPU this goes through NumPy/SciPy (OpenBLAS): on the AMD CPUs we measured,
-    their float64 GEMM and ``syevd`` take about half the time of torch's MKL builds.
-    """
-    if W.device.type != "cpu":
-        Wd = W.to(torch.float64)
-        return torch.linalg.eigh(Wd @ Wd.T if side == "in" else Wd.T @ Wd)
-    import numpy as np
-    import scipy.linalg
-
-    Wn = W.detach().numpy().astype(np.float64)
-    G = Wn @ Wn.T if side == "in" else Wn.T @ Wn
-    ev, Q = scipy.linalg.eigh(G, driver="evd", overwrite_a=True, check_finite=False)
-    return torch.from_numpy(ev), torch.from_numpy(np.ascontiguousarray(Q))
+    if kind == "embed":
+        return weights.W_E[None], TOKEN_SIDE[kind]
+    W = {"mlp_in": weights.W_in, "mlp_gate": weights.W_gate, "mlp_out": weights.W_out}.get(kind)
+    return None if W is None else (W, TOKEN_SIDE[kind])
 
 
 def degenerate_mask(S: Float[Tensor, "*batch r"], tol: float) -> Bool[Tensor, "*batch r"]:
@@ -272,8 +219,14 @@ def degenerate_mask(S: Float[Tensor, "*batch r"], tol: float) -> Bool[Tensor, "*
     return mask
 
 
-def decompose_kind(weights: ModelWeights, kind: str, degeneracy_tol: float) -> Decomposition:
-    """Decompose every component of ``kind`` (all heads of all layers at once)."""
+def decompose_kind(
+    weights: ModelWeights, kind: str, degeneracy_tol: float, eighs: Sequence[Eigh] | None = None
+) -> Decomposition:
+    """Decompose every component of ``kind`` (all heads of all layers at once).
+
+    ``eighs``: for an MLP kind or the embedding, its Gram solves already made
+    (:class:`core.svd.gram.HostGrams`); else they are made here, on the weights' device.
+    """
     m = weights.meta
     layers = range(m.n_layers)
     U: Tensor | None
@@ -288,19 +241,15 @@ def decompose_kind(weights: ModelWeights, kind: str, degeneracy_tol: float) -> D
         svd = gram_factored_svd if A.device.type == "cuda" else factored_svd
         U, S, V = svd(A.flatten(0, 1), B.flatten(0, 1))
         comps: tuple[Component, ...] = tuple((lay, h) for lay in layers for h in range(m.n_heads))
-    elif kind in ("mlp_in", "mlp_gate", "mlp_out"):
-        W = {"mlp_in": weights.W_in, "mlp_gate": weights.W_gate, "mlp_out": weights.W_out}[kind]
-        if W is None:
+    elif kind in ("mlp_in", "mlp_gate", "mlp_out", "embed"):
+        found = token_side_matrices(weights, kind)
+        if found is None:
             raise KeyError(kind)
-        # Only the d_model side is kept, so the d_mlp side is never computed.
-        side = TOKEN_SIDE[kind]
-        vecs, S = token_side_svd(W, side)
+        # Only the d_model side is kept, so the d_mlp (or vocabulary) side is never computed.
+        W, side = found
+        vecs, S = token_side_svd(W, side, eighs)
         U, V = (vecs, None) if side == "in" else (None, vecs)
-        comps = tuple((lay, None) for lay in layers)
-    elif kind == "embed":
-        V, S = token_side_svd(weights.W_E[None], "out")
-        U = None
-        comps = ((0, None),)
+        comps = ((0, None),) if kind == "embed" else tuple((lay, None) for lay in layers)
     else:
         raise KeyError(kind)
     return Decomposition(

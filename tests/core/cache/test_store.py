@@ -435,10 +435,10 @@ def test_a_kind_is_written_while_the_next_is_built(model, tmp_path: Path, monkey
     second_started, waited = threading.Event(), []
     real_decompose, real_write = build.decompose_kind, store.write_safetensors
 
-    def decompose(w, kind, tol):
+    def decompose(w, kind, tol, eighs=None):
         if kind == "mlp_in":
             second_started.set()
-        return real_decompose(w, kind, tol)
+        return real_decompose(w, kind, tol, eighs)
 
     def write(out, fname, tensors):
         if fname == "ov.safetensors":
@@ -468,10 +468,10 @@ def test_a_build_that_fails_midway_leaves_no_valid_entry(
     build.build_and_save(weights, s, key)  # a valid entry first
     real = build.decompose_kind
 
-    def fail_on_mlp(w, kind, tol):
+    def fail_on_mlp(w, kind, tol, eighs=None):
         if kind == "mlp_out":
             raise RuntimeError("out of memory, say")
-        return real(w, kind, tol)
+        return real(w, kind, tol, eighs)
 
     monkeypatch.setattr(build, "decompose_kind", fail_on_mlp)
     with pytest.raises(RuntimeError, match="out of memory"):

@@ -13,7 +13,6 @@ from core.analysis import open_analysis
 from core.query import directions, kind_result
 from core.settings import Settings
 from core.svd.decompose import (
-    batched_gram_eighs,
     degenerate_mask,
     factored_svd,
     gram_factored_svd,
@@ -171,20 +170,3 @@ def test_gram_factored_svd_float32_heads_and_a_singular_head_match_dense() -> No
         assert torch.allclose(S[h].double(), ref, rtol=1e-4, atol=1e-9), h
         rec = U[h] @ torch.diag(S[h]) @ V[h].T
         assert torch.allclose(rec, A[h] @ B[h], atol=1e-6), h
-
-
-@pytest.mark.parametrize("side", ["in", "out"])
-def test_batched_gram_eighs_give_the_dense_svd(side: str) -> None:
-    # The GPU route of the MLP decompositions, run here on the CPU: 5 matrices in
-    # groups of 2 (a ragged last group), against torch.linalg.svd of each matrix.
-    g = torch.Generator().manual_seed(1)
-    W = torch.randn(5, 12, 30, generator=g) * 0.02
-    if side == "out":
-        W = W.transpose(-1, -2).contiguous()
-    for b, (ev, Q) in enumerate(batched_gram_eighs(W, side, group=2)):
-        U, S, Vh = torch.linalg.svd(W[b].double(), full_matrices=False)
-        assert torch.allclose(ev.flip(0).clamp_min(0).sqrt(), S, rtol=1e-9)
-        ref = U if side == "in" else Vh.T
-        # Eigenvectors match the singular vectors up to sign.
-        dots = (Q.flip(1) * ref).sum(0).abs()
-        assert torch.allclose(dots, torch.ones_like(dots), atol=1e-9)
