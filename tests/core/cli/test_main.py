@@ -190,6 +190,26 @@ def test_precompute_builds_controls_only_when_asked(capsys, checkpoints, tmp_pat
     assert len(list(tmp_path.rglob("controls.json"))) == 1
 
 
+def test_precompute_takes_the_gram_route(capsys, checkpoints, tmp_path, monkeypatch) -> None:
+    import core.svd.gram as gram
+
+    solved = []
+    real = gram.host_gram_eigh
+    monkeypatch.setattr(gram, "host_gram_eigh", lambda W, side: solved.append(1) or real(W, side))
+    model = ["--model", str(checkpoints["gpt2"]), "--device", "cpu", "--json"]
+    code, out, _ = run(capsys, "precompute", *model, "--cache-dir", str(tmp_path / "d"))
+    assert code == 0 and not solved
+    device = json.loads(out)["kinds"]
+    code, out, _ = run(
+        capsys, "precompute", *model, "--cache-dir", str(tmp_path / "h"), "--gram-eigh", "host"
+    )
+    assert code == 0 and json.loads(out)["kinds"] == device
+    # Two layers of MLP in and MLP out, and the embedding.
+    assert len(solved) == 5
+    code, _, err = run(capsys, "precompute", *model, "--gram-eigh", "gpu")
+    assert code != 0 and "invalid choice: 'gpu'" in err
+
+
 def test_device_cuda_without_cuda_is_one_sentence(capsys, checkpoints, tmp_path) -> None:
     import torch
 
