@@ -11,7 +11,9 @@ from core.experiments.knockout_cache import cached_knockout
 from core.experiments.probe import ProbeResult, probe_layers
 from core.experiments.truncation import (
     DEFAULT_KS,
+    TruncationCost,
     TruncationCurve,
+    truncation_cost,
     truncation_curve,
     truncation_sweep,
 )
@@ -22,12 +24,14 @@ __all__ = [
     "KnockoutOptions",
     "KnockoutResult",
     "ProbeResult",
+    "TruncationCost",
     "TruncationCurve",
     "cached_knockout",
     "knockout",
     "label_missing",
     "probe_layers",
     "stored_verdicts",
+    "truncation_cost",
     "truncation_curve",
     "truncation_sweep",
 ]

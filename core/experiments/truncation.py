@@ -135,6 +135,37 @@ def _removal(
     return [Edit(kind, layer, h, i, 0.0) for h in heads for i in range(rank) if i not in kept]
 
 
+def rank_grid(ks: Sequence[int], rank: int) -> list[int]:
+    """The kept ranks a curve measures: ``ks`` clipped to ``[0, rank]``, with 0 (the
+    matrix zeroed) and ``rank`` (the matrix unchanged), sorted, each once.
+    """
+    return sorted({min(max(int(k), 0), rank) for k in ks} | {0, rank})
+
+
+@dataclass(frozen=True)
+class TruncationCost:
+    """What a :func:`truncation_sweep` will run, told before it runs.
+
+    Attributes:
+        passes: edited forward passes over the reference windows (the unchanged matrix
+            reuses the unedited loss; the sweep adds one unedited pass for all layers).
+        whole_passes: the same work in passes of the whole model: a variant of layer ``L``
+            runs blocks ``L`` onward, ``(n_layers - L) / n_layers`` of a pass.
+    """
+
+    passes: int
+    whole_passes: float
+
+
+def truncation_cost(
+    ks: Sequence[int], rank: int, draws: int, layers: Sequence[int], n_layers: int
+) -> TruncationCost:
+    """The :class:`TruncationCost` of a sweep over ``layers`` of a kind of rank ``rank``."""
+    per_layer = (len(rank_grid(ks, rank)) - 1) * (1 + draws)
+    blocks = sum(n_layers - layer for layer in layers)
+    return TruncationCost(per_layer * len(layers), per_layer * blocks / n_layers)
+
+
 def truncation_curve(
     analysis: Analysis,
     kind: str,
@@ -159,7 +190,7 @@ def truncation_curve(
     heads = _heads(analysis, kind, head)
     validate(analysis, [Edit(kind, layer, heads[0], 0, 0.0)])
     rank = kind_result(analysis, kind).decomposition.rank
-    grid = sorted({min(max(int(k), 0), rank) for k in ks} | {0, rank})
+    grid = rank_grid(ks, rank)
     if loss_orig is None:
         loss_orig = mean_loss(plain_model(analysis), ids)
     if start is None:

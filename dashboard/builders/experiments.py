@@ -13,11 +13,21 @@ import altair as alt
 import pandas as pd
 from core.analysis import Analysis
 from core.edit.prompts import reference_ids, reference_texts
-from core.experiments import truncation_sweep
+from core.experiments import TruncationCost, truncation_sweep
 from core.experiments.truncation import MIN_GAP
 from core.progress import Progress, quiet
 
 SVD, RANDOM = "top-k singular directions", "k random singular directions"
+
+
+def cost_text(cost: TruncationCost) -> str:
+    """What pressing Run will compute, in one sentence (a run's time grows with it)."""
+    plural = "" if cost.passes == 1 else "es"
+    return (
+        f"Run makes {cost.passes:,} edited forward pass{plural} over the reference windows, "
+        f"each from its layer on: the work of about {cost.whole_passes:,.0f} passes of the "
+        "whole model, after one unedited pass. Fewer layers, ranks or draws make it shorter."
+    )
 
 
 def truncation_frame(

@@ -2,7 +2,7 @@
 labelled interpretable against matched and random ones; a per-layer input-token probe."""
 
 import streamlit as st
-from core.experiments import DEFAULT_KS
+from core.experiments import DEFAULT_KS, truncation_cost
 from core.settings import KIND_NAMES
 from dashboard import components
 from dashboard.builders import experiments
@@ -31,6 +31,9 @@ st.caption(
     "the loss by under 0.01 nats the ratio is noise: its k for 90%/99% is left empty."
 )
 run = st.button("Run", type="primary", key="experiments.run", disabled=not (ks and layers))
+if ks and layers:
+    cost = truncation_cost(ks, rank, int(draws), layers, a.meta.n_layers)
+    st.caption(experiments.cost_text(cost))
 args = (kind, tuple(sorted(layers)), tuple(sorted(ks)), int(draws))
 BUSY = "The server is busy with other visitors' jobs; press the button again in a minute."
 

@@ -98,3 +98,25 @@ def test_bad_components_are_refused(analyses):
         truncation_curve(a, "mlp_in", 0, 2, _ids(a))
     with pytest.raises(SpecError):
         truncation_curve(a, "mlp_gate", 0, None, _ids(a))
+
+
+@pytest.mark.parametrize(("kind", "ks", "draws"), [("mlp_out", (2, 5, 999), 2), ("ov", (1,), 0)])
+def test_the_cost_told_before_a_sweep_counts_its_passes(analyses, monkeypatch, kind, ks, draws):
+    import core.experiments.truncation as tr
+
+    a = analyses("gpt2", "post")
+    starts: list[int] = []
+    real = tr.mean_loss_from
+
+    def counted(model, start, batch=8):
+        starts.append(start.layer)
+        return real(model, start, batch)
+
+    monkeypatch.setattr(tr, "mean_loss_from", counted)
+    layers = [1, 0]
+    truncation_sweep(a, kind, layers, _ids(a), ks, draws)
+    rank = a.svd.kinds[kind].decomposition.rank
+    cost = tr.truncation_cost(ks, rank, draws, layers, a.meta.n_layers)
+    assert cost.passes == len(starts) > 0
+    n = a.meta.n_layers
+    assert cost.whole_passes == pytest.approx(sum(n - layer for layer in starts) / n)
