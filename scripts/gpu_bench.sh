@@ -17,8 +17,11 @@
 # REF_LAYERS (1), REPEAT (2: each timing the median of 2, the first run of a process
 # included in precompute_runs_s), QUERIES (20), OUT (docs/bench), PYTHON (python3), PATHS (1),
 # NULL_WARM_UP (0), GRAM_EIGH (device; host puts the MLP Gram solves on CPU threads beside
-# the OV heads, core/svd/gram.py). The defaults are those of the 2026-12-04 H200 run that
-# finished; with REPEAT=3 REF_LAYERS=2 the first run there was killed at its time limit.
+# the OV heads, core/svd/gram.py), ROUTES (0; N: the whole precompute of gpt2-medium and
+# gpt2-xl with each Gram route in turn, N pairs, before the benchmark; an estimated minute
+# and a half for N=1, so with it name SHAPES=gpt2-medium,gpt2-xl to stay inside 10 minutes).
+# The defaults are those of the 2026-12-04 H200 run that finished; with REPEAT=3
+# REF_LAYERS=2 the first run there was killed at its time limit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,6 +61,13 @@ if [ "${PATHS:-1}" = 1 ]; then
     paths_shapes=gpt2-medium,gpt2-xl
     [ "$DEVICE" = cuda ] || paths_shapes=tiny
     "$PY" scripts/gpu_paths.py --device "$DEVICE" --shapes "$paths_shapes" | tee "$OUT/$stamp-$DEVICE-paths.jsonl" >&2
+fi
+if [ "${ROUTES:-0}" != 0 ]; then
+    echo "== Gram routes, whole precompute -> $OUT/$stamp-$DEVICE-routes.jsonl" >&2
+    route_shapes=gpt2-medium,gpt2-xl
+    [ "$DEVICE" = cuda ] || route_shapes=tiny
+    "$PY" scripts/gpu_paths.py --device "$DEVICE" --shapes "$route_shapes" --precompute "$ROUTES" \
+        | tee "$OUT/$stamp-$DEVICE-routes.jsonl" >&2
 fi
 echo "== $SHAPES on $DEVICE -> $json" >&2
 # Each shape's object also goes to stderr when it is done: a killed run keeps those.

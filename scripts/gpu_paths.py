@@ -8,7 +8,8 @@ to run them side by side; on the CPU the threads share the BLAS), one at a time 
 MAGMA rather than cuSOLVER (CUDA only), and on host threads with the Grams formed on the
 device (route ``host``, :mod:`core.svd.gram`), alone and while the OV heads are
 decomposed. Prints one JSON line per shape; run by ``scripts/gpu_bench.sh`` before the
-benchmark (``--device cpu --shapes tiny`` for a smoke run).
+benchmark (``--device cpu --shapes tiny`` for a smoke run). ``--precompute PAIRS`` times
+the whole precompute with each Gram route in turn instead (one JSON line per run).
 """
 
 from __future__ import annotations
@@ -125,13 +126,54 @@ def time_shape(name: str, dev: str) -> dict[str, object]:
     )
 
 
+def precompute_routes(name: str, dev: str, pairs: int) -> list[dict[str, object]]:
+    """The whole precompute of a random model of shape ``name`` (the live path,
+    :func:`core.bench.stages.precompute`, with the benchmark's settings), each Gram route
+    in turn, ``pairs`` times (the first pair also pays the device's warm-up)."""
+    import tempfile
+
+    from core.bench.options import KINDS, N_PROJECT, K
+    from core.bench.stages import precompute
+    from core.model.random import make_model
+    from core.settings import Settings
+
+    model = make_model(name)
+    out: list[dict[str, object]] = []
+    for i in range(pairs):
+        for route in ("device", "host") if i % 2 == 0 else ("host", "device"):
+            with tempfile.TemporaryDirectory(prefix="svd-lens-routes-") as tmp:
+                s = Settings(
+                    model=model.raw.meta.name,
+                    device=dev,  # type: ignore[arg-type]
+                    cache_dir=Path(tmp),
+                    k=K,
+                    n_project=N_PROJECT,
+                    kinds=KINDS,
+                    gram_eigh=route,  # type: ignore[arg-type]
+                )
+                stages, _, _ = precompute(model, s)
+            out.append({"shape": name, "device": dev, "route": route, "pair": i, **stages})
+            print(json.dumps(out[-1]), flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--shapes", default="gpt2-medium,gpt2-xl")
+    ap.add_argument(
+        "--precompute",
+        type=int,
+        default=0,
+        metavar="PAIRS",
+        help="instead: the whole precompute with each Gram route in turn, PAIRS times",
+    )
     args = ap.parse_args()
     for name in args.shapes.split(","):
-        print(json.dumps(time_shape(name, args.device)), flush=True)
+        if args.precompute:
+            precompute_routes(name, args.device, args.precompute)
+        else:
+            print(json.dumps(time_shape(name, args.device)), flush=True)
 
 
 if __name__ == "__main__":
