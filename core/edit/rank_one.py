@@ -111,10 +111,12 @@ class EditSet:
 
     def add(self, *edits: Edit) -> EditSet:
         """A new set with ``edits`` appended (replacing edits of the same directions)."""
-        out = list(self.edits)
-        for e in edits:
-            out = [o for o in out if o.key != e.key] + [e]
-        return EditSet(tuple(out))
+        # Each key's last edit, in the order of those last edits, after the kept old
+        # ones: what appending one at a time would give, in linear time (a truncation
+        # adds hundreds of edits at once).
+        last = {e.key: i for i, e in enumerate(edits)}
+        kept = [o for o in self.edits if o.key not in last]
+        return EditSet((*kept, *(e for i, e in enumerate(edits) if last[e.key] == i)))
 
     def undo(self) -> EditSet:
         """A new set without the last edit."""

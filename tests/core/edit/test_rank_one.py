@@ -129,6 +129,23 @@ def test_edit_set_values():
         s.edits = ()  # type: ignore[misc]
 
 
+def test_adding_many_edits_at_once_is_adding_them_one_by_one():
+    # Against the plain definition: each edit replaces any edit of its direction and
+    # goes last. Keys repeat within a call and across the old set.
+    g = torch.Generator().manual_seed(4)
+
+    def edits(n: int) -> list[Edit]:
+        idx = torch.randint(0, 4, (n, 2), generator=g).tolist()
+        return [Edit("ov", 0, h, i, float(j % 3)) for j, (h, i) in enumerate(idx)]
+
+    for _ in range(20):
+        old, new = EditSet(tuple(EditSet().add(*edits(6)).edits)), edits(9)
+        want = list(old.edits)
+        for e in new:
+            want = [o for o in want if o.key != e.key] + [e]
+        assert old.add(*new).edits == tuple(want)
+
+
 @pytest.mark.parametrize(
     "text,message",
     [
