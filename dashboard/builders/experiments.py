@@ -9,6 +9,9 @@ cached run computed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import altair as alt
 import pandas as pd
 from core.analysis import Analysis
@@ -16,8 +19,45 @@ from core.edit.prompts import reference_ids, reference_texts
 from core.experiments import TruncationCost, truncation_sweep
 from core.experiments.truncation import MIN_GAP
 from core.progress import Progress, quiet
+from core.settings import KIND_NAMES
 
 SVD, RANDOM = "top-k singular directions", "k random singular directions"
+
+
+def spans(values: Sequence[int]) -> str:
+    """Whole numbers as runs, e.g. ``0–3, 7, 9–10``."""
+    out: list[str] = []
+    vals = sorted(set(values))
+    i = 0
+    while i < len(vals):
+        j = i
+        while j + 1 < len(vals) and vals[j + 1] == vals[j] + 1:
+            j += 1
+        out.append(str(vals[i]) if i == j else f"{vals[i]}–{vals[j]}")
+        i = j + 1
+    return ", ".join(out)
+
+
+def latest_caption(name: str, args: tuple[Any, ...]) -> str:
+    """What the shown run of ``name`` is when it is the server's last one (a session
+    that has not pressed that button yet shows the last run started on the model)."""
+    if name == "truncation":
+        kind, layers, ks, draws = args
+        what = (
+            f"{KIND_NAMES[kind]}, layers {spans(layers)}, k = {', '.join(map(str, ks))}, "
+            f"{draws} random draw{'' if draws == 1 else 's'}"
+        )
+    elif name == "knockout":
+        kinds, layers, labeller, draws = args
+        what = (
+            f"{' and '.join(KIND_NAMES[k] for k in kinds)}, layers {spans(layers)}, "
+            f"{labeller} labels, {draws} random set{'' if draws == 1 else 's'}"
+        )
+    else:
+        what = "of the previous token" if args[0] else "of the current token"
+    return (
+        f"Below: the last {name} run on this server ({what}). Press the button to run your choices."
+    )
 
 
 def cost_text(cost: TruncationCost) -> str:

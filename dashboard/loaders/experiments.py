@@ -5,7 +5,9 @@ same inputs and kept once done.
 A run is minutes of forward passes on a CPU (the page's default truncation of
 SmolLM2-135M is every OV layer, 30 layers of 14 variants each; three of those layers
 took 41-47 s on 2 cores). On its own thread it leaves the page free: the page draws its
-progress and the visitor can read other pages meanwhile.
+progress and the visitor can read other pages meanwhile. The inputs of each kind of run
+last started on a model are remembered (:func:`latest`), so a reloaded page (a new
+session) finds its run again, still going or done.
 """
 
 from __future__ import annotations
@@ -40,6 +42,31 @@ def _holder(
     return _Holder()
 
 
+class _Latest:
+    """The inputs of the run of each name last started on one model."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.args: dict[str, tuple[Any, ...]] = {}
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _latest(model: str, processing: str, cache_dir: str) -> _Latest:
+    return _Latest()
+
+
+def _latest_of(sel: state.Selection) -> _Latest:
+    return _latest(sel.model, sel.processing, str(config.cache_dir()))
+
+
+def latest(name: str, sel: state.Selection) -> tuple[Any, ...] | None:
+    """The inputs of the ``name`` run last started on ``sel``'s model, by any session
+    (what a new session shows before its own first click); ``None`` when none was."""
+    held = _latest_of(sel)
+    with held.lock:
+        return held.args.get(name)
+
+
 def _of(
     name: str, sel: state.Selection, build: Callable[..., Any], args: tuple[Any, ...]
 ) -> _Holder:
@@ -59,14 +86,17 @@ def start_experiment(
     name: str, sel: state.Selection, build: Callable[..., Any], *args: Any
 ) -> bool:
     """Start that run in the background unless it is running or done (a failed one
-    starts again); ``False`` when every job slot is busy."""
+    starts again), and remember it as the latest ``name`` run on the model; ``False``
+    when every job slot is busy."""
     holder = _of(name, sel, build, args)
     with holder.lock:
-        if holder.job is not None and holder.job.error is None:
-            return True
-        if not limits.try_enter():
-            return False
-        a = get_analysis(sel.model, sel.processing)
-        holder.job = Run(lambda progress: build(a, *args, progress=progress), limits.leave)
-        holder.job.start()
+        if holder.job is None or holder.job.error is not None:
+            if not limits.try_enter():
+                return False
+            a = get_analysis(sel.model, sel.processing)
+            holder.job = Run(lambda progress: build(a, *args, progress=progress), limits.leave)
+            holder.job.start()
+    held = _latest_of(sel)
+    with held.lock:
+        held.args[name] = args
     return True

@@ -38,6 +38,19 @@ args = (kind, tuple(sorted(layers)), tuple(sorted(ks)), int(draws))
 BUSY = "The server is busy with other visitors' jobs; press the button again in a minute."
 
 
+def remembered(name: str, key: str, build):  # type: ignore[no-untyped-def]
+    """This session's last inputs of ``name`` (``key`` in the session), else those of the
+    run last started on the model by any session while the server still keeps it (a
+    reloaded page finds its run), said in a caption."""
+    last = st.session_state.get(key)
+    if last is None:
+        last = exp_loaders.latest(name, sel)
+        if last is None or exp_loaders.experiment(name, sel, build, *last) is None:
+            return None
+        st.caption(experiments.latest_caption(name, last))
+    return last
+
+
 def background(name: str, clicked: bool, build, last, what: str):  # type: ignore[no-untyped-def]
     """The result of ``build`` on ``last`` once its background run is done: started when
     ``clicked``, its progress drawn meanwhile (other pages stay usable); ``None`` before
@@ -56,7 +69,7 @@ def background(name: str, clicked: bool, build, last, what: str):  # type: ignor
 
 if run:
     st.session_state["experiments.last"] = args
-last = st.session_state.get("experiments.last")
+last = remembered("truncation", "experiments.last", experiments.truncation_frame)
 if last is None:
     st.info("Choose a matrix, ranks and layers, then press Run.")
 df = background("truncation", run, experiments.truncation_frame, last, "the truncation sweep")
@@ -112,7 +125,7 @@ if ko_run:
         ko_labeller,
         int(ko_draws),
     )
-ko_last = st.session_state.get("experiments.last_knockout")
+ko_last = remembered("knockout", "experiments.last_knockout", experiments.knockout_frame)
 ko = background("knockout", ko_run, experiments.knockout_frame, ko_last, "the knockout")
 if ko is not None:
     st.altair_chart(experiments.knockout_chart(ko), key="experiments.knockout_chart")
@@ -141,7 +154,7 @@ previous = p1.toggle("Probe the previous token", value=False, key="experiments.p
 probe_run = p2.button("Run probe", key="experiments.probe")
 if probe_run:
     st.session_state["experiments.last_probe"] = (previous,)
-probe_last = st.session_state.get("experiments.last_probe")
+probe_last = remembered("probe", "experiments.last_probe", experiments.probe_frame)
 probe = background("probe", probe_run, experiments.probe_frame, probe_last, "the probe")
 if probe is not None:
     st.altair_chart(experiments.probe_chart(probe), width="stretch", key="experiments.probe_chart")

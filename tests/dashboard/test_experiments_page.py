@@ -25,6 +25,17 @@ def settled(at, limit: float = 120.0):
     return at
 
 
+@pytest.fixture(autouse=True)
+def _no_remembered_runs():
+    """Each test starts with no last run remembered on the server (a fresh page would
+    show one from an earlier test)."""
+    from dashboard.loaders import experiments as exp_loaders
+
+    exp_loaders._latest.clear()
+    yield
+    exp_loaders._latest.clear()
+
+
 @pytest.fixture(scope="module")
 def frame(analysis):
     return experiments.truncation_frame(analysis, "mlp_out", (0, 1), (0, 2, 8), 1)
@@ -191,10 +202,27 @@ def test_a_run_draws_its_progress_and_leaves_the_page_usable(monkeypatch):
     other.multiselect(key="experiments.ks").set_value([0, 2])
     other.button(key="experiments.run").click().run()
     assert len(other.get("progress")) == 1
+    # A new session (a reloaded page) that has pressed nothing finds the run too.
+    reloaded = app(script=page("experiments").script)
+    assert len(reloaded.get("progress")) == 1
+    assert experiments.latest_caption("truncation", ("mlp_in", (1,), (0, 2), 1)) in [
+        c.value for c in reloaded.caption
+    ]
     release.set()
     settled(at)
     assert not at.exception and errors(at) == []
     assert list(at.main.dataframe[0].value["layer"]) == [1]
+    settled(reloaded)
+    assert list(reloaded.main.dataframe[0].value["layer"]) == [1]
+
+
+def test_the_last_run_is_named_in_one_caption():
+    assert experiments.spans([3, 0, 1, 2, 7, 9, 10]) == "0–3, 7, 9–10"
+    text = experiments.latest_caption("truncation", ("ov", tuple(range(30)), (0, 4), 1))
+    assert "(OV, layers 0–29, k = 0, 4, 1 random draw)" in text
+    text = experiments.latest_caption("knockout", (("mlp_in", "mlp_out"), (2, 3), "manual", 3))
+    assert "(MLP in and MLP out, layers 2–3, manual labels, 3 random sets)" in text
+    assert "previous token" in experiments.latest_caption("probe", (True,))
 
 
 @pytest.mark.usefixtures("dash_env")
