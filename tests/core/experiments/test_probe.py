@@ -147,3 +147,35 @@ def test_window_starts_are_left_out(previous):
     assert abs(float(res.top1[0]) - want) < 1e-9
     if not previous:
         assert res.top1[0] >= 0.95  # the sink would have cost every window start
+
+
+class _TwoLayerModel:
+    """Block inputs: the token's embedding, then the embedding through a fixed random map
+    (so the two layers' probes lie differently against ``W_E``)."""
+
+    def __init__(self, W_E: torch.Tensor, M: torch.Tensor) -> None:
+        self.W_E, self.M = W_E, M
+
+    def __call__(self, ids: torch.Tensor, output_hidden_states: bool) -> Any:
+        h = self.W_E[ids]
+        return SimpleNamespace(hidden_states=(h, h @ self.M, h))
+
+
+def test_subspace_share_is_the_weight_in_the_embeddings_top_directions():
+    import numpy as np
+
+    g = torch.Generator().manual_seed(7)
+    W_E = torch.randn(V, 64, generator=g) @ torch.diag(torch.linspace(3, 0.1, 64))
+    M = torch.randn(64, 64, generator=g)
+    ids = _ids(4)
+    res = probe_layers(_TwoLayerModel(W_E, M), ids, W_E, max_classes=V)
+    # Plain reference: numpy's SVD of W_E, and the same fit on the same positions.
+    Vt = np.linalg.svd(W_E.double().numpy(), full_matrices=False)[2][: 64 // 8]
+    train = torch.zeros(N, T - 1, dtype=torch.bool)
+    train[: 3 * N // 4] = True
+    for layer, X in enumerate((W_E[ids[:, 1:]], W_E[ids[:, 1:]] @ M)):
+        coef = fit_probe(X.reshape(-1, 64), ids[:, 1:].reshape(-1), train.reshape(-1))[2]
+        c = coef.double().numpy()
+        want = float(((c @ Vt.T) ** 2).sum()) / float((c**2).sum())
+        assert abs(float(res.subspace_share[layer]) - want) < 1e-4, layer
+    assert abs(float(res.subspace_share[0]) - float(res.subspace_share[1])) > 0.05
