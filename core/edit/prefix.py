@@ -2,7 +2,7 @@
 stream entering ``L`` as it was, so passes of many edits of one layer share the
 unedited model's first ``L`` layers.
 
-A truncation sweep runs 14 variants of each layer's matrix over the same windows; with
+A truncation sweep runs 13 variants of each layer's matrix over the same windows; with
 the prefix computed once, a variant of layer ``L`` of ``n`` runs ``n - L`` blocks and
 the unembedding rather than the whole model.
 

@@ -148,7 +148,8 @@ class TruncationCost:
 
     Attributes:
         passes: edited forward passes over the reference windows (the unchanged matrix
-            reuses the unedited loss; the sweep adds one unedited pass for all layers).
+            reuses the unedited loss, and every draw's k = 0 the top-k's zeroed one; the
+            sweep adds one unedited pass for all layers).
         whole_passes: the same work in passes of the whole model: a variant of layer ``L``
             runs blocks ``L`` onward, ``(n_layers - L) / n_layers`` of a pass.
     """
@@ -161,7 +162,9 @@ def truncation_cost(
     ks: Sequence[int], rank: int, draws: int, layers: Sequence[int], n_layers: int
 ) -> TruncationCost:
     """The :class:`TruncationCost` of a sweep over ``layers`` of a kind of rank ``rank``."""
-    per_layer = (len(rank_grid(ks, rank)) - 1) * (1 + draws)
+    # Top-k: every grid k but the full rank; each draw: every k but 0 and the full rank.
+    n = len(rank_grid(ks, rank))
+    per_layer = (n - 1) + max(n - 2, 0) * draws
     blocks = sum(n_layers - layer for layer in layers)
     return TruncationCost(per_layer * len(layers), per_layer * blocks / n_layers)
 
@@ -204,9 +207,14 @@ def truncation_curve(
         return mean_loss_from(edited, start)
 
     loss_svd = [loss_keeping(range(k)) for k in grid]
+
+    def loss_drawn(keep: Sequence[int]) -> float:
+        # Keeping none of the drawn directions is zeroing, as k = 0 of the top-k was.
+        return loss_svd[0] if not keep else loss_keeping(keep)
+
     g = torch.Generator().manual_seed(seed)
     loss_random = [
-        [loss_keeping(torch.randperm(rank, generator=g)[:k].tolist()) for k in grid]
+        [loss_drawn(torch.randperm(rank, generator=g)[:k].tolist()) for k in grid]
         for _ in range(draws)
     ]
     return TruncationCurve(

@@ -77,11 +77,12 @@ def test_page_runs_a_sweep():
     at.selectbox(key="experiments.kind").set_value("mlp_out")
     at.multiselect(key="experiments.layers").set_value([0])
     at.multiselect(key="experiments.ks").set_value([0, 4]).run()
-    # Ranks 0 and 4 (the full rank reuses the unedited loss), each as the top k and one
-    # random draw: 4 passes, from layer 0, so 4 of the whole model.
+    # Ranks 0 and 4 as the top k, and 4 as one random draw (the full rank reuses the
+    # unedited loss, a draw's k = 0 the zeroed one): 3 passes, from layer 0, so 3 of
+    # the whole model.
     told = [c.value for c in at.caption if c.value.startswith("Run makes")]
-    assert told and told[0].startswith("Run makes 4 edited forward passes")
-    assert "the work of about 4 passes of the whole model" in told[0]
+    assert told and told[0].startswith("Run makes 3 edited forward passes")
+    assert "the work of about 3 passes of the whole model" in told[0]
     settled(at.button(key="experiments.run").click().run())
     assert not at.exception and errors(at) == []
     summary = at.main.dataframe[0].value
