@@ -11,6 +11,7 @@ every hit, each with ``p``, ``z`` and ``significant``).
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from core.cli.common import ArgError, open_from_args
@@ -36,7 +37,7 @@ def _kinds(text: str | None) -> tuple[str, ...] | None:
 def _search(args: argparse.Namespace) -> Any:
     import torch
 
-    from core.search.engine import DEFAULT_KINDS, build_index, search
+    from core.search.engine import DEFAULT_KINDS, build_index, not_significant, search
 
     if not split_concepts(args.query):
         raise ArgError(
@@ -67,10 +68,13 @@ def _search(args: argparse.Namespace) -> Any:
         args.top,
         kinds,
         args.k,
-        significant_only=not args.all,
     )
+    sentence = not_significant(res)
+    if sentence is not None and not args.all:
+        print(f"{sentence} Add --all to list them.", file=sys.stderr)
+    hits = res.hits if args.all else res.significant
     if args.json:
-        return [h.to_json() for h in res.hits]
+        return [h.to_json() for h in hits]
     return [
         {
             "matrix": h.matrix,
@@ -86,7 +90,7 @@ def _search(args: argparse.Namespace) -> Any:
             "tokens": ("(bottom) " if h.end == "bottom" else "")
             + " ".join(t for _, t, _ in h.tokens[:8]),
         }
-        for h in res.hits
+        for h in hits
     ]
 
 

@@ -193,6 +193,24 @@ def search(
     return SearchResult(qt, method, threshold, hits, n, null)
 
 
+def not_significant(result: SearchResult) -> str | None:
+    """The sentence for a query whose hits reach the threshold but none significantly
+    (``None`` otherwise): its best score and p against the random queries. Each edge adds
+    how to see those hits anyway.
+    """
+    null = result.null
+    if null is None or not result.hits or result.significant:
+        return None
+    best = max(result.hits, key=lambda h: h.score)
+    p = min(h.p for h in result.hits if h.p is not None)
+    frequent = "of equally frequent words " if null.bins is not None else ""
+    return (
+        f"No direction matches significantly: the best score, {best.score:.3f}, is reached or "
+        f"beaten by the best hit of random {len(result.query.concepts)}-word queries "
+        f"{frequent}often enough (p = {p:.3f} > {ALPHA:g} over {len(null.best)} random queries)."
+    )
+
+
 def describe_rows(
     index: SearchIndex,
     rows: Sequence[int],

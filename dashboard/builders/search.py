@@ -17,10 +17,12 @@ from core.search.engine import (
     SearchIndex,
     SearchResult,
     embed_query,
+    not_significant,
     search,
     similarities,
 )
-from core.search.null import ALPHA, Null
+from core.search.null import ALPHA as ALPHA  # the page says it
+from core.search.null import Null
 from core.settings import HEAD_KINDS, KIND_NAMES
 
 METHOD_NAMES: dict[str, str] = {
@@ -210,17 +212,9 @@ def null_words(null: Null) -> str:
 
 def no_match_message(view: SearchView) -> str:
     """The sentence shown when hits reach the threshold but none is significant."""
-    best = float(view.weak["score"].max())
-    p = float(view.weak["p"].min())
-    null = view.result.null
-    n = len(null.best) if null is not None else 0
-    return (
-        f"No direction matches significantly: the best score, {best:.3f}, is reached or "
-        f"beaten by the best hit of random {len(view.result.query.concepts)}-word queries "
-        f"{'of equally frequent words ' if null is not None and null.bins is not None else ''}"
-        f"often enough (p = {p:.3f} > {ALPHA:g} over {n} random queries). Switch on "
-        "“Show non-significant hits” to see them."
-    )
+    sentence = not_significant(view.result)
+    assert sentence is not None, "no_match_message is for a view where nothing_matches"
+    return f"{sentence} Switch on “Show non-significant hits” to see them."
 
 
 def _color(domain: float) -> alt.Color:

@@ -81,6 +81,22 @@ def test_without_all_only_significant_hits(capsys, base) -> None:
     assert len(every) == 50 and len(kept) < 50
 
 
+def test_no_significant_hit_is_said_in_one_sentence(capsys, base) -> None:
+    # On this tiny random model no direction matches "fire" better than random words do.
+    _, out, _ = _run(capsys, "search", *base, "--query", "fire", "--all", "--json")
+    every = json.loads(out)
+    assert every and not any(r["significant"] for r in every)
+    code, out, err = _run(capsys, "search", *base, "--query", "fire", "--json")
+    assert code == 0 and json.loads(out) == []
+    best = max(r["score"] for r in every)
+    assert "No direction matches significantly" in err and "Add --all to list them." in err
+    assert f"the best score, {best:.3f}," in err
+    assert f"p = {min(r['p'] for r in every):.3f} > 0.05" in err
+    # With --all the hits are listed, and nothing is said.
+    _, _, err = _run(capsys, "search", *base, "--query", "fire", "--all")
+    assert "No direction matches" not in err
+
+
 def test_nonsense_query_is_refused_in_one_sentence(capsys, base) -> None:
     code, out, err = _run(capsys, "search", *base, "--query", "qqqzzzxxyy", "--json")
     err = without_progress(err)
