@@ -9,8 +9,9 @@ curves are over the same positions: it has no context, and a model with an atten
 sink parks a massive activation there that is not about its token (SmolLM2-135M's
 window starts have a residual norm near 23,600 from layer 12 on, against about 140
 elsewhere; with them in the fit, held-out top-1 fell from 0.83 at layer 11 to 0.38 at
-layer 12, and was 0.84 there without them). Classes are the ``max_classes`` most frequent tokens of the reference windows;
-the first ``train`` share of the windows trains, the rest is held out.
+layer 12, and was 0.84 there without them). Classes are the ``max_classes`` most
+frequent tokens of the reference windows; the first ``train`` share of the windows
+trains, the rest is held out.
 
 The probe is related to the embedding: the mean cosine between each class's weight
 vector and that token's ``W_E`` row, against the same with the classes shuffled; and the

@@ -21,7 +21,6 @@ from core.search.engine import (
     search,
     similarities,
 )
-from core.search.null import ALPHA as ALPHA  # the page says it
 from core.search.null import Null
 from core.settings import HEAD_KINDS, KIND_NAMES
 

@@ -5,9 +5,9 @@ same inputs and kept once done.
 A run is minutes of forward passes on a CPU (the page's default truncation of
 SmolLM2-135M is every OV layer, 30 layers of 13 variants each; three of those layers,
 at 14 variants then, took 41-47 s on 2 cores). On its own thread it leaves the page
-free: the page draws its progress and the visitor can read other pages meanwhile. The inputs of each kind of run
-last started on a model are remembered (:func:`latest`), so a reloaded page (a new
-session) finds its run again, still going or done.
+free: the page draws its progress and the visitor can read other pages meanwhile. The
+inputs of each kind of run last started on a model are remembered (:func:`latest`), so
+a reloaded page (a new session) finds its run again, still going or done.
 """
 
 from __future__ import annotations

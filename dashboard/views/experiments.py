@@ -170,10 +170,9 @@ if probe is not None:
         "A logistic-regression probe per layer (scikit-learn), trained on three quarters of "
         "the reference windows and scored on the rest, leaving out each window's first "
         "position (no context; a model with an attention sink puts a massive activation "
-        "there). embed_cosine: class vectors against "
-        "their tokens' W_E rows (shuffled: against other tokens'); subspace_share: share of "
-        "the probe's weight in W_E's top d_model/8 singular directions (chance: "
-        "subspace_chance)."
+        "there). embed_cosine: class vectors against their tokens' W_E rows (shuffled: "
+        "against other tokens'); subspace_share: share of the probe's weight in W_E's top "
+        "d_model/8 singular directions (chance: subspace_chance)."
     )
     st.download_button(
         "Download CSV",

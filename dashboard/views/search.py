@@ -4,6 +4,7 @@ import streamlit as st
 from core.errors import CoreError
 from core.search import default_kinds
 from core.search.embed import METHODS
+from core.search.null import ALPHA
 from core.settings import KIND_NAMES
 from dashboard import components, loaders, state
 from dashboard.builders import search as sb
@@ -103,7 +104,7 @@ COLUMNS = {
         "z", format="%.1f", help="The score in standard deviations of those random bests."
     ),
     "significant": st.column_config.CheckboxColumn(
-        "significant", help=f"p ≤ {sb.ALPHA:g}: better than random queries of the same shape."
+        "significant", help=f"p ≤ {ALPHA:g}: better than random queries of the same shape."
     ),
     "index": st.column_config.NumberColumn("direction"),
 }
@@ -133,7 +134,7 @@ if res.null is not None:
     st.caption(
         f"Each hit's score is compared with the best hit of {len(res.null.best)} random "
         f"queries of {n_words} word{'s' if n_words > 1 else ''} (whole-word tokens of this "
-        f"model{sb.null_words(res.null)}): significant when p ≤ {sb.ALPHA:g}."
+        f"model{sb.null_words(res.null)}): significant when p ≤ {ALPHA:g}."
     )
 if not n_hits and view.nothing_matches:
     st.warning(sb.no_match_message(view))
